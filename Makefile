@@ -1,0 +1,119 @@
+# hass — plain GNU Makefile.  `make` builds build/hass and build/libhass.a (release).
+#   make BUILD=debug|asan|tsan   -> build/<variant>/...
+#   make test                    -> release + asan suites
+#   make bench                   -> benchmarks (results appended to bench/PERF.md by bench/run.sh)
+#   make O=build/mine            -> private output folder (parallel work trees)
+BUILD ?= release
+CC    ?= cc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+
+ifeq ($(BUILD),release)
+O ?= build
+else
+O ?= build/$(BUILD)
+endif
+
+WARN   := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
+CFLAGS_BASE := -std=c17 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -pthread -MMD -MP \
+               -Iinclude -Isrc -I/usr/include/cjson
+LDLIBS := -lcjson -lpcre2-8 -lopenblas -lpthread -lm
+
+ifeq ($(BUILD),release)
+OPT := -O2 -g
+else ifeq ($(BUILD),debug)
+OPT := -O0 -g3
+else ifeq ($(BUILD),asan)
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
+else ifeq ($(BUILD),tsan)
+OPT := -O1 -g -fsanitize=thread
+LDFLAGS += -fsanitize=thread
+else
+$(error unknown BUILD=$(BUILD))
+endif
+ifeq ($(NATIVE),1)
+OPT += -march=native
+endif
+CFLAGS += $(CFLAGS_BASE) $(OPT)
+
+# ISA-specific kernel files: compiled with their own flags, chosen at run time.
+ISA_AVX2   := -mavx2 -mfma -mf16c
+ISA_AVX512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16
+
+LIB_SRC  := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+BENCH_SRC:= $(sort $(wildcard bench/bench_*.c))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(O)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(O)/obj/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(O)/tests/%)
+BENCH_BIN:= $(BENCH_SRC:bench/%.c=$(O)/bench/%)
+
+.PHONY: all test test-release test-asan bench deps clean format format-check tidy fuzz check
+all: $(O)/hass $(O)/libhass.a
+
+$(O)/obj/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ISA_AVX2) -c $< -o $@
+$(O)/obj/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ISA_AVX512) -c $< -o $@
+$(O)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(O)/libhass.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(O)/hass: $(CLI_OBJ) $(O)/libhass.a
+	$(CC) $(CFLAGS) $(LDFLAGS) $(CLI_OBJ) $(O)/libhass.a $(LDLIBS) -o $@
+
+$(O)/tests/%: tests/%.c $(O)/libhass.a tests/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $(LDFLAGS) $< $(O)/libhass.a $(LDLIBS) -o $@
+
+$(O)/bench/%: bench/%.c $(O)/libhass.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(O)/libhass.a $(LDLIBS) -o $@
+
+tests-bin: $(TEST_BIN) $(O)/hass
+.PHONY: tests-bin
+
+# The suite: release build, then the same tests under ASan+UBSan.
+test:
+	$(MAKE) --no-print-directory BUILD=release tests-bin
+	$(MAKE) --no-print-directory BUILD=asan tests-bin
+	HASS_BUILDS="build build/asan" tests/run_tests.sh
+
+test-release:
+	$(MAKE) --no-print-directory BUILD=release tests-bin
+	HASS_BUILDS="build" tests/run_tests.sh
+
+bench: $(BENCH_BIN) $(O)/hass
+	bench/run.sh $(O)
+
+deps:
+	tools/deps.sh
+
+FUZZ_TARGETS := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
+build/fuzz/%: fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	clang $(CFLAGS_BASE) -O1 -g -fsanitize=fuzzer,address,undefined $(ISA_AVX2) $< $(filter-out %_avx512.c,$(LIB_SRC)) -DHASS_NO_AVX512 $(LDLIBS) -o $@
+fuzz: $(FUZZ_TARGETS)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+tidy:
+	clang-tidy $$(git ls-files 'src/*.c') -- $(CFLAGS_BASE)
+check: format-check test
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

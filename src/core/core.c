@@ -1,0 +1,326 @@
+/*
+ * core.c — status strings, errors, assertions, logging, arenas, rng, f16, files, clocks,
+ * progress. See core.h for the contracts.
+ */
+#include "core/core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *hass_status_str(hass_status s) {
+    switch (s) {
+#define HASS_X_CASE(name, val, str)                                                                \
+    case name:                                                                                     \
+        return str;
+        HASS_STATUS_LIST(HASS_X_CASE)
+#undef HASS_X_CASE
+    }
+    return "unknown status";
+}
+
+hass_status hass_err_set(hass_err *err, hass_status code, const char *fmt, ...) {
+    if (err) {
+        err->code = code;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+_Noreturn void hass__assert_fail(const char *file, int line, const char *expr) {
+    fprintf(stderr, "%s:%d: assertion failed: %s\n", file, line, expr);
+    fflush(stderr);
+    abort();
+}
+
+/* ---- logging ---- */
+static hass_log_fn g_log_fn;           /* set once by the CLI before any work starts */
+static void *g_log_user;
+static hass_log_level g_log_min = HASS_LOG_WARN;
+
+void hass_log_set(hass_log_fn fn, void *user, hass_log_level min_level) {
+    g_log_fn = fn;
+    g_log_user = user;
+    g_log_min = min_level;
+}
+
+void hass_log(hass_log_level level, const char *fmt, ...) {
+    if (level < g_log_min)
+        return;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (g_log_fn)
+        g_log_fn(level, buf, g_log_user);
+    else
+        fprintf(stderr, "%s\n", buf);
+}
+
+/* ---- memory ---- */
+void *hass_aligned_alloc(size_t size) {
+    if (size == 0)
+        size = 64;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, size) != 0)
+        return NULL;
+    memset(p, 0, size);
+    return p;
+}
+void hass_aligned_free(void *p) { free(p); }
+
+hass_status hass_arena_init(hass_arena *a, size_t cap, hass_err *err) {
+    memset(a, 0, sizeof *a);
+    a->base = hass_aligned_alloc(cap);
+    if (!a->base)
+        return hass_err_set(err, HASS_STATUS_OOM, "cannot allocate %zu bytes", cap);
+    a->cap = cap;
+    return HASS_OK;
+}
+void hass_arena_free(hass_arena *a) {
+    if (!a)
+        return;
+    hass_aligned_free(a->base);
+    memset(a, 0, sizeof *a);
+}
+void *hass_arena_alloc(hass_arena *a, size_t size) {
+    size_t start = (a->used + 63) & ~(size_t)63, end;
+    if (!hass_add_ok(start, size, &end) || end > a->cap)
+        return NULL;
+    a->used = end;
+    memset(a->base + start, 0, size);
+    return a->base + start;
+}
+
+/* ---- rng ---- */
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+void hass_rng_seed(hass_rng *r, uint64_t seed) {
+    uint64_t x = seed;
+    r->s = splitmix64(&x);
+    if (r->s == 0)
+        r->s = 0x9e3779b97f4a7c15ull;
+}
+uint64_t hass_rng_u64(hass_rng *r) {
+    uint64_t x = r->s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    r->s = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+float hass_rng_uniform(hass_rng *r) { return (float)(hass_rng_u64(r) >> 40) * (1.0f / 16777216.0f); }
+double hass_rng_uniform_d(hass_rng *r) {
+    return (double)(hass_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
+}
+float hass_rng_normal(hass_rng *r) {
+    double u1 = hass_rng_uniform_d(r), u2 = hass_rng_uniform_d(r);
+    if (u1 < 1e-300)
+        u1 = 1e-300;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+/* ---- f16 ---- */
+float hass_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
+    if (exp == 0) {
+        if (man == 0) {
+            u = sign;
+        } else { /* subnormal: normalise */
+            exp = 127 - 15 + 1;
+            while (!(man & 0x400)) {
+                man <<= 1;
+                exp--;
+            }
+            man &= 0x3ff;
+            u = sign | (exp << 23) | (man << 13);
+        }
+    } else if (exp == 31) {
+        u = sign | 0x7f800000u | (man << 13);
+    } else {
+        u = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    union {
+        uint32_t u;
+        float f;
+    } v = {.u = u};
+    return v.f;
+}
+uint16_t hass_f32_to_f16(float f) {
+    union {
+        float f;
+        uint32_t u;
+    } v = {.f = f};
+    uint32_t u = v.u, sign = (u >> 16) & 0x8000;
+    int32_t exp = (int32_t)((u >> 23) & 0xff) - 127 + 15;
+    uint32_t man = u & 0x7fffff;
+    if (((u >> 23) & 0xff) == 0xff)
+        return (uint16_t)(sign | 0x7c00 | (man ? 0x200 : 0));
+    if (exp >= 31)
+        return (uint16_t)(sign | 0x7c00);
+    if (exp <= 0) {
+        if (exp < -10)
+            return (uint16_t)sign;
+        man |= 0x800000;
+        uint32_t shift = (uint32_t)(14 - exp);
+        uint32_t half = man >> shift, rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1)))
+            half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t half = sign | ((uint32_t)exp << 10) | (man >> 13), rem = man & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (half & 1)))
+        half++; /* may carry into the exponent: still correct (rounds up to inf) */
+    return (uint16_t)half;
+}
+
+/* ---- files ---- */
+hass_status hass_mapfile_open(hass_mapfile *mf, const char *path, hass_err *err) {
+    memset(mf, 0, sizeof *mf);
+    snprintf(mf->path, sizeof mf->path, "%s", path);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return hass_err_set(err, HASS_STATUS_IO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return hass_err_set(err, HASS_STATUS_IO, "%s: not a regular file", path);
+    }
+    mf->size = (size_t)st.st_size;
+    if (mf->size == 0) {
+        close(fd);
+        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: empty file", path);
+    }
+    void *p = mmap(NULL, mf->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return hass_err_set(err, HASS_STATUS_IO, "%s: mmap: %s", path, strerror(errno));
+    mf->data = p;
+    return HASS_OK;
+}
+void hass_mapfile_close(hass_mapfile *mf) {
+    if (mf && mf->data)
+        munmap((void *)mf->data, mf->size);
+    if (mf)
+        mf->data = NULL;
+}
+
+hass_status hass_read_file(const char *path, char **out, size_t *size, hass_err *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return hass_err_set(err, HASS_STATUS_IO, "%s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf)
+        return hass_err_set(err, HASS_STATUS_OOM, "%s: out of memory", path);
+    if (bad) {
+        free(buf);
+        return hass_err_set(err, HASS_STATUS_IO, "%s: read error", path);
+    }
+    buf[n] = 0;
+    *out = buf;
+    if (size)
+        *size = n;
+    return HASS_OK;
+}
+
+hass_status hass_write_file_atomic(const char *path, const void *data, size_t size, hass_err *err) {
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return hass_err_set(err, HASS_STATUS_IO, "%s: %s", tmp, strerror(errno));
+    const uint8_t *p = data;
+    size_t left = size;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            return hass_err_set(err, HASS_STATUS_IO, "%s: %s", tmp, strerror(e));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        unlink(tmp);
+        return hass_err_set(err, HASS_STATUS_IO, "%s: cannot flush", tmp);
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return hass_err_set(err, HASS_STATUS_IO, "%s: rename: %s", path, strerror(e));
+    }
+    return HASS_OK;
+}
+
+int hass_file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+int hass_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+double hass_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- progress ---- */
+void hass_progress_init(hass_progress *p, const char *label, const char *unit, int64_t total) {
+    p->t0 = hass_now();
+    p->last = 0;
+    p->total = total;
+    p->label = label;
+    p->unit = unit;
+}
+void hass_progress_update(hass_progress *p, int64_t done) {
+    double now = hass_now();
+    if (done < p->total && now - p->last < 0.5)
+        return;
+    p->last = now;
+    double el = now - p->t0, rate = el > 0 ? (double)done / el : 0.0;
+    double eta = rate > 0 ? (double)(p->total - done) / rate : 0.0;
+    hass_log(HASS_LOG_INFO, "%s %lld/%lld %s  %.1f %s/s  elapsed %.0fs  ETA %.0fs", p->label,
+             (long long)done, (long long)p->total, p->unit, rate, p->unit, el, eta);
+}

@@ -1,0 +1,115 @@
+/*
+ * formats — readers (and the safetensors writer) for the files hass loads:
+ * safetensors (single or sharded), GGUF v3, llama2.c checkpoints. Every parser validates
+ * magic, version, header length and every offset/size with overflow-checked arithmetic
+ * before the first dereference, and reports problems as one-line messages in hass_err.
+ *
+ * Tensors returned here are borrowed: data points into the read-only file mapping and stays
+ * valid until the owning object is closed. Shapes are row-major, outermost first
+ * (PyTorch order); GGUF's reversed ne[] order is converted on load.
+ */
+#ifndef HASS_FORMATS_H
+#define HASS_FORMATS_H
+
+#include "core/core.h"
+#include "core/tensor.h"
+
+/* ---------------- safetensors ---------------- */
+typedef struct {
+    hass_mapfile mf;
+    hass_tensor *tensors; /* owned */
+    int n_tensors;
+    char *metadata_json; /* the "__metadata__" object re-serialised, or NULL; owned */
+} hass_safetensors;
+
+/* Parses the 8-byte header length, the JSON header (dtype F32/F16/BF16/I32/I64/U8, shape,
+ * data_offsets) and checks each tensor's byte range against the file and its shape/dtype. */
+hass_status hass_safetensors_open(hass_safetensors *st, const char *path, hass_err *err);
+/* Same, over a memory buffer (fuzzing); `data` must outlive st; st->mf stays empty. */
+hass_status hass_safetensors_parse(hass_safetensors *st, const uint8_t *data, size_t size,
+                                   hass_err *err);
+void hass_safetensors_close(hass_safetensors *st);
+const hass_tensor *hass_safetensors_find(const hass_safetensors *st, const char *name);
+
+/* Writes tensors (data, dtype, shape, name taken from each hass_tensor) to path atomically
+ * (temp name + rename). metadata: NULL or a JSON object of string values. */
+hass_status hass_safetensors_write(const char *path, const hass_tensor *tensors, int n,
+                                   const char *metadata_json, hass_err *err);
+
+/* ---------------- GGUF v3 ---------------- */
+typedef enum {
+    HASS_GGUF_U8 = 0,
+    HASS_GGUF_I8 = 1,
+    HASS_GGUF_U16 = 2,
+    HASS_GGUF_I16 = 3,
+    HASS_GGUF_U32 = 4,
+    HASS_GGUF_I32 = 5,
+    HASS_GGUF_F32 = 6,
+    HASS_GGUF_BOOL = 7,
+    HASS_GGUF_STRING = 8,
+    HASS_GGUF_ARRAY = 9,
+    HASS_GGUF_U64 = 10,
+    HASS_GGUF_I64 = 11,
+    HASS_GGUF_F64 = 12,
+} hass_gguf_type;
+
+typedef struct {
+    const char *key; /* NUL-terminated copy, owned by the hass_gguf */
+    hass_gguf_type type;
+    /* scalars */
+    union {
+        uint64_t u;
+        int64_t i;
+        double f;
+    } v;
+    const char *str; /* STRING: NUL-terminated copy (owned); */
+    size_t str_len;
+    /* ARRAY */
+    hass_gguf_type arr_type;
+    uint64_t arr_n;
+    const uint8_t *arr_data;   /* numeric arrays: raw little-endian elements in the mapping */
+    const char **arr_strs;     /* string arrays: arr_n NUL-terminated copies (owned) */
+    const uint32_t *arr_lens;  /* their byte lengths (strings may contain NUL bytes) */
+} hass_gguf_kv;
+
+typedef struct {
+    hass_mapfile mf;
+    uint32_t version;
+    hass_gguf_kv *kv;
+    int64_t n_kv;
+    hass_tensor *tensors; /* names as stored (e.g. "blk.0.attn_q.weight") */
+    int64_t n_tensors;
+    size_t alignment, data_offset;
+    void *owned; /* internal string storage */
+} hass_gguf;
+
+hass_status hass_gguf_open(hass_gguf *g, const char *path, hass_err *err);
+hass_status hass_gguf_parse(hass_gguf *g, const uint8_t *data, size_t size, hass_err *err);
+void hass_gguf_close(hass_gguf *g);
+const hass_gguf_kv *hass_gguf_find(const hass_gguf *g, const char *key);
+/* Typed getters: return 1 and set *out if the key exists with a compatible scalar type. */
+int hass_gguf_get_u64(const hass_gguf *g, const char *key, uint64_t *out);
+int hass_gguf_get_f64(const hass_gguf *g, const char *key, double *out);
+const char *hass_gguf_get_str(const hass_gguf *g, const char *key); /* NULL if absent */
+const hass_tensor *hass_gguf_find_tensor(const hass_gguf *g, const char *name);
+
+/* ---------------- llama2.c checkpoint (legacy v0 header) ---------------- */
+typedef struct {
+    int32_t dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
+    int shared_classifier;
+} hass_llama2c_config;
+
+typedef struct {
+    hass_mapfile mf;
+    hass_llama2c_config cfg;
+    /* tensors renamed to the Hugging Face names (model.embed_tokens.weight,
+     * model.layers.N.self_attn.q_proj.weight, ..., lm_head.weight), F32. */
+    hass_tensor *tensors;
+    int n_tensors;
+} hass_llama2c;
+
+hass_status hass_llama2c_open(hass_llama2c *m, const char *path, hass_err *err);
+hass_status hass_llama2c_parse(hass_llama2c *m, const uint8_t *data, size_t size, hass_err *err);
+void hass_llama2c_close(hass_llama2c *m);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * ops — the numerical kernels of the forward pass. Each has a naive twin in ops_ref.c
+ * (hass_ref_*) that is the test oracle; the fast versions pick AVX-512 / AVX2 / scalar
+ * code at run time (hass_cpu_features).
+ *
+ * Batch invariance (the property greedy speculative decoding relies on): every output row of
+ * every op here is computed with the same sequence of floating-point operations whether the
+ * op runs on 1 row or n rows, and whatever the thread count. Threads split output rows or
+ * (row, head) pairs, never a reduction.
+ */
+#ifndef HASS_OPS_H
+#define HASS_OPS_H
+
+#include "core/core.h"
+#include "core/tensor.h"
+
+/* ---- cpu features ---- */
+enum { HASS_CPU_AVX2 = 1, HASS_CPU_AVX512 = 2, HASS_CPU_AVX512BF16 = 4 };
+int hass_cpu_features(void); /* bitmask, cached; HASS_CPU=scalar|avx2|avx512 env caps it */
+const char *hass_cpu_isa_name(void); /* "avx512bf16", "avx512", "avx2" or "scalar" */
+
+/* ---- matrix products ----
+ * y: (n, out) f32; x: (n, in) f32; W: (out, in) row-major of dtype wt (F32, BF16, F16, Q8_0).
+ * y[r][o] = sum_i x[r][i] * W[o][i]. Overwrites y. Thread-safe for distinct y.
+ * BF16 weights on AVX512_BF16 machines round x to bf16 (pairs summed by vdpbf16ps);
+ * elsewhere x stays f32. Either way the result is batch invariant. */
+void hass_matmul(hass_pool *pool, float *y, const float *x, const void *W, hass_dtype wt, int64_t n,
+                 int64_t in, int64_t out);
+
+/* Several products that share x, in one thread dispatch (e.g. q/k/v or gate/up). */
+typedef struct {
+    float *y;      /* (n, out) */
+    const void *W; /* (out, in) */
+    hass_dtype wt;
+    int64_t out;
+} hass_matmul_job;
+void hass_matmul_multi(hass_pool *pool, const float *x, int64_t n, int64_t in,
+                       const hass_matmul_job *jobs, int njobs);
+
+/* Row `row` of an embedding table (V, d) of dtype t, as f32. */
+void hass_embed_row(float *out, const void *table, hass_dtype t, int64_t row, int64_t d);
+/* Converts n elements of dtype t to f32 (t: F32, F16, BF16, Q8_0). */
+void hass_to_f32(float *out, const void *src, hass_dtype t, int64_t n);
+
+/* ---- elementwise / row ops (x, y: (n, d) row-major) ---- */
+/* y = x / sqrt(mean(x^2) + eps) * w. y may alias x. */
+void hass_rmsnorm(float *y, const float *x, const float *w, int64_t n, int64_t d, float eps);
+/* In-place softmax over d values; returns nothing. Stable (max-subtracted). */
+void hass_softmax(float *x, int64_t d);
+/* g = silu(g) * u, n elements. */
+void hass_silu_mul(float *g, const float *u, int64_t n);
+/* x += y, n elements. */
+void hass_add(float *x, const float *y, int64_t n);
+
+/* ---- rotary embeddings ----
+ * x: (n, nh, hd); pos: (n). inv_freq: (hd/2), theta_i = pos * inv_freq[i].
+ * HASS_ROPE_INTERLEAVED rotates pairs (x[2i], x[2i+1]) (llama2.c, GGUF);
+ * HASS_ROPE_HALF rotates (x[i], x[i + hd/2]) (Hugging Face rotate_half). */
+typedef enum { HASS_ROPE_INTERLEAVED = 0, HASS_ROPE_HALF = 1 } hass_rope_style;
+void hass_rope(float *x, int64_t n, int64_t nh, int64_t hd, const int32_t *pos,
+               const float *inv_freq, hass_rope_style style);
+
+/* ---- attention over a KV cache with a mask among the new rows ----
+ * q:   (n, H*Dh), already rotated.
+ * k,v: cache rows (n_past + n, Hkv*Dh): rows 0..n_past-1 are the committed context, rows
+ *      n_past..n_past+n-1 belong to the n new rows (already written).
+ * mask: NULL = causal among the new rows; otherwise n rows of W = (n+63)/64 uint64 words,
+ *      bit j of row i set iff new row i may attend new row j (it must include i itself).
+ *      Every row attends the whole committed context.
+ * out: (n, H*Dh). GQA: query head h reads kv head h / (H/Hkv).
+ * scratch: at least hass_attention_scratch(pool, n_past + n) floats.
+ * Keys are visited in slot order, so a row's result depends only on the set of keys it sees. */
+size_t hass_attention_scratch(const hass_pool *pool, int64_t n_keys);
+void hass_attention(hass_pool *pool, float *out, const float *q, const float *k, const float *v,
+                    int64_t n_past, int64_t n, const uint64_t *mask, int64_t H, int64_t Hkv,
+                    int64_t Dh, float *scratch);
+
+/* ---- naive twins (the test oracles; single-threaded, no SIMD) ---- */
+void hass_ref_matmul(float *y, const float *x, const void *W, hass_dtype wt, int64_t n, int64_t in,
+                     int64_t out);
+void hass_ref_rmsnorm(float *y, const float *x, const float *w, int64_t n, int64_t d, float eps);
+void hass_ref_softmax(float *x, int64_t d);
+void hass_ref_rope(float *x, int64_t n, int64_t nh, int64_t hd, const int32_t *pos,
+                   const float *inv_freq, hass_rope_style style);
+void hass_ref_attention(float *out, const float *q, const float *k, const float *v, int64_t n_past,
+                        int64_t n, const uint64_t *mask, int64_t H, int64_t Hkv, int64_t Dh);
+
+#endif
