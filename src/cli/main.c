@@ -1,0 +1,91 @@
+/*
+ * main.c — `hass <subcommand> [flags]`: dispatch through a {name, fn, help} table.
+ */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmd_version(int argc, char **argv);
+static const cli_command commands[] = {
+    /* one line per subcommand; keep alphabetical */
+    {"version", cmd_version, "print the version and the CPU kernels in use"},
+};
+#define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
+
+int cli_fail(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("hass: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return code;
+}
+
+int cli_parse_int(const char *flag, const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return cli_fail(2, "%s: expected an integer in [%lld, %lld], got '%s'", flag, lo, hi, s);
+    *out = v;
+    return 0;
+}
+
+int cli_parse_float(const char *flag, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
+        return cli_fail(2, "%s: expected a number in [%g, %g], got '%s'", flag, lo, hi, s);
+    *out = v;
+    return 0;
+}
+
+const char *cli_need_value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        cli_fail(2, "%s: missing value", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static int cmd_version(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    printf("hass 0.1\n");
+    return 0;
+}
+
+static void log_sink(hass_log_level level, const char *msg, void *user) {
+    (void)user;
+    fprintf(stderr, "%s%s\n", level >= HASS_LOG_WARN ? "hass: warning: " : "", msg);
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: hass <command> [flags]   (hass <command> --help for its flags)\n\ncommands:\n");
+    for (int i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv) {
+    hass_log_set(log_sink, NULL, getenv("HASS_VERBOSE") ? HASS_LOG_DEBUG : HASS_LOG_INFO);
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "hass: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
