@@ -24,5 +24,6 @@ int cli_parse_float(const char *flag, const char *s, double lo, double hi, doubl
 const char *cli_need_value(int argc, char **argv, int *i);
 
 /* subcommands (one file each: src/cli/cmd_<name>.c) */
+int cmd_inspect(int argc, char **argv);
 
 #endif

@@ -35,6 +35,36 @@ const hass_tensor *hass_safetensors_find(const hass_safetensors *st, const char 
  * (temp name + rename). metadata: NULL or a JSON object of string values. */
 hass_status hass_safetensors_write(const char *path, const hass_tensor *tensors, int n,
                                    const char *metadata_json, hass_err *err);
+/* Notes on what the reader accepts (it follows Hugging Face's own checks):
+ *   - header length < 100 MB and within the file; the JSON root is an object; only whitespace
+ *     may follow the object inside the header;
+ *   - shape: 0..4 non-negative dims; data_offsets [begin, end) relative to the data section,
+ *     end - begin == dtype size * numel (overflow-checked);
+ *   - tensors sorted by offset must tile the data section exactly: no overlaps, no holes, no
+ *     trailing bytes (as Hugging Face requires);
+ *   - every tensor's first byte is aligned to its element size within the file (F32 at a multiple
+ *     of 4, ...), so the borrowed pointers can be read as typed arrays. Files written by Hugging
+ *     Face and by hass_safetensors_write always satisfy this.
+ * st->tensors are in file (offset) order. The writer orders tensors by element size (largest
+ * first, stable), pads the header with spaces to a multiple of 8, like Hugging Face. */
+
+/* A model split over several safetensors files (or just one). */
+typedef struct {
+    hass_safetensors *shards; /* n_shards open files; owned */
+    int n_shards;
+    char **shard_files;        /* their file names (relative to the directory); owned */
+    const hass_tensor **by_name; /* all n_tensors tensors across shards, sorted by name */
+    int n_tensors;
+    char *index_metadata_json; /* "metadata" of the index file re-serialised, or NULL; owned */
+} hass_st_set;
+
+/* Opens DIR/model.safetensors or, if absent, DIR/model.safetensors.index.json and every shard
+ * named in its weight_map. Errors: a shard name with '/' or "..", a name listed in the
+ * weight_map that its shard lacks, a tensor present in two shards. On error set is empty. */
+hass_status hass_safetensors_open_dir(hass_st_set *set, const char *dir, hass_err *err);
+void hass_st_set_close(hass_st_set *set); /* safe on a zeroed or closed set */
+/* Binary search by name; borrowed, valid until hass_st_set_close. NULL if absent. */
+const hass_tensor *hass_st_set_find(const hass_st_set *set, const char *name);
 
 /* ---------------- GGUF v3 ---------------- */
 typedef enum {
@@ -83,6 +113,17 @@ typedef struct {
     void *owned; /* internal string storage */
 } hass_gguf;
 
+/* What the parser accepts: magic "GGUF", version 3 (or 2); n_tensors and n_kv bounded by the
+ * bytes left before anything is allocated; every string and array length checked against the
+ * bytes left; the 13 value types; arrays of arrays are rejected (HASS_STATUS_UNSUPPORTED);
+ * general.alignment (default 32) an unsigned integer power of two <= 2^20; tensors with
+ * 1..4 dims, ggml types F32 (0), F16 (1), Q8_0 (8), BF16 (30). Any other ggml type makes the
+ * whole open fail with HASS_STATUS_UNSUPPORTED naming the tensor and type (we never expose a
+ * tensor whose bytes we cannot size). Tensor offsets are multiples of the alignment, relative
+ * to the aligned data section; each tensor's bytes lie inside the file and no two overlap.
+ * Shapes are reversed to row-major outermost-first: token_embd ne=[D, V] -> shape (V, D).
+ * RoPE note: GGUF files of arch "llama" store q/k rows in the interleaved (adjacent pairs)
+ * layout, as llama2.c does; Hugging Face safetensors store them for half rotation. */
 hass_status hass_gguf_open(hass_gguf *g, const char *path, hass_err *err);
 hass_status hass_gguf_parse(hass_gguf *g, const uint8_t *data, size_t size, hass_err *err);
 void hass_gguf_close(hass_gguf *g);
@@ -99,6 +140,13 @@ typedef struct {
     int shared_classifier;
 } hass_llama2c_config;
 
+/* Layout: 7 int32 header, then f32 weights in llama2.c's order (see llama2c.c). Limits: every
+ * header value positive (vocab_size may be negative = separate classifier), dim % n_heads == 0,
+ * n_heads % n_kv_heads == 0, head_size even, dims <= 2^20, layers <= 4096, vocab <= 2^24,
+ * seq_len <= 2^24; the expected size must fit in the file ("truncated: need N bytes, file has
+ * M"); trailing bytes are allowed. q/k rows are in llama2.c's layout: RoPE rotates adjacent
+ * pairs (interleaved), unlike Hugging Face checkpoints (half rotation).
+ * lm_head.weight points at the embedding's data when shared_classifier. */
 typedef struct {
     hass_mapfile mf;
     hass_llama2c_config cfg;

@@ -1,0 +1,572 @@
+/*
+ * gguf.c — GGUF v3 (and v2) reader: header, metadata key/values, tensor infos, data section.
+ *
+ * Layout (all little-endian): "GGUF", u32 version, u64 n_tensors, u64 n_kv,
+ *   n_kv x { string key, u32 type, value },
+ *   n_tensors x { string name, u32 n_dims, u64 ne[n_dims], u32 ggml_type, u64 offset },
+ *   padding to general.alignment (default 32), data section.
+ * A string is u64 length + bytes (no NUL). An array is u32 element type + u64 count + elements.
+ *
+ * Every count and length is checked against the bytes that remain before anything is read or
+ * allocated, so no allocation exceeds a small multiple of the file size. Strings are copied
+ * (NUL-terminated) into a block pool owned by the hass_gguf; numeric arrays and tensor data stay
+ * borrowed from the mapping.
+ */
+#include "formats/formats.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GGUF_DEFAULT_ALIGNMENT 32
+#define GGUF_MAX_ALIGNMENT (1u << 20)
+#define KV_MIN_BYTES 13     /* key length (8) + type (4) + a 1-byte value */
+#define TENSOR_MIN_BYTES 32 /* name length (8) + n_dims (4) + ne[0] (8) + type (4) + offset (8) */
+
+/* ---- string pool: blocks freed together by hass_gguf_close ---- */
+typedef struct pool_block {
+    struct pool_block *next;
+    size_t cap, used;
+    unsigned char data[]; /* 8-byte aligned: follows a pointer and two size_t */
+} pool_block;
+
+static void *pool_alloc(hass_gguf *g, size_t size) {
+    pool_block *b = g->owned;
+    size = (size + 7) & ~(size_t)7;
+    if (!b || b->cap - b->used < size) {
+        size_t cap = size > (1u << 16) ? size : (1u << 16);
+        b = malloc(sizeof *b + cap);
+        if (!b)
+            return NULL;
+        b->next = g->owned;
+        b->cap = cap;
+        b->used = 0;
+        g->owned = b;
+    }
+    void *p = b->data + b->used;
+    b->used += size;
+    return p;
+}
+
+/* ---- bounded little-endian reader ---- */
+typedef struct {
+    const uint8_t *p;
+    size_t n, pos;
+} reader;
+
+static size_t left(const reader *r) { return r->n - r->pos; }
+
+static int rd_uint(reader *r, int nbytes, uint64_t *out) {
+    if (left(r) < (size_t)nbytes)
+        return 0;
+    uint64_t v = 0;
+    for (int i = nbytes - 1; i >= 0; i--)
+        v = (v << 8) | r->p[r->pos + (size_t)i];
+    r->pos += (size_t)nbytes;
+    *out = v;
+    return 1;
+}
+
+static int rd_u32(reader *r, uint32_t *out) {
+    uint64_t v;
+    if (!rd_uint(r, 4, &v))
+        return 0;
+    *out = (uint32_t)v;
+    return 1;
+}
+
+/* Reads a GGUF string into a NUL-terminated pool copy. */
+static hass_status rd_string(hass_gguf *g, reader *r, const char *what, char **out, size_t *len,
+                             hass_err *err) {
+    uint64_t n;
+    if (!rd_uint(r, 8, &n))
+        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: truncated string length at %zu", what,
+                            r->pos);
+    if (n > left(r))
+        return hass_err_set(err, HASS_STATUS_FORMAT,
+                            "%s: string length %llu past the end (%zu bytes left)", what,
+                            (unsigned long long)n, left(r));
+    char *s = pool_alloc(g, (size_t)n + 1);
+    if (!s)
+        return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+    memcpy(s, r->p + r->pos, (size_t)n);
+    s[n] = 0;
+    r->pos += (size_t)n;
+    *out = s;
+    *len = (size_t)n;
+    return HASS_OK;
+}
+
+static size_t scalar_size(uint32_t type) {
+    switch (type) {
+    case HASS_GGUF_U8:
+    case HASS_GGUF_I8:
+    case HASS_GGUF_BOOL:
+        return 1;
+    case HASS_GGUF_U16:
+    case HASS_GGUF_I16:
+        return 2;
+    case HASS_GGUF_U32:
+    case HASS_GGUF_I32:
+    case HASS_GGUF_F32:
+        return 4;
+    case HASS_GGUF_U64:
+    case HASS_GGUF_I64:
+    case HASS_GGUF_F64:
+        return 8;
+    default:
+        return 0;
+    }
+}
+
+static void decode_scalar(hass_gguf_kv *kv, uint64_t raw) {
+    switch (kv->type) {
+    case HASS_GGUF_I8:
+        kv->v.i = (int8_t)(uint8_t)raw;
+        break;
+    case HASS_GGUF_I16:
+        kv->v.i = (int16_t)(uint16_t)raw;
+        break;
+    case HASS_GGUF_I32:
+        kv->v.i = (int32_t)(uint32_t)raw;
+        break;
+    case HASS_GGUF_I64:
+        kv->v.i = (int64_t)raw;
+        break;
+    case HASS_GGUF_F32: {
+        uint32_t u = (uint32_t)raw;
+        float f;
+        memcpy(&f, &u, 4);
+        kv->v.f = f;
+        break;
+    }
+    case HASS_GGUF_F64:
+        memcpy(&kv->v.f, &raw, 8);
+        break;
+    default:
+        kv->v.u = raw;
+    }
+}
+
+static hass_status parse_array(hass_gguf *g, reader *r, hass_gguf_kv *kv, hass_err *err) {
+    uint32_t at;
+    uint64_t n;
+    if (!rd_u32(r, &at) || !rd_uint(r, 8, &n))
+        return hass_err_set(err, HASS_STATUS_FORMAT, "key %s: truncated array header", kv->key);
+    if (at == HASS_GGUF_ARRAY)
+        return hass_err_set(err, HASS_STATUS_UNSUPPORTED, "key %s: nested arrays not supported",
+                            kv->key);
+    kv->arr_type = (hass_gguf_type)at;
+    kv->arr_n = n;
+    if (at == HASS_GGUF_STRING) {
+        if (n > left(r) / 8)
+            return hass_err_set(err, HASS_STATUS_FORMAT,
+                                "key %s: %llu strings cannot fit in %zu bytes", kv->key,
+                                (unsigned long long)n, left(r));
+        const char **strs = pool_alloc(g, (size_t)n * sizeof *strs);
+        uint32_t *lens = pool_alloc(g, (size_t)n * sizeof *lens);
+        if (!strs || !lens)
+            return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+        for (uint64_t i = 0; i < n; i++) {
+            char *s;
+            size_t len;
+            hass_status rc = rd_string(g, r, kv->key, &s, &len, err);
+            if (rc)
+                return rc;
+            if (len > UINT32_MAX)
+                return hass_err_set(err, HASS_STATUS_FORMAT, "key %s: string too long", kv->key);
+            strs[i] = s;
+            lens[i] = (uint32_t)len;
+        }
+        kv->arr_strs = strs;
+        kv->arr_lens = lens;
+        return HASS_OK;
+    }
+    size_t es = scalar_size(at);
+    if (!es)
+        return hass_err_set(err, HASS_STATUS_FORMAT, "key %s: unknown array element type %u",
+                            kv->key, at);
+    if (n > left(r) / es)
+        return hass_err_set(err, HASS_STATUS_FORMAT,
+                            "key %s: array of %llu x %zu bytes past the end (%zu bytes left)",
+                            kv->key, (unsigned long long)n, es, left(r));
+    kv->arr_data = r->p + r->pos;
+    r->pos += (size_t)n * es;
+    return HASS_OK;
+}
+
+static hass_status parse_kv(hass_gguf *g, reader *r, hass_gguf_kv *kv, int64_t i, hass_err *err) {
+    char *key;
+    size_t klen;
+    char what[48];
+    snprintf(what, sizeof what, "kv %lld key", (long long)i);
+    hass_status rc = rd_string(g, r, what, &key, &klen, err);
+    if (rc)
+        return rc;
+    kv->key = key;
+    uint32_t type;
+    if (!rd_u32(r, &type))
+        return hass_err_set(err, HASS_STATUS_FORMAT, "key %s: truncated type", key);
+    kv->type = (hass_gguf_type)type;
+    if (type == HASS_GGUF_STRING) {
+        char *s;
+        rc = rd_string(g, r, key, &s, &kv->str_len, err);
+        kv->str = s;
+        return rc;
+    }
+    if (type == HASS_GGUF_ARRAY)
+        return parse_array(g, r, kv, err);
+    size_t es = scalar_size(type);
+    if (!es)
+        return hass_err_set(err, HASS_STATUS_FORMAT, "key %s: unknown value type %u", key, type);
+    uint64_t raw;
+    if (!rd_uint(r, (int)es, &raw))
+        return hass_err_set(err, HASS_STATUS_FORMAT, "key %s: truncated value", key);
+    decode_scalar(kv, raw);
+    return HASS_OK;
+}
+
+static const char *ggml_type_name(uint32_t t) {
+    static const char *names[] = {
+        "F32",   "F16",    "Q4_0",    "Q4_1",  "Q4_2", "Q4_3",   "Q5_0",   "Q5_1",
+        "Q8_0",  "Q8_1",   "Q2_K",    "Q3_K",  "Q4_K", "Q5_K",   "Q6_K",   "Q8_K",
+        "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS",
+        "I8",    "I16",    "I32",     "I64",   "F64",  "IQ1_M",  "BF16"};
+    return t < sizeof names / sizeof names[0] ? names[t] : "unknown";
+}
+
+static int ggml_to_dtype(uint32_t t, hass_dtype *out) {
+    switch (t) {
+    case 0:
+        *out = HASS_DTYPE_F32;
+        return 1;
+    case 1:
+        *out = HASS_DTYPE_F16;
+        return 1;
+    case 8:
+        *out = HASS_DTYPE_Q8_0;
+        return 1;
+    case 30:
+        *out = HASS_DTYPE_BF16;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Tensor info i: name, dims (reversed into t->shape), type, byte size; *off its data offset. */
+static hass_status parse_tensor_info(hass_gguf *g, reader *r, hass_tensor *t, uint64_t *off,
+                                     int64_t i, hass_err *err) {
+    char *name;
+    size_t len;
+    char what[48];
+    snprintf(what, sizeof what, "tensor %lld name", (long long)i);
+    hass_status rc = rd_string(g, r, what, &name, &len, err);
+    if (rc)
+        return rc;
+    if (len == 0 || len >= sizeof t->name || strlen(name) != len)
+        return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %lld: bad name (%zu bytes)",
+                            (long long)i, len);
+    memcpy(t->name, name, len + 1);
+    uint32_t nd, type;
+    if (!rd_u32(r, &nd))
+        return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: truncated", name);
+    if (nd < 1 || nd > HASS_MAX_DIMS)
+        return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: n_dims %u (need 1..%d)", name, nd,
+                            HASS_MAX_DIMS);
+    t->ndim = (int)nd;
+    size_t numel = 1;
+    uint64_t ne0 = 0;
+    for (uint32_t d = 0; d < nd; d++) {
+        uint64_t ne;
+        if (!rd_uint(r, 8, &ne))
+            return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: truncated", name);
+        if (ne > INT64_MAX || !hass_mul_ok(numel, (size_t)ne, &numel))
+            return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: shape overflows", name);
+        if (d == 0)
+            ne0 = ne;
+        t->shape[nd - 1 - d] = (int64_t)ne;
+    }
+    if (!rd_u32(r, &type) || !rd_uint(r, 8, off))
+        return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: truncated", name);
+    if (!ggml_to_dtype(type, &t->dtype))
+        return hass_err_set(err, HASS_STATUS_UNSUPPORTED,
+                            "tensor %s: ggml type %s (%u) not supported (F32, F16, BF16, Q8_0)",
+                            name, ggml_type_name(type), type);
+    if (t->dtype == HASS_DTYPE_Q8_0 && ne0 % 32)
+        return hass_err_set(err, HASS_STATUS_FORMAT,
+                            "tensor %s: Q8_0 row length %llu not a multiple of 32", name,
+                            (unsigned long long)ne0);
+    t->nbytes = hass_dtype_bytes(t->dtype, numel);
+    if (numel && !t->nbytes)
+        return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: byte size overflows", name);
+    return HASS_OK;
+}
+
+typedef struct {
+    uint64_t begin, end;
+    int64_t idx;
+} span;
+
+static int cmp_span(const void *a, const void *b) {
+    const span *x = a, *y = b;
+    if (x->begin != y->begin)
+        return x->begin < y->begin ? -1 : 1;
+    return x->end < y->end ? -1 : x->end > y->end;
+}
+
+static int cmp_kv_key(const void *a, const void *b) {
+    const hass_gguf_kv *const *x = a, *const *y = b;
+    return strcmp((*x)->key, (*y)->key);
+}
+
+static int cmp_tensor_name(const void *a, const void *b) {
+    const hass_tensor *const *x = a, *const *y = b;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+/* Duplicate keys / tensor names: sort pointers, compare neighbours. */
+static hass_status check_unique(hass_gguf *g, hass_err *err) {
+    size_t n = (size_t)(g->n_kv > g->n_tensors ? g->n_kv : g->n_tensors);
+    const void **p = malloc((n ? n : 1) * sizeof *p);
+    if (!p)
+        return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+    hass_status rc = HASS_OK;
+    for (int64_t i = 0; i < g->n_kv; i++)
+        p[i] = &g->kv[i];
+    qsort(p, (size_t)g->n_kv, sizeof *p, cmp_kv_key);
+    for (int64_t i = 1; i < g->n_kv && !rc; i++)
+        if (!strcmp(((const hass_gguf_kv *)p[i])->key, ((const hass_gguf_kv *)p[i - 1])->key))
+            rc = hass_err_set(err, HASS_STATUS_FORMAT, "duplicate key %s",
+                              ((const hass_gguf_kv *)p[i])->key);
+    for (int64_t i = 0; i < g->n_tensors; i++)
+        p[i] = &g->tensors[i];
+    qsort(p, (size_t)g->n_tensors, sizeof *p, cmp_tensor_name);
+    for (int64_t i = 1; i < g->n_tensors && !rc; i++)
+        if (!strcmp(((const hass_tensor *)p[i])->name, ((const hass_tensor *)p[i - 1])->name))
+            rc = hass_err_set(err, HASS_STATUS_FORMAT, "duplicate tensor %s",
+                              ((const hass_tensor *)p[i])->name);
+    free(p);
+    return rc;
+}
+
+static hass_status read_alignment(hass_gguf *g, hass_err *err) {
+    g->alignment = GGUF_DEFAULT_ALIGNMENT;
+    const hass_gguf_kv *kv = hass_gguf_find(g, "general.alignment");
+    if (!kv)
+        return HASS_OK;
+    uint64_t a;
+    if (kv->type == HASS_GGUF_ARRAY || kv->type == HASS_GGUF_STRING ||
+        !hass_gguf_get_u64(g, "general.alignment", &a) || a == 0 || (a & (a - 1)) ||
+        a > GGUF_MAX_ALIGNMENT)
+        return hass_err_set(err, HASS_STATUS_FORMAT,
+                            "general.alignment must be a power of two <= %u", GGUF_MAX_ALIGNMENT);
+    g->alignment = (size_t)a;
+    return HASS_OK;
+}
+
+/* Data section placement and each tensor's byte range. */
+static hass_status place_tensors(hass_gguf *g, reader *r, const uint64_t *offs, hass_err *err) {
+    size_t pad = (g->alignment - r->pos % g->alignment) % g->alignment;
+    g->data_offset = r->pos + pad;
+    if (g->n_tensors == 0) {
+        if (g->data_offset > r->n)
+            g->data_offset = r->n;
+        return HASS_OK;
+    }
+    if (g->data_offset > r->n)
+        return hass_err_set(err, HASS_STATUS_FORMAT, "data section starts at %zu, past the end "
+                            "(%zu bytes)", g->data_offset, r->n);
+    size_t data_size = r->n - g->data_offset;
+    span *sp = malloc((size_t)g->n_tensors * sizeof *sp);
+    if (!sp)
+        return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+    hass_status rc = HASS_OK;
+    for (int64_t i = 0; i < g->n_tensors && !rc; i++) {
+        hass_tensor *t = &g->tensors[i];
+        if (offs[i] % g->alignment) {
+            rc = hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: offset %llu not a multiple "
+                              "of the alignment %zu", t->name, (unsigned long long)offs[i],
+                              g->alignment);
+            break;
+        }
+        if (offs[i] > data_size || t->nbytes > data_size - offs[i]) {
+            rc = hass_err_set(err, HASS_STATUS_FORMAT,
+                              "tensor %s: bytes [%llu, +%zu) past the end of the data (%zu bytes)",
+                              t->name, (unsigned long long)offs[i], t->nbytes, data_size);
+            break;
+        }
+        sp[i].begin = offs[i];
+        sp[i].end = offs[i] + t->nbytes;
+        sp[i].idx = i;
+        t->data = r->p + g->data_offset + offs[i];
+    }
+    if (!rc) {
+        qsort(sp, (size_t)g->n_tensors, sizeof *sp, cmp_span);
+        for (int64_t i = 1; i < g->n_tensors && !rc; i++)
+            if (sp[i].begin < sp[i - 1].end)
+                rc = hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s overlaps tensor %s",
+                                  g->tensors[sp[i].idx].name, g->tensors[sp[i - 1].idx].name);
+    }
+    free(sp);
+    return rc;
+}
+
+static hass_status parse_body(hass_gguf *g, reader *r, hass_err *err) {
+    uint64_t nt, nkv;
+    if (!rd_uint(r, 8, &nt) || !rd_uint(r, 8, &nkv))
+        return hass_err_set(err, HASS_STATUS_FORMAT, "truncated header");
+    if (nkv > left(r) / KV_MIN_BYTES)
+        return hass_err_set(err, HASS_STATUS_FORMAT, "kv count %llu cannot fit in %zu bytes",
+                            (unsigned long long)nkv, left(r));
+    if (nt > left(r) / TENSOR_MIN_BYTES)
+        return hass_err_set(err, HASS_STATUS_FORMAT, "tensor count %llu cannot fit in %zu bytes",
+                            (unsigned long long)nt, left(r));
+    g->kv = calloc(nkv ? (size_t)nkv : 1, sizeof *g->kv);
+    g->tensors = calloc(nt ? (size_t)nt : 1, sizeof *g->tensors);
+    uint64_t *offs = calloc(nt ? (size_t)nt : 1, sizeof *offs);
+    if (!g->kv || !g->tensors || !offs) {
+        free(offs);
+        return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+    }
+    hass_status rc = HASS_OK;
+    for (uint64_t i = 0; i < nkv && !rc; i++) {
+        rc = parse_kv(g, r, &g->kv[i], (int64_t)i, err);
+        g->n_kv = (int64_t)i + 1;
+    }
+    for (uint64_t i = 0; i < nt && !rc; i++) {
+        rc = parse_tensor_info(g, r, &g->tensors[i], &offs[i], (int64_t)i, err);
+        g->n_tensors = (int64_t)i + 1;
+    }
+    if (!rc)
+        rc = check_unique(g, err);
+    if (!rc)
+        rc = read_alignment(g, err);
+    if (!rc)
+        rc = place_tensors(g, r, offs, err);
+    free(offs);
+    return rc;
+}
+
+hass_status hass_gguf_parse(hass_gguf *g, const uint8_t *data, size_t size, hass_err *err) {
+    memset(g, 0, sizeof *g);
+    reader r = {data, size, 0};
+    if (size < 4 || memcmp(data, "GGUF", 4))
+        return hass_err_set(err, HASS_STATUS_FORMAT, "bad magic (not a GGUF file)");
+    r.pos = 4;
+    uint32_t version;
+    if (!rd_u32(&r, &version))
+        return hass_err_set(err, HASS_STATUS_FORMAT, "truncated header");
+    if (version != 2 && version != 3)
+        return hass_err_set(err, HASS_STATUS_UNSUPPORTED, "GGUF version %u (need 2 or 3)",
+                            version);
+    g->version = version;
+    hass_status rc = parse_body(g, &r, err);
+    if (rc)
+        hass_gguf_close(g); /* g->mf is still empty here */
+    return rc;
+}
+
+hass_status hass_gguf_open(hass_gguf *g, const char *path, hass_err *err) {
+    memset(g, 0, sizeof *g);
+    hass_mapfile mf;
+    hass_status rc = hass_mapfile_open(&mf, path, err);
+    if (rc)
+        return rc;
+    rc = hass_gguf_parse(g, mf.data, mf.size, err);
+    if (rc) {
+        hass_mapfile_close(&mf);
+        if (err) {
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", err->msg);
+            hass_err_set(err, rc, "%s: %s", path, msg);
+        }
+        return rc;
+    }
+    g->mf = mf;
+    return HASS_OK;
+}
+
+void hass_gguf_close(hass_gguf *g) {
+    if (!g)
+        return;
+    hass_mapfile_close(&g->mf);
+    for (pool_block *b = g->owned; b;) {
+        pool_block *next = b->next;
+        free(b);
+        b = next;
+    }
+    free(g->kv);
+    free(g->tensors);
+    memset(g, 0, sizeof *g);
+}
+
+const hass_gguf_kv *hass_gguf_find(const hass_gguf *g, const char *key) {
+    for (int64_t i = 0; i < g->n_kv; i++)
+        if (!strcmp(g->kv[i].key, key))
+            return &g->kv[i];
+    return NULL;
+}
+
+int hass_gguf_get_u64(const hass_gguf *g, const char *key, uint64_t *out) {
+    const hass_gguf_kv *kv = hass_gguf_find(g, key);
+    if (!kv)
+        return 0;
+    switch (kv->type) {
+    case HASS_GGUF_U8:
+    case HASS_GGUF_U16:
+    case HASS_GGUF_U32:
+    case HASS_GGUF_U64:
+    case HASS_GGUF_BOOL:
+        *out = kv->v.u;
+        return 1;
+    case HASS_GGUF_I8:
+    case HASS_GGUF_I16:
+    case HASS_GGUF_I32:
+    case HASS_GGUF_I64:
+        if (kv->v.i < 0)
+            return 0;
+        *out = (uint64_t)kv->v.i;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int hass_gguf_get_f64(const hass_gguf *g, const char *key, double *out) {
+    const hass_gguf_kv *kv = hass_gguf_find(g, key);
+    if (!kv)
+        return 0;
+    switch (kv->type) {
+    case HASS_GGUF_F32:
+    case HASS_GGUF_F64:
+        *out = kv->v.f;
+        return 1;
+    case HASS_GGUF_U8:
+    case HASS_GGUF_U16:
+    case HASS_GGUF_U32:
+    case HASS_GGUF_U64:
+        *out = (double)kv->v.u;
+        return 1;
+    case HASS_GGUF_I8:
+    case HASS_GGUF_I16:
+    case HASS_GGUF_I32:
+    case HASS_GGUF_I64:
+        *out = (double)kv->v.i;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+const char *hass_gguf_get_str(const hass_gguf *g, const char *key) {
+    const hass_gguf_kv *kv = hass_gguf_find(g, key);
+    return kv && kv->type == HASS_GGUF_STRING ? kv->str : NULL;
+}
+
+const hass_tensor *hass_gguf_find_tensor(const hass_gguf *g, const char *name) {
+    for (int64_t i = 0; i < g->n_tensors; i++)
+        if (!strcmp(g->tensors[i].name, name))
+            return &g->tensors[i];
+    return NULL;
+}
