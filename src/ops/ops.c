@@ -1,33 +1,65 @@
 /*
- * ops.c — the fast kernels and their dispatch. Portable C here; the ISA files
- * (ops_avx2.c, ops_avx512.c) provide the hot dot-product loops when the CPU has them.
+ * ops.c — kernel dispatch, threading and the portable kernels. The ISA files (ops_avx2.c,
+ * ops_avx512.c) provide the matrix product and the dot/axpy helpers when the CPU has them;
+ * everything here picks them through isa() at call time.
+ *
+ * Threads split output rows (matmul) or (row, head) pairs (attention), never a reduction, and
+ * every element is computed by one function whose operation order does not depend on the batch
+ * size: see the internal section of ops.h.
  */
 #include "ops/ops.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
-int hass_cpu_features(void) {
-    static int cached = -1;
-    if (cached >= 0)
-        return cached;
+/* ---- cpu features ---- */
+static atomic_int g_detected = -1; /* what the CPU has, capped by HASS_CPU */
+static atomic_int g_forced = -1;   /* hass_cpu_force mask, -1 = none */
+
+static int detect_features(void) {
     int f = 0;
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         f |= HASS_CPU_AVX2;
+#if !defined(HASS_NO_AVX512)
     if ((f & HASS_CPU_AVX2) && __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq")) {
         f |= HASS_CPU_AVX512;
+        unsigned a, b, c, d; /* AVX512_BF16: cpuid leaf 7, subleaf 1, EAX bit 5 */
+        if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5)))
+            f |= HASS_CPU_AVX512BF16;
+    }
+#endif
 #endif
     const char *cap = getenv("HASS_CPU");
     if (cap && strcmp(cap, "scalar") == 0)
         f = 0;
     else if (cap && strcmp(cap, "avx2") == 0)
         f &= HASS_CPU_AVX2;
-    cached = f;
+    else if (cap && strcmp(cap, "avx512") == 0)
+        f &= HASS_CPU_AVX2 | HASS_CPU_AVX512;
     return f;
+}
+
+int hass_cpu_features(void) {
+    int f = atomic_load_explicit(&g_detected, memory_order_relaxed);
+    if (f < 0) {
+        f = detect_features();
+        atomic_store_explicit(&g_detected, f, memory_order_relaxed);
+    }
+    int m = atomic_load_explicit(&g_forced, memory_order_relaxed);
+    return m < 0 ? f : f & m;
+}
+
+void hass_cpu_force(int features) {
+    atomic_store_explicit(&g_forced, features < 0 ? -1 : features, memory_order_relaxed);
 }
 
 const char *hass_cpu_isa_name(void) {
@@ -41,8 +73,8 @@ const char *hass_cpu_isa_name(void) {
     return "scalar";
 }
 
-/* ---- matmul: threads split output rows; each dot product has a fixed operation order ---- */
-static float dot_f32(const float *a, const float *b, int64_t n) {
+/* ---- portable kernels: 8 lanes, the same element order as the AVX2 file (without FMA) ---- */
+static float dot_scalar(const float *a, const float *b, int64_t n) {
     float acc[8] = {0};
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -54,52 +86,128 @@ static float dot_f32(const float *a, const float *b, int64_t n) {
     return s;
 }
 
+static void axpy_scalar(float *y, float a, const float *x, int64_t n) {
+    for (int64_t e = 0; e < n; e++)
+        y[e] += a * x[e];
+}
+
+/* m weights of row w from element k, as f32 (q8_0: within one block of 32). */
+static void wconv(float *out, const uint8_t *w, hass_dtype wt, int64_t k, int m) {
+    if (wt == HASS_DTYPE_Q8_0) {
+        const uint8_t *blk = w + (k / 32) * 34;
+        uint16_t dh;
+        memcpy(&dh, blk, 2);
+        float d = hass_f16_to_f32(dh);
+        const int8_t *q = (const int8_t *)(blk + 2 + k % 32);
+        for (int j = 0; j < m; j++)
+            out[j] = d * (float)q[j];
+    } else {
+        hass_to_f32(out, w + hass_dtype_bytes(wt, (size_t)k), wt, m);
+    }
+}
+
+static void matmul_rows_scalar(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
+                               const void *W, hass_dtype wt, int64_t o0, int64_t o1) {
+    size_t rb = hass_dtype_bytes(wt, (size_t)in);
+    int64_t in8 = in & ~(int64_t)7;
+    float wb[8];
+    for (int64_t o = o0; o < o1; o++) {
+        const uint8_t *w = (const uint8_t *)W + (size_t)o * rb;
+        for (int64_t r0 = 0; r0 < n; r0 += 4) {
+            int R = n - r0 < 4 ? (int)(n - r0) : 4;
+            float acc[4][8] = {{0}};
+            for (int64_t k = 0; k < in8; k += 8) {
+                wconv(wb, w, wt, k, 8);
+                for (int r = 0; r < R; r++)
+                    for (int j = 0; j < 8; j++)
+                        acc[r][j] += x[(r0 + r) * in + k + j] * wb[j];
+            }
+            for (int r = 0; r < R; r++) {
+                const float *a = acc[r];
+                float s = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+                for (int64_t k = in8; k < in; k++) {
+                    wconv(wb, w, wt, k, 1);
+                    s += x[(r0 + r) * in + k] * wb[0];
+                }
+                y[(r0 + r) * ys + o] = s;
+            }
+        }
+    }
+}
+
 typedef struct {
+    hass__matmul_rows_fn rows;
+    hass__dot_fn dot;
+    hass__axpy_fn axpy;
+} isa_kernels;
+
+static isa_kernels isa(void) {
+    int f = hass_cpu_features();
+    (void)f;
+#if defined(__x86_64__)
+#if !defined(HASS_NO_AVX512)
+    if (f & HASS_CPU_AVX512BF16)
+        return (isa_kernels){hass__matmul_rows_avx512bf16, hass__dot_avx512, hass__axpy_avx512};
+    if (f & HASS_CPU_AVX512)
+        return (isa_kernels){hass__matmul_rows_avx512, hass__dot_avx512, hass__axpy_avx512};
+#endif
+    if (f & HASS_CPU_AVX2)
+        return (isa_kernels){hass__matmul_rows_avx2, hass__dot_avx2, hass__axpy_avx2};
+#endif
+    return (isa_kernels){matmul_rows_scalar, dot_scalar, axpy_scalar};
+}
+
+/* ---- matmul: threads split output rows in units of MM_UNIT (a multiple of every register
+ * block height, so blocks are not cut by the split; results never depend on it anyway). ---- */
+#define MM_UNIT 12
+/* Products below this many multiply-adds run on the calling thread: waking the pool costs
+ * more than they do (stories260K's largest product, 512x64 at n = 1, is 32768). */
+#define MM_SERIAL_MACS 65536.0
+
+typedef struct {
+    hass__matmul_rows_fn rows;
     const float *x;
     int64_t n, in;
     const hass_matmul_job *jobs;
     int njobs;
-    int64_t total_rows;
+    int64_t units;
 } matmul_ctx;
 
 static void matmul_task(void *p, int ith, int nth) {
     matmul_ctx *c = p;
-    int64_t lo, hi;
-    hass_split(c->total_rows, ith, nth, &lo, &hi);
-    float *wrow = NULL;
-    int64_t base = 0;
-    for (int j = 0; j < c->njobs; j++) {
+    int64_t lo, hi, base = 0;
+    hass_split(c->units, ith, nth, &lo, &hi);
+    for (int j = 0; j < c->njobs && base < hi; j++) {
         const hass_matmul_job *jb = &c->jobs[j];
-        int64_t a = lo > base ? lo - base : 0, b = hi - base < jb->out ? hi - base : jb->out;
-        size_t rb = hass_dtype_bytes(jb->wt, (size_t)c->in);
-        for (int64_t o = a; o < b; o++) {
-            const float *w;
-            if (jb->wt == HASS_DTYPE_F32) {
-                w = (const float *)((const uint8_t *)jb->W + (size_t)o * rb);
-            } else {
-                if (!wrow) {
-                    wrow = malloc((size_t)c->in * sizeof(float));
-                    HASS_ASSERT(wrow);
-                }
-                hass_to_f32(wrow, (const uint8_t *)jb->W + (size_t)o * rb, jb->wt, c->in);
-                w = wrow;
-            }
-            for (int64_t r = 0; r < c->n; r++)
-                jb->y[r * jb->out + o] = dot_f32(c->x + r * c->in, w, c->in);
+        int64_t nu = (jb->out + MM_UNIT - 1) / MM_UNIT;
+        int64_t a = lo > base ? lo - base : 0, b = hi - base < nu ? hi - base : nu;
+        if (a < b) {
+            int64_t o0 = a * MM_UNIT, o1 = b * MM_UNIT < jb->out ? b * MM_UNIT : jb->out;
+            c->rows(jb->y, jb->out, c->x, c->n, c->in, jb->W, jb->wt, o0, o1);
         }
-        base += jb->out;
+        base += nu;
     }
-    free(wrow);
 }
 
 void hass_matmul_multi(hass_pool *pool, const float *x, int64_t n, int64_t in,
                        const hass_matmul_job *jobs, int njobs) {
-    matmul_ctx c = {x, n, in, jobs, njobs, 0};
-    for (int j = 0; j < njobs; j++)
-        c.total_rows += jobs[j].out;
-    /* tiny products do not pay for threads */
-    int nt = (double)c.total_rows * (double)in * (double)n < 32768.0 ? 1 : hass_pool_size(pool);
-    hass_pool_run_n(pool, nt, matmul_task, &c);
+    HASS_ASSERT(n >= 0 && in > 0 && njobs >= 0);
+    matmul_ctx c = {isa().rows, x, n, in, jobs, njobs, 0};
+    double macs = 0;
+    for (int j = 0; j < njobs; j++) {
+        HASS_ASSERT(jobs[j].out >= 0);
+        HASS_ASSERT(jobs[j].wt != HASS_DTYPE_Q8_0 || in % 32 == 0);
+        c.units += (jobs[j].out + MM_UNIT - 1) / MM_UNIT;
+        macs += (double)jobs[j].out * (double)in * (double)n;
+    }
+    if (n == 0 || c.units == 0)
+        return;
+    int nt = hass_pool_size(pool);
+    if (macs < MM_SERIAL_MACS || nt <= 1 || c.units == 1) {
+        matmul_task(&c, 0, 1);
+        return;
+    }
+    hass_pool_run_n(pool, c.units < nt ? (int)c.units : nt, matmul_task, &c);
 }
 
 void hass_matmul(hass_pool *pool, float *y, const float *x, const void *W, hass_dtype wt, int64_t n,
@@ -110,10 +218,11 @@ void hass_matmul(hass_pool *pool, float *y, const float *x, const void *W, hass_
 
 /* ---- row ops ---- */
 void hass_rmsnorm(float *y, const float *x, const float *w, int64_t n, int64_t d, float eps) {
+    hass__dot_fn dot = isa().dot;
     for (int64_t r = 0; r < n; r++) {
         const float *xr = x + r * d;
         float *yr = y + r * d;
-        float ss = dot_f32(xr, xr, d);
+        float ss = dot(xr, xr, d);
         float s = 1.0f / sqrtf(ss / (float)d + eps);
         for (int64_t i = 0; i < d; i++)
             yr[i] = xr[i] * s * w[i];
@@ -166,6 +275,7 @@ size_t hass_attention_scratch(const hass_pool *pool, int64_t n_keys) {
 }
 
 typedef struct {
+    isa_kernels k_;
     float *out;
     const float *q, *k, *v;
     int64_t n_past, n, H, Hkv, Dh;
@@ -173,53 +283,62 @@ typedef struct {
     float *scratch;
 } attn_ctx;
 
+/* One (row i, head h): scores over the visible keys in slot order, max-subtracted exp, the
+ * probability-weighted sum of v rows (axpy per key, in slot order), then one scale by 1/sum.
+ * Masked keys contribute nothing at all, so the result depends only on the visible set. */
+static void attn_one(const attn_ctx *c, int64_t i, int64_t h, float *sc) {
+    int64_t nk = c->n_past + c->n, W = (c->n + 63) / 64, kvd = c->Hkv * c->Dh, Dh = c->Dh;
+    int64_t kh = h / (c->H / c->Hkv);
+    const float *qi = c->q + (i * c->H + h) * Dh;
+    const float *kb = c->k + kh * Dh, *vb = c->v + kh * Dh;
+    const uint64_t *mrow = c->mask ? c->mask + i * W : NULL;
+    float scale = 1.0f / sqrtf((float)Dh), mx = -INFINITY;
+    for (int64_t j = 0; j < nk; j++) {
+        int64_t jj = j - c->n_past;
+        int ok = jj < 0 || (mrow ? (int)((mrow[jj / 64] >> (jj % 64)) & 1) : jj <= i);
+        if (!ok) {
+            sc[j] = -INFINITY;
+            continue;
+        }
+        sc[j] = c->k_.dot(qi, kb + j * kvd, Dh) * scale;
+        mx = sc[j] > mx ? sc[j] : mx;
+    }
+    float sum = 0;
+    for (int64_t j = 0; j < nk; j++) {
+        sc[j] = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - mx);
+        sum += sc[j];
+    }
+    float *o = c->out + (i * c->H + h) * Dh;
+    memset(o, 0, (size_t)Dh * sizeof(float));
+    for (int64_t j = 0; j < nk; j++)
+        if (sc[j] != 0.0f)
+            c->k_.axpy(o, sc[j], vb + j * kvd, Dh);
+    float inv = 1.0f / sum;
+    for (int64_t e = 0; e < Dh; e++)
+        o[e] *= inv;
+}
+
 static void attn_task(void *p, int ith, int nth) {
     attn_ctx *c = p;
-    int64_t lo, hi, nk = c->n_past + c->n, W = (c->n + 63) / 64, kvd = c->Hkv * c->Dh;
+    int64_t lo, hi;
     hass_split(c->n * c->H, ith, nth, &lo, &hi);
-    float *sc = c->scratch + (size_t)ith * (size_t)(nk + 16);
-    float scale = 1.0f / sqrtf((float)c->Dh);
-    for (int64_t t = lo; t < hi; t++) {
-        int64_t i = t / c->H, h = t % c->H, kh = h / (c->H / c->Hkv);
-        const float *qi = c->q + i * c->H * c->Dh + h * c->Dh;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < nk; j++) {
-            int ok = j < c->n_past;
-            if (!ok) {
-                int64_t jj = j - c->n_past;
-                ok = c->mask ? (int)((c->mask[i * W + jj / 64] >> (jj % 64)) & 1) : jj <= i;
-            }
-            if (!ok) {
-                sc[j] = -INFINITY;
-                continue;
-            }
-            sc[j] = dot_f32(qi, c->k + j * kvd + kh * c->Dh, c->Dh) * scale;
-            mx = sc[j] > mx ? sc[j] : mx;
-        }
-        float sum = 0;
-        for (int64_t j = 0; j < nk; j++) {
-            sc[j] = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - mx);
-            sum += sc[j];
-        }
-        float *o = c->out + i * c->H * c->Dh + h * c->Dh;
-        memset(o, 0, (size_t)c->Dh * sizeof(float));
-        for (int64_t j = 0; j < nk; j++) {
-            if (sc[j] == 0.0f)
-                continue;
-            const float *vj = c->v + j * kvd + kh * c->Dh;
-            for (int64_t e = 0; e < c->Dh; e++)
-                o[e] += sc[j] * vj[e];
-        }
-        float inv = 1.0f / sum;
-        for (int64_t e = 0; e < c->Dh; e++)
-            o[e] *= inv;
-    }
+    float *sc = c->scratch + (size_t)ith * (size_t)(c->n_past + c->n + 16);
+    for (int64_t t = lo; t < hi; t++)
+        attn_one(c, t / c->H, t % c->H, sc);
 }
 
 void hass_attention(hass_pool *pool, float *out, const float *q, const float *k, const float *v,
                     int64_t n_past, int64_t n, const uint64_t *mask, int64_t H, int64_t Hkv,
                     int64_t Dh, float *scratch) {
-    attn_ctx c = {out, q, k, v, n_past, n, H, Hkv, Dh, mask, scratch};
+    HASS_ASSERT(n_past >= 0 && n >= 0 && H > 0 && Hkv > 0 && H % Hkv == 0 && Dh > 0);
+    attn_ctx c = {isa(), out, q, k, v, n_past, n, H, Hkv, Dh, mask, scratch};
     double work = (double)n * (double)H * (double)(n_past + n) * (double)Dh;
-    hass_pool_run_n(pool, work < 16384.0 ? 1 : hass_pool_size(pool), attn_task, &c);
+    int nt = work < 16384.0 ? 1 : hass_pool_size(pool);
+    if (nt > n * H)
+        nt = (int)(n * H);
+    if (nt <= 1) {
+        attn_task(&c, 0, 1);
+        return;
+    }
+    hass_pool_run_n(pool, nt, attn_task, &c);
 }

@@ -18,6 +18,9 @@
 enum { HASS_CPU_AVX2 = 1, HASS_CPU_AVX512 = 2, HASS_CPU_AVX512BF16 = 4 };
 int hass_cpu_features(void); /* bitmask, cached; HASS_CPU=scalar|avx2|avx512 env caps it */
 const char *hass_cpu_isa_name(void); /* "avx512bf16", "avx512", "avx2" or "scalar" */
+/* Restricts the kernels to features & (what the CPU and HASS_CPU allow); features < 0 undoes it.
+ * For tests and benchmarks: call it between kernel calls, never while one runs. */
+void hass_cpu_force(int features);
 
 /* ---- matrix products ----
  * y: (n, out) f32; x: (n, in) f32; W: (out, in) row-major of dtype wt (F32, BF16, F16, Q8_0).
@@ -84,5 +87,30 @@ void hass_ref_rope(float *x, int64_t n, int64_t nh, int64_t hd, const int32_t *p
                    const float *inv_freq, hass_rope_style style);
 void hass_ref_attention(float *out, const float *q, const float *k, const float *v, int64_t n_past,
                         int64_t n, const uint64_t *mask, int64_t H, int64_t Hkv, int64_t Dh);
+
+/* ---- internal: the per-ISA kernels behind the dispatch above (ops.c, ops_avx2.c,
+ * ops_avx512.c). Not part of the API.
+ *
+ * Every dot product of length `in` is computed the same way whatever the caller batches:
+ * L lanes (8 for avx2 and scalar, 16 for avx512), one L-lane accumulator per output element
+ * fed in order k = 0, L, 2L, ..., then a fixed pairwise horizontal sum, then the in % L tail
+ * added element by element. Blocking over rows only decides which elements are computed
+ * together, never how one is computed.
+ *
+ * matmul_rows: y[r*ys + o] = x[r*in ..] . W[o] for r in [0, n), o in [o0, o1). */
+typedef void (*hass__matmul_rows_fn)(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
+                                     const void *W, hass_dtype wt, int64_t o0, int64_t o1);
+typedef float (*hass__dot_fn)(const float *a, const float *b, int64_t n);
+typedef void (*hass__axpy_fn)(float *y, float a, const float *x, int64_t n); /* y += a*x */
+void hass__matmul_rows_avx2(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
+                            const void *W, hass_dtype wt, int64_t o0, int64_t o1);
+float hass__dot_avx2(const float *a, const float *b, int64_t n);
+void hass__axpy_avx2(float *y, float a, const float *x, int64_t n);
+void hass__matmul_rows_avx512(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
+                              const void *W, hass_dtype wt, int64_t o0, int64_t o1);
+void hass__matmul_rows_avx512bf16(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
+                                  const void *W, hass_dtype wt, int64_t o0, int64_t o1);
+float hass__dot_avx512(const float *a, const float *b, int64_t n);
+void hass__axpy_avx512(float *y, float a, const float *x, int64_t n);
 
 #endif

@@ -1,0 +1,202 @@
+/*
+ * ops_avx2.c — AVX2+FMA(+F16C) kernels: the blocked matrix product and the small vector
+ * helpers attention and rmsnorm use. Compiled with -mavx2 -mfma -mf16c (Makefile), called only
+ * when hass_cpu_features() reports AVX2.
+ *
+ * The matrix product register-blocks RB rows of x against CB rows of W: each W vector is loaded
+ * (and converted from bf16/f16/q8_0) once per x-row block and feeds RB FMAs, and the CB rows of
+ * W stay in L1 while all n rows of x pass over them, so the weight stream is read from memory
+ * once per call. Every output element still has its own 8-lane accumulator fed in k order, the
+ * fixed horizontal sum of hsum8, then a scalar FMA per tail element: the arithmetic of one
+ * element does not depend on n, on the block it fell in, or on the thread that computed it.
+ */
+#include "ops/ops.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define RB 4 /* x rows per register block */
+#define CB 3 /* W rows per register block (RB*CB accumulators + CB weights + 1 x = 16 ymm) */
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* ((a0+a4) + (a1+a5)) + ((a2+a6) + (a3+a7)): the one horizontal order every AVX2 dot uses. */
+static ALWAYS_INLINE float hsum8(__m256 a) {
+    __m128 t = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    t = _mm_hadd_ps(t, t);
+    t = _mm_add_ss(t, _mm_movehdup_ps(t));
+    return _mm_cvtss_f32(t);
+}
+
+static ALWAYS_INLINE float fma1(float a, float b, float c) {
+    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+}
+
+static ALWAYS_INLINE float q8_scale(const uint8_t *blk) {
+    uint16_t h;
+    memcpy(&h, blk, 2);
+    return _cvtsh_ss(h);
+}
+
+/* 8 weights of row `w` starting at element k (k % 8 == 0), as exact f32 (q8_0: d * q rounded
+ * once, as hass_to_f32 does). */
+static ALWAYS_INLINE __m256 wload(hass_dtype dt, const uint8_t *w, int64_t k) {
+    switch (dt) {
+    case HASS_DTYPE_BF16: {
+        __m128i h = _mm_loadu_si128((const __m128i *)(w + 2 * k));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    case HASS_DTYPE_F16:
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * k)));
+    case HASS_DTYPE_Q8_0: {
+        const uint8_t *blk = w + (k / 32) * 34;
+        __m128i q = _mm_loadl_epi64((const __m128i *)(blk + 2 + k % 32));
+        __m256 qf = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+        return _mm256_mul_ps(_mm256_set1_ps(q8_scale(blk)), qf);
+    }
+    default:
+        return _mm256_loadu_ps((const float *)w + k);
+    }
+}
+
+/* One weight (tail elements; q8_0 rows have no tail since in % 32 == 0). */
+static ALWAYS_INLINE float wscalar(hass_dtype dt, const uint8_t *w, int64_t k) {
+    uint16_t h;
+    switch (dt) {
+    case HASS_DTYPE_BF16:
+        memcpy(&h, w + 2 * k, 2);
+        return hass_bf16_to_f32(h);
+    case HASS_DTYPE_F16:
+        memcpy(&h, w + 2 * k, 2);
+        return _cvtsh_ss(h);
+    default: {
+        float f;
+        memcpy(&f, w + 4 * k, 4);
+        return f;
+    }
+    }
+}
+
+/* The R x C register block: y[r*ys + c] = x[r] . w[c] for r < R, c < C. */
+static ALWAYS_INLINE void kern(const int R, const int C, hass_dtype dt, float *y, int64_t ys,
+                               const float *x, int64_t in, const uint8_t *w, size_t rb) {
+    __m256 acc[RB][CB];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm256_setzero_ps();
+    int64_t in8 = in & ~(int64_t)7, k = 0;
+    for (; k < in8; k += 8) {
+        __m256 wv[CB];
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++)
+            wv[c] = wload(dt, w + (size_t)c * rb, k);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            __m256 xv = _mm256_loadu_ps(x + r * in + k);
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++)
+                acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            float s = hsum8(acc[r][c]);
+            for (int64_t t = in8; t < in; t++)
+                s = fma1(x[r * in + t], wscalar(dt, w + (size_t)c * rb, t), s);
+            y[r * ys + c] = s;
+        }
+}
+
+#define KCASE(R, C)                                                                                \
+    case (R)*8 + (C):                                                                              \
+        kern(R, C, dt, y, ys, x, in, w, rb);                                                       \
+        break;
+
+static ALWAYS_INLINE void block(int R, int C, hass_dtype dt, float *y, int64_t ys, const float *x,
+                                int64_t in, const uint8_t *w, size_t rb) {
+    switch (R * 8 + C) {
+        KCASE(1, 1) KCASE(1, 2) KCASE(1, 3)
+        KCASE(2, 1) KCASE(2, 2) KCASE(2, 3)
+        KCASE(3, 1) KCASE(3, 2) KCASE(3, 3)
+        KCASE(4, 1) KCASE(4, 2) KCASE(4, 3)
+    default:
+        HASS_ASSERT(!"matmul block shape");
+    }
+}
+
+static ALWAYS_INLINE void rows_dt(hass_dtype dt, float *y, int64_t ys, const float *x, int64_t n,
+                                  int64_t in, const void *W, int64_t o0, int64_t o1) {
+    size_t rb = hass_dtype_bytes(dt, (size_t)in);
+    for (int64_t o = o0; o < o1; o += CB) {
+        int C = o1 - o < CB ? (int)(o1 - o) : CB;
+        const uint8_t *w = (const uint8_t *)W + (size_t)o * rb;
+        for (int64_t r = 0; r < n; r += RB) {
+            int R = n - r < RB ? (int)(n - r) : RB;
+            block(R, C, dt, y + r * ys + o, ys, x + r * in, in, w, rb);
+        }
+    }
+}
+
+static void rows_f32(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
+                     int64_t o0, int64_t o1) {
+    rows_dt(HASS_DTYPE_F32, y, ys, x, n, in, W, o0, o1);
+}
+static void rows_bf16(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
+                      int64_t o0, int64_t o1) {
+    rows_dt(HASS_DTYPE_BF16, y, ys, x, n, in, W, o0, o1);
+}
+static void rows_f16(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
+                     int64_t o0, int64_t o1) {
+    rows_dt(HASS_DTYPE_F16, y, ys, x, n, in, W, o0, o1);
+}
+static void rows_q8(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
+                    int64_t o0, int64_t o1) {
+    rows_dt(HASS_DTYPE_Q8_0, y, ys, x, n, in, W, o0, o1);
+}
+
+void hass__matmul_rows_avx2(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
+                            const void *W, hass_dtype wt, int64_t o0, int64_t o1) {
+    switch (wt) {
+    case HASS_DTYPE_F32:
+        rows_f32(y, ys, x, n, in, W, o0, o1);
+        break;
+    case HASS_DTYPE_BF16:
+        rows_bf16(y, ys, x, n, in, W, o0, o1);
+        break;
+    case HASS_DTYPE_F16:
+        rows_f16(y, ys, x, n, in, W, o0, o1);
+        break;
+    case HASS_DTYPE_Q8_0:
+        HASS_ASSERT(in % 32 == 0);
+        rows_q8(y, ys, x, n, in, W, o0, o1);
+        break;
+    default:
+        HASS_ASSERT(!"hass_matmul: unsupported weight dtype");
+    }
+}
+
+/* The same element arithmetic as the matrix product, for one pair of vectors. */
+float hass__dot_avx2(const float *a, const float *b, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t n8 = n & ~(int64_t)7;
+    for (int64_t k = 0; k < n8; k += 8)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc);
+    float s = hsum8(acc);
+    for (int64_t k = n8; k < n; k++)
+        s = fma1(a[k], b[k], s);
+    return s;
+}
+
+/* y[e] = fma(a, x[e], y[e]) for every e (elementwise, so lane layout cannot change a result). */
+void hass__axpy_avx2(float *y, float a, const float *x, int64_t n) {
+    __m256 av = _mm256_set1_ps(a);
+    int64_t n8 = n & ~(int64_t)7, e = 0;
+    for (; e < n8; e += 8)
+        _mm256_storeu_ps(y + e, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + e), _mm256_loadu_ps(y + e)));
+    for (; e < n; e++)
+        y[e] = fma1(a, x[e], y[e]);
+}

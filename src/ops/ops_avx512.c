@@ -1,0 +1,271 @@
+/*
+ * ops_avx512.c — AVX-512 (F/BW/VL/DQ, optionally BF16) twin of ops_avx2.c: the same register
+ * blocking with 16-lane accumulators, and for bf16 weights on CPUs with AVX512_BF16 the
+ * vdpbf16ps dot (x rounded to bf16 on the fly, pairs summed by the instruction). Compiled with
+ * the AVX-512 flags (Makefile) and called only when hass_cpu_features() reports them.
+ * Structurally identical to the AVX2 file on purpose: the same blocking, the same per-element
+ * order (one 16-lane accumulator per element, a fixed horizontal sum, then a scalar tail).
+ */
+#include "ops/ops.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define RB 4 /* x rows per register block */
+#define CB 3 /* W rows per register block */
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* ((a0+a4) + (a1+a5)) + ((a2+a6) + (a3+a7)) after folding the upper 256 bits onto the lower. */
+static ALWAYS_INLINE float hsum16(__m512 v) {
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 t = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    t = _mm_hadd_ps(t, t);
+    t = _mm_add_ss(t, _mm_movehdup_ps(t));
+    return _mm_cvtss_f32(t);
+}
+
+static ALWAYS_INLINE float fma1(float a, float b, float c) {
+    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+}
+
+static ALWAYS_INLINE float q8_scale(const uint8_t *blk) {
+    uint16_t h;
+    memcpy(&h, blk, 2);
+    return _cvtsh_ss(h);
+}
+
+/* 16 weights of row `w` starting at element k (k % 16 == 0), as exact f32 (q8_0: d * q rounded
+ * once, as hass_to_f32 does). */
+static ALWAYS_INLINE __m512 wload(hass_dtype dt, const uint8_t *w, int64_t k) {
+    switch (dt) {
+    case HASS_DTYPE_BF16: {
+        __m256i h = _mm256_loadu_si256((const __m256i *)(w + 2 * k));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    case HASS_DTYPE_F16:
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * k)));
+    case HASS_DTYPE_Q8_0: {
+        const uint8_t *blk = w + (k / 32) * 34;
+        __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2 + k % 32));
+        __m512 qf = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+        return _mm512_mul_ps(_mm512_set1_ps(q8_scale(blk)), qf);
+    }
+    default:
+        return _mm512_loadu_ps((const float *)w + k);
+    }
+}
+
+/* One weight (tail elements; q8_0 rows have no tail since in % 32 == 0). */
+static ALWAYS_INLINE float wscalar(hass_dtype dt, const uint8_t *w, int64_t k) {
+    uint16_t h;
+    switch (dt) {
+    case HASS_DTYPE_BF16:
+        memcpy(&h, w + 2 * k, 2);
+        return hass_bf16_to_f32(h);
+    case HASS_DTYPE_F16:
+        memcpy(&h, w + 2 * k, 2);
+        return _cvtsh_ss(h);
+    default: {
+        float f;
+        memcpy(&f, w + 4 * k, 4);
+        return f;
+    }
+    }
+}
+
+/* The R x C register block: y[r*ys + c] = x[r] . w[c] for r < R, c < C. */
+static ALWAYS_INLINE void kern(const int R, const int C, hass_dtype dt, float *y, int64_t ys,
+                               const float *x, int64_t in, const uint8_t *w, size_t rb) {
+    __m512 acc[RB][CB];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm512_setzero_ps();
+    int64_t in8 = in & ~(int64_t)15, k = 0;
+    for (; k < in8; k += 16) {
+        __m512 wv[CB];
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++)
+            wv[c] = wload(dt, w + (size_t)c * rb, k);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            __m512 xv = _mm512_loadu_ps(x + r * in + k);
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++)
+                acc[r][c] = _mm512_fmadd_ps(xv, wv[c], acc[r][c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            float s = hsum16(acc[r][c]);
+            for (int64_t t = in8; t < in; t++)
+                s = fma1(x[r * in + t], wscalar(dt, w + (size_t)c * rb, t), s);
+            y[r * ys + c] = s;
+        }
+}
+
+#define KCASE(R, C)                                                                                \
+    case (R)*8 + (C):                                                                              \
+        kern(R, C, dt, y, ys, x, in, w, rb);                                                       \
+        break;
+
+static ALWAYS_INLINE void block(int R, int C, hass_dtype dt, float *y, int64_t ys, const float *x,
+                                int64_t in, const uint8_t *w, size_t rb) {
+    switch (R * 8 + C) {
+        KCASE(1, 1) KCASE(1, 2) KCASE(1, 3)
+        KCASE(2, 1) KCASE(2, 2) KCASE(2, 3)
+        KCASE(3, 1) KCASE(3, 2) KCASE(3, 3)
+        KCASE(4, 1) KCASE(4, 2) KCASE(4, 3)
+    default:
+        HASS_ASSERT(!"matmul block shape");
+    }
+}
+
+static ALWAYS_INLINE void rows_dt(hass_dtype dt, float *y, int64_t ys, const float *x, int64_t n,
+                                  int64_t in, const void *W, int64_t o0, int64_t o1) {
+    size_t rb = hass_dtype_bytes(dt, (size_t)in);
+    for (int64_t o = o0; o < o1; o += CB) {
+        int C = o1 - o < CB ? (int)(o1 - o) : CB;
+        const uint8_t *w = (const uint8_t *)W + (size_t)o * rb;
+        for (int64_t r = 0; r < n; r += RB) {
+            int R = n - r < RB ? (int)(n - r) : RB;
+            block(R, C, dt, y + r * ys + o, ys, x + r * in, in, w, rb);
+        }
+    }
+}
+
+static void rows_f32(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
+                     int64_t o0, int64_t o1) {
+    rows_dt(HASS_DTYPE_F32, y, ys, x, n, in, W, o0, o1);
+}
+static void rows_bf16(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
+                      int64_t o0, int64_t o1) {
+    rows_dt(HASS_DTYPE_BF16, y, ys, x, n, in, W, o0, o1);
+}
+static void rows_f16(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
+                     int64_t o0, int64_t o1) {
+    rows_dt(HASS_DTYPE_F16, y, ys, x, n, in, W, o0, o1);
+}
+static void rows_q8(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
+                    int64_t o0, int64_t o1) {
+    rows_dt(HASS_DTYPE_Q8_0, y, ys, x, n, in, W, o0, o1);
+}
+
+void hass__matmul_rows_avx512(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
+                            const void *W, hass_dtype wt, int64_t o0, int64_t o1) {
+    switch (wt) {
+    case HASS_DTYPE_F32:
+        rows_f32(y, ys, x, n, in, W, o0, o1);
+        break;
+    case HASS_DTYPE_BF16:
+        rows_bf16(y, ys, x, n, in, W, o0, o1);
+        break;
+    case HASS_DTYPE_F16:
+        rows_f16(y, ys, x, n, in, W, o0, o1);
+        break;
+    case HASS_DTYPE_Q8_0:
+        HASS_ASSERT(in % 32 == 0);
+        rows_q8(y, ys, x, n, in, W, o0, o1);
+        break;
+    default:
+        HASS_ASSERT(!"hass_matmul: unsupported weight dtype");
+    }
+}
+
+/* The same element arithmetic as the matrix product, for one pair of vectors. */
+float hass__dot_avx512(const float *a, const float *b, int64_t n) {
+    __m512 acc = _mm512_setzero_ps();
+    int64_t n8 = n & ~(int64_t)15;
+    for (int64_t k = 0; k < n8; k += 16)
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), acc);
+    float s = hsum16(acc);
+    for (int64_t k = n8; k < n; k++)
+        s = fma1(a[k], b[k], s);
+    return s;
+}
+
+/* y[e] = fma(a, x[e], y[e]) for every e (elementwise, so lane layout cannot change a result). */
+void hass__axpy_avx512(float *y, float a, const float *x, int64_t n) {
+    __m512 av = _mm512_set1_ps(a);
+    int64_t n8 = n & ~(int64_t)15, e = 0;
+    for (; e < n8; e += 16)
+        _mm512_storeu_ps(y + e, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + e), _mm512_loadu_ps(y + e)));
+    for (; e < n; e++)
+        y[e] = fma1(a, x[e], y[e]);
+}
+
+/* ---- bf16 weights with vdpbf16ps: x rounded to bf16 (round to nearest even), 32 elements
+ * per step, lane i accumulating the pairs (2i, 2i+1); tail elements add bf16(x) * w by FMA. */
+static ALWAYS_INLINE __m512bh xload_bh(const float *x) {
+    return _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 16), _mm512_loadu_ps(x));
+}
+
+static ALWAYS_INLINE void kern_bh(const int R, const int C, float *y, int64_t ys, const float *x,
+                                  int64_t in, const uint8_t *w, size_t rb) {
+    __m512 acc[RB][CB];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm512_setzero_ps();
+    int64_t in32 = in & ~(int64_t)31, k = 0;
+    for (; k < in32; k += 32) {
+        __m512bh wv[CB];
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++)
+            wv[c] = (__m512bh)_mm512_loadu_si512((const void *)(w + (size_t)c * rb + 2 * k));
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            __m512bh xv = xload_bh(x + r * in + k);
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++)
+                acc[r][c] = _mm512_dpbf16_ps(acc[r][c], xv, wv[c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            float s = hsum16(acc[r][c]);
+            for (int64_t t = in32; t < in; t++)
+                s = fma1(hass_bf16_to_f32(hass_f32_to_bf16(x[r * in + t])),
+                         wscalar(HASS_DTYPE_BF16, w + (size_t)c * rb, t), s);
+            y[r * ys + c] = s;
+        }
+}
+
+#define KCASE_BH(R, C)                                                                             \
+    case (R)*8 + (C):                                                                              \
+        kern_bh(R, C, yb, ys, xb, in, w, rb);                                                      \
+        break;
+
+void hass__matmul_rows_avx512bf16(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
+                                  const void *W, hass_dtype wt, int64_t o0, int64_t o1) {
+    if (wt != HASS_DTYPE_BF16) {
+        hass__matmul_rows_avx512(y, ys, x, n, in, W, wt, o0, o1);
+        return;
+    }
+    size_t rb = hass_dtype_bytes(wt, (size_t)in);
+    for (int64_t o = o0; o < o1; o += CB) {
+        int C = o1 - o < CB ? (int)(o1 - o) : CB;
+        const uint8_t *w = (const uint8_t *)W + (size_t)o * rb;
+        for (int64_t r = 0; r < n; r += RB) {
+            int R = n - r < RB ? (int)(n - r) : RB;
+            float *yb = y + r * ys + o;
+            const float *xb = x + r * in;
+            switch (R * 8 + C) {
+                KCASE_BH(1, 1) KCASE_BH(1, 2) KCASE_BH(1, 3)
+                KCASE_BH(2, 1) KCASE_BH(2, 2) KCASE_BH(2, 3)
+                KCASE_BH(3, 1) KCASE_BH(3, 2) KCASE_BH(3, 3)
+                KCASE_BH(4, 1) KCASE_BH(4, 2) KCASE_BH(4, 3)
+            default:
+                HASS_ASSERT(!"matmul block shape");
+            }
+        }
+    }
+}

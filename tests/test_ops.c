@@ -1,0 +1,395 @@
+/*
+ * test_ops.c — every fast kernel of src/ops against its naive twin (ops_ref.c) on seeded random
+ * inputs of odd sizes, for every weight dtype and every ISA this CPU can run (scalar, avx2,
+ * avx512, avx512bf16; hass_cpu_force picks one in-process, HASS_CPU caps them all), plus the
+ * batch-invariance properties speculative decoding relies on: a row computed alone equals,
+ * bit for bit, the same row computed in a batch, whatever the thread count.
+ *
+ * Tolerances. matmul: |y - ref| <= (in/L + 24) * 2^-24 * sum_i |x_i w_i| per element (L = 8 or
+ * 16 lanes: the float rounding bound of L chains of in/L terms, the horizontal sum and the tail);
+ * with AVX512_BF16 for bf16 weights x is rounded to bf16 first, adding 2^-8 * sum_i |x_i w_i|.
+ * rmsnorm, softmax, attention: relative 1e-5 / absolute 1e-6 (attention 2e-5 / 2e-6), a few
+ * float roundings per element against double references; rope: see test_rope.
+ */
+#include "check.h"
+#include "ops/ops.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static hass_rng rng;
+
+static float *randn(int64_t n, float scale) {
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    HASS_ASSERT(p);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = hass_rng_normal(&rng) * scale;
+    return p;
+}
+
+/* Random (out, in) weights of dtype t; *wf gets the same values as f32. */
+static void *rand_weights(hass_dtype t, int64_t out, int64_t in, float **wf) {
+    size_t bytes = hass_dtype_bytes(t, (size_t)(out * in));
+    uint8_t *w = malloc(bytes ? bytes : 1);
+    HASS_ASSERT(w);
+    for (int64_t o = 0; o < out; o++) {
+        uint8_t *row = w + hass_dtype_bytes(t, (size_t)in) * (size_t)o;
+        for (int64_t i = 0; i < in; i++) {
+            float v = hass_rng_normal(&rng) * 0.5f;
+            uint16_t h;
+            switch (t) {
+            case HASS_DTYPE_F32:
+                memcpy(row + 4 * i, &v, 4);
+                break;
+            case HASS_DTYPE_BF16:
+                h = hass_f32_to_bf16(v);
+                memcpy(row + 2 * i, &h, 2);
+                break;
+            case HASS_DTYPE_F16:
+                h = hass_f32_to_f16(v);
+                memcpy(row + 2 * i, &h, 2);
+                break;
+            case HASS_DTYPE_Q8_0:
+                if (i % 32 == 0) {
+                    h = hass_f32_to_f16(0.004f + 0.01f * hass_rng_uniform(&rng));
+                    memcpy(row + (i / 32) * 34, &h, 2);
+                }
+                row[(i / 32) * 34 + 2 + i % 32] = (uint8_t)(int8_t)(hass_rng_u64(&rng) % 255 - 127);
+                break;
+            default:
+                HASS_ASSERT(0);
+            }
+        }
+    }
+    *wf = malloc((size_t)(out * in) * sizeof(float));
+    HASS_ASSERT(*wf);
+    hass_to_f32(*wf, w, t, out * in);
+    return w;
+}
+
+typedef struct {
+    int features;
+    const char *name;
+} isa_case;
+
+static int isa_cases(isa_case *cs) {
+    hass_cpu_force(-1);
+    int f = hass_cpu_features(), k = 0;
+    cs[k++] = (isa_case){0, "scalar"};
+    if (f & HASS_CPU_AVX2)
+        cs[k++] = (isa_case){HASS_CPU_AVX2, "avx2"};
+    if (f & HASS_CPU_AVX512)
+        cs[k++] = (isa_case){HASS_CPU_AVX2 | HASS_CPU_AVX512, "avx512"};
+    if (f & HASS_CPU_AVX512BF16)
+        cs[k++] = (isa_case){f, "avx512bf16"};
+    return k;
+}
+
+/* Checks y (n, out) against ref with the per-element bound in the header comment. */
+static void check_matmul_err(const float *y, const float *ref, const float *x, const float *wf,
+                             int64_t n, int64_t in, int64_t out, int lanes, int bf16x,
+                             const char *label) {
+    double worst = 0;
+    int64_t bad = 0;
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t o = 0; o < out; o++) {
+            double s = 0;
+            for (int64_t i = 0; i < in; i++)
+                s += fabs((double)x[r * in + i] * wf[o * in + i]);
+            double tol = ((double)in / lanes + 24.0) * ldexp(1.0, -24) * s + 1e-30;
+            if (bf16x)
+                tol += ldexp(1.0, -8) * s;
+            double e = fabs((double)y[r * out + o] - ref[r * out + o]);
+            if (!(e <= tol))
+                bad++;
+            if (e / tol > worst)
+                worst = e / tol;
+        }
+    CHECK_MSG(bad == 0, "%s: %lld elements over tolerance (worst err/tol %.3g)", label,
+              (long long)bad, worst);
+}
+
+static void test_matmul_vs_ref(const isa_case *ic) {
+    static const int64_t ins[] = {1, 7, 31, 33, 257, 1000};
+    static const int64_t ins_q8[] = {32, 64, 288, 1024};
+    static const int64_t outs[] = {1, 3, 17, 65};
+    static const hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16, HASS_DTYPE_F16,
+                                     HASS_DTYPE_Q8_0};
+    const int64_t NMAX = 20;
+    int lanes = (ic->features & HASS_CPU_AVX512) ? 16 : 8;
+    for (int d = 0; d < 4; d++) {
+        hass_dtype t = dts[d];
+        int bf16x = t == HASS_DTYPE_BF16 && (ic->features & HASS_CPU_AVX512BF16);
+        int nin = t == HASS_DTYPE_Q8_0 ? 4 : 6;
+        for (int a = 0; a < nin; a++)
+            for (int b = 0; b < 4; b++) {
+                int64_t in = t == HASS_DTYPE_Q8_0 ? ins_q8[a] : ins[a], out = outs[b];
+                float *wf, *x = randn(NMAX * in, 1.0f);
+                void *W = rand_weights(t, out, in, &wf);
+                float *ref = malloc((size_t)(NMAX * out) * sizeof(float));
+                float *one = malloc((size_t)(NMAX * out) * sizeof(float));
+                float *y = malloc((size_t)(NMAX * out) * sizeof(float));
+                HASS_ASSERT(ref && one && y);
+                hass_ref_matmul(ref, x, W, t, NMAX, in, out);
+                for (int64_t r = 0; r < NMAX; r++) /* every row alone */
+                    hass_matmul(NULL, one + r * out, x + r * in, W, t, 1, in, out);
+                char label[128];
+                snprintf(label, sizeof label, "matmul %s %s in=%lld out=%lld", ic->name,
+                         hass_dtype_name(t), (long long)in, (long long)out);
+                check_matmul_err(one, ref, x, wf, NMAX, in, out, lanes, bf16x, label);
+                int inv_ok = 1;
+                for (int64_t n = 1; n <= NMAX; n++) {
+                    hass_matmul(NULL, y, x, W, t, n, in, out);
+                    inv_ok &= memcmp(y, one, (size_t)(n * out) * sizeof(float)) == 0;
+                }
+                CHECK_MSG(inv_ok, "%s: batch of n != rows alone", label);
+                free(wf), free(x), free(W), free(ref), free(one), free(y);
+            }
+    }
+}
+
+/* Rows alone on one thread == the same rows in batches of several sizes on 1, 2, 3 threads,
+ * and hass_matmul_multi == separate products. Sizes above the serial threshold. */
+static void test_matmul_threads(const isa_case *ic, hass_pool **pools) {
+    static const hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16, HASS_DTYPE_F16,
+                                     HASS_DTYPE_Q8_0};
+    static const int64_t ns[] = {2, 5, 16, 23};
+    const int64_t in = 320, out = 301, NMAX = 23;
+    for (int d = 0; d < 4; d++) {
+        hass_dtype t = dts[d];
+        float *wf, *x = randn(NMAX * in, 1.0f);
+        void *W = rand_weights(t, out, in, &wf);
+        float *one = malloc((size_t)(NMAX * out) * sizeof(float));
+        float *y = malloc((size_t)(NMAX * out) * sizeof(float));
+        HASS_ASSERT(one && y);
+        for (int64_t r = 0; r < NMAX; r++)
+            hass_matmul(pools[0], one + r * out, x + r * in, W, t, 1, in, out);
+        int ok = 1;
+        for (int p = 0; p < 3; p++)
+            for (int k = 0; k < 4; k++) {
+                memset(y, 0xff, (size_t)(NMAX * out) * sizeof(float));
+                hass_matmul(pools[p], y, x, W, t, ns[k], in, out);
+                ok &= memcmp(y, one, (size_t)(ns[k] * out) * sizeof(float)) == 0;
+            }
+        CHECK_MSG(ok, "matmul %s %s: threaded batches != rows alone", ic->name,
+                  hass_dtype_name(t));
+        /* three jobs sharing x, split at odd row counts, in one dispatch */
+        size_t rb = hass_dtype_bytes(t, (size_t)in);
+        float *ym = malloc((size_t)(NMAX * out) * sizeof(float));
+        HASS_ASSERT(ym);
+        hass_matmul_job jobs[3] = {
+            {ym, W, t, 100},
+            {ym + NMAX * 100, (const uint8_t *)W + 100 * rb, t, 7},
+            {ym + NMAX * 107, (const uint8_t *)W + 107 * rb, t, 194},
+        };
+        for (int p = 0; p < 3; p++) {
+            hass_matmul_multi(pools[p], x, NMAX, in, jobs, 3);
+            int mok = 1;
+            for (int j = 0; j < 3; j++) {
+                int64_t o0 = j == 0 ? 0 : j == 1 ? 100 : 107;
+                for (int64_t r = 0; r < NMAX; r++)
+                    mok &= memcmp(jobs[j].y + r * jobs[j].out, one + r * out + o0,
+                                  (size_t)jobs[j].out * sizeof(float)) == 0;
+            }
+            CHECK_MSG(mok, "matmul_multi %s %s pool %d: != single products", ic->name,
+                      hass_dtype_name(t), p + 1);
+        }
+        free(ym), free(wf), free(x), free(W), free(one), free(y);
+    }
+}
+
+static void test_rows(const isa_case *ic) {
+    static const int64_t ds[] = {1, 7, 31, 64, 257, 1000};
+    for (int a = 0; a < 6; a++) {
+        int64_t d = ds[a], n = 5;
+        char label[96];
+        float *x = randn(n * d, 2.0f), *w = randn(d, 1.0f);
+        float *y = malloc((size_t)(n * d) * sizeof(float)), *r = malloc((size_t)(n * d) * 4);
+        HASS_ASSERT(y && r);
+        hass_rmsnorm(y, x, w, n, d, 1e-5f);
+        hass_ref_rmsnorm(r, x, w, n, d, 1e-5f);
+        snprintf(label, sizeof label, "rmsnorm %s d=%lld", ic->name, (long long)d);
+        CHECK_CLOSE(y, r, n * d, 1e-6, 1e-5, label);
+        float *y1 = malloc((size_t)d * sizeof(float));
+        HASS_ASSERT(y1);
+        hass_rmsnorm(y1, x + 3 * d, w, 1, d, 1e-5f);
+        CHECK_BITEQ(y1, y + 3 * d, d, "rmsnorm row alone == row in batch");
+        memcpy(r, x, (size_t)(n * d) * sizeof(float)); /* in place */
+        hass_rmsnorm(r, r, w, n, d, 1e-5f);
+        CHECK_BITEQ(r, y, n * d, "rmsnorm in place");
+
+        memcpy(y, x, (size_t)d * sizeof(float));
+        memcpy(r, x, (size_t)d * sizeof(float));
+        hass_softmax(y, d);
+        hass_ref_softmax(r, d);
+        snprintf(label, sizeof label, "softmax %s d=%lld", ic->name, (long long)d);
+        CHECK_CLOSE(y, r, d, 1e-7, 1e-5, label);
+
+        float *u = randn(d, 1.0f);
+        memcpy(y, x, (size_t)d * sizeof(float));
+        hass_silu_mul(y, u, d);
+        for (int64_t i = 0; i < d; i++)
+            r[i] = (float)(x[i] / (1.0 + exp(-(double)x[i])) * u[i]);
+        CHECK_CLOSE(y, r, d, 1e-6, 1e-5, "silu_mul");
+        memcpy(y, x, (size_t)d * sizeof(float));
+        hass_add(y, u, d);
+        for (int64_t i = 0; i < d; i++)
+            r[i] = x[i] + u[i];
+        CHECK_BITEQ(y, r, d, "add");
+        free(x), free(w), free(y), free(r), free(y1), free(u);
+    }
+}
+
+static void test_rope(void) {
+    static const int64_t hds[] = {2, 8, 64, 6};
+    for (int a = 0; a < 4; a++)
+        for (int style = 0; style < 2; style++) {
+            int64_t n = 5, nh = 3, hd = hds[a];
+            float *x = randn(n * nh * hd, 1.0f), *y = malloc((size_t)(n * nh * hd) * 4);
+            float *inv = malloc((size_t)(hd / 2) * sizeof(float));
+            int32_t pos[5] = {0, 1, 17, 300, 4095};
+            HASS_ASSERT(y && inv);
+            for (int64_t i = 0; i < hd / 2; i++)
+                inv[i] = (float)pow(10000.0, -2.0 * (double)i / (double)hd);
+            float *x0 = malloc((size_t)(n * nh * hd) * sizeof(float));
+            HASS_ASSERT(x0);
+            memcpy(x0, x, (size_t)(n * nh * hd) * sizeof(float));
+            memcpy(y, x, (size_t)(n * nh * hd) * sizeof(float));
+            hass_rope(x, n, nh, hd, pos, inv, (hass_rope_style)style);
+            hass_ref_rope(y, n, nh, hd, pos, inv, (hass_rope_style)style);
+            /* The fast kernel forms theta = pos * inv_freq in float (as llama2.c and HF do), the
+             * twin in double: the angle differs by up to |theta| 2^-24, so the tolerance of an
+             * element grows with pos; plus a few roundings of cos/sin and the rotation. */
+            int64_t bad = 0;
+            for (int64_t r = 0; r < n; r++)
+                for (int64_t h = 0; h < nh; h++)
+                    for (int64_t i = 0; i < hd / 2; i++) {
+                        int64_t ia = style == HASS_ROPE_INTERLEAVED ? 2 * i : i;
+                        int64_t ib = style == HASS_ROPE_INTERLEAVED ? 2 * i + 1 : i + hd / 2;
+                        const float *xr = x0 + (r * nh + h) * hd;
+                        double mag = fabs(xr[ia]) + fabs(xr[ib]);
+                        double tol = 4e-7 * mag + 2.0 * ldexp(1.0, -24) * pos[r] * inv[i] * mag;
+                        int64_t o = (r * nh + h) * hd;
+                        bad += !(fabs((double)x[o + ia] - y[o + ia]) <= tol);
+                        bad += !(fabs((double)x[o + ib] - y[o + ib]) <= tol);
+                    }
+            CHECK_MSG(bad == 0, "rope hd=%lld style=%d: %lld elements over tolerance",
+                      (long long)hd, style, (long long)bad);
+            free(x0);
+            free(x), free(y), free(inv);
+        }
+}
+
+/* A random tree over n new rows: parent[i] < i (or -1: child of the committed context). The
+ * mask has bit j of row i set iff j is i or an ancestor of i. */
+static uint64_t *tree_mask(int64_t n, int32_t *parent) {
+    int64_t W = (n + 63) / 64;
+    uint64_t *m = calloc((size_t)(n * W), sizeof(uint64_t));
+    HASS_ASSERT(m);
+    for (int64_t i = 0; i < n; i++) {
+        parent[i] = i == 0 ? -1 : (int32_t)(hass_rng_u64(&rng) % (uint64_t)(i + 1)) - 1;
+        if (parent[i] >= 0)
+            memcpy(m + i * W, m + parent[i] * W, (size_t)W * sizeof(uint64_t));
+        m[i * W + i / 64] |= 1ull << (i % 64);
+    }
+    return m;
+}
+
+static void test_attention(const isa_case *ic, hass_pool **pools) {
+    static const int64_t dhs[] = {8, 33, 64};
+    static const int64_t pasts[] = {0, 5, 70};
+    static const int64_t ns[] = {1, 7, 20, 70};
+    const int64_t H = 4, Hkv = 2;
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++)
+            for (int c = 0; c < 4; c++)
+                for (int tree = 0; tree < 2; tree++) {
+                    int64_t Dh = dhs[a], P = pasts[b], n = ns[c], nk = P + n;
+                    float *q = randn(n * H * Dh, 1.0f), *k = randn(nk * Hkv * Dh, 1.0f);
+                    float *v = randn(nk * Hkv * Dh, 1.0f);
+                    float *out = malloc((size_t)(n * H * Dh) * 4), *ref = malloc((size_t)(n * H * Dh) * 4);
+                    int32_t *parent = malloc((size_t)n * sizeof(int32_t));
+                    HASS_ASSERT(out && ref && parent);
+                    uint64_t *mask = tree ? tree_mask(n, parent) : NULL;
+                    float *scr = malloc(hass_attention_scratch(pools[2], nk) * sizeof(float));
+                    HASS_ASSERT(scr);
+                    char label[128];
+                    snprintf(label, sizeof label, "attention %s Dh=%lld past=%lld n=%lld %s",
+                             ic->name, (long long)Dh, (long long)P, (long long)n,
+                             tree ? "tree" : "causal");
+                    hass_ref_attention(ref, q, k, v, P, n, mask, H, Hkv, Dh);
+                    hass_attention(pools[0], out, q, k, v, P, n, mask, H, Hkv, Dh, scr);
+                    CHECK_CLOSE(out, ref, n * H * Dh, 2e-6, 2e-5, label);
+                    float *o2 = malloc((size_t)(n * H * Dh) * 4);
+                    HASS_ASSERT(o2);
+                    int thr_ok = 1;
+                    for (int p = 1; p < 3; p++) {
+                        hass_attention(pools[p], o2, q, k, v, P, n, mask, H, Hkv, Dh, scr);
+                        thr_ok &= memcmp(o2, out, (size_t)(n * H * Dh) * 4) == 0;
+                    }
+                    CHECK_MSG(thr_ok, "%s: 2/3 threads != 1 thread", label);
+                    /* each row alone over the keys it sees, compacted in slot order (what the
+                     * KV cache holds once the row's path is accepted) */
+                    float *kc = malloc((size_t)(nk * Hkv * Dh) * 4), *vc = malloc((size_t)(nk * Hkv * Dh) * 4);
+                    HASS_ASSERT(kc && vc);
+                    int row_ok = 1;
+                    for (int64_t i = 0; i < n; i++) {
+                        int64_t m = P;
+                        memcpy(kc, k, (size_t)(P * Hkv * Dh) * 4);
+                        memcpy(vc, v, (size_t)(P * Hkv * Dh) * 4);
+                        for (int64_t j = 0; j <= i; j++) {
+                            int vis = mask ? (int)((mask[i * ((n + 63) / 64) + j / 64] >> (j % 64)) & 1) : 1;
+                            if (!vis)
+                                continue;
+                            memcpy(kc + m * Hkv * Dh, k + (P + j) * Hkv * Dh, (size_t)(Hkv * Dh) * 4);
+                            memcpy(vc + m * Hkv * Dh, v + (P + j) * Hkv * Dh, (size_t)(Hkv * Dh) * 4);
+                            m++;
+                        }
+                        hass_attention(pools[i % 3], o2, q + i * H * Dh, kc, vc, m - 1, 1, NULL, H,
+                                       Hkv, Dh, scr);
+                        row_ok &= memcmp(o2, out + i * H * Dh, (size_t)(H * Dh) * 4) == 0;
+                    }
+                    CHECK_MSG(row_ok, "%s: row alone (compacted keys) != row in batch", label);
+                    free(q), free(k), free(v), free(out), free(ref), free(parent), free(mask);
+                    free(scr), free(o2), free(kc), free(vc);
+                }
+}
+
+static void test_convert(void) {
+    float *wf;
+    for (int d = 0; d < 3; d++) {
+        hass_dtype t = d == 0 ? HASS_DTYPE_BF16 : d == 1 ? HASS_DTYPE_F16 : HASS_DTYPE_Q8_0;
+        void *W = rand_weights(t, 3, 64, &wf);
+        float row[64];
+        hass_embed_row(row, W, t, 2, 64);
+        CHECK_BITEQ(row, wf + 128, 64, "embed_row");
+        free(W), free(wf);
+    }
+}
+
+int main(void) {
+    check_init("test_ops");
+    hass_rng_seed(&rng, 1234);
+    hass_pool *pools[3] = {hass_pool_create(1), hass_pool_create(2), hass_pool_create(3)};
+    HASS_ASSERT(pools[0] && pools[1] && pools[2]);
+    isa_case cs[4];
+    int ncs = isa_cases(cs);
+    for (int i = 0; i < ncs; i++) {
+        hass_cpu_force(cs[i].features);
+        CHECK(strcmp(hass_cpu_isa_name(), cs[i].name) == 0);
+        test_matmul_vs_ref(&cs[i]);
+        test_matmul_threads(&cs[i], pools);
+        test_rows(&cs[i]);
+        test_attention(&cs[i], pools);
+    }
+    hass_cpu_force(-1);
+    if (!(hass_cpu_features() & HASS_CPU_AVX512))
+        CHECK_SKIP("no AVX-512 on this CPU: the avx512 kernels are compiled but not run");
+    test_rope();
+    test_convert();
+    for (int i = 0; i < 3; i++)
+        hass_pool_destroy(pools[i]);
+    return check_exit();
+}
