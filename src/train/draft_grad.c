@@ -1,0 +1,527 @@
+/*
+ * draft_grad.c — forward/backward pairs of the draft-head ops (contract in draft_grad.h):
+ * linear (OpenBLAS sgemm), RMSNorm, RoPE, SwiGLU gate, residual, the HASS context-alignment
+ * mask and attention (HASS.md 5.2.2-5.2.3, proper -inf masking), the SmoothL1 feature loss and
+ * the fused soft-CE + Top-K distillation loss (HASS.md 4, 5.1).
+ * Every backward accumulates into its gradient buffers.
+ */
+#include "train/draft_grad.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------------------------ */
+/* linear                                                                                      */
+
+void hass_linear_forward(float *y, const float *x, const float *W, const float *b, int64_t N,
+                         int64_t in, int64_t out) {
+    // y: (N, out) = x: (N, in) @ W^T: (in, out)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)out, (int)in, 1.0f, x,
+                (int)in, W, (int)in, 0.0f, y, (int)out);
+    if (b)
+        for (int64_t r = 0; r < N; r++) {
+            float *yr = y + r * out;
+            for (int64_t o = 0; o < out; o++)
+                yr[o] += b[o];
+        }
+}
+
+void hass_linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
+                          const float *W, int64_t N, int64_t in, int64_t out) {
+    if (dx) // dx: (N, in) += dy: (N, out) @ W: (out, in)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)out, 1.0f, dy,
+                    (int)out, W, (int)in, 1.0f, dx, (int)in);
+    if (dW) // dW: (out, in) += dy^T: (out, N) @ x: (N, in)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)N, 1.0f, dy,
+                    (int)out, x, (int)in, 1.0f, dW, (int)in);
+    if (db)
+        for (int64_t r = 0; r < N; r++) {
+            const float *g = dy + r * out;
+            for (int64_t o = 0; o < out; o++)
+                db[o] += g[o];
+        }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* RMSNorm                                                                                     */
+
+void hass_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int64_t N,
+                          int64_t d, float eps) {
+    for (int64_t r = 0; r < N; r++) {
+        const float *xr = x + r * d;
+        float *yr = y + r * d;
+        float ss = 0.0f;
+        for (int64_t i = 0; i < d; i++)
+            ss += xr[i] * xr[i];
+        float s = 1.0f / sqrtf(ss / (float)d + eps);
+        rstd[r] = s;
+        for (int64_t i = 0; i < d; i++)
+            yr[i] = xr[i] * s * w[i];
+    }
+}
+
+void hass_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                           const float *rstd, int64_t N, int64_t d) {
+    for (int64_t r = 0; r < N; r++) {
+        const float *xr = x + r * d, *g = dy + r * d;
+        float s = rstd[r];
+        if (dx) {
+            // y = x*s*w, s = (mean x^2 + eps)^-1/2:  dx = s*w*g - x * s^3/d * sum(w*g*x)
+            float dot = 0.0f;
+            for (int64_t i = 0; i < d; i++)
+                dot += w[i] * g[i] * xr[i];
+            float c = dot * s * s * s / (float)d;
+            float *dxr = dx + r * d;
+            for (int64_t i = 0; i < d; i++)
+                dxr[i] += s * w[i] * g[i] - xr[i] * c;
+        }
+        if (dw)
+            for (int64_t i = 0; i < d; i++)
+                dw[i] += g[i] * xr[i] * s;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* RoPE                                                                                        */
+
+void hass_rope_table(float *cos_t, float *sin_t, int64_t T, int64_t hd, float theta) {
+    int64_t h2 = hd / 2;
+    for (int64_t i = 0; i < h2; i++) {
+        float inv = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+        for (int64_t p = 0; p < T; p++) {
+            float a = (float)p * inv;
+            cos_t[p * h2 + i] = cosf(a);
+            sin_t[p * h2 + i] = sinf(a);
+        }
+    }
+}
+
+/* sign = +1: rotate by +angle (forward); -1: by -angle (the transpose). */
+static void rope_apply(float *x, int64_t N, int64_t T, int64_t nh, int64_t hd, const float *cos_t,
+                       const float *sin_t, hass_rope_style style, float sign) {
+    int64_t h2 = hd / 2;
+    for (int64_t r = 0; r < N; r++) {
+        const float *c = cos_t + (r % T) * h2, *s = sin_t + (r % T) * h2;
+        for (int64_t h = 0; h < nh; h++) {
+            float *v = x + (r * nh + h) * hd;
+            for (int64_t i = 0; i < h2; i++) {
+                int64_t a = style == HASS_ROPE_INTERLEAVED ? 2 * i : i;
+                int64_t b = style == HASS_ROPE_INTERLEAVED ? 2 * i + 1 : i + h2;
+                float ci = c[i], si = sign * s[i];
+                float va = v[a], vb = v[b];
+                v[a] = va * ci - vb * si;
+                v[b] = vb * ci + va * si;
+            }
+        }
+    }
+}
+
+void hass_rope_forward(float *x, int64_t N, int64_t T, int64_t nh, int64_t hd, const float *cos_t,
+                       const float *sin_t, hass_rope_style style) {
+    rope_apply(x, N, T, nh, hd, cos_t, sin_t, style, 1.0f);
+}
+
+void hass_rope_backward(float *dx, int64_t N, int64_t T, int64_t nh, int64_t hd, const float *cos_t,
+                        const float *sin_t, hass_rope_style style) {
+    rope_apply(dx, N, T, nh, hd, cos_t, sin_t, style, -1.0f);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* SwiGLU gate and residual                                                                    */
+
+void hass_silu_mul_forward(float *out, const float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void hass_silu_mul_backward(float *dg, float *du, const float *dout, const float *g, const float *u,
+                            int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float s = 1.0f / (1.0f + expf(-g[i]));
+        if (dg)
+            dg[i] += dout[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+        if (du)
+            du[i] += dout[i] * g[i] * s;
+    }
+}
+
+void hass_residual_forward(float *out, const float *a, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
+}
+
+void hass_residual_backward(float *da, float *db, const float *dout, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        if (da)
+            da[i] += dout[i];
+        if (db)
+            db[i] += dout[i];
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* context-alignment mask and attention                                                        */
+
+void hass_align_mask(int64_t T, int j, int64_t *n0, int *kfirst) {
+    for (int64_t i = 0; i < T; i++) {
+        int64_t c = i - j + 1;
+        n0[i] = c > 0 ? c : 0;
+        int64_t kf = j - i;
+        kfirst[i] = (int)(kf > 1 ? kf : 1);
+    }
+}
+
+static int64_t attn_bq(int64_t bq) { return bq > 0 ? bq : 128; }
+
+size_t hass_attn_align_scratch(int64_t T, int j, int64_t bq) {
+    bq = attn_bq(bq);
+    // two (bq, T) score blocks, two (bq, j+1) diagonal-score blocks, one (bq) row vector
+    return (size_t)(2 * bq * T + 2 * bq * (j + 1) + bq);
+}
+
+static float dotf(const float *a, const float *b, int64_t n) {
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+static void axpyf(float *y, float a, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+/* Geometry shared by forward and backward for one (b, h, query block). */
+typedef struct {
+    int64_t T, H, Hkv, Dh, qd, kvd, b, h, hk, i0, nb, kend;
+    int j;
+    float scale;
+} attn_blk;
+
+static attn_blk attn_block(int64_t B, int64_t T, int j, int64_t H, int64_t Hkv, int64_t Dh,
+                           int64_t b, int64_t h, int64_t i0, int64_t bq) {
+    (void)B;
+    attn_blk g;
+    g.T = T, g.H = H, g.Hkv = Hkv, g.Dh = Dh, g.qd = H * Dh, g.kvd = Hkv * Dh, g.b = b, g.h = h;
+    g.hk = h / (H / Hkv), g.i0 = i0, g.j = j;
+    g.nb = (i0 + bq <= T ? bq : T - i0);
+    int64_t ke = i0 + g.nb - j; // stream-0 keys needed by the last row of the block
+    g.kend = ke < 0 ? 0 : (ke > T ? T : ke);
+    g.scale = 1.0f / sqrtf((float)Dh);
+    return g;
+}
+
+/* Scaled stream-0 scores S (nb, kend) = scale * Q_blk K0[0:kend]^T and diagonal scores
+ * E (nb, j+1) (entries k < kfirst unused); turns them into probabilities using lse (backward)
+ * or computes lse and the probabilities (forward, lse_out != NULL). */
+static void attn_probs(const attn_blk *g, float *S, float *E, const float *q,
+                       const float *const *k, float *lse_io, int forward) {
+    const float *Qb = q + (g->b * g->T + g->i0) * g->qd + g->h * g->Dh;
+    const float *K0 = k[0] + g->b * g->T * g->kvd + g->hk * g->Dh;
+    int64_t kend = g->kend, j = g->j;
+    if (kend > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->nb, (int)kend, (int)g->Dh,
+                    g->scale, Qb, (int)g->qd, K0, (int)g->kvd, 0.0f, S, (int)kend);
+    for (int64_t r = 0; r < g->nb; r++) {
+        int64_t i = g->i0 + r;
+        int64_t n0 = i - j + 1 > 0 ? i - j + 1 : 0;
+        int64_t kf = j - i > 1 ? j - i : 1;
+        float *row = S + r * kend, *e = E + r * (j + 1);
+        const float *qi = Qb + r * g->qd;
+        for (int64_t kk = kf; kk <= j; kk++) {
+            const float *kv = k[kk] + (g->b * g->T + i - j + kk) * g->kvd + g->hk * g->Dh;
+            e[kk] = g->scale * dotf(qi, kv, g->Dh);
+        }
+        float *lse = lse_io + (g->b * g->T + i) * g->H + g->h;
+        float L;
+        if (forward) {
+            float mx = -FLT_MAX;
+            for (int64_t c = 0; c < n0; c++)
+                mx = row[c] > mx ? row[c] : mx;
+            for (int64_t kk = kf; kk <= j; kk++)
+                mx = e[kk] > mx ? e[kk] : mx;
+            float sum = 0.0f;
+            for (int64_t c = 0; c < n0; c++)
+                sum += expf(row[c] - mx);
+            for (int64_t kk = kf; kk <= j; kk++)
+                sum += expf(e[kk] - mx);
+            L = mx + logf(sum);
+            *lse = L;
+        } else {
+            L = *lse;
+        }
+        for (int64_t c = 0; c < n0; c++)
+            row[c] = expf(row[c] - L);
+        for (int64_t c = n0; c < kend; c++)
+            row[c] = 0.0f;
+        for (int64_t kk = kf; kk <= j; kk++)
+            e[kk] = expf(e[kk] - L);
+    }
+}
+
+void hass_attn_align_forward(float *out, float *lse, const float *q, const float *const *k,
+                             const float *const *v, int64_t B, int64_t T, int j, int64_t H,
+                             int64_t Hkv, int64_t Dh, int64_t bq, float *scratch) {
+    HASS_ASSERT(H % Hkv == 0 && j >= 0);
+    bq = attn_bq(bq);
+    float *S = scratch, *E = scratch + 2 * bq * T;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i0 = 0; i0 < T; i0 += bq) {
+                attn_blk g = attn_block(B, T, j, H, Hkv, Dh, b, h, i0, bq);
+                attn_probs(&g, S, E, q, k, lse, 1);
+                float *Ob = out + (b * T + i0) * g.qd + h * Dh;
+                const float *V0 = v[0] + b * T * g.kvd + g.hk * Dh;
+                if (g.kend > 0) // O_blk: (nb, Dh) = P: (nb, kend) @ V0: (kend, Dh)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.nb, (int)Dh,
+                                (int)g.kend, 1.0f, S, (int)g.kend, V0, (int)g.kvd, 0.0f, Ob,
+                                (int)g.qd);
+                else
+                    for (int64_t r = 0; r < g.nb; r++)
+                        memset(Ob + r * g.qd, 0, (size_t)Dh * sizeof(float));
+                for (int64_t r = 0; r < g.nb; r++) {
+                    int64_t i = i0 + r, kf = j - i > 1 ? j - i : 1;
+                    for (int64_t kk = kf; kk <= j; kk++) {
+                        const float *vv = v[kk] + (b * T + i - j + kk) * g.kvd + g.hk * Dh;
+                        axpyf(Ob + r * g.qd, E[r * (j + 1) + kk], vv, Dh);
+                    }
+                }
+            }
+}
+
+void hass_attn_align_backward(float *dq, float *const *dk, float *const *dv, const float *dout,
+                              const float *out, const float *lse, const float *q,
+                              const float *const *k, const float *const *v, int64_t B, int64_t T,
+                              int j, int64_t H, int64_t Hkv, int64_t Dh, int64_t bq,
+                              float *scratch) {
+    HASS_ASSERT(H % Hkv == 0 && j >= 0);
+    bq = attn_bq(bq);
+    float *P = scratch, *dP = scratch + bq * T, *E = scratch + 2 * bq * T;
+    float *Dv = E + 2 * bq * (j + 1);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i0 = 0; i0 < T; i0 += bq) {
+                attn_blk g = attn_block(B, T, j, H, Hkv, Dh, b, h, i0, bq);
+                attn_probs(&g, P, E, q, k, (float *)lse, 0);
+                int64_t qoff = (b * T + i0) * g.qd + h * Dh, koff = b * T * g.kvd + g.hk * Dh;
+                const float *dOb = dout + qoff, *Ob = out + qoff, *Qb = q + qoff;
+                float *dQb = dq + qoff;
+                for (int64_t r = 0; r < g.nb; r++)
+                    Dv[r] = dotf(dOb + r * g.qd, Ob + r * g.qd, Dh);
+                int64_t kend = g.kend;
+                if (kend > 0) {
+                    const float *K0 = k[0] + koff, *V0 = v[0] + koff;
+                    // dV0: (kend, Dh) += P^T: (kend, nb) @ dO: (nb, Dh)
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kend, (int)Dh,
+                                (int)g.nb, 1.0f, P, (int)kend, dOb, (int)g.qd, 1.0f, dv[0] + koff,
+                                (int)g.kvd);
+                    // dP: (nb, kend) = dO: (nb, Dh) @ V0^T: (Dh, kend)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.nb, (int)kend,
+                                (int)Dh, 1.0f, dOb, (int)g.qd, V0, (int)g.kvd, 0.0f, dP,
+                                (int)kend);
+                    for (int64_t r = 0; r < g.nb; r++) { // dS = P * (dP - D); P is 0 past n0
+                        float *pr = P + r * kend, *dr = dP + r * kend;
+                        for (int64_t c = 0; c < kend; c++)
+                            dr[c] = pr[c] * (dr[c] - Dv[r]);
+                    }
+                    // dQ_blk += scale * dS @ K0;  dK0 += scale * dS^T @ Q_blk
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.nb, (int)Dh,
+                                (int)kend, g.scale, dP, (int)kend, K0, (int)g.kvd, 1.0f, dQb,
+                                (int)g.qd);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kend, (int)Dh,
+                                (int)g.nb, g.scale, dP, (int)kend, Qb, (int)g.qd, 1.0f,
+                                dk[0] + koff, (int)g.kvd);
+                }
+                for (int64_t r = 0; r < g.nb; r++) { // the diagonal keys of streams 1..j
+                    int64_t i = i0 + r, kf = j - i > 1 ? j - i : 1;
+                    for (int64_t kk = kf; kk <= j; kk++) {
+                        int64_t off = (b * T + i - j + kk) * g.kvd + g.hk * Dh;
+                        float p = E[r * (j + 1) + kk];
+                        float ds = p * (dotf(dOb + r * g.qd, v[kk] + off, Dh) - Dv[r]);
+                        axpyf(dQb + r * g.qd, g.scale * ds, k[kk] + off, Dh);
+                        axpyf(dk[kk] + off, g.scale * ds, Qb + r * g.qd, Dh);
+                        axpyf(dv[kk] + off, p, dOb + r * g.qd, Dh);
+                    }
+                }
+            }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* losses                                                                                      */
+
+double hass_smoothl1_loss(float *dh, const float *h, const float *tgt, const float *m, int64_t N,
+                          int64_t d, float gscale) {
+    double msum = 0.0, loss = 0.0;
+    for (int64_t r = 0; r < N; r++)
+        msum += m[r];
+    double Z = msum + 1e-5;
+    for (int64_t r = 0; r < N; r++) {
+        if (m[r] == 0.0f)
+            continue;
+        const float *hr = h + r * d, *tr = tgt + r * d;
+        double rs = 0.0;
+        float gs = (float)(gscale * m[r] / (Z * (double)d));
+        for (int64_t i = 0; i < d; i++) {
+            float x = hr[i] - tr[i], ax = fabsf(x);
+            rs += ax < 1.0f ? 0.5 * (double)x * x : (double)ax - 0.5;
+            if (dh)
+                dh[r * d + i] += gs * (ax < 1.0f ? x : (x > 0 ? 1.0f : -1.0f));
+        }
+        loss += m[r] * rs / (double)d;
+    }
+    return loss / Z;
+}
+
+typedef struct {
+    float *x;
+    const float *p;
+    int32_t *idx, *amax;
+    int64_t N, V, K;
+} rows_ctx;
+
+static void softmax_task(void *vctx, int ith, int nth) {
+    rows_ctx *c = vctx;
+    int64_t lo, hi;
+    hass_split(c->N, ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        float *x = c->x + r * c->V, mx = -FLT_MAX, sum = 0.0f;
+        for (int64_t v = 0; v < c->V; v++)
+            mx = x[v] > mx ? x[v] : mx;
+        for (int64_t v = 0; v < c->V; v++) {
+            x[v] = expf(x[v] - mx);
+            sum += x[v];
+        }
+        float inv = 1.0f / sum;
+        for (int64_t v = 0; v < c->V; v++)
+            x[v] *= inv;
+    }
+}
+
+void hass_softmax_rows(hass_pool *pool, float *x, int64_t N, int64_t V) {
+    rows_ctx c = {.x = x, .N = N, .V = V};
+    hass_pool_run(pool, softmax_task, &c);
+}
+
+static void topk_task(void *vctx, int ith, int nth) {
+    rows_ctx *c = vctx;
+    int64_t lo, hi, K = c->K;
+    hass_split(c->N, ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *p = c->p + r * c->V;
+        int32_t *id = c->idx ? c->idx + r * K : NULL;
+        int64_t n = 0, best = 0;
+        for (int64_t v = 0; v < c->V; v++) {
+            if (p[v] > p[best])
+                best = v;
+            if (!id || (n == K && !(p[v] > p[id[K - 1]])))
+                continue;
+            int64_t pos = n < K ? n : K - 1; // insertion sort; equal values keep the lower index
+            while (pos > 0 && p[id[pos - 1]] < p[v]) {
+                id[pos] = id[pos - 1];
+                pos--;
+            }
+            id[pos] = (int32_t)v;
+            if (n < K)
+                n++;
+        }
+        if (c->amax)
+            c->amax[r] = (int32_t)best;
+    }
+}
+
+void hass_topk_rows(hass_pool *pool, int32_t *idx, int32_t *amax, const float *p, int64_t N,
+                    int64_t V, int64_t K) {
+    HASS_ASSERT(K <= V);
+    rows_ctx c = {.p = p, .idx = K > 0 ? idx : NULL, .amax = amax, .N = N, .V = V, .K = K};
+    hass_pool_run(pool, topk_task, &c);
+}
+
+#define DISTILL_MAX_THREADS 64
+
+typedef struct {
+    float *dl;
+    const float *z, *p, *m;
+    const int32_t *idx;
+    int32_t *amax;
+    int64_t N, V, K;
+    float ws, wk;
+    double Z;
+    double soft[DISTILL_MAX_THREADS], topk[DISTILL_MAX_THREADS];
+} distill_ctx;
+
+static void distill_task(void *vctx, int ith, int nth) {
+    distill_ctx *c = vctx;
+    int64_t lo, hi, V = c->V;
+    hass_split(c->N, ith, nth, &lo, &hi);
+    double soft = 0.0, topk = 0.0;
+    for (int64_t r = lo; r < hi; r++) {
+        const float *z = c->z + r * V, *p = c->p + r * V;
+        float *dl = c->dl + r * V;
+        if (c->m[r] == 0.0f) {
+            memset(dl, 0, (size_t)V * sizeof(float));
+            if (c->amax)
+                c->amax[r] = -1;
+            continue;
+        }
+        float mx = -FLT_MAX;
+        int64_t best = 0;
+        for (int64_t v = 0; v < V; v++)
+            if (z[v] > mx)
+                mx = z[v], best = v;
+        float sum = 0.0f, psum = 0.0f;
+        for (int64_t v = 0; v < V; v++) {
+            sum += expf(z[v] - mx);
+            psum += p[v];
+        }
+        float lse = mx + logf(sum);
+        // log q(v) = z[v] - lse. The Top-K part first: dl may alias z.
+        const int32_t *id = c->idx ? c->idx + r * c->K : NULL;
+        float ksum = 0.0f;
+        double rk = 0.0, rs = 0.0;
+        for (int64_t t = 0; id && t < c->K; t++) {
+            rk += (double)p[id[t]] * ((double)lse - z[id[t]]);
+            ksum += p[id[t]];
+        }
+        float sc = (float)(c->m[r] / c->Z);
+        float C = c->ws * psum + c->wk * ksum; // total target weight of row r
+        for (int64_t v = 0; v < V; v++) {
+            float zv = z[v];
+            rs += (double)p[v] * ((double)lse - zv);
+            dl[v] = sc * (C * expf(zv - lse) - c->ws * p[v]);
+        }
+        for (int64_t t = 0; id && t < c->K; t++)
+            dl[id[t]] -= sc * c->wk * p[id[t]];
+        soft += c->m[r] * rs;
+        topk += c->m[r] * rk;
+        if (c->amax)
+            c->amax[r] = (int32_t)best;
+    }
+    c->soft[ith] = soft;
+    c->topk[ith] = topk;
+}
+
+double hass_distill_loss(hass_pool *pool, float *dlogits, const float *logits, const float *p,
+                         const int32_t *topk_idx, const float *m, int64_t N, int64_t V, int64_t K,
+                         float w_soft, float w_topk, double *soft, double *topk, int32_t *argmax) {
+    distill_ctx c = {.dl = dlogits, .z = logits, .p = p, .m = m, .idx = K > 0 ? topk_idx : NULL,
+                     .amax = argmax, .N = N, .V = V, .K = K, .ws = w_soft, .wk = w_topk};
+    double msum = 0.0;
+    for (int64_t r = 0; r < N; r++)
+        msum += m[r];
+    c.Z = msum + 1e-5;
+    int nth = hass_pool_size(pool);
+    if (nth > DISTILL_MAX_THREADS)
+        nth = DISTILL_MAX_THREADS;
+    hass_pool_run_n(pool, nth, distill_task, &c);
+    double s = 0.0, k = 0.0;
+    for (int t = 0; t < nth; t++)
+        s += c.soft[t], k += c.topk[t];
+    s /= c.Z, k /= c.Z;
+    if (soft)
+        *soft = s;
+    if (topk)
+        *topk = k;
+    return w_soft * s + w_topk * k;
+}
