@@ -1,0 +1,884 @@
+/*
+ * test_formats.c — the file-format loaders: real files (stories260K.bin / .gguf, the llama SPM
+ * vocab GGUF), a safetensors write/read round trip (single file and sharded directory), and
+ * robustness: every truncation of small valid files (a dense sample for the big ones) and
+ * hand-made corrupt headers must return an error status with a message, never crash (the
+ * suite also runs under ASan+UBSan; every corrupt buffer is an exact-size heap copy so that
+ * an overread is caught).
+ */
+#include "check.h"
+#include "formats/formats.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---------------- byte buffer for building files ---------------- */
+typedef struct {
+    uint8_t *p;
+    size_t n, cap;
+} buf;
+
+static void put(buf *b, const void *src, size_t n) {
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 64;
+        b->p = realloc(b->p, b->cap);
+        if (!b->p)
+            abort();
+    }
+    memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+static void put_u32(buf *b, uint32_t v) { put(b, &v, 4); }
+static void put_u64(buf *b, uint64_t v) { put(b, &v, 8); }
+static void put_str(buf *b, const char *s) {
+    put_u64(b, strlen(s));
+    put(b, s, strlen(s));
+}
+static void put_zeros(buf *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        put(b, "", 1);
+}
+
+typedef enum { FMT_ST, FMT_GGUF, FMT_L2C } fmt;
+
+/* Parses an exact-size heap copy of data[0, n); returns the status, checks a message is set. */
+static hass_status parse_copy(fmt f, const uint8_t *data, size_t n, hass_err *err) {
+    uint8_t *c = malloc(n ? n : 1);
+    if (n)
+        memcpy(c, data, n);
+    memset(err, 0, sizeof *err);
+    hass_status rc;
+    if (f == FMT_ST) {
+        hass_safetensors st;
+        rc = hass_safetensors_parse(&st, c, n, err);
+        if (!rc) {
+            /* touch every tensor byte: ASan catches a range outside the buffer */
+            volatile uint8_t sink = 0;
+            for (int i = 0; i < st.n_tensors; i++)
+                for (size_t k = 0; k < st.tensors[i].nbytes; k++)
+                    sink ^= ((const uint8_t *)st.tensors[i].data)[k];
+            (void)sink;
+        }
+        hass_safetensors_close(&st);
+    } else if (f == FMT_GGUF) {
+        hass_gguf g;
+        rc = hass_gguf_parse(&g, c, n, err);
+        if (!rc) {
+            volatile uint8_t sink = 0;
+            for (int64_t i = 0; i < g.n_tensors; i++)
+                if (g.tensors[i].nbytes)
+                    sink ^= ((const uint8_t *)g.tensors[i].data)[g.tensors[i].nbytes - 1];
+            (void)sink;
+        }
+        hass_gguf_close(&g);
+    } else {
+        hass_llama2c m;
+        rc = hass_llama2c_parse(&m, c, n, err);
+        if (!rc) {
+            volatile uint8_t sink = 0;
+            for (int i = 0; i < m.n_tensors; i++)
+                sink ^= ((const uint8_t *)m.tensors[i].data)[m.tensors[i].nbytes - 1];
+            (void)sink;
+        }
+        hass_llama2c_close(&m);
+    }
+    free(c);
+    return rc;
+}
+
+/* Expects data to fail with a message containing `want` (NULL: any message). */
+static void expect_fail(fmt f, const uint8_t *data, size_t n, const char *want, int line) {
+    hass_err e;
+    hass_status rc = parse_copy(f, data, n, &e);
+    int ok = rc < 0 && e.msg[0] && e.code == rc && (!want || strstr(e.msg, want));
+    CHECK_MSG(ok, "line %d: rc=%d msg='%s' want '%s'", line, (int)rc, e.msg, want ? want : "");
+}
+#define EXPECT_FAIL(f, data, n, want) expect_fail((f), (data), (n), (want), __LINE__)
+
+/* Every truncation [0, n) (stride 1 up to dense, then `stride`) must fail cleanly. */
+static void check_truncations(fmt f, const uint8_t *data, size_t n, size_t dense, size_t stride,
+                              const char *label) {
+    int bad = 0;
+    for (size_t len = 0; len < n; len += (len < dense ? 1 : stride)) {
+        hass_err e;
+        hass_status rc = parse_copy(f, data, len, &e);
+        if (rc >= 0 || !e.msg[0]) {
+            if (bad++ < 3)
+                fprintf(stderr, "FAIL %s: truncation to %zu bytes accepted (rc %d)\n", label, len,
+                        (int)rc);
+        }
+    }
+    CHECK_MSG(bad == 0, "%s: %d truncations accepted", label, bad);
+}
+
+/* Seeded single-byte mutations: any status is fine, a crash is not (ASan). */
+static void check_mutations(fmt f, const uint8_t *data, size_t n, int iters, uint64_t seed) {
+    hass_rng rng;
+    hass_rng_seed(&rng, seed);
+    uint8_t *c = malloc(n);
+    int ok = 0;
+    for (int it = 0; it < iters; it++) {
+        memcpy(c, data, n);
+        int k = 1 + (int)(hass_rng_u64(&rng) % 4);
+        for (int j = 0; j < k; j++)
+            c[hass_rng_u64(&rng) % n] = (uint8_t)hass_rng_u64(&rng);
+        hass_err e;
+        hass_status rc = parse_copy(f, c, n, &e);
+        ok += rc == HASS_OK;
+        CHECK(rc == HASS_OK || e.msg[0]);
+    }
+    free(c);
+    (void)ok;
+}
+
+/* ---------------- llama2.c ---------------- */
+
+static void test_llama2c_real(void) {
+    const char *path = check_shared("models/stories260K.bin");
+    if (!path) {
+        CHECK_SKIP("models/stories260K.bin not found");
+        return;
+    }
+    hass_llama2c m;
+    hass_err err = {0};
+    CHECK_EQ_INT(hass_llama2c_open(&m, path, &err), HASS_OK);
+    const hass_llama2c_config *c = &m.cfg;
+    CHECK(c->dim == 64 && c->hidden_dim == 172 && c->n_layers == 5 && c->n_heads == 8 &&
+          c->n_kv_heads == 4 && c->vocab_size == 512 && c->seq_len == 512);
+    CHECK(c->shared_classifier);
+    CHECK_EQ_INT(m.n_tensors, 9 * 5 + 3);
+    const hass_tensor *emb = &m.tensors[0], *lm = &m.tensors[m.n_tensors - 1];
+    CHECK(!strcmp(emb->name, "model.embed_tokens.weight"));
+    CHECK(!strcmp(lm->name, "lm_head.weight") && lm->data == emb->data);
+    CHECK(emb->shape[0] == 512 && emb->shape[1] == 64 && emb->data == m.mf.data + 28);
+    /* first weight of the file: bytes 50 e9 96 be */
+    uint32_t bits;
+    memcpy(&bits, emb->data, 4);
+    CHECK_EQ_INT(bits, 0xbe96e950u);
+    int found = 0;
+    for (int i = 0; i < m.n_tensors; i++) {
+        const hass_tensor *t = &m.tensors[i];
+        if (!strcmp(t->name, "model.layers.4.self_attn.k_proj.weight"))
+            found += t->shape[0] == 32 && t->shape[1] == 64;
+        if (!strcmp(t->name, "model.layers.2.mlp.down_proj.weight"))
+            found += t->shape[0] == 64 && t->shape[1] == 172;
+        if (!strcmp(t->name, "model.norm.weight"))
+            found += t->ndim == 1 && t->shape[0] == 64;
+        CHECK((const uint8_t *)t->data + t->nbytes <= m.mf.data + m.mf.size);
+    }
+    CHECK_EQ_INT(found, 3);
+    /* The file has exactly the expected size: rms_final ends 512*8 floats (freq_cis) before. */
+    const hass_tensor *norm = &m.tensors[m.n_tensors - 2];
+    CHECK((const uint8_t *)norm->data + norm->nbytes + 512 * 8 * 4 == m.mf.data + m.mf.size);
+
+    /* Truncations: a dense sample of the real file (the header and every 2003rd length). */
+    check_truncations(FMT_L2C, m.mf.data, m.mf.size, 64, 2003, "stories260K.bin");
+    hass_llama2c_close(&m);
+}
+
+static void l2c_header(buf *b, int32_t d, int32_t f, int32_t l, int32_t h, int32_t kv, int32_t v,
+                       int32_t s) {
+    int32_t hd[7] = {d, f, l, h, kv, v, s};
+    put(b, hd, sizeof hd);
+}
+
+static void test_llama2c_corrupt(void) {
+    /* tiny valid model: D=8 F=4 L=1 H=2 Hkv=1 V=-4 (separate classifier) S=2 */
+    buf b = {0};
+    l2c_header(&b, 8, 4, 1, 2, 1, -4, 2);
+    size_t nf = 4 * 8 + 8 + 64 + 32 + 32 + 64 + 8 + 32 + 32 + 32 + 8 + 2 * 4 + 4 * 8;
+    for (size_t i = 0; i < nf; i++) {
+        float x = (float)i;
+        put(&b, &x, 4);
+    }
+    hass_llama2c m;
+    hass_err err = {0};
+    CHECK_EQ_INT(hass_llama2c_parse(&m, b.p, b.n, &err), HASS_OK);
+    CHECK(!m.cfg.shared_classifier && m.cfg.vocab_size == 4);
+    const hass_tensor *lm = &m.tensors[m.n_tensors - 1];
+    CHECK(((const float *)lm->data)[0] == (float)(nf - 32)); /* wcls is the last (V, D) block */
+    CHECK(((const float *)m.tensors[1].data)[0] == 32.0f);   /* rms_att after the embedding */
+    hass_llama2c_close(&m);
+
+    check_truncations(FMT_L2C, b.p, b.n, b.n, 1, "tiny llama2.c");
+    {
+        hass_err e;
+        parse_copy(FMT_L2C, b.p, b.n - 1, &e);
+        char want[96];
+        snprintf(want, sizeof want, "truncated: need %zu bytes, file has %zu", b.n, b.n - 1);
+        CHECK_MSG(strstr(e.msg, want) != NULL, "msg '%s'", e.msg);
+    }
+    /* trailing bytes are allowed */
+    put_zeros(&b, 3);
+    CHECK_EQ_INT(parse_copy(FMT_L2C, b.p, b.n, &err), HASS_OK);
+
+    static const int32_t bad[][7] = {
+        {0, 4, 1, 2, 1, 4, 2},          {8, -4, 1, 2, 1, 4, 2},
+        {8, 4, 0, 2, 1, 4, 2},          {8, 4, 1, -2, 1, 4, 2},
+        {8, 4, 1, 2, 0, 4, 2},          {8, 4, 1, 2, 1, 0, 2},
+        {8, 4, 1, 2, 1, 4, -1},         {8, 4, 1, 3, 1, 4, 2},  /* dim % heads */
+        {8, 4, 1, 2, 3, 4, 2},          /* heads % kv */
+        {6, 4, 1, 2, 1, 4, 2},          /* odd head size */
+        {INT32_MAX, 4, 1, 1, 1, 4, 2},  {1 << 20, 1 << 20, 4096, 1, 1, 1 << 24, 1 << 24},
+        {8, 4, 1, 2, 1, INT32_MIN, 2},  {8, 4, INT32_MAX, 2, 1, 4, 2},
+        {8, 4, 1, 2, 1, 4, INT32_MAX},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        buf h = {0};
+        put(&h, bad[i], 28);
+        put_zeros(&h, 4096);
+        EXPECT_FAIL(FMT_L2C, h.p, h.n, NULL);
+        free(h.p);
+    }
+    check_mutations(FMT_L2C, b.p, 28, 300, 7);
+    free(b.p);
+}
+
+/* ---------------- GGUF ---------------- */
+
+static const hass_tensor *gguf_t(const hass_gguf *g, const char *name) {
+    const hass_tensor *t = hass_gguf_find_tensor(g, name);
+    CHECK_MSG(t != NULL, "missing %s", name);
+    return t;
+}
+
+static const hass_tensor *l2c_t(const hass_llama2c *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name))
+            return &m->tensors[i];
+    CHECK_MSG(0, "missing %s", name);
+    return NULL;
+}
+
+/* HF's permute(): row r = (head h, pair i, half j) of the interleaved layout moves to
+ * (h, j, i), i.e. the half-rotation layout. out, w: (rows, cols). */
+static void permute_half(float *out, const float *w, int rows, int cols, int n_heads) {
+    int hd = rows / n_heads, half = hd / 2;
+    for (int h = 0; h < n_heads; h++)
+        for (int i = 0; i < half; i++)
+            for (int j = 0; j < 2; j++)
+                memcpy(out + ((size_t)h * hd + (size_t)j * half + i) * cols,
+                       w + ((size_t)h * hd + (size_t)i * 2 + j) * cols, (size_t)cols * 4);
+}
+
+static void test_gguf_real(void) {
+    const char *gp = check_shared("models/stories260K.gguf");
+    const char *bp = check_shared("models/stories260K.bin");
+    if (!gp || !bp) {
+        CHECK_SKIP("stories260K.gguf / .bin not found");
+        return;
+    }
+    hass_gguf g;
+    hass_llama2c m;
+    hass_err err = {0};
+    CHECK_EQ_INT(hass_gguf_open(&g, gp, &err), HASS_OK);
+    CHECK_EQ_INT(hass_llama2c_open(&m, bp, &err), HASS_OK);
+    CHECK_EQ_INT(g.version, 3);
+    CHECK_EQ_INT(g.n_tensors, 48);
+    CHECK_EQ_INT(g.n_kv, 19);
+    CHECK_EQ_INT(g.alignment, 32);
+    CHECK(g.data_offset % 32 == 0);
+    uint64_t u = 0;
+    double eps = 0;
+    CHECK(hass_gguf_get_u64(&g, "llama.embedding_length", &u) && u == 64);
+    CHECK(hass_gguf_get_u64(&g, "llama.block_count", &u) && u == 5);
+    CHECK(hass_gguf_get_u64(&g, "llama.attention.head_count_kv", &u) && u == 4);
+    CHECK(hass_gguf_get_f64(&g, "llama.attention.layer_norm_rms_epsilon", &eps) &&
+          fabs(eps - 1e-5) < 1e-10);
+    CHECK(!hass_gguf_get_u64(&g, "no.such.key", &u));
+    const char *arch = hass_gguf_get_str(&g, "general.architecture");
+    CHECK(arch && !strcmp(arch, "llama"));
+    const hass_gguf_kv *tok = hass_gguf_find(&g, "tokenizer.ggml.tokens");
+    CHECK(tok && tok->type == HASS_GGUF_ARRAY && tok->arr_type == HASS_GGUF_STRING &&
+          tok->arr_n == 512 && !strcmp(tok->arr_strs[0], "<unk>") && tok->arr_lens[0] == 5);
+
+    const hass_tensor *te = gguf_t(&g, "token_embd.weight");
+    const hass_tensor *me = l2c_t(&m, "model.embed_tokens.weight");
+    if (te && me) {
+        CHECK(te->dtype == HASS_DTYPE_F32 && te->ndim == 2 && te->shape[0] == 512 &&
+              te->shape[1] == 64);
+        CHECK_BITEQ(te->data, me->data, 512 * 64, "token_embd == llama2.c embedding");
+    }
+    const hass_tensor *out = gguf_t(&g, "output.weight");
+    if (out && me)
+        CHECK_BITEQ(out->data, me->data, 512 * 64, "output == embedding (tied in llama2.c)");
+    CHECK_BITEQ(gguf_t(&g, "output_norm.weight")->data, l2c_t(&m, "model.norm.weight")->data, 64,
+                "output_norm");
+    /* Per layer: everything compares bit for bit without any permutation. */
+    static const char *pairs[][2] = {
+        {"attn_norm", "input_layernorm"},     {"attn_q", "self_attn.q_proj"},
+        {"attn_k", "self_attn.k_proj"},       {"attn_v", "self_attn.v_proj"},
+        {"attn_output", "self_attn.o_proj"},  {"ffn_norm", "post_attention_layernorm"},
+        {"ffn_gate", "mlp.gate_proj"},        {"ffn_down", "mlp.down_proj"},
+        {"ffn_up", "mlp.up_proj"},
+    };
+    int n_equal = 0, n_cmp = 0;
+    for (int l = 0; l < 5; l++)
+        for (int p = 0; p < 9; p++) {
+            char gn[64], hn[96];
+            snprintf(gn, sizeof gn, "blk.%d.%s.weight", l, pairs[p][0]);
+            snprintf(hn, sizeof hn, "model.layers.%d.%s.weight", l, pairs[p][1]);
+            const hass_tensor *a = gguf_t(&g, gn), *b = l2c_t(&m, hn);
+            if (!a || !b)
+                continue;
+            n_cmp++;
+            CHECK_MSG(a->ndim == b->ndim && a->shape[0] == b->shape[0] &&
+                          a->shape[1] == b->shape[1],
+                      "%s shape", gn);
+            n_equal += a->nbytes == b->nbytes && !memcmp(a->data, b->data, a->nbytes);
+        }
+    CHECK_EQ_INT(n_cmp, 45);
+    CHECK_EQ_INT(n_equal, 45);
+    /* RoPE layout: the converted q/k are llama2.c's rows unchanged (interleaved pairs), not
+     * HF's permuted (half-rotation) rows. */
+    const hass_tensor *q = gguf_t(&g, "blk.0.attn_q.weight");
+    const hass_tensor *k = gguf_t(&g, "blk.0.attn_k.weight");
+    float *perm = malloc(64 * 64 * 4);
+    permute_half(perm, q->data, 64, 64, 8);
+    CHECK(memcmp(perm, q->data, 64 * 64 * 4) != 0);
+    permute_half(perm, k->data, 32, 64, 4);
+    CHECK(memcmp(perm, k->data, 32 * 64 * 4) != 0);
+    free(perm);
+
+    /* Truncations: every length through the tensor infos, then every 499th. */
+    check_truncations(FMT_GGUF, g.mf.data, g.mf.size, g.data_offset + 64, 499,
+                      "stories260K.gguf");
+    hass_gguf_close(&g);
+    hass_llama2c_close(&m);
+}
+
+static void test_gguf_vocab(void) {
+    const char *path = check_shared("data/fixtures/ggml-vocab-llama-spm.gguf");
+    if (!path) {
+        CHECK_SKIP("ggml-vocab-llama-spm.gguf not found");
+        return;
+    }
+    hass_gguf g;
+    hass_err err = {0};
+    CHECK_EQ_INT(hass_gguf_open(&g, path, &err), HASS_OK);
+    CHECK_EQ_INT(g.n_tensors, 0);
+    CHECK_EQ_INT(g.n_kv, 22);
+    const hass_gguf_kv *t = hass_gguf_find(&g, "tokenizer.ggml.tokens");
+    const hass_gguf_kv *s = hass_gguf_find(&g, "tokenizer.ggml.scores");
+    const hass_gguf_kv *ty = hass_gguf_find(&g, "tokenizer.ggml.token_type");
+    CHECK(t && t->arr_type == HASS_GGUF_STRING && t->arr_n == 32000);
+    CHECK(s && s->arr_type == HASS_GGUF_F32 && s->arr_n == 32000);
+    CHECK(ty && ty->arr_type == HASS_GGUF_I32 && ty->arr_n == 32000);
+    if (t && t->arr_n == 32000) {
+        CHECK(!strcmp(t->arr_strs[1], "<s>") && !strcmp(t->arr_strs[3], "<0x00>"));
+        CHECK(!strcmp(t->arr_strs[29871], "\xe2\x96\x81"));
+        CHECK(!strcmp(t->arr_strs[22172], "\xe2\x96\x81hello"));
+    }
+    uint64_t u = 0;
+    CHECK(hass_gguf_get_u64(&g, "tokenizer.ggml.add_bos_token", &u) && u == 1);
+    CHECK(hass_gguf_get_u64(&g, "llama.vocab_size", &u) && u == 32000);
+    check_truncations(FMT_GGUF, g.mf.data, g.mf.size, 1024, 4099, "vocab gguf");
+    hass_gguf_close(&g);
+}
+
+/* A small valid GGUF: 13 value types, a string array, two F32 tensors, a Q8_0 tensor. */
+typedef struct {
+    uint32_t version;
+    uint64_t n_tensors_override, n_kv_override;
+    int nested, bad_type, alignment;      /* alignment: 0 = default */
+    uint32_t ggml_type;                   /* type of tensor "b" */
+    uint64_t off_b;                       /* offset of tensor "b" (default 64) */
+    uint32_t ndims_b;                     /* default 2 */
+    uint64_t str_len_override;            /* 0: none */
+    int dup_key;
+} gguf_spec;
+
+static buf make_gguf(const gguf_spec *s) {
+    buf b = {0};
+    put(&b, "GGUF", 4);
+    put_u32(&b, s->version ? s->version : 3);
+    put_u64(&b, s->n_tensors_override ? s->n_tensors_override : 3);
+    int nkv = 16 + (s->alignment != 0) + (s->nested != 0) + (s->bad_type != 0) + s->dup_key;
+    put_u64(&b, s->n_kv_override ? s->n_kv_override : (uint64_t)nkv);
+    uint8_t b1 = 0xfe;
+    uint16_t b2 = 0xfffe;
+    double f64 = -2.5;
+    float f32 = 0.25f;
+    static const char *names[] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool",
+                                  "u64", "i64", "f64"};
+    static const uint32_t types[] = {0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12};
+    for (int i = 0; i < 11; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "test.%s", names[i]);
+        put_str(&b, key);
+        put_u32(&b, types[i]);
+        switch (types[i]) {
+        case 0: case 1: case 7: put(&b, &b1, 1); break;
+        case 2: case 3: put(&b, &b2, 2); break;
+        case 4: case 5: put_u32(&b, 0xfffffffeu); break;
+        case 6: put(&b, &f32, 4); break;
+        case 12: put(&b, &f64, 8); break;
+        default: put_u64(&b, 0xfffffffffffffffeull);
+        }
+    }
+    put_str(&b, "general.architecture");
+    put_u32(&b, 8);
+    if (s->str_len_override) {
+        put_u64(&b, s->str_len_override);
+        put(&b, "llama", 5);
+    } else {
+        put_str(&b, "llama");
+    }
+    put_str(&b, "test.strs");
+    put_u32(&b, 9);
+    put_u32(&b, 8);
+    put_u64(&b, 3);
+    put_str(&b, "a");
+    put_str(&b, "");
+    put_str(&b, "ccc");
+    put_str(&b, "test.i16s");
+    put_u32(&b, 9);
+    put_u32(&b, 3);
+    put_u64(&b, 2);
+    put(&b, "\x01\x00\xff\xff", 4);
+    put_str(&b, "test.empty");
+    put_u32(&b, 9);
+    put_u32(&b, 6);
+    put_u64(&b, 0);
+    put_str(&b, "test.bool2");
+    put_u32(&b, 7);
+    put(&b, "\x01", 1);
+    if (s->alignment) {
+        put_str(&b, "general.alignment");
+        put_u32(&b, 4);
+        put_u32(&b, (uint32_t)s->alignment);
+    }
+    if (s->nested) {
+        put_str(&b, "test.nested");
+        put_u32(&b, 9);
+        put_u32(&b, 9);
+        put_u64(&b, 1);
+        put_u32(&b, 4);
+        put_u64(&b, 1);
+        put_u32(&b, 7);
+    }
+    if (s->bad_type) {
+        put_str(&b, "test.badtype");
+        put_u32(&b, (uint32_t)s->bad_type);
+        put_u32(&b, 0);
+    }
+    if (s->dup_key) {
+        put_str(&b, "test.u8");
+        put_u32(&b, 0);
+        put(&b, &b1, 1);
+    }
+    /* tensors: a (F32, ne [4, 3]) at 0, b (type, ne [32, 2]) at off_b, c (F32 ne [5]) at 320 */
+    put_str(&b, "a");
+    put_u32(&b, 2);
+    put_u64(&b, 4);
+    put_u64(&b, 3);
+    put_u32(&b, 0);
+    put_u64(&b, 0);
+    put_str(&b, "b");
+    uint32_t nd = s->ndims_b ? s->ndims_b : 2;
+    put_u32(&b, nd);
+    for (uint32_t d = 0; d < nd; d++)
+        put_u64(&b, d == 0 ? 32 : 2);
+    put_u32(&b, s->ggml_type);
+    put_u64(&b, s->off_b ? s->off_b : 64);
+    put_str(&b, "c");
+    put_u32(&b, 1);
+    put_u64(&b, 5);
+    put_u32(&b, 0);
+    put_u64(&b, 320);
+    size_t align = s->alignment > 0 ? (size_t)s->alignment : 32;
+    while (b.n % align)
+        put(&b, "", 1);
+    for (int i = 0; i < 340; i++) {
+        uint8_t x = (uint8_t)i;
+        put(&b, &x, 1);
+    }
+    return b;
+}
+
+static void test_gguf_corrupt(void) {
+    gguf_spec s0 = {0};
+    buf b = make_gguf(&s0);
+    hass_gguf g;
+    hass_err err = {0};
+    CHECK_EQ_INT(hass_gguf_parse(&g, b.p, b.n, &err), HASS_OK);
+    if (!err.msg[0]) {
+        uint64_t u;
+        double f;
+        CHECK(hass_gguf_get_u64(&g, "test.u8", &u) && u == 0xfe);
+        CHECK(!hass_gguf_get_u64(&g, "test.i8", &u)); /* -2 */
+        CHECK(hass_gguf_get_f64(&g, "test.i8", &f) && f == -2.0);
+        CHECK(hass_gguf_get_f64(&g, "test.i16", &f) && f == -2.0);
+        CHECK(hass_gguf_get_u64(&g, "test.u32", &u) && u == 0xfffffffeu);
+        CHECK(hass_gguf_get_f64(&g, "test.i32", &f) && f == -2.0);
+        CHECK(hass_gguf_get_f64(&g, "test.f32", &f) && f == 0.25);
+        CHECK(hass_gguf_get_f64(&g, "test.f64", &f) && f == -2.5);
+        CHECK(hass_gguf_get_u64(&g, "test.u64", &u) && u == 0xfffffffffffffffeull);
+        CHECK(hass_gguf_get_f64(&g, "test.i64", &f) && f == -2.0);
+        CHECK(hass_gguf_get_u64(&g, "test.bool2", &u) && u == 1);
+        const hass_gguf_kv *kv = hass_gguf_find(&g, "test.strs");
+        CHECK(kv && kv->arr_n == 3 && !strcmp(kv->arr_strs[2], "ccc") && kv->arr_lens[1] == 0);
+        kv = hass_gguf_find(&g, "test.i16s");
+        CHECK(kv && kv->arr_n == 2 && kv->arr_data && kv->arr_data[2] == 0xff);
+        kv = hass_gguf_find(&g, "test.empty");
+        CHECK(kv && kv->arr_n == 0 && kv->arr_type == HASS_GGUF_F32);
+        const hass_tensor *a = hass_gguf_find_tensor(&g, "a"), *tb = hass_gguf_find_tensor(&g, "b");
+        CHECK(a && a->ndim == 2 && a->shape[0] == 3 && a->shape[1] == 4 && a->nbytes == 48 &&
+              (const uint8_t *)a->data == b.p + g.data_offset);
+        CHECK(tb && tb->shape[0] == 2 && tb->shape[1] == 32 && tb->nbytes == 256 &&
+              ((const uint8_t *)tb->data)[0] == 64);
+    }
+    hass_gguf_close(&g);
+    check_truncations(FMT_GGUF, b.p, b.n, b.n, 1, "small gguf");
+    check_mutations(FMT_GGUF, b.p, b.n, 3000, 11);
+
+    /* Q8_0 tensor b: 2 rows of 32 -> 2 blocks of 34 bytes */
+    gguf_spec s = {0};
+    s.ggml_type = 8;
+    buf q = make_gguf(&s);
+    CHECK_EQ_INT(hass_gguf_parse(&g, q.p, q.n, &err), HASS_OK);
+    CHECK(hass_gguf_find_tensor(&g, "b") && hass_gguf_find_tensor(&g, "b")->nbytes == 68);
+    hass_gguf_close(&g);
+    free(q.p);
+
+    struct {
+        gguf_spec s;
+        const char *want;
+    } cases[] = {
+        {{.version = 1}, "version 1"},
+        {{.version = 4}, "version 4"},
+        {{.n_tensors_override = 1ull << 60}, "tensor count"},
+        {{.n_kv_override = 1ull << 60}, "kv count"},
+        {{.n_kv_override = UINT64_MAX}, "kv count"},
+        {{.str_len_override = 1ull << 62}, "past the end"},
+        {{.str_len_override = UINT64_MAX}, "past the end"},
+        {{.nested = 1}, "nested"},
+        {{.bad_type = 13}, "unknown value type"},
+        {{.bad_type = 0x7fffffff}, "unknown value type"},
+        {{.alignment = 3}, "alignment"},
+        {{.alignment = -1}, "alignment"},
+        {{.ggml_type = 12}, "Q4_K"},
+        {{.ggml_type = 9999}, "not supported"},
+        {{.ggml_type = 1}, NULL}, /* F16 b: 128 bytes at 64 overlaps nothing: valid, see below */
+        {{.off_b = 48}, "alignment"},
+        {{.off_b = 32}, "overlaps"},
+        {{.off_b = 1ull << 62}, "past the end"},
+        {{.off_b = UINT64_MAX - 31}, "past the end"},
+        {{.ndims_b = 5}, "n_dims"},
+        {{.dup_key = 1}, "duplicate key"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        buf c = make_gguf(&cases[i].s);
+        if (cases[i].s.ggml_type == 1)
+            CHECK_EQ_INT(parse_copy(FMT_GGUF, c.p, c.n, &err), HASS_OK);
+        else
+            EXPECT_FAIL(FMT_GGUF, c.p, c.n, cases[i].want);
+        free(c.p);
+    }
+    /* Q8_0 row length must be a multiple of 32 */
+    {
+        buf c = {0};
+        put(&c, "GGUF", 4);
+        put_u32(&c, 3);
+        put_u64(&c, 1);
+        put_u64(&c, 0);
+        put_str(&c, "q");
+        put_u32(&c, 1);
+        put_u64(&c, 33);
+        put_u32(&c, 8);
+        put_u64(&c, 0);
+        put_zeros(&c, 128);
+        EXPECT_FAIL(FMT_GGUF, c.p, c.n, "multiple of 32");
+        free(c.p);
+    }
+    /* bad magic, tiny inputs */
+    memcpy(b.p, "GGUX", 4);
+    EXPECT_FAIL(FMT_GGUF, b.p, b.n, "magic");
+    EXPECT_FAIL(FMT_GGUF, (const uint8_t *)"", 0, "magic");
+    free(b.p);
+    /* a v2 file with no tensors and no kvs is fine */
+    {
+        buf c = {0};
+        put(&c, "GGUF", 4);
+        put_u32(&c, 2);
+        put_u64(&c, 0);
+        put_u64(&c, 0);
+        CHECK_EQ_INT(parse_copy(FMT_GGUF, c.p, c.n, &err), HASS_OK);
+        free(c.p);
+    }
+}
+
+/* ---------------- safetensors ---------------- */
+
+/* Builds a safetensors file from header JSON (padded to 8) and `data_len` data bytes. */
+static buf st_make(const char *json, size_t data_len) {
+    buf b = {0};
+    size_t n = strlen(json), padded = (n + 7) & ~(size_t)7; /* space padding, like HF */
+    put_u64(&b, padded);
+    put(&b, json, n);
+    put(&b, "        ", padded - n);
+    for (size_t i = 0; i < data_len; i++) {
+        uint8_t x = (uint8_t)i;
+        put(&b, &x, 1);
+    }
+    return b;
+}
+
+static void st_expect(const char *json, size_t data_len, const char *want) {
+    buf b = st_make(json, data_len);
+    EXPECT_FAIL(FMT_ST, b.p, b.n, want);
+    free(b.p);
+}
+
+static void test_safetensors_corrupt(void) {
+    /* a valid one first */
+    const char *ok = "{\"w\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}";
+    buf b = st_make(ok, 16);
+    hass_err err = {0};
+    CHECK_EQ_INT(parse_copy(FMT_ST, b.p, b.n, &err), HASS_OK);
+    check_truncations(FMT_ST, b.p, b.n, b.n, 1, "small safetensors");
+    check_mutations(FMT_ST, b.p, b.n, 2000, 5);
+    /* header length huge / past the file */
+    uint64_t huge[] = {UINT64_MAX, 1ull << 62, 100000000, 99999999, 1000};
+    for (int i = 0; i < 5; i++) {
+        memcpy(b.p, &huge[i], 8);
+        EXPECT_FAIL(FMT_ST, b.p, b.n, "header length");
+    }
+    free(b.p);
+
+#define T1(spec) "{\"w\":" spec "}"
+    st_expect(T1("{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}"), 8, "past the end");
+    st_expect(T1("{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}"), 24, "unindexed");
+    st_expect(T1("{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[-4,12]}"), 16,
+              "non-negative");
+    st_expect(T1("{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[16,0]}"), 16, "end 0 < begin");
+    st_expect(T1("{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0.5,16.5]}"), 17,
+              "non-negative integers");
+    st_expect(T1("{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,1e300]}"), 16,
+              "non-negative integers");
+    st_expect(T1("{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0]}"), 16, "two");
+    st_expect(T1("{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,16]}"), 16, "24 bytes");
+    st_expect(T1("{\"dtype\":\"F32\",\"shape\":[-2,-2],\"data_offsets\":[0,16]}"), 16, "shape[0]");
+    st_expect(T1("{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
+                 "\"data_offsets\":[0,16]}"),
+              16, "overflow");
+    st_expect(T1("{\"dtype\":\"F32\",\"shape\":[1,1,1,2,2],\"data_offsets\":[0,16]}"), 16, "5 dims");
+    st_expect(T1("{\"dtype\":\"F8_E4M3\",\"shape\":[16],\"data_offsets\":[0,16]}"), 16,
+              "dtype F8_E4M3 not supported");
+    st_expect(T1("{\"dtype\":3,\"shape\":[4],\"data_offsets\":[0,16]}"), 16, "string dtype");
+    st_expect(T1("{\"dtype\":\"F32\",\"data_offsets\":[0,16]}"), 16, "array shape");
+    st_expect(T1("[1,2]"), 16, "not an object");
+    st_expect("[1,2,3]", 0, "not a JSON object");
+    st_expect("{\"w\":", 0, "not valid JSON");
+    st_expect("{} x", 0, "garbage");
+    st_expect("{\"__metadata__\":[1]}", 0, "__metadata__");
+    /* two tensors: overlapping, hole, misaligned, duplicate */
+    st_expect("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+              "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}  ",
+              12, "overlaps");
+    st_expect("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+              "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}  ",
+              12, "hole");
+    st_expect("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+              "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[1,5]}}       ",
+              5, "aligned");
+    st_expect("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+              "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}  ",
+              8, "duplicate");
+    /* too short for a header */
+    EXPECT_FAIL(FMT_ST, (const uint8_t *)"\x02\0\0\0", 4, "too short");
+    /* empty tensors (0 bytes) and an empty file list are fine */
+    {
+        buf c = st_make("{\"e\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[0,0]},"
+                        "\"s\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,8]}}",
+                        8);
+        CHECK_EQ_INT(parse_copy(FMT_ST, c.p, c.n, &err), HASS_OK);
+        free(c.p);
+        c = st_make("{}", 0);
+        CHECK_EQ_INT(parse_copy(FMT_ST, c.p, c.n, &err), HASS_OK);
+        free(c.p);
+    }
+}
+
+/* ---- round trip ---- */
+
+static char tmpdir[256];
+
+static void make_tmpdir(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/hass_test_formats_XXXXXX");
+    if (!mkdtemp(tmpdir))
+        tmpdir[0] = 0;
+}
+
+static void path_in(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", tmpdir, name); }
+
+static void test_safetensors_roundtrip(void) {
+    if (!tmpdir[0]) {
+        CHECK_SKIP("no temp dir");
+        return;
+    }
+    /* six tensors of every dtype, odd sizes, in a mixed order; 0-d and 4-d shapes */
+    static const hass_dtype dts[] = {HASS_DTYPE_U8,  HASS_DTYPE_F32, HASS_DTYPE_F16,
+                                     HASS_DTYPE_I64, HASS_DTYPE_BF16, HASS_DTYPE_I32};
+    static const int64_t shapes[][4] = {{7, 3}, {3, 5}, {2, 1, 3, 5}, {0}, {13}, {1, 1, 1, 1}};
+    static const int ndims[] = {2, 2, 4, 0, 1, 4};
+    hass_tensor ts[6];
+    uint8_t *store[6];
+    hass_rng rng;
+    hass_rng_seed(&rng, 42);
+    for (int i = 0; i < 6; i++) {
+        memset(&ts[i], 0, sizeof ts[i]);
+        snprintf(ts[i].name, sizeof ts[i].name, "model.t%d.\"quoted\\name\"", i);
+        ts[i].dtype = dts[i];
+        ts[i].ndim = ndims[i];
+        memcpy(ts[i].shape, shapes[i], sizeof shapes[i]);
+        size_t nb = hass_dtype_bytes(dts[i], (size_t)hass_tensor_numel(&ts[i]));
+        if (dts[i] == HASS_DTYPE_U8)
+            nb = (size_t)hass_tensor_numel(&ts[i]);
+        store[i] = malloc(nb + 1);
+        for (size_t k = 0; k < nb; k++)
+            store[i][k] = (uint8_t)hass_rng_u64(&rng);
+        ts[i].data = store[i];
+        ts[i].nbytes = nb;
+    }
+    char path[512];
+    path_in(path, sizeof path, "rt.safetensors");
+    hass_err err = {0};
+    CHECK_EQ_INT(hass_safetensors_write(path, ts, 6, "{\"format\":\"pt\",\"note\":\"x\"}", &err),
+                 HASS_OK);
+    hass_safetensors st;
+    CHECK_EQ_INT(hass_safetensors_open(&st, path, &err), HASS_OK);
+    CHECK_EQ_INT(st.n_tensors, 6);
+    for (int i = 0; i < 6; i++) {
+        const hass_tensor *t = hass_safetensors_find(&st, ts[i].name);
+        CHECK_MSG(t != NULL, "missing %s", ts[i].name);
+        if (!t)
+            continue;
+        CHECK(t->dtype == ts[i].dtype && t->ndim == ts[i].ndim && t->nbytes == ts[i].nbytes);
+        CHECK(!memcmp(t->shape, ts[i].shape, sizeof(int64_t) * (size_t)t->ndim));
+        CHECK(!memcmp(t->data, ts[i].data, t->nbytes));
+        size_t es = t->dtype == HASS_DTYPE_U8 ? 1 : hass_dtype_bytes(t->dtype, 1);
+        CHECK((size_t)((const uint8_t *)t->data - st.mf.data) % es == 0);
+    }
+    /* header: 8-aligned length, space padded, metadata kept */
+    uint64_t hlen;
+    memcpy(&hlen, st.mf.data, 8);
+    CHECK(hlen % 8 == 0 && st.mf.data[8] == '{');
+    CHECK(st.metadata_json && strstr(st.metadata_json, "\"format\":\"pt\""));
+    hass_safetensors_close(&st);
+    hass_safetensors_close(&st); /* double close is safe */
+
+    /* writer refuses bad input */
+    hass_tensor bad = ts[1];
+    bad.nbytes += 4;
+    CHECK_EQ_INT(hass_safetensors_write(path, &bad, 1, NULL, &err), HASS_STATUS_SHAPE);
+    hass_tensor dup[2] = {ts[1], ts[1]};
+    CHECK_EQ_INT(hass_safetensors_write(path, dup, 2, NULL, &err), HASS_STATUS_ARG);
+    CHECK_EQ_INT(hass_safetensors_write(path, ts, 2, "{\"a\":1}", &err), HASS_STATUS_ARG);
+    bad = ts[1];
+    bad.dtype = HASS_DTYPE_Q8_0;
+    CHECK_EQ_INT(hass_safetensors_write(path, &bad, 1, NULL, &err), HASS_STATUS_UNSUPPORTED);
+    char nodir[600];
+    snprintf(nodir, sizeof nodir, "%s/no/such/dir/x.safetensors", tmpdir);
+    CHECK_EQ_INT(hass_safetensors_write(nodir, ts, 1, NULL, &err), HASS_STATUS_IO);
+
+    /* directory: single file */
+    char sub[512], p2[600];
+    path_in(sub, sizeof sub, "single");
+    mkdir(sub, 0755);
+    snprintf(p2, sizeof p2, "%s/model.safetensors", sub);
+    CHECK_EQ_INT(hass_safetensors_write(p2, ts, 6, NULL, &err), HASS_OK);
+    hass_st_set set;
+    CHECK_EQ_INT(hass_safetensors_open_dir(&set, sub, &err), HASS_OK);
+    CHECK(set.n_shards == 1 && set.n_tensors == 6);
+    CHECK(hass_st_set_find(&set, ts[4].name) != NULL && !hass_st_set_find(&set, "nope"));
+    hass_st_set_close(&set);
+
+    /* sharded: 3 tensors + 3 tensors, with an index */
+    path_in(sub, sizeof sub, "sharded");
+    mkdir(sub, 0755);
+    snprintf(p2, sizeof p2, "%s/model-00001-of-00002.safetensors", sub);
+    CHECK_EQ_INT(hass_safetensors_write(p2, ts, 3, NULL, &err), HASS_OK);
+    snprintf(p2, sizeof p2, "%s/model-00002-of-00002.safetensors", sub);
+    CHECK_EQ_INT(hass_safetensors_write(p2, ts + 3, 3, NULL, &err), HASS_OK);
+    const char *shard[2] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
+    char idx[4096];
+    size_t k = (size_t)snprintf(idx, sizeof idx, "{\"metadata\":{\"total_size\":1},\"weight_map\":{");
+    for (int i = 0; i < 6; i++) {
+        char esc[200];
+        size_t e = 0;
+        for (const char *c = ts[i].name; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                esc[e++] = '\\';
+            esc[e++] = *c;
+        }
+        esc[e] = 0;
+        k += (size_t)snprintf(idx + k, sizeof idx - k, "%s\"%s\":\"%s\"", i ? "," : "", esc,
+                              shard[i / 3]);
+    }
+    snprintf(idx + k, sizeof idx - k, "}}");
+    snprintf(p2, sizeof p2, "%s/model.safetensors.index.json", sub);
+    CHECK_EQ_INT(hass_write_file_atomic(p2, idx, strlen(idx), &err), HASS_OK);
+    CHECK_EQ_INT(hass_safetensors_open_dir(&set, sub, &err), HASS_OK);
+    CHECK(set.n_shards == 2 && set.n_tensors == 6 && set.index_metadata_json);
+    for (int i = 0; i < 6; i++) {
+        const hass_tensor *t = hass_st_set_find(&set, ts[i].name);
+        CHECK(t && t->nbytes == ts[i].nbytes && !memcmp(t->data, ts[i].data, t->nbytes));
+    }
+    hass_st_set_close(&set);
+    /* index naming a tensor its shard lacks */
+    char wrong[4096];
+    snprintf(wrong, sizeof wrong, "%s", idx);
+    char *pos = strstr(wrong, shard[1]);
+    if (pos)
+        pos[10] = '1'; /* tensor 3 now claims shard 1 */
+    CHECK_EQ_INT(hass_write_file_atomic(p2, wrong, strlen(wrong), &err), HASS_OK);
+    CHECK_EQ_INT(hass_safetensors_open_dir(&set, sub, &err), HASS_STATUS_FORMAT);
+    CHECK(strstr(err.msg, "not found in shard") != NULL);
+    const char *evil = "{\"weight_map\":{\"a\":\"../x.safetensors\"}}";
+    CHECK_EQ_INT(hass_write_file_atomic(p2, evil, strlen(evil), &err), HASS_OK);
+    CHECK_EQ_INT(hass_safetensors_open_dir(&set, sub, &err), HASS_STATUS_FORMAT);
+    const char *noshard = "{\"weight_map\":{\"a\":\"missing.safetensors\"}}";
+    CHECK_EQ_INT(hass_write_file_atomic(p2, noshard, strlen(noshard), &err), HASS_OK);
+    CHECK_EQ_INT(hass_safetensors_open_dir(&set, sub, &err), HASS_STATUS_IO);
+    CHECK_EQ_INT(hass_write_file_atomic(p2, "[]", 2, &err), HASS_OK);
+    CHECK_EQ_INT(hass_safetensors_open_dir(&set, sub, &err), HASS_STATUS_FORMAT);
+    /* the same tensor in two shards */
+    snprintf(p2, sizeof p2, "%s/model-00002-of-00002.safetensors", sub);
+    CHECK_EQ_INT(hass_safetensors_write(p2, ts, 1, NULL, &err), HASS_OK);
+    snprintf(p2, sizeof p2, "%s/model.safetensors.index.json", sub);
+    CHECK_EQ_INT(hass_write_file_atomic(p2, idx, strlen(idx), &err), HASS_OK);
+    CHECK_EQ_INT(hass_safetensors_open_dir(&set, sub, &err), HASS_STATUS_FORMAT);
+    path_in(sub, sizeof sub, "empty");
+    mkdir(sub, 0755);
+    CHECK_EQ_INT(hass_safetensors_open_dir(&set, sub, &err), HASS_STATUS_NOTFOUND);
+    hass_st_set_close(&set);
+    for (int i = 0; i < 6; i++)
+        free(store[i]);
+}
+
+static void remove_tmpdir(void) {
+    if (!tmpdir[0])
+        return;
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", tmpdir);
+}
+
+int main(void) {
+    check_init("test_formats");
+    make_tmpdir();
+    test_llama2c_real();
+    test_llama2c_corrupt();
+    test_gguf_real();
+    test_gguf_vocab();
+    test_gguf_corrupt();
+    test_safetensors_corrupt();
+    test_safetensors_roundtrip();
+    remove_tmpdir();
+    return check_exit();
+}
