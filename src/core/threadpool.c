@@ -18,6 +18,10 @@
 #endif
 
 #define SPIN_ITERS 200000
+/* While spinning, give the CPU away every YIELD_EVERY pauses: with more threads than free cores
+ * (several pools, or other processes) a spinning thread would otherwise sit on the core that the
+ * thread it waits for needs. With a core to itself, sched_yield returns at once. */
+#define YIELD_EVERY 256
 
 struct hass_pool {
     int n;
@@ -58,7 +62,10 @@ static void *worker_main(void *p) {
         while ((g = atomic_load_explicit(&pool->gen, memory_order_acquire)) == seen &&
                !atomic_load(&pool->stop)) {
             if (++spins < SPIN_ITERS) {
-                CPU_RELAX();
+                if (spins % YIELD_EVERY == 0)
+                    sched_yield();
+                else
+                    CPU_RELAX();
                 continue;
             }
             pthread_mutex_lock(&pool->mu);
@@ -148,8 +155,12 @@ void hass_pool_run_n(hass_pool *pool, int n, hass_task_fn fn, void *ctx) {
     tl_in_task = 1;
     fn(ctx, 0, n);
     tl_in_task = 0;
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0)
-        CPU_RELAX();
+    for (unsigned spins = 1; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spins++) {
+        if (spins % YIELD_EVERY == 0)
+            sched_yield();
+        else
+            CPU_RELAX();
+    }
 }
 
 void hass_pool_run(hass_pool *pool, hass_task_fn fn, void *ctx) {
