@@ -1,0 +1,139 @@
+/*
+ * tokenizer — exact LLaMA-family tokenizers, a streaming detokenizer and chat templates.
+ *
+ * Two algorithms cover the models hass runs:
+ *   HASS_TOK_SPM       SentencePiece-style BPE with byte fallback (LLaMA-1/2, llama2.c models).
+ *                      Spaces become U+2581, each text piece gets a dummy-prefix U+2581, and the
+ *                      adjacent pair with the best priority is merged until none is left: the
+ *                      highest piece score (tokenizer.bin, GGUF "llama") or the lowest merge rank
+ *                      (HF tokenizer.json, whose merges were made from the scores). Characters
+ *                      with no piece become <0xNN> byte tokens.
+ *   HASS_TOK_BYTE_BPE  GPT-2 style byte-level BPE (LLaMA-3, GPT-2): a pre-tokenizer regex
+ *                      (PCRE2, UTF+UCP) splits the text, each piece's bytes are merged by rank.
+ *                      With ignore_merges a piece that is a whole vocab entry is emitted directly.
+ * Both merge with a binary heap over a linked list of symbols (O(n log n) per piece); vocab
+ * strings and merge pairs live in open-addressing hash maps.
+ *
+ * Special (added) tokens such as <s> or <|eot_id|> are matched literally in the text when
+ * parse_special is set (leftmost, longest first), and the text between them is encoded
+ * piece by piece (HF legacy behaviour: each SPM piece gets its own dummy prefix).
+ *
+ * A loaded tokenizer is immutable, so encode/piece/render may be called from several threads
+ * at once; hass_detok state belongs to its caller. Errors are one-line messages in hass_err.
+ */
+#ifndef HASS_TOKENIZER_H
+#define HASS_TOKENIZER_H
+
+#include "core/core.h"
+#include "formats/formats.h"
+
+typedef struct hass_tokenizer hass_tokenizer;
+typedef enum { HASS_TOK_SPM = 0, HASS_TOK_BYTE_BPE = 1 } hass_tok_kind;
+
+/* llama2.c tokenizer.bin: int32 max_token_length, then per token float score, int32 len, bytes.
+ * The file does not store the vocab size: vocab_size_hint > 0 reads exactly that many tokens
+ * (the checkpoint's vocab_size), <= 0 reads tokens until the end of the file. Ids 0/1/2 are
+ * <unk>/<s>/</s> (BOS 1, EOS 2), ids 3..258 the bytes <0x00>..<0xFF>. Pieces are stored with
+ * ' ' for U+2581; they are restored to U+2581 on load, so piece() returns SentencePiece's text.
+ * Returns NULL and sets err on a missing, truncated or malformed file. Caller frees. */
+hass_tokenizer *hass_tokenizer_load_bin(const char *path, int32_t vocab_size_hint, hass_err *err);
+
+/* HF tokenizer.json with model.type "BPE": either SPM-BPE with byte_fallback (Prepend/Replace
+ * normalizer or Metaspace pre-tokenizer, as LLaMA-2) or ByteLevel BPE (Split regex + ByteLevel,
+ * as LLaMA-3, or plain ByteLevel with the GPT-2 regex). Reads tokenizer_config.json from the same
+ * folder when present: bos_token, eos_token, add_bos_token, chat_template. Caller frees. */
+hass_tokenizer *hass_tokenizer_load_json(const char *path, hass_err *err);
+
+/* GGUF tokenizer.ggml.* metadata: model "llama" (tokens + scores + token_type, SPM) or "gpt2"
+ * (tokens + merges, byte-level; pre "llama-bpe"/"llama3" uses the LLaMA-3 regex, anything else
+ * the GPT-2 one), bos/eos/unknown ids, add_bos_token, add_space_prefix, tokenizer.chat_template.
+ * CONTROL and USER_DEFINED tokens become special tokens. g is only read during the call. */
+hass_tokenizer *hass_tokenizer_load_gguf(const hass_gguf *g, hass_err *err);
+
+void hass_tokenizer_free(hass_tokenizer *t); /* NULL-safe */
+
+int32_t hass_tokenizer_vocab_size(const hass_tokenizer *t);
+int32_t hass_tokenizer_bos(const hass_tokenizer *t); /* -1 if none */
+int32_t hass_tokenizer_eos(const hass_tokenizer *t); /* -1 if none */
+hass_tok_kind hass_tokenizer_kind(const hass_tokenizer *t);
+/* Whether the model expects BOS in front of a prompt (add_bos_token; default 1 when a BOS
+ * exists — LLaMA-3's tokenizer.json does not add it itself but the model expects it). */
+int hass_tokenizer_wants_bos(const hass_tokenizer *t);
+
+/* Encodes UTF-8 text (len bytes, may contain any bytes, need not be NUL-terminated).
+ * add_bos: prepend BOS (if the vocab has one). parse_special: literal special/added-token
+ * strings map to their ids (HF default); with 0 they are encoded as plain text.
+ * Writes at most cap ids to ids (ids may be NULL when cap == 0); returns the number of ids of
+ * the full encoding (may be > cap: the caller retries with a larger buffer), or a negative
+ * hass_status with err set (only on out-of-memory or a byte with no token). Thread-safe. */
+int64_t hass_tokenizer_encode(const hass_tokenizer *t, const char *text, size_t len, int add_bos,
+                              int parse_special, int32_t *ids, int64_t cap, hass_err *err);
+
+/* Raw piece string of id as stored in the vocab (SPM: with U+2581; byte-level: the GPT-2 byte
+ * alphabet; specials: their text). Borrowed, valid until hass_tokenizer_free; NUL-terminated,
+ * *len (if non-NULL) gets its byte length. NULL for an id out of range. */
+const char *hass_tokenizer_piece(const hass_tokenizer *t, int32_t id, size_t *len);
+
+/* Finds the id of an exact piece string (special tokens included); -1 if absent. */
+int32_t hass_tokenizer_find(const hass_tokenizer *t, const char *piece, size_t len);
+
+/* Streaming decoder: feed ids one at a time, get bytes that are valid UTF-8 to print.
+ * Byte-fallback pieces <0xNN> and byte-level pieces are joined until a complete UTF-8
+ * character is formed; invalid sequences come out as U+FFFD. U+2581 becomes a space. BOS
+ * prints nothing; other special tokens print their text. SPM only: the leading space of the
+ * piece after BOS is dropped, as llama2.c's run.c does, and also of the first piece when
+ * `first` is set (set d.first = 1 after init to decode text encoded without BOS: this strips
+ * the dummy prefix like HF's Strip decoder). Fields are internal apart from `first`. */
+typedef struct {
+    int32_t prev;
+    uint8_t pending[8];
+    int npending;
+    int first;
+} hass_detok;
+void hass_detok_init(hass_detok *d); /* prev = -1, no pending bytes, first = 0 */
+/* Returns the bytes written to out. Output never exceeds cap; a cap of at least
+ * hass_tokenizer_detok_cap(t) never truncates. Ids out of range print nothing. */
+size_t hass_detok_push(const hass_tokenizer *t, hass_detok *d, int32_t id, char *out, size_t cap);
+/* Emits U+FFFD for an incomplete trailing character, if any, and resets the pending bytes. */
+size_t hass_detok_flush(const hass_tokenizer *t, hass_detok *d, char *out, size_t cap);
+size_t hass_tokenizer_detok_cap(const hass_tokenizer *t);
+
+/* Decodes a whole id sequence into a NUL-terminated heap string (caller frees; *len gets the
+ * length when non-NULL). strip_prefix has the meaning of hass_detok.first. NULL on OOM. */
+char *hass_tokenizer_decode(const hass_tokenizer *t, const int32_t *ids, int64_t n,
+                            int strip_prefix, size_t *len);
+
+/* ---- chat templates (no Jinja engine: the template text is recognised, then rendered in C) ----
+ * "llama2": <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s><s>[INST] ...
+ *           (the system prompt is folded into the first user turn; contents are trimmed).
+ * "llama3": <|begin_of_text|><|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>
+ *           ...; generation prompt <|start_header_id|>assistant<|end_header_id|>\n\n.
+ * "chatml": <|im_start|>{role}\n{content}<|im_end|>\n ...; generation prompt
+ *           <|im_start|>assistant\n.
+ * "hass":   the default for models without a template (hass's own small models):
+ *           <|{role}|>\n{content}\n per message, an assistant turn ends with the EOS piece
+ *           before its newline, generation prompt <|assistant|>\n. E.g.
+ *           "<|system|>\nBe brief.\n<|user|>\nHi\n<|assistant|>\n".
+ * Detected from tokenizer_config.json's chat_template (GGUF tokenizer.chat_template): text with
+ * <|start_header_id|> is llama3, [INST] llama2, <|im_start|> chatml, anything else (or none)
+ * hass. The rendered text never begins with BOS: encode it with add_bos =
+ * hass_tokenizer_wants_bos(t) and parse_special = 1 (the BOS in the middle of llama2's
+ * multi-turn text is a literal "<s>", parsed as the special token). */
+typedef struct {
+    const char *role; /* "system", "user", "assistant" (other roles are rendered by name) */
+    const char *content;
+} hass_chat_msg;
+/* Returns a NUL-terminated heap string (caller frees) or NULL with err set. */
+char *hass_tokenizer_chat_render(const hass_tokenizer *t, const hass_chat_msg *msgs, int n,
+                                 int add_generation_prompt, hass_err *err);
+const char *hass_tokenizer_chat_template(const hass_tokenizer *t); /* "llama2", ... */
+/* Overrides the detected template by name; HASS_STATUS_ARG for an unknown name. Not
+ * thread-safe against concurrent renders. */
+hass_status hass_tokenizer_set_chat_template(hass_tokenizer *t, const char *name, hass_err *err);
+
+/* Ids the generator should stop at: EOS plus end-of-turn tokens present in the vocab
+ * (<|eot_id|>, <|eom_id|>, <|im_end|>, <|end_of_text|>, <|endoftext|>). Writes at most cap,
+ * returns how many there are. */
+int hass_tokenizer_stop_ids(const hass_tokenizer *t, int32_t *ids, int cap);
+
+#endif
