@@ -25,5 +25,6 @@ const char *cli_need_value(int argc, char **argv, int *i);
 
 /* subcommands (one file each: src/cli/cmd_<name>.c) */
 int cmd_inspect(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@ static int cmd_version(int argc, char **argv);
 static const cli_command commands[] = {
     /* one line per subcommand; keep alphabetical */
     {"inspect", cmd_inspect, "print the header, metadata and tensor table of a model file"},
+    {"tokenize", cmd_tokenize, "encode text with a model's tokenizer and print the token ids"},
     {"version", cmd_version, "print the version and the CPU kernels in use"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
