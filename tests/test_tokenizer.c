@@ -50,8 +50,11 @@ static void print_ids(const char *what, const int32_t *a, int64_t n) {
 static int utf8_valid(const char *s, size_t n) {
     for (size_t i = 0; i < n;) {
         uint8_t c = (uint8_t)s[i];
-        size_t l = c < 0x80 ? 1 : c >= 0xc2 && c < 0xe0 ? 2 : c >= 0xe0 && c < 0xf0 ? 3
-                                : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        size_t l = c < 0x80                 ? 1
+                   : c >= 0xc2 && c < 0xe0  ? 2
+                   : c >= 0xe0 && c < 0xf0  ? 3
+                   : c >= 0xf0 && c <= 0xf4 ? 4
+                                            : 0;
         if (!l || i + l > n)
             return 0;
         for (size_t k = 1; k < l; k++)
@@ -95,8 +98,8 @@ static int stream_ok(const hass_tokenizer *t, const int32_t *ids, int64_t n, int
 typedef struct {
     const char *name;
     const hass_tokenizer *t;
-    int specials_ok;  /* compare `ids` (parse_special=1) */
-    int spm;          /* round trip strips the dummy prefix and uses parse_special=0 */
+    int specials_ok; /* compare `ids` (parse_special=1) */
+    int spm;         /* round trip strips the dummy prefix and uses parse_special=0 */
 } vec_ctx;
 
 static void run_vectors(const char *path, const vec_ctx *c) {
@@ -162,8 +165,10 @@ static void run_vectors(const char *path, const vec_ctx *c) {
         cJSON_Delete(o);
     }
     free(text);
-    fprintf(stderr, "  %s: %d lines, %d id mismatches, %d/%d no-special mismatches, %d round-trip, "
-            "%d stream failures\n", c->name, lines, bad_ids, bad_ns, n_ns, bad_rt, bad_stream);
+    fprintf(stderr,
+            "  %s: %d lines, %d id mismatches, %d/%d no-special mismatches, %d round-trip, "
+            "%d stream failures\n",
+            c->name, lines, bad_ids, bad_ns, n_ns, bad_rt, bad_stream);
     CHECK(lines == 275);
     CHECK_EQ_INT(bad_ids, 0);
     CHECK_EQ_INT(bad_ns, 0);
@@ -273,10 +278,8 @@ static void test_llama2(void) {
         CHECK(!strcmp(hass_tokenizer_chat_template(t), "hass"));
         CHECK(hass_tokenizer_set_chat_template(t, "llama2", &err) == HASS_OK);
         CHECK(hass_tokenizer_set_chat_template(t, "jinja", &err) == HASS_STATUS_ARG);
-        hass_chat_msg msgs[] = {{"system", "Be nice."},
-                                {"user", " Hi "},
-                                {"assistant", "Hello!"},
-                                {"user", "Bye"}};
+        hass_chat_msg msgs[] = {
+            {"system", "Be nice."}, {"user", " Hi "}, {"assistant", "Hello!"}, {"user", "Bye"}};
         char *r = hass_tokenizer_chat_render(t, msgs, 4, 1, &err);
         /* HF strips the whole first turn (system block + user text), not the user text */
         CHECK(r && !strcmp(r, "[INST] <<SYS>>\nBe nice.\n<</SYS>>\n\n Hi [/INST] Hello! "
@@ -505,6 +508,125 @@ static void test_stories(void) {
     hass_tokenizer_free(t);
 }
 
+typedef struct {
+    char *p;
+    size_t n, cap;
+} tbuf;
+static void tbuf_put(tbuf *b, const void *s, size_t n) {
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1 << 20;
+        while (cap < b->n + n)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+}
+
+/* ---------------- GGUF "gpt2" vocab built in memory from the LLaMA-3 tokenizer.json
+ * ---------------- */
+
+static void gg_u32(tbuf *b, uint32_t v) {
+    tbuf_put(b, &v, 4);
+}
+static void gg_u64(tbuf *b, uint64_t v) {
+    tbuf_put(b, &v, 8);
+}
+static void gg_str(tbuf *b, const char *s, size_t n) {
+    gg_u64(b, n);
+    tbuf_put(b, s, n);
+}
+static void gg_key(tbuf *b, const char *k, uint32_t type) {
+    gg_str(b, k, strlen(k));
+    gg_u32(b, type);
+}
+
+/* Same vocab and merges as the json, as llama.cpp's convert script writes them: the gpt2
+ * tokenizer model, pre "llama-bpe", CONTROL type for the added tokens. */
+static void test_gguf_bpe(void) {
+    const char *js = check_shared("tokenizers/llama3/tokenizer.json");
+    if (!js) {
+        CHECK_SKIP("llama3 tokenizer.json");
+        return;
+    }
+    hass_err err = {0};
+    hass_tokenizer *tj = hass_tokenizer_load_json(js, &err);
+    char *text = NULL;
+    size_t size = 0;
+    cJSON *root = NULL;
+    if (tj && hass_read_file(js, &text, &size, &err) == HASS_OK)
+        root = cJSON_ParseWithLength(text, size);
+    free(text);
+    const cJSON *merges = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "model"), "merges");
+    if (!tj || !cJSON_IsArray(merges)) {
+        CHECK_MSG(0, "llama3 json: %s", err.msg);
+        cJSON_Delete(root);
+        hass_tokenizer_free(tj);
+        return;
+    }
+    int32_t n = hass_tokenizer_vocab_size(tj);
+    tbuf b = {0};
+    tbuf_put(&b, "GGUF", 4);
+    gg_u32(&b, 3);
+    gg_u64(&b, 0); /* tensors */
+    gg_u64(&b, 7); /* kvs */
+    gg_key(&b, "tokenizer.ggml.model", HASS_GGUF_STRING);
+    gg_str(&b, "gpt2", 4);
+    gg_key(&b, "tokenizer.ggml.pre", HASS_GGUF_STRING);
+    gg_str(&b, "llama-bpe", 9);
+    gg_key(&b, "tokenizer.ggml.tokens", HASS_GGUF_ARRAY);
+    gg_u32(&b, HASS_GGUF_STRING);
+    gg_u64(&b, (uint64_t)n);
+    for (int32_t id = 0; id < n; id++) {
+        size_t len;
+        const char *p = hass_tokenizer_piece(tj, id, &len);
+        gg_str(&b, p, len);
+    }
+    gg_key(&b, "tokenizer.ggml.token_type", HASS_GGUF_ARRAY);
+    gg_u32(&b, HASS_GGUF_I32);
+    gg_u64(&b, (uint64_t)n);
+    for (int32_t id = 0; id < n; id++)
+        gg_u32(&b, id >= 128000 ? 3 : 1);
+    gg_key(&b, "tokenizer.ggml.merges", HASS_GGUF_ARRAY);
+    gg_u32(&b, HASS_GGUF_STRING);
+    gg_u64(&b, (uint64_t)cJSON_GetArraySize(merges));
+    const cJSON *e;
+    cJSON_ArrayForEach(e, merges) gg_str(&b, e->valuestring, strlen(e->valuestring));
+    gg_key(&b, "tokenizer.ggml.bos_token_id", HASS_GGUF_U32);
+    gg_u32(&b, 128000);
+    gg_key(&b, "tokenizer.ggml.eos_token_id", HASS_GGUF_U32);
+    gg_u32(&b, 128009);
+    while (b.n % 32)
+        tbuf_put(&b, "", 1);
+    cJSON_Delete(root);
+    hass_tokenizer_free(tj);
+
+    hass_gguf g;
+    if (!b.p || hass_gguf_parse(&g, (const uint8_t *)b.p, b.n, &err) != HASS_OK) {
+        CHECK_MSG(0, "gguf parse: %s", err.msg);
+        free(b.p);
+        return;
+    }
+    hass_tokenizer *t = hass_tokenizer_load_gguf(&g, &err);
+    hass_gguf_close(&g);
+    CHECK_MSG(t != NULL, "%s", err.msg);
+    if (t) {
+        CHECK_EQ_INT(hass_tokenizer_kind(t), HASS_TOK_BYTE_BPE);
+        CHECK_EQ_INT(hass_tokenizer_eos(t), 128009);
+        run_ggml_vectors(t, "data/fixtures/ggml-vocab-llama-bpe.gguf.inp", "gguf gpt2 llama-bpe",
+                         0);
+        int32_t ids[4];
+        CHECK_EQ_INT(hass_tokenizer_encode(t, "<|eot_id|>", 10, 0, 1, ids, 4, &err), 1);
+        CHECK_EQ_INT(ids[0], 128009);
+    }
+    hass_tokenizer_free(t);
+    free(b.p);
+}
+
 /* ---------------- corrupt files ---------------- */
 
 static char tmpdir[256];
@@ -523,8 +645,7 @@ static const char *write_tmp(const char *name, const void *data, size_t n) {
 static void expect_bin_fail(const char *what, const void *data, size_t n, int32_t hint) {
     hass_err err = {0};
     hass_tokenizer *t = hass_tokenizer_load_bin(write_tmp("bad.bin", data, n), hint, &err);
-    CHECK_MSG(t == NULL && err.code != HASS_OK && err.msg[0] && !strchr(err.msg, '\n'), "%s",
-              what);
+    CHECK_MSG(t == NULL && err.code != HASS_OK && err.msg[0] && !strchr(err.msg, '\n'), "%s", what);
     hass_tokenizer_free(t);
 }
 
@@ -532,8 +653,7 @@ static void expect_json_fail(const char *what, const char *json) {
     hass_err err = {0};
     hass_tokenizer *t =
         hass_tokenizer_load_json(write_tmp("tokenizer.json", json, strlen(json)), &err);
-    CHECK_MSG(t == NULL && err.code != HASS_OK && err.msg[0] && !strchr(err.msg, '\n'), "%s",
-              what);
+    CHECK_MSG(t == NULL && err.code != HASS_OK && err.msg[0] && !strchr(err.msg, '\n'), "%s", what);
     hass_tokenizer_free(t);
 }
 
@@ -604,8 +724,7 @@ static void test_bad_files(void) {
                      "\"model\": {\"type\": \"BPE\", \"byte_fallback\": true, \"vocab\": "
                      "{\"<0x7A>\": 0, \"\\u2581\": 1, \"a\": 2, \"\\u2581a\": 3}, "
                      "\"merges\": [\"\\u2581 a\"]}}";
-    hass_tokenizer *t = hass_tokenizer_load_json(write_tmp("tokenizer.json", ok, strlen(ok)),
-                                                 &err);
+    hass_tokenizer *t = hass_tokenizer_load_json(write_tmp("tokenizer.json", ok, strlen(ok)), &err);
     CHECK_MSG(t != NULL, "%s", err.msg);
     if (t) {
         int32_t ids[8];
@@ -633,6 +752,7 @@ int main(void) {
     test_llama2();
     test_llama3();
     test_gguf_spm();
+    test_gguf_bpe();
     test_stories();
     test_bad_files();
     return check_exit();

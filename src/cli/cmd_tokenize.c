@@ -137,7 +137,8 @@ int cmd_tokenize(int argc, char **argv) {
     size_t len = strlen(text);
     int64_t n = hass_tokenizer_encode(t, text, len, add_bos, !no_special, NULL, 0, &err);
     int32_t *ids = n >= 0 ? malloc((size_t)(n + 1) * sizeof *ids) : NULL;
-    if (n < 0 || !ids || hass_tokenizer_encode(t, text, len, add_bos, !no_special, ids, n, &err) != n) {
+    if (n < 0 || !ids ||
+        hass_tokenizer_encode(t, text, len, add_bos, !no_special, ids, n, &err) != n) {
         free(ids);
         hass_tokenizer_free(t);
         return cli_fail(1, "tokenize: %s", n < 0 ? err.msg : "out of memory");

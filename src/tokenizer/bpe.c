@@ -24,27 +24,26 @@ const char hass__re_gpt2[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 /* GPT-2 bytes_to_unicode(): printable Latin-1 bytes map to themselves, the other 68 bytes to
- * U+0100.. in byte order. */
+ * U+0100.. in byte order: 0x00-0x20 -> U+0100-U+0120, 0x7F-0xA0 -> U+0121-U+0142,
+ * 0xAD -> U+0143. */
 uint32_t hass__bpe_byte_cp(uint8_t b) {
-    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174)
-        return b;
-    uint32_t n = 0;
-    for (int c = 0; c < b; c++)
-        if (!((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || c >= 174))
-            n++;
-    return 256 + n;
+    if (b <= 32)
+        return 256u + b;
+    if (b >= 127 && b <= 160)
+        return 289u + (b - 127u);
+    if (b == 173)
+        return 323;
+    return b;
 }
 
 int hass__bpe_cp_byte(uint32_t cp) {
     if (cp < 256)
         return ((cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) || cp >= 174) ? (int)cp : -1;
-    if (cp >= 256 + 68)
-        return -1;
-    uint32_t n = 0;
-    for (int c = 0; c < 256; c++)
-        if (!((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || c >= 174) && n++ == cp - 256)
-            return c;
-    return -1;
+    if (cp <= 288)
+        return (int)(cp - 256);
+    if (cp <= 322)
+        return (int)(cp - 289 + 127);
+    return cp == 323 ? 173 : -1;
 }
 
 int hass__bpe_decode_piece(const char *s, size_t n, hass__buf *out) {
@@ -79,12 +78,13 @@ hass_status hass__bpe_compile(hass_tokenizer *t, const char *regex, hass_err *er
                             "tokenizer: pre-tokenizer regex: %s at offset %zu", (char *)msg,
                             (size_t)off);
     }
-    (void)pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); /* optional: falls back to the interpreter */
+    (void)pcre2_jit_compile(t->re,
+                            PCRE2_JIT_COMPLETE); /* optional: falls back to the interpreter */
     return HASS_OK;
 }
 
-static void try_pair(const hass_tokenizer *t, const char *w, hass__scratch *s, int32_t l,
-                     int32_t r, int *oom) {
+static void try_pair(const hass_tokenizer *t, const char *w, hass__scratch *s, int32_t l, int32_t r,
+                     int *oom) {
     (void)w;
     const hass__sym *a = &s->sym[l], *b = &s->sym[r];
     hass__pair e = {.left = l, .right = r, .len = a->len + b->len};
@@ -96,8 +96,8 @@ static void try_pair(const hass_tokenizer *t, const char *w, hass__scratch *s, i
         *oom = 1;
 }
 
-static hass_status encode_piece(const hass_tokenizer *t, const char *w, size_t n,
-                                hass__scratch *s, hass__ids *out, hass_err *err) {
+static hass_status encode_piece(const hass_tokenizer *t, const char *w, size_t n, hass__scratch *s,
+                                hass__ids *out, hass_err *err) {
     if (n == 1)
         return hass__ids_push(out, t->byte_id[(uint8_t)w[0]])
                    ? hass_err_set(err, HASS_STATUS_OOM, "tokenizer_encode: out of memory")
@@ -113,8 +113,11 @@ static hass_status encode_piece(const hass_tokenizer *t, const char *w, size_t n
     if (!sym)
         return hass_err_set(err, HASS_STATUS_OOM, "tokenizer_encode: out of memory");
     for (size_t i = 0; i < n; i++)
-        sym[i] = (hass__sym){.prev = (int32_t)i - 1, .next = (int32_t)i + 1,
-                             .id = t->byte_id[(uint8_t)w[i]], .start = (uint32_t)i, .len = 1};
+        sym[i] = (hass__sym){.prev = (int32_t)i - 1,
+                             .next = (int32_t)i + 1,
+                             .id = t->byte_id[(uint8_t)w[i]],
+                             .start = (uint32_t)i,
+                             .len = 1};
     sym[n - 1].next = -1;
     s->heap.n = 0;
     int oom = 0;

@@ -24,7 +24,9 @@ int hass__chat_detect(const char *tmpl) {
     return CHAT_HASS;
 }
 
-const char *hass_tokenizer_chat_template(const hass_tokenizer *t) { return chat_names[t->chat]; }
+const char *hass_tokenizer_chat_template(const hass_tokenizer *t) {
+    return chat_names[t->chat];
+}
 
 hass_status hass_tokenizer_set_chat_template(hass_tokenizer *t, const char *name, hass_err *err) {
     for (int i = 0; i < (int)(sizeof chat_names / sizeof chat_names[0]); i++) {
@@ -49,7 +51,9 @@ static void trimmed(const char *s, const char **p, size_t *n) {
     *n = b - a;
 }
 
-static int put(hass__buf *b, const char *s) { return hass__buf_put(b, s, strlen(s)); }
+static int put(hass__buf *b, const char *s) {
+    return hass__buf_put(b, s, strlen(s));
+}
 static int put_trim(hass__buf *b, const char *s) {
     const char *p;
     size_t n;
@@ -100,8 +104,8 @@ static int render_llama3(const hass_tokenizer *t, const hass_chat_msg *m, int n,
     (void)t;
     int bad = 0;
     for (int i = 0; i < n; i++)
-        bad |= put(b, "<|start_header_id|>") | put(b, m[i].role) |
-               put(b, "<|end_header_id|>\n\n") | put_trim(b, m[i].content) | put(b, "<|eot_id|>");
+        bad |= put(b, "<|start_header_id|>") | put(b, m[i].role) | put(b, "<|end_header_id|>\n\n") |
+               put_trim(b, m[i].content) | put(b, "<|eot_id|>");
     if (gen)
         bad |= put(b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
     return bad;
@@ -139,8 +143,7 @@ char *hass_tokenizer_chat_render(const hass_tokenizer *t, const hass_chat_msg *m
     }
     for (int i = 0; i < n; i++) {
         if (!msgs[i].role || !msgs[i].content) {
-            hass_err_set(err, HASS_STATUS_ARG, "chat_render: message %d has no role or content",
-                         i);
+            hass_err_set(err, HASS_STATUS_ARG, "chat_render: message %d has no role or content", i);
             return NULL;
         }
     }

@@ -32,8 +32,8 @@ static int mergeable(const hass_tokenizer *t, int32_t id) {
     return id >= 0 && (t->type[id] == TOKT_NORMAL || t->type[id] == TOKT_USER);
 }
 
-static void try_pair(const hass_tokenizer *t, const char *w, hass__scratch *s, int32_t l,
-                     int32_t r, int *oom) {
+static void try_pair(const hass_tokenizer *t, const char *w, hass__scratch *s, int32_t l, int32_t r,
+                     int *oom) {
     const hass__sym *a = &s->sym[l], *b = &s->sym[r];
     hass__pair e = {.left = l, .right = r, .len = a->len + b->len};
     if (t->spm_score_mode) {
@@ -54,8 +54,8 @@ static void try_pair(const hass_tokenizer *t, const char *w, hass__scratch *s, i
         *oom = 1;
 }
 
-static hass_status encode_word(const hass_tokenizer *t, const char *w, size_t n,
-                               hass__scratch *s, hass__ids *out, hass_err *err) {
+static hass_status encode_word(const hass_tokenizer *t, const char *w, size_t n, hass__scratch *s,
+                               hass__ids *out, hass_err *err) {
     hass__sym *sym = hass__scratch_syms(s, n);
     if (!sym)
         return hass_err_set(err, HASS_STATUS_OOM, "tokenizer_encode: out of memory");
@@ -63,8 +63,11 @@ static hass_status encode_word(const hass_tokenizer *t, const char *w, size_t n,
     for (size_t i = 0; i < n;) {
         uint32_t l = char_len(w, i, n);
         int32_t id = hass__tok_map_find(t, w + i, l);
-        sym[ns] = (hass__sym){.prev = ns - 1, .next = ns + 1, .id = mergeable(t, id) ? id : -1,
-                              .start = (uint32_t)i, .len = l};
+        sym[ns] = (hass__sym){.prev = ns - 1,
+                              .next = ns + 1,
+                              .id = mergeable(t, id) ? id : -1,
+                              .start = (uint32_t)i,
+                              .len = l};
         ns++;
         i += l;
     }

@@ -48,11 +48,11 @@ int hass__ids_push(hass__ids *v, int32_t id); /* 0 ok, -1 OOM */
 struct hass_tokenizer {
     hass_tok_kind kind;
     int32_t n_vocab;
-    hass__buf pool;            /* every string, NUL-separated */
-    uint32_t *poff, *plen;     /* (n_vocab) stored piece */
-    uint32_t *doff, *dlen;     /* (n_vocab) decoded bytes printed by the detokenizer */
-    uint8_t *type;             /* (n_vocab) TOKT_* */
-    float *scores;             /* (n_vocab) SPM score mode only, else NULL */
+    hass__buf pool;        /* every string, NUL-separated */
+    uint32_t *poff, *plen; /* (n_vocab) stored piece */
+    uint32_t *doff, *dlen; /* (n_vocab) decoded bytes printed by the detokenizer */
+    uint8_t *type;         /* (n_vocab) TOKT_* */
+    float *scores;         /* (n_vocab) SPM score mode only, else NULL */
     size_t max_dlen;
 
     /* string -> id for encoding: SPM keys are stored pieces, byte-level keys decoded bytes.
@@ -74,9 +74,9 @@ struct hass_tokenizer {
     int32_t byte_id[256]; /* SPM: <0xNN> token; byte-level: token of the byte's character */
 
     /* SPM */
-    int spm_score_mode;  /* 1: merge by piece score (concatenation lookup); 0: by merge rank */
-    int spm_prefix;      /* 0 none, 1 every text piece, 2 only the piece at offset 0 */
-    int spm_split;       /* Metaspace split: each U+2581 starts a new word */
+    int spm_score_mode; /* 1: merge by piece score (concatenation lookup); 0: by merge rank */
+    int spm_prefix;     /* 0 none, 1 every text piece, 2 only the piece at offset 0 */
+    int spm_split;      /* Metaspace split: each U+2581 starts a new word */
     /* byte-level */
     pcre2_code *re;
     int ignore_merges;
@@ -130,7 +130,7 @@ typedef struct {
     size_t n, cap;
 } hass__heap;
 int hass__heap_push(hass__heap *h, hass__pair e); /* 0 ok, -1 OOM */
-hass__pair hass__heap_pop(hass__heap *h);             /* h->n must be > 0 */
+hass__pair hass__heap_pop(hass__heap *h);         /* h->n must be > 0 */
 
 /* per-encode scratch reused across words (never shared between threads) */
 struct hass__scratch {

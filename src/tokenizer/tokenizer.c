@@ -440,8 +440,8 @@ hass_status hass__tok_finish(hass_tokenizer *t, hass_err *err) {
     if (t->add_bos < 0)
         t->add_bos = t->bos >= 0;
     add_stop(t, t->eos);
-    static const char *const stops[] = {"<|eot_id|>", "<|eom_id|>", "<|im_end|>",
-                                        "<|end_of_text|>", "<|endoftext|>"};
+    static const char *const stops[] = {"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end_of_text|>",
+                                        "<|endoftext|>"};
     for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++)
         add_stop(t, hass_tokenizer_find(t, stops[i], strlen(stops[i])));
     t->chat = hass__chat_detect(t->chat_template);
@@ -471,11 +471,21 @@ void hass_tokenizer_free(hass_tokenizer *t) {
 
 /* ---------------- accessors ---------------- */
 
-int32_t hass_tokenizer_vocab_size(const hass_tokenizer *t) { return t->n_vocab; }
-int32_t hass_tokenizer_bos(const hass_tokenizer *t) { return t->bos; }
-int32_t hass_tokenizer_eos(const hass_tokenizer *t) { return t->eos; }
-hass_tok_kind hass_tokenizer_kind(const hass_tokenizer *t) { return t->kind; }
-int hass_tokenizer_wants_bos(const hass_tokenizer *t) { return t->add_bos > 0 && t->bos >= 0; }
+int32_t hass_tokenizer_vocab_size(const hass_tokenizer *t) {
+    return t->n_vocab;
+}
+int32_t hass_tokenizer_bos(const hass_tokenizer *t) {
+    return t->bos;
+}
+int32_t hass_tokenizer_eos(const hass_tokenizer *t) {
+    return t->eos;
+}
+hass_tok_kind hass_tokenizer_kind(const hass_tokenizer *t) {
+    return t->kind;
+}
+int hass_tokenizer_wants_bos(const hass_tokenizer *t) {
+    return t->add_bos > 0 && t->bos >= 0;
+}
 
 const char *hass_tokenizer_piece(const hass_tokenizer *t, int32_t id, size_t *len) {
     if (id < 0 || id >= t->n_vocab)
@@ -598,7 +608,9 @@ void hass_detok_init(hass_detok *d) {
     d->prev = -1;
 }
 
-size_t hass_tokenizer_detok_cap(const hass_tokenizer *t) { return 3 * t->max_dlen + 16; }
+size_t hass_tokenizer_detok_cap(const hass_tokenizer *t) {
+    return 3 * t->max_dlen + 16;
+}
 
 typedef struct {
     char *out;
@@ -612,7 +624,9 @@ static void sink_put(sink *k, const void *s, size_t n) {
     }
 }
 
-static void put_replacement(sink *k) { sink_put(k, "\xef\xbf\xbd", 3); }
+static void put_replacement(sink *k) {
+    sink_put(k, "\xef\xbf\xbd", 3);
+}
 
 static void feed_byte(hass_detok *d, uint8_t b, sink *k) {
     if (d->npending > 0) {

@@ -41,8 +41,8 @@ static int64_t bin_scan(const uint8_t *d, size_t size, int32_t maxlen, int64_t w
         float score;
         memcpy(&score, d + off, 4);
         if (len < 0 || len > maxlen || (size_t)len > size - off - 8 || isnan(score)) {
-            hass_err_set(err, HASS_STATUS_FORMAT, "%s: token %lld has bad length %d or score",
-                         path, (long long)n, len);
+            hass_err_set(err, HASS_STATUS_FORMAT, "%s: token %lld has bad length %d or score", path,
+                         (long long)n, len);
             return -1;
         }
         off += 8 + (size_t)len;
@@ -63,8 +63,7 @@ hass_tokenizer *hass_tokenizer_load_bin(const char *path, int32_t vocab_size_hin
     }
     int32_t maxlen = rd_i32(d);
     if (maxlen <= 0 || maxlen > 65536) {
-        hass_err_set(err, HASS_STATUS_FORMAT, "%s: max_token_length %d out of range", path,
-                     maxlen);
+        hass_err_set(err, HASS_STATUS_FORMAT, "%s: max_token_length %d out of range", path, maxlen);
         goto fail;
     }
     int64_t n = bin_scan(d, mf.size, maxlen, vocab_size_hint, path, err);
@@ -162,10 +161,10 @@ static const char *jtoken(const cJSON *o, const char *k) {
 }
 
 typedef struct {
-    int spm, bbpe;      /* evidence for each algorithm */
-    int prefix, split;  /* SPM dummy prefix mode, Metaspace split */
-    const char *regex;  /* byte-level pre-tokenizer regex */
-    const char *why;    /* unsupported component */
+    int spm, bbpe;     /* evidence for each algorithm */
+    int prefix, split; /* SPM dummy prefix mode, Metaspace split */
+    const char *regex; /* byte-level pre-tokenizer regex */
+    const char *why;   /* unsupported component */
 } json_kind;
 
 static void scan_normalizer(const cJSON *n, json_kind *k) {
@@ -195,7 +194,9 @@ static void scan_pretok(const cJSON *p, json_kind *k) {
     } else if (!strcmp(ty, "Metaspace")) {
         k->spm = 1;
         const char *scheme = jstr(p, "prepend_scheme");
-        k->prefix = scheme ? (!strcmp(scheme, "always") ? 1 : !strcmp(scheme, "first") ? 2 : 0)
+        k->prefix = scheme ? (!strcmp(scheme, "always")  ? 1
+                              : !strcmp(scheme, "first") ? 2
+                                                         : 0)
                            : jbool(p, "add_prefix_space", 1);
         k->split = jbool(p, "split", 1);
     } else if (!strcmp(ty, "ByteLevel")) {
@@ -245,7 +246,8 @@ static hass_status read_config(hass_tokenizer *t, const char *path, hass_err *er
         const char *tmpl = cJSON_IsString(ct) ? ct->valuestring : NULL;
         const cJSON *e;
         if (cJSON_IsArray(ct)) /* [{"name": "default", "template": ...}, ...] */
-            cJSON_ArrayForEach(e, ct) if (!tmpl || (jstr(e, "name") && !strcmp(jstr(e, "name"), "default")))
+            cJSON_ArrayForEach(e, ct) if (!tmpl ||
+                                          (jstr(e, "name") && !strcmp(jstr(e, "name"), "default")))
                 tmpl = jstr(e, "template");
         if (tmpl && !(t->chat_template = strdup(tmpl))) {
             cJSON_Delete(root);
@@ -487,8 +489,7 @@ hass_tokenizer *hass_tokenizer_load_gguf(const hass_gguf *g, hass_err *err) {
     }
     int spm = !strcmp(model, "llama");
     if (!spm && strcmp(model, "gpt2")) {
-        hass_err_set(err, HASS_STATUS_UNSUPPORTED, "gguf: tokenizer model '%s' unsupported",
-                     model);
+        hass_err_set(err, HASS_STATUS_UNSUPPORTED, "gguf: tokenizer model '%s' unsupported", model);
         return NULL;
     }
     int32_t n = (int32_t)toks->arr_n;
@@ -539,8 +540,8 @@ hass_tokenizer *hass_tokenizer_load_gguf(const hass_gguf *g, hass_err *err) {
     if (tmpl && !(t->chat_template = strdup(tmpl)))
         goto oom;
     const char *pre = hass_gguf_get_str(g, "tokenizer.ggml.pre");
-    int llama3 = pre && (!strcmp(pre, "llama-bpe") || !strcmp(pre, "llama3") ||
-                         !strcmp(pre, "llama-v3"));
+    int llama3 =
+        pre && (!strcmp(pre, "llama-bpe") || !strcmp(pre, "llama3") || !strcmp(pre, "llama-v3"));
     t->ignore_merges = llama3;
     if (hass__tok_finish(t, err) != HASS_OK ||
         (!spm && (gguf_merges(t, merges, err) != HASS_OK ||
