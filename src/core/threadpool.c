@@ -54,7 +54,7 @@ static void *worker_main(void *p) {
     hass_pool *pool = wa->pool;
     int ith = wa->ith;
     free(wa);
-    unsigned seen = atomic_load(&pool->gen);
+    unsigned seen = 0; /* gen is 0 at creation: a run may start before this thread does */
     tl_in_task = 1;
     for (;;) {
         unsigned g;

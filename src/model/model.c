@@ -1,0 +1,331 @@
+/*
+ * model.c — LLaMA forward pass (RMSNorm, RoPE, GQA attention over a KV cache with a tree
+ * mask, SwiGLU), the KV cache and its compaction. See model.h for the contracts.
+ */
+#include "model/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+hass_status hass_model_config_check(const hass_model_config *c, hass_err *err) {
+    if (c->d <= 0 || c->ffn <= 0 || c->n_layers <= 0 || c->H <= 0 || c->Hkv <= 0 || c->V <= 0 ||
+        c->max_ctx <= 0)
+        return hass_err_set(err, HASS_STATUS_FORMAT, "config: sizes must be positive");
+    if (c->d > (1 << 16) || c->ffn > (1 << 18) || c->n_layers > 1024 || c->H > 1024 ||
+        c->V > (1 << 24) || c->max_ctx > (1 << 24))
+        return hass_err_set(err, HASS_STATUS_FORMAT, "config: absurd sizes");
+    if (c->H % c->Hkv != 0)
+        return hass_err_set(err, HASS_STATUS_FORMAT,
+                            "config: num_attention_heads %lld not a multiple of kv heads %lld",
+                            (long long)c->H, (long long)c->Hkv);
+    if (c->Dh <= 0 || c->Dh % 2 != 0 || c->Dh > 1024)
+        return hass_err_set(err, HASS_STATUS_FORMAT, "config: head dim %lld must be even",
+                            (long long)c->Dh);
+    if (!(c->eps > 0) || !(c->rope_theta > 0))
+        return hass_err_set(err, HASS_STATUS_FORMAT, "config: eps and rope_theta must be > 0");
+    return HASS_OK;
+}
+
+void hass_model_rope_freqs(const hass_model_config *c, float *inv_freq) {
+    int64_t half = c->Dh / 2;
+    for (int64_t i = 0; i < half; i++) {
+        double f = 1.0 / pow((double)c->rope_theta, (double)(2 * i) / (double)c->Dh);
+        if (c->rope_factor > 0) { /* llama3 scaling */
+            double lo = (double)c->rope_orig_ctx / c->rope_low_freq_factor;
+            double hi = (double)c->rope_orig_ctx / c->rope_high_freq_factor;
+            double wl = 2.0 * M_PI / f;
+            if (wl > lo) {
+                f = f / c->rope_factor;
+            } else if (wl >= hi) {
+                double sm = ((double)c->rope_orig_ctx / wl - c->rope_low_freq_factor) /
+                            (c->rope_high_freq_factor - c->rope_low_freq_factor);
+                f = (1 - sm) * f / c->rope_factor + sm * f;
+            }
+        }
+        inv_freq[i] = (float)f;
+    }
+}
+
+int hass_mask_from_parents(uint64_t *mask, const int32_t *parents, int64_t n) {
+    int64_t W = (n + 63) / 64;
+    memset(mask, 0, (size_t)(n * W) * sizeof(uint64_t));
+    for (int64_t i = 0; i < n; i++) {
+        int64_t p = parents ? parents[i] : i - 1;
+        if (p < -1 || p >= i)
+            return 0;
+        if (p >= 0)
+            memcpy(mask + i * W, mask + p * W, (size_t)W * sizeof(uint64_t));
+        mask[i * W + i / 64] |= 1ull << (i % 64);
+    }
+    return 1;
+}
+
+/* ---- model from named tensors ---- */
+static const hass_tensor *find_t(const hass_tensor *t, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(t[i].name, name))
+            return &t[i];
+    return NULL;
+}
+
+static hass_status need(const hass_tensor *ts, int n, const char *name, int64_t r, int64_t c,
+                        const hass_tensor **out, hass_err *err) {
+    const hass_tensor *t = find_t(ts, n, name);
+    if (!t)
+        return hass_err_set(err, HASS_STATUS_NOTFOUND, "missing tensor %s", name);
+    int64_t tr = t->ndim == 2 ? t->shape[0] : (t->ndim == 1 ? t->shape[0] : -1);
+    int64_t tc = t->ndim == 2 ? t->shape[1] : 1;
+    if ((c == 1 && t->ndim != 1) || (c != 1 && t->ndim != 2) || tr != r || tc != c)
+        return hass_err_set(err, HASS_STATUS_SHAPE,
+                            "tensor %s: shape mismatch (expected [%lld, %lld])", name,
+                            (long long)r, (long long)c);
+    int ok_dt = t->dtype == HASS_DTYPE_F32 || t->dtype == HASS_DTYPE_BF16 ||
+                t->dtype == HASS_DTYPE_F16 || (t->dtype == HASS_DTYPE_Q8_0 && c % 32 == 0);
+    if (!ok_dt)
+        return hass_err_set(err, HASS_STATUS_UNSUPPORTED, "tensor %s: unsupported dtype %s", name,
+                            hass_dtype_name(t->dtype));
+    size_t want = hass_dtype_bytes(t->dtype, (size_t)(r * c));
+    if (want == 0 || t->nbytes < want)
+        return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: data too short", name);
+    *out = t;
+    return HASS_OK;
+}
+
+static float *norm_f32(hass_model *m, const hass_tensor *t, int64_t d) {
+    float *w = hass_arena_alloc(&m->arena, (size_t)d * sizeof(float));
+    if (w)
+        hass_to_f32(w, t->data, t->dtype, d);
+    return w;
+}
+
+hass_model *hass_model_from_tensors(const hass_model_config *cfg, const hass_tensor *ts, int n,
+                                    hass_err *err) {
+    if (hass_model_config_check(cfg, err) != HASS_OK)
+        return NULL;
+    hass_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+        return NULL;
+    }
+    m->cfg = *cfg;
+    const hass_model_config *c = &m->cfg;
+    int64_t d = c->d, qd = c->H * c->Dh, kvd = c->Hkv * c->Dh;
+    size_t arena = (size_t)(c->n_layers * 2 + 2) * ((size_t)d * 4 + 64) + (size_t)c->Dh * 4 + 64 +
+                   (size_t)c->n_layers * (sizeof(hass_layer) + 64) + 4096;
+    if (hass_arena_init(&m->arena, arena, err) != HASS_OK)
+        goto fail;
+    m->layers = hass_arena_alloc(&m->arena, (size_t)c->n_layers * sizeof(hass_layer));
+    m->inv_freq = hass_arena_alloc(&m->arena, (size_t)(c->Dh / 2) * sizeof(float));
+    hass_model_rope_freqs(c, m->inv_freq);
+    const hass_tensor *t;
+    if (need(ts, n, "model.embed_tokens.weight", c->V, d, &t, err))
+        goto fail;
+    m->embed = t->data;
+    m->embed_t = t->dtype;
+    const hass_tensor *head = find_t(ts, n, "lm_head.weight");
+    if (head || !c->tie_embeddings) {
+        if (need(ts, n, "lm_head.weight", c->V, d, &t, err))
+            goto fail;
+        m->lm_head = t->data;
+        m->lm_head_t = t->dtype;
+    } else {
+        m->lm_head = m->embed;
+        m->lm_head_t = m->embed_t;
+    }
+    m->weight_bytes = hass_dtype_bytes(m->lm_head_t, (size_t)(c->V * d));
+    if (need(ts, n, "model.norm.weight", d, 1, &t, err))
+        goto fail;
+    m->final_norm = norm_f32(m, t, d);
+    char name[160];
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        hass_layer *L = &m->layers[l];
+        struct {
+            const char *suffix;
+            int64_t r, cc;
+            const void **w;
+            hass_dtype *dt;
+        } mats[] = {
+            {"self_attn.q_proj.weight", qd, d, &L->wq, &L->tq},
+            {"self_attn.k_proj.weight", kvd, d, &L->wk, &L->tk},
+            {"self_attn.v_proj.weight", kvd, d, &L->wv, &L->tv},
+            {"self_attn.o_proj.weight", d, qd, &L->wo, &L->to},
+            {"mlp.gate_proj.weight", c->ffn, d, &L->wg, &L->tg},
+            {"mlp.up_proj.weight", c->ffn, d, &L->wu, &L->tu},
+            {"mlp.down_proj.weight", d, c->ffn, &L->wd, &L->td},
+        };
+        for (size_t k = 0; k < sizeof mats / sizeof mats[0]; k++) {
+            snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, mats[k].suffix);
+            if (need(ts, n, name, mats[k].r, mats[k].cc, &t, err))
+                goto fail;
+            *mats[k].w = t->data;
+            *mats[k].dt = t->dtype;
+            m->weight_bytes += hass_dtype_bytes(t->dtype, (size_t)(mats[k].r * mats[k].cc));
+        }
+        snprintf(name, sizeof name, "model.layers.%lld.input_layernorm.weight", (long long)l);
+        if (need(ts, n, name, d, 1, &t, err))
+            goto fail;
+        L->attn_norm = norm_f32(m, t, d);
+        snprintf(name, sizeof name, "model.layers.%lld.post_attention_layernorm.weight",
+                 (long long)l);
+        if (need(ts, n, name, d, 1, &t, err))
+            goto fail;
+        L->ffn_norm = norm_f32(m, t, d);
+    }
+    return m;
+fail:
+    hass_model_free(m);
+    return NULL;
+}
+
+/* ---- KV cache ---- */
+hass_status hass_kv_init(hass_kv *kv, const hass_model *m, int64_t cap, int64_t max_batch,
+                         hass_pool *pool, hass_err *err) {
+    memset(kv, 0, sizeof *kv);
+    const hass_model_config *c = &m->cfg;
+    if (cap <= 0 || max_batch <= 0 || max_batch > cap)
+        return hass_err_set(err, HASS_STATUS_ARG, "kv cache: bad capacity %lld / batch %lld",
+                            (long long)cap, (long long)max_batch);
+    kv->m = m;
+    kv->cap = cap;
+    kv->max_batch = max_batch;
+    int64_t kvd = c->Hkv * c->Dh, B = max_batch, W = (B + 63) / 64;
+    size_t cache = (size_t)(c->n_layers * cap * kvd) * sizeof(float);
+    kv->k = hass_aligned_alloc(cache);
+    kv->v = hass_aligned_alloc(cache);
+    size_t per = sizeof(float);
+    kv->x = hass_aligned_alloc((size_t)(B * c->d) * per);
+    kv->xb = hass_aligned_alloc((size_t)(B * c->d) * per);
+    kv->q = hass_aligned_alloc((size_t)(B * c->H * c->Dh) * per);
+    kv->att = hass_aligned_alloc((size_t)(B * c->H * c->Dh) * per);
+    kv->hb = hass_aligned_alloc((size_t)(B * c->ffn) * per);
+    kv->hb2 = hass_aligned_alloc((size_t)(B * c->ffn) * per);
+    kv->attn_scratch = hass_aligned_alloc(hass_attention_scratch(pool, cap) * per);
+    kv->mask = hass_aligned_alloc((size_t)(B * W) * sizeof(uint64_t));
+    kv->pos_buf = hass_aligned_alloc((size_t)B * sizeof(int32_t));
+    kv->bytes = 2 * cache + (size_t)(B * (3 * c->d + 2 * c->H * c->Dh + 2 * c->ffn)) * per;
+    if (!kv->k || !kv->v || !kv->x || !kv->xb || !kv->q || !kv->att || !kv->hb || !kv->hb2 ||
+        !kv->attn_scratch || !kv->mask || !kv->pos_buf) {
+        hass_kv_free(kv);
+        return hass_err_set(err, HASS_STATUS_OOM, "kv cache: cannot allocate %zu bytes", kv->bytes);
+    }
+    return HASS_OK;
+}
+
+void hass_kv_free(hass_kv *kv) {
+    if (!kv)
+        return;
+    void *ps[] = {kv->k,   kv->v,   kv->x,            kv->xb,   kv->q,      kv->att,
+                  kv->hb,  kv->hb2, kv->attn_scratch, kv->mask, kv->pos_buf};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
+        hass_aligned_free(ps[i]);
+    memset(kv, 0, sizeof *kv);
+}
+
+void hass_kv_commit(hass_kv *kv, int64_t n) {
+    HASS_ASSERT(n >= 0 && kv->n + n <= kv->cap);
+    kv->n += n;
+}
+
+void hass_kv_keep(hass_kv *kv, const int32_t *rows, int64_t n_keep) {
+    const hass_model_config *c = &kv->m->cfg;
+    int64_t kvd = c->Hkv * c->Dh;
+    for (int64_t j = 0; j < n_keep; j++) {
+        HASS_ASSERT(rows[j] >= j && (j == 0 || rows[j] > rows[j - 1]));
+        HASS_ASSERT(kv->n + rows[j] < kv->cap);
+        if (rows[j] == j)
+            continue;
+        for (int64_t l = 0; l < c->n_layers; l++) {
+            float *kl = kv->k + l * kv->cap * kvd, *vl = kv->v + l * kv->cap * kvd;
+            memcpy(kl + (kv->n + j) * kvd, kl + (kv->n + rows[j]) * kvd, (size_t)kvd * 4);
+            memcpy(vl + (kv->n + j) * kvd, vl + (kv->n + rows[j]) * kvd, (size_t)kvd * 4);
+        }
+    }
+    kv->n += n_keep;
+}
+
+void hass_kv_truncate(hass_kv *kv, int64_t n) {
+    HASS_ASSERT(n >= 0 && n <= kv->n);
+    kv->n = n;
+}
+
+/* ---- forward ---- */
+void hass_layer_forward(hass_pool *pool, const hass_model_config *c, const hass_layer *L,
+                        const float *inv_freq, float *x, int64_t n, const int32_t *pos,
+                        float *kcache, float *vcache, int64_t n_past, const uint64_t *mask,
+                        const hass_layer_scratch *s) {
+    int64_t d = c->d, qd = c->H * c->Dh, kvd = c->Hkv * c->Dh;
+    const float *xin = x;
+    if (L->attn_norm) {
+        hass_rmsnorm(s->xb, x, L->attn_norm, n, d, c->eps);
+        xin = s->xb;
+    }
+    /* q, k, v: k and v go straight into the cache rows of the new tokens */
+    float *kn = kcache + n_past * kvd, *vn = vcache + n_past * kvd;
+    hass_matmul_job qkv[3] = {
+        {s->q, L->wq, L->tq, qd}, {kn, L->wk, L->tk, kvd}, {vn, L->wv, L->tv, kvd}};
+    hass_matmul_multi(pool, xin, n, d, qkv, 3);
+    hass_rope(s->q, n, c->H, c->Dh, pos, inv_freq, c->rope_style);
+    hass_rope(kn, n, c->Hkv, c->Dh, pos, inv_freq, c->rope_style);
+    hass_attention(pool, s->att, s->q, kcache, vcache, n_past, n, mask, c->H, c->Hkv, c->Dh,
+                   s->attn_scratch);
+    hass_matmul(pool, s->xb, s->att, L->wo, L->to, n, qd, d);
+    hass_add(x, s->xb, n * d);
+    /* SwiGLU MLP */
+    hass_rmsnorm(s->xb, x, L->ffn_norm, n, d, c->eps);
+    hass_matmul_job gu[2] = {{s->hb, L->wg, L->tg, c->ffn}, {s->hb2, L->wu, L->tu, c->ffn}};
+    hass_matmul_multi(pool, s->xb, n, d, gu, 2);
+    hass_silu_mul(s->hb, s->hb2, n * c->ffn);
+    hass_matmul(pool, s->xb, s->hb, L->wd, L->td, n, c->ffn, d);
+    hass_add(x, s->xb, n * d);
+}
+
+hass_status hass_model_forward(const hass_model *m, hass_kv *kv, hass_pool *pool, int64_t n,
+                               const int32_t *tokens, const int32_t *pos, const int32_t *parents,
+                               float *logits, int64_t logits_from, float *feats, hass_err *err) {
+    const hass_model_config *c = &m->cfg;
+    if (n <= 0 || n > kv->max_batch)
+        return hass_err_set(err, HASS_STATUS_ARG, "forward: %lld rows (max %lld)", (long long)n,
+                            (long long)kv->max_batch);
+    if (kv->n + n > kv->cap)
+        return hass_err_set(err, HASS_STATUS_RANGE,
+                            "context full: %lld + %lld positions exceed the cache of %lld",
+                            (long long)kv->n, (long long)n, (long long)kv->cap);
+    for (int64_t i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= c->V)
+            return hass_err_set(err, HASS_STATUS_RANGE, "token id %d out of range [0, %lld)",
+                                tokens[i], (long long)c->V);
+        if (pos[i] < 0)
+            return hass_err_set(err, HASS_STATUS_RANGE, "position %d out of range", pos[i]);
+    }
+    if (!hass_mask_from_parents(kv->mask, parents, n))
+        return hass_err_set(err, HASS_STATUS_ARG, "forward: parent index must be < its row");
+    for (int64_t i = 0; i < n; i++)
+        hass_embed_row(kv->x + i * c->d, m->embed, m->embed_t, tokens[i], c->d);
+    hass_layer_scratch s = {kv->xb, kv->q, kv->att, kv->hb, kv->hb2, kv->attn_scratch};
+    int64_t kvd = c->Hkv * c->Dh;
+    for (int64_t l = 0; l < c->n_layers; l++)
+        hass_layer_forward(pool, c, &m->layers[l], m->inv_freq, kv->x, n, pos,
+                           kv->k + l * kv->cap * kvd, kv->v + l * kv->cap * kvd, kv->n,
+                           parents ? kv->mask : NULL, &s);
+    hass_rmsnorm(kv->x, kv->x, m->final_norm, n, c->d, c->eps);
+    if (feats)
+        memcpy(feats, kv->x, (size_t)(n * c->d) * sizeof(float));
+    if (logits) {
+        if (logits_from < 0 || logits_from >= n)
+            logits_from = n - 1;
+        hass_matmul(pool, logits, kv->x + logits_from * c->d, m->lm_head, m->lm_head_t,
+                    n - logits_from, c->d, c->V);
+    }
+    return HASS_OK;
+}
+
+void hass_model_free(hass_model *m) {
+    if (!m)
+        return;
+    if (m->src_free)
+        m->src_free(m->src);
+    hass_arena_free(&m->arena);
+    free(m);
+}

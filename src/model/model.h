@@ -1,0 +1,142 @@
+/*
+ * model — the LLaMA-family target: configuration, weights (borrowed from the file mapping
+ * wherever the dtype allows), the KV cache, and the forward pass speculative decoding needs:
+ *
+ *   forward(tokens[n], positions[n], parents[n]) on top of the committed KV cache
+ *     -> logits (n x V) and post-final-norm features (n x d), the input of the LM head that
+ *        EAGLE/HASS draft heads consume (HASS.md section 1).
+ *
+ * The n new rows attend the whole committed cache plus, among themselves, their ancestors
+ * given by a parent array (parents[i] < i, or -1 for a row hanging off the committed cache).
+ * parents == NULL means a causal chain (parents[i] = i - 1): ordinary prefill/decoding.
+ * Every row's numbers are bit-identical whether it is computed alone or in a batch, and for
+ * any thread count (see ops.h), which is what makes greedy speculative decoding exact.
+ */
+#ifndef HASS_MODEL_H
+#define HASS_MODEL_H
+
+#include "core/core.h"
+#include "core/tensor.h"
+#include "formats/formats.h"
+#include "ops/ops.h"
+
+#define HASS_MAX_STOP 8
+
+typedef enum { HASS_SRC_HF = 0, HASS_SRC_GGUF = 1, HASS_SRC_LLAMA2C = 2 } hass_model_source;
+
+typedef struct {
+    int64_t d, ffn, n_layers, H, Hkv, Dh, V, max_ctx;
+    float eps;
+    float rope_theta;
+    hass_rope_style rope_style;
+    /* llama3-style rope scaling (factor 0 = none) */
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int64_t rope_orig_ctx;
+    int tie_embeddings;
+    int32_t bos;                    /* -1 if none */
+    int32_t stop_ids[HASS_MAX_STOP]; /* EOS ids (and BOS for llama2.c checkpoints) */
+    int n_stop;
+    hass_model_source source;
+} hass_model_config;
+
+/* Parses a Hugging Face config.json (LlamaForCausalLM / model_type llama). */
+hass_status hass_model_config_from_json(hass_model_config *cfg, const char *json, hass_err *err);
+/* Checks internal consistency (positive sizes, d == H*Dh, H % Hkv == 0, Dh even, ...). */
+hass_status hass_model_config_check(const hass_model_config *cfg, hass_err *err);
+/* inv_freq (Dh/2) with llama3 scaling applied when configured. */
+void hass_model_rope_freqs(const hass_model_config *cfg, float *inv_freq);
+
+typedef struct {
+    const void *wq, *wk, *wv, *wo, *wg, *wu, *wd; /* (out, in) row-major, borrowed */
+    hass_dtype tq, tk, tv, to, tg, tu, td;
+    const float *attn_norm, *ffn_norm; /* (d) f32; attn_norm NULL = no input norm (draft) */
+} hass_layer;
+
+typedef struct hass_model hass_model;
+struct hass_model {
+    hass_model_config cfg;
+    const void *embed; /* (V, d) */
+    hass_dtype embed_t;
+    const void *lm_head; /* (V, d) */
+    hass_dtype lm_head_t;
+    const float *final_norm; /* (d) */
+    hass_layer *layers;      /* (n_layers) */
+    float *inv_freq;         /* (Dh/2) */
+    size_t weight_bytes;     /* bytes of weights read per token (all matrices + lm_head) */
+    /* owned storage */
+    hass_arena arena;
+    void *src;                   /* the open file(s) or buffer the weights point into */
+    void (*src_free)(void *src); /* releases src */
+};
+
+/* Loads a model: a Hugging Face directory (config.json + model.safetensors or an index of
+ * shards), a .gguf file, or a llama2.c checkpoint. Returns NULL and fills err on failure. */
+hass_model *hass_model_load(const char *path, hass_err *err);
+/* Builds a model from named tensors (HF names) and a config; tensors are borrowed and must
+ * outlive the model. Used by the loaders and by tests that make synthetic models. */
+hass_model *hass_model_from_tensors(const hass_model_config *cfg, const hass_tensor *tensors,
+                                    int n, hass_err *err);
+void hass_model_free(hass_model *m);
+
+/* ---- KV cache + forward scratch ---- */
+typedef struct {
+    const hass_model *m;
+    int64_t cap;       /* max positions */
+    int64_t max_batch; /* max rows per forward call */
+    int64_t n;         /* committed length */
+    float *k, *v;      /* (n_layers, cap, Hkv*Dh) */
+    /* scratch for one forward of up to max_batch rows */
+    float *x, *xb, *q, *att, *hb, *hb2, *kbuf, *vbuf, *attn_scratch;
+    uint64_t *mask;
+    int32_t *pos_buf;
+    size_t bytes;
+} hass_kv;
+
+hass_status hass_kv_init(hass_kv *kv, const hass_model *m, int64_t cap, int64_t max_batch,
+                         hass_pool *pool, hass_err *err);
+void hass_kv_free(hass_kv *kv);
+
+/*
+ * Runs n new rows (n <= max_batch) on top of the committed cache; their K/V are written to
+ * slots [kv->n, kv->n + n) but kv->n is not changed: call hass_kv_commit or hass_kv_keep.
+ *   tokens, pos: (n); parents: (n) or NULL (causal chain); every parents[i] < i.
+ *   logits: NULL or ((n - logits_from) x V): logits of rows logits_from..n-1.
+ *   feats:  NULL or (n x d): post-final-norm features of every row.
+ * Returns HASS_STATUS_RANGE if the rows do not fit the cache.
+ */
+hass_status hass_model_forward(const hass_model *m, hass_kv *kv, hass_pool *pool, int64_t n,
+                               const int32_t *tokens, const int32_t *pos, const int32_t *parents,
+                               float *logits, int64_t logits_from, float *feats, hass_err *err);
+/* Commits the n rows just computed. */
+void hass_kv_commit(hass_kv *kv, int64_t n);
+/* Keeps rows[0..n_keep) (increasing indices into the last forward's rows) and commits them,
+ * compacting their K/V into slots kv->n .. kv->n + n_keep - 1. */
+void hass_kv_keep(hass_kv *kv, const int32_t *rows, int64_t n_keep);
+/* Forgets everything after position n (n <= kv->n). */
+void hass_kv_truncate(hass_kv *kv, int64_t n);
+
+/* One decoder layer over n rows (shared with the draft head, whose layer has no input norm):
+ * x (n, d) is updated in place; K/V of the rows go to kcache/vcache rows n_past..n_past+n-1
+ * (row stride Hkv*Dh); mask as in hass_attention. Scratch buffers from kv-like storage. */
+typedef struct {
+    float *xb, *q, *att, *hb, *hb2, *attn_scratch;
+} hass_layer_scratch;
+void hass_layer_forward(hass_pool *pool, const hass_model_config *cfg, const hass_layer *L,
+                        const float *inv_freq, float *x, int64_t n, const int32_t *pos,
+                        float *kcache, float *vcache, int64_t n_past, const uint64_t *mask,
+                        const hass_layer_scratch *s);
+
+/* A model of the given shape with seeded random weights of dtype wt (F32/BF16/F16), for tests
+ * and benchmarks. Weights are scaled so activations stay O(1) through many layers. The model
+ * owns the weights. */
+hass_model *hass_model_synthetic(const hass_model_config *cfg, hass_dtype wt, uint64_t seed,
+                                 hass_err *err);
+/* A LLaMA-shaped config (rope half style, eps 1e-5, theta 10000, no stop ids). */
+hass_model_config hass_model_config_make(int64_t d, int64_t ffn, int64_t n_layers, int64_t H,
+                                         int64_t Hkv, int64_t V, int64_t max_ctx);
+
+/* Builds the n x ceil(n/64) ancestor bitmask from a parent array (NULL = causal). Returns 0
+ * if a parent index is invalid (>= i or < -1). */
+int hass_mask_from_parents(uint64_t *mask, const int32_t *parents, int64_t n);
+
+#endif

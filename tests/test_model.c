@@ -1,0 +1,220 @@
+/*
+ * test_model.c — properties of the target forward pass on synthetic models:
+ * batch invariance (a row alone == the same row inside a batch, bit for bit), thread-count
+ * invariance, tree-masked forward == running each root-to-node path sequentially, and KV
+ * keep() == a fresh prefill of the kept text.
+ */
+#include "check.h"
+#include "model/model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    hass_model *m;
+    hass_kv kv;
+    hass_pool *pool;
+} runner;
+
+static void runner_init(runner *r, hass_model *m, int threads, int64_t cap) {
+    hass_err err = {0};
+    r->m = m;
+    r->pool = hass_pool_create(threads);
+    HASS_ASSERT(hass_kv_init(&r->kv, m, cap, cap < 64 ? cap : 64, r->pool, &err) == HASS_OK);
+}
+static void runner_free(runner *r) {
+    hass_kv_free(&r->kv);
+    hass_pool_destroy(r->pool);
+}
+
+/* forward n causal rows at the current end, commit, write logits/feats of all rows */
+static void run_chain(runner *r, const int32_t *toks, int64_t n, float *logits, float *feats) {
+    int32_t pos[64];
+    hass_err err = {0};
+    for (int64_t i = 0; i < n; i++)
+        pos[i] = (int32_t)(r->kv.n + i);
+    hass_status st =
+        hass_model_forward(r->m, &r->kv, r->pool, n, toks, pos, NULL, logits, 0, feats, &err);
+    CHECK_MSG(st == HASS_OK, "%s", err.msg);
+    hass_kv_commit(&r->kv, n);
+}
+
+static void test_batch_invariance(hass_model *m, const char *label) {
+    int64_t V = m->cfg.V, d = m->cfg.d, n = 23;
+    int32_t toks[64];
+    hass_rng rng;
+    hass_rng_seed(&rng, 7);
+    for (int i = 0; i < n; i++)
+        toks[i] = (int32_t)(hass_rng_u64(&rng) % (uint64_t)V);
+    float *lb = malloc(sizeof(float) * n * V), *fb = malloc(sizeof(float) * n * d);
+    float *l1 = malloc(sizeof(float) * n * V), *f1 = malloc(sizeof(float) * n * d);
+    for (int threads = 1; threads <= 3; threads++) {
+        runner a, b;
+        runner_init(&a, m, threads, 128);
+        runner_init(&b, m, threads == 1 ? 2 : 1, 128);
+        run_chain(&a, toks, n, lb, fb); /* one batch of 23 rows */
+        for (int64_t i = 0; i < n; i++) /* one row at a time, other thread count */
+            run_chain(&b, toks + i, 1, l1 + i * V, f1 + i * d);
+        char what[96];
+        snprintf(what, sizeof what, "%s batch vs single logits (threads %d)", label, threads);
+        CHECK_BITEQ(lb, l1, n * V, what);
+        snprintf(what, sizeof what, "%s batch vs single features (threads %d)", label, threads);
+        CHECK_BITEQ(fb, f1, n * d, what);
+        runner_free(&a);
+        runner_free(&b);
+    }
+    /* and chunks of different sizes: 5 + 11 + 7 */
+    runner c;
+    runner_init(&c, m, 2, 128);
+    run_chain(&c, toks, 5, l1, f1);
+    run_chain(&c, toks + 5, 11, l1 + 5 * V, f1 + 5 * d);
+    run_chain(&c, toks + 16, 7, l1 + 16 * V, f1 + 16 * d);
+    CHECK_BITEQ(lb, l1, n * V, "chunked prefill logits");
+    runner_free(&c);
+    free(lb);
+    free(fb);
+    free(l1);
+    free(f1);
+}
+
+/* A random tree of N nodes after a prefix: each node's logits must equal those of feeding its
+ * root-to-node path one token at a time after the same prefix. Then keep() a path and compare
+ * the next step with a fresh prefill. */
+static void test_tree(hass_model *m, const char *label) {
+    int64_t V = m->cfg.V, d = m->cfg.d, np = 9, N = 31;
+    hass_rng rng;
+    hass_rng_seed(&rng, 11);
+    int32_t prefix[16], tok[64], par[64], pos[64], depth[64];
+    for (int i = 0; i < np; i++)
+        prefix[i] = (int32_t)(hass_rng_u64(&rng) % (uint64_t)V);
+    for (int i = 0; i < N; i++) {
+        par[i] = i == 0 ? -1 : (int32_t)(hass_rng_u64(&rng) % (uint64_t)i);
+        depth[i] = i == 0 ? 0 : depth[par[i]] + 1;
+        pos[i] = (int32_t)(np + depth[i]);
+        tok[i] = (int32_t)(hass_rng_u64(&rng) % (uint64_t)V);
+    }
+    float *lt = malloc(sizeof(float) * N * V), *ft = malloc(sizeof(float) * N * d);
+    float *ls = malloc(sizeof(float) * V), *fs = malloc(sizeof(float) * d);
+    runner t;
+    runner_init(&t, m, 2, 256);
+    run_chain(&t, prefix, np, NULL, NULL);
+    hass_err err = {0};
+    CHECK(hass_model_forward(m, &t.kv, t.pool, N, tok, pos, par, lt, 0, ft, &err) == HASS_OK);
+    int ok_l = 1, ok_f = 1;
+    for (int i = 0; i < N; i++) {
+        int32_t path[64];
+        int len = 0;
+        for (int x = i; x >= 0; x = par[x])
+            path[len++] = tok[x];
+        runner s;
+        runner_init(&s, m, 1, 256);
+        run_chain(&s, prefix, np, NULL, NULL);
+        for (int k = len - 1; k >= 0; k--)
+            run_chain(&s, &path[k], 1, ls, fs);
+        ok_l &= memcmp(ls, lt + i * V, sizeof(float) * V) == 0;
+        ok_f &= memcmp(fs, ft + i * d, sizeof(float) * d) == 0;
+        runner_free(&s);
+    }
+    CHECK_MSG(ok_l, "%s: tree logits == sequential path logits", label);
+    CHECK_MSG(ok_f, "%s: tree features == sequential path features", label);
+
+    /* keep the path to the deepest node, then run one more token */
+    int deepest = 0;
+    for (int i = 0; i < N; i++)
+        if (depth[i] > depth[deepest])
+            deepest = i;
+    int32_t rows[64], keep_tok[64];
+    int nk = 0;
+    for (int x = deepest; x >= 0; x = par[x])
+        rows[nk++] = x;
+    for (int a = 0, b = nk - 1; a < b; a++, b--) {
+        int32_t tmp = rows[a];
+        rows[a] = rows[b];
+        rows[b] = tmp;
+    }
+    for (int k = 0; k < nk; k++)
+        keep_tok[k] = tok[rows[k]];
+    hass_kv_keep(&t.kv, rows, nk);
+    CHECK_EQ_INT(t.kv.n, np + nk);
+    int32_t next = 3;
+    run_chain(&t, &next, 1, ls, NULL);
+    runner f;
+    runner_init(&f, m, 2, 256);
+    int32_t all[128];
+    memcpy(all, prefix, sizeof(int32_t) * np);
+    memcpy(all + np, keep_tok, sizeof(int32_t) * nk);
+    all[np + nk] = next;
+    float *lf = malloc(sizeof(float) * (np + nk + 1) * V);
+    run_chain(&f, all, np + nk + 1, lf, NULL);
+    CHECK_BITEQ(ls, lf + (np + nk) * V, V, "keep() then step == fresh prefill");
+    /* the compacted cache itself equals the fresh prefill's cache */
+    int64_t kvd = m->cfg.Hkv * m->cfg.Dh, L = m->cfg.n_layers, same = 1;
+    for (int64_t l = 0; l < L; l++)
+        same &= memcmp(t.kv.k + l * t.kv.cap * kvd, f.kv.k + l * f.kv.cap * kvd,
+                       sizeof(float) * (size_t)((np + nk + 1) * kvd)) == 0 &&
+                memcmp(t.kv.v + l * t.kv.cap * kvd, f.kv.v + l * f.kv.cap * kvd,
+                       sizeof(float) * (size_t)((np + nk + 1) * kvd)) == 0;
+    CHECK_MSG(same, "%s: compacted KV == fresh prefill KV", label);
+    runner_free(&f);
+    runner_free(&t);
+    free(lf);
+    free(lt);
+    free(ft);
+    free(ls);
+    free(fs);
+}
+
+static void test_bad_input(hass_model *m) {
+    runner r;
+    runner_init(&r, m, 1, 8);
+    hass_err err = {0};
+    int32_t toks[16] = {0}, pos[16] = {0}, par[2] = {-1, 1};
+    float *lg = malloc(sizeof(float) * m->cfg.V * 16);
+    toks[0] = (int32_t)m->cfg.V;
+    CHECK(hass_model_forward(m, &r.kv, r.pool, 1, toks, pos, NULL, lg, 0, NULL, &err) ==
+          HASS_STATUS_RANGE);
+    toks[0] = 0;
+    CHECK(hass_model_forward(m, &r.kv, r.pool, 2, toks, pos, par, lg, 0, NULL, &err) ==
+          HASS_STATUS_ARG);
+    for (int i = 0; i < 8; i++)
+        pos[i] = i;
+    CHECK(hass_model_forward(m, &r.kv, r.pool, 8, toks, pos, NULL, lg, 0, NULL, &err) == HASS_OK);
+    hass_kv_commit(&r.kv, 8);
+    CHECK(hass_model_forward(m, &r.kv, r.pool, 1, toks, pos, NULL, lg, 0, NULL, &err) ==
+          HASS_STATUS_RANGE);
+    hass_model_config bad = m->cfg;
+    bad.Hkv = 3;
+    CHECK(hass_model_synthetic(&bad, HASS_DTYPE_F32, 1, &err) == NULL);
+    free(lg);
+    runner_free(&r);
+}
+
+int main(void) {
+    check_init("test_model");
+    hass_err err = {0};
+    hass_model_config c = hass_model_config_make(64, 96, 2, 4, 2, 97, 512);
+    hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16, HASS_DTYPE_F16};
+    const char *names[] = {"f32", "bf16", "f16"};
+    for (int k = 0; k < 3; k++) {
+        hass_model *m = hass_model_synthetic(&c, dts[k], 42 + (uint64_t)k, &err);
+        CHECK_MSG(m != NULL, "%s", err.msg);
+        if (!m)
+            continue;
+        test_batch_invariance(m, names[k]);
+        test_tree(m, names[k]);
+        if (k == 0)
+            test_bad_input(m);
+        hass_model_free(m);
+    }
+    /* odd shapes: d not a multiple of 8, GQA 3:1, interleaved rope */
+    hass_model_config c2 = hass_model_config_make(36, 50, 3, 6, 2, 61, 256);
+    c2.rope_style = HASS_ROPE_INTERLEAVED;
+    hass_model *m2 = hass_model_synthetic(&c2, HASS_DTYPE_F32, 5, &err);
+    CHECK(m2 != NULL);
+    if (m2) {
+        test_batch_invariance(m2, "odd");
+        test_tree(m2, "odd");
+        hass_model_free(m2);
+    }
+    return check_exit();
+}
