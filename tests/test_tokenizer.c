@@ -744,7 +744,83 @@ static void test_bad_files(void) {
     unlink(path);
     snprintf(path, sizeof path, "%s/tokenizer.json", tmpdir);
     unlink(path);
-    rmdir(tmpdir);
+}
+
+/* Random bytes (valid or not as UTF-8) encode without error, the streaming decoder emits only
+ * valid UTF-8, and valid-UTF-8 input round-trips exactly through a byte-level vocab. Corrupted
+ * copies of tok512.bin either load or fail cleanly. */
+static void test_random(void) {
+    hass_rng r;
+    hass_rng_seed(&r, 1234);
+    hass_err err = {0};
+    const char *tok = check_shared("models/tok512.bin");
+    const char *js = check_shared("tokenizers/llama3/tokenizer.json");
+    hass_tokenizer *ts = tok ? hass_tokenizer_load_bin(tok, 512, &err) : NULL;
+    hass_tokenizer *tb = js ? hass_tokenizer_load_json(js, &err) : NULL;
+    if (!ts || !tb) {
+        CHECK_SKIP("tok512.bin / llama3 tokenizer.json");
+        hass_tokenizer_free(ts);
+        hass_tokenizer_free(tb);
+        return;
+    }
+    int bad_utf8 = 0, bad_enc = 0, bad_rt = 0;
+    char text[96];
+    for (int it = 0; it < 300; it++) {
+        size_t n = hass_rng_u64(&r) % sizeof text;
+        int ascii = it % 3 == 0;
+        for (size_t i = 0; i < n; i++)
+            text[i] = ascii ? " aZ<|>\n\t0"[hass_rng_u64(&r) % 9] : (char)(hass_rng_u64(&r) & 0xff);
+        for (int k = 0; k < 2; k++) {
+            const hass_tokenizer *t = k ? tb : ts;
+            int32_t *ids;
+            int64_t m = enc(t, text, n, 1, 1, &ids);
+            if (m < 0) {
+                bad_enc++;
+                continue;
+            }
+            size_t dn;
+            char *dec = hass_tokenizer_decode(t, ids, m, 0, &dn);
+            if (!dec || !utf8_valid(dec, dn))
+                bad_utf8++;
+            if (k && utf8_valid(text, n) && (dn != n || memcmp(dec, text, n)))
+                bad_rt++;
+            free(dec);
+            free(ids);
+        }
+    }
+    CHECK_EQ_INT(bad_enc, 0);
+    CHECK_EQ_INT(bad_utf8, 0);
+    CHECK_EQ_INT(bad_rt, 0);
+    hass_tokenizer_free(ts);
+    hass_tokenizer_free(tb);
+
+    char *d = NULL;
+    size_t n = 0;
+    if (hass_read_file(tok, &d, &n, &err) != HASS_OK)
+        return;
+    int loaded = 0, failed = 0;
+    for (int it = 0; it < 40; it++) {
+        char *c = malloc(n);
+        memcpy(c, d, n);
+        for (int k = 0; k < 4; k++)
+            c[hass_rng_u64(&r) % n] = (char)hass_rng_u64(&r);
+        err = (hass_err){0};
+        hass_tokenizer *t =
+            hass_tokenizer_load_bin(write_tmp("fuzz.bin", c, n), it % 2 ? 512 : 0, &err);
+        if (t) {
+            int32_t ids[64];
+            loaded += hass_tokenizer_encode(t, "Once upon a time", 16, 1, 1, ids, 64, &err) > 0;
+        } else {
+            failed += err.msg[0] != 0;
+        }
+        hass_tokenizer_free(t);
+        free(c);
+    }
+    CHECK_EQ_INT(loaded + failed, 40);
+    free(d);
+    char path[512];
+    snprintf(path, sizeof path, "%s/fuzz.bin", tmpdir);
+    unlink(path);
 }
 
 int main(void) {
@@ -755,5 +831,7 @@ int main(void) {
     test_gguf_bpe();
     test_stories();
     test_bad_files();
+    test_random();
+    rmdir(tmpdir);
     return check_exit();
 }
