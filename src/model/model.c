@@ -253,8 +253,8 @@ void hass_kv_truncate(hass_kv *kv, int64_t n) {
 /* ---- forward ---- */
 void hass_layer_forward(hass_pool *pool, const hass_model_config *c, const hass_layer *L,
                         const float *inv_freq, float *x, int64_t n, const int32_t *pos,
-                        float *kcache, float *vcache, int64_t n_past, const uint64_t *mask,
-                        const hass_layer_scratch *s) {
+                        float *kcache, float *vcache, int64_t n_past, int64_t n_win,
+                        const uint64_t *mask, const hass_layer_scratch *s) {
     int64_t d = c->d, qd = c->H * c->Dh, kvd = c->Hkv * c->Dh;
     const float *xin = x;
     if (L->attn_norm) {
@@ -262,14 +262,14 @@ void hass_layer_forward(hass_pool *pool, const hass_model_config *c, const hass_
         xin = s->xb;
     }
     /* q, k, v: k and v go straight into the cache rows of the new tokens */
-    float *kn = kcache + n_past * kvd, *vn = vcache + n_past * kvd;
+    float *kn = kcache + (n_past + n_win - n) * kvd, *vn = vcache + (n_past + n_win - n) * kvd;
     hass_matmul_job qkv[3] = {
         {s->q, L->wq, L->tq, qd}, {kn, L->wk, L->tk, kvd}, {vn, L->wv, L->tv, kvd}};
     hass_matmul_multi(pool, xin, n, d, qkv, 3);
     hass_rope(s->q, n, c->H, c->Dh, pos, inv_freq, c->rope_style);
     hass_rope(kn, n, c->Hkv, c->Dh, pos, inv_freq, c->rope_style);
-    hass_attention(pool, s->att, s->q, kcache, vcache, n_past, n, mask, c->H, c->Hkv, c->Dh,
-                   s->attn_scratch);
+    hass_attention_win(pool, s->att, s->q, kcache, vcache, n_past, n_win, n, mask, c->H, c->Hkv,
+                       c->Dh, s->attn_scratch);
     hass_matmul(pool, s->xb, s->att, L->wo, L->to, n, qd, d);
     hass_add(x, s->xb, n * d);
     /* SwiGLU MLP */
@@ -307,7 +307,7 @@ hass_status hass_model_forward(const hass_model *m, hass_kv *kv, hass_pool *pool
     int64_t kvd = c->Hkv * c->Dh;
     for (int64_t l = 0; l < c->n_layers; l++)
         hass_layer_forward(pool, c, &m->layers[l], m->inv_freq, kv->x, n, pos,
-                           kv->k + l * kv->cap * kvd, kv->v + l * kv->cap * kvd, kv->n,
+                           kv->k + l * kv->cap * kvd, kv->v + l * kv->cap * kvd, kv->n, n,
                            parents ? kv->mask : NULL, &s);
     hass_rmsnorm(kv->x, kv->x, m->final_norm, n, c->d, c->eps);
     if (feats)

@@ -116,15 +116,16 @@ void hass_kv_keep(hass_kv *kv, const int32_t *rows, int64_t n_keep);
 void hass_kv_truncate(hass_kv *kv, int64_t n);
 
 /* One decoder layer over n rows (shared with the draft head, whose layer has no input norm):
- * x (n, d) is updated in place; K/V of the rows go to kcache/vcache rows n_past..n_past+n-1
- * (row stride Hkv*Dh); mask as in hass_attention. Scratch buffers from kv-like storage. */
+ * x (n, d) is updated in place. The rows are the last n of a window of n_win new rows after
+ * n_past committed ones (n_win == n for the target): their K/V go to kcache/vcache rows
+ * n_past+n_win-n .. n_past+n_win-1 (row stride Hkv*Dh); mask as in hass_attention_win. */
 typedef struct {
     float *xb, *q, *att, *hb, *hb2, *attn_scratch;
 } hass_layer_scratch;
 void hass_layer_forward(hass_pool *pool, const hass_model_config *cfg, const hass_layer *L,
                         const float *inv_freq, float *x, int64_t n, const int32_t *pos,
-                        float *kcache, float *vcache, int64_t n_past, const uint64_t *mask,
-                        const hass_layer_scratch *s);
+                        float *kcache, float *vcache, int64_t n_past, int64_t n_win,
+                        const uint64_t *mask, const hass_layer_scratch *s);
 
 /* A model of the given shape with seeded random weights of dtype wt (F32/BF16/F16), for tests
  * and benchmarks. Weights are scaled so activations stay O(1) through many layers. The model

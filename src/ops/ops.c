@@ -278,7 +278,7 @@ typedef struct {
     isa_kernels k_;
     float *out;
     const float *q, *k, *v;
-    int64_t n_past, n, H, Hkv, Dh;
+    int64_t n_past, n_win, n, H, Hkv, Dh;
     const uint64_t *mask;
     float *scratch;
 } attn_ctx;
@@ -287,7 +287,8 @@ typedef struct {
  * probability-weighted sum of v rows (axpy per key, in slot order), then one scale by 1/sum.
  * Masked keys contribute nothing at all, so the result depends only on the visible set. */
 static void attn_one(const attn_ctx *c, int64_t i, int64_t h, float *sc) {
-    int64_t nk = c->n_past + c->n, W = (c->n + 63) / 64, kvd = c->Hkv * c->Dh, Dh = c->Dh;
+    int64_t nk = c->n_past + c->n_win, W = (c->n_win + 63) / 64, kvd = c->Hkv * c->Dh, Dh = c->Dh;
+    int64_t self = c->n_win - c->n + i; /* this query's own row in the window */
     int64_t kh = h / (c->H / c->Hkv);
     const float *qi = c->q + (i * c->H + h) * Dh;
     const float *kb = c->k + kh * Dh, *vb = c->v + kh * Dh;
@@ -295,7 +296,7 @@ static void attn_one(const attn_ctx *c, int64_t i, int64_t h, float *sc) {
     float scale = 1.0f / sqrtf((float)Dh), mx = -INFINITY;
     for (int64_t j = 0; j < nk; j++) {
         int64_t jj = j - c->n_past;
-        int ok = jj < 0 || (mrow ? (int)((mrow[jj / 64] >> (jj % 64)) & 1) : jj <= i);
+        int ok = jj < 0 || (mrow ? (int)((mrow[jj / 64] >> (jj % 64)) & 1) : jj <= self);
         if (!ok) {
             sc[j] = -INFINITY;
             continue;
@@ -322,17 +323,18 @@ static void attn_task(void *p, int ith, int nth) {
     attn_ctx *c = p;
     int64_t lo, hi;
     hass_split(c->n * c->H, ith, nth, &lo, &hi);
-    float *sc = c->scratch + (size_t)ith * (size_t)(c->n_past + c->n + 16);
+    float *sc = c->scratch + (size_t)ith * (size_t)(c->n_past + c->n_win + 16);
     for (int64_t t = lo; t < hi; t++)
         attn_one(c, t / c->H, t % c->H, sc);
 }
 
-void hass_attention(hass_pool *pool, float *out, const float *q, const float *k, const float *v,
-                    int64_t n_past, int64_t n, const uint64_t *mask, int64_t H, int64_t Hkv,
-                    int64_t Dh, float *scratch) {
-    HASS_ASSERT(n_past >= 0 && n >= 0 && H > 0 && Hkv > 0 && H % Hkv == 0 && Dh > 0);
-    attn_ctx c = {isa(), out, q, k, v, n_past, n, H, Hkv, Dh, mask, scratch};
-    double work = (double)n * (double)H * (double)(n_past + n) * (double)Dh;
+void hass_attention_win(hass_pool *pool, float *out, const float *q, const float *k,
+                        const float *v, int64_t n_past, int64_t n_win, int64_t n,
+                        const uint64_t *mask, int64_t H, int64_t Hkv, int64_t Dh, float *scratch) {
+    HASS_ASSERT(n_past >= 0 && n >= 0 && n_win >= n && H > 0 && Hkv > 0 && H % Hkv == 0 &&
+                Dh > 0);
+    attn_ctx c = {isa(), out, q, k, v, n_past, n_win, n, H, Hkv, Dh, mask, scratch};
+    double work = (double)n * (double)H * (double)(n_past + n_win) * (double)Dh;
     int nt = work < 16384.0 ? 1 : hass_pool_size(pool);
     if (nt > n * H)
         nt = (int)(n * H);
@@ -341,4 +343,10 @@ void hass_attention(hass_pool *pool, float *out, const float *q, const float *k,
         return;
     }
     hass_pool_run_n(pool, nt, attn_task, &c);
+}
+
+void hass_attention(hass_pool *pool, float *out, const float *q, const float *k, const float *v,
+                    int64_t n_past, int64_t n, const uint64_t *mask, int64_t H, int64_t Hkv,
+                    int64_t Dh, float *scratch) {
+    hass_attention_win(pool, out, q, k, v, n_past, n, n, mask, H, Hkv, Dh, scratch);
 }

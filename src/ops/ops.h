@@ -78,6 +78,14 @@ void hass_attention(hass_pool *pool, float *out, const float *q, const float *k,
                     int64_t n_past, int64_t n, const uint64_t *mask, int64_t H, int64_t Hkv,
                     int64_t Dh, float *scratch);
 
+/* The same with a window: the n queries are the LAST n rows of a window of n_win new rows
+ * (rows n_past..n_past+n_win-1 of k/v; the earlier n_win - n rows were written by previous
+ * calls, e.g. earlier levels of a draft tree). mask: n rows of (n_win+63)/64 words over the
+ * window; NULL = causal over the window. hass_attention is the case n_win == n. */
+void hass_attention_win(hass_pool *pool, float *out, const float *q, const float *k,
+                        const float *v, int64_t n_past, int64_t n_win, int64_t n,
+                        const uint64_t *mask, int64_t H, int64_t Hkv, int64_t Dh, float *scratch);
+
 /* ---- naive twins (the test oracles; single-threaded, no SIMD) ---- */
 void hass_ref_matmul(float *y, const float *x, const void *W, hass_dtype wt, int64_t n, int64_t in,
                      int64_t out);

@@ -1,0 +1,291 @@
+/*
+ * model_load.c — opens a model from disk: a Hugging Face directory (config.json +
+ * model.safetensors or a sharded index), a GGUF v3 file (llama architecture) or a llama2.c
+ * checkpoint, and hands its tensors (renamed to the Hugging Face names) to
+ * hass_model_from_tensors. Weights stay in the read-only mappings.
+ */
+#include "model/model.h"
+
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    hass_st_set st;
+    hass_gguf gguf;
+    hass_llama2c l2c;
+    hass_tensor *renamed; /* GGUF tensors under HF names (owned) */
+} model_src;
+
+/* ---- config.json ---- */
+static int json_int(const cJSON *o, const char *k, int64_t *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsNumber(v))
+        return 0;
+    double d = v->valuedouble;
+    if (d != (double)(int64_t)d || d < -2147483648.0 || d > 1e12)
+        return 0;
+    *out = (int64_t)d;
+    return 1;
+}
+static int json_num(const cJSON *o, const char *k, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsNumber(v))
+        return 0;
+    *out = v->valuedouble;
+    return 1;
+}
+/* bos/eos may be an int or a list of ints */
+static void json_ids(const cJSON *o, const char *k, int32_t *ids, int *n, int cap) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (cJSON_IsNumber(v) && *n < cap) {
+        ids[(*n)++] = (int32_t)v->valuedouble;
+    } else if (cJSON_IsArray(v)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v) if (cJSON_IsNumber(e) && *n < cap) ids[(*n)++] =
+            (int32_t)e->valuedouble;
+    }
+}
+
+hass_status hass_model_config_from_json(hass_model_config *c, const char *json, hass_err *err) {
+    memset(c, 0, sizeof *c);
+    cJSON *o = cJSON_Parse(json);
+    if (!o || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return hass_err_set(err, HASS_STATUS_FORMAT, "config.json: not a JSON object");
+    }
+    hass_status st = HASS_OK;
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
+    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(o, "architectures");
+    const char *arch = NULL;
+    if (cJSON_IsArray(archs) && cJSON_GetArraySize(archs) > 0 &&
+        cJSON_IsString(cJSON_GetArrayItem(archs, 0)))
+        arch = cJSON_GetArrayItem(archs, 0)->valuestring;
+    int is_llama = (arch && !strcmp(arch, "LlamaForCausalLM")) ||
+                   (!arch && cJSON_IsString(mt) && !strcmp(mt->valuestring, "llama"));
+    if (!is_llama) {
+        st = hass_err_set(err, HASS_STATUS_UNSUPPORTED,
+                          "config.json: unsupported architecture '%s' (need LlamaForCausalLM)",
+                          arch ? arch : (cJSON_IsString(mt) ? mt->valuestring : "?"));
+        goto done;
+    }
+    int64_t hk = 0;
+    if (!json_int(o, "hidden_size", &c->d) || !json_int(o, "intermediate_size", &c->ffn) ||
+        !json_int(o, "num_hidden_layers", &c->n_layers) ||
+        !json_int(o, "num_attention_heads", &c->H) || !json_int(o, "vocab_size", &c->V)) {
+        st = hass_err_set(err, HASS_STATUS_FORMAT,
+                          "config.json: missing hidden_size, intermediate_size, "
+                          "num_hidden_layers, num_attention_heads or vocab_size");
+        goto done;
+    }
+    c->Hkv = json_int(o, "num_key_value_heads", &hk) ? hk : c->H;
+    c->Dh = c->H > 0 ? c->d / c->H : 0;
+    int64_t hd = 0;
+    if (json_int(o, "head_dim", &hd) && hd != c->Dh) {
+        st = hass_err_set(err, HASS_STATUS_UNSUPPORTED, "config.json: head_dim != hidden/heads");
+        goto done;
+    }
+    double v;
+    c->eps = json_num(o, "rms_norm_eps", &v) ? (float)v : 1e-6f;
+    c->rope_theta = json_num(o, "rope_theta", &v) ? (float)v : 10000.0f;
+    c->max_ctx = json_int(o, "max_position_embeddings", &hd) ? hd : 2048;
+    const cJSON *tie = cJSON_GetObjectItemCaseSensitive(o, "tie_word_embeddings");
+    c->tie_embeddings = cJSON_IsTrue(tie);
+    c->rope_style = HASS_ROPE_HALF;
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(o, "rope_scaling");
+    if (cJSON_IsObject(rs)) {
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+        if (!cJSON_IsString(ty))
+            ty = cJSON_GetObjectItemCaseSensitive(rs, "type");
+        if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "llama3") != 0) {
+            st = hass_err_set(err, HASS_STATUS_UNSUPPORTED,
+                              "config.json: rope_scaling type '%s' not supported (llama3 is)",
+                              cJSON_IsString(ty) ? ty->valuestring : "?");
+            goto done;
+        }
+        double f, lo, hi;
+        int64_t oc;
+        if (!json_num(rs, "factor", &f) || !json_num(rs, "low_freq_factor", &lo) ||
+            !json_num(rs, "high_freq_factor", &hi) ||
+            !json_int(rs, "original_max_position_embeddings", &oc) || f <= 0 || lo <= 0 ||
+            hi <= lo || oc <= 0) {
+            st = hass_err_set(err, HASS_STATUS_FORMAT, "config.json: bad llama3 rope_scaling");
+            goto done;
+        }
+        c->rope_factor = (float)f;
+        c->rope_low_freq_factor = (float)lo;
+        c->rope_high_freq_factor = (float)hi;
+        c->rope_orig_ctx = oc;
+    }
+    int32_t ids[HASS_MAX_STOP];
+    int n = 0;
+    json_ids(o, "bos_token_id", ids, &n, 1);
+    c->bos = n ? ids[0] : -1;
+    json_ids(o, "eos_token_id", c->stop_ids, &c->n_stop, HASS_MAX_STOP);
+    c->source = HASS_SRC_HF;
+    st = hass_model_config_check(c, err);
+done:
+    cJSON_Delete(o);
+    return st;
+}
+
+/* ---- GGUF: llama metadata and tensor names ---- */
+static hass_status gguf_config(const hass_gguf *g, hass_model_config *c, hass_err *err) {
+    memset(c, 0, sizeof *c);
+    const char *arch = hass_gguf_get_str(g, "general.architecture");
+    if (!arch || strcmp(arch, "llama") != 0)
+        return hass_err_set(err, HASS_STATUS_UNSUPPORTED,
+                            "gguf: unsupported architecture '%s' (need llama)", arch ? arch : "?");
+    uint64_t u;
+    double f;
+#define GU(key, field)                                                                             \
+    do {                                                                                           \
+        if (!hass_gguf_get_u64(g, key, &u) || u > (1ull << 30))                                    \
+            return hass_err_set(err, HASS_STATUS_FORMAT, "gguf: missing or bad %s", key);          \
+        c->field = (int64_t)u;                                                                     \
+    } while (0)
+    GU("llama.embedding_length", d);
+    GU("llama.feed_forward_length", ffn);
+    GU("llama.block_count", n_layers);
+    GU("llama.attention.head_count", H);
+    GU("llama.context_length", max_ctx);
+#undef GU
+    c->Hkv = hass_gguf_get_u64(g, "llama.attention.head_count_kv", &u) ? (int64_t)u : c->H;
+    c->Dh = c->H > 0 ? c->d / c->H : 0;
+    c->eps = hass_gguf_get_f64(g, "llama.attention.layer_norm_rms_epsilon", &f) ? (float)f : 1e-5f;
+    c->rope_theta = hass_gguf_get_f64(g, "llama.rope.freq_base", &f) ? (float)f : 10000.0f;
+    /* llama.cpp's llama converters permute q/k so that ggml's adjacent-pair rotation applies */
+    c->rope_style = HASS_ROPE_INTERLEAVED;
+    c->bos = hass_gguf_get_u64(g, "tokenizer.ggml.bos_token_id", &u) ? (int32_t)u : -1;
+    if (hass_gguf_get_u64(g, "tokenizer.ggml.eos_token_id", &u))
+        c->stop_ids[c->n_stop++] = (int32_t)u;
+    c->source = HASS_SRC_GGUF;
+    const hass_tensor *emb = hass_gguf_find_tensor(g, "token_embd.weight");
+    if (!emb || emb->ndim != 2)
+        return hass_err_set(err, HASS_STATUS_NOTFOUND, "gguf: missing tensor token_embd.weight");
+    c->V = emb->shape[0];
+    if (hass_gguf_get_u64(g, "llama.vocab_size", &u) && (int64_t)u != c->V)
+        return hass_err_set(err, HASS_STATUS_SHAPE, "gguf: llama.vocab_size != token_embd rows");
+    c->tie_embeddings = hass_gguf_find_tensor(g, "output.weight") == NULL;
+    return hass_model_config_check(c, err);
+}
+
+static const struct {
+    const char *gguf, *hf;
+} gguf_names[] = {
+    {"attn_norm", "input_layernorm"},         {"attn_q", "self_attn.q_proj"},
+    {"attn_k", "self_attn.k_proj"},           {"attn_v", "self_attn.v_proj"},
+    {"attn_output", "self_attn.o_proj"},      {"ffn_norm", "post_attention_layernorm"},
+    {"ffn_gate", "mlp.gate_proj"},            {"ffn_up", "mlp.up_proj"},
+    {"ffn_down", "mlp.down_proj"},
+};
+
+static hass_status gguf_rename(const hass_gguf *g, hass_tensor **out, hass_err *err) {
+    hass_tensor *t = calloc((size_t)g->n_tensors + 1, sizeof *t);
+    if (!t)
+        return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+    for (int64_t i = 0; i < g->n_tensors; i++) {
+        t[i] = g->tensors[i];
+        const char *n = g->tensors[i].name;
+        long layer;
+        char part[96];
+        if (!strcmp(n, "token_embd.weight"))
+            snprintf(t[i].name, sizeof t[i].name, "model.embed_tokens.weight");
+        else if (!strcmp(n, "output_norm.weight"))
+            snprintf(t[i].name, sizeof t[i].name, "model.norm.weight");
+        else if (!strcmp(n, "output.weight"))
+            snprintf(t[i].name, sizeof t[i].name, "lm_head.weight");
+        else if (sscanf(n, "blk.%ld.%95[^.].weight", &layer, part) == 2) {
+            for (size_t k = 0; k < sizeof gguf_names / sizeof gguf_names[0]; k++)
+                if (!strcmp(part, gguf_names[k].gguf))
+                    snprintf(t[i].name, sizeof t[i].name, "model.layers.%ld.%s.weight", layer,
+                             gguf_names[k].hf);
+        }
+    }
+    *out = t;
+    return HASS_OK;
+}
+
+static void src_free(void *p) {
+    model_src *src = p;
+    if (!src)
+        return;
+    hass_st_set_close(&src->st);
+    hass_gguf_close(&src->gguf);
+    hass_llama2c_close(&src->l2c);
+    free(src->renamed);
+    free(src);
+}
+
+static hass_model *load_hf(const char *dir, model_src *src, hass_err *err) {
+    char path[1024], *json = NULL;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (hass_read_file(path, &json, NULL, err) != HASS_OK)
+        return NULL;
+    hass_model_config cfg;
+    hass_status st = hass_model_config_from_json(&cfg, json, err);
+    free(json);
+    if (st != HASS_OK)
+        return NULL;
+    if (hass_safetensors_open_dir(&src->st, dir, err) != HASS_OK)
+        return NULL;
+    src->renamed = calloc((size_t)src->st.n_tensors + 1, sizeof(hass_tensor));
+    if (!src->renamed) {
+        hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < src->st.n_tensors; i++)
+        src->renamed[i] = *src->st.by_name[i];
+    return hass_model_from_tensors(&cfg, src->renamed, src->st.n_tensors, err);
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+hass_model *hass_model_load(const char *path, hass_err *err) {
+    model_src *src = calloc(1, sizeof *src);
+    if (!src) {
+        hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+        return NULL;
+    }
+    hass_model *m = NULL;
+    if (hass_is_dir(path)) {
+        m = load_hf(path, src, err);
+    } else if (!hass_file_exists(path)) {
+        hass_err_set(err, HASS_STATUS_IO, "%s: no such file or directory", path);
+        free(src);
+        return NULL;
+    } else if (ends_with(path, ".gguf")) {
+        hass_model_config cfg;
+        if (hass_gguf_open(&src->gguf, path, err) == HASS_OK &&
+            gguf_config(&src->gguf, &cfg, err) == HASS_OK &&
+            gguf_rename(&src->gguf, &src->renamed, err) == HASS_OK)
+            m = hass_model_from_tensors(&cfg, src->renamed, (int)src->gguf.n_tensors, err);
+    } else {
+        if (hass_llama2c_open(&src->l2c, path, err) == HASS_OK) {
+            const hass_llama2c_config *h = &src->l2c.cfg;
+            hass_model_config cfg = hass_model_config_make(h->dim, h->hidden_dim, h->n_layers,
+                                                           h->n_heads, h->n_kv_heads,
+                                                           h->vocab_size, h->seq_len);
+            cfg.rope_style = HASS_ROPE_INTERLEAVED;
+            cfg.tie_embeddings = h->shared_classifier;
+            cfg.bos = 1;
+            cfg.stop_ids[0] = 2; /* EOS, and BOS as llama2.c's run.c stops on it */
+            cfg.stop_ids[1] = 1;
+            cfg.n_stop = 2;
+            cfg.source = HASS_SRC_LLAMA2C;
+            m = hass_model_from_tensors(&cfg, src->l2c.tensors, src->l2c.n_tensors, err);
+        }
+    }
+    if (!m) {
+        src_free(src);
+        return NULL;
+    }
+    m->src = src;
+    m->src_free = src_free;
+    return m;
+}
+
