@@ -245,6 +245,19 @@ static void run_ggml_vectors(const hass_tokenizer *t, const char *inp_rel, const
 
 /* ---------------- individual tests ---------------- */
 
+/* LLaMA-3 tokenizer.json is loaded once and shared by the tests that need it */
+static hass_tokenizer *llama3_tok;
+static double llama3_load_s;
+static hass_tokenizer *get_llama3(hass_err *err) {
+    const char *js = check_shared("tokenizers/llama3/tokenizer.json");
+    if (!llama3_tok && js) {
+        double t0 = hass_now();
+        llama3_tok = hass_tokenizer_load_json(js, err);
+        llama3_load_s = hass_now() - t0;
+    }
+    return llama3_tok;
+}
+
 static void test_llama2(void) {
     const char *vec = check_shared("tokenizers/vectors_llama2.jsonl");
     const char *js = check_shared("tokenizers/llama2/tokenizer.json");
@@ -370,9 +383,8 @@ static void test_llama3(void) {
         return;
     }
     hass_err err = {0};
-    double t0 = hass_now();
-    hass_tokenizer *t = hass_tokenizer_load_json(js, &err);
-    double dt = hass_now() - t0;
+    hass_tokenizer *t = get_llama3(&err);
+    double t0, dt = llama3_load_s;
     fprintf(stderr, "  llama3 tokenizer.json loaded in %.3f s\n", dt);
     CHECK_MSG(t != NULL, "%s", err.msg);
     if (!t)
@@ -420,7 +432,6 @@ static void test_llama3(void) {
     CHECK(k > 0 && dt < 5.0);
     free(ids);
     free(big);
-    hass_tokenizer_free(t);
 }
 
 static void test_gguf_spm(void) {
@@ -554,7 +565,7 @@ static void test_gguf_bpe(void) {
         return;
     }
     hass_err err = {0};
-    hass_tokenizer *tj = hass_tokenizer_load_json(js, &err);
+    hass_tokenizer *tj = get_llama3(&err);
     char *text = NULL;
     size_t size = 0;
     cJSON *root = NULL;
@@ -565,7 +576,6 @@ static void test_gguf_bpe(void) {
     if (!tj || !cJSON_IsArray(merges)) {
         CHECK_MSG(0, "llama3 json: %s", err.msg);
         cJSON_Delete(root);
-        hass_tokenizer_free(tj);
         return;
     }
     int32_t n = hass_tokenizer_vocab_size(tj);
@@ -603,7 +613,6 @@ static void test_gguf_bpe(void) {
     while (b.n % 32)
         tbuf_put(&b, "", 1);
     cJSON_Delete(root);
-    hass_tokenizer_free(tj);
 
     hass_gguf g;
     if (!b.p || hass_gguf_parse(&g, (const uint8_t *)b.p, b.n, &err) != HASS_OK) {
@@ -756,11 +765,10 @@ static void test_random(void) {
     const char *tok = check_shared("models/tok512.bin");
     const char *js = check_shared("tokenizers/llama3/tokenizer.json");
     hass_tokenizer *ts = tok ? hass_tokenizer_load_bin(tok, 512, &err) : NULL;
-    hass_tokenizer *tb = js ? hass_tokenizer_load_json(js, &err) : NULL;
+    hass_tokenizer *tb = js ? get_llama3(&err) : NULL;
     if (!ts || !tb) {
         CHECK_SKIP("tok512.bin / llama3 tokenizer.json");
         hass_tokenizer_free(ts);
-        hass_tokenizer_free(tb);
         return;
     }
     int bad_utf8 = 0, bad_enc = 0, bad_rt = 0;
@@ -792,7 +800,6 @@ static void test_random(void) {
     CHECK_EQ_INT(bad_utf8, 0);
     CHECK_EQ_INT(bad_rt, 0);
     hass_tokenizer_free(ts);
-    hass_tokenizer_free(tb);
 
     char *d = NULL;
     size_t n = 0;
@@ -833,5 +840,6 @@ int main(void) {
     test_bad_files();
     test_random();
     rmdir(tmpdir);
+    hass_tokenizer_free(llama3_tok);
     return check_exit();
 }
