@@ -99,10 +99,20 @@ bench: $(BENCH_BIN) $(O)/hass
 deps:
 	tools/deps.sh
 
+# libFuzzer targets: the library is compiled once with coverage + ASan/UBSan into
+# build/fuzz/libhass.a, each fuzz/fuzz_X.c links against it (see docs/fuzzing.md).
 FUZZ_TARGETS := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
-build/fuzz/%: fuzz/%.c $(LIB_SRC)
+FUZZ_CFLAGS  := $(CFLAGS_BASE) -O1 -g -fno-omit-frame-pointer $(ISA_AVX2) -DHASS_NO_AVX512 \
+                -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_OBJ     := $(patsubst %.c,build/fuzz/obj/%.o,$(filter-out %_avx512.c,$(LIB_SRC)))
+build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(CFLAGS_BASE) -O1 -g -fsanitize=fuzzer,address,undefined $(ISA_AVX2) $< $(filter-out %_avx512.c,$(LIB_SRC)) -DHASS_NO_AVX512 $(LDLIBS) -o $@
+	clang $(FUZZ_CFLAGS) -c $< -o $@
+build/fuzz/libhass.a: $(FUZZ_OBJ)
+	rm -f $@ && ar rcs $@ $^
+build/fuzz/%: fuzz/%.c build/fuzz/libhass.a
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< build/fuzz/libhass.a $(LDLIBS) -o $@
 fuzz: $(FUZZ_TARGETS)
 
 format:
@@ -116,4 +126,4 @@ check: format-check test
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(wildcard build/fuzz/obj/src/*/*.d)

@@ -42,8 +42,8 @@ hass_status hass_safetensors_write(const char *path, const hass_tensor *tensors,
  *     end - begin == dtype size * numel (overflow-checked);
  *   - tensors sorted by offset must tile the data section exactly: no overlaps, no holes, no
  *     trailing bytes (as Hugging Face requires);
- *   - every tensor's first byte is aligned to its element size within the file (F32 at a multiple
- *     of 4, ...), so the borrowed pointers can be read as typed arrays. Files written by Hugging
+ *   - every non-empty tensor's first byte is aligned to its element size within the file (F32 at
+ *     a multiple of 4, ...), so the borrowed pointers can be read as typed arrays. Files written by Hugging
  *     Face and by hass_safetensors_write always satisfy this.
  * st->tensors are in file (offset) order. The writer orders tensors by element size (largest
  * first, stable), pads the header with spaces to a multiple of 8, like Hugging Face. */

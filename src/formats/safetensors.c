@@ -238,7 +238,7 @@ hass_status hass_safetensors_parse(hass_safetensors *st, const uint8_t *data, si
                               (unsigned long long)spans[i].begin, (unsigned long long)pos);
             goto done;
         }
-        if ((data_start + spans[i].begin) % elem_size(t->dtype)) {
+        if (t->nbytes && (data_start + spans[i].begin) % elem_size(t->dtype)) {
             rc = hass_err_set(err, HASS_STATUS_FORMAT,
                               "tensor %s: data at file offset %llu is not %zu-byte aligned",
                               t->name, (unsigned long long)(data_start + spans[i].begin),
