@@ -46,7 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 sink += kv->arr_data[kv->arr_n * elem_bytes(kv->arr_type) - 1];
             uint64_t u;
             double f;
-            sink += (size_t)hass_gguf_get_u64(&g, kv->key, &u) + (size_t)hass_gguf_get_f64(&g, kv->key, &f);
+            sink += (size_t)hass_gguf_get_u64(&g, kv->key, &u) +
+                    (size_t)hass_gguf_get_f64(&g, kv->key, &f);
         }
         for (int64_t i = 0; i < g.n_tensors; i++) {
             const hass_tensor *t = &g.tensors[i];

@@ -31,8 +31,12 @@ static void put(buf *b, const void *src, size_t n) {
     memcpy(b->p + b->n, src, n);
     b->n += n;
 }
-static void put_u32(buf *b, uint32_t v) { put(b, &v, 4); }
-static void put_u64(buf *b, uint64_t v) { put(b, &v, 8); }
+static void put_u32(buf *b, uint32_t v) {
+    put(b, &v, 4);
+}
+static void put_u64(buf *b, uint64_t v) {
+    put(b, &v, 8);
+}
 static void put_str(buf *b, const char *s) {
     put_u64(b, strlen(s));
     put(b, s, strlen(s));
@@ -216,14 +220,14 @@ static void test_llama2c_corrupt(void) {
     CHECK_EQ_INT(parse_copy(FMT_L2C, b.p, b.n, &err), HASS_OK);
 
     static const int32_t bad[][7] = {
-        {0, 4, 1, 2, 1, 4, 2},          {8, -4, 1, 2, 1, 4, 2},
-        {8, 4, 0, 2, 1, 4, 2},          {8, 4, 1, -2, 1, 4, 2},
-        {8, 4, 1, 2, 0, 4, 2},          {8, 4, 1, 2, 1, 0, 2},
-        {8, 4, 1, 2, 1, 4, -1},         {8, 4, 1, 3, 1, 4, 2},  /* dim % heads */
-        {8, 4, 1, 2, 3, 4, 2},          /* heads % kv */
-        {6, 4, 1, 2, 1, 4, 2},          /* odd head size */
-        {INT32_MAX, 4, 1, 1, 1, 4, 2},  {1 << 20, 1 << 20, 4096, 1, 1, 1 << 24, 1 << 24},
-        {8, 4, 1, 2, 1, INT32_MIN, 2},  {8, 4, INT32_MAX, 2, 1, 4, 2},
+        {0, 4, 1, 2, 1, 4, 2},         {8, -4, 1, 2, 1, 4, 2},
+        {8, 4, 0, 2, 1, 4, 2},         {8, 4, 1, -2, 1, 4, 2},
+        {8, 4, 1, 2, 0, 4, 2},         {8, 4, 1, 2, 1, 0, 2},
+        {8, 4, 1, 2, 1, 4, -1},        {8, 4, 1, 3, 1, 4, 2}, /* dim % heads */
+        {8, 4, 1, 2, 3, 4, 2},                                /* heads % kv */
+        {6, 4, 1, 2, 1, 4, 2},                                /* odd head size */
+        {INT32_MAX, 4, 1, 1, 1, 4, 2}, {1 << 20, 1 << 20, 4096, 1, 1, 1 << 24, 1 << 24},
+        {8, 4, 1, 2, 1, INT32_MIN, 2}, {8, 4, INT32_MAX, 2, 1, 4, 2},
         {8, 4, 1, 2, 1, 4, INT32_MAX},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -309,10 +313,10 @@ static void test_gguf_real(void) {
                 "output_norm");
     /* Per layer: everything compares bit for bit without any permutation. */
     static const char *pairs[][2] = {
-        {"attn_norm", "input_layernorm"},     {"attn_q", "self_attn.q_proj"},
-        {"attn_k", "self_attn.k_proj"},       {"attn_v", "self_attn.v_proj"},
-        {"attn_output", "self_attn.o_proj"},  {"ffn_norm", "post_attention_layernorm"},
-        {"ffn_gate", "mlp.gate_proj"},        {"ffn_down", "mlp.down_proj"},
+        {"attn_norm", "input_layernorm"},    {"attn_q", "self_attn.q_proj"},
+        {"attn_k", "self_attn.k_proj"},      {"attn_v", "self_attn.v_proj"},
+        {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
+        {"ffn_gate", "mlp.gate_proj"},       {"ffn_down", "mlp.down_proj"},
         {"ffn_up", "mlp.up_proj"},
     };
     int n_equal = 0, n_cmp = 0;
@@ -344,8 +348,7 @@ static void test_gguf_real(void) {
     free(perm);
 
     /* Truncations: every length through the tensor infos, then every 499th. */
-    check_truncations(FMT_GGUF, g.mf.data, g.mf.size, g.data_offset + 64, 499,
-                      "stories260K.gguf");
+    check_truncations(FMT_GGUF, g.mf.data, g.mf.size, g.data_offset + 64, 499, "stories260K.gguf");
     hass_gguf_close(&g);
     hass_llama2c_close(&m);
 }
@@ -383,11 +386,11 @@ static void test_gguf_vocab(void) {
 typedef struct {
     uint32_t version;
     uint64_t n_tensors_override, n_kv_override;
-    int nested, bad_type, alignment;      /* alignment: 0 = default */
-    uint32_t ggml_type;                   /* type of tensor "b" */
-    uint64_t off_b;                       /* offset of tensor "b" (default 64) */
-    uint32_t ndims_b;                     /* default 2 */
-    uint64_t str_len_override;            /* 0: none */
+    int nested, bad_type, alignment; /* alignment: 0 = default */
+    uint32_t ggml_type;              /* type of tensor "b" */
+    uint64_t off_b;                  /* offset of tensor "b" (default 64) */
+    uint32_t ndims_b;                /* default 2 */
+    uint64_t str_len_override;       /* 0: none */
     int dup_key;
 } gguf_spec;
 
@@ -402,8 +405,8 @@ static buf make_gguf(const gguf_spec *s) {
     uint16_t b2 = 0xfffe;
     double f64 = -2.5;
     float f32 = 0.25f;
-    static const char *names[] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool",
-                                  "u64", "i64", "f64"};
+    static const char *names[] = {"u8",  "i8",   "u16", "i16", "u32", "i32",
+                                  "f32", "bool", "u64", "i64", "f64"};
     static const uint32_t types[] = {0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12};
     for (int i = 0; i < 11; i++) {
         char key[32];
@@ -411,12 +414,27 @@ static buf make_gguf(const gguf_spec *s) {
         put_str(&b, key);
         put_u32(&b, types[i]);
         switch (types[i]) {
-        case 0: case 1: case 7: put(&b, &b1, 1); break;
-        case 2: case 3: put(&b, &b2, 2); break;
-        case 4: case 5: put_u32(&b, 0xfffffffeu); break;
-        case 6: put(&b, &f32, 4); break;
-        case 12: put(&b, &f64, 8); break;
-        default: put_u64(&b, 0xfffffffffffffffeull);
+        case 0:
+        case 1:
+        case 7:
+            put(&b, &b1, 1);
+            break;
+        case 2:
+        case 3:
+            put(&b, &b2, 2);
+            break;
+        case 4:
+        case 5:
+            put_u32(&b, 0xfffffffeu);
+            break;
+        case 6:
+            put(&b, &f32, 4);
+            break;
+        case 12:
+            put(&b, &f64, 8);
+            break;
+        default:
+            put_u64(&b, 0xfffffffffffffffeull);
         }
     }
     put_str(&b, "general.architecture");
@@ -654,7 +672,8 @@ static void test_safetensors_corrupt(void) {
     st_expect(T1("{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}"), 24, "unindexed");
     st_expect(T1("{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[-4,12]}"), 16,
               "non-negative");
-    st_expect(T1("{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[16,0]}"), 16, "end 0 < begin");
+    st_expect(T1("{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[16,0]}"), 16,
+              "end 0 < begin");
     st_expect(T1("{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0.5,16.5]}"), 17,
               "non-negative integers");
     st_expect(T1("{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,1e300]}"), 16,
@@ -665,7 +684,8 @@ static void test_safetensors_corrupt(void) {
     st_expect(T1("{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
                  "\"data_offsets\":[0,16]}"),
               16, "overflow");
-    st_expect(T1("{\"dtype\":\"F32\",\"shape\":[1,1,1,2,2],\"data_offsets\":[0,16]}"), 16, "5 dims");
+    st_expect(T1("{\"dtype\":\"F32\",\"shape\":[1,1,1,2,2],\"data_offsets\":[0,16]}"), 16,
+              "5 dims");
     st_expect(T1("{\"dtype\":\"F8_E4M3\",\"shape\":[16],\"data_offsets\":[0,16]}"), 16,
               "dtype F8_E4M3 not supported");
     st_expect(T1("{\"dtype\":3,\"shape\":[4],\"data_offsets\":[0,16]}"), 16, "string dtype");
@@ -719,7 +739,9 @@ static void make_tmpdir(void) {
         tmpdir[0] = 0;
 }
 
-static void path_in(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", tmpdir, name); }
+static void path_in(char *out, size_t n, const char *name) {
+    snprintf(out, n, "%s/%s", tmpdir, name);
+}
 
 static void test_safetensors_roundtrip(void) {
     if (!tmpdir[0]) {
@@ -727,7 +749,7 @@ static void test_safetensors_roundtrip(void) {
         return;
     }
     /* six tensors of every dtype, odd sizes, in a mixed order; 0-d and 4-d shapes */
-    static const hass_dtype dts[] = {HASS_DTYPE_U8,  HASS_DTYPE_F32, HASS_DTYPE_F16,
+    static const hass_dtype dts[] = {HASS_DTYPE_U8,  HASS_DTYPE_F32,  HASS_DTYPE_F16,
                                      HASS_DTYPE_I64, HASS_DTYPE_BF16, HASS_DTYPE_I32};
     static const int64_t shapes[][4] = {{7, 3}, {3, 5}, {2, 1, 3, 5}, {0}, {13}, {1, 1, 1, 1}};
     static const int ndims[] = {2, 2, 4, 0, 1, 4};
@@ -812,7 +834,8 @@ static void test_safetensors_roundtrip(void) {
     CHECK_EQ_INT(hass_safetensors_write(p2, ts + 3, 3, NULL, &err), HASS_OK);
     const char *shard[2] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
     char idx[4096];
-    size_t k = (size_t)snprintf(idx, sizeof idx, "{\"metadata\":{\"total_size\":1},\"weight_map\":{");
+    size_t k =
+        (size_t)snprintf(idx, sizeof idx, "{\"metadata\":{\"total_size\":1},\"weight_map\":{");
     for (int i = 0; i < 6; i++) {
         char esc[200];
         size_t e = 0;

@@ -150,7 +150,7 @@ static int inspect_safetensors(const char *path) {
 /* ---- GGUF ---- */
 
 static const char *gguf_type_name(hass_gguf_type t) {
-    static const char *names[] = {"u8",  "i8",     "u16",   "i16", "u32", "i32", "f32",
+    static const char *names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
                                   "bool", "string", "array", "u64", "i64", "f64"};
     return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
@@ -174,10 +174,10 @@ static void print_str(const char *s, size_t len, size_t max) {
 
 static void print_scalar(hass_gguf_type t, const uint8_t *p) {
     uint64_t u = 0;
-    size_t n = t == HASS_GGUF_U8 || t == HASS_GGUF_I8 || t == HASS_GGUF_BOOL ? 1
-               : t == HASS_GGUF_U16 || t == HASS_GGUF_I16                   ? 2
+    size_t n = t == HASS_GGUF_U8 || t == HASS_GGUF_I8 || t == HASS_GGUF_BOOL    ? 1
+               : t == HASS_GGUF_U16 || t == HASS_GGUF_I16                       ? 2
                : t == HASS_GGUF_U64 || t == HASS_GGUF_I64 || t == HASS_GGUF_F64 ? 8
-                                                                                  : 4;
+                                                                                : 4;
     for (size_t i = n; i-- > 0;)
         u = (u << 8) | p[i];
     switch (t) {
@@ -291,9 +291,8 @@ static int inspect_llama2c(const char *path) {
     printf("llama2.c checkpoint: %s (%zu bytes)\n", path, m.mf.size);
     printf("  dim %d\n  hidden_dim %d\n  n_layers %d\n  n_heads %d\n  n_kv_heads %d\n"
            "  vocab_size %d\n  seq_len %d\n  head_size %d\n  classifier %s\n",
-           c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size,
-           c->seq_len, c->dim / c->n_heads,
-           c->shared_classifier ? "shared with the embedding" : "separate");
+           c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->seq_len,
+           c->dim / c->n_heads, c->shared_classifier ? "shared with the embedding" : "separate");
     const hass_tensor **ts = malloc(((size_t)m.n_tensors + 1) * sizeof *ts);
     if (!ts) {
         hass_llama2c_close(&m);
@@ -347,6 +346,5 @@ int cmd_inspect(int argc, char **argv) {
         return inspect_safetensors(path);
     if (has_suffix(path, ".bin"))
         return inspect_llama2c(path);
-    return cli_fail(1, "%s: unknown file type (expected safetensors, GGUF or llama2.c .bin)",
-                    path);
+    return cli_fail(1, "%s: unknown file type (expected safetensors, GGUF or llama2.c .bin)", path);
 }

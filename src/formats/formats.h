@@ -43,16 +43,16 @@ hass_status hass_safetensors_write(const char *path, const hass_tensor *tensors,
  *   - tensors sorted by offset must tile the data section exactly: no overlaps, no holes, no
  *     trailing bytes (as Hugging Face requires);
  *   - every non-empty tensor's first byte is aligned to its element size within the file (F32 at
- *     a multiple of 4, ...), so the borrowed pointers can be read as typed arrays. Files written by Hugging
- *     Face and by hass_safetensors_write always satisfy this.
- * st->tensors are in file (offset) order. The writer orders tensors by element size (largest
- * first, stable), pads the header with spaces to a multiple of 8, like Hugging Face. */
+ *     a multiple of 4, ...), so the borrowed pointers can be read as typed arrays. Files written by
+ * Hugging Face and by hass_safetensors_write always satisfy this. st->tensors are in file (offset)
+ * order. The writer orders tensors by element size (largest first, stable), pads the header with
+ * spaces to a multiple of 8, like Hugging Face. */
 
 /* A model split over several safetensors files (or just one). */
 typedef struct {
     hass_safetensors *shards; /* n_shards open files; owned */
     int n_shards;
-    char **shard_files;        /* their file names (relative to the directory); owned */
+    char **shard_files;          /* their file names (relative to the directory); owned */
     const hass_tensor **by_name; /* all n_tensors tensors across shards, sorted by name */
     int n_tensors;
     char *index_metadata_json; /* "metadata" of the index file re-serialised, or NULL; owned */
@@ -97,9 +97,9 @@ typedef struct {
     /* ARRAY */
     hass_gguf_type arr_type;
     uint64_t arr_n;
-    const uint8_t *arr_data;   /* numeric arrays: raw little-endian elements in the mapping */
-    const char **arr_strs;     /* string arrays: arr_n NUL-terminated copies (owned) */
-    const uint32_t *arr_lens;  /* their byte lengths (strings may contain NUL bytes) */
+    const uint8_t *arr_data;  /* numeric arrays: raw little-endian elements in the mapping */
+    const char **arr_strs;    /* string arrays: arr_n NUL-terminated copies (owned) */
+    const uint32_t *arr_lens; /* their byte lengths (strings may contain NUL bytes) */
 } hass_gguf_kv;
 
 typedef struct {

@@ -54,7 +54,9 @@ typedef struct {
     size_t n, pos;
 } reader;
 
-static size_t left(const reader *r) { return r->n - r->pos; }
+static size_t left(const reader *r) {
+    return r->n - r->pos;
+}
 
 static int rd_uint(reader *r, int nbytes, uint64_t *out) {
     if (left(r) < (size_t)nbytes)
@@ -228,10 +230,10 @@ static hass_status parse_kv(hass_gguf *g, reader *r, hass_gguf_kv *kv, int64_t i
 
 static const char *ggml_type_name(uint32_t t) {
     static const char *names[] = {
-        "F32",   "F16",    "Q4_0",    "Q4_1",  "Q4_2", "Q4_3",   "Q5_0",   "Q5_1",
-        "Q8_0",  "Q8_1",   "Q2_K",    "Q3_K",  "Q4_K", "Q5_K",   "Q6_K",   "Q8_K",
+        "F32",     "F16",    "Q4_0",    "Q4_1",  "Q4_2",   "Q4_3",  "Q5_0",  "Q5_1",
+        "Q8_0",    "Q8_1",   "Q2_K",    "Q3_K",  "Q4_K",   "Q5_K",  "Q6_K",  "Q8_K",
         "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS",
-        "I8",    "I16",    "I32",     "I64",   "F64",  "IQ1_M",  "BF16"};
+        "I8",      "I16",    "I32",     "I64",   "F64",    "IQ1_M", "BF16"};
     return t < sizeof names / sizeof names[0] ? names[t] : "unknown";
 }
 
@@ -375,8 +377,10 @@ static hass_status place_tensors(hass_gguf *g, reader *r, const uint64_t *offs, 
         return HASS_OK;
     }
     if (g->data_offset > r->n)
-        return hass_err_set(err, HASS_STATUS_FORMAT, "data section starts at %zu, past the end "
-                            "(%zu bytes)", g->data_offset, r->n);
+        return hass_err_set(err, HASS_STATUS_FORMAT,
+                            "data section starts at %zu, past the end "
+                            "(%zu bytes)",
+                            g->data_offset, r->n);
     size_t data_size = r->n - g->data_offset;
     span *sp = malloc((size_t)g->n_tensors * sizeof *sp);
     if (!sp)
@@ -385,9 +389,10 @@ static hass_status place_tensors(hass_gguf *g, reader *r, const uint64_t *offs, 
     for (int64_t i = 0; i < g->n_tensors && !rc; i++) {
         hass_tensor *t = &g->tensors[i];
         if (offs[i] % g->alignment) {
-            rc = hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: offset %llu not a multiple "
-                              "of the alignment %zu", t->name, (unsigned long long)offs[i],
-                              g->alignment);
+            rc = hass_err_set(err, HASS_STATUS_FORMAT,
+                              "tensor %s: offset %llu not a multiple "
+                              "of the alignment %zu",
+                              t->name, (unsigned long long)offs[i], g->alignment);
             break;
         }
         if (offs[i] > data_size || t->nbytes > data_size - offs[i]) {
@@ -458,8 +463,7 @@ hass_status hass_gguf_parse(hass_gguf *g, const uint8_t *data, size_t size, hass
     if (!rd_u32(&r, &version))
         return hass_err_set(err, HASS_STATUS_FORMAT, "truncated header");
     if (version != 2 && version != 3)
-        return hass_err_set(err, HASS_STATUS_UNSUPPORTED, "GGUF version %u (need 2 or 3)",
-                            version);
+        return hass_err_set(err, HASS_STATUS_UNSUPPORTED, "GGUF version %u (need 2 or 3)", version);
     g->version = version;
     hass_status rc = parse_body(g, &r, err);
     if (rc)

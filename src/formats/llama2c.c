@@ -41,10 +41,11 @@ static hass_status check_config(hass_llama2c_config *c, hass_err *err) {
                             "header sizes too large: dim=%d hidden_dim=%d n_layers=%d seq_len=%d",
                             c->dim, c->hidden_dim, c->n_layers, c->seq_len);
     if (c->dim % c->n_heads || c->n_heads % c->n_kv_heads || (c->dim / c->n_heads) % 2)
-        return hass_err_set(err, HASS_STATUS_FORMAT,
-                            "bad header: dim=%d n_heads=%d n_kv_heads=%d (need dim %% n_heads == 0, "
-                            "n_heads %% n_kv_heads == 0, even head size)",
-                            c->dim, c->n_heads, c->n_kv_heads);
+        return hass_err_set(
+            err, HASS_STATUS_FORMAT,
+            "bad header: dim=%d n_heads=%d n_kv_heads=%d (need dim %% n_heads == 0, "
+            "n_heads %% n_kv_heads == 0, even head size)",
+            c->dim, c->n_heads, c->n_kv_heads);
     return HASS_OK;
 }
 

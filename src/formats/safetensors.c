@@ -46,7 +46,9 @@ static const char *dtype_to_name(hass_dtype t) {
     return NULL;
 }
 
-static size_t elem_size(hass_dtype t) { return t == HASS_DTYPE_U8 ? 1 : hass_dtype_bytes(t, 1); }
+static size_t elem_size(hass_dtype t) {
+    return t == HASS_DTYPE_U8 ? 1 : hass_dtype_bytes(t, 1);
+}
 
 static uint64_t rd_u64le(const uint8_t *p) {
     uint64_t v = 0;
@@ -109,8 +111,9 @@ static hass_status parse_entry(const cJSON *e, hass_tensor *t, uint64_t *begin, 
         return hass_err_set(err, HASS_STATUS_FORMAT,
                             "tensor %s: data_offsets must be two non-negative integers", name);
     if (*end < *begin)
-        return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: data_offsets end %llu < begin %llu",
-                            name, (unsigned long long)*end, (unsigned long long)*begin);
+        return hass_err_set(err, HASS_STATUS_FORMAT,
+                            "tensor %s: data_offsets end %llu < begin %llu", name,
+                            (unsigned long long)*end, (unsigned long long)*begin);
     size_t need = elem_size(t->dtype);
     if (!hass_mul_ok(numel, need, &need))
         return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: byte size overflows", name);
@@ -345,10 +348,11 @@ static hass_status check_write_tensors(const hass_tensor *tensors, int n, hass_e
     for (int i = 0; i < n; i++) {
         const hass_tensor *t = &tensors[i];
         if (!dtype_to_name(t->dtype))
-            return hass_err_set(err, HASS_STATUS_UNSUPPORTED, "tensor %s: dtype %s cannot be "
-                                "written to safetensors", t->name, hass_dtype_name(t->dtype));
-        if (!t->name[0] || !strcmp(t->name, "__metadata__") ||
-            !memchr(t->name, 0, sizeof t->name))
+            return hass_err_set(err, HASS_STATUS_UNSUPPORTED,
+                                "tensor %s: dtype %s cannot be "
+                                "written to safetensors",
+                                t->name, hass_dtype_name(t->dtype));
+        if (!t->name[0] || !strcmp(t->name, "__metadata__") || !memchr(t->name, 0, sizeof t->name))
             return hass_err_set(err, HASS_STATUS_ARG, "tensor %d: invalid name", i);
         if (t->ndim < 0 || t->ndim > HASS_MAX_DIMS)
             return hass_err_set(err, HASS_STATUS_ARG, "tensor %s: ndim %d", t->name, t->ndim);
@@ -604,8 +608,9 @@ hass_status hass_safetensors_open_dir(hass_st_set *set, const char *dir, hass_er
     if (hass_file_exists(path)) {
         set->shards = calloc(1, sizeof *set->shards);
         set->shard_files = calloc(1, sizeof *set->shard_files);
-        rc = (set->shards && set->shard_files) ? add_shard(set, dir, "model.safetensors", err)
-                                               : hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+        rc = (set->shards && set->shard_files)
+                 ? add_shard(set, dir, "model.safetensors", err)
+                 : hass_err_set(err, HASS_STATUS_OOM, "out of memory");
         if (!rc)
             rc = build_name_index(set, err);
     } else {
