@@ -263,9 +263,8 @@ int main(int argc, char **argv) {
                         layer[d][impl][nt][k] += tm;
                         const char *nm = impl ? "sgemm_openblas" : d ? "matmul_bf16" : "matmul_f32";
                         double gf = 2.0 * (double)n * (double)s.in * (double)s.out / tm * 1e-9;
-                        printf("%s_gflops,%lldx%lld_n%lld,%d,%d,%.4f,%.2f\n", nm,
-                               (long long)s.out, (long long)s.in, (long long)n, nt, iters,
-                               tm * 1e3, gf);
+                        printf("%s_gflops,%lldx%lld_n%lld,%d,%d,%.4f,%.2f\n", nm, (long long)s.out,
+                               (long long)s.in, (long long)n, nt, iters, tm * 1e3, gf);
                         printf("%s_gbs,%lldx%lld_n%lld,%d,%d,%.4f,%.2f\n", nm, (long long)s.out,
                                (long long)s.in, (long long)n, nt, iters, tm * 1e3,
                                (double)ws.bytes / tm * 1e-9);

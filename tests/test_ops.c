@@ -173,8 +173,7 @@ static void test_matmul_threads(const isa_case *ic, hass_pool **pools) {
                 hass_matmul(pools[p], y, x, W, t, ns[k], in, out);
                 ok &= memcmp(y, one, (size_t)(ns[k] * out) * sizeof(float)) == 0;
             }
-        CHECK_MSG(ok, "matmul %s %s: threaded batches != rows alone", ic->name,
-                  hass_dtype_name(t));
+        CHECK_MSG(ok, "matmul %s %s: threaded batches != rows alone", ic->name, hass_dtype_name(t));
         /* three jobs sharing x, split at odd row counts, in one dispatch */
         size_t rb = hass_dtype_bytes(t, (size_t)in);
         float *ym = malloc((size_t)(NMAX * out) * sizeof(float));
@@ -297,64 +296,63 @@ static uint64_t *tree_mask(int64_t n, int32_t *parent) {
     return m;
 }
 
+/* One attention case: fast vs twin, 1 vs 2 vs 3 threads, and each row alone over the keys it
+ * sees, compacted in slot order (what the KV cache holds once the row's path is accepted). */
+static void attn_case(const isa_case *ic, hass_pool **pools, int64_t Dh, int64_t P, int64_t n,
+                      int tree) {
+    const int64_t H = 4, Hkv = 2, nk = P + n, kvd = Hkv * Dh, qd = H * Dh;
+    float *q = randn(n * qd, 1.0f), *k = randn(nk * kvd, 1.0f), *v = randn(nk * kvd, 1.0f);
+    float *out = malloc((size_t)(n * qd) * 4), *ref = malloc((size_t)(n * qd) * 4);
+    float *o2 = malloc((size_t)(n * qd) * 4);
+    float *kc = malloc((size_t)(nk * kvd) * 4), *vc = malloc((size_t)(nk * kvd) * 4);
+    int32_t *parent = malloc((size_t)n * sizeof(int32_t));
+    float *scr = malloc(hass_attention_scratch(pools[2], nk) * sizeof(float));
+    HASS_ASSERT(out && ref && o2 && kc && vc && parent && scr);
+    uint64_t *mask = tree ? tree_mask(n, parent) : NULL;
+    char label[128];
+    snprintf(label, sizeof label, "attention %s Dh=%lld past=%lld n=%lld %s", ic->name,
+             (long long)Dh, (long long)P, (long long)n, tree ? "tree" : "causal");
+
+    hass_ref_attention(ref, q, k, v, P, n, mask, H, Hkv, Dh);
+    hass_attention(pools[0], out, q, k, v, P, n, mask, H, Hkv, Dh, scr);
+    CHECK_CLOSE(out, ref, n * qd, 2e-6, 2e-5, label);
+
+    int thr_ok = 1;
+    for (int p = 1; p < 3; p++) {
+        hass_attention(pools[p], o2, q, k, v, P, n, mask, H, Hkv, Dh, scr);
+        thr_ok &= memcmp(o2, out, (size_t)(n * qd) * 4) == 0;
+    }
+    CHECK_MSG(thr_ok, "%s: 2/3 threads != 1 thread", label);
+
+    int row_ok = 1;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t m = P;
+        memcpy(kc, k, (size_t)(P * kvd) * 4);
+        memcpy(vc, v, (size_t)(P * kvd) * 4);
+        for (int64_t j = 0; j <= i; j++) {
+            if (mask && !((mask[i * ((n + 63) / 64) + j / 64] >> (j % 64)) & 1))
+                continue;
+            memcpy(kc + m * kvd, k + (P + j) * kvd, (size_t)kvd * 4);
+            memcpy(vc + m * kvd, v + (P + j) * kvd, (size_t)kvd * 4);
+            m++;
+        }
+        hass_attention(pools[i % 3], o2, q + i * qd, kc, vc, m - 1, 1, NULL, H, Hkv, Dh, scr);
+        row_ok &= memcmp(o2, out + i * qd, (size_t)qd * 4) == 0;
+    }
+    CHECK_MSG(row_ok, "%s: row alone (compacted keys) != row in batch", label);
+    free(q), free(k), free(v), free(out), free(ref), free(o2), free(kc), free(vc);
+    free(parent), free(mask), free(scr);
+}
+
 static void test_attention(const isa_case *ic, hass_pool **pools) {
     static const int64_t dhs[] = {8, 33, 64};
     static const int64_t pasts[] = {0, 5, 70};
     static const int64_t ns[] = {1, 7, 20, 70};
-    const int64_t H = 4, Hkv = 2;
     for (int a = 0; a < 3; a++)
         for (int b = 0; b < 3; b++)
             for (int c = 0; c < 4; c++)
-                for (int tree = 0; tree < 2; tree++) {
-                    int64_t Dh = dhs[a], P = pasts[b], n = ns[c], nk = P + n;
-                    float *q = randn(n * H * Dh, 1.0f), *k = randn(nk * Hkv * Dh, 1.0f);
-                    float *v = randn(nk * Hkv * Dh, 1.0f);
-                    float *out = malloc((size_t)(n * H * Dh) * 4), *ref = malloc((size_t)(n * H * Dh) * 4);
-                    int32_t *parent = malloc((size_t)n * sizeof(int32_t));
-                    HASS_ASSERT(out && ref && parent);
-                    uint64_t *mask = tree ? tree_mask(n, parent) : NULL;
-                    float *scr = malloc(hass_attention_scratch(pools[2], nk) * sizeof(float));
-                    HASS_ASSERT(scr);
-                    char label[128];
-                    snprintf(label, sizeof label, "attention %s Dh=%lld past=%lld n=%lld %s",
-                             ic->name, (long long)Dh, (long long)P, (long long)n,
-                             tree ? "tree" : "causal");
-                    hass_ref_attention(ref, q, k, v, P, n, mask, H, Hkv, Dh);
-                    hass_attention(pools[0], out, q, k, v, P, n, mask, H, Hkv, Dh, scr);
-                    CHECK_CLOSE(out, ref, n * H * Dh, 2e-6, 2e-5, label);
-                    float *o2 = malloc((size_t)(n * H * Dh) * 4);
-                    HASS_ASSERT(o2);
-                    int thr_ok = 1;
-                    for (int p = 1; p < 3; p++) {
-                        hass_attention(pools[p], o2, q, k, v, P, n, mask, H, Hkv, Dh, scr);
-                        thr_ok &= memcmp(o2, out, (size_t)(n * H * Dh) * 4) == 0;
-                    }
-                    CHECK_MSG(thr_ok, "%s: 2/3 threads != 1 thread", label);
-                    /* each row alone over the keys it sees, compacted in slot order (what the
-                     * KV cache holds once the row's path is accepted) */
-                    float *kc = malloc((size_t)(nk * Hkv * Dh) * 4), *vc = malloc((size_t)(nk * Hkv * Dh) * 4);
-                    HASS_ASSERT(kc && vc);
-                    int row_ok = 1;
-                    for (int64_t i = 0; i < n; i++) {
-                        int64_t m = P;
-                        memcpy(kc, k, (size_t)(P * Hkv * Dh) * 4);
-                        memcpy(vc, v, (size_t)(P * Hkv * Dh) * 4);
-                        for (int64_t j = 0; j <= i; j++) {
-                            int vis = mask ? (int)((mask[i * ((n + 63) / 64) + j / 64] >> (j % 64)) & 1) : 1;
-                            if (!vis)
-                                continue;
-                            memcpy(kc + m * Hkv * Dh, k + (P + j) * Hkv * Dh, (size_t)(Hkv * Dh) * 4);
-                            memcpy(vc + m * Hkv * Dh, v + (P + j) * Hkv * Dh, (size_t)(Hkv * Dh) * 4);
-                            m++;
-                        }
-                        hass_attention(pools[i % 3], o2, q + i * H * Dh, kc, vc, m - 1, 1, NULL, H,
-                                       Hkv, Dh, scr);
-                        row_ok &= memcmp(o2, out + i * H * Dh, (size_t)(H * Dh) * 4) == 0;
-                    }
-                    CHECK_MSG(row_ok, "%s: row alone (compacted keys) != row in batch", label);
-                    free(q), free(k), free(v), free(out), free(ref), free(parent), free(mask);
-                    free(scr), free(o2), free(kc), free(vc);
-                }
+                for (int tree = 0; tree < 2; tree++)
+                    attn_case(ic, pools, dhs[a], pasts[b], ns[c], tree);
 }
 
 static void test_convert(void) {

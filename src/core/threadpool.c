@@ -133,7 +133,9 @@ void hass_pool_destroy(hass_pool *pool) {
     free(pool);
 }
 
-int hass_pool_size(const hass_pool *pool) { return pool ? pool->n : 1; }
+int hass_pool_size(const hass_pool *pool) {
+    return pool ? pool->n : 1;
+}
 
 void hass_pool_run_n(hass_pool *pool, int n, hass_task_fn fn, void *ctx) {
     if (!pool || pool->n <= 1 || n <= 1 || tl_in_task) {
@@ -155,7 +157,8 @@ void hass_pool_run_n(hass_pool *pool, int n, hass_task_fn fn, void *ctx) {
     tl_in_task = 1;
     fn(ctx, 0, n);
     tl_in_task = 0;
-    for (unsigned spins = 1; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spins++) {
+    for (unsigned spins = 1; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0;
+         spins++) {
         if (spins % YIELD_EVERY == 0)
             sched_yield();
         else

@@ -328,11 +328,10 @@ static void attn_task(void *p, int ith, int nth) {
         attn_one(c, t / c->H, t % c->H, sc);
 }
 
-void hass_attention_win(hass_pool *pool, float *out, const float *q, const float *k,
-                        const float *v, int64_t n_past, int64_t n_win, int64_t n,
-                        const uint64_t *mask, int64_t H, int64_t Hkv, int64_t Dh, float *scratch) {
-    HASS_ASSERT(n_past >= 0 && n >= 0 && n_win >= n && H > 0 && Hkv > 0 && H % Hkv == 0 &&
-                Dh > 0);
+void hass_attention_win(hass_pool *pool, float *out, const float *q, const float *k, const float *v,
+                        int64_t n_past, int64_t n_win, int64_t n, const uint64_t *mask, int64_t H,
+                        int64_t Hkv, int64_t Dh, float *scratch) {
+    HASS_ASSERT(n_past >= 0 && n >= 0 && n_win >= n && H > 0 && Hkv > 0 && H % Hkv == 0 && Dh > 0);
     attn_ctx c = {isa(), out, q, k, v, n_past, n_win, n, H, Hkv, Dh, mask, scratch};
     double work = (double)n * (double)H * (double)(n_past + n_win) * (double)Dh;
     int nt = work < 16384.0 ? 1 : hass_pool_size(pool);

@@ -16,7 +16,7 @@
 
 /* ---- cpu features ---- */
 enum { HASS_CPU_AVX2 = 1, HASS_CPU_AVX512 = 2, HASS_CPU_AVX512BF16 = 4 };
-int hass_cpu_features(void); /* bitmask, cached; HASS_CPU=scalar|avx2|avx512 env caps it */
+int hass_cpu_features(void);         /* bitmask, cached; HASS_CPU=scalar|avx2|avx512 env caps it */
 const char *hass_cpu_isa_name(void); /* "avx512bf16", "avx512", "avx2" or "scalar" */
 /* Restricts the kernels to features & (what the CPU and HASS_CPU allow); features < 0 undoes it.
  * For tests and benchmarks: call it between kernel calls, never while one runs. */
@@ -82,9 +82,9 @@ void hass_attention(hass_pool *pool, float *out, const float *q, const float *k,
  * (rows n_past..n_past+n_win-1 of k/v; the earlier n_win - n rows were written by previous
  * calls, e.g. earlier levels of a draft tree). mask: n rows of (n_win+63)/64 words over the
  * window; NULL = causal over the window. hass_attention is the case n_win == n. */
-void hass_attention_win(hass_pool *pool, float *out, const float *q, const float *k,
-                        const float *v, int64_t n_past, int64_t n_win, int64_t n,
-                        const uint64_t *mask, int64_t H, int64_t Hkv, int64_t Dh, float *scratch);
+void hass_attention_win(hass_pool *pool, float *out, const float *q, const float *k, const float *v,
+                        int64_t n_past, int64_t n_win, int64_t n, const uint64_t *mask, int64_t H,
+                        int64_t Hkv, int64_t Dh, float *scratch);
 
 /* ---- naive twins (the test oracles; single-threaded, no SIMD) ---- */
 void hass_ref_matmul(float *y, const float *x, const void *W, hass_dtype wt, int64_t n, int64_t in,

@@ -19,6 +19,13 @@
 #define CB 3 /* W rows per register block (RB*CB accumulators + CB weights + 1 x = 16 ymm) */
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
+/* Full unrolling of the register-block loops (constant bounds after inlining) lets the compiler
+ * keep the accumulator arrays in registers; clang needs its own spelling. */
+#if defined(__clang__)
+#define UNROLL _Pragma("unroll")
+#else
+#define UNROLL _Pragma("GCC unroll 8")
+#endif
 
 /* ((a0+a4) + (a1+a5)) + ((a2+a6) + (a3+a7)): the one horizontal order every AVX2 dot uses. */
 static ALWAYS_INLINE float hsum8(__m256 a) {
@@ -82,7 +89,6 @@ static ALWAYS_INLINE float wscalar(hass_dtype dt, const uint8_t *w, int64_t k) {
 #define VLANES 8
 #define VZERO() _mm256_setzero_ps()
 #define VLOAD(p) _mm256_loadu_ps(p)
-#define VSTORE(p, v) _mm256_storeu_ps((p), (v))
 #define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define VHSUM(v) hsum8(v)
 
@@ -94,48 +100,59 @@ static ALWAYS_INLINE float wscalar(hass_dtype dt, const uint8_t *w, int64_t k) {
 static ALWAYS_INLINE void kern(const int R, const int C, hass_dtype dt, float *y, int64_t ys,
                                const float *x, int64_t in, const uint8_t *w, size_t rb) {
     VEC acc[RB][CMAX];
-#pragma GCC unroll 8
+    UNROLL
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-        for (int c = 0; c < C; c++)
-            acc[r][c] = VZERO();
+        UNROLL
+    for (int c = 0; c < C; c++)
+        acc[r][c] = VZERO();
     int64_t inv = in & ~(int64_t)(VLANES - 1);
     for (int64_t k = 0; k < inv; k += VLANES) {
         VEC wv[CMAX];
-#pragma GCC unroll 8
+        UNROLL
         for (int c = 0; c < C; c++)
             wv[c] = wload(dt, w + (size_t)c * rb, k);
-#pragma GCC unroll 8
+        UNROLL
         for (int r = 0; r < R; r++) {
             VEC xv = VLOAD(x + r * in + k);
-#pragma GCC unroll 8
+            UNROLL
             for (int c = 0; c < C; c++)
                 acc[r][c] = VFMA(xv, wv[c], acc[r][c]);
         }
     }
-#pragma GCC unroll 8
+    UNROLL
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-        for (int c = 0; c < C; c++) {
-            float s = VHSUM(acc[r][c]);
-            for (int64_t t = inv; t < in; t++)
-                s = fma1(x[r * in + t], wscalar(dt, w + (size_t)c * rb, t), s);
-            y[r * ys + c] = s;
-        }
+        UNROLL
+    for (int c = 0; c < C; c++) {
+        float s = VHSUM(acc[r][c]);
+        for (int64_t t = inv; t < in; t++)
+            s = fma1(x[r * in + t], wscalar(dt, w + (size_t)c * rb, t), s);
+        y[r * ys + c] = s;
+    }
 }
 
 #define KCASE(R, C)                                                                                \
     case (R)*16 + (C):                                                                             \
         kern(R, C, dt, y, ys, x, in, w, rb);                                                       \
-        break;
+        break
 
 static ALWAYS_INLINE void block(int R, int C, hass_dtype dt, float *y, int64_t ys, const float *x,
                                 int64_t in, const uint8_t *w, size_t rb) {
     switch (R * 16 + C) {
-        KCASE(1, 1) KCASE(1, 2) KCASE(1, 3) KCASE(1, 4) KCASE(1, 5) KCASE(1, 6)
-        KCASE(2, 1) KCASE(2, 2) KCASE(2, 3)
-        KCASE(3, 1) KCASE(3, 2) KCASE(3, 3)
-        KCASE(4, 1) KCASE(4, 2) KCASE(4, 3)
+        KCASE(1, 1);
+        KCASE(1, 2);
+        KCASE(1, 3);
+        KCASE(1, 4);
+        KCASE(1, 5);
+        KCASE(1, 6);
+        KCASE(2, 1);
+        KCASE(2, 2);
+        KCASE(2, 3);
+        KCASE(3, 1);
+        KCASE(3, 2);
+        KCASE(3, 3);
+        KCASE(4, 1);
+        KCASE(4, 2);
+        KCASE(4, 3);
     default:
         HASS_ASSERT(!"matmul block shape");
     }
@@ -214,7 +231,8 @@ void hass__axpy_avx2(float *y, float a, const float *x, int64_t n) {
     __m256 av = _mm256_set1_ps(a);
     int64_t n8 = n & ~(int64_t)7, e = 0;
     for (; e < n8; e += 8)
-        _mm256_storeu_ps(y + e, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + e), _mm256_loadu_ps(y + e)));
+        _mm256_storeu_ps(y + e,
+                         _mm256_fmadd_ps(av, _mm256_loadu_ps(x + e), _mm256_loadu_ps(y + e)));
     for (; e < n; e++)
         y[e] = fma1(a, x[e], y[e]);
 }

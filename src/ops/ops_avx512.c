@@ -15,6 +15,13 @@
 #define CB 3 /* W rows per register block (RB*CB accumulators + CB weights + 1 x) */
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
+/* Full unrolling of the register-block loops (constant bounds after inlining) lets the compiler
+ * keep the accumulator arrays in registers; clang needs its own spelling. */
+#if defined(__clang__)
+#define UNROLL _Pragma("unroll")
+#else
+#define UNROLL _Pragma("GCC unroll 8")
+#endif
 
 /* ((a0+a4) + (a1+a5)) + ((a2+a6) + (a3+a7)) after folding the upper 256 bits onto the lower. */
 static ALWAYS_INLINE float hsum16(__m512 v) {
@@ -80,7 +87,6 @@ static ALWAYS_INLINE float wscalar(hass_dtype dt, const uint8_t *w, int64_t k) {
 #define VLANES 16
 #define VZERO() _mm512_setzero_ps()
 #define VLOAD(p) _mm512_loadu_ps(p)
-#define VSTORE(p, v) _mm512_storeu_ps((p), (v))
 #define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #define VHSUM(v) hsum16(v)
 
@@ -92,48 +98,59 @@ static ALWAYS_INLINE float wscalar(hass_dtype dt, const uint8_t *w, int64_t k) {
 static ALWAYS_INLINE void kern(const int R, const int C, hass_dtype dt, float *y, int64_t ys,
                                const float *x, int64_t in, const uint8_t *w, size_t rb) {
     VEC acc[RB][CMAX];
-#pragma GCC unroll 8
+    UNROLL
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-        for (int c = 0; c < C; c++)
-            acc[r][c] = VZERO();
+        UNROLL
+    for (int c = 0; c < C; c++)
+        acc[r][c] = VZERO();
     int64_t inv = in & ~(int64_t)(VLANES - 1);
     for (int64_t k = 0; k < inv; k += VLANES) {
         VEC wv[CMAX];
-#pragma GCC unroll 8
+        UNROLL
         for (int c = 0; c < C; c++)
             wv[c] = wload(dt, w + (size_t)c * rb, k);
-#pragma GCC unroll 8
+        UNROLL
         for (int r = 0; r < R; r++) {
             VEC xv = VLOAD(x + r * in + k);
-#pragma GCC unroll 8
+            UNROLL
             for (int c = 0; c < C; c++)
                 acc[r][c] = VFMA(xv, wv[c], acc[r][c]);
         }
     }
-#pragma GCC unroll 8
+    UNROLL
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-        for (int c = 0; c < C; c++) {
-            float s = VHSUM(acc[r][c]);
-            for (int64_t t = inv; t < in; t++)
-                s = fma1(x[r * in + t], wscalar(dt, w + (size_t)c * rb, t), s);
-            y[r * ys + c] = s;
-        }
+        UNROLL
+    for (int c = 0; c < C; c++) {
+        float s = VHSUM(acc[r][c]);
+        for (int64_t t = inv; t < in; t++)
+            s = fma1(x[r * in + t], wscalar(dt, w + (size_t)c * rb, t), s);
+        y[r * ys + c] = s;
+    }
 }
 
 #define KCASE(R, C)                                                                                \
     case (R)*16 + (C):                                                                             \
         kern(R, C, dt, y, ys, x, in, w, rb);                                                       \
-        break;
+        break
 
 static ALWAYS_INLINE void block(int R, int C, hass_dtype dt, float *y, int64_t ys, const float *x,
                                 int64_t in, const uint8_t *w, size_t rb) {
     switch (R * 16 + C) {
-        KCASE(1, 1) KCASE(1, 2) KCASE(1, 3) KCASE(1, 4) KCASE(1, 5) KCASE(1, 6)
-        KCASE(2, 1) KCASE(2, 2) KCASE(2, 3)
-        KCASE(3, 1) KCASE(3, 2) KCASE(3, 3)
-        KCASE(4, 1) KCASE(4, 2) KCASE(4, 3)
+        KCASE(1, 1);
+        KCASE(1, 2);
+        KCASE(1, 3);
+        KCASE(1, 4);
+        KCASE(1, 5);
+        KCASE(1, 6);
+        KCASE(2, 1);
+        KCASE(2, 2);
+        KCASE(2, 3);
+        KCASE(3, 1);
+        KCASE(3, 2);
+        KCASE(3, 3);
+        KCASE(4, 1);
+        KCASE(4, 2);
+        KCASE(4, 3);
     default:
         HASS_ASSERT(!"matmul block shape");
     }
@@ -175,7 +192,7 @@ static void rows_q8(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
 }
 
 void hass__matmul_rows_avx512(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
-                            const void *W, hass_dtype wt, int64_t o0, int64_t o1) {
+                              const void *W, hass_dtype wt, int64_t o0, int64_t o1) {
     switch (wt) {
     case HASS_DTYPE_F32:
         rows_f32(y, ys, x, n, in, W, o0, o1);
@@ -212,7 +229,8 @@ void hass__axpy_avx512(float *y, float a, const float *x, int64_t n) {
     __m512 av = _mm512_set1_ps(a);
     int64_t n8 = n & ~(int64_t)15, e = 0;
     for (; e < n8; e += 16)
-        _mm512_storeu_ps(y + e, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + e), _mm512_loadu_ps(y + e)));
+        _mm512_storeu_ps(y + e,
+                         _mm512_fmadd_ps(av, _mm512_loadu_ps(x + e), _mm512_loadu_ps(y + e)));
     for (; e < n; e++)
         y[e] = fma1(a, x[e], y[e]);
 }
@@ -227,49 +245,60 @@ static ALWAYS_INLINE __m512bh xload_bh(const float *x) {
 static ALWAYS_INLINE void kern_bh(const int R, const int C, float *y, int64_t ys, const float *x,
                                   int64_t in, const uint8_t *w, size_t rb) {
     __m512 acc[RB][CMAX];
-#pragma GCC unroll 8
+    UNROLL
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-        for (int c = 0; c < C; c++)
-            acc[r][c] = _mm512_setzero_ps();
+        UNROLL
+    for (int c = 0; c < C; c++)
+        acc[r][c] = _mm512_setzero_ps();
     int64_t in32 = in & ~(int64_t)31;
     for (int64_t k = 0; k < in32; k += 32) {
         __m512bh wv[CMAX];
-#pragma GCC unroll 8
+        UNROLL
         for (int c = 0; c < C; c++)
             wv[c] = (__m512bh)_mm512_loadu_si512((const void *)(w + (size_t)c * rb + 2 * k));
-#pragma GCC unroll 8
+        UNROLL
         for (int r = 0; r < R; r++) {
             __m512bh xv = xload_bh(x + r * in + k);
-#pragma GCC unroll 8
+            UNROLL
             for (int c = 0; c < C; c++)
                 acc[r][c] = _mm512_dpbf16_ps(acc[r][c], xv, wv[c]);
         }
     }
-#pragma GCC unroll 8
+    UNROLL
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-        for (int c = 0; c < C; c++) {
-            float s = hsum16(acc[r][c]);
-            for (int64_t t = in32; t < in; t++)
-                s = fma1(hass_bf16_to_f32(hass_f32_to_bf16(x[r * in + t])),
-                         wscalar(HASS_DTYPE_BF16, w + (size_t)c * rb, t), s);
-            y[r * ys + c] = s;
-        }
+        UNROLL
+    for (int c = 0; c < C; c++) {
+        float s = hsum16(acc[r][c]);
+        for (int64_t t = in32; t < in; t++)
+            s = fma1(hass_bf16_to_f32(hass_f32_to_bf16(x[r * in + t])),
+                     wscalar(HASS_DTYPE_BF16, w + (size_t)c * rb, t), s);
+        y[r * ys + c] = s;
+    }
 }
 
 #define KCASE_BH(R, C)                                                                             \
     case (R)*16 + (C):                                                                             \
         kern_bh(R, C, y, ys, x, in, w, rb);                                                        \
-        break;
+        break
 
 static void block_bh(int R, int C, float *y, int64_t ys, const float *x, int64_t in,
                      const uint8_t *w, size_t rb) {
     switch (R * 16 + C) {
-        KCASE_BH(1, 1) KCASE_BH(1, 2) KCASE_BH(1, 3) KCASE_BH(1, 4) KCASE_BH(1, 5) KCASE_BH(1, 6)
-        KCASE_BH(2, 1) KCASE_BH(2, 2) KCASE_BH(2, 3)
-        KCASE_BH(3, 1) KCASE_BH(3, 2) KCASE_BH(3, 3)
-        KCASE_BH(4, 1) KCASE_BH(4, 2) KCASE_BH(4, 3)
+        KCASE_BH(1, 1);
+        KCASE_BH(1, 2);
+        KCASE_BH(1, 3);
+        KCASE_BH(1, 4);
+        KCASE_BH(1, 5);
+        KCASE_BH(1, 6);
+        KCASE_BH(2, 1);
+        KCASE_BH(2, 2);
+        KCASE_BH(2, 3);
+        KCASE_BH(3, 1);
+        KCASE_BH(3, 2);
+        KCASE_BH(3, 3);
+        KCASE_BH(4, 1);
+        KCASE_BH(4, 2);
+        KCASE_BH(4, 3);
     default:
         HASS_ASSERT(!"matmul block shape");
     }
