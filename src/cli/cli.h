@@ -6,6 +6,8 @@
 #define HASS_CLI_H
 
 #include "core/core.h"
+#include "formats/formats.h"
+#include "tokenizer/tokenizer.h"
 
 typedef struct {
     const char *name;
@@ -23,7 +25,20 @@ int cli_parse_float(const char *flag, const char *s, double lo, double hi, doubl
  * error message) if missing. */
 const char *cli_need_value(int argc, char **argv, int *i);
 
+/* Opens the tokenizer of a model path (-m), a llama2.c tokenizer.bin (-z) or an explicit
+ * tokenizer file; NULL with err set (HASS_STATUS_ARG: usage error). */
+hass_tokenizer *cli_open_tokenizer(const char *model, const char *zbin, const char *tokfile,
+                                   hass_err *err);
+/* Path of models/default/<name> (cwd or beside the binary), or NULL if absent. */
+const char *cli_default_path(const char *name, char *buf, size_t cap);
+/* BOS (if the model wants it) + encode(text), or the chat template with chat; *ids_out is
+ * heap-allocated (caller frees). Returns the count or -1 with err set. */
+int64_t cli_encode_prompt(const hass_tokenizer *tok, const char *text, int chat,
+                          const char *system, int32_t **ids_out, hass_err *err);
+
 /* subcommands (one file each: src/cli/cmd_<name>.c) */
+int cmd_generate(int argc, char **argv);
+int cmd_draft_init(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 

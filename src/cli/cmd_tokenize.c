@@ -27,55 +27,6 @@ static const char *tokenize_usage =
     "  --json               print {\"ids\": [...], \"pieces\": [...]} instead of plain ids\n"
     "  -h, --help           this help\n";
 
-static int ends_with(const char *s, const char *suf) {
-    size_t n = strlen(s), k = strlen(suf);
-    return n >= k && !strcmp(s + n - k, suf);
-}
-
-static hass_tokenizer *load_gguf_tok(const char *path, hass_err *err) {
-    hass_gguf g;
-    if (hass_gguf_open(&g, path, err) != HASS_OK)
-        return NULL;
-    hass_tokenizer *t = hass_tokenizer_load_gguf(&g, err);
-    hass_gguf_close(&g);
-    return t;
-}
-
-/* Returns the tokenizer, or NULL with err set (err->code HASS_STATUS_ARG: usage error). */
-static hass_tokenizer *open_tokenizer(const char *model, const char *zbin, const char *tokfile,
-                                      hass_err *err) {
-    if (tokfile) {
-        if (ends_with(tokfile, ".json"))
-            return hass_tokenizer_load_json(tokfile, err);
-        if (ends_with(tokfile, ".gguf"))
-            return load_gguf_tok(tokfile, err);
-        return hass_tokenizer_load_bin(tokfile, 0, err);
-    }
-    if (hass_is_dir(model)) {
-        char path[1024];
-        if (snprintf(path, sizeof path, "%s/tokenizer.json", model) >= (int)sizeof path) {
-            hass_err_set(err, HASS_STATUS_ARG, "-m: path too long");
-            return NULL;
-        }
-        return hass_tokenizer_load_json(path, err);
-    }
-    if (ends_with(model, ".gguf"))
-        return load_gguf_tok(model, err);
-    if (!zbin) {
-        hass_err_set(err, HASS_STATUS_ARG,
-                     "-m %s: a llama2.c checkpoint needs -z TOKENIZER.bin (or use --tokenizer)",
-                     model);
-        return NULL;
-    }
-    /* the checkpoint header tells how many tokens tokenizer.bin holds */
-    hass_llama2c ck;
-    if (hass_llama2c_open(&ck, model, err) != HASS_OK)
-        return NULL;
-    int32_t vocab = ck.cfg.vocab_size;
-    hass_llama2c_close(&ck);
-    return hass_tokenizer_load_bin(zbin, vocab, err);
-}
-
 static int print_json(const hass_tokenizer *t, const int32_t *ids, int64_t n) {
     cJSON *root = cJSON_CreateObject();
     cJSON *jids = cJSON_AddArrayToObject(root, "ids");
@@ -130,7 +81,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (!model == !tokfile)
         return cli_fail(2, "tokenize: give exactly one of -m MODEL or --tokenizer FILE");
     hass_err err = {0};
-    hass_tokenizer *t = open_tokenizer(model, zbin, tokfile, &err);
+    hass_tokenizer *t = cli_open_tokenizer(model, zbin, tokfile, &err);
     if (!t)
         return cli_fail(err.code == HASS_STATUS_ARG ? 2 : 1, "%s", err.msg);
     int add_bos = !no_bos && hass_tokenizer_wants_bos(t);

@@ -12,6 +12,8 @@
 static int cmd_version(int argc, char **argv);
 static const cli_command commands[] = {
     /* one line per subcommand; keep alphabetical */
+    {"draft-init", cmd_draft_init, "write a freshly initialised draft head for a model"},
+    {"generate", cmd_generate, "generate text (speculative with a draft head, -d)"},
     {"inspect", cmd_inspect, "print the header, metadata and tensor table of a model file"},
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer and print the token ids"},
     {"version", cmd_version, "print the version and the CPU kernels in use"},

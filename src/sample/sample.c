@@ -34,6 +34,14 @@ hass_status hass_sampler_init(hass_sampler *s, const hass_sampler_params *p, int
     return HASS_OK;
 }
 
+hass_status hass_sampler_reset(hass_sampler *s, const hass_sampler_params *p, hass_err *err) {
+    if (!(p->temperature >= 0) || p->top_k < 0 || !(p->top_p > 0 && p->top_p <= 1))
+        return hass_err_set(err, HASS_STATUS_ARG, "sampler: invalid parameters");
+    s->p = *p;
+    hass_rng_seed(&s->rng, p->seed);
+    return HASS_OK;
+}
+
 void hass_sampler_free(hass_sampler *s) {
     if (s)
         free(s->pairs);

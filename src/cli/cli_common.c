@@ -1,0 +1,114 @@
+/*
+ * cli_common.c — what several subcommands share: opening a model's tokenizer, finding the
+ * shipped default model, encoding a prompt (plain or with the chat template).
+ */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int ends_with(const char *s, const char *suf) {
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && !strcmp(s + n - k, suf);
+}
+
+static hass_tokenizer *load_gguf_tok(const char *path, hass_err *err) {
+    hass_gguf g;
+    if (hass_gguf_open(&g, path, err) != HASS_OK)
+        return NULL;
+    hass_tokenizer *t = hass_tokenizer_load_gguf(&g, err);
+    hass_gguf_close(&g);
+    return t;
+}
+
+hass_tokenizer *cli_open_tokenizer(const char *model, const char *zbin, const char *tokfile,
+                                   hass_err *err) {
+    if (tokfile) {
+        if (ends_with(tokfile, ".json"))
+            return hass_tokenizer_load_json(tokfile, err);
+        if (ends_with(tokfile, ".gguf"))
+            return load_gguf_tok(tokfile, err);
+        return hass_tokenizer_load_bin(tokfile, 0, err);
+    }
+    if (hass_is_dir(model)) {
+        char path[1024];
+        if (snprintf(path, sizeof path, "%s/tokenizer.json", model) >= (int)sizeof path) {
+            hass_err_set(err, HASS_STATUS_ARG, "-m: path too long");
+            return NULL;
+        }
+        return hass_tokenizer_load_json(path, err);
+    }
+    if (ends_with(model, ".gguf"))
+        return load_gguf_tok(model, err);
+    if (!zbin) {
+        hass_err_set(err, HASS_STATUS_ARG,
+                     "-m %s: a llama2.c checkpoint needs -z TOKENIZER.bin (or use --tokenizer)",
+                     model);
+        return NULL;
+    }
+    /* the checkpoint header tells how many tokens tokenizer.bin holds */
+    hass_llama2c ck;
+    if (hass_llama2c_open(&ck, model, err) != HASS_OK)
+        return NULL;
+    int32_t vocab = ck.cfg.vocab_size;
+    hass_llama2c_close(&ck);
+    return hass_tokenizer_load_bin(zbin, vocab, err);
+}
+
+/* models/default/<name>: next to the working directory, or beside the binary (build/..). */
+const char *cli_default_path(const char *name, char *buf, size_t cap) {
+    snprintf(buf, cap, "models/default/%s", name);
+    if (hass_is_dir(buf))
+        return buf;
+    char exe[1024];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *sl = strrchr(exe, '/');
+        if (sl) {
+            *sl = 0;
+            snprintf(buf, cap, "%s/../models/default/%s", exe, name);
+            if (hass_is_dir(buf))
+                return buf;
+        }
+    }
+    return NULL;
+}
+
+int64_t cli_encode_prompt(const hass_tokenizer *tok, const char *text, int chat,
+                          const char *system, int32_t **ids_out, hass_err *err) {
+    char *rendered = NULL;
+    const char *src = text;
+    int add_bos = hass_tokenizer_wants_bos(tok);
+    if (chat) {
+        hass_chat_msg msgs[2];
+        int n = 0;
+        if (system)
+            msgs[n++] = (hass_chat_msg){"system", system};
+        msgs[n++] = (hass_chat_msg){"user", text};
+        rendered = hass_tokenizer_chat_render(tok, msgs, n, 1, err);
+        if (!rendered)
+            return -1;
+        src = rendered;
+    }
+    size_t len = strlen(src);
+    int64_t cap = (int64_t)len + 8;
+    int32_t *ids = malloc((size_t)cap * sizeof(int32_t));
+    int64_t n = ids ? hass_tokenizer_encode(tok, src, len, add_bos, 1, ids, cap, err) : -1;
+    if (!ids)
+        hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+    if (n > cap) { /* cannot happen with byte fallback, but stay correct */
+        int32_t *b = realloc(ids, (size_t)n * sizeof(int32_t));
+        ids = b;
+        n = b ? hass_tokenizer_encode(tok, src, len, add_bos, 1, ids, n, err) : -1;
+    }
+    free(rendered);
+    if (n < 0) {
+        free(ids);
+        return -1;
+    }
+    *ids_out = ids;
+    return n;
+}

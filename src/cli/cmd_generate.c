@@ -1,0 +1,300 @@
+/*
+ * cmd_generate.c — `hass generate`: plain or speculative decoding of one prompt, streaming the
+ * continuation to stdout (DESIGN.md section 3).
+ */
+#include "cli/cli.h"
+#include "decode/decode.h"
+
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *usage =
+    "usage: hass generate [-m MODEL] [-z TOK.bin] [-d DRAFT] -p PROMPT [flags]\n"
+    "  -m PATH            model: HF directory, .gguf, or llama2.c .bin (default models/default/target)\n"
+    "  -z PATH            tokenizer.bin for a llama2.c checkpoint\n"
+    "  -d PATH            draft head directory (EAGLE layout): speculative decoding\n"
+    "                     (default with no -m: models/default/draft-hass; --no-draft: plain)\n"
+    "  -p TEXT            prompt (-f FILE reads it from a file)\n"
+    "  -n N               max new tokens (256)\n"
+    "  -t T               temperature, 0 = greedy (0)\n"
+    "  --top-p P          nucleus sampling (1 = off)\n"
+    "  --top-k K          top-k sampling (0 = off)\n"
+    "  --seed S           sampling seed (0)\n"
+    "  --chat             apply the model's chat template (--system TEXT adds a system turn)\n"
+    "  --tree-depth D     max draft tree depth (6)\n"
+    "  --tree-topk K      children per expanded node (10)\n"
+    "  --tree-tokens N    draft nodes verified per cycle, or auto (auto: cost model)\n"
+    "  --threads N        threads (number of CPUs)\n"
+    "  --ctx N            context length in positions (the model's)\n"
+    "  --json             print one JSON object instead of streaming the text\n"
+    "  -h, --help         this help\n";
+
+typedef struct {
+    const hass_tokenizer *tok;
+    hass_detok dt;
+    char *buf;
+    size_t cap;
+    int stream;
+    char *text; /* accumulated text for --json */
+    size_t len, tcap;
+} out_ctx;
+
+static void out_bytes(out_ctx *o, const char *b, size_t n) {
+    if (n == 0)
+        return;
+    if (o->stream) {
+        fwrite(b, 1, n, stdout);
+        fflush(stdout);
+        return;
+    }
+    if (o->len + n + 1 > o->tcap) {
+        size_t nc = (o->tcap + n + 1) * 2;
+        char *t = realloc(o->text, nc);
+        if (!t)
+            return;
+        o->text = t;
+        o->tcap = nc;
+    }
+    memcpy(o->text + o->len, b, n);
+    o->len += n;
+    o->text[o->len] = 0;
+}
+
+static int on_token(int32_t tok, void *user) {
+    out_ctx *o = user;
+    size_t n = hass_detok_push(o->tok, &o->dt, tok, o->buf, o->cap);
+    out_bytes(o, o->buf, n);
+    return 0;
+}
+
+static char *read_prompt_file(const char *path, hass_err *err) {
+    char *s = NULL;
+    if (hass_read_file(path, &s, NULL, err) != HASS_OK)
+        return NULL;
+    return s;
+}
+
+int cmd_generate(int argc, char **argv) {
+    const char *model = NULL, *zbin = NULL, *draft = NULL, *prompt = NULL, *pfile = NULL,
+               *system = NULL;
+    long long n_new = 256, seed = 0, top_k = 0, depth = 6, topk = 10, tokens = 0, threads = 0,
+              ctx = 0;
+    double temp = 0, top_p = 1;
+    int chat = 0, json = 0, no_draft = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+#define VAL()                                                                                      \
+    do {                                                                                           \
+        if (!(v = cli_need_value(argc, argv, &i)))                                                 \
+            return 2;                                                                              \
+    } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (!strcmp(a, "-m")) {
+            VAL();
+            model = v;
+        } else if (!strcmp(a, "-z")) {
+            VAL();
+            zbin = v;
+        } else if (!strcmp(a, "-d")) {
+            VAL();
+            draft = v;
+        } else if (!strcmp(a, "--no-draft")) {
+            no_draft = 1;
+        } else if (!strcmp(a, "-p")) {
+            VAL();
+            prompt = v;
+        } else if (!strcmp(a, "-f")) {
+            VAL();
+            pfile = v;
+        } else if (!strcmp(a, "--system")) {
+            VAL();
+            system = v;
+        } else if (!strcmp(a, "-n")) {
+            VAL();
+            if (cli_parse_int(a, v, 0, 1 << 24, &n_new))
+                return 2;
+        } else if (!strcmp(a, "-t")) {
+            VAL();
+            if (cli_parse_float(a, v, 0, 100, &temp))
+                return 2;
+        } else if (!strcmp(a, "--top-p")) {
+            VAL();
+            if (cli_parse_float(a, v, 1e-6, 1, &top_p))
+                return 2;
+        } else if (!strcmp(a, "--top-k")) {
+            VAL();
+            if (cli_parse_int(a, v, 0, 1 << 24, &top_k))
+                return 2;
+        } else if (!strcmp(a, "--seed")) {
+            VAL();
+            if (cli_parse_int(a, v, 0, (long long)9e18, &seed))
+                return 2;
+        } else if (!strcmp(a, "--chat")) {
+            chat = 1;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--tree-depth")) {
+            VAL();
+            if (cli_parse_int(a, v, 1, HASS_MAX_DEPTH + 1, &depth))
+                return 2;
+        } else if (!strcmp(a, "--tree-topk")) {
+            VAL();
+            if (cli_parse_int(a, v, 1, HASS_TREE_MAX_TOPK, &topk))
+                return 2;
+        } else if (!strcmp(a, "--tree-tokens")) {
+            VAL();
+            if (strcmp(v, "auto") != 0 &&
+                cli_parse_int(a, v, 1, HASS_TREE_MAX_NODES - 1, &tokens))
+                return 2;
+        } else if (!strcmp(a, "--threads")) {
+            VAL();
+            if (cli_parse_int(a, v, 1, 1024, &threads))
+                return 2;
+        } else if (!strcmp(a, "--ctx")) {
+            VAL();
+            if (cli_parse_int(a, v, 2, 1 << 22, &ctx))
+                return 2;
+        } else {
+            fprintf(stderr, "hass generate: unknown flag '%s'\n%s", a, usage);
+            return 2;
+        }
+#undef VAL
+    }
+    if (!prompt && !pfile)
+        return cli_fail(2, "generate: -p PROMPT (or -f FILE) is required");
+    if (prompt && pfile)
+        return cli_fail(2, "generate: give -p or -f, not both");
+    char defm[1024], defd[1024];
+    if (!model) {
+        model = cli_default_path("target", defm, sizeof defm);
+        if (!model)
+            return cli_fail(1, "generate: no -m given and no shipped model in models/default");
+        if (!draft && !no_draft)
+            draft = cli_default_path("draft-hass", defd, sizeof defd);
+    }
+    if (no_draft)
+        draft = NULL;
+
+    int rc = 1;
+    hass_err err = {0};
+    char *ptext = NULL;
+    int32_t *ids = NULL, *out = NULL;
+    hass_model *m = NULL;
+    hass_tokenizer *tok = NULL;
+    hass_draft *dr = NULL;
+    hass_pool *pool = NULL;
+    hass_engine *e = NULL;
+    out_ctx o = {0};
+    if (pfile && !(ptext = read_prompt_file(pfile, &err)))
+        goto fail;
+    if (!(tok = cli_open_tokenizer(model, zbin, NULL, &err))) {
+        if (err.code == HASS_STATUS_ARG)
+            rc = 2;
+        goto fail;
+    }
+    if (!(m = hass_model_load(model, &err)))
+        goto fail;
+    if (hass_tokenizer_vocab_size(tok) > m->cfg.V) {
+        hass_err_set(&err, HASS_STATUS_SHAPE, "tokenizer has %d tokens, the model only %lld",
+                     hass_tokenizer_vocab_size(tok), (long long)m->cfg.V);
+        goto fail;
+    }
+    if (draft && !(dr = hass_draft_load(draft, m, &err)))
+        goto fail;
+    pool = hass_pool_create((int)threads);
+    if (!pool) {
+        hass_err_set(&err, HASS_STATUS_OOM, "cannot start threads");
+        goto fail;
+    }
+    if (!(e = hass_engine_create(m, tok, dr, pool, ctx, &err)))
+        goto fail;
+    int64_t n_ids = cli_encode_prompt(tok, ptext ? ptext : prompt, chat, system, &ids, &err);
+    if (n_ids < 0)
+        goto fail;
+    if (n_ids == 0) {
+        hass_err_set(&err, HASS_STATUS_ARG, "the prompt encodes to no tokens and the model has no BOS");
+        goto fail;
+    }
+    out = malloc(((size_t)n_new + 1) * sizeof(int32_t));
+    o.tok = tok;
+    o.cap = hass_tokenizer_detok_cap(tok) + 16;
+    o.buf = malloc(o.cap);
+    o.stream = !json;
+    if (!out || !o.buf) {
+        hass_err_set(&err, HASS_STATUS_OOM, "out of memory");
+        goto fail;
+    }
+    hass_detok_init(&o.dt);
+    o.dt.prev = ids[n_ids - 1]; /* continue after the prompt: no dummy-prefix stripping */
+    hass_gen_params gp = {0};
+    gp.max_new = n_new;
+    gp.sampling = (hass_sampler_params){(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
+    gp.tree = (hass_tree_params){(int)depth - 1, (int)topk, (int)tokens};
+    hass_gen_stats st;
+    if (hass_generate(e, ids, n_ids, &gp, dr != NULL, on_token, &o, out, &st, &err))
+        goto fail;
+    size_t nf = hass_detok_flush(tok, &o.dt, o.buf, o.cap);
+    out_bytes(&o, o.buf, nf);
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "text", o.text ? o.text : "");
+        cJSON *ta = cJSON_AddArrayToObject(j, "tokens");
+        for (int64_t i = 0; i < st.n_generated; i++)
+            cJSON_AddItemToArray(ta, cJSON_CreateNumber(out[i]));
+        cJSON_AddStringToObject(j, "stop", st.stop == HASS_STOP_EOS ? "eos" : "length");
+        cJSON_AddNumberToObject(j, "n_prompt", (double)st.n_prompt);
+        cJSON_AddNumberToObject(j, "n_generated", (double)st.n_generated);
+        cJSON_AddNumberToObject(j, "target_forwards", (double)st.target_forwards);
+        cJSON_AddNumberToObject(j, "tau", st.tau);
+        cJSON_AddNumberToObject(j, "seconds", st.seconds);
+        cJSON_AddNumberToObject(j, "tokens_per_s", st.tokens_per_s);
+        cJSON_AddNumberToObject(j, "prefill_seconds", st.prefill_seconds);
+        cJSON_AddNumberToObject(j, "decode_tokens_per_s",
+                                st.decode_seconds > 0 ? (double)st.n_generated / st.decode_seconds
+                                                      : 0);
+        if (dr) {
+            cJSON_AddNumberToObject(j, "draft_seconds", st.draft_seconds);
+            cJSON_AddNumberToObject(j, "verify_seconds", st.verify_seconds);
+            cJSON_AddNumberToObject(j, "other_seconds", st.other_seconds);
+            cJSON_AddNumberToObject(j, "nodes_per_cycle",
+                                    st.cycles ? (double)st.nodes_verified / (double)st.cycles : 0);
+            cJSON_AddNumberToObject(j, "draft_levels_per_cycle",
+                                    st.cycles ? (double)st.draft_levels / (double)st.cycles : 0);
+            cJSON *acc = cJSON_AddArrayToObject(j, "accept_rate_by_depth");
+            for (int k = 1; k <= HASS_MAX_DEPTH && st.cycles; k++)
+                cJSON_AddItemToArray(
+                    acc, cJSON_CreateNumber((double)st.accepted_at_depth[k] / (double)st.cycles));
+        }
+        char *s = cJSON_PrintUnformatted(j);
+        if (s)
+            printf("%s\n", s);
+        free(s);
+        cJSON_Delete(j);
+    } else {
+        fputc('\n', stdout);
+        fprintf(stderr,
+                "hass: %lld prompt + %lld generated tokens, %.2f s (%.1f tokens/s), tau %.2f, "
+                "stop %s\n",
+                (long long)st.n_prompt, (long long)st.n_generated, st.seconds, st.tokens_per_s,
+                st.tau, st.stop == HASS_STOP_EOS ? "eos" : "length");
+    }
+    rc = 0;
+fail:
+    if (rc)
+        cli_fail(rc, "%s", err.msg[0] ? err.msg : "generate failed");
+    hass_engine_destroy(e);
+    hass_pool_destroy(pool);
+    hass_draft_free(dr);
+    hass_model_free(m);
+    hass_tokenizer_free(tok);
+    free(ids);
+    free(out);
+    free(o.buf);
+    free(o.text);
+    free(ptext);
+    return rc;
+}

@@ -1,0 +1,702 @@
+/*
+ * decode.c — plain and speculative generation loops (HASS.md 6.2–6.8), the cost model that
+ * sizes draft trees for this machine, and their metrics.
+ *
+ * Speculative cycle (N = committed target positions, r = root token, already emitted):
+ *   1. the draft catches up on pending pairs (f_i, t_{i+1}) built from the target's TRUE
+ *      features and gets h, its estimate of f_N;
+ *   2. tree: the top-k of q(.|h) are the root's children; each level feeds the frontier pairs
+ *      (parent's h, token) through the draft (scratch KV) and records top-k children;
+ *   3. the target verifies root + the m best candidates in one forward with a tree mask;
+ *   4. accepted path + bonus: target KV compacted (keep), pairs of the accepted tokens queued
+ *      for the draft, bonus becomes the next root.
+ * The cost model picks m (and stops expanding levels) to maximise expected tokens per second:
+ * expected accepted drafts = calibrated sum of the selected nodes' path probabilities, cost =
+ * draft time spent + the target's measured cost(m+1). When drafting does not pay (an untrained
+ * draft), cycles fall back to plain steps and the draft is probed with exponential backoff; the
+ * pairs it missed are fed in one batch when it is probed.
+ */
+#include "decode/decode.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TGT_BATCH 64 /* target rows per forward: prefill chunk and largest tree */
+#define COST_N 64
+
+struct hass_engine {
+    const hass_model *m;
+    const hass_tokenizer *tok;
+    const hass_draft *dr;
+    hass_pool *pool;
+    int64_t ctx;
+    hass_kv kv;
+    hass_sampler sampler;
+    float *logits; /* (TGT_BATCH, V) */
+    float *feats;  /* (TGT_BATCH, d) */
+    float *probs;  /* (V) */
+    int32_t stop_ids[2 * HASS_MAX_STOP];
+    int n_stop;
+    /* speculative state */
+    hass_draft_state ds;
+    hass_tree tree;
+    float *pend_feat;  /* (ctx + TGT_BATCH, d): queued pairs for the draft */
+    int32_t *pend_tok; /* (ctx + TGT_BATCH) */
+    int64_t n_pend;
+    float *hfeat;  /* (1 + HASS_DRAFT_MAX_SCRATCH, d): h of the last committed pair, then level
+                      outputs */
+    float *dlogit; /* (HASS_TREE_MAX_TOPK, V) */
+    uint64_t *tmask;
+    double cost[COST_N + 1]; /* cost(n) / cost(1) */
+    double t1;               /* seconds of one single-row target forward */
+    int have_costs;
+};
+
+int hass_engine_is_stop(const hass_engine *e, int32_t tok) {
+    for (int i = 0; i < e->n_stop; i++)
+        if (e->stop_ids[i] == tok)
+            return 1;
+    return 0;
+}
+
+void hass_engine_destroy(hass_engine *e) {
+    if (!e)
+        return;
+    hass_kv_free(&e->kv);
+    hass_sampler_free(&e->sampler);
+    hass_draft_state_free(&e->ds);
+    hass_tree_free(&e->tree);
+    void *ps[] = {e->logits, e->feats, e->probs, e->pend_feat, e->pend_tok, e->hfeat, e->dlogit,
+                  e->tmask};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
+        hass_aligned_free(ps[i]);
+    free(e);
+}
+
+hass_engine *hass_engine_create(const hass_model *m, const hass_tokenizer *tok,
+                                const hass_draft *draft, hass_pool *pool, int64_t ctx,
+                                hass_err *err) {
+    const hass_model_config *c = &m->cfg;
+    if (ctx <= 0)
+        ctx = c->max_ctx;
+    if (ctx < 2 || ctx > (1 << 22)) {
+        hass_err_set(err, HASS_STATUS_ARG, "context too small");
+        return NULL;
+    }
+    hass_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+        return NULL;
+    }
+    e->m = m;
+    e->tok = tok;
+    e->dr = draft;
+    e->pool = pool;
+    e->ctx = ctx;
+    int64_t B = TGT_BATCH < ctx ? TGT_BATCH : ctx, V = c->V, d = c->d;
+    hass_sampler_params sp = {0, 0, 1.0f, 0};
+    if (hass_kv_init(&e->kv, m, ctx, B, pool, err) ||
+        hass_sampler_init(&e->sampler, &sp, V, err))
+        goto fail;
+    e->logits = hass_aligned_alloc((size_t)(B * V) * sizeof(float));
+    e->feats = hass_aligned_alloc((size_t)(B * d) * sizeof(float));
+    e->probs = hass_aligned_alloc((size_t)V * sizeof(float));
+    if (!e->logits || !e->feats || !e->probs) {
+        hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < c->n_stop; i++)
+        e->stop_ids[e->n_stop++] = c->stop_ids[i];
+    if (tok) {
+        int32_t ids[HASS_MAX_STOP];
+        int k = hass_tokenizer_stop_ids(tok, ids, HASS_MAX_STOP);
+        for (int i = 0; i < k && i < HASS_MAX_STOP; i++)
+            if (!hass_engine_is_stop(e, ids[i]))
+                e->stop_ids[e->n_stop++] = ids[i];
+    }
+    if (draft) {
+        int64_t pc = ctx + TGT_BATCH;
+        if (hass_draft_state_init(&e->ds, draft, ctx, TGT_BATCH, pool, err) ||
+            hass_tree_init(&e->tree,
+                           HASS_TREE_MAX_TOPK + HASS_MAX_DEPTH * HASS_TREE_MAX_TOPK *
+                                                    HASS_TREE_MAX_TOPK,
+                           err))
+            goto fail;
+        e->pend_feat = hass_aligned_alloc((size_t)(pc * d) * sizeof(float));
+        e->pend_tok = hass_aligned_alloc((size_t)pc * sizeof(int32_t));
+        e->hfeat = hass_aligned_alloc((size_t)((1 + HASS_DRAFT_MAX_SCRATCH) * d) * sizeof(float));
+        e->dlogit = hass_aligned_alloc((size_t)(HASS_TREE_MAX_TOPK * V) * sizeof(float));
+        e->tmask = hass_aligned_alloc((size_t)(HASS_TREE_MAX_NODES * 2) * sizeof(uint64_t) * 64);
+        if (!e->pend_feat || !e->pend_tok || !e->hfeat || !e->dlogit || !e->tmask) {
+            hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+            goto fail;
+        }
+    }
+    return e;
+fail:
+    hass_engine_destroy(e);
+    return NULL;
+}
+
+/* ---- emission ---- */
+typedef struct {
+    hass_engine *e;
+    const hass_gen_params *p;
+    hass_token_fn fn;
+    void *user;
+    int32_t *out;
+    hass_gen_stats *st;
+} emitter;
+
+/* Returns 1 when generation must stop. */
+static int emit(emitter *em, int32_t tok) {
+    if (hass_engine_is_stop(em->e, tok)) {
+        em->st->stop = HASS_STOP_EOS;
+        return 1;
+    }
+    if (em->out)
+        em->out[em->st->n_generated] = tok;
+    em->st->n_generated++;
+    if (em->fn && em->fn(tok, em->user)) {
+        em->st->stop = HASS_STOP_NONE;
+        return 1;
+    }
+    if (em->st->n_generated >= em->p->max_new) {
+        em->st->stop = HASS_STOP_LENGTH;
+        return 1;
+    }
+    return 0;
+}
+
+/* Prefills prompt[0..n); features of every row go to the draft queue (paired with the next
+ * token) when want_feats; the last row's logits end in e->logits. */
+static hass_status prefill(hass_engine *e, const int32_t *prompt, int64_t n, int want_feats,
+                           hass_err *err) {
+    int32_t pos[TGT_BATCH];
+    int64_t d = e->m->cfg.d;
+    for (int64_t s = 0; s < n; s += e->kv.max_batch) {
+        int64_t k = n - s < e->kv.max_batch ? n - s : e->kv.max_batch;
+        for (int64_t i = 0; i < k; i++)
+            pos[i] = (int32_t)(s + i);
+        int last = s + k == n;
+        hass_status st = hass_model_forward(e->m, &e->kv, e->pool, k, prompt + s, pos, NULL,
+                                            last ? e->logits : NULL, k - 1,
+                                            want_feats ? e->feats : NULL, err);
+        if (st)
+            return st;
+        hass_kv_commit(&e->kv, k);
+        if (want_feats) {
+            /* pair (f_i, t_{i+1}); the last prompt row waits for the root token */
+            memcpy(e->pend_feat + e->n_pend * d, e->feats, (size_t)(k * d) * sizeof(float));
+            for (int64_t i = 0; i < k; i++)
+                e->pend_tok[e->n_pend + i] = s + i + 1 < n ? prompt[s + i + 1] : -1;
+            e->n_pend += k;
+        }
+    }
+    return HASS_OK;
+}
+
+static hass_status generate_plain(hass_engine *e, const int32_t *prompt, int64_t n_prompt,
+                                  emitter *em, hass_err *err) {
+    double t0 = hass_now();
+    hass_status st = prefill(e, prompt, n_prompt, 0, err);
+    if (st)
+        return st;
+    em->st->prefill_seconds = hass_now() - t0;
+    int64_t V = e->m->cfg.V;
+    int32_t tok = hass_sample(&e->sampler, e->logits, e->probs);
+    while (!emit(em, tok)) {
+        if (e->kv.n + 1 > e->kv.cap) {
+            em->st->stop = HASS_STOP_LENGTH;
+            break;
+        }
+        int32_t pos = (int32_t)e->kv.n;
+        if ((st = hass_model_forward(e->m, &e->kv, e->pool, 1, &tok, &pos, NULL, e->logits, 0,
+                                     NULL, err)))
+            return st;
+        hass_kv_commit(&e->kv, 1);
+        em->st->target_forwards++;
+        tok = hass_sample(&e->sampler, e->logits, e->probs);
+    }
+    (void)V;
+    em->st->cycles = em->st->target_forwards;
+    return HASS_OK;
+}
+
+/* ---- cost curve ---- */
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static void cost_cache_path(const hass_engine *e, char *buf, size_t cap) {
+    const hass_model_config *c = &e->m->cfg;
+    uint64_t h = 0xcbf29ce484222325ull;
+    int64_t key[] = {c->d, c->ffn, c->n_layers, c->H, c->Hkv, c->V, (int64_t)e->m->weight_bytes,
+                     (int64_t)e->m->layers[0].tq, hass_pool_size(e->pool)};
+    h = fnv1a(h, key, sizeof key);
+    const char *isa = hass_cpu_isa_name();
+    h = fnv1a(h, isa, strlen(isa));
+    char host[128] = "";
+    gethostname(host, sizeof host - 1);
+    h = fnv1a(h, host, strlen(host));
+    const char *dir = getenv("HASS_CACHE_DIR");
+    char tmp[512];
+    if (!dir) {
+        const char *home = getenv("XDG_CACHE_HOME");
+        if (home)
+            snprintf(tmp, sizeof tmp, "%s/hass", home);
+        else
+            snprintf(tmp, sizeof tmp, "%s/.cache/hass", getenv("HOME") ? getenv("HOME") : "/tmp");
+        dir = tmp;
+    }
+    snprintf(buf, cap, "%s/cost-%016llx.txt", dir, (unsigned long long)h);
+}
+
+static int load_costs(hass_engine *e, const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int ok = fscanf(f, "t1 %lf\n", &e->t1) == 1 && e->t1 > 0;
+    for (int n = 1; ok && n <= COST_N; n++) {
+        int k;
+        ok = fscanf(f, "%d %lf\n", &k, &e->cost[n]) == 2 && k == n && e->cost[n] > 0;
+    }
+    fclose(f);
+    return ok;
+}
+
+static void save_costs(const hass_engine *e, const char *path) {
+    char dir[1024], buf[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *sl = strrchr(dir, '/');
+    if (sl) {
+        *sl = 0;
+        char *p = dir + 1;
+        for (; *p; p++)
+            if (*p == '/') {
+                *p = 0;
+                mkdir(dir, 0755);
+                *p = '/';
+            }
+        mkdir(dir, 0755);
+    }
+    int len = snprintf(buf, sizeof buf, "t1 %.9g\n", e->t1);
+    for (int n = 1; n <= COST_N && len < (int)sizeof buf - 64; n++)
+        len += snprintf(buf + len, sizeof buf - (size_t)len, "%d %.6f\n", n, e->cost[n]);
+    hass_write_file_atomic(path, buf, (size_t)len, NULL); /* best effort: a cache */
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median time of forwards of n rows over a 64-position context (nothing committed). */
+static double time_forward(hass_engine *e, int64_t n, hass_err *err) {
+    int32_t tok[TGT_BATCH], pos[TGT_BATCH], par[TGT_BATCH];
+    for (int64_t i = 0; i < n; i++) {
+        tok[i] = (int32_t)(i % e->m->cfg.V);
+        pos[i] = (int32_t)(e->kv.n + i);
+        par[i] = (int32_t)i - 1;
+    }
+    double ts[9];
+    int reps = 0;
+    double total = 0;
+    while (reps < 9 && (reps < 3 || total < 0.05)) {
+        double t0 = hass_now();
+        if (hass_model_forward(e->m, &e->kv, e->pool, n, tok, pos, par, e->logits, 0, NULL, err))
+            return -1;
+        ts[reps] = hass_now() - t0;
+        total += ts[reps++];
+    }
+    qsort(ts, (size_t)reps, sizeof(double), cmp_dbl);
+    return ts[reps / 2];
+}
+
+const double *hass_engine_costs(hass_engine *e, int *n_max) {
+    *n_max = COST_N;
+    if (e->have_costs)
+        return e->cost;
+    char path[1024];
+    cost_cache_path(e, path, sizeof path);
+    if (!getenv("HASS_NO_COST_CACHE") && load_costs(e, path)) {
+        e->have_costs = 1;
+        return e->cost;
+    }
+    hass_err err = {0};
+    int64_t saved = e->kv.n, ctxn = 64 < e->kv.cap - TGT_BATCH ? 64 : 0;
+    hass_kv_truncate(&e->kv, 0);
+    if (ctxn > 0) { /* a little context, as in real decoding */
+        int32_t tok[64], pos[64];
+        for (int i = 0; i < 64; i++) {
+            tok[i] = i % (int32_t)e->m->cfg.V;
+            pos[i] = i;
+        }
+        if (hass_model_forward(e->m, &e->kv, e->pool, 64, tok, pos, NULL, NULL, 0, NULL, &err) ==
+            HASS_OK)
+            hass_kv_commit(&e->kv, 64);
+    }
+    static const int sizes[] = {1, 2, 3, 4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 56, 64};
+    double t[sizeof sizes / sizeof sizes[0]];
+    int ns = 0;
+    time_forward(e, 1, &err); /* warm-up */
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        if (sizes[i] > e->kv.max_batch || e->kv.n + sizes[i] > e->kv.cap)
+            break;
+        t[ns++] = time_forward(e, sizes[i], &err);
+    }
+    hass_kv_truncate(&e->kv, saved < e->kv.n ? saved : e->kv.n);
+    e->t1 = t[0] > 0 ? t[0] : 1e-3;
+    /* piecewise-linear interpolation, monotone non-decreasing */
+    for (int n = 1; n <= COST_N; n++) {
+        int j = 0;
+        while (j + 1 < ns && sizes[j + 1] < n)
+            j++;
+        double v;
+        if (j + 1 >= ns)
+            v = t[ns - 1] * n / sizes[ns - 1] > t[ns - 1] ? t[ns - 1] * n / sizes[ns - 1]
+                                                          : t[ns - 1];
+        else
+            v = t[j] + (t[j + 1] - t[j]) * (n - sizes[j]) / (double)(sizes[j + 1] - sizes[j]);
+        e->cost[n] = v / e->t1;
+        if (n > 1 && e->cost[n] < e->cost[n - 1])
+            e->cost[n] = e->cost[n - 1];
+    }
+    e->cost[1] = 1.0;
+    e->have_costs = 1;
+    save_costs(e, path);
+    return e->cost;
+}
+
+/* ---- speculative decoding ---- */
+
+/* Top-k of log_softmax(logits) (V): k ids with their log-probs, descending (ties: lower id). */
+static void topk_logprobs(const float *lg, int64_t V, int k, int32_t *ids, float *lp) {
+    int n = 0;
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < V; i++)
+        mx = lg[i] > mx ? lg[i] : mx;
+    double sum = 0;
+    for (int64_t i = 0; i < V; i++)
+        sum += exp((double)(lg[i] - mx));
+    float lse = mx + (float)log(sum);
+    for (int64_t i = 0; i < V; i++) {
+        float v = lg[i];
+        if (n == k && v <= lp[n - 1])
+            continue;
+        int j = n < k ? n++ : n - 1;
+        while (j > 0 && v > lp[j - 1]) {
+            lp[j] = lp[j - 1];
+            ids[j] = ids[j - 1];
+            j--;
+        }
+        lp[j] = v;
+        ids[j] = (int32_t)i;
+    }
+    for (int j = 0; j < n; j++)
+        lp[j] -= lse;
+}
+
+typedef struct {
+    double t_level;   /* seconds per expansion level (EMA) */
+    double t_root;    /* seconds for the root's candidates (LM head on h) */
+    double calib_num; /* decayed sums: accepted drafts, predicted accepted drafts */
+    double calib_den;
+    double gain_ema;  /* EMA of (tokens per second of drafting cycles) / (plain rate) */
+    int skip_left;    /* plain steps left before the next probe */
+    int backoff;      /* current probe interval */
+} spec_model;
+
+/* Feeds the queued pairs to the draft (causal chain, committed); h of the last goes to
+ * e->hfeat row 0. */
+static hass_status draft_catch_up(hass_engine *e, hass_err *err) {
+    int64_t d = e->m->cfg.d;
+    int32_t pos[TGT_BATCH];
+    hass_draft_discard_scratch(&e->ds);
+    for (int64_t s = 0; s < e->n_pend; s += TGT_BATCH) {
+        int64_t k = e->n_pend - s < TGT_BATCH ? e->n_pend - s : TGT_BATCH;
+        for (int64_t i = 0; i < k; i++)
+            pos[i] = (int32_t)(e->ds.n + i);
+        hass_status st = hass_draft_forward(&e->ds, e->pool, k, e->pend_feat + s * d,
+                                            e->pend_tok + s, pos, 1, NULL, e->ds.x, err);
+        if (st)
+            return st;
+        if (s + k == e->n_pend)
+            memcpy(e->hfeat, e->ds.x + (k - 1) * d, (size_t)d * sizeof(float));
+    }
+    e->n_pend = 0;
+    return HASS_OK;
+}
+
+/* One expansion level: the frontier's pairs through the draft, top-k children of each. */
+static hass_status expand_level(hass_engine *e, int topk, int32_t *feat_rows, hass_err *err) {
+    hass_tree *t = &e->tree;
+    const hass_model *m = e->m;
+    int64_t d = m->cfg.d, V = m->cfg.V;
+    int nf = t->n_frontier;
+    int32_t toks[HASS_TREE_MAX_TOPK], pos[HASS_TREE_MAX_TOPK];
+    float *in = e->ds.pair; /* not used directly: features are gathered into a contiguous block */
+    (void)in;
+    float *fin = e->dlogit; /* (nf, d) gathered parent features; dlogit is free until below */
+    int64_t base = e->ds.scratch, win = base + nf, W = (win + 63) / 64;
+    memset(e->ds.mask, 0, (size_t)(nf * W) * sizeof(uint64_t));
+    for (int i = 0; i < nf; i++) {
+        hass_cand *c = &t->cand[t->frontier[i]];
+        toks[i] = c->tok;
+        pos[i] = (int32_t)(e->ds.n + c->depth - 1);
+        memcpy(fin + i * d, e->hfeat + (int64_t)c->feat * d, (size_t)d * sizeof(float));
+        uint64_t *row = e->ds.mask + i * W;
+        for (int32_t a = c->parent; a >= 0; a = t->cand[a].parent) {
+            int32_t r = t->cand[a].row;
+            HASS_ASSERT(r >= 0);
+            row[r / 64] |= 1ull << (r % 64);
+        }
+        c->row = (int32_t)(base + i);
+        row[(base + i) / 64] |= 1ull << ((base + i) % 64);
+    }
+    int32_t frow = *feat_rows;
+    hass_status st = hass_draft_forward(&e->ds, e->pool, nf, fin, toks, pos, 0, e->ds.mask,
+                                        e->hfeat + (int64_t)frow * d, err);
+    if (st)
+        return st;
+    hass_matmul(e->pool, e->dlogit, e->hfeat + (int64_t)frow * d, m->lm_head, m->lm_head_t, nf, d,
+                V);
+    int32_t first = t->n_cand;
+    for (int i = 0; i < nf; i++) {
+        int32_t ids[HASS_TREE_MAX_TOPK];
+        float lp[HASS_TREE_MAX_TOPK];
+        topk_logprobs(e->dlogit + (int64_t)i * V, V, topk, ids, lp);
+        if (hass_tree_add_children(t, t->frontier[i], ids, lp, topk, frow + i) < 0)
+            return hass_err_set(err, HASS_STATUS_RANGE, "tree: candidate buffer full");
+    }
+    hass_tree_set_frontier(t, first, t->n_cand, topk);
+    *feat_rows = frow + nf;
+    return HASS_OK;
+}
+
+static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t n_prompt,
+                                 emitter *em, hass_err *err) {
+    const hass_model *m = e->m;
+    const hass_tree_params *tp = &em->p->tree;
+    hass_gen_stats *gs = em->st;
+    int64_t d = m->cfg.d, V = m->cfg.V;
+    int topk = tp->topk < 1 ? 1 : (tp->topk > HASS_TREE_MAX_TOPK ? HASS_TREE_MAX_TOPK : tp->topk);
+    int depth = tp->depth < 0 ? 0 : (tp->depth > HASS_MAX_DEPTH ? HASS_MAX_DEPTH : tp->depth);
+    if (topk > V)
+        topk = (int)V;
+    int forced = tp->tree_tokens > 0;
+    int nodes_cap = forced ? tp->tree_tokens : HASS_TREE_MAX_NODES - 1;
+    if (nodes_cap > HASS_TREE_MAX_NODES - 1)
+        nodes_cap = HASS_TREE_MAX_NODES - 1;
+    if (nodes_cap > topk + depth * topk * topk)
+        nodes_cap = topk + depth * topk * topk;
+    int nmax = 0;
+    const double *cost = forced ? NULL : hass_engine_costs(e, &nmax);
+    spec_model sm = {0};
+    sm.calib_num = 1.0;
+    sm.calib_den = 1.0;
+    sm.gain_ema = 1.0;
+
+    double t0 = hass_now();
+    hass_draft_state_reset(&e->ds);
+    e->n_pend = 0;
+    hass_status st = prefill(e, prompt, n_prompt, 1, err);
+    if (st)
+        return st;
+    gs->prefill_seconds = hass_now() - t0;
+    int32_t root = hass_sample(&e->sampler, e->logits, e->probs);
+    e->pend_tok[e->n_pend - 1] = root;
+    if (emit(em, root))
+        return HASS_OK;
+    double gain[HASS_TREE_MAX_NODES + 1];
+    int32_t path[HASS_TREE_MAX_NODES];
+    int32_t pos[HASS_TREE_MAX_NODES];
+    for (;;) {
+        int64_t N = e->kv.n;
+        if (N + 1 > e->kv.cap) {
+            gs->stop = HASS_STOP_LENGTH;
+            break;
+        }
+        double tc0 = hass_now();
+        int drafting = forced || sm.skip_left <= 0;
+        int64_t room = e->kv.cap - N - 1;
+        int m_sel = 0;
+        hass_tree *t = &e->tree;
+        hass_tree_reset(t);
+        double t_draft = 0;
+        if (drafting && room > 0) {
+            if ((st = draft_catch_up(e, err)))
+                return st;
+            double ta = hass_now();
+            /* root's children from h (no draft forward needed) */
+            hass_matmul(e->pool, e->dlogit, e->hfeat, m->lm_head, m->lm_head_t, 1, d, V);
+            int32_t ids[HASS_TREE_MAX_TOPK];
+            float lp[HASS_TREE_MAX_TOPK];
+            topk_logprobs(e->dlogit, V, topk, ids, lp);
+            hass_tree_add_children(t, -1, ids, lp, topk, 0);
+            hass_tree_set_frontier(t, 0, t->n_cand, topk);
+            t->levels = 0;
+            double tb = hass_now();
+            sm.t_root = sm.t_root > 0 ? 0.8 * sm.t_root + 0.2 * (tb - ta) : tb - ta;
+            int32_t feat_rows = 1;
+            double calib = sm.calib_num / sm.calib_den;
+            for (int lvl = 0; lvl < depth; lvl++) {
+                if (e->ds.scratch + t->n_frontier > HASS_DRAFT_MAX_SCRATCH)
+                    break;
+                if (!forced) {
+                    /* stop when even the best case of one more level cannot raise the rate */
+                    double spent = hass_now() - tc0;
+                    int mm = nodes_cap < room ? nodes_cap : (int)room;
+                    hass_tree_rank(t, gain, mm);
+                    double best = 0;
+                    int bm = 0;
+                    for (int k = 0; k <= mm; k++) {
+                        double r = (1 + calib * gain[k]) / (spent + e->t1 * cost[k + 1]);
+                        if (r > best) {
+                            best = r;
+                            bm = k;
+                        }
+                    }
+                    int nk = bm + topk < mm ? bm + topk : mm;
+                    double up = (1 + calib * (gain[bm] + hass_tree_frontier_mass(t))) /
+                                (spent + sm.t_level + e->t1 * cost[nk + 1]);
+                    if (sm.t_level > 0 && up <= best)
+                        break;
+                }
+                double tl = hass_now();
+                if ((st = expand_level(e, topk, &feat_rows, err)))
+                    return st;
+                double dt = hass_now() - tl;
+                sm.t_level = sm.t_level > 0 ? 0.8 * sm.t_level + 0.2 * dt : dt;
+                gs->draft_levels++;
+            }
+            int mm = nodes_cap < room ? nodes_cap : (int)room;
+            hass_tree_rank(t, gain, mm);
+            t_draft = hass_now() - tc0;
+            if (forced) {
+                m_sel = mm;
+            } else {
+                double best = 0;
+                for (int k = 0; k <= mm; k++) {
+                    double r = (1 + calib * gain[k]) / (t_draft + e->t1 * cost[k + 1]);
+                    if (r > best) {
+                        best = r;
+                        m_sel = k;
+                    }
+                }
+            }
+        }
+        hass_tree_select(t, root, m_sel);
+        /* verification */
+        double tv0 = hass_now();
+        hass_tree_mask(t, e->tmask);
+        for (int32_t i = 0; i < t->n; i++)
+            pos[i] = (int32_t)(N + t->depth[i]);
+        if ((st = hass_model_forward(m, &e->kv, e->pool, t->n, t->tokens, pos, t->parents,
+                                     e->logits, 0, e->feats, err)))
+            return st;
+        int32_t bonus;
+        int32_t np = hass_tree_verify(t, e->logits, V, &e->sampler, e->probs, path, &bonus);
+        double tv1 = hass_now();
+        hass_kv_keep(&e->kv, path, np);
+        hass_draft_discard_scratch(&e->ds);
+        /* queue the accepted pairs (f, next token) with the target's true features */
+        for (int32_t j = 0; j < np; j++) {
+            memcpy(e->pend_feat + e->n_pend * d, e->feats + (int64_t)path[j] * d,
+                   (size_t)d * sizeof(float));
+            e->pend_tok[e->n_pend++] = j + 1 < np ? t->tokens[path[j + 1]] : bonus;
+        }
+        int32_t A = np - 1;
+        gs->target_forwards++;
+        gs->cycles++;
+        gs->nodes_verified += t->n - 1;
+        for (int32_t k = 1; k <= A && k <= HASS_MAX_DEPTH; k++)
+            gs->accepted_at_depth[k]++;
+        gs->accepted_at_depth[0]++;
+        double tc1 = hass_now();
+        gs->draft_seconds += t_draft;
+        gs->verify_seconds += tv1 - tv0;
+        /* online model: t1 from the verify time, calibration, whether drafting pays */
+        if (!forced) {
+            double tv = (tv1 - tv0) / cost[t->n];
+            e->t1 = 0.9 * e->t1 + 0.1 * tv;
+            if (drafting) {
+                sm.calib_num = 0.95 * sm.calib_num + A;
+                sm.calib_den = 0.95 * sm.calib_den + t->est_accept;
+                double rate = (double)(A + 1) / (tc1 - tc0), plain = 1.0 / e->t1;
+                sm.gain_ema = 0.7 * sm.gain_ema + 0.3 * (rate / plain);
+                if (sm.gain_ema < 1.0) { /* drafting loses: back off */
+                    sm.backoff = sm.backoff ? (sm.backoff * 2 > 64 ? 64 : sm.backoff * 2) : 2;
+                    sm.skip_left = sm.backoff;
+                } else {
+                    sm.backoff = 0;
+                }
+            } else {
+                sm.skip_left--;
+            }
+        }
+        /* emit accepted drafts, then the bonus (next root) */
+        int stop = 0;
+        for (int32_t j = 1; j < np && !stop; j++)
+            stop = emit(em, t->tokens[path[j]]);
+        if (!stop)
+            stop = emit(em, bonus);
+        gs->other_seconds += hass_now() - tc1;
+        if (stop)
+            break;
+        root = bonus;
+    }
+    return HASS_OK;
+}
+
+hass_status hass_generate(hass_engine *e, const int32_t *prompt, int64_t n_prompt,
+                          const hass_gen_params *p, int spec, hass_token_fn on_token, void *user,
+                          int32_t *tokens_out, hass_gen_stats *stats, hass_err *err) {
+    hass_gen_stats local;
+    if (!stats)
+        stats = &local;
+    memset(stats, 0, sizeof *stats);
+    stats->n_prompt = n_prompt;
+    if (n_prompt <= 0)
+        return hass_err_set(err, HASS_STATUS_ARG, "empty prompt (not even BOS)");
+    if (n_prompt + 1 > e->kv.cap)
+        return hass_err_set(err, HASS_STATUS_RANGE,
+                            "prompt of %lld tokens does not fit the context of %lld",
+                            (long long)n_prompt, (long long)e->kv.cap);
+    for (int64_t i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= e->m->cfg.V)
+            return hass_err_set(err, HASS_STATUS_RANGE, "prompt token %d out of range",
+                                prompt[i]);
+    if (p->max_new <= 0)
+        return HASS_OK;
+    hass_status st = hass_sampler_reset(&e->sampler, &p->sampling, err);
+    if (st)
+        return st;
+    hass_kv_truncate(&e->kv, 0);
+    emitter em = {e, p, on_token, user, tokens_out, stats};
+    if (spec && e->dr && p->tree.tree_tokens <= 0) {
+        int nmax; /* measured (or loaded) once, outside the timed generation */
+        hass_engine_costs(e, &nmax);
+    }
+    double t0 = hass_now();
+    if (spec && e->dr)
+        st = generate_spec(e, prompt, n_prompt, &em, err);
+    else
+        st = generate_plain(e, prompt, n_prompt, &em, err);
+    stats->seconds = hass_now() - t0;
+    stats->decode_seconds = stats->seconds - stats->prefill_seconds;
+    if (stats->cycles > 0) {
+        /* tokens produced by cycles: all but the first (which came from prefill) */
+        stats->tau = (double)(stats->n_generated - 1 + (stats->stop == HASS_STOP_EOS)) /
+                     (double)stats->cycles;
+    }
+    stats->tokens_per_s = stats->seconds > 0 ? (double)stats->n_generated / stats->seconds : 0;
+    return st;
+}

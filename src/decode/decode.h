@@ -1,0 +1,76 @@
+/*
+ * decode — the generation loops: plain autoregressive decoding and speculative decoding with
+ * an EAGLE/HASS draft head (HASS.md section 6), with their metrics.
+ *
+ * An engine owns everything a generation needs, allocated once: the target's KV cache and
+ * forward buffers, the draft's state, the sampler, the tree buffers. Nothing is allocated
+ * inside the token loop. One engine serves one generation at a time.
+ */
+#ifndef HASS_DECODE_H
+#define HASS_DECODE_H
+
+#include "core/core.h"
+#include "draft/draft.h"
+#include "model/model.h"
+#include "sample/sample.h"
+#include "tokenizer/tokenizer.h"
+#include "tree/tree.h"
+
+typedef enum { HASS_STOP_NONE = 0, HASS_STOP_EOS, HASS_STOP_LENGTH } hass_stop_reason;
+
+/* Tree-size policy of speculative decoding. */
+typedef struct {
+    int depth;       /* expansion levels (EAGLE-2 "depth"; max draft depth = depth + 1): 6 */
+    int topk;        /* children per expanded node and nodes expanded per level: 10 */
+    int tree_tokens; /* draft nodes verified per cycle; 0 = auto (cost model) */
+} hass_tree_params;
+
+typedef struct {
+    int64_t max_new; /* generated-token limit (stop token excluded) */
+    hass_sampler_params sampling;
+    hass_tree_params tree;
+} hass_gen_params;
+
+/* Called with every generated token as soon as it is final; return non-zero to stop. */
+typedef int (*hass_token_fn)(int32_t token, void *user);
+
+#define HASS_MAX_DEPTH 16
+typedef struct {
+    int64_t n_prompt, n_generated;
+    hass_stop_reason stop;
+    int64_t target_forwards; /* after prefill */
+    int64_t cycles;          /* speculative cycles (== target_forwards) */
+    double tau;              /* generated tokens per target forward after prefill */
+    double seconds, prefill_seconds, decode_seconds;
+    double draft_seconds, verify_seconds, other_seconds; /* speculative time split */
+    double tokens_per_s;                                  /* n_generated / seconds */
+    int64_t accepted_at_depth[HASS_MAX_DEPTH + 1];        /* cycles accepting >= d drafts */
+    int64_t nodes_verified;                               /* draft nodes sent to the target */
+    int64_t draft_levels;                                 /* draft expansion forwards */
+} hass_gen_stats;
+
+typedef struct hass_engine hass_engine;
+
+/* Borrowed: model, tokenizer (may be NULL), draft (may be NULL: plain decoding only), pool.
+ * ctx: KV capacity in positions (0 = the model's max context; larger values are allowed:
+ * RoPE extrapolates, but quality past the trained context is the caller's risk). */
+hass_engine *hass_engine_create(const hass_model *m, const hass_tokenizer *tok,
+                                const hass_draft *draft, hass_pool *pool, int64_t ctx,
+                                hass_err *err);
+void hass_engine_destroy(hass_engine *e);
+
+/* Generates after prompt[0..n_prompt) (which must start with BOS if the model wants one).
+ * tokens_out: (max_new) or NULL. Plain decoding when the engine has no draft or spec == 0.
+ * Errors: HASS_STATUS_RANGE when the prompt does not fit the context. */
+hass_status hass_generate(hass_engine *e, const int32_t *prompt, int64_t n_prompt,
+                          const hass_gen_params *p, int spec, hass_token_fn on_token, void *user,
+                          int32_t *tokens_out, hass_gen_stats *stats, hass_err *err);
+
+/* 1 if tok is one of the engine's stop ids (model EOS ids, tokenizer end-of-turn ids). */
+int hass_engine_is_stop(const hass_engine *e, int32_t tok);
+
+/* Target cost curve cost(n)/cost(1) used by the auto tree size; measured on first use (or
+ * loaded from the cache file) — see hass_engine_costs. */
+const double *hass_engine_costs(hass_engine *e, int *n_max);
+
+#endif

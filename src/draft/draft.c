@@ -1,0 +1,326 @@
+/*
+ * draft.c — the EAGLE/HASS draft head: loading and saving the EAGLE layout, its KV cache with
+ * a tree scratch region, and its forward pass over (feature, token) pairs.
+ */
+#include "draft/draft.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static hass_status need2(const hass_st_set *st, const char *name, int64_t r, int64_t c,
+                         const hass_tensor **out, hass_err *err) {
+    const hass_tensor *t = hass_st_set_find(st, name);
+    if (!t)
+        return hass_err_set(err, HASS_STATUS_NOTFOUND, "draft: missing tensor %s", name);
+    int ok = c == 0 ? (t->ndim == 1 && t->shape[0] == r)
+                    : (t->ndim == 2 && t->shape[0] == r && t->shape[1] == c);
+    if (!ok)
+        return hass_err_set(err, HASS_STATUS_SHAPE,
+                            "draft: tensor %s has the wrong shape for this target (expected "
+                            "[%lld%s%lld])",
+                            name, (long long)r, c ? ", " : "", (long long)(c ? c : 0));
+    if (t->dtype != HASS_DTYPE_F32 && t->dtype != HASS_DTYPE_BF16 && t->dtype != HASS_DTYPE_F16)
+        return hass_err_set(err, HASS_STATUS_UNSUPPORTED, "draft: tensor %s: dtype %s", name,
+                            hass_dtype_name(t->dtype));
+    *out = t;
+    return HASS_OK;
+}
+
+static float *to_f32_arena(hass_arena *a, const hass_tensor *t, int64_t n) {
+    float *w = hass_arena_alloc(a, (size_t)n * sizeof(float));
+    if (w)
+        hass_to_f32(w, t->data, t->dtype, n);
+    return w;
+}
+
+hass_draft *hass_draft_load(const char *dir, const hass_model *m, hass_err *err) {
+    char path[1024], *json = NULL;
+    if (!hass_is_dir(dir)) {
+        hass_err_set(err, HASS_STATUS_IO, "%s: not a draft directory", dir);
+        return NULL;
+    }
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (hass_read_file(path, &json, NULL, err) != HASS_OK)
+        return NULL;
+    hass_model_config dc;
+    hass_status st = hass_model_config_from_json(&dc, json, err);
+    int has_bias = 1; /* EAGLE's default when the key is absent (LLaMA-2 drafts) */
+    cJSON *o = cJSON_Parse(json);
+    const cJSON *b = o ? cJSON_GetObjectItemCaseSensitive(o, "bias") : NULL;
+    if (cJSON_IsBool(b))
+        has_bias = cJSON_IsTrue(b);
+    cJSON_Delete(o);
+    free(json);
+    if (st != HASS_OK) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+        hass_err_set(err, st, "draft %s", msg);
+        return NULL;
+    }
+    const hass_model_config *tc = &m->cfg;
+    if (dc.d != tc->d || dc.H != tc->H || dc.Hkv != tc->Hkv || dc.V != tc->V) {
+        hass_err_set(err, HASS_STATUS_SHAPE,
+                     "draft %s does not fit the target: hidden %lld/%lld, heads %lld/%lld, kv "
+                     "heads %lld/%lld, vocab %lld/%lld (draft/target)",
+                     dir, (long long)dc.d, (long long)tc->d, (long long)dc.H, (long long)tc->H,
+                     (long long)dc.Hkv, (long long)tc->Hkv, (long long)dc.V, (long long)tc->V);
+        return NULL;
+    }
+    hass_draft *d = calloc(1, sizeof *d);
+    if (!d) {
+        hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+        return NULL;
+    }
+    d->target = m;
+    d->has_bias = has_bias;
+    d->cfg = *tc; /* positions, rope, eps: the target's */
+    d->cfg.n_layers = 1;
+    d->cfg.ffn = dc.ffn;
+    d->cfg.eps = dc.eps;
+    d->cfg.rope_theta = dc.rope_theta;
+    d->cfg.rope_style = HASS_ROPE_HALF; /* EAGLE heads are Hugging Face modules */
+    int64_t D = tc->d, qd = tc->H * tc->Dh, kvd = tc->Hkv * tc->Dh, F = dc.ffn;
+    if (hass_arena_init(&d->arena, (size_t)(4 * D + tc->Dh + 256) * sizeof(float) + 1024, err) ||
+        hass_safetensors_open_dir(&d->st, dir, err))
+        goto fail;
+    d->inv_freq = hass_arena_alloc(&d->arena, (size_t)(tc->Dh / 2) * sizeof(float));
+    hass_model_rope_freqs(&d->cfg, d->inv_freq);
+    const hass_tensor *t;
+    if (need2(&d->st, "fc.weight", D, 2 * D, &t, err))
+        goto fail;
+    d->fc_w = t->data;
+    d->fc_t = t->dtype;
+    d->weight_bytes = t->nbytes;
+    if (has_bias) {
+        if (need2(&d->st, "fc.bias", D, 0, &t, err))
+            goto fail;
+        d->fc_b = to_f32_arena(&d->arena, t, D);
+    }
+    struct {
+        const char *name;
+        int64_t r, c;
+        const void **w;
+        hass_dtype *dt;
+    } mats[] = {
+        {"layers.0.self_attn.q_proj.weight", qd, D, &d->layer.wq, &d->layer.tq},
+        {"layers.0.self_attn.k_proj.weight", kvd, D, &d->layer.wk, &d->layer.tk},
+        {"layers.0.self_attn.v_proj.weight", kvd, D, &d->layer.wv, &d->layer.tv},
+        {"layers.0.self_attn.o_proj.weight", D, qd, &d->layer.wo, &d->layer.to},
+        {"layers.0.mlp.gate_proj.weight", F, D, &d->layer.wg, &d->layer.tg},
+        {"layers.0.mlp.up_proj.weight", F, D, &d->layer.wu, &d->layer.tu},
+        {"layers.0.mlp.down_proj.weight", D, F, &d->layer.wd, &d->layer.td},
+    };
+    for (size_t k = 0; k < sizeof mats / sizeof mats[0]; k++) {
+        if (need2(&d->st, mats[k].name, mats[k].r, mats[k].c, &t, err))
+            goto fail;
+        *mats[k].w = t->data;
+        *mats[k].dt = t->dtype;
+        d->weight_bytes += t->nbytes;
+    }
+    if (need2(&d->st, "layers.0.post_attention_layernorm.weight", D, 0, &t, err))
+        goto fail;
+    d->layer.ffn_norm = to_f32_arena(&d->arena, t, D);
+    d->layer.attn_norm = NULL;
+    /* an embedded copy of the embedding must be the target's */
+    const hass_tensor *e = hass_st_set_find(&d->st, "embed_tokens.weight");
+    if (e) {
+        if (e->ndim != 2 || e->shape[0] != tc->V || e->shape[1] != D) {
+            hass_err_set(err, HASS_STATUS_SHAPE, "draft: embed_tokens.weight shape differs");
+            goto fail;
+        }
+        float *a = malloc((size_t)D * sizeof(float)), *bb = malloc((size_t)D * sizeof(float));
+        int same = a && bb;
+        for (int64_t r = 0; same && r < tc->V; r += (tc->V > 4096 ? 7 : 1)) {
+            hass_embed_row(a, e->data, e->dtype, r, D);
+            hass_embed_row(bb, m->embed, m->embed_t, r, D);
+            for (int64_t i = 0; i < D && same; i++)
+                same = hass_f32_to_bf16(a[i]) == hass_f32_to_bf16(bb[i]);
+        }
+        free(a);
+        free(bb);
+        if (!same) {
+            hass_err_set(err, HASS_STATUS_FORMAT,
+                         "draft %s was trained for another target: its embed_tokens.weight "
+                         "differs from the target's",
+                         dir);
+            goto fail;
+        }
+    }
+    return d;
+fail:
+    hass_draft_free(d);
+    return NULL;
+}
+
+void hass_draft_free(hass_draft *d) {
+    if (!d)
+        return;
+    hass_st_set_close(&d->st);
+    hass_arena_free(&d->arena);
+    free(d);
+}
+
+hass_status hass_draft_save(const char *dir, const hass_model_config *tc, int has_bias,
+                            int64_t ffn, const hass_tensor *tensors, int n, hass_dtype out_dtype,
+                            const char *target_name, hass_err *err) {
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return hass_err_set(err, HASS_STATUS_IO, "%s: %s", dir, strerror(errno));
+    if (out_dtype != HASS_DTYPE_F32 && out_dtype != HASS_DTYPE_BF16)
+        return hass_err_set(err, HASS_STATUS_ARG, "draft save: dtype must be F32 or BF16");
+    /* convert matrices to the output dtype */
+    hass_tensor *out = calloc((size_t)n, sizeof *out);
+    void **bufs = calloc((size_t)n, sizeof *bufs);
+    hass_status st = HASS_OK;
+    if (!out || !bufs) {
+        st = hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        out[i] = tensors[i];
+        HASS_ASSERT(tensors[i].dtype == HASS_DTYPE_F32);
+        if (out_dtype == HASS_DTYPE_BF16 && tensors[i].ndim == 2) {
+            int64_t ne = hass_tensor_numel(&tensors[i]);
+            uint16_t *b = malloc((size_t)ne * 2);
+            if (!b) {
+                st = hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+                goto done;
+            }
+            const float *src = tensors[i].data;
+            for (int64_t k = 0; k < ne; k++)
+                b[k] = hass_f32_to_bf16(src[k]);
+            bufs[i] = b;
+            out[i].data = b;
+            out[i].dtype = HASS_DTYPE_BF16;
+            out[i].nbytes = (size_t)ne * 2;
+        }
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if ((st = hass_safetensors_write(path, out, n, NULL, err)) != HASS_OK)
+        goto done;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *arch = cJSON_AddArrayToObject(o, "architectures");
+    cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
+    cJSON_AddStringToObject(o, "model_type", "llama");
+    cJSON_AddNumberToObject(o, "hidden_size", (double)tc->d);
+    cJSON_AddNumberToObject(o, "intermediate_size", (double)ffn);
+    cJSON_AddNumberToObject(o, "num_hidden_layers", 1);
+    cJSON_AddNumberToObject(o, "num_attention_heads", (double)tc->H);
+    cJSON_AddNumberToObject(o, "num_key_value_heads", (double)tc->Hkv);
+    cJSON_AddNumberToObject(o, "vocab_size", (double)tc->V);
+    cJSON_AddNumberToObject(o, "max_position_embeddings", (double)tc->max_ctx);
+    cJSON_AddNumberToObject(o, "rms_norm_eps", tc->eps);
+    cJSON_AddNumberToObject(o, "rope_theta", tc->rope_theta);
+    cJSON_AddBoolToObject(o, "bias", has_bias);
+    cJSON_AddStringToObject(o, "torch_dtype", out_dtype == HASS_DTYPE_BF16 ? "bfloat16" : "float32");
+    if (target_name)
+        cJSON_AddStringToObject(o, "hass_target", target_name);
+    char *txt = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!txt) {
+        st = hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+        goto done;
+    }
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    st = hass_write_file_atomic(path, txt, strlen(txt), err);
+    free(txt);
+done:
+    if (bufs)
+        for (int i = 0; i < n; i++)
+            free(bufs[i]);
+    free(bufs);
+    free(out);
+    return st;
+}
+
+/* ---- state ---- */
+hass_status hass_draft_state_init(hass_draft_state *s, const hass_draft *d, int64_t cap,
+                                  int64_t max_rows, hass_pool *pool, hass_err *err) {
+    memset(s, 0, sizeof *s);
+    const hass_model_config *c = &d->cfg;
+    if (cap <= 0 || max_rows <= 0)
+        return hass_err_set(err, HASS_STATUS_ARG, "draft state: bad sizes");
+    s->dr = d;
+    s->cap = cap;
+    s->max_rows = max_rows;
+    s->mask_words = (HASS_DRAFT_MAX_SCRATCH + 63) / 64;
+    int64_t kvd = c->Hkv * c->Dh, R = max_rows, tot = cap + HASS_DRAFT_MAX_SCRATCH;
+    size_t f = sizeof(float);
+    s->k = hass_aligned_alloc((size_t)(tot * kvd) * f);
+    s->v = hass_aligned_alloc((size_t)(tot * kvd) * f);
+    s->pair = hass_aligned_alloc((size_t)(R * 2 * c->d) * f);
+    s->x = hass_aligned_alloc((size_t)(R * c->d) * f);
+    s->xb = hass_aligned_alloc((size_t)(R * c->d) * f);
+    s->q = hass_aligned_alloc((size_t)(R * c->H * c->Dh) * f);
+    s->att = hass_aligned_alloc((size_t)(R * c->H * c->Dh) * f);
+    s->hb = hass_aligned_alloc((size_t)(R * c->ffn) * f);
+    s->hb2 = hass_aligned_alloc((size_t)(R * c->ffn) * f);
+    s->attn_scratch = hass_aligned_alloc(hass_attention_scratch(pool, tot) * f);
+    s->mask = hass_aligned_alloc((size_t)(R * s->mask_words) * sizeof(uint64_t));
+    if (!s->k || !s->v || !s->pair || !s->x || !s->xb || !s->q || !s->att || !s->hb || !s->hb2 ||
+        !s->attn_scratch || !s->mask) {
+        hass_draft_state_free(s);
+        return hass_err_set(err, HASS_STATUS_OOM, "draft state: out of memory");
+    }
+    return HASS_OK;
+}
+
+void hass_draft_state_free(hass_draft_state *s) {
+    if (!s)
+        return;
+    void *ps[] = {s->k,  s->v,   s->pair, s->x, s->xb, s->q, s->att, s->hb, s->hb2,
+                  s->attn_scratch, s->mask};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
+        hass_aligned_free(ps[i]);
+    memset(s, 0, sizeof *s);
+}
+
+void hass_draft_state_reset(hass_draft_state *s) {
+    s->n = 0;
+    s->scratch = 0;
+}
+
+hass_status hass_draft_forward(hass_draft_state *s, hass_pool *pool, int64_t n,
+                               const float *feats, const int32_t *toks, const int32_t *pos,
+                               int commit, const uint64_t *mask, float *out, hass_err *err) {
+    const hass_draft *d = s->dr;
+    const hass_model_config *c = &d->cfg;
+    const hass_model *m = d->target;
+    int64_t D = c->d;
+    if (n <= 0 || n > s->max_rows)
+        return hass_err_set(err, HASS_STATUS_ARG, "draft forward: %lld rows (max %lld)",
+                            (long long)n, (long long)s->max_rows);
+    if (commit ? (s->scratch != 0 || s->n + n > s->cap)
+               : (s->scratch + n > HASS_DRAFT_MAX_SCRATCH || !mask))
+        return hass_err_set(err, HASS_STATUS_RANGE, "draft forward: cache full or bad state");
+    for (int64_t i = 0; i < n; i++) {
+        if (toks[i] < 0 || toks[i] >= c->V)
+            return hass_err_set(err, HASS_STATUS_RANGE, "draft forward: token %d", toks[i]);
+        float *p = s->pair + i * 2 * D;
+        hass_embed_row(p, m->embed, m->embed_t, toks[i], D); /* embedding first */
+        memcpy(p + D, feats + i * D, (size_t)D * sizeof(float));
+    }
+    hass_matmul(pool, s->x, s->pair, d->fc_w, d->fc_t, n, 2 * D, D);
+    if (d->fc_b)
+        for (int64_t i = 0; i < n; i++)
+            hass_add(s->x + i * D, d->fc_b, D);
+    hass_layer_scratch ls = {s->xb, s->q, s->att, s->hb, s->hb2, s->attn_scratch};
+    if (commit) {
+        hass_layer_forward(pool, c, &d->layer, d->inv_freq, s->x, n, pos, s->k, s->v, s->n, n,
+                           NULL, &ls);
+        s->n += n;
+    } else {
+        /* the window is the whole scratch region so far plus these rows */
+        int64_t win = s->scratch + n;
+        hass_layer_forward(pool, c, &d->layer, d->inv_freq, s->x, n, pos, s->k, s->v, s->n, win,
+                           mask, &ls);
+        s->scratch = win;
+    }
+    if (out != s->x)
+        memcpy(out, s->x, (size_t)(n * D) * sizeof(float));
+    return HASS_OK;
+}

@@ -1,0 +1,88 @@
+/*
+ * draft — the EAGLE/HASS draft head at inference (HASS.md section 2, 6.3, 6.7):
+ *   x_i = W_fc [Emb(t_{i+1}) ; f_i] (+ b_fc),  h_i = DecoderLayer_noInputNorm(x)_i,
+ *   q(t_{i+2}) = softmax(W_h h_i)  with the target's embedding and LM head.
+ * Files: a directory in the EAGLE layout (DESIGN.md section 4): config.json (the target's
+ * shapes, "bias", and the target it was trained for) and model.safetensors with fc.weight,
+ * fc.bias (optional), layers.0.self_attn.{q,k,v,o}_proj.weight,
+ * layers.0.mlp.{gate,up,down}_proj.weight, layers.0.post_attention_layernorm.weight and
+ * optionally embed_tokens.weight (then checked against the target's).
+ *
+ * State: the draft's own KV cache holds only pairs built from the target's TRUE features
+ * (committed), plus a scratch region after them for tree expansion that is discarded every
+ * cycle (HASS.md 6.7).
+ */
+#ifndef HASS_DRAFT_H
+#define HASS_DRAFT_H
+
+#include "core/core.h"
+#include "formats/formats.h"
+#include "model/model.h"
+
+typedef struct {
+    hass_model_config cfg; /* the draft layer's shapes: target's d/H/Hkv/Dh/V, n_layers = 1 */
+    int has_bias;
+    const void *fc_w; /* (d, 2d) */
+    hass_dtype fc_t;
+    const float *fc_b; /* (d) or NULL */
+    hass_layer layer;  /* attn_norm == NULL */
+    const hass_model *target; /* borrowed: embedding and LM head */
+    float *inv_freq;
+    size_t weight_bytes; /* draft layer + fc (the LM head is the target's) */
+    /* owned storage */
+    hass_st_set st;
+    hass_arena arena;
+} hass_draft;
+
+/* Loads DIR (EAGLE layout) for target m. Errors (NULL + err): missing files or tensors, shapes
+ * that do not fit the target (hidden size, heads, vocabulary), an embed_tokens.weight that
+ * differs from the target's. */
+hass_draft *hass_draft_load(const char *dir, const hass_model *m, hass_err *err);
+void hass_draft_free(hass_draft *d);
+
+/* Writes a draft directory from f32 tensors in the EAGLE layout (names as in the header
+ * comment; the caller gives them in any order), atomically per file. out_dtype: F32 or BF16
+ * for matrices (norms and bias stay F32). target_name: recorded in config.json. */
+hass_status hass_draft_save(const char *dir, const hass_model_config *target_cfg, int has_bias,
+                            int64_t ffn, const hass_tensor *tensors, int n, hass_dtype out_dtype,
+                            const char *target_name, hass_err *err);
+
+/* ---- state: KV cache (committed pairs + tree scratch) and forward buffers ---- */
+typedef struct {
+    const hass_draft *dr;
+    int64_t cap, max_rows;
+    int64_t n;       /* committed pairs (positions 0..n-1) */
+    int64_t scratch; /* tree rows written after the committed ones this cycle */
+    float *k, *v;    /* (cap, Hkv*Dh) */
+    float *pair;     /* (max_rows, 2d) */
+    float *x;        /* (max_rows, d): outputs h */
+    float *xb, *q, *att, *hb, *hb2, *attn_scratch;
+    uint64_t *mask;     /* (max_rows, mask_words) */
+    int64_t mask_words; /* (HASS_DRAFT_MAX_SCRATCH + 63) / 64 */
+} hass_draft_state;
+
+#define HASS_DRAFT_MAX_SCRATCH 1024 /* tree rows per cycle (depth x top-k) */
+
+/* cap: positions (the target's context); max_rows: most rows in one draft forward. */
+hass_status hass_draft_state_init(hass_draft_state *s, const hass_draft *d, int64_t cap,
+                                  int64_t max_rows, hass_pool *pool, hass_err *err);
+void hass_draft_state_free(hass_draft_state *s);
+void hass_draft_state_reset(hass_draft_state *s); /* forget everything */
+
+/*
+ * Runs n pair rows: row i is (feats[i] (d), toks[i]) at position pos[i].
+ *  - commit = 1: the rows extend the committed context (a causal chain after it; the scratch
+ *    must be empty). Used for the prompt and for the accepted pairs built from the target's
+ *    true features.
+ *  - commit = 0: tree rows appended to the scratch region; mask: n rows of
+ *    (s->scratch + n + 63) / 64 words over the scratch rows (bit j = may attend scratch row j;
+ *    must include the row itself, whose index is s->scratch + i). s->mask has room for it.
+ * out: (n, d) draft outputs h (the estimate of the next feature); may be s->x.
+ */
+hass_status hass_draft_forward(hass_draft_state *s, hass_pool *pool, int64_t n,
+                               const float *feats, const int32_t *toks, const int32_t *pos,
+                               int commit, const uint64_t *mask, float *out, hass_err *err);
+/* Drops the tree scratch. */
+static inline void hass_draft_discard_scratch(hass_draft_state *s) { s->scratch = 0; }
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * draft_ckpt.h — the trainer's flat parameters <-> draft directories (EAGLE layout).
+ */
+#ifndef HASS_DRAFT_CKPT_H
+#define HASS_DRAFT_CKPT_H
+
+#include "draft/draft.h"
+#include "train/train.h"
+
+/* The draft shapes for target m (d, heads, ffn and vocabulary of the target; RoPE half style,
+ * as draft heads are Hugging Face modules). */
+hass_draft_config hass_draft_config_for(const hass_model *m, int has_bias);
+
+/* Writes params (layout L) as a draft directory; matrices in dtype (F32 or BF16). */
+hass_status hass_draft_write_params(const char *dir, const hass_model_config *target_cfg,
+                                    const hass_draft_config *c, const hass_draft_layout *L,
+                                    const float *params, hass_dtype dtype,
+                                    const char *target_name, hass_err *err);
+
+/* A freshly initialised draft for m (hass_draft_params_init with seed), written to dir. */
+hass_status hass_draft_write_fresh(const char *dir, const hass_model *m, int has_bias,
+                                   uint64_t seed, hass_dtype dtype, const char *target_name,
+                                   hass_err *err);
+
+#endif
