@@ -26,7 +26,10 @@ void hass_cpu_force(int features);
  * y: (n, out) f32; x: (n, in) f32; W: (out, in) row-major of dtype wt (F32, BF16, F16, Q8_0).
  * y[r][o] = sum_i x[r][i] * W[o][i]. Overwrites y. Thread-safe for distinct y.
  * BF16 weights on AVX512_BF16 machines round x to bf16 (pairs summed by vdpbf16ps);
- * elsewhere x stays f32. Either way the result is batch invariant. */
+ * elsewhere x stays f32. Either way the result is batch invariant. Q8_0 needs in % 32 == 0.
+ * Threads split output rows in units of 12; a product of fewer than 65536 multiply-adds runs on
+ * the calling thread without touching the pool. The weights are streamed from memory once per
+ * call for any n (blocks of rows of W stay in L1 while all n rows of x pass over them). */
 void hass_matmul(hass_pool *pool, float *y, const float *x, const void *W, hass_dtype wt, int64_t n,
                  int64_t in, int64_t out);
 
