@@ -43,7 +43,7 @@ static double step_flops(const hass_draft_config *c, int64_t B, int64_t T, int n
             keys += (double)n0 + (double)(j >= kf ? j - kf + 1 : 0);
         }
         keys *= (double)(B * c->H);
-        fl += lin + 2 * N * d * V + 4 * Dh * keys;     // forward
+        fl += lin + 2 * N * d * V + 4 * Dh * keys;      // forward
         fl += 2 * lin + 2 * N * d * V + 10 * Dh * keys; // backward
     }
     return fl;
@@ -111,8 +111,14 @@ int main(int argc, char **argv) {
     int nshapes = quick ? 1 : 3;
     for (int s = 0; s < nshapes; s++) {
         int64_t B = shapes[s][0], T = shapes[s][1], N = B * T;
-        hass_draft_config c = {.d = d, .H = 8, .Hkv = shapes[s][2], .ffn = 1376, .V = V,
-                               .has_bias = 1, .rms_eps = 1e-6f, .rope_theta = 10000.0f,
+        hass_draft_config c = {.d = d,
+                               .H = 8,
+                               .Hkv = shapes[s][2],
+                               .ffn = 1376,
+                               .V = V,
+                               .has_bias = 1,
+                               .rms_eps = 1e-6f,
+                               .rope_theta = 10000.0f,
                                .rope_style = HASS_ROPE_HALF};
         float *feat = malloc((size_t)(N * d) * 4), *tgt = malloc((size_t)(N * d) * 4);
         float *mask = malloc((size_t)N * 4);
@@ -144,9 +150,10 @@ int main(int argc, char **argv) {
             }
             qsort(t, (size_t)iters, sizeof(double), cmp_d);
             double med = t[iters / 2], fl = step_flops(&c, B, T, n);
-            printf("train_step_n%d,B%lldxT%lld_d512_H8_Hkv%lld_ffn1376_V8192,%d,%d,%.1f,%.1f,%.0f\n",
-                   n, (long long)B, (long long)T, (long long)c.Hkv, threads, iters, med * 1e3,
-                   fl / med * 1e-9, (double)N / med);
+            printf(
+                "train_step_n%d,B%lldxT%lld_d512_H8_Hkv%lld_ffn1376_V8192,%d,%d,%.1f,%.1f,%.0f\n",
+                n, (long long)B, (long long)T, (long long)c.Hkv, threads, iters, med * 1e3,
+                fl / med * 1e-9, (double)N / med);
             fprintf(stderr, "  n=%d loss %.4f (%.1f MFLOP/token)\n", n, st.loss_mean,
                     fl / (double)N * 1e-6);
         }

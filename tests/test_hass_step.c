@@ -24,8 +24,15 @@ enum { D = 16, NH = 4, NKV = 2, FF = 24, VOC = 37, TT = 9, BB = 2, NA = 3, DH = 
 #define NROW (BB * TT)
 
 static hass_draft_config tiny_cfg(void) {
-    hass_draft_config c = {.d = D, .H = NH, .Hkv = NKV, .ffn = FF, .V = VOC, .has_bias = 1,
-                           .rms_eps = 1e-6f, .rope_theta = 10000.0f, .rope_style = HASS_ROPE_HALF};
+    hass_draft_config c = {.d = D,
+                           .H = NH,
+                           .Hkv = NKV,
+                           .ffn = FF,
+                           .V = VOC,
+                           .has_bias = 1,
+                           .rms_eps = 1e-6f,
+                           .rope_theta = 10000.0f,
+                           .rope_style = HASS_ROPE_HALF};
     return c;
 }
 
@@ -65,7 +72,7 @@ static void make_data(data_t *x, uint64_t seed) {
 /* ---- brute-force double reference ---- */
 typedef struct {
     const data_t *x;
-    double *p;            /* parameters, same layout as the float array */
+    double *p; /* parameters, same layout as the float array */
     hass_draft_layout L;
     double S[NA][NROW * D]; /* frozen input streams */
     double P[NROW * VOC];   /* target distributions */
@@ -252,8 +259,8 @@ static double ref_total_frozen(const ref_t *R) {
 }
 
 static hass_train_batch batch_of(const data_t *x) {
-    hass_train_batch b = {.B = BB, .T = TT, .feat = x->feat, .tok = x->tok, .tgt = x->tgt,
-                          .mask = x->mask};
+    hass_train_batch b = {
+        .B = BB, .T = TT, .feat = x->feat, .tok = x->tok, .tgt = x->tgt, .mask = x->mask};
     return b;
 }
 
@@ -283,8 +290,8 @@ static void test_grad_vs_reference(void) {
     double rl[NA], rt[NA];
     ref_run(&R, rl, rt);
     for (int j = 0; j < NA; j++) {
-        CHECK_MSG(fabs(st.loss[j] - rl[j]) < 2e-5 * (1 + fabs(rl[j])), "step %d loss %.9g vs ref %.9g",
-                  j, st.loss[j], rl[j]);
+        CHECK_MSG(fabs(st.loss[j] - rl[j]) < 2e-5 * (1 + fabs(rl[j])),
+                  "step %d loss %.9g vs ref %.9g", j, st.loss[j], rl[j]);
         CHECK_MSG(st.top1[j] == rt[j], "step %d top1 %g vs ref %g", j, st.top1[j], rt[j]);
     }
     CHECK(fabs(st.loss_mean - (rl[0] + rl[1] + rl[2]) / 3) < 2e-5);
@@ -376,8 +383,8 @@ static void test_overfit(void) {
             L0 = st.loss_mean;
         L = st.loss_mean;
     }
-    printf("overfit: loss %.4f -> %.4f after 300 steps (floor L* %.4f), top-1 %.2f/%.2f/%.2f\n",
-           L0, L, Lstar, st.top1[0], st.top1[1], st.top1[2]);
+    printf("overfit: loss %.4f -> %.4f after 300 steps (floor L* %.4f), top-1 %.2f/%.2f/%.2f\n", L0,
+           L, Lstar, st.top1[0], st.top1[1], st.top1[2]);
     CHECK_MSG(L < Lstar + 0.1 * (L0 - Lstar), "overfit: L0 %.4f -> %.4f, floor %.4f", L0, L, Lstar);
     CHECK(st.top1[NA - 1] >= 0.75); // 12 masked rows; at least 9 agree
     CHECK_EQ_INT(tr->adam_t, 300);

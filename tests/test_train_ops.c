@@ -29,7 +29,9 @@ static double *to_d(const float *x, int64_t n) {
         y[i] = x[i];
     return y;
 }
-static float *falloc(int64_t n) { return calloc((size_t)n, sizeof(float)); }
+static float *falloc(int64_t n) {
+    return calloc((size_t)n, sizeof(float));
+}
 static double dsum_prod(const double *a, const float *R, int64_t n) {
     double s = 0;
     for (int64_t i = 0; i < n; i++)
@@ -198,7 +200,8 @@ static void test_rope(hass_rope_style style) {
     memcpy(g, R, (size_t)n * sizeof(float));
     hass_rope_backward(g, N, T, nh, hd, ct, st, style);
     fd_grad(fd, c.x, n, rope_loss, &c);
-    CHECK_CLOSE(g, fd, n, GATOL, GRTOL, style == HASS_ROPE_HALF ? "rope half dx" : "rope interleaved dx");
+    CHECK_CLOSE(g, fd, n, GATOL, GRTOL,
+                style == HASS_ROPE_HALF ? "rope half dx" : "rope interleaved dx");
     // the backward really is the inverse rotation: backward(forward(x)) == x
     hass_rope_backward(y, N, T, nh, hd, ct, st, style);
     CHECK_CLOSE(y, x, n, 1e-6, 1e-5, "rope roundtrip");
@@ -210,8 +213,8 @@ static void test_rope(hass_rope_style style) {
 static int mask_def(int64_t T, int j, int64_t i, int s, int64_t p) {
     (void)T;
     if (s == 0)
-        return p <= i - j;        // true features at positions 0..i-j
-    return p == i - j + s;         // one key per draft stream k = s at position i-j+k
+        return p <= i - j; // true features at positions 0..i-j
+    return p == i - j + s; // one key per draft stream k = s at position i-j+k
 }
 
 static void test_mask(void) {
@@ -289,7 +292,7 @@ static double attn_loss(void *vc) {
     return L;
 }
 
-static void test_attention(int j, int64_t T, int64_t bq) {
+static void test_attention(int j, int64_t T, int64_t bq, hass_pool *pool) {
     int64_t B = 2, H = 4, Hkv = 2, Dh = 4, N = B * T, qd = H * Dh, kvd = Hkv * Dh;
     float *q = falloc(N * qd), *R = falloc(N * qd), *out = falloc(N * qd), *lse = falloc(N * H);
     float *dq = falloc(N * qd), *fd = falloc(N * qd), *base = falloc(N * qd);
@@ -305,9 +308,9 @@ static void test_attention(int j, int64_t T, int64_t bq) {
         c.k[s] = to_d(k[s], N * kvd), c.v[s] = to_d(v[s], N * kvd);
     }
     c.q = to_d(q, N * qd);
-    float *scr = falloc((int64_t)hass_attn_align_scratch(T, j, bq));
-    hass_attn_align_forward(out, lse, q, (const float *const *)k, (const float *const *)v, B, T, j,
-                            H, Hkv, Dh, bq, scr);
+    float *scr = falloc((int64_t)hass_attn_align_scratch(T, j, bq, hass_pool_size(pool)));
+    hass_attn_align_forward(pool, out, lse, q, (const float *const *)k, (const float *const *)v, B,
+                            T, j, H, Hkv, Dh, bq, scr);
     double *ro = malloc((size_t)(N * qd) * sizeof(double));
     ref_attn(ro, &c);
     float *rof = falloc(N * qd);
@@ -317,7 +320,7 @@ static void test_attention(int j, int64_t T, int64_t bq) {
     snprintf(lab, sizeof lab, "attn forward j=%d T=%lld bq=%lld", j, (long long)T, (long long)bq);
     CHECK_CLOSE(out, rof, N * qd, 1e-5, 1e-4, lab);
     memcpy(dq, base, (size_t)(N * qd) * sizeof(float));
-    hass_attn_align_backward(dq, dk, dv, R, out, lse, q, (const float *const *)k,
+    hass_attn_align_backward(pool, dq, dk, dv, R, out, lse, q, (const float *const *)k,
                              (const float *const *)v, B, T, j, H, Hkv, Dh, bq, scr);
     unbias(dq, base, N * qd);
     fd_grad(fd, c.q, N * qd, attn_loss, &c);
@@ -380,7 +383,8 @@ static void test_silu_residual(void) {
     unbias(dg, base, n), unbias(du, base, n);
     CHECK_CLOSE(dg, R, n, 1e-6, 0, "residual da");
     CHECK_CLOSE(du, R, n, 1e-6, 0, "residual db");
-    free(c.g), free(c.u), free(g), free(u), free(R), free(y), free(fd), free(dg), free(du), free(base);
+    free(c.g), free(c.u), free(g), free(u), free(R), free(y), free(fd), free(dg), free(du),
+        free(base);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -588,11 +592,14 @@ int main(void) {
     test_rope(HASS_ROPE_HALF);
     test_rope(HASS_ROPE_INTERLEAVED);
     test_mask();
+    hass_pool *pool = hass_pool_create(2);
     for (int j = 0; j <= 2; j++) {
-        test_attention(j, 7, 3);   // several query blocks, incl. a partial one
-        test_attention(j, 9, 0);   // one block (default size)
+        test_attention(j, 7, 3, NULL); // several query blocks, incl. a partial one
+        test_attention(j, 9, 0, NULL); // one block (default size)
+        test_attention(j, 7, 2, pool); // 2 threads: (b, head) / (b, kv group) split
     }
-    test_attention(2, 2, 1); // T <= j: rows see only draft streams
+    test_attention(2, 2, 1, NULL); // T <= j: rows see only draft streams
+    hass_pool_destroy(pool);
     test_silu_residual();
     test_smoothl1();
     test_topk_select();

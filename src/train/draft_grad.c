@@ -173,12 +173,18 @@ void hass_align_mask(int64_t T, int j, int64_t *n0, int *kfirst) {
     }
 }
 
-static int64_t attn_bq(int64_t bq) { return bq > 0 ? bq : 128; }
+static int64_t attn_bq(int64_t bq) {
+    return bq > 0 ? bq : 128;
+}
 
-size_t hass_attn_align_scratch(int64_t T, int j, int64_t bq) {
-    bq = attn_bq(bq);
-    // two (bq, T) score blocks, two (bq, j+1) diagonal-score blocks, one (bq) row vector
-    return (size_t)(2 * bq * T + 2 * bq * (j + 1) + bq);
+static size_t attn_scratch_1(int64_t T, int j, int64_t bq) {
+    // two (bq, T) score blocks, two (bq, j+1) diagonal-score blocks, one (bq) row vector,
+    // rounded up to 16 floats so each thread's part starts on its own cache line
+    return ((size_t)(2 * bq * T + 2 * bq * (j + 1) + bq) + 15) & ~(size_t)15;
+}
+
+size_t hass_attn_align_scratch(int64_t T, int j, int64_t bq, int nth) {
+    return attn_scratch_1(T, j, attn_bq(bq)) * (size_t)(nth > 1 ? nth : 1);
 }
 
 static float dotf(const float *a, const float *b, int64_t n) {
@@ -216,8 +222,8 @@ static attn_blk attn_block(int64_t B, int64_t T, int j, int64_t H, int64_t Hkv, 
 /* Scaled stream-0 scores S (nb, kend) = scale * Q_blk K0[0:kend]^T and diagonal scores
  * E (nb, j+1) (entries k < kfirst unused); turns them into probabilities using lse (backward)
  * or computes lse and the probabilities (forward, lse_out != NULL). */
-static void attn_probs(const attn_blk *g, float *S, float *E, const float *q,
-                       const float *const *k, float *lse_io, int forward) {
+static void attn_probs(const attn_blk *g, float *S, float *E, const float *q, const float *const *k,
+                       float *lse_io, int forward) {
     const float *Qb = q + (g->b * g->T + g->i0) * g->qd + g->h * g->Dh;
     const float *K0 = k[0] + g->b * g->T * g->kvd + g->hk * g->Dh;
     int64_t kend = g->kend, j = g->j;
@@ -261,48 +267,99 @@ static void attn_probs(const attn_blk *g, float *S, float *E, const float *q,
     }
 }
 
-void hass_attn_align_forward(float *out, float *lse, const float *q, const float *const *k,
-                             const float *const *v, int64_t B, int64_t T, int j, int64_t H,
-                             int64_t Hkv, int64_t Dh, int64_t bq, float *scratch) {
-    HASS_ASSERT(H % Hkv == 0 && j >= 0);
-    bq = attn_bq(bq);
-    float *S = scratch, *E = scratch + 2 * bq * T;
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++)
-            for (int64_t i0 = 0; i0 < T; i0 += bq) {
-                attn_blk g = attn_block(B, T, j, H, Hkv, Dh, b, h, i0, bq);
-                attn_probs(&g, S, E, q, k, lse, 1);
-                float *Ob = out + (b * T + i0) * g.qd + h * Dh;
-                const float *V0 = v[0] + b * T * g.kvd + g.hk * Dh;
-                if (g.kend > 0) // O_blk: (nb, Dh) = P: (nb, kend) @ V0: (kend, Dh)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.nb, (int)Dh,
-                                (int)g.kend, 1.0f, S, (int)g.kend, V0, (int)g.kvd, 0.0f, Ob,
-                                (int)g.qd);
-                else
-                    for (int64_t r = 0; r < g.nb; r++)
-                        memset(Ob + r * g.qd, 0, (size_t)Dh * sizeof(float));
-                for (int64_t r = 0; r < g.nb; r++) {
-                    int64_t i = i0 + r, kf = j - i > 1 ? j - i : 1;
-                    for (int64_t kk = kf; kk <= j; kk++) {
-                        const float *vv = v[kk] + (b * T + i - j + kk) * g.kvd + g.hk * Dh;
-                        axpyf(Ob + r * g.qd, E[r * (j + 1) + kk], vv, Dh);
-                    }
+typedef struct {
+    float *out, *lse, *dq;
+    float *const *dk, *const *dv;
+    const float *q, *dout, *o;
+    const float *const *k, *const *v;
+    int64_t B, T, H, Hkv, Dh, bq;
+    int j;
+    float *scratch;
+    size_t per_thread;
+} attn_ctx;
+
+/* Forward for the (b, h) pairs of thread ith: units split contiguously. */
+static void attn_fwd_task(void *vc, int ith, int nth) {
+    const attn_ctx *c = vc;
+    int64_t lo, hi, T = c->T, bq = c->bq, Dh = c->Dh;
+    int j = c->j;
+    hass_split(c->B * c->H, ith, nth, &lo, &hi);
+    float *S = c->scratch + (size_t)ith * c->per_thread, *E = S + 2 * bq * T;
+    for (int64_t u = lo; u < hi; u++) {
+        int64_t b = u / c->H, h = u % c->H;
+        for (int64_t i0 = 0; i0 < T; i0 += bq) {
+            attn_blk g = attn_block(c->B, T, j, c->H, c->Hkv, Dh, b, h, i0, bq);
+            attn_probs(&g, S, E, c->q, c->k, c->lse, 1);
+            float *Ob = c->out + (b * T + i0) * g.qd + h * Dh;
+            const float *V0 = c->v[0] + b * T * g.kvd + g.hk * Dh;
+            if (g.kend > 0) // O_blk: (nb, Dh) = P: (nb, kend) @ V0: (kend, Dh)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.nb, (int)Dh,
+                            (int)g.kend, 1.0f, S, (int)g.kend, V0, (int)g.kvd, 0.0f, Ob, (int)g.qd);
+            else
+                for (int64_t r = 0; r < g.nb; r++)
+                    memset(Ob + r * g.qd, 0, (size_t)Dh * sizeof(float));
+            for (int64_t r = 0; r < g.nb; r++) {
+                int64_t i = i0 + r, kf = j - i > 1 ? j - i : 1;
+                for (int64_t kk = kf; kk <= j; kk++) {
+                    const float *vv = c->v[kk] + (b * T + i - j + kk) * g.kvd + g.hk * Dh;
+                    axpyf(Ob + r * g.qd, E[r * (j + 1) + kk], vv, Dh);
                 }
             }
+        }
+    }
 }
 
-void hass_attn_align_backward(float *dq, float *const *dk, float *const *dv, const float *dout,
-                              const float *out, const float *lse, const float *q,
-                              const float *const *k, const float *const *v, int64_t B, int64_t T,
-                              int j, int64_t H, int64_t Hkv, int64_t Dh, int64_t bq,
-                              float *scratch) {
+/* Runs the task on the pool with single-threaded BLAS inside (each thread owns whole heads). */
+static void attn_run(hass_pool *pool, hass_task_fn fn, attn_ctx *c) {
+    int nth = hass_pool_size(pool);
+    if (nth <= 1) {
+        fn(c, 0, 1);
+        return;
+    }
+    int blas = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    hass_pool_run(pool, fn, c);
+    openblas_set_num_threads(blas);
+}
+
+void hass_attn_align_forward(hass_pool *pool, float *out, float *lse, const float *q,
+                             const float *const *k, const float *const *v, int64_t B, int64_t T,
+                             int j, int64_t H, int64_t Hkv, int64_t Dh, int64_t bq,
+                             float *scratch) {
     HASS_ASSERT(H % Hkv == 0 && j >= 0);
     bq = attn_bq(bq);
-    float *P = scratch, *dP = scratch + bq * T, *E = scratch + 2 * bq * T;
+    attn_ctx c = {.out = out,
+                  .lse = lse,
+                  .q = q,
+                  .k = k,
+                  .v = v,
+                  .B = B,
+                  .T = T,
+                  .H = H,
+                  .Hkv = Hkv,
+                  .Dh = Dh,
+                  .bq = bq,
+                  .j = j,
+                  .scratch = scratch,
+                  .per_thread = attn_scratch_1(T, j, bq)};
+    attn_run(pool, attn_fwd_task, &c);
+}
+
+/* Backward for the (b, kv head) units of thread ith: each unit's dK/dV slices are written by
+ * its thread only (all query heads of the GQA group run in that thread). */
+static void attn_bwd_task(void *vc, int ith, int nth) {
+    const attn_ctx *c = vc;
+    int64_t lo, hi, T = c->T, bq = c->bq, Dh = c->Dh, H = c->H, Hkv = c->Hkv, B = c->B;
+    int j = c->j;
+    hass_split(B * Hkv, ith, nth, &lo, &hi);
+    float *P = c->scratch + (size_t)ith * c->per_thread, *dP = P + bq * T, *E = P + 2 * bq * T;
     float *Dv = E + 2 * bq * (j + 1);
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++)
-            for (int64_t i0 = 0; i0 < T; i0 += bq) {
+    const float *q = c->q, *dout = c->dout, *out = c->o, *lse = c->lse;
+    const float *const *k = c->k, *const *v = c->v;
+    float *dq = c->dq, *const *dk = c->dk, *const *dv = c->dv;
+    for (int64_t u = lo; u < hi; u++)
+        for (int64_t h = (u % Hkv) * (H / Hkv); h < (u % Hkv + 1) * (H / Hkv); h++)
+            for (int64_t i0 = 0, b = u / Hkv; i0 < T; i0 += bq) {
                 attn_blk g = attn_block(B, T, j, H, Hkv, Dh, b, h, i0, bq);
                 attn_probs(&g, P, E, q, k, (float *)lse, 0);
                 int64_t qoff = (b * T + i0) * g.qd + h * Dh, koff = b * T * g.kvd + g.hk * Dh;
@@ -319,12 +376,11 @@ void hass_attn_align_backward(float *dq, float *const *dk, float *const *dv, con
                                 (int)g.kvd);
                     // dP: (nb, kend) = dO: (nb, Dh) @ V0^T: (Dh, kend)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.nb, (int)kend,
-                                (int)Dh, 1.0f, dOb, (int)g.qd, V0, (int)g.kvd, 0.0f, dP,
-                                (int)kend);
+                                (int)Dh, 1.0f, dOb, (int)g.qd, V0, (int)g.kvd, 0.0f, dP, (int)kend);
                     for (int64_t r = 0; r < g.nb; r++) { // dS = P * (dP - D); P is 0 past n0
                         float *pr = P + r * kend, *dr = dP + r * kend;
-                        for (int64_t c = 0; c < kend; c++)
-                            dr[c] = pr[c] * (dr[c] - Dv[r]);
+                        for (int64_t t = 0; t < kend; t++)
+                            dr[t] = pr[t] * (dr[t] - Dv[r]);
                     }
                     // dQ_blk += scale * dS @ K0;  dK0 += scale * dS^T @ Q_blk
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.nb, (int)Dh,
@@ -346,6 +402,34 @@ void hass_attn_align_backward(float *dq, float *const *dk, float *const *dv, con
                     }
                 }
             }
+}
+
+void hass_attn_align_backward(hass_pool *pool, float *dq, float *const *dk, float *const *dv,
+                              const float *dout, const float *out, const float *lse, const float *q,
+                              const float *const *k, const float *const *v, int64_t B, int64_t T,
+                              int j, int64_t H, int64_t Hkv, int64_t Dh, int64_t bq,
+                              float *scratch) {
+    HASS_ASSERT(H % Hkv == 0 && j >= 0);
+    bq = attn_bq(bq);
+    attn_ctx c = {.lse = (float *)lse,
+                  .dq = dq,
+                  .dk = dk,
+                  .dv = dv,
+                  .q = q,
+                  .dout = dout,
+                  .o = out,
+                  .k = k,
+                  .v = v,
+                  .B = B,
+                  .T = T,
+                  .H = H,
+                  .Hkv = Hkv,
+                  .Dh = Dh,
+                  .bq = bq,
+                  .j = j,
+                  .scratch = scratch,
+                  .per_thread = attn_scratch_1(T, j, bq)};
+    attn_run(pool, attn_bwd_task, &c);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -465,32 +549,36 @@ static void distill_task(void *vctx, int ith, int nth) {
                 c->amax[r] = -1;
             continue;
         }
+        // pass 1 (z intact): max, argmax, sum p, sum p*z; then the Top-K sums
         float mx = -FLT_MAX;
         int64_t best = 0;
-        for (int64_t v = 0; v < V; v++)
+        double psum = 0.0, pz = 0.0, ksum = 0.0, kz = 0.0;
+        for (int64_t v = 0; v < V; v++) {
             if (z[v] > mx)
                 mx = z[v], best = v;
-        float sum = 0.0f, psum = 0.0f;
-        for (int64_t v = 0; v < V; v++) {
-            sum += expf(z[v] - mx);
             psum += p[v];
+            pz += (double)p[v] * z[v];
         }
-        float lse = mx + logf(sum);
-        // log q(v) = z[v] - lse. The Top-K part first: dl may alias z.
         const int32_t *id = c->idx ? c->idx + r * c->K : NULL;
-        float ksum = 0.0f;
-        double rk = 0.0, rs = 0.0;
         for (int64_t t = 0; id && t < c->K; t++) {
-            rk += (double)p[id[t]] * ((double)lse - z[id[t]]);
             ksum += p[id[t]];
+            kz += (double)p[id[t]] * z[id[t]];
         }
-        float sc = (float)(c->m[r] / c->Z);
-        float C = c->ws * psum + c->wk * ksum; // total target weight of row r
+        // pass 2: one exp per element, kept in dl (which may alias z: z is not read again)
+        float sum = 0.0f;
         for (int64_t v = 0; v < V; v++) {
-            float zv = z[v];
-            rs += (double)p[v] * ((double)lse - zv);
-            dl[v] = sc * (C * expf(zv - lse) - c->ws * p[v]);
+            float e = expf(z[v] - mx);
+            dl[v] = e;
+            sum += e;
         }
+        double lse = (double)mx + log((double)sum);
+        // -sum_v p log q = lse * sum p - sum p z  (log q(v) = z[v] - lse)
+        double rs = lse * psum - pz, rk = lse * ksum - kz;
+        // pass 3: dL/dz_v = m/Z * (C q_v - c_v), c_v = ws p_v (+ wk p_v in the top K), C = sum c
+        float sc = (float)(c->m[r] / c->Z), inv = 1.0f / sum;
+        float C = (float)(c->ws * psum + c->wk * ksum);
+        for (int64_t v = 0; v < V; v++)
+            dl[v] = sc * (C * (dl[v] * inv) - c->ws * p[v]);
         for (int64_t t = 0; id && t < c->K; t++)
             dl[id[t]] -= sc * c->wk * p[id[t]];
         soft += c->m[r] * rs;
@@ -505,8 +593,17 @@ static void distill_task(void *vctx, int ith, int nth) {
 double hass_distill_loss(hass_pool *pool, float *dlogits, const float *logits, const float *p,
                          const int32_t *topk_idx, const float *m, int64_t N, int64_t V, int64_t K,
                          float w_soft, float w_topk, double *soft, double *topk, int32_t *argmax) {
-    distill_ctx c = {.dl = dlogits, .z = logits, .p = p, .m = m, .idx = K > 0 ? topk_idx : NULL,
-                     .amax = argmax, .N = N, .V = V, .K = K, .ws = w_soft, .wk = w_topk};
+    distill_ctx c = {.dl = dlogits,
+                     .z = logits,
+                     .p = p,
+                     .m = m,
+                     .idx = K > 0 ? topk_idx : NULL,
+                     .amax = argmax,
+                     .N = N,
+                     .V = V,
+                     .K = K,
+                     .ws = w_soft,
+                     .wk = w_topk};
     double msum = 0.0;
     for (int64_t r = 0; r < N; r++)
         msum += m[r];

@@ -45,8 +45,8 @@ void hass_rope_table(float *cos_t, float *sin_t, int64_t T, int64_t hd, float th
 /* In-place rotation of x: (N, nh, hd), row r at position r % T. style as in ops.h. */
 void hass_rope_forward(float *x, int64_t N, int64_t T, int64_t nh, int64_t hd, const float *cos_t,
                        const float *sin_t, hass_rope_style style);
-/* The transpose (inverse) rotation, applied IN PLACE to a gradient: on entry dx holds dL/d(rotated),
- * on exit dL/d(unrotated). */
+/* The transpose (inverse) rotation, applied IN PLACE to a gradient: on entry dx holds
+ * dL/d(rotated), on exit dL/d(unrotated). */
 void hass_rope_backward(float *dx, int64_t N, int64_t T, int64_t nh, int64_t hd, const float *cos_t,
                         const float *sin_t, hass_rope_style style);
 
@@ -81,16 +81,20 @@ void hass_align_mask(int64_t T, int j, int64_t *n0, int *kfirst);
  * k[s], v[s], s = 0..j: (B*T, Hkv*Dh) rotated keys / values of stream s.
  * out:  (B*T, H*Dh), overwritten.   lse: (B*T, H) log-sum-exp of the scaled scores, saved.
  * bq:   query rows per block (<= 0: 128). Smaller blocks waste less of the causal square.
- * scratch: hass_attn_align_scratch(T, j, bq) floats. Single caller thread; sgemm threads. */
-size_t hass_attn_align_scratch(int64_t T, int j, int64_t bq);
-void hass_attn_align_forward(float *out, float *lse, const float *q, const float *const *k,
-                             const float *const *v, int64_t B, int64_t T, int j, int64_t H,
-                             int64_t Hkv, int64_t Dh, int64_t bq, float *scratch);
+ * scratch: hass_attn_align_scratch(T, j, bq, hass_pool_size(pool)) floats.
+ * Threads: the pool splits (b, head) pairs (forward) or (b, kv head) groups (backward, so each
+ * dK/dV slice has one writer); BLAS runs single-threaded inside them (the OpenBLAS thread count
+ * is set to 1 for the call and restored). With a NULL pool, one thread and BLAS's own threads.
+ * Deterministic for a given pool size. */
+size_t hass_attn_align_scratch(int64_t T, int j, int64_t bq, int nth);
+void hass_attn_align_forward(hass_pool *pool, float *out, float *lse, const float *q,
+                             const float *const *k, const float *const *v, int64_t B, int64_t T,
+                             int j, int64_t H, int64_t Hkv, int64_t Dh, int64_t bq, float *scratch);
 /* dq: (B*T, H*Dh) +=; dk[s], dv[s]: (B*T, Hkv*Dh) +=, s = 0..j (dk/dv may not alias each other).
  * dout: (B*T, H*Dh); out, lse: from the forward. Recomputes the probabilities block by block
- * from lse (flash-attention style), so memory stays O(bq * T). */
-void hass_attn_align_backward(float *dq, float *const *dk, float *const *dv, const float *dout,
-                              const float *out, const float *lse, const float *q,
+ * from lse (flash-attention style), so memory stays O(bq * T) per thread. */
+void hass_attn_align_backward(hass_pool *pool, float *dq, float *const *dk, float *const *dv,
+                              const float *dout, const float *out, const float *lse, const float *q,
                               const float *const *k, const float *const *v, int64_t B, int64_t T,
                               int j, int64_t H, int64_t Hkv, int64_t Dh, int64_t bq,
                               float *scratch);

@@ -65,8 +65,11 @@ hass_status hass_draft_config_check(const hass_draft_config *c, hass_err *err) {
 void hass_draft_layout_init(hass_draft_layout *L, const hass_draft_config *c) {
     int64_t d = c->d, qd = c->d, kvd = c->Hkv * (c->d / c->H), f = c->ffn;
     const int64_t shapes[HASS_DP_COUNT][2] = {
-        {d, 2 * d}, {c->has_bias ? d : 0, 0}, {qd, d}, {kvd, d}, {kvd, d},
-        {d, qd},    {f, d},                   {f, d},  {d, f},   {d, 0},
+        {d, 2 * d}, {c->has_bias ? d : 0, 0},
+        {qd, d},    {kvd, d},
+        {kvd, d},   {d, qd},
+        {f, d},     {f, d},
+        {d, f},     {d, 0},
     };
     memset(L, 0, sizeof *L);
     size_t off = 0;
@@ -112,34 +115,43 @@ hass_train_opts hass_train_opts_default(void) {
 #define ATTN_BQ 128
 
 struct hass_trainer_work {
-    float *P, *logits;                /* (N, V) target probs; draft logits, then dlogits */
-    int32_t *topk, *tgt_amax, *amax;  /* (N, MAX_TOPK), (N), (N) */
-    float *E;                         /* (N, d) embeddings of TOK */
-    float *U;                         /* (n, N, 2d) FC inputs of every stream */
-    float *X, *dX;                    /* (n, N, d) FC outputs and their gradients */
-    float *K, *Vv, *dK, *dV;          /* (n, N, kvd) */
-    float *Q, *O, *dQ, *dO;           /* (N, qd) */
-    float *lse;                       /* (N, H) */
-    float *R, *Z, *Hs, *dH, *dR, *dZ; /* (N, d) */
-    float *rstd;                      /* (N) */
+    /* The LM-head products run on the Nm <= N rows with m > 0 only ("compact" rows): rows with
+     * m = 0 have no loss and no gradient, so skipping them is exact. */
+    int32_t *rows;                       /* (N) compact row -> batch row */
+    float *mc;                           /* (N) mask of the compact rows */
+    float *P, *logits;                   /* (Nm, V) target probs; draft logits, then dlogits */
+    int32_t *topk, *tgt_amax, *amax;     /* (Nm, MAX_TOPK), (Nm), (Nm) */
+    float *Hc, *dHc;                     /* (Nm, d) compact draft outputs / their gradient */
+    float *E;                            /* (N, d) embeddings of TOK */
+    float *U;                            /* (n, N, 2d) FC inputs of every stream */
+    float *X, *dX;                       /* (n, N, d) FC outputs and their gradients */
+    float *K, *Vv, *dK, *dV;             /* (n, N, kvd) */
+    float *Q, *O, *dQ, *dO;              /* (N, qd) */
+    float *lse;                          /* (N, H) */
+    float *R, *Z, *Hs, *dH, *dR, *dZ;    /* (N, d) */
+    float *rstd;                         /* (N) */
     float *G, *Up, *Mx, *dG, *dUp, *dMx; /* (N, ffn) */
-    float *rope_cos, *rope_sin;       /* (T_max, Dh/2) */
-    float *attn;                      /* attention scratch */
+    float *rope_cos, *rope_sin;          /* (T_max, Dh/2) */
+    float *attn;                         /* attention scratch */
     hass_arena arena;
 };
 
 /* Carves every buffer from base (or only counts bytes when base == NULL); returns the bytes. */
-static size_t work_carve(hass_trainer_work *w, uint8_t *base, const hass_draft_config *c,
-                         int64_t B, int64_t T, int nmax) {
+static size_t work_carve(hass_trainer_work *w, uint8_t *base, const hass_draft_config *c, int64_t B,
+                         int64_t T, int nmax, int nth) {
     size_t off = 0;
     int64_t N = B * T, d = c->d, Dh = c->d / c->H, qd = c->d, kvd = c->Hkv * Dh, f = c->ffn;
 #define CARVE(ptr, count)                                                                          \
     do {                                                                                           \
-        size_t bytes_ = ((size_t)(count) * 4 + 63) & ~(size_t)63;                                  \
+        size_t bytes_ = ((size_t)(count)*4 + 63) & ~(size_t)63;                                    \
         if (base)                                                                                  \
             *(void **)&(ptr) = base + off;                                                         \
         off += bytes_;                                                                             \
     } while (0)
+    CARVE(w->rows, N);
+    CARVE(w->mc, N);
+    CARVE(w->Hc, N * d);
+    CARVE(w->dHc, N * d);
     CARVE(w->P, N * c->V);
     CARVE(w->logits, N * c->V);
     CARVE(w->topk, N * HASS_TRAIN_MAX_TOPK);
@@ -173,17 +185,18 @@ static size_t work_carve(hass_trainer_work *w, uint8_t *base, const hass_draft_c
     CARVE(w->dMx, N * f);
     CARVE(w->rope_cos, T * Dh / 2);
     CARVE(w->rope_sin, T * Dh / 2);
-    CARVE(w->attn, hass_attn_align_scratch(T, nmax - 1, ATTN_BQ));
+    CARVE(w->attn, hass_attn_align_scratch(T, nmax - 1, ATTN_BQ, nth));
 #undef CARVE
     return off;
 }
 
 size_t hass_trainer_bytes(const hass_draft_config *cfg, int64_t B_max, int64_t T_max,
-                          int n_align_max) {
+                          int n_align_max, int n_threads) {
     hass_draft_layout L;
     hass_draft_layout_init(&L, cfg);
     hass_trainer_work w;
-    return 4 * L.total * sizeof(float) + work_carve(&w, NULL, cfg, B_max, T_max, n_align_max);
+    return 4 * L.total * sizeof(float) +
+           work_carve(&w, NULL, cfg, B_max, T_max, n_align_max, n_threads);
 }
 
 hass_trainer *hass_trainer_create(const hass_draft_config *cfg, const float *embed,
@@ -209,14 +222,14 @@ hass_trainer *hass_trainer_create(const hass_draft_config *cfg, const float *emb
     hass_draft_layout_init(&tr->layout, cfg);
     size_t tot = tr->layout.total;
     tr->block = hass_aligned_alloc(4 * tot * sizeof(float));
-    size_t wbytes = work_carve(w, NULL, cfg, B_max, T_max, n_align_max);
+    size_t wbytes = work_carve(w, NULL, cfg, B_max, T_max, n_align_max, hass_pool_size(pool));
     if (!tr->block || hass_arena_init(&w->arena, wbytes, err) != HASS_OK) {
         hass_trainer_destroy(tr);
         hass_err_set(err, HASS_STATUS_OOM, "trainer: cannot allocate %zu + %zu bytes",
                      4 * tot * sizeof(float), wbytes);
         return NULL;
     }
-    work_carve(w, w->arena.base, cfg, B_max, T_max, n_align_max);
+    work_carve(w, w->arena.base, cfg, B_max, T_max, n_align_max, hass_pool_size(pool));
     w->arena.used = wbytes;
     tr->params = tr->block;
     tr->grads = tr->block + tot;
@@ -244,7 +257,9 @@ void hass_trainer_destroy(hass_trainer *tr) {
 /* ------------------------------------------------------------------------------------------ */
 /* the step                                                                                    */
 
-static void zerof(float *p, int64_t n) { memset(p, 0, (size_t)n * sizeof(float)); }
+static void zerof(float *p, int64_t n) {
+    memset(p, 0, (size_t)n * sizeof(float));
+}
 
 static hass_status check_batch(const hass_trainer *tr, const hass_train_batch *b,
                                const hass_train_opts *o, hass_err *err) {
@@ -255,11 +270,14 @@ static hass_status check_batch(const hass_trainer *tr, const hass_train_batch *b
     if (o->n_align < 1 || o->n_align > tr->n_align_max)
         return hass_err_set(err, HASS_STATUS_ARG, "n_align %d outside [1, %d]", o->n_align,
                             tr->n_align_max);
-    if (o->w_topk != 0.0f &&
-        (o->topk < 1 || o->topk > HASS_TRAIN_MAX_TOPK || o->topk > tr->cfg.V))
+    if (o->w_topk != 0.0f && (o->topk < 1 || o->topk > HASS_TRAIN_MAX_TOPK || o->topk > tr->cfg.V))
         return hass_err_set(err, HASS_STATUS_ARG, "topk %d out of range", o->topk);
     if (!b->feat || !b->tok || !b->tgt || !b->mask)
         return hass_err_set(err, HASS_STATUS_ARG, "batch: NULL tensor");
+    for (int64_t r = 0; r < b->B * b->T; r++)
+        if (!(b->mask[r] >= 0.0f) || !(b->mask[r] < 1e30f))
+            return hass_err_set(err, HASS_STATUS_ARG,
+                                "loss mask at row %lld is negative or not finite", (long long)r);
     for (int64_t r = 0; r < b->B * b->T; r++)
         if (b->tok[r] < 0 || b->tok[r] >= tr->cfg.V)
             return hass_err_set(err, HASS_STATUS_ARG, "token %d at row %lld outside [0, %lld)",
@@ -268,23 +286,23 @@ static hass_status check_batch(const hass_trainer *tr, const hass_train_batch *b
 }
 
 /* U_k rows: [Emb(tok) ; s] with s = feat (k == 0) or the shifted previous output. */
-static void build_stream(float *U, const float *E, const float *feat, const float *Hprev,
-                         int64_t B, int64_t T, int64_t d) {
+static void build_stream(float *U, const float *E, const float *feat, const float *Hprev, int64_t B,
+                         int64_t T, int64_t d) {
     for (int64_t b = 0; b < B; b++)
         for (int64_t i = 0; i < T; i++) {
             int64_t r = b * T + i;
             float *u = U + r * 2 * d;
             memcpy(u, E + r * d, (size_t)d * sizeof(float));
-            const float *s = !Hprev ? feat + r * d                     /* stream 0: F */
-                             : i == 0 ? feat + b * T * d               /* f_0 stays */
-                                      : Hprev + (r - 1) * d;           /* h_{i-1} */
+            const float *s = !Hprev   ? feat + r * d         /* stream 0: F */
+                             : i == 0 ? feat + b * T * d     /* f_0 stays */
+                                      : Hprev + (r - 1) * d; /* h_{i-1} */
             memcpy(u + d, s, (size_t)d * sizeof(float));
         }
 }
 
 /* Forward and backward of alignment step j; fills the step's stats. */
 static void align_step(hass_trainer *tr, const hass_train_batch *bt, const hass_train_opts *o,
-                       int j, hass_train_stats *st) {
+                       int j, int64_t Nm, hass_train_stats *st) {
     const hass_draft_config *c = &tr->cfg;
     hass_trainer_work *w = tr->work;
     const float *P_ = tr->params;
@@ -311,7 +329,8 @@ static void align_step(hass_trainer *tr, const hass_train_batch *bt, const hass_
     // query / residual stream j
     hass_linear_forward(w->Q, X, P_ + off[HASS_DP_Q], NULL, N, d, qd);
     hass_rope_forward(w->Q, N, T, H, Dh, w->rope_cos, w->rope_sin, c->rope_style);
-    hass_attn_align_forward(w->O, w->lse, w->Q, ks, vs, B, T, j, H, Hkv, Dh, ATTN_BQ, w->attn);
+    hass_attn_align_forward(tr->pool, w->O, w->lse, w->Q, ks, vs, B, T, j, H, Hkv, Dh, ATTN_BQ,
+                            w->attn);
     hass_linear_forward(w->R, w->O, P_ + off[HASS_DP_O], NULL, N, qd, d);
     hass_residual_forward(w->R, w->R, X, N * d);
     hass_rmsnorm_forward(w->Z, w->rstd, w->R, P_ + off[HASS_DP_NORM], N, d, c->rms_eps);
@@ -320,21 +339,27 @@ static void align_step(hass_trainer *tr, const hass_train_batch *bt, const hass_
     hass_silu_mul_forward(w->Mx, w->G, w->Up, N * f);
     hass_linear_forward(w->Hs, w->Mx, P_ + off[HASS_DP_DOWN], NULL, N, f, d);
     hass_residual_forward(w->Hs, w->Hs, w->R, N * d);
-    hass_linear_forward(w->logits, w->Hs, tr->lm_head, NULL, N, d, V);
 
-    // ---- losses: dH = w_fea dFea/dH + W_h^T dlogits ----
+    // ---- losses: dH = w_fea dFea/dH + W_h^T dlogits (LM head on the masked rows only) ----
     zerof(w->dH, N * d);
     double fea = hass_smoothl1_loss(w->dH, w->Hs, bt->tgt, bt->mask, N, d, o->w_fea);
     double soft = 0.0, topk = 0.0;
     int K = o->w_topk != 0.0f ? o->topk : 0;
-    hass_distill_loss(tr->pool, w->logits, w->logits, w->P, w->topk, bt->mask, N, V, K, o->w_soft,
-                      o->w_topk, &soft, &topk, w->amax);
-    hass_linear_backward(w->dH, NULL, NULL, w->logits, w->Hs, tr->lm_head, N, d, V);
+    if (Nm > 0) {
+        for (int64_t i = 0; i < Nm; i++)
+            memcpy(w->Hc + i * d, w->Hs + (int64_t)w->rows[i] * d, (size_t)d * sizeof(float));
+        hass_linear_forward(w->logits, w->Hc, tr->lm_head, NULL, Nm, d, V);
+        hass_distill_loss(tr->pool, w->logits, w->logits, w->P, w->topk, w->mc, Nm, V, K, o->w_soft,
+                          o->w_topk, &soft, &topk, w->amax);
+        zerof(w->dHc, Nm * d);
+        hass_linear_backward(w->dHc, NULL, NULL, w->logits, w->Hc, tr->lm_head, Nm, d, V);
+        for (int64_t i = 0; i < Nm; i++)
+            hass_residual_backward(w->dH + (int64_t)w->rows[i] * d, NULL, w->dHc + i * d, d);
+    }
     if (st) {
-        int64_t hit = 0, cnt = 0;
-        for (int64_t r = 0; r < N; r++)
-            if (bt->mask[r] > 0.0f)
-                cnt++, hit += w->amax[r] == w->tgt_amax[r];
+        int64_t hit = 0, cnt = Nm;
+        for (int64_t i = 0; i < Nm; i++)
+            hit += w->amax[i] == w->tgt_amax[i];
         st->loss_fea[j] = fea, st->loss_soft[j] = soft, st->loss_topk[j] = topk;
         st->loss[j] = o->w_fea * fea + o->w_soft * soft + o->w_topk * topk;
         st->top1[j] = cnt ? (double)hit / (double)cnt : 0.0;
@@ -362,14 +387,14 @@ static void align_step(hass_trainer *tr, const hass_train_batch *bt, const hass_
     hass_linear_backward(w->dO, G_ + off[HASS_DP_O], NULL, w->dR, w->O, P_ + off[HASS_DP_O], N, qd,
                          d);
     zerof(w->dQ, N * qd);
-    hass_attn_align_backward(w->dQ, dks, dvs, w->dO, w->O, w->lse, w->Q, ks, vs, B, T, j, H, Hkv,
-                             Dh, ATTN_BQ, w->attn);
+    hass_attn_align_backward(tr->pool, w->dQ, dks, dvs, w->dO, w->O, w->lse, w->Q, ks, vs, B, T, j,
+                             H, Hkv, Dh, ATTN_BQ, w->attn);
     hass_rope_backward(w->dQ, N, T, H, Dh, w->rope_cos, w->rope_sin, c->rope_style);
     hass_linear_backward(dX, G_ + off[HASS_DP_Q], NULL, w->dQ, X, P_ + off[HASS_DP_Q], N, d, qd);
 }
 
-hass_status hass_train_grad(hass_trainer *tr, const hass_train_batch *bt,
-                            const hass_train_opts *o, hass_train_stats *st, hass_err *err) {
+hass_status hass_train_grad(hass_trainer *tr, const hass_train_batch *bt, const hass_train_opts *o,
+                            hass_train_stats *st, hass_err *err) {
     hass_status s = check_batch(tr, bt, o, err);
     if (s != HASS_OK)
         return s;
@@ -389,16 +414,26 @@ hass_status hass_train_grad(hass_trainer *tr, const hass_train_batch *bt,
         for (int64_t r = 0; r < N; r++)
             st->mask_sum += bt->mask[r];
     }
-    // target distributions p_i = softmax(W_h f_{i+1}), their top-K (rows of stride K) and argmax
-    hass_linear_forward(w->P, bt->tgt, tr->lm_head, NULL, N, d, c->V);
-    hass_softmax_rows(tr->pool, w->P, N, c->V);
-    hass_topk_rows(tr->pool, w->topk, w->tgt_amax, w->P, N, c->V, K);
+    // target distributions p_i = softmax(W_h f_{i+1}) of the masked rows, their top-K (rows of
+    // stride K) and argmax; Hc holds the gathered targets meanwhile
+    int64_t Nm = 0;
+    for (int64_t r = 0; r < N; r++)
+        if (bt->mask[r] != 0.0f) {
+            w->rows[Nm] = (int32_t)r, w->mc[Nm] = bt->mask[r];
+            memcpy(w->Hc + Nm * d, bt->tgt + r * d, (size_t)d * sizeof(float));
+            Nm++;
+        }
+    if (Nm > 0) {
+        hass_linear_forward(w->P, w->Hc, tr->lm_head, NULL, Nm, d, c->V);
+        hass_softmax_rows(tr->pool, w->P, Nm, c->V);
+        hass_topk_rows(tr->pool, w->topk, w->tgt_amax, w->P, Nm, c->V, K);
+    }
     for (int64_t r = 0; r < N; r++)
         memcpy(w->E + r * d, tr->embed + (int64_t)bt->tok[r] * d, (size_t)d * sizeof(float));
     build_stream(w->U, w->E, bt->feat, NULL, B, T, d);
 
     for (int j = 0; j < n; j++)
-        align_step(tr, bt, o, j, st);
+        align_step(tr, bt, o, j, Nm, st);
 
     // streams 0..n-1 are contiguous: (n*N) rows through the k/v projections and the FC at once
     int64_t NN = n * N;

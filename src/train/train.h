@@ -29,13 +29,13 @@
 
 /* ---- shapes ---- */
 typedef struct {
-    int64_t d;         /* hidden size of the target (and of the draft layer) */
-    int64_t H, Hkv;    /* query heads, key/value heads (GQA); head dim Dh = d / H */
-    int64_t ffn;       /* intermediate size of the SwiGLU MLP */
-    int64_t V;         /* vocabulary size (rows of the embedding table and of the LM head) */
-    int has_bias;      /* fc.bias present (LLaMA-2 drafts) or not (LLaMA-3 drafts) */
-    float rms_eps;     /* RMSNorm epsilon of the target */
-    float rope_theta;  /* RoPE base of the target (10000 LLaMA-2, 500000 LLaMA-3) */
+    int64_t d;        /* hidden size of the target (and of the draft layer) */
+    int64_t H, Hkv;   /* query heads, key/value heads (GQA); head dim Dh = d / H */
+    int64_t ffn;      /* intermediate size of the SwiGLU MLP */
+    int64_t V;        /* vocabulary size (rows of the embedding table and of the LM head) */
+    int has_bias;     /* fc.bias present (LLaMA-2 drafts) or not (LLaMA-3 drafts) */
+    float rms_eps;    /* RMSNorm epsilon of the target */
+    float rope_theta; /* RoPE base of the target (10000 LLaMA-2, 500000 LLaMA-3) */
     hass_rope_style rope_style; /* HASS_ROPE_HALF for Hugging Face checkpoints */
 } hass_draft_config;
 
@@ -59,12 +59,12 @@ typedef enum {
 } hass_draft_param;
 
 typedef struct {
-    size_t off[HASS_DP_COUNT];      /* offset (in floats) of each tensor in the flat array;
-                                       every offset is a multiple of 16 floats (64 bytes) */
-    size_t numel[HASS_DP_COUNT];    /* element count (0 for an absent fc.bias) */
+    size_t off[HASS_DP_COUNT];       /* offset (in floats) of each tensor in the flat array;
+                                        every offset is a multiple of 16 floats (64 bytes) */
+    size_t numel[HASS_DP_COUNT];     /* element count (0 for an absent fc.bias) */
     int64_t shape[HASS_DP_COUNT][2]; /* row-major shape; 1-D tensors have shape[1] == 0 */
-    int ndim[HASS_DP_COUNT];        /* 1 or 2 (0 for an absent fc.bias) */
-    size_t total;                   /* floats in the flat array (with alignment padding) */
+    int ndim[HASS_DP_COUNT];         /* 1 or 2 (0 for an absent fc.bias) */
+    size_t total;                    /* floats in the flat array (with alignment padding) */
 } hass_draft_layout;
 
 /* Fills the layout from a checked config. */
@@ -94,11 +94,11 @@ typedef struct {
 #define HASS_TRAIN_MAX_TOPK 64
 
 typedef struct {
-    int n_align;   /* n: alignment steps (1 = EAGLE, 3 = HASS default) */
-    int topk;      /* K of the Top-K loss (10); ignored when w_topk == 0 */
-    float w_fea;   /* 1.0 */
-    float w_soft;  /* 0.1 */
-    float w_topk;  /* w: 1.0 (HASS stage 2 / CLI default); 0 for EAGLE and HASS stage 1 */
+    int n_align;  /* n: alignment steps (1 = EAGLE, 3 = HASS default) */
+    int topk;     /* K of the Top-K loss (10); ignored when w_topk == 0 */
+    float w_fea;  /* 1.0 */
+    float w_soft; /* 0.1 */
+    float w_topk; /* w: 1.0 (HASS stage 2 / CLI default); 0 for EAGLE and HASS stage 1 */
 } hass_train_opts;
 
 /* The defaults above: n = 3, K = 10, weights 1.0 / 0.1 / 1.0. */
@@ -121,7 +121,7 @@ typedef struct {
     float beta1, beta2; /* 0.9, 0.95 */
     float eps;          /* 1e-8 */
     float weight_decay; /* 0.01, decoupled, applied to every parameter (EAGLE passes them all) */
-    float clip_value;   /* 0.5: each gradient element is clamped to [-clip, clip] first; <= 0: off */
+    float clip_value; /* 0.5: each gradient element is clamped to [-clip, clip] first; <= 0: off */
 } hass_adamw_config;
 hass_adamw_config hass_adamw_default(void);
 
@@ -166,16 +166,20 @@ hass_trainer *hass_trainer_create(const hass_draft_config *cfg, const float *emb
                                   int n_align_max, uint64_t seed, hass_pool *pool, hass_err *err);
 void hass_trainer_destroy(hass_trainer *tr); /* NULL-safe */
 
-/* Bytes the trainer allocates for a config and capacity (params/grads/m/v + step buffers). */
+/* Bytes a trainer allocates for a config, capacity and pool size (params/grads/m/v + step
+ * buffers). */
 size_t hass_trainer_bytes(const hass_draft_config *cfg, int64_t B_max, int64_t T_max,
-                          int n_align_max);
+                          int n_align_max, int n_threads);
 
 /* Zeroes tr->grads, then runs the n = opts->n_align steps j = 0..n-1 of HASS.md 5.4 on the batch:
  * forward of step j, its losses, and its backward, accumulating every step's gradients into
  * tr->grads. Streams: S^(0) = feat; S^(j)[b,0] = feat[b,0] and S^(j)[b,i] = h^(j-1)[b,i-1]
  * (detached). Parameters are not changed. Fills st (may be NULL).
  * Errors: HASS_STATUS_ARG when B > B_max, T > T_max, n_align outside [1, n_align_max], topk
- * outside [1, min(V, HASS_TRAIN_MAX_TOPK)] with w_topk != 0, or a token outside [0, V). */
+ * outside [1, min(V, HASS_TRAIN_MAX_TOPK)] with w_topk != 0, a token outside [0, V), or a
+ * negative / non-finite mask value.
+ * Cost: the LM-head products (target distribution, draft logits, dH) run only on the rows with
+ * m > 0 (exact: the other rows have no loss). */
 hass_status hass_train_grad(hass_trainer *tr, const hass_train_batch *batch,
                             const hass_train_opts *opts, hass_train_stats *st, hass_err *err);
 
