@@ -54,7 +54,18 @@ struct hass_engine {
     double cost[COST_N + 1]; /* cost(n) / cost(1) */
     double t1;               /* seconds of one single-row target forward */
     int have_costs;
+    hass_oracle_fn oracle;
+    void *oracle_user;
+    int32_t *seq; /* (ctx + HASS_TREE_MAX_NODES): committed tokens, then a node's path */
 };
+
+void hass_engine_set_oracle(hass_engine *e, hass_oracle_fn fn, void *user) {
+    e->oracle = fn;
+    e->oracle_user = user;
+}
+
+const hass_kv *hass_engine_kv(const hass_engine *e) { return &e->kv; }
+const int32_t *hass_engine_seq(const hass_engine *e) { return e->seq; }
 
 int hass_engine_is_stop(const hass_engine *e, int32_t tok) {
     for (int i = 0; i < e->n_stop; i++)
@@ -70,8 +81,8 @@ void hass_engine_destroy(hass_engine *e) {
     hass_sampler_free(&e->sampler);
     hass_draft_state_free(&e->ds);
     hass_tree_free(&e->tree);
-    void *ps[] = {e->logits, e->feats, e->probs, e->pend_feat, e->pend_tok, e->hfeat, e->dlogit,
-                  e->tmask};
+    void *ps[] = {e->logits,   e->feats, e->probs,  e->pend_feat, e->pend_tok,
+                  e->hfeat,    e->dlogit, e->tmask, e->seq};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         hass_aligned_free(ps[i]);
     free(e);
@@ -118,9 +129,9 @@ hass_engine *hass_engine_create(const hass_model *m, const hass_tokenizer *tok,
             if (!hass_engine_is_stop(e, ids[i]))
                 e->stop_ids[e->n_stop++] = ids[i];
     }
-    if (draft) {
+    {
         int64_t pc = ctx + TGT_BATCH;
-        if (hass_draft_state_init(&e->ds, draft, ctx, TGT_BATCH, pool, err) ||
+        if ((draft && hass_draft_state_init(&e->ds, draft, ctx, TGT_BATCH, pool, err)) ||
             hass_tree_init(&e->tree,
                            HASS_TREE_MAX_TOPK + HASS_MAX_DEPTH * HASS_TREE_MAX_TOPK *
                                                     HASS_TREE_MAX_TOPK,
@@ -131,7 +142,8 @@ hass_engine *hass_engine_create(const hass_model *m, const hass_tokenizer *tok,
         e->hfeat = hass_aligned_alloc((size_t)((1 + HASS_DRAFT_MAX_SCRATCH) * d) * sizeof(float));
         e->dlogit = hass_aligned_alloc((size_t)(HASS_TREE_MAX_TOPK * V) * sizeof(float));
         e->tmask = hass_aligned_alloc((size_t)(HASS_TREE_MAX_NODES * 2) * sizeof(uint64_t) * 64);
-        if (!e->pend_feat || !e->pend_tok || !e->hfeat || !e->dlogit || !e->tmask) {
+        e->seq = hass_aligned_alloc((size_t)(ctx + HASS_TREE_MAX_NODES + 1) * sizeof(int32_t));
+        if (!e->pend_feat || !e->pend_tok || !e->hfeat || !e->dlogit || !e->tmask || !e->seq) {
             hass_err_set(err, HASS_STATUS_OOM, "out of memory");
             goto fail;
         }
@@ -441,9 +453,27 @@ static hass_status expand_level(hass_engine *e, int topk, int32_t *feat_rows, ha
     const hass_model *m = e->m;
     int64_t d = m->cfg.d, V = m->cfg.V;
     int nf = t->n_frontier;
+    if (e->oracle) {
+        int32_t frow = *feat_rows;
+        int32_t first = t->n_cand;
+        for (int i = 0; i < nf; i++) {
+            int32_t ids[HASS_TREE_MAX_TOPK], path[HASS_MAX_DEPTH + 2];
+            float lp[HASS_TREE_MAX_TOPK];
+            int np = 0;
+            for (int32_t a = t->frontier[i]; a >= 0; a = t->cand[a].parent)
+                path[np++] = t->cand[a].tok;
+            int64_t n = e->kv.n + 1; /* committed tokens + the root */
+            for (int j = np - 1; j >= 0; j--)
+                e->seq[n++] = path[j];
+            e->oracle(e->oracle_user, e->seq, n, topk, ids, lp);
+            if (hass_tree_add_children(t, t->frontier[i], ids, lp, topk, frow + i) < 0)
+                return hass_err_set(err, HASS_STATUS_RANGE, "tree: candidate buffer full");
+        }
+        hass_tree_set_frontier(t, first, t->n_cand, topk);
+        *feat_rows = frow + nf;
+        return HASS_OK;
+    }
     int32_t toks[HASS_TREE_MAX_TOPK], pos[HASS_TREE_MAX_TOPK];
-    float *in = e->ds.pair; /* not used directly: features are gathered into a contiguous block */
-    (void)in;
     float *fin = e->dlogit; /* (nf, d) gathered parent features; dlogit is free until below */
     int64_t base = e->ds.scratch, win = base + nf, W = (win + 63) / 64;
     memset(e->ds.mask, 0, (size_t)(nf * W) * sizeof(uint64_t));
@@ -511,6 +541,7 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
     if (st)
         return st;
     gs->prefill_seconds = hass_now() - t0;
+    memcpy(e->seq, prompt, (size_t)n_prompt * sizeof(int32_t));
     int32_t root = hass_sample(&e->sampler, e->logits, e->probs);
     e->pend_tok[e->n_pend - 1] = root;
     if (emit(em, root))
@@ -532,14 +563,19 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
         hass_tree_reset(t);
         double t_draft = 0;
         if (drafting && room > 0) {
-            if ((st = draft_catch_up(e, err)))
+            if (!e->oracle && (st = draft_catch_up(e, err)))
                 return st;
             double ta = hass_now();
             /* root's children from h (no draft forward needed) */
-            hass_matmul(e->pool, e->dlogit, e->hfeat, m->lm_head, m->lm_head_t, 1, d, V);
             int32_t ids[HASS_TREE_MAX_TOPK];
             float lp[HASS_TREE_MAX_TOPK];
-            topk_logprobs(e->dlogit, V, topk, ids, lp);
+            if (e->oracle) {
+                e->seq[N] = root;
+                e->oracle(e->oracle_user, e->seq, N + 1, topk, ids, lp);
+            } else {
+                hass_matmul(e->pool, e->dlogit, e->hfeat, m->lm_head, m->lm_head_t, 1, d, V);
+                topk_logprobs(e->dlogit, V, topk, ids, lp);
+            }
             hass_tree_add_children(t, -1, ids, lp, topk, 0);
             hass_tree_set_frontier(t, 0, t->n_cand, topk);
             t->levels = 0;
@@ -605,6 +641,8 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
         int32_t bonus;
         int32_t np = hass_tree_verify(t, e->logits, V, &e->sampler, e->probs, path, &bonus);
         double tv1 = hass_now();
+        for (int32_t j = 0; j < np; j++)
+            e->seq[N + j] = t->tokens[path[j]];
         hass_kv_keep(&e->kv, path, np);
         hass_draft_discard_scratch(&e->ds);
         /* queue the accepted pairs (f, next token) with the target's true features */
@@ -613,6 +651,8 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
                    (size_t)d * sizeof(float));
             e->pend_tok[e->n_pend++] = j + 1 < np ? t->tokens[path[j + 1]] : bonus;
         }
+        if (!e->dr)
+            e->n_pend = 0; /* an oracle needs no draft context */
         int32_t A = np - 1;
         gs->target_forwards++;
         gs->cycles++;
@@ -681,12 +721,12 @@ hass_status hass_generate(hass_engine *e, const int32_t *prompt, int64_t n_promp
         return st;
     hass_kv_truncate(&e->kv, 0);
     emitter em = {e, p, on_token, user, tokens_out, stats};
-    if (spec && e->dr && p->tree.tree_tokens <= 0) {
+    if (spec && (e->dr || e->oracle) && p->tree.tree_tokens <= 0) {
         int nmax; /* measured (or loaded) once, outside the timed generation */
         hass_engine_costs(e, &nmax);
     }
     double t0 = hass_now();
-    if (spec && e->dr)
+    if (spec && (e->dr || e->oracle))
         st = generate_spec(e, prompt, n_prompt, &em, err);
     else
         st = generate_plain(e, prompt, n_prompt, &em, err);

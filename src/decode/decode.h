@@ -66,6 +66,20 @@ hass_status hass_generate(hass_engine *e, const int32_t *prompt, int64_t n_promp
                           const hass_gen_params *p, int spec, hass_token_fn on_token, void *user,
                           int32_t *tokens_out, hass_gen_stats *stats, hass_err *err);
 
+/* A proposer that replaces the draft head (tests: a "perfect draft" built from the target's
+ * own choices). Given the whole token sequence up to a tree node (prompt, generated tokens,
+ * then the node's path; the last one is the node itself), it writes k candidate next tokens
+ * with log-probabilities in descending order. With an oracle set, speculative decoding runs
+ * without a draft head. */
+typedef void (*hass_oracle_fn)(void *user, const int32_t *seq, int64_t n, int k, int32_t *ids,
+                               float *lp);
+void hass_engine_set_oracle(hass_engine *e, hass_oracle_fn fn, void *user);
+
+/* For tests and tools: the target's KV cache and the committed token sequence (valid until the
+ * next generation). */
+const hass_kv *hass_engine_kv(const hass_engine *e);
+const int32_t *hass_engine_seq(const hass_engine *e);
+
 /* 1 if tok is one of the engine's stop ids (model EOS ids, tokenizer end-of-turn ids). */
 int hass_engine_is_stop(const hass_engine *e, int32_t tok);
 

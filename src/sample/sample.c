@@ -23,7 +23,7 @@ static int by_prob_desc(const void *a, const void *b) {
 hass_status hass_sampler_init(hass_sampler *s, const hass_sampler_params *p, int64_t V,
                               hass_err *err) {
     memset(s, 0, sizeof *s);
-    if (!(p->temperature >= 0) || p->top_k < 0 || !(p->top_p > 0 && p->top_p <= 1) || V <= 0)
+    if (!(p->temperature >= 0) || p->top_k < 0 || !(p->top_p >= 0 && p->top_p <= 1) || V <= 0)
         return hass_err_set(err, HASS_STATUS_ARG, "sampler: invalid parameters");
     s->p = *p;
     s->V = V;
@@ -35,7 +35,7 @@ hass_status hass_sampler_init(hass_sampler *s, const hass_sampler_params *p, int
 }
 
 hass_status hass_sampler_reset(hass_sampler *s, const hass_sampler_params *p, hass_err *err) {
-    if (!(p->temperature >= 0) || p->top_k < 0 || !(p->top_p > 0 && p->top_p <= 1))
+    if (!(p->temperature >= 0) || p->top_k < 0 || !(p->top_p >= 0 && p->top_p <= 1))
         return hass_err_set(err, HASS_STATUS_ARG, "sampler: invalid parameters");
     s->p = *p;
     hass_rng_seed(&s->rng, p->seed);
@@ -75,7 +75,7 @@ void hass_sampler_probs(hass_sampler *s, const float *logits, float *probs) {
     for (int64_t i = 0; i < V; i++)
         probs[i] = (float)(probs[i] / sum);
     int top_k = s->p.top_k > 0 && s->p.top_k < V ? s->p.top_k : 0;
-    if (!top_k && s->p.top_p >= 1.0f)
+    if (!top_k && (s->p.top_p >= 1.0f || s->p.top_p <= 0.0f))
         return;
     /* sort every id by probability (only when top-k/top-p is on); ties broken by id */
     prob_id *pi = s->pairs;
@@ -83,7 +83,7 @@ void hass_sampler_probs(hass_sampler *s, const float *logits, float *probs) {
         pi[i] = (prob_id){probs[i], (int32_t)i};
     qsort(pi, (size_t)V, sizeof *pi, by_prob_desc);
     int64_t keep = top_k ? top_k : V;
-    if (s->p.top_p < 1.0f) {
+    if (s->p.top_p > 0.0f && s->p.top_p < 1.0f) {
         double cum = 0, tot = 0;
         for (int64_t i = 0; i < keep; i++)
             tot += pi[i].p;

@@ -12,7 +12,7 @@
 typedef struct {
     float temperature; /* 0 = greedy */
     int top_k;         /* 0 = off */
-    float top_p;       /* 1 = off */
+    float top_p;       /* 1 (or 0) = off */
     uint64_t seed;
 } hass_sampler_params;
 
