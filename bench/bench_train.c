@@ -8,13 +8,14 @@
  * iterations after one warm-up). tok_s = B*T / step time.
  *
  * FLOP count (analytic, 2*m*n*k per matrix product; elementwise work, softmax and exp not
- * counted). With N = B*T, kvd = Hkv*Dh:
- *   once:        target distribution P = softmax(TGT W_h^T):           2 N d V
+ * counted). With N = B*T, Nm = rows with m > 0 (the LM-head products need only those; the
+ * headline cases use m = 1 everywhere, so Nm = N), kvd = Hkv*Dh:
+ *   once:        target distribution P = softmax(TGT W_h^T):           2 Nm d V
  *   per stream:  forward FC 2 N (2d) d + K,V 2*2 N d kvd;  backward FC dW only (inputs are
  *                detached) 2 N (2d) d, K,V dW and dX 2*2*2 N d kvd
- *   per step j:  forward  Q 2 N d d, O 2 N d d, MLP 3*2 N d ffn, LM head 2 N d V,
+ *   per step j:  forward  Q 2 N d d, O 2 N d d, MLP 3*2 N d ffn, LM head 2 Nm d V,
  *                         attention 4 Dh * (keys of every (b, head, row));
- *                backward 2x the Q, O, MLP products, LM head dH only 2 N d V (W_h frozen),
+ *                backward 2x the Q, O, MLP products, LM head dH only 2 Nm d V (W_h frozen),
  *                         attention 10 Dh * keys (recomputed scores 2, dP 2, dQ 2, dK 2, dV 2)
  *   keys of row i at step j = max(0, i-j+1) stream-0 keys + one per draft stream k in
  *   [max(1, j-i), j], exactly the masked-in keys (no credit for the causal blocks' waste).
@@ -28,11 +29,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-static double step_flops(const hass_draft_config *c, int64_t B, int64_t T, int n) {
-    double N = (double)(B * T), d = (double)c->d, V = (double)c->V, f = (double)c->ffn;
-    double Dh = d / (double)c->H, kvd = (double)c->Hkv * Dh;
-    double fl = 2 * N * d * V;
+static double step_flops(const hass_draft_config *c, int64_t B, int64_t T, int64_t Nmask, int n) {
+    double N = (double)(B * T), Nm = (double)Nmask, d = (double)c->d, V = (double)c->V;
+    double f = (double)c->ffn, Dh = d / (double)c->H, kvd = (double)c->Hkv * Dh;
+    double fl = 2 * Nm * d * V;
     double fc = 2 * N * 2 * d * d, kv = 2 * 2 * N * d * kvd;
     fl += n * (fc + kv + fc + 2 * kv);
     for (int j = 0; j < n; j++) {
@@ -43,10 +45,17 @@ static double step_flops(const hass_draft_config *c, int64_t B, int64_t T, int n
             keys += (double)n0 + (double)(j >= kf ? j - kf + 1 : 0);
         }
         keys *= (double)(B * c->H);
-        fl += lin + 2 * N * d * V + 4 * Dh * keys;      // forward
-        fl += 2 * lin + 2 * N * d * V + 10 * Dh * keys; // backward
+        fl += lin + 2 * Nm * d * V + 4 * Dh * keys;      // forward
+        fl += 2 * lin + 2 * Nm * d * V + 10 * Dh * keys; // backward
     }
     return fl;
+}
+
+/* Process CPU seconds (all threads): cpu / wall shows how many cores the run really had. */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static int cmp_d(const void *a, const void *b) {
@@ -92,7 +101,7 @@ int main(int argc, char **argv) {
     }
     openblas_set_num_threads(threads);
     hass_pool *pool = hass_pool_create(threads);
-    int iters = quick ? 1 : 3;
+    int iters = quick ? 1 : 5;
 
     double ts = bench_sgemm(quick ? 3 : 7);
     printf("name,shape,threads,iters,ms,gflops,tok_s\n");
@@ -107,8 +116,11 @@ int main(int argc, char **argv) {
         embed[i] = 0.05f * hass_rng_normal(&r);
         lmh[i] = 0.05f * hass_rng_normal(&r);
     }
-    const int64_t shapes[][3] = {{4, 512, 8}, {4, 512, 4}, {1, 2048, 8}}; // B, T, Hkv
-    int nshapes = quick ? 1 : 3;
+    // B, T, Hkv, loss-mask percentage (the first T*(100-pct)/100 positions of each sequence are a
+    // prompt with m = 0, as in chat data)
+    const int64_t shapes[][4] = {
+        {4, 512, 8, 100}, {4, 512, 4, 100}, {1, 2048, 8, 100}, {4, 512, 8, 50}};
+    int nshapes = quick ? 1 : 4;
     for (int s = 0; s < nshapes; s++) {
         int64_t B = shapes[s][0], T = shapes[s][1], N = B * T;
         hass_draft_config c = {.d = d,
@@ -126,7 +138,11 @@ int main(int argc, char **argv) {
         for (int64_t i = 0; i < N * d; i++)
             feat[i] = hass_rng_normal(&r), tgt[i] = hass_rng_normal(&r);
         for (int64_t i = 0; i < N; i++)
-            tok[i] = (int32_t)(hass_rng_u64(&r) % (uint64_t)V), mask[i] = (i % T) > T / 8;
+            tok[i] = (int32_t)(hass_rng_u64(&r) % (uint64_t)V),
+            mask[i] = (float)((i % T) >= T * (100 - shapes[s][3]) / 100);
+        int64_t Nm = 0;
+        for (int64_t i = 0; i < N; i++)
+            Nm += mask[i] != 0.0f;
         hass_err err = {0};
         hass_trainer *tr = hass_trainer_create(&c, embed, lmh, B, T, 3, 1, pool, &err);
         if (!tr) {
@@ -138,8 +154,10 @@ int main(int argc, char **argv) {
             hass_train_opts o = hass_train_opts_default();
             o.n_align = n;
             hass_train_stats st;
-            double t[8];
+            double t[8], cpu0 = 0.0, wall0 = 0.0;
             for (int it = -1; it < iters; it++) {
+                if (it == 0)
+                    cpu0 = cpu_now(), wall0 = hass_now();
                 double t0 = hass_now();
                 if (hass_train_step(tr, &bt, &o, 1e-4f, &st, &err) != HASS_OK) {
                     fprintf(stderr, "bench_train: %s\n", err.msg);
@@ -149,13 +167,14 @@ int main(int argc, char **argv) {
                     t[it] = hass_now() - t0;
             }
             qsort(t, (size_t)iters, sizeof(double), cmp_d);
-            double med = t[iters / 2], fl = step_flops(&c, B, T, n);
-            printf(
-                "train_step_n%d,B%lldxT%lld_d512_H8_Hkv%lld_ffn1376_V8192,%d,%d,%.1f,%.1f,%.0f\n",
-                n, (long long)B, (long long)T, (long long)c.Hkv, threads, iters, med * 1e3,
-                fl / med * 1e-9, (double)N / med);
-            fprintf(stderr, "  n=%d loss %.4f (%.1f MFLOP/token)\n", n, st.loss_mean,
-                    fl / (double)N * 1e-6);
+            double med = t[iters / 2], fl = step_flops(&c, B, T, Nm, n);
+            printf("train_step_n%d,B%lldxT%lld_d512_H8_Hkv%lld_ffn1376_V8192_mask%lld,%d,%d,%.1f,"
+                   "%.1f,%.0f\n",
+                   n, (long long)B, (long long)T, (long long)c.Hkv, (long long)shapes[s][3],
+                   threads, iters, med * 1e3, fl / med * 1e-9, (double)N / med);
+            fprintf(stderr, "  n=%d loss %.4f (%.1f MFLOP/token), best %.1f ms, cores used %.2f\n",
+                    n, st.loss_mean, fl / (double)N * 1e-6, t[0] * 1e3,
+                    (cpu_now() - cpu0) / (hass_now() - wall0));
         }
         hass_trainer_destroy(tr);
         free(feat), free(tgt), free(mask), free(tok);
