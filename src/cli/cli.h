@@ -37,6 +37,7 @@ int64_t cli_encode_prompt(const hass_tokenizer *tok, const char *text, int chat,
                           const char *system, int32_t **ids_out, hass_err *err);
 
 /* subcommands (one file each: src/cli/cmd_<name>.c) */
+int cmd_bench(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_draft_init(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

@@ -27,6 +27,7 @@
 
 #define TGT_BATCH 64 /* target rows per forward: prefill chunk and largest tree */
 #define COST_N 64
+#define PROBE_WINDOW 16 /* pairs a probing cycle feeds the draft */
 
 struct hass_engine {
     const hass_model *m;
@@ -427,15 +428,18 @@ typedef struct {
 } spec_model;
 
 /* Feeds the queued pairs to the draft (causal chain, committed); h of the last goes to
- * e->hfeat row 0. */
-static hass_status draft_catch_up(hass_engine *e, hass_err *err) {
-    int64_t d = e->m->cfg.d;
+ * e->hfeat row 0. Pending pair j sits at target position kv.n - n_pend + j. window > 0 feeds
+ * only the last `window` pairs (a probe after plain steps: the draft's context then has a gap,
+ * which costs it some accuracy and never correctness). */
+static hass_status draft_catch_up(hass_engine *e, int64_t window, hass_err *err) {
+    int64_t d = e->m->cfg.d, p0 = e->kv.n - e->n_pend;
+    int64_t skip = window > 0 && e->n_pend > window ? e->n_pend - window : 0;
     int32_t pos[TGT_BATCH];
     hass_draft_discard_scratch(&e->ds);
-    for (int64_t s = 0; s < e->n_pend; s += TGT_BATCH) {
+    for (int64_t s = skip; s < e->n_pend; s += TGT_BATCH) {
         int64_t k = e->n_pend - s < TGT_BATCH ? e->n_pend - s : TGT_BATCH;
         for (int64_t i = 0; i < k; i++)
-            pos[i] = (int32_t)(e->ds.n + i);
+            pos[i] = (int32_t)(p0 + s + i);
         hass_status st = hass_draft_forward(&e->ds, e->pool, k, e->pend_feat + s * d,
                                             e->pend_tok + s, pos, 1, NULL, e->ds.x, err);
         if (st)
@@ -480,7 +484,7 @@ static hass_status expand_level(hass_engine *e, int topk, int32_t *feat_rows, ha
     for (int i = 0; i < nf; i++) {
         hass_cand *c = &t->cand[t->frontier[i]];
         toks[i] = c->tok;
-        pos[i] = (int32_t)(e->ds.n + c->depth - 1);
+        pos[i] = (int32_t)(e->kv.n + c->depth - 1);
         memcpy(fin + i * d, e->hfeat + (int64_t)c->feat * d, (size_t)d * sizeof(float));
         uint64_t *row = e->ds.mask + i * W;
         for (int32_t a = c->parent; a >= 0; a = t->cand[a].parent) {
@@ -563,7 +567,8 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
         hass_tree_reset(t);
         double t_draft = 0;
         if (drafting && room > 0) {
-            if (!e->oracle && (st = draft_catch_up(e, err)))
+            int probe = !forced && sm.backoff > 0;
+            if (!e->oracle && (st = draft_catch_up(e, probe ? PROBE_WINDOW : 0, err)))
                 return st;
             double ta = hass_now();
             /* root's children from h (no draft forward needed) */
@@ -612,6 +617,7 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
                 double dt = hass_now() - tl;
                 sm.t_level = sm.t_level > 0 ? 0.8 * sm.t_level + 0.2 * dt : dt;
                 gs->draft_levels++;
+                gs->draft_level_seconds += dt;
             }
             int mm = nodes_cap < room ? nodes_cap : (int)room;
             hass_tree_rank(t, gain, mm);

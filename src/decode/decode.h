@@ -47,6 +47,7 @@ typedef struct {
     int64_t accepted_at_depth[HASS_MAX_DEPTH + 1];        /* cycles accepting >= d drafts */
     int64_t nodes_verified;                               /* draft nodes sent to the target */
     int64_t draft_levels;                                 /* draft expansion forwards */
+    double draft_level_seconds;                           /* time in those forwards */
 } hass_gen_stats;
 
 typedef struct hass_engine hass_engine;

@@ -1,0 +1,372 @@
+/*
+ * cmd_bench.c — `hass bench`: plain and speculative decoding of every prompt of a file, run
+ * alternately in one process (same binary, same machine state), with per-prompt and overall
+ * tokens/s, speedup, tau, acceptance by depth, the draft/verify time split, and at T=0 whether
+ * every speculative output equals the plain one.
+ */
+#include "cli/cli.h"
+#include "decode/decode.h"
+
+#include <cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *usage =
+    "usage: hass bench [-m MODEL] [-z TOK.bin] [-d DRAFT] --prompts FILE.jsonl [flags]\n"
+    "  --prompts FILE     JSONL: each line has \"prompt\", \"turns\" (first turn is used) or\n"
+    "                     \"question\" (MT-bench / EAGLE / GSM8K files as they are)\n"
+    "  -n N               new tokens per prompt (128)\n"
+    "  -t T               temperature (0); --top-p P, --top-k K, --seed S as in generate\n"
+    "  --chat             apply the chat template\n"
+    "  --limit K          first K prompts only (all)\n"
+    "  --tree-depth D, --tree-topk K, --tree-tokens N|auto   as in generate\n"
+    "  --threads N        threads (number of CPUs)\n"
+    "  --ctx N            context length (the model's)\n"
+    "  --reps R           runs of each mode per prompt, alternating; medians are kept (1)\n"
+    "  --json             one JSON object on stdout (per-prompt rows and the summary)\n"
+    "  --out FILE.jsonl   also write one JSON line per prompt and a summary line\n";
+
+typedef struct {
+    char **texts;
+    int n;
+} prompt_list;
+
+static int load_prompts(const char *path, int limit, prompt_list *pl, hass_err *err) {
+    char *buf = NULL;
+    if (hass_read_file(path, &buf, NULL, err) != HASS_OK)
+        return -1;
+    int cap = 64, lineno = 0;
+    pl->texts = malloc((size_t)cap * sizeof(char *));
+    pl->n = 0;
+    for (char *line = strtok(buf, "\n"); line && (limit <= 0 || pl->n < limit);
+         line = strtok(NULL, "\n")) {
+        lineno++;
+        while (*line == ' ' || *line == '\t' || *line == '\r')
+            line++;
+        if (!*line)
+            continue;
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *v = NULL;
+        if (cJSON_IsObject(o)) {
+            v = cJSON_GetObjectItemCaseSensitive(o, "prompt");
+            if (!cJSON_IsString(v)) {
+                const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "turns");
+                v = cJSON_IsArray(t) ? cJSON_GetArrayItem(t, 0) : NULL;
+            }
+            if (!cJSON_IsString(v))
+                v = cJSON_GetObjectItemCaseSensitive(o, "question");
+        }
+        if (!cJSON_IsString(v)) {
+            cJSON_Delete(o);
+            free(buf);
+            hass_err_set(err, HASS_STATUS_FORMAT,
+                         "%s:%d: not a JSON object with \"prompt\", \"turns\" or \"question\"",
+                         path, lineno);
+            return -1;
+        }
+        if (pl->n == cap) {
+            cap *= 2;
+            pl->texts = realloc(pl->texts, (size_t)cap * sizeof(char *));
+        }
+        pl->texts[pl->n++] = strdup(v->valuestring);
+        cJSON_Delete(o);
+    }
+    free(buf);
+    if (pl->n == 0) {
+        hass_err_set(err, HASS_STATUS_FORMAT, "%s: no prompts", path);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *model = NULL, *zbin = NULL, *draft = NULL, *pfile = NULL, *outp = NULL;
+    long long n_new = 128, seed = 0, top_k = 0, depth = 6, topk = 10, tokens = 0, threads = 0,
+              ctx = 0, limit = 0, reps = 1;
+    double temp = 0, top_p = 1;
+    int chat = 0, json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+#define VAL()                                                                                      \
+    do {                                                                                           \
+        if (!(v = cli_need_value(argc, argv, &i)))                                                 \
+            return 2;                                                                              \
+    } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (!strcmp(a, "-m")) {
+            VAL();
+            model = v;
+        } else if (!strcmp(a, "-z")) {
+            VAL();
+            zbin = v;
+        } else if (!strcmp(a, "-d")) {
+            VAL();
+            draft = v;
+        } else if (!strcmp(a, "--prompts")) {
+            VAL();
+            pfile = v;
+        } else if (!strcmp(a, "--out")) {
+            VAL();
+            outp = v;
+        } else if (!strcmp(a, "-n")) {
+            VAL();
+            if (cli_parse_int(a, v, 1, 1 << 20, &n_new))
+                return 2;
+        } else if (!strcmp(a, "-t")) {
+            VAL();
+            if (cli_parse_float(a, v, 0, 100, &temp))
+                return 2;
+        } else if (!strcmp(a, "--top-p")) {
+            VAL();
+            if (cli_parse_float(a, v, 1e-6, 1, &top_p))
+                return 2;
+        } else if (!strcmp(a, "--top-k")) {
+            VAL();
+            if (cli_parse_int(a, v, 0, 1 << 24, &top_k))
+                return 2;
+        } else if (!strcmp(a, "--seed")) {
+            VAL();
+            if (cli_parse_int(a, v, 0, (long long)9e18, &seed))
+                return 2;
+        } else if (!strcmp(a, "--reps")) {
+            VAL();
+            if (cli_parse_int(a, v, 1, 101, &reps))
+                return 2;
+        } else if (!strcmp(a, "--limit")) {
+            VAL();
+            if (cli_parse_int(a, v, 1, 1 << 24, &limit))
+                return 2;
+        } else if (!strcmp(a, "--chat")) {
+            chat = 1;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--tree-depth")) {
+            VAL();
+            if (cli_parse_int(a, v, 1, HASS_MAX_DEPTH + 1, &depth))
+                return 2;
+        } else if (!strcmp(a, "--tree-topk")) {
+            VAL();
+            if (cli_parse_int(a, v, 1, HASS_TREE_MAX_TOPK, &topk))
+                return 2;
+        } else if (!strcmp(a, "--tree-tokens")) {
+            VAL();
+            if (strcmp(v, "auto") != 0 &&
+                cli_parse_int(a, v, 1, HASS_TREE_MAX_NODES - 1, &tokens))
+                return 2;
+        } else if (!strcmp(a, "--threads")) {
+            VAL();
+            if (cli_parse_int(a, v, 1, 1024, &threads))
+                return 2;
+        } else if (!strcmp(a, "--ctx")) {
+            VAL();
+            if (cli_parse_int(a, v, 2, 1 << 22, &ctx))
+                return 2;
+        } else {
+            fprintf(stderr, "hass bench: unknown flag '%s'\n%s", a, usage);
+            return 2;
+        }
+#undef VAL
+    }
+    if (!pfile)
+        return cli_fail(2, "bench: --prompts FILE is required");
+    char defm[1024], defd[1024];
+    if (!model) {
+        model = cli_default_path("target", defm, sizeof defm);
+        if (!model)
+            return cli_fail(1, "bench: no -m given and no shipped model in models/default");
+        if (!draft)
+            draft = cli_default_path("draft-hass", defd, sizeof defd);
+    }
+    if (!draft)
+        return cli_fail(2, "bench: -d DRAFT is required (plain vs speculative)");
+
+    int rc = 1;
+    hass_err err = {0};
+    prompt_list pl = {0};
+    hass_model *m = NULL;
+    hass_tokenizer *tok = NULL;
+    hass_draft *dr = NULL;
+    hass_pool *pool = NULL;
+    hass_engine *e = NULL;
+    int32_t *a = NULL, *b = NULL;
+    double *speedups = NULL;
+    FILE *fo = NULL;
+    cJSON *rows = cJSON_CreateArray();
+    if (load_prompts(pfile, (int)limit, &pl, &err))
+        goto fail;
+    if (!(tok = cli_open_tokenizer(model, zbin, NULL, &err))) {
+        if (err.code == HASS_STATUS_ARG)
+            rc = 2;
+        goto fail;
+    }
+    if (!(m = hass_model_load(model, &err)) || !(dr = hass_draft_load(draft, m, &err)))
+        goto fail;
+    if (!(pool = hass_pool_create((int)threads)) ||
+        !(e = hass_engine_create(m, tok, dr, pool, ctx, &err)))
+        goto fail;
+    if (outp && !(fo = fopen(outp, "w"))) {
+        hass_err_set(&err, HASS_STATUS_IO, "%s: cannot write", outp);
+        goto fail;
+    }
+    a = malloc((size_t)n_new * sizeof(int32_t));
+    b = malloc((size_t)n_new * sizeof(int32_t));
+    speedups = malloc((size_t)pl.n * sizeof(double));
+    hass_gen_params gp = {0};
+    gp.max_new = n_new;
+    gp.sampling = (hass_sampler_params){(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
+    gp.tree = (hass_tree_params){(int)depth - 1, (int)topk, (int)tokens};
+    int identical = 1, n_done = 0;
+    double tp_tok = 0, tp_sec = 0, ts_tok = 0, ts_sec = 0, t_draft = 0, t_verify = 0,
+           t_level = 0, tau_num = 0, tau_den = 0, nodes = 0;
+    int64_t levels = 0, acc[HASS_MAX_DEPTH + 1] = {0};
+    hass_progress prog;
+    hass_progress_init(&prog, "bench", "prompts", pl.n);
+    if (!json)
+        fprintf(stderr, "%-4s %6s %6s %9s %9s %7s %6s %5s\n", "#", "n_prm", "n_gen", "plain/s",
+                "spec/s", "speedup", "tau", "same");
+    for (int i = 0; i < pl.n; i++) {
+        int32_t *ids = NULL;
+        int64_t np = cli_encode_prompt(tok, pl.texts[i], chat, NULL, &ids, &err);
+        if (np < 0)
+            goto fail;
+        /* plain and speculative alternately, reps times each; keep the median-time run */
+        hass_gen_stats sp, ss, rsp[101], rss[101];
+        double dp[101], ds[101];
+        hass_status st = HASS_OK;
+        for (int r = 0; r < reps && !st; r++) {
+            st = hass_generate(e, ids, np, &gp, 0, NULL, NULL, a, &rsp[r], &err);
+            if (!st)
+                st = hass_generate(e, ids, np, &gp, 1, NULL, NULL, b, &rss[r], &err);
+            dp[r] = rsp[r].decode_seconds;
+            ds[r] = rss[r].decode_seconds;
+        }
+        free(ids);
+        if (st)
+            goto fail;
+        qsort(dp, (size_t)reps, sizeof(double), cmp_dbl);
+        qsort(ds, (size_t)reps, sizeof(double), cmp_dbl);
+        sp = rsp[0];
+        ss = rss[0];
+        for (int r = 0; r < reps; r++) {
+            if (rsp[r].decode_seconds == dp[reps / 2])
+                sp = rsp[r];
+            if (rss[r].decode_seconds == ds[reps / 2])
+                ss = rss[r];
+        }
+        int same = sp.n_generated == ss.n_generated &&
+                   !memcmp(a, b, sizeof(int32_t) * (size_t)sp.n_generated);
+        if (temp == 0 && !same)
+            identical = 0;
+        double rp = sp.decode_seconds > 0 ? sp.n_generated / sp.decode_seconds : 0;
+        double rs = ss.decode_seconds > 0 ? ss.n_generated / ss.decode_seconds : 0;
+        speedups[n_done++] = rp > 0 ? rs / rp : 0;
+        tp_tok += (double)sp.n_generated;
+        tp_sec += sp.decode_seconds;
+        ts_tok += (double)ss.n_generated;
+        ts_sec += ss.decode_seconds;
+        t_draft += ss.draft_seconds;
+        t_verify += ss.verify_seconds;
+        t_level += ss.draft_level_seconds;
+        levels += ss.draft_levels;
+        tau_num += ss.tau * (double)ss.cycles;
+        tau_den += (double)ss.cycles;
+        nodes += (double)ss.nodes_verified;
+        for (int k = 1; k <= HASS_MAX_DEPTH; k++)
+            acc[k] += ss.accepted_at_depth[k];
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddNumberToObject(r, "prompt", i);
+        cJSON_AddNumberToObject(r, "n_prompt", (double)np);
+        cJSON_AddNumberToObject(r, "n_generated", (double)ss.n_generated);
+        cJSON_AddNumberToObject(r, "plain_tokens_per_s", rp);
+        cJSON_AddNumberToObject(r, "spec_tokens_per_s", rs);
+        cJSON_AddNumberToObject(r, "speedup", rp > 0 ? rs / rp : 0);
+        cJSON_AddNumberToObject(r, "tau", ss.tau);
+        cJSON_AddNumberToObject(r, "cycles", (double)ss.cycles);
+        cJSON_AddNumberToObject(r, "draft_seconds", ss.draft_seconds);
+        cJSON_AddNumberToObject(r, "verify_seconds", ss.verify_seconds);
+        if (temp == 0)
+            cJSON_AddBoolToObject(r, "identical", same);
+        if (fo) {
+            char *s = cJSON_PrintUnformatted(r);
+            fprintf(fo, "%s\n", s);
+            free(s);
+        }
+        cJSON_AddItemToArray(rows, r);
+        if (!json)
+            fprintf(stderr, "%-4d %6lld %6lld %9.1f %9.1f %7.2f %6.2f %5s\n", i, (long long)np,
+                    (long long)ss.n_generated, rp, rs, rp > 0 ? rs / rp : 0, ss.tau,
+                    temp > 0 ? "-" : (same ? "yes" : "NO"));
+        else
+            hass_progress_update(&prog, i + 1);
+    }
+    qsort(speedups, (size_t)n_done, sizeof(double), cmp_dbl);
+    cJSON *sum = cJSON_CreateObject();
+    double rp = tp_sec > 0 ? tp_tok / tp_sec : 0, rs = ts_sec > 0 ? ts_tok / ts_sec : 0;
+    double t1 = tp_tok > 0 ? tp_sec / tp_tok : 0; /* seconds per plain target step */
+    cJSON_AddStringToObject(sum, "prompts_file", pfile);
+    cJSON_AddNumberToObject(sum, "prompts", n_done);
+    cJSON_AddNumberToObject(sum, "temperature", temp);
+    cJSON_AddNumberToObject(sum, "plain_tokens_per_s", rp);
+    cJSON_AddNumberToObject(sum, "spec_tokens_per_s", rs);
+    cJSON_AddNumberToObject(sum, "speedup", rp > 0 ? rs / rp : 0);
+    cJSON_AddNumberToObject(sum, "median_speedup", n_done ? speedups[n_done / 2] : 0);
+    cJSON_AddNumberToObject(sum, "tau", tau_den > 0 ? tau_num / tau_den : 0);
+    cJSON_AddNumberToObject(sum, "nodes_per_cycle", tau_den > 0 ? nodes / tau_den : 0);
+    cJSON *ad = cJSON_AddArrayToObject(sum, "accept_rate_by_depth");
+    for (int k = 1; k <= HASS_MAX_DEPTH; k++)
+        cJSON_AddItemToArray(ad, cJSON_CreateNumber(tau_den > 0 ? acc[k] / tau_den : 0));
+    cJSON_AddNumberToObject(sum, "draft_fraction", ts_sec > 0 ? t_draft / ts_sec : 0);
+    cJSON_AddNumberToObject(sum, "verify_fraction", ts_sec > 0 ? t_verify / ts_sec : 0);
+    cJSON_AddNumberToObject(sum, "draft_step_vs_target_step",
+                            levels > 0 && t1 > 0 ? (t_level / (double)levels) / t1 : 0);
+    if (temp == 0)
+        cJSON_AddBoolToObject(sum, "identical", identical);
+    if (fo) {
+        char *s = cJSON_PrintUnformatted(sum);
+        fprintf(fo, "%s\n", s);
+        free(s);
+    }
+    if (json) {
+        cJSON *all = cJSON_CreateObject();
+        cJSON_AddItemToObject(all, "summary", sum);
+        cJSON_AddItemToObject(all, "prompts", rows);
+        rows = NULL;
+        char *s = cJSON_PrintUnformatted(all);
+        printf("%s\n", s);
+        free(s);
+        cJSON_Delete(all);
+    } else {
+        char *s = cJSON_Print(sum);
+        printf("%s\n", s);
+        free(s);
+        cJSON_Delete(sum);
+    }
+    rc = 0;
+fail:
+    if (rc)
+        cli_fail(rc, "%s", err.msg[0] ? err.msg : "bench failed");
+    if (fo)
+        fclose(fo);
+    cJSON_Delete(rows);
+    for (int i = 0; i < pl.n; i++)
+        free(pl.texts[i]);
+    free(pl.texts);
+    free(a);
+    free(b);
+    free(speedups);
+    hass_engine_destroy(e);
+    hass_pool_destroy(pool);
+    hass_draft_free(dr);
+    hass_model_free(m);
+    hass_tokenizer_free(tok);
+    return rc;
+}
