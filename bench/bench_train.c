@@ -172,9 +172,12 @@ int main(int argc, char **argv) {
                    "%.1f,%.0f\n",
                    n, (long long)B, (long long)T, (long long)c.Hkv, (long long)shapes[s][3],
                    threads, iters, med * 1e3, fl / med * 1e-9, (double)N / med);
-            fprintf(stderr, "  n=%d loss %.4f (%.1f MFLOP/token), best %.1f ms, cores used %.2f\n",
-                    n, st.loss_mean, fl / (double)N * 1e-6, t[0] * 1e3,
-                    (cpu_now() - cpu0) / (hass_now() - wall0));
+            double cpu = cpu_now() - cpu0, wall = hass_now() - wall0;
+            fprintf(stderr,
+                    "  n=%d loss %.4f (%.1f MFLOP/token), best %.1f ms, cores used %.2f, "
+                    "%.1f GFLOP per CPU-second\n",
+                    n, st.loss_mean, fl / (double)N * 1e-6, t[0] * 1e3, cpu / wall,
+                    fl * iters / cpu * 1e-9);
         }
         hass_trainer_destroy(tr);
         free(feat), free(tgt), free(mask), free(tok);
