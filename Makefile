@@ -25,7 +25,8 @@ OPT := -O2 -g
 else ifeq ($(BUILD),debug)
 OPT := -O0 -g3
 else ifeq ($(BUILD),asan)
-OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
+       -DHASS_SANITIZE
 LDFLAGS += -fsanitize=address,undefined
 else ifeq ($(BUILD),tsan)
 OPT := -O1 -g -fsanitize=thread
