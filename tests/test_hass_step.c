@@ -327,6 +327,17 @@ static void test_grad_vs_reference(void) {
     CHECK_EQ_INT(hass_train_grad(tr, &b, &o1, &s1, &err), HASS_OK);
     CHECK(s1.n_align == 1 && s1.loss[0] == st.loss[0] && s1.loss_mean == st.loss[0]);
 
+    // EAGLE / HASS stage-1 loss (w_topk = 0): same forward, the Top-K term drops out
+    hass_train_opts o0 = o;
+    o0.w_topk = 0.0f;
+    hass_train_stats s0;
+    CHECK_EQ_INT(hass_train_grad(tr, &b, &o0, &s0, &err), HASS_OK);
+    for (int j = 0; j < NA; j++) {
+        CHECK(s0.loss_fea[j] == st.loss_fea[j] && s0.loss_soft[j] == st.loss_soft[j]);
+        CHECK(s0.loss_topk[j] == 0.0);
+        CHECK(fabs(s0.loss[j] - (st.loss_fea[j] + (double)0.1f * st.loss_soft[j])) < 1e-12);
+    }
+
     // argument errors
     hass_train_batch bad = b;
     bad.T = TT + 4;
