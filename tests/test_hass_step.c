@@ -449,9 +449,28 @@ static void test_layout_init(void) {
     CHECK_EQ_INT(hass_draft_config_check(&c, &err), HASS_STATUS_ARG);
 }
 
+static void test_noise(void) {
+    // uniform in +-51.2/L, mean ~0, and really spread over the interval
+    int64_t L = 128, d = 64;
+    float *x = calloc((size_t)(L * d), sizeof(float));
+    hass_rng r;
+    hass_rng_seed(&r, 9);
+    hass_train_add_noise(x, L, d, &r);
+    double lim = 51.2 / (double)L, mx = 0, mean = 0;
+    for (int64_t i = 0; i < L * d; i++) {
+        mx = fabs(x[i]) > mx ? fabs(x[i]) : mx;
+        mean += x[i];
+    }
+    mean /= (double)(L * d);
+    CHECK(mx <= lim && mx > 0.99 * lim);
+    CHECK(fabs(mean) < 0.02 * lim);
+    free(x);
+}
+
 int main(void) {
     check_init("test_hass_step");
     test_layout_init();
+    test_noise();
     test_grad_vs_reference();
     test_overfit();
     return check_exit();

@@ -104,6 +104,12 @@ void hass_draft_params_init(float *params, const hass_draft_layout *L, const has
     }
 }
 
+void hass_train_add_noise(float *feat, int64_t L, int64_t d, hass_rng *rng) {
+    float scale = 0.2f * 512.0f / (float)L;
+    for (int64_t i = 0; i < L * d; i++)
+        feat[i] += (hass_rng_uniform(rng) - 0.5f) * scale;
+}
+
 hass_train_opts hass_train_opts_default(void) {
     hass_train_opts o = {.n_align = 3, .topk = 10, .w_fea = 1.0f, .w_soft = 0.1f, .w_topk = 1.0f};
     return o;

@@ -90,6 +90,12 @@ typedef struct {
     const float *mask;  /* (B, T): loss mask m_i (0/1, or any non-negative weight) */
 } hass_train_batch;
 
+/* Input-feature noise of EAGLE/HASS training (HASS.md 3, AddUniformNoise with std = 0.2):
+ * feat[i] += (U[0,1) - 0.5) * 0.2 * 512 / L for each of the L*d values of one sequence of length L
+ * (uniform in +-51.2/L). Only the target-feature stream S^(0) is noised, never the targets.
+ * feat: (L, d), modified in place; rng advances by L*d draws. */
+void hass_train_add_noise(float *feat, int64_t L, int64_t d, hass_rng *rng);
+
 #define HASS_TRAIN_MAX_ALIGN 8 /* largest n (alignment steps) a trainer supports */
 #define HASS_TRAIN_MAX_TOPK 64
 
