@@ -157,9 +157,13 @@ static isa_kernels isa(void) {
     return (isa_kernels){matmul_rows_scalar, dot_scalar, axpy_scalar};
 }
 
-/* ---- matmul: threads split output rows in units of MM_UNIT (a multiple of every register
- * block height, so blocks are not cut by the split; results never depend on it anyway). ---- */
+/* ---- matmul: threads take output rows in chunks of MM_UNIT-row units (a multiple of every
+ * register block height) from a shared counter. The split never changes a result (every element
+ * is computed the same way by whichever thread gets it); taking chunks dynamically instead of a
+ * fixed half each keeps both threads busy when one of them is slowed down (other processes on
+ * a shared machine, frequency differences), where a static split waits for the slower half. */
 #define MM_UNIT 12
+#define MM_CHUNKS_PER_THREAD 8
 /* Products below this many multiply-adds run on the calling thread: waking the pool costs
  * more than they do (stories260K's largest product, 512x64 at n = 1, is 32768). */
 #define MM_SERIAL_MACS 65536.0
@@ -170,13 +174,13 @@ typedef struct {
     int64_t n, in;
     const hass_matmul_job *jobs;
     int njobs;
-    int64_t units;
+    int64_t units, chunk;
+    atomic_llong next; /* first unit not yet taken */
 } matmul_ctx;
 
-static void matmul_task(void *p, int ith, int nth) {
-    matmul_ctx *c = p;
-    int64_t lo, hi, base = 0;
-    hass_split(c->units, ith, nth, &lo, &hi);
+/* Units [lo, hi) of the concatenated jobs. */
+static void matmul_range(const matmul_ctx *c, int64_t lo, int64_t hi) {
+    int64_t base = 0;
     for (int j = 0; j < c->njobs && base < hi; j++) {
         const hass_matmul_job *jb = &c->jobs[j];
         int64_t nu = (jb->out + MM_UNIT - 1) / MM_UNIT;
@@ -189,10 +193,21 @@ static void matmul_task(void *p, int ith, int nth) {
     }
 }
 
+static void matmul_task(void *p, int ith, int nth) {
+    (void)ith, (void)nth;
+    matmul_ctx *c = p;
+    for (;;) {
+        int64_t lo = (int64_t)atomic_fetch_add_explicit(&c->next, c->chunk, memory_order_relaxed);
+        if (lo >= c->units)
+            return;
+        matmul_range(c, lo, lo + c->chunk < c->units ? lo + c->chunk : c->units);
+    }
+}
+
 void hass_matmul_multi(hass_pool *pool, const float *x, int64_t n, int64_t in,
                        const hass_matmul_job *jobs, int njobs) {
     HASS_ASSERT(n >= 0 && in > 0 && njobs >= 0);
-    matmul_ctx c = {isa().rows, x, n, in, jobs, njobs, 0};
+    matmul_ctx c = {isa().rows, x, n, in, jobs, njobs, 0, 0, 0};
     double macs = 0;
     for (int j = 0; j < njobs; j++) {
         HASS_ASSERT(jobs[j].out >= 0);
@@ -204,10 +219,13 @@ void hass_matmul_multi(hass_pool *pool, const float *x, int64_t n, int64_t in,
         return;
     int nt = hass_pool_size(pool);
     if (macs < MM_SERIAL_MACS || nt <= 1 || c.units == 1) {
-        matmul_task(&c, 0, 1);
+        matmul_range(&c, 0, c.units);
         return;
     }
-    hass_pool_run_n(pool, c.units < nt ? (int)c.units : nt, matmul_task, &c);
+    nt = c.units < nt ? (int)c.units : nt;
+    c.chunk = c.units / ((int64_t)nt * MM_CHUNKS_PER_THREAD);
+    c.chunk = c.chunk < 1 ? 1 : c.chunk;
+    hass_pool_run_n(pool, nt, matmul_task, &c);
 }
 
 void hass_matmul(hass_pool *pool, float *y, const float *x, const void *W, hass_dtype wt, int64_t n,
