@@ -2,6 +2,7 @@
  * main.c — `hass <subcommand> [flags]`: dispatch through a {name, fn, help} table.
  */
 #include "cli/cli.h"
+#include "ops/ops.h"
 
 #include <errno.h>
 #include <math.h>
@@ -62,7 +63,7 @@ const char *cli_need_value(int argc, char **argv, int *i) {
 static int cmd_version(int argc, char **argv) {
     (void)argc;
     (void)argv;
-    printf("hass 0.1\n");
+    printf("hass 0.1 (kernels: %s)\n", hass_cpu_isa_name());
     return 0;
 }
 

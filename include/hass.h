@@ -1,0 +1,78 @@
+/*
+ * hass.h — the public interface of libhass: load a LLaMA-family model (Hugging Face
+ * directory, GGUF file, or llama2.c checkpoint + tokenizer.bin), optionally an EAGLE/HASS
+ * draft head, and generate text — plainly, or speculatively with output identical to plain
+ * greedy decoding (temperature 0) or identically distributed (temperature > 0).
+ *
+ *     char err[256];
+ *     hass_session *s = hass_open("model_dir", NULL, "draft_dir", 0, err, sizeof err);
+ *     hass_options o = hass_options_default();
+ *     hass_result r;
+ *     if (!s || hass_run(s, "Once upon a time", &o, print_cb, NULL, &r, err, sizeof err))
+ *         fprintf(stderr, "%s\n", err);
+ *     hass_close(s);
+ *
+ * Ownership: a session owns everything it loads; strings passed in are copied or used only
+ * during the call. Thread-safety: one call at a time per session; sessions are independent.
+ * Errors: functions return 0 on success, 1 on a runtime error and 2 on invalid arguments,
+ * with a one-line message in err (when err is not NULL).
+ */
+#ifndef HASS_H
+#define HASS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hass_session hass_session;
+
+typedef struct {
+    int64_t max_new_tokens; /* 256 */
+    float temperature;      /* 0 = greedy */
+    int top_k;              /* 0 = off */
+    float top_p;            /* 1 = off */
+    uint64_t seed;          /* 0 */
+    int chat;               /* apply the model's chat template to the prompt */
+    int speculative;        /* use the draft head if the session has one (1) */
+    int tree_depth;         /* max draft tree depth (6) */
+    int tree_topk;          /* children per expanded node (10) */
+    int tree_tokens;        /* draft nodes verified per cycle, 0 = auto (cost model) */
+} hass_options;
+
+typedef struct {
+    int64_t n_prompt, n_generated, target_forwards;
+    int stopped_at_eos; /* 1: end-of-sequence token; 0: max_new_tokens or context end */
+    double tau;         /* generated tokens per target forward after prefill */
+    double seconds, tokens_per_s;
+} hass_result;
+
+hass_options hass_options_default(void);
+
+/* Opens a model. tokenizer: NULL for HF directories (tokenizer.json inside) and GGUF files;
+ * the tokenizer.bin of a llama2.c checkpoint. draft: NULL or a draft-head directory.
+ * threads: 0 = all CPUs. Returns NULL and writes err on failure. */
+hass_session *hass_open(const char *model, const char *tokenizer, const char *draft, int threads,
+                        char *err, size_t err_len);
+void hass_close(hass_session *s); /* NULL-safe */
+
+/* Called with each piece of generated text (valid UTF-8) as soon as it is final; return
+ * non-zero to stop generation. */
+typedef int (*hass_text_fn)(const char *text, size_t len, void *user);
+
+/* Generates a continuation of prompt. on_text and result may be NULL. */
+int hass_run(hass_session *s, const char *prompt, const hass_options *o, hass_text_fn on_text,
+             void *user, hass_result *result, char *err, size_t err_len);
+
+/* Token ids of text (with BOS if the model wants one); returns the count (may exceed cap:
+ * call again with a larger buffer) or -1 with err set. */
+int64_t hass_tokenize_text(hass_session *s, const char *text, int32_t *ids, int64_t cap, char *err,
+                           size_t err_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
