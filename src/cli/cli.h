@@ -38,6 +38,7 @@ int64_t cli_encode_prompt(const hass_tokenizer *tok, const char *text, int chat,
 
 /* subcommands (one file each: src/cli/cmd_<name>.c) */
 int cmd_bench(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_draft_init(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

@@ -14,6 +14,7 @@ static int cmd_version(int argc, char **argv);
 static const cli_command commands[] = {
     /* one line per subcommand; keep alphabetical */
     {"bench", cmd_bench, "plain vs speculative decoding on a prompt file: speed, tau, identity"},
+    {"convert", cmd_convert, "write a model as a Hugging Face directory (f32/bf16)"},
     {"draft-init", cmd_draft_init, "write a freshly initialised draft head for a model"},
     {"generate", cmd_generate, "generate text (speculative with a draft head, -d)"},
     {"inspect", cmd_inspect, "print the header, metadata and tensor table of a model file"},

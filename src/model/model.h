@@ -127,6 +127,13 @@ void hass_layer_forward(hass_pool *pool, const hass_model_config *cfg, const has
                         float *kcache, float *vcache, int64_t n_past, int64_t n_win,
                         const uint64_t *mask, const hass_layer_scratch *s);
 
+/* Writes m as a Hugging Face directory (config.json + model.safetensors, or shards of at most
+ * shard_bytes + model.safetensors.index.json when shard_bytes > 0 and the model is larger).
+ * dt: F32 or BF16 for matrices (norms stay F32). Interleaved-RoPE q/k rows (llama2.c, GGUF) are
+ * permuted to the rotate-half layout, so the export computes the same function. */
+hass_status hass_model_export_hf(const hass_model *m, const char *dir, hass_dtype dt,
+                                 size_t shard_bytes, hass_err *err);
+
 /* A model of the given shape with seeded random weights of dtype wt (F32/BF16/F16), for tests
  * and benchmarks. Weights are scaled so activations stay O(1) through many layers. The model
  * owns the weights. */
