@@ -32,6 +32,10 @@ hass_tokenizer *cli_open_tokenizer(const char *model, const char *zbin, const ch
             return load_gguf_tok(tokfile, err);
         return hass_tokenizer_load_bin(tokfile, 0, err);
     }
+    if (!hass_is_dir(model) && !hass_file_exists(model)) {
+        hass_err_set(err, HASS_STATUS_IO, "%s: no such file or directory", model);
+        return NULL;
+    }
     if (hass_is_dir(model)) {
         char path[1024];
         if (snprintf(path, sizeof path, "%s/tokenizer.json", model) >= (int)sizeof path) {

@@ -1,0 +1,175 @@
+/*
+ * test_cli.c — the command-line contract: exit codes (0 ok, 1 runtime error, 2 usage error),
+ * one-line errors on stderr, stdout holding only the continuation, the --json fields, and
+ * bad input of every class (missing/corrupt files, invalid flags and values, a prompt longer
+ * than the context) handled without a crash.
+ */
+#include "check.h"
+#include "core/core.h"
+
+#include <cJSON.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char hass[1024], tmp[256];
+static char out[1 << 16], errout[1 << 14];
+
+/* Runs `hass ARGS` with stdout and stderr captured; returns the exit status (-1 on signal). */
+static int run(const char *args) {
+    char cmd[4096], of[300], ef[300];
+    snprintf(of, sizeof of, "%s/out", tmp);
+    snprintf(ef, sizeof ef, "%s/err", tmp);
+    snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s </dev/null", hass, args, of, ef);
+    int st = system(cmd);
+    out[0] = errout[0] = 0;
+    FILE *f = fopen(of, "rb");
+    if (f) {
+        out[fread(out, 1, sizeof out - 1, f)] = 0;
+        fclose(f);
+    }
+    f = fopen(ef, "rb");
+    if (f) {
+        errout[fread(errout, 1, sizeof errout - 1, f)] = 0;
+        fclose(f);
+    }
+    if (!WIFEXITED(st))
+        return -1;
+    return WEXITSTATUS(st);
+}
+
+static int one_line_error(void) {
+    char *nl = strchr(errout, '\n');
+    return errout[0] && nl && nl[1] == 0 && !strncmp(errout, "hass", 4);
+}
+
+#define EXPECT(code, args)                                                                         \
+    do {                                                                                           \
+        int rc_ = run(args);                                                                       \
+        CHECK_MSG(rc_ == (code), "hass %s: exit %d, want %d (stderr: %.200s)", (args), rc_,       \
+                  (code), errout);                                                                 \
+    } while (0)
+
+int main(int argc, char **argv) {
+    (void)argc;
+    check_init("test_cli");
+    char self[1024];
+    snprintf(self, sizeof self, "%s", argv[0]);
+    snprintf(hass, sizeof hass, "%s/../hass", dirname(self));
+    if (access(hass, X_OK) != 0) {
+        CHECK_SKIP("hass binary not built next to the tests");
+        return check_exit();
+    }
+    snprintf(tmp, sizeof tmp, "/tmp/hass_test_cli_%ld", (long)getpid());
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", tmp);
+    HASS_ASSERT(system(cmd) == 0);
+
+    EXPECT(2, "");
+    EXPECT(2, "frobnicate");
+    EXPECT(0, "--help");
+    EXPECT(0, "generate --help");
+    CHECK(strstr(out, "--tree-tokens") != NULL);
+    EXPECT(2, "generate -m x");
+    CHECK(one_line_error());
+    EXPECT(2, "generate -p hi --bogus");
+    EXPECT(2, "generate -p hi -n abc");
+    EXPECT(2, "generate -p hi -t -1");
+    EXPECT(2, "generate -p hi --top-p 0");
+    EXPECT(2, "generate -p hi --threads 0");
+    EXPECT(2, "generate -p hi --tree-tokens 0");
+    EXPECT(2, "generate -p hi -n");
+    EXPECT(1, "generate -m /nonexistent/model -p hi");
+    CHECK(one_line_error());
+    EXPECT(2, "bench -m x");
+    EXPECT(2, "draft-init -m x");
+    EXPECT(1, "inspect /nonexistent");
+    EXPECT(2, "inspect");
+    EXPECT(2, "convert -m x");
+
+    /* garbage and truncated model files */
+    char path[600], args[3000];
+    snprintf(path, sizeof path, "%s/garbage.bin", tmp);
+    snprintf(cmd, sizeof cmd, "head -c 5000 /dev/urandom > %s", path);
+    HASS_ASSERT(system(cmd) == 0);
+    snprintf(args, sizeof args, "generate -m %s -z %s -p hi", path, path);
+    EXPECT(1, args);
+    CHECK(one_line_error());
+    snprintf(args, sizeof args, "inspect %s", path);
+    EXPECT(1, args);
+    snprintf(path, sizeof path, "%s/garbage.gguf", tmp);
+    snprintf(cmd, sizeof cmd, "printf 'GGUF\\003\\000\\000\\000' > %s; head -c 64 /dev/urandom >> %s",
+             path, path);
+    HASS_ASSERT(system(cmd) == 0);
+    snprintf(args, sizeof args, "generate -m %s -p hi", path);
+    EXPECT(1, args);
+
+    const char *mp = check_shared("models/stories260K.bin"), *tp = check_shared("models/tok512.bin");
+    if (mp && tp) {
+        char mt[1200];
+        snprintf(mt, sizeof mt, "-m %s -z %s", mp, tp);
+        snprintf(args, sizeof args, "generate %s -p 'Once upon a time' -n 20", mt);
+        EXPECT(0, args);
+        CHECK_MSG(!strncmp(out, ", there was a little girl named Lily", 36),
+                  "stdout holds the continuation only: '%.60s'", out);
+        snprintf(args, sizeof args, "generate %s -p 'Once upon a time' -n 20 --json", mt);
+        EXPECT(0, args);
+        cJSON *j = cJSON_Parse(out);
+        CHECK(j != NULL);
+        const char *fields[] = {"text",  "tokens", "stop",    "n_prompt",    "n_generated",
+                                "target_forwards", "tau", "seconds", "tokens_per_s"};
+        for (size_t i = 0; j && i < sizeof fields / sizeof fields[0]; i++)
+            CHECK_MSG(cJSON_GetObjectItemCaseSensitive(j, fields[i]) != NULL, "--json field %s",
+                      fields[i]);
+        if (j) {
+            CHECK_EQ_INT(cJSON_GetObjectItem(j, "n_generated")->valueint, 20);
+            CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(j, "tokens")), 20);
+            CHECK(!strcmp(cJSON_GetObjectItem(j, "stop")->valuestring, "length"));
+        }
+        cJSON_Delete(j);
+        /* a prompt longer than the context */
+        snprintf(args, sizeof args, "generate %s -p 'Once upon a time there was a dog' --ctx 6",
+                 mt);
+        EXPECT(1, args);
+        CHECK(one_line_error() && strstr(errout, "context"));
+        /* llama2.c checkpoint without its tokenizer */
+        snprintf(args, sizeof args, "generate -m %s -p hi", mp);
+        EXPECT(2, args);
+        /* a draft that does not exist / does not fit */
+        snprintf(args, sizeof args, "generate %s -p hi -d %s/nodraft", mt, tmp);
+        EXPECT(1, args);
+        snprintf(args, sizeof args, "draft-init %s -o %s/d", mt, tmp);
+        EXPECT(0, args);
+        snprintf(args, sizeof args, "generate %s -d %s/d -p 'Once upon a time' -n 30 --json", mt,
+                 tmp);
+        EXPECT(0, args);
+        CHECK(strstr(out, "\"tau\"") != NULL);
+        /* bench: a malformed prompt file, then a good one */
+        snprintf(path, sizeof path, "%s/p.jsonl", tmp);
+        snprintf(cmd, sizeof cmd, "printf '{\"x\":1}\\n' > %s", path);
+        HASS_ASSERT(system(cmd) == 0);
+        snprintf(args, sizeof args, "bench %s -d %s/d --prompts %s", mt, tmp, path);
+        EXPECT(1, args);
+        snprintf(cmd, sizeof cmd, "printf '{\"prompt\":\"The cat\"}\\n{\"turns\":[\"A dog\"]}\\n' > %s",
+                 path);
+        HASS_ASSERT(system(cmd) == 0);
+        snprintf(args, sizeof args, "bench %s -d %s/d --prompts %s -n 16 --json", mt, tmp, path);
+        EXPECT(0, args);
+        cJSON *b = cJSON_Parse(out);
+        const cJSON *sum = b ? cJSON_GetObjectItem(b, "summary") : NULL;
+        CHECK(sum && cJSON_IsTrue(cJSON_GetObjectItem(sum, "identical")));
+        cJSON_Delete(b);
+        snprintf(args, sizeof args, "tokenize --tokenizer %s -p 'Once upon a time'", tp);
+        EXPECT(0, args);
+        CHECK(!strncmp(out, "1 403 407 261 378", 17));
+        snprintf(args, sizeof args, "inspect %s", mp);
+        EXPECT(0, args);
+    } else {
+        CHECK_SKIP("stories260K not found");
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    CHECK(system(cmd) == 0);
+    return check_exit();
+}
