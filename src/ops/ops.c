@@ -1,7 +1,7 @@
 /*
  * ops.c — kernel dispatch, threading and the portable kernels. The ISA files (ops_avx2.c,
- * ops_avx512.c) provide the matrix product and the dot/axpy helpers when the CPU has them;
- * everything here picks them through isa() at call time.
+ * ops_avx512.c) provide the matrix product and the dot helpers of attention and rmsnorm when
+ * the CPU has them; everything here picks them through isa() at call time.
  *
  * Threads split output rows (matmul) or (row, head) pairs (attention), never a reduction, and
  * every element is computed by one function whose operation order does not depend on the batch
@@ -86,9 +86,18 @@ static float dot_scalar(const float *a, const float *b, int64_t n) {
     return s;
 }
 
-static void axpy_scalar(float *y, float a, const float *x, int64_t n) {
-    for (int64_t e = 0; e < n; e++)
-        y[e] += a * x[e];
+static void dots_scalar(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
+                        int64_t Dh) {
+    for (int64_t j = 0; j < nk; j++)
+        s[j] = dot_scalar(q, k + j * ks, Dh);
+}
+
+static void axpys_scalar(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
+                         int64_t Dh) {
+    for (int64_t j = 0; j < nk; j++)
+        if (p[j] != 0.0f)
+            for (int64_t e = 0; e < Dh; e++)
+                o[e] += p[j] * v[j * vs + e];
 }
 
 /* m weights of row w from element k, as f32 (q8_0: within one block of 32). */
@@ -138,7 +147,8 @@ static void matmul_rows_scalar(float *y, int64_t ys, const float *x, int64_t n, 
 typedef struct {
     hass__matmul_rows_fn rows;
     hass__dot_fn dot;
-    hass__axpy_fn axpy;
+    hass__dots_fn dots;
+    hass__axpys_fn axpys;
 } isa_kernels;
 
 static isa_kernels isa(void) {
@@ -147,14 +157,17 @@ static isa_kernels isa(void) {
 #if defined(__x86_64__)
 #if !defined(HASS_NO_AVX512)
     if (f & HASS_CPU_AVX512BF16)
-        return (isa_kernels){hass__matmul_rows_avx512bf16, hass__dot_avx512, hass__axpy_avx512};
+        return (isa_kernels){hass__matmul_rows_avx512bf16, hass__dot_avx512, hass__dots_avx512,
+                             hass__axpys_avx512};
     if (f & HASS_CPU_AVX512)
-        return (isa_kernels){hass__matmul_rows_avx512, hass__dot_avx512, hass__axpy_avx512};
+        return (isa_kernels){hass__matmul_rows_avx512, hass__dot_avx512, hass__dots_avx512,
+                             hass__axpys_avx512};
 #endif
     if (f & HASS_CPU_AVX2)
-        return (isa_kernels){hass__matmul_rows_avx2, hass__dot_avx2, hass__axpy_avx2};
+        return (isa_kernels){hass__matmul_rows_avx2, hass__dot_avx2, hass__dots_avx2,
+                             hass__axpys_avx2};
 #endif
-    return (isa_kernels){matmul_rows_scalar, dot_scalar, axpy_scalar};
+    return (isa_kernels){matmul_rows_scalar, dot_scalar, dots_scalar, axpys_scalar};
 }
 
 /* ---- matmul: threads take output rows in chunks of MM_UNIT-row units (a multiple of every
@@ -312,14 +325,11 @@ static void attn_one(const attn_ctx *c, int64_t i, int64_t h, float *sc) {
     const float *kb = c->k + kh * Dh, *vb = c->v + kh * Dh;
     const uint64_t *mrow = c->mask ? c->mask + i * W : NULL;
     float scale = 1.0f / sqrtf((float)Dh), mx = -INFINITY;
+    c->k_.dots(sc, qi, kb, kvd, nk, Dh); /* masked keys too: cheaper than branching per key */
     for (int64_t j = 0; j < nk; j++) {
         int64_t jj = j - c->n_past;
         int ok = jj < 0 || (mrow ? (int)((mrow[jj / 64] >> (jj % 64)) & 1) : jj <= self);
-        if (!ok) {
-            sc[j] = -INFINITY;
-            continue;
-        }
-        sc[j] = c->k_.dot(qi, kb + j * kvd, Dh) * scale;
+        sc[j] = ok ? sc[j] * scale : -INFINITY;
         mx = sc[j] > mx ? sc[j] : mx;
     }
     float sum = 0;
@@ -329,9 +339,7 @@ static void attn_one(const attn_ctx *c, int64_t i, int64_t h, float *sc) {
     }
     float *o = c->out + (i * c->H + h) * Dh;
     memset(o, 0, (size_t)Dh * sizeof(float));
-    for (int64_t j = 0; j < nk; j++)
-        if (sc[j] != 0.0f)
-            c->k_.axpy(o, sc[j], vb + j * kvd, Dh);
+    c->k_.axpys(o, sc, vb, kvd, nk, Dh);
     float inv = 1.0f / sum;
     for (int64_t e = 0; e < Dh; e++)
         o[e] *= inv;

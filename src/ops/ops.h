@@ -112,16 +112,26 @@ void hass_ref_attention(float *out, const float *q, const float *k, const float 
 typedef void (*hass__matmul_rows_fn)(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                                      const void *W, hass_dtype wt, int64_t o0, int64_t o1);
 typedef float (*hass__dot_fn)(const float *a, const float *b, int64_t n);
-typedef void (*hass__axpy_fn)(float *y, float a, const float *x, int64_t n); /* y += a*x */
+/* s[j] = dot(q, k + j*ks, Dh) for j < nk, each exactly as the dot above. */
+typedef void (*hass__dots_fn)(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
+                              int64_t Dh);
+/* o[e] = fma(p[j], v[j*vs + e], o[e]) for j = 0..nk-1 in order, skipping p[j] == 0 (scalar
+ * build: o[e] += p[j] * v[..]); elementwise, so the lane layout cannot change a result. */
+typedef void (*hass__axpys_fn)(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
+                               int64_t Dh);
 void hass__matmul_rows_avx2(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                             const void *W, hass_dtype wt, int64_t o0, int64_t o1);
 float hass__dot_avx2(const float *a, const float *b, int64_t n);
-void hass__axpy_avx2(float *y, float a, const float *x, int64_t n);
+void hass__dots_avx2(float *s, const float *q, const float *k, int64_t ks, int64_t nk, int64_t Dh);
+void hass__axpys_avx2(float *o, const float *p, const float *v, int64_t vs, int64_t nk, int64_t Dh);
 void hass__matmul_rows_avx512(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                               const void *W, hass_dtype wt, int64_t o0, int64_t o1);
 void hass__matmul_rows_avx512bf16(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                                   const void *W, hass_dtype wt, int64_t o0, int64_t o1);
 float hass__dot_avx512(const float *a, const float *b, int64_t n);
-void hass__axpy_avx512(float *y, float a, const float *x, int64_t n);
+void hass__dots_avx512(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
+                       int64_t Dh);
+void hass__axpys_avx512(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
+                        int64_t Dh);
 
 #endif

@@ -230,24 +230,82 @@ void hass__matmul_rows_avx2(float *y, int64_t ys, const float *x, int64_t n, int
 }
 
 /* The same element arithmetic as the matrix product, for one pair of vectors. */
-float hass__dot_avx2(const float *a, const float *b, int64_t n) {
+static ALWAYS_INLINE float dot1(const float *a, const float *b, int64_t n) {
     __m256 acc = _mm256_setzero_ps();
-    int64_t n8 = n & ~(int64_t)7;
-    for (int64_t k = 0; k < n8; k += 8)
+    int64_t nv = n & ~(int64_t)7;
+    for (int64_t k = 0; k < nv; k += 8)
         acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc);
     float s = hsum8(acc);
-    for (int64_t k = n8; k < n; k++)
+    for (int64_t k = nv; k < n; k++)
         s = fma1(a[k], b[k], s);
     return s;
 }
 
-/* y[e] = fma(a, x[e], y[e]) for every e (elementwise, so lane layout cannot change a result). */
-void hass__axpy_avx2(float *y, float a, const float *x, int64_t n) {
-    __m256 av = _mm256_set1_ps(a);
-    int64_t n8 = n & ~(int64_t)7, e = 0;
-    for (; e < n8; e += 8)
-        _mm256_storeu_ps(y + e,
-                         _mm256_fmadd_ps(av, _mm256_loadu_ps(x + e), _mm256_loadu_ps(y + e)));
-    for (; e < n; e++)
-        y[e] = fma1(a, x[e], y[e]);
+float hass__dot_avx2(const float *a, const float *b, int64_t n) {
+    return dot1(a, b, n);
+}
+
+/* Four keys at a time (four independent FMA chains); each key's dot is still exactly dot1. */
+void hass__dots_avx2(float *s, const float *q, const float *k, int64_t ks, int64_t nk, int64_t Dh) {
+    int64_t nv = Dh & ~(int64_t)7, j = 0;
+    for (; j + 4 <= nk; j += 4) {
+        const float *k0 = k + j * ks, *k1 = k0 + ks, *k2 = k1 + ks, *k3 = k2 + ks;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t e = 0; e < nv; e += 8) {
+            __m256 qv = _mm256_loadu_ps(q + e);
+            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + e), a0);
+            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + e), a1);
+            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + e), a2);
+            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + e), a3);
+        }
+        float r0 = hsum8(a0), r1 = hsum8(a1), r2 = hsum8(a2), r3 = hsum8(a3);
+        for (int64_t e = nv; e < Dh; e++) {
+            r0 = fma1(q[e], k0[e], r0);
+            r1 = fma1(q[e], k1[e], r1);
+            r2 = fma1(q[e], k2[e], r2);
+            r3 = fma1(q[e], k3[e], r3);
+        }
+        s[j] = r0, s[j + 1] = r1, s[j + 2] = r2, s[j + 3] = r3;
+    }
+    for (; j < nk; j++)
+        s[j] = dot1(q, k + j * ks, Dh);
+}
+
+/* Four vectors of o stay in registers across all keys, then the next four: each element still
+ * gets one FMA per key in key order. */
+void hass__axpys_avx2(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
+                      int64_t Dh) {
+    int64_t e = 0;
+    for (; e + 32 <= Dh; e += 32) {
+        __m256 o0 = _mm256_loadu_ps(o + e), o1 = _mm256_loadu_ps(o + e + 8);
+        __m256 o2 = _mm256_loadu_ps(o + e + 16), o3 = _mm256_loadu_ps(o + e + 24);
+        for (int64_t j = 0; j < nk; j++) {
+            if (p[j] == 0.0f)
+                continue;
+            __m256 a = _mm256_set1_ps(p[j]);
+            const float *vj = v + j * vs + e;
+            o0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vj), o0);
+            o1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vj + 8), o1);
+            o2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vj + 16), o2);
+            o3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vj + 24), o3);
+        }
+        _mm256_storeu_ps(o + e, o0);
+        _mm256_storeu_ps(o + e + 8, o1);
+        _mm256_storeu_ps(o + e + 16, o2);
+        _mm256_storeu_ps(o + e + 24, o3);
+    }
+    for (; e + 8 <= Dh; e += 8) {
+        __m256 o0 = _mm256_loadu_ps(o + e);
+        for (int64_t j = 0; j < nk; j++)
+            if (p[j] != 0.0f)
+                o0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * vs + e), o0);
+        _mm256_storeu_ps(o + e, o0);
+    }
+    for (; e < Dh; e++) {
+        float t = o[e];
+        for (int64_t j = 0; j < nk; j++)
+            if (p[j] != 0.0f)
+                t = fma1(p[j], v[j * vs + e], t);
+        o[e] = t;
+    }
 }
