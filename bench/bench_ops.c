@@ -6,7 +6,8 @@
  *       cost ratio t(n)/t(1) of a whole "layer" (the sum of the shapes);
  *   (c) OpenBLAS cblas_sgemm on the same f32 shapes, in the same run;
  *   (d) kernel efficiency: one thread, weights in L2, timed by the thread's CPU clock, so that
- *       the GFLOP/s can be read against the FMA peak even on a shared, loaded machine.
+ *       the GFLOP/s can be read against the FMA peak even on a shared, loaded machine;
+ *   (e) hass_attention over 527 keys (H 12, Dh 64) for 1 and 16 new rows.
  * Weights rotate over enough copies to exceed the last-level cache, so every product streams
  * its weights from memory as decoding does. Fixed seed, one warm-up, median of N.
  *
@@ -188,6 +189,42 @@ static void bench_incache(hass_rng *rng, int quick) {
     free(x), free(y), hass_aligned_free(wf), hass_aligned_free(wb);
 }
 
+/* ---- attention, 527 keys in all (context + n new rows, causal among the new rows), LLaMA-125M
+ * heads (H 12, Dh 64); wall clock, median. */
+static void bench_attention(hass_pool *pool, int maxt, hass_rng *rng, int quick) {
+    const int64_t H = 12, Hkv = 12, Dh = 64, P = 511, NMAX = 16;
+    float *q = malloc((size_t)(NMAX * H * Dh) * sizeof(float));
+    float *k = malloc((size_t)((P + NMAX) * Hkv * Dh) * sizeof(float));
+    float *v = malloc((size_t)((P + NMAX) * Hkv * Dh) * sizeof(float));
+    float *o = malloc((size_t)(NMAX * H * Dh) * sizeof(float));
+    float *scr = malloc(hass_attention_scratch(pool, P + NMAX) * sizeof(float));
+    HASS_ASSERT(q && k && v && o && scr);
+    for (int64_t i = 0; i < NMAX * H * Dh; i++)
+        q[i] = hass_rng_uniform(rng) - 0.5f;
+    for (int64_t i = 0; i < (P + NMAX) * Hkv * Dh; i++) {
+        k[i] = hass_rng_uniform(rng) - 0.5f;
+        v[i] = hass_rng_uniform(rng) - 0.5f;
+    }
+    static const int64_t ns[] = {1, 16};
+    for (int nt = 1; nt <= maxt; nt++)
+        for (int a = 0; a < 2; a++) {
+            double tt[MAXREP];
+            int reps = quick ? 5 : 21;
+            for (int r = 0; r < reps; r++) {
+                double t0 = hass_now();
+                hass_attention(nt == 1 ? NULL : pool, o, q, k, v, P + NMAX - ns[a], ns[a], NULL, H,
+                               Hkv, Dh, scr);
+                tt[r] = hass_now() - t0;
+            }
+            double tm = median(tt, reps);
+            double flops = 4.0 * (double)(ns[a] * H * Dh) * (double)(P + NMAX);
+            printf("attention_gflops,past%lld_n%lld_H%lld_Dh%lld,%d,%d,%.4f,%.2f\n",
+                   (long long)(P + NMAX - ns[a]), (long long)ns[a], (long long)H, (long long)Dh, nt,
+                   reps, tm * 1e3, flops / tm * 1e-9);
+        }
+    free(q), free(k), free(v), free(o), free(scr);
+}
+
 /* ---- (b, c) matmul ---- */
 typedef struct {
     int64_t out, in;
@@ -293,6 +330,7 @@ int main(int argc, char **argv) {
             fma[0] = bench_fma_cpu(quick ? 4000000 : 20000000);
             bench_incache(&rng, quick);
         }
+        bench_attention(pool, maxt, &rng, quick);
         double t[MAXREP];
         int reps_d = quick ? 8 : MAXREP;
         for (int r = 0; r < reps_d; r++) {
