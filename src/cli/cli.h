@@ -40,8 +40,10 @@ int64_t cli_encode_prompt(const hass_tokenizer *tok, const char *text, int chat,
 int cmd_bench(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_datagen(int argc, char **argv);
 int cmd_draft_init(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_train_draft(int argc, char **argv);
 
 #endif

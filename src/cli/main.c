@@ -15,10 +15,12 @@ static const cli_command commands[] = {
     /* one line per subcommand; keep alphabetical */
     {"bench", cmd_bench, "plain vs speculative decoding on a prompt file: speed, tau, identity"},
     {"convert", cmd_convert, "write a model as a Hugging Face directory (f32/bf16)"},
+    {"datagen", cmd_datagen, "target features of conversations / prompts for draft training"},
     {"draft-init", cmd_draft_init, "write a freshly initialised draft head for a model"},
     {"generate", cmd_generate, "generate text (speculative with a draft head, -d)"},
     {"inspect", cmd_inspect, "print the header, metadata and tensor table of a model file"},
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer and print the token ids"},
+    {"train-draft", cmd_train_draft, "train an EAGLE / HASS draft head on datagen features"},
     {"version", cmd_version, "print the version and the CPU kernels in use"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
