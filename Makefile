@@ -18,7 +18,7 @@ endif
 WARN   := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 CFLAGS_BASE := -std=c17 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -pthread -MMD -MP \
                -Iinclude -Isrc -I/usr/include/cjson
-LDLIBS := -lcjson -lpcre2-8 -lopenblas -lpthread -lm
+LDLIBS := -lcjson -lpcre2-8 -ldl -lpthread -lm
 
 ifeq ($(BUILD),release)
 OPT := -O2 -g

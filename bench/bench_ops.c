@@ -18,7 +18,7 @@
 #include "core/core.h"
 #include "ops/ops.h"
 
-#include <cblas.h>
+#include "train/blas.h"
 #include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,7 +280,7 @@ static double time_matmul(hass_pool *pool, int blas, const wset *ws, hass_dtype 
         const void *w = ws->w[it % ws->ncopies];
         double a = hass_now();
         if (blas)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)s.out, (int)s.in,
+            hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)s.out, (int)s.in,
                         1.0f, x, (int)s.in, w, (int)s.in, 0.0f, y, (int)s.out);
         else
             hass_matmul(pool, y, x, w, t, n, s.in, s.out);
@@ -314,7 +314,7 @@ int main(int argc, char **argv) {
     }
     printf("# bench_ops%s: isa %s, %d cpus, load average %.2f %.2f %.2f, openblas %s\n",
            quick ? " --quick" : "", hass_cpu_isa_name(), ncpu, load[0], load[1], load[2],
-           openblas_get_config());
+           hass_blas_name());
     printf("name,shape,threads,iters,ms,gflops_or_gbs\n");
 
     /* (a) */
@@ -372,7 +372,7 @@ int main(int argc, char **argv) {
                         continue;
                     for (int impl = 0; impl < (dts[d] == HASS_DTYPE_F32 ? 2 : 1); impl++) {
                         if (impl)
-                            openblas_set_num_threads(nt);
+                            hass_blas_set_threads(nt);
                         int iters;
                         double tm = time_matmul(p, impl, &ws, dts[d], s, n, x, y, budget, &iters);
                         layer[d][impl][nt][k] += tm;

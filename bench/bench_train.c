@@ -25,7 +25,7 @@
 #include "core/core.h"
 #include "train/train.h"
 
-#include <cblas.h>
+#include "train/blas.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +76,7 @@ static double bench_sgemm(int iters) {
     double t[16];
     for (int it = -1; it < iters; it++) {
         double t0 = hass_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f, C,
+        hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f, C,
                     N);
         if (it >= 0)
             t[it] = hass_now() - t0;
@@ -99,7 +99,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    openblas_set_num_threads(threads);
+    hass_blas_set_threads(threads);
     hass_pool *pool = hass_pool_create(threads);
     int iters = quick ? 1 : 5;
 

@@ -7,7 +7,7 @@
  */
 #include "train/draft_grad.h"
 
-#include <cblas.h>
+#include "train/blas.h"
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -18,7 +18,7 @@
 void hass_linear_forward(float *y, const float *x, const float *W, const float *b, int64_t N,
                          int64_t in, int64_t out) {
     // y: (N, out) = x: (N, in) @ W^T: (in, out)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)out, (int)in, 1.0f, x,
+    hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)out, (int)in, 1.0f, x,
                 (int)in, W, (int)in, 0.0f, y, (int)out);
     if (b)
         for (int64_t r = 0; r < N; r++) {
@@ -31,10 +31,10 @@ void hass_linear_forward(float *y, const float *x, const float *W, const float *
 void hass_linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
                           const float *W, int64_t N, int64_t in, int64_t out) {
     if (dx) // dx: (N, in) += dy: (N, out) @ W: (out, in)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)out, 1.0f, dy,
+        hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)out, 1.0f, dy,
                     (int)out, W, (int)in, 1.0f, dx, (int)in);
     if (dW) // dW: (out, in) += dy^T: (out, N) @ x: (N, in)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)N, 1.0f, dy,
+        hass_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)N, 1.0f, dy,
                     (int)out, x, (int)in, 1.0f, dW, (int)in);
     if (db)
         for (int64_t r = 0; r < N; r++) {
@@ -228,7 +228,7 @@ static void attn_probs(const attn_blk *g, float *S, float *E, const float *q, co
     const float *K0 = k[0] + g->b * g->T * g->kvd + g->hk * g->Dh;
     int64_t kend = g->kend, j = g->j;
     if (kend > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->nb, (int)kend, (int)g->Dh,
+        hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->nb, (int)kend, (int)g->Dh,
                     g->scale, Qb, (int)g->qd, K0, (int)g->kvd, 0.0f, S, (int)kend);
     for (int64_t r = 0; r < g->nb; r++) {
         int64_t i = g->i0 + r;
@@ -293,7 +293,7 @@ static void attn_fwd_task(void *vc, int ith, int nth) {
             float *Ob = c->out + (b * T + i0) * g.qd + h * Dh;
             const float *V0 = c->v[0] + b * T * g.kvd + g.hk * Dh;
             if (g.kend > 0) // O_blk: (nb, Dh) = P: (nb, kend) @ V0: (kend, Dh)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.nb, (int)Dh,
+                hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.nb, (int)Dh,
                             (int)g.kend, 1.0f, S, (int)g.kend, V0, (int)g.kvd, 0.0f, Ob, (int)g.qd);
             else
                 for (int64_t r = 0; r < g.nb; r++)
@@ -316,10 +316,10 @@ static void attn_run(hass_pool *pool, hass_task_fn fn, attn_ctx *c) {
         fn(c, 0, 1);
         return;
     }
-    int blas = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    int blas = hass_blas_get_threads();
+    hass_blas_set_threads(1);
     hass_pool_run(pool, fn, c);
-    openblas_set_num_threads(blas);
+    hass_blas_set_threads(blas);
 }
 
 void hass_attn_align_forward(hass_pool *pool, float *out, float *lse, const float *q,
@@ -371,11 +371,11 @@ static void attn_bwd_task(void *vc, int ith, int nth) {
                 if (kend > 0) {
                     const float *K0 = k[0] + koff, *V0 = v[0] + koff;
                     // dV0: (kend, Dh) += P^T: (kend, nb) @ dO: (nb, Dh)
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kend, (int)Dh,
+                    hass_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kend, (int)Dh,
                                 (int)g.nb, 1.0f, P, (int)kend, dOb, (int)g.qd, 1.0f, dv[0] + koff,
                                 (int)g.kvd);
                     // dP: (nb, kend) = dO: (nb, Dh) @ V0^T: (Dh, kend)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.nb, (int)kend,
+                    hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.nb, (int)kend,
                                 (int)Dh, 1.0f, dOb, (int)g.qd, V0, (int)g.kvd, 0.0f, dP, (int)kend);
                     for (int64_t r = 0; r < g.nb; r++) { // dS = P * (dP - D); P is 0 past n0
                         float *pr = P + r * kend, *dr = dP + r * kend;
@@ -383,10 +383,10 @@ static void attn_bwd_task(void *vc, int ith, int nth) {
                             dr[t] = pr[t] * (dr[t] - Dv[r]);
                     }
                     // dQ_blk += scale * dS @ K0;  dK0 += scale * dS^T @ Q_blk
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.nb, (int)Dh,
+                    hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.nb, (int)Dh,
                                 (int)kend, g.scale, dP, (int)kend, K0, (int)g.kvd, 1.0f, dQb,
                                 (int)g.qd);
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kend, (int)Dh,
+                    hass_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kend, (int)Dh,
                                 (int)g.nb, g.scale, dP, (int)kend, Qb, (int)g.qd, 1.0f,
                                 dk[0] + koff, (int)g.kvd);
                 }
