@@ -26,20 +26,25 @@ mkdir -p "$W"
 
 opening() { # seed -> one JSON line {"prompt": ...}
     "$HASS" generate -m "$M" -z "$Z" -p "" -t 1 --seed "$1" -n 16 --json --threads 1 |
-        python3 -c 'import json,sys; t=json.load(sys.stdin)["text"]; t=t[:t.rfind(" ")] if " " in t else t; print(json.dumps({"prompt": t.strip()}))'
+        python3 -c 'import json,sys; t=json.load(sys.stdin)["text"]; t=t[:t.rfind(" ")] if " " in t else t; sys.stdout.write(json.dumps({"prompt": t.strip()}) + "\n")'
 }
 export -f opening
 export HASS M Z
 
 if [ ! -s "$W/train_prompts.jsonl" ]; then
-    seq 100001 $((100000 + N_HELD)) | xargs -P 2 -I{} bash -c 'opening {}' > "$W/held_raw.jsonl"
-    seq 1 "$N_TRAIN" | xargs -P 2 -I{} bash -c 'opening {}' > "$W/train_raw.jsonl"
+    [ -s "$W/held_raw.jsonl" ] ||
+        seq 100001 $((100000 + N_HELD)) | xargs -P 2 -I{} bash -c 'opening {}' > "$W/held_raw.jsonl"
+    [ -s "$W/train_raw.jsonl" ] ||
+        seq 1 "$N_TRAIN" | xargs -P 2 -I{} bash -c 'opening {}' > "$W/train_raw.jsonl"
     python3 - "$W" <<'EOF'
 import json, sys
 w = sys.argv[1]
-held = list(dict.fromkeys(l.strip() for l in open(f"{w}/held_raw.jsonl") if l.strip()))
+def lines(f):  # one object per line (lines written by parallel jobs may have been glued)
+    txt = open(f).read().replace("}{", "}\n{")
+    return list(dict.fromkeys(json.dumps(json.loads(l)) for l in txt.splitlines() if l.strip()))
+held = lines(f"{w}/held_raw.jsonl")
 hp = {json.loads(l)["prompt"] for l in held}
-train = [l.strip() for l in open(f"{w}/train_raw.jsonl") if l.strip()]
+train = lines(f"{w}/train_raw.jsonl")  # duplicates removed: greedy continuations would repeat
 kept = [l for l in train if json.loads(l)["prompt"] not in hp]
 open(f"{w}/heldout.jsonl", "w").write("\n".join(held) + "\n")
 open(f"{w}/train_prompts.jsonl", "w").write("\n".join(kept) + "\n")

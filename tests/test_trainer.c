@@ -1,0 +1,196 @@
+/*
+ * test_trainer.c — hass train-draft end to end on a small synthetic target: datagen -> training
+ * -> the output loads as a draft; resumption is bit-exact (2K steps straight == K steps, stop,
+ * K more: same parameters, AdamW state and draft file); gradient accumulation; the loss falls;
+ * --init-from round trip; a state from another configuration is refused.
+ */
+#include "check.h"
+#include "draft/draft.h"
+#include "model/model.h"
+#include "train/datagen.h"
+#include "train/draft_ckpt.h"
+#include "train/featstore.h"
+#include "train/trainer_run.h"
+
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static const char *tpath(const char *name) {
+    static char buf[8][512];
+    static int k;
+    char *b = buf[k++ & 7];
+    snprintf(b, 512, "%s/%s", tmpdir, name);
+    return b;
+}
+
+static int files_equal(const char *a, const char *b) {
+    char *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    hass_err err = {0};
+    if (hass_read_file(a, &x, &nx, &err) || hass_read_file(b, &y, &ny, &err)) {
+        free(x);
+        return 0;
+    }
+    int eq = nx == ny && !memcmp(x, y, nx);
+    free(x);
+    free(y);
+    return eq;
+}
+
+typedef struct {
+    double loss[512];
+    int n;
+} losses;
+
+static void on_step(void *user, const hass_train_log *l) {
+    losses *L = user;
+    if (L->n < 512)
+        L->loss[L->n++] = l->st.loss_mean;
+}
+
+static hass_train_run_opts opts(const char *out, int hass) {
+    hass_train_run_opts o = hass_train_run_opts_default();
+    o.data_dir = tpath("feat");
+    o.out_dir = tpath(out);
+    o.model_path = "synthetic";
+    o.batch = 2;
+    o.seq_len = 24;
+    o.lr = 3e-3f;
+    o.warmup = 2;
+    o.seed = 5;
+    o.topts.n_align = hass ? 3 : 1;
+    o.topts.w_topk = hass ? 1.0f : 0.0f;
+    return o;
+}
+
+static hass_status train(const hass_model *m, hass_train_run_opts *o, losses *L,
+                         hass_train_report *r, hass_err *err) {
+    memset(err, 0, sizeof *err);
+    return hass_train_run(m, NULL, o, L ? on_step : NULL, L, r, err);
+}
+
+int main(void) {
+    check_init("test_trainer");
+    const char *tokp = check_shared("models/tok512.bin");
+    if (!tokp) {
+        CHECK_SKIP("models/tok512.bin not present");
+        return check_exit();
+    }
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/hass_test_trainer_%d", (int)getpid());
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", tmpdir, tmpdir);
+    if (system(cmd) != 0)
+        return 1;
+    hass_err err = {0};
+    hass_tokenizer *tok = hass_tokenizer_load_bin(tokp, 512, &err);
+    hass_model_config c = hass_model_config_make(32, 64, 2, 4, 2, 512, 256);
+    c.bos = 1;
+    c.stop_ids[0] = 2;
+    c.n_stop = 1;
+    hass_model *m = hass_model_synthetic(&c, HASS_DTYPE_F32, 3, &err);
+    CHECK(tok && m);
+    if (!tok || !m)
+        return check_exit();
+
+    /* data: the target's greedy continuations of a few prompts */
+    FILE *f = fopen(tpath("p.txt"), "wb");
+    fputs("Once upon a time\nThe dog ran\nLily saw a bird\nTom had a ball\n", f);
+    fclose(f);
+    hass_datagen_opts dg = hass_datagen_opts_default();
+    dg.data_path = tpath("p.txt");
+    dg.max_new = 20;
+    hass_datagen_report dr;
+    CHECK(hass_datagen_run(m, tok, NULL, tpath("feat"), &dg, &dr, &err) == HASS_OK);
+    CHECK_EQ_INT(dr.sequences, 4);
+
+    /* 1. train K steps -> a loadable draft */
+    const int K = 4;
+    hass_train_run_opts o = opts("straight", 1);
+    o.steps = 2 * K;
+    o.grad_accum = 2;
+    hass_train_report r;
+    hass_status st = train(m, &o, NULL, &r, &err);
+    CHECK_MSG(st == HASS_OK, "%s", err.msg);
+    CHECK_EQ_INT(r.steps_done, 2 * K);
+    CHECK(r.complete && r.tokens > 0 && r.gflop > 0);
+    hass_draft *d = hass_draft_load(tpath("straight"), m, &err);
+    CHECK_MSG(d != NULL, "%s", err.msg);
+    hass_draft_free(d);
+
+    /* 2. resume: K steps, stop, K more == 2K straight (bit-exact state and draft) */
+    o = opts("resumed", 1);
+    o.steps = 2 * K;
+    o.grad_accum = 2;
+    o.stop_at = K;
+    CHECK(train(m, &o, NULL, &r, &err) == HASS_OK);
+    CHECK(r.steps_done == K && !r.complete);
+    CHECK(!files_equal(tpath("straight/trainer_state.safetensors"),
+                       tpath("resumed/trainer_state.safetensors")));
+    o.stop_at = 0;
+    CHECK(train(m, &o, NULL, &r, &err) == HASS_OK);
+    CHECK(r.start_step == K && r.steps_done == 2 * K && r.complete);
+    CHECK_MSG(files_equal(tpath("straight/trainer_state.safetensors"),
+                          tpath("resumed/trainer_state.safetensors")),
+              "params, AdamW m/v, step, rng and cursor after a resume == straight run");
+    CHECK(files_equal(tpath("straight/model.safetensors"), tpath("resumed/model.safetensors")));
+    /* a different configuration in the same directory is refused */
+    o.lr = 1e-3f;
+    CHECK(train(m, &o, NULL, &r, &err) == HASS_STATUS_ARG);
+    CHECK(strstr(err.msg, "different configuration") != NULL);
+
+    /* 3. the loss falls (EAGLE objective, a few epochs over the small set) */
+    losses L = {.n = 0};
+    o = opts("fall", 0);
+    o.steps = 120;
+    o.lr = 1e-2f;
+    CHECK(train(m, &o, &L, &r, &err) == HASS_OK);
+    double first = 0, last = 0;
+    for (int i = 0; i < 10; i++) {
+        first += L.loss[i] / 10;
+        last += L.loss[L.n - 10 + i] / 10;
+    }
+    CHECK_MSG(L.n == 120 && last < 0.7 * first, "loss %.4f -> %.4f", first, last);
+
+    /* 4. --init-from: a draft's tensors start the run exactly */
+    hass_draft_config dc = hass_draft_config_for(m, 0);
+    hass_draft_layout lay;
+    hass_draft_layout_init(&lay, &dc);
+    float *p = hass_aligned_alloc(lay.total * sizeof(float));
+    float *q = hass_aligned_alloc(lay.total * sizeof(float));
+    hass_draft_params_init(p, &lay, &dc, 77);
+    CHECK(hass_draft_write_params(tpath("init"), &m->cfg, &dc, &lay, p, HASS_DTYPE_F32, "t",
+                                  &err) == HASS_OK);
+    CHECK(hass_train_load_draft(tpath("init"), &dc, &lay, q, &err) == HASS_OK);
+    CHECK_BITEQ(p, q, lay.total, "init-from round trip");
+    o = opts("stage2", 1);
+    o.init_from = tpath("init");
+    o.steps = 1;
+    o.lr = 0; /* lr 0 with weight decay: parameters stay those of the init draft */
+    CHECK(train(m, &o, NULL, &r, &err) == HASS_OK);
+    CHECK(hass_train_load_draft(tpath("stage2"), &dc, &lay, q, &err) == HASS_OK);
+    CHECK_BITEQ(p, q, lay.total, "stage 2 starts from the stage-1 draft");
+    dc.has_bias = 1;
+    CHECK(hass_train_load_draft(tpath("init"), &dc, &lay, q, &err) == HASS_STATUS_SHAPE);
+    hass_aligned_free(p);
+    hass_aligned_free(q);
+
+    /* 5. bad inputs */
+    o = opts("bad", 1);
+    o.data_dir = tpath("nothing");
+    CHECK(train(m, &o, NULL, &r, &err) == HASS_STATUS_IO);
+    o = opts("bad", 1);
+    o.batch = 0;
+    CHECK(train(m, &o, NULL, &r, &err) == HASS_STATUS_ARG);
+    hass_model *other = hass_model_synthetic(&c, HASS_DTYPE_F32, 4, &err);
+    o = opts("bad", 1);
+    CHECK(train(other, &o, NULL, &r, &err) == HASS_STATUS_SHAPE);
+    hass_model_free(other);
+
+    hass_model_free(m);
+    hass_tokenizer_free(tok);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0)
+        return 1;
+    return check_exit();
+}
