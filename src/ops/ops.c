@@ -149,7 +149,13 @@ typedef struct {
     hass__dot_fn dot;
     hass__dots_fn dots;
     hass__axpys_fn axpys;
+    hass__exp_fn exp;
 } isa_kernels;
+
+void hass__exp_scalar(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        x[i] = x[i] < -88.0f ? 0.0f : expf(x[i]);
+}
 
 static isa_kernels isa(void) {
     int f = hass_cpu_features();
@@ -158,16 +164,17 @@ static isa_kernels isa(void) {
 #if !defined(HASS_NO_AVX512)
     if (f & HASS_CPU_AVX512BF16)
         return (isa_kernels){hass__matmul_rows_avx512bf16, hass__dot_avx512, hass__dots_avx512,
-                             hass__axpys_avx512};
+                             hass__axpys_avx512, hass__exp_avx2};
     if (f & HASS_CPU_AVX512)
         return (isa_kernels){hass__matmul_rows_avx512, hass__dot_avx512, hass__dots_avx512,
-                             hass__axpys_avx512};
+                             hass__axpys_avx512, hass__exp_avx2};
 #endif
     if (f & HASS_CPU_AVX2)
         return (isa_kernels){hass__matmul_rows_avx2, hass__dot_avx2, hass__dots_avx2,
-                             hass__axpys_avx2};
+                             hass__axpys_avx2, hass__exp_avx2};
 #endif
-    return (isa_kernels){matmul_rows_scalar, dot_scalar, dots_scalar, axpys_scalar};
+    return (isa_kernels){matmul_rows_scalar, dot_scalar, dots_scalar, axpys_scalar,
+                         hass__exp_scalar};
 }
 
 /* ---- matmul: threads take output rows in chunks of MM_UNIT-row units (a multiple of every
@@ -274,8 +281,16 @@ void hass_softmax(float *x, int64_t d) {
 }
 
 void hass_silu_mul(float *g, const float *u, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
-        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    hass__exp_fn ex = isa().exp;
+    float t[256];
+    for (int64_t b = 0; b < n; b += 256) {
+        int64_t k = n - b < 256 ? n - b : 256;
+        for (int64_t i = 0; i < k; i++)
+            t[i] = -g[b + i];
+        ex(t, k);
+        for (int64_t i = 0; i < k; i++)
+            g[b + i] = g[b + i] / (1.0f + t[i]) * u[b + i];
+    }
 }
 
 void hass_add(float *x, const float *y, int64_t n) {
@@ -332,11 +347,12 @@ static void attn_one(const attn_ctx *c, int64_t i, int64_t h, float *sc) {
         sc[j] = ok ? sc[j] * scale : -INFINITY;
         mx = sc[j] > mx ? sc[j] : mx;
     }
-    float sum = 0;
-    for (int64_t j = 0; j < nk; j++) {
-        sc[j] = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - mx);
+    for (int64_t j = 0; j < nk; j++)
+        sc[j] -= mx; /* -inf stays -inf, and exp gives exactly 0 for it */
+    c->k_.exp(sc, nk);
+    float sum = 0; /* in slot order: masked zeros leave the sum of the visible keys unchanged */
+    for (int64_t j = 0; j < nk; j++)
         sum += sc[j];
-    }
     float *o = c->out + (i * c->H + h) * Dh;
     memset(o, 0, (size_t)Dh * sizeof(float));
     c->k_.axpys(o, sc, vb, kvd, nk, Dh);

@@ -119,6 +119,10 @@ typedef void (*hass__dots_fn)(float *s, const float *q, const float *k, int64_t 
  * build: o[e] += p[j] * v[..]); elementwise, so the lane layout cannot change a result. */
 typedef void (*hass__axpys_fn)(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
                                int64_t Dh);
+/* x[i] = exp(x[i]) in place; inputs below -88 (and -inf) give exactly 0. Elementwise. */
+typedef void (*hass__exp_fn)(float *x, int64_t n);
+void hass__exp_avx2(float *x, int64_t n);
+void hass__exp_scalar(float *x, int64_t n);
 void hass__matmul_rows_avx2(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                             const void *W, hass_dtype wt, int64_t o0, int64_t o1);
 float hass__dot_avx2(const float *a, const float *b, int64_t n);

@@ -309,3 +309,42 @@ void hass__axpys_avx2(float *o, const float *p, const float *v, int64_t vs, int6
         o[e] = t;
     }
 }
+
+/* exp by range reduction x = n ln2 + r and a degree-6 polynomial on r (the Cephes constants);
+ * about 1 ulp on [-88, 88]. Deterministic and elementwise, so batch invariance holds. */
+void hass__exp_avx2(float *x, int64_t n) {
+    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.0f);
+    const __m256 log2e = _mm256_set1_ps(1.44269504088896341f), half = _mm256_set1_ps(0.5f);
+    const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f);
+    const __m256 p0 = _mm256_set1_ps(1.9875691500e-4f), p1 = _mm256_set1_ps(1.3981999507e-3f);
+    const __m256 p2 = _mm256_set1_ps(8.3334519073e-3f), p3 = _mm256_set1_ps(4.1665795894e-2f);
+    const __m256 p4 = _mm256_set1_ps(1.6666665459e-1f), p5 = _mm256_set1_ps(5.0000001201e-1f);
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x0 = _mm256_loadu_ps(x + i);
+        __m256 under = _mm256_cmp_ps(x0, lo, _CMP_LT_OQ); /* also -inf */
+        __m256 v = _mm256_max_ps(_mm256_min_ps(x0, hi), lo);
+        __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(v, log2e, half));
+        v = _mm256_fnmadd_ps(fx, c1, v);
+        v = _mm256_fnmadd_ps(fx, c2, v);
+        __m256 z = _mm256_mul_ps(v, v);
+        __m256 y = _mm256_fmadd_ps(p0, v, p1);
+        y = _mm256_fmadd_ps(y, v, p2);
+        y = _mm256_fmadd_ps(y, v, p3);
+        y = _mm256_fmadd_ps(y, v, p4);
+        y = _mm256_fmadd_ps(y, v, p5);
+        y = _mm256_fmadd_ps(y, z, _mm256_add_ps(v, one));
+        __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
+        y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+        _mm256_storeu_ps(x + i, _mm256_blendv_ps(y, zero, under));
+    }
+    if (i < n) { /* the tail through the same vector code */
+        float t[8];
+        int64_t k = n - i;
+        for (int j = 0; j < 8; j++)
+            t[j] = j < k ? x[i + j] : 0.0f;
+        hass__exp_avx2(t, 8);
+        memcpy(x + i, t, (size_t)k * sizeof(float));
+    }
+}
