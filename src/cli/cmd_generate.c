@@ -281,6 +281,14 @@ int cmd_generate(int argc, char **argv) {
                 "stop %s\n",
                 (long long)st.n_prompt, (long long)st.n_generated, st.seconds, st.tokens_per_s,
                 st.tau, st.stop == HASS_STOP_EOS ? "eos" : "length");
+        if (dr)
+            fprintf(stderr,
+                    "hass: tree %s: %.1f nodes and %.1f draft levels per cycle (depth <= %lld, "
+                    "top-k %lld); time: draft %.0f%%, verify %.0f%%\n",
+                    tokens ? "fixed" : "auto", st.cycles ? (double)st.nodes_verified / st.cycles : 0,
+                    st.cycles ? (double)st.draft_levels / st.cycles : 0, depth, topk,
+                    st.seconds > 0 ? 100 * st.draft_seconds / st.seconds : 0,
+                    st.seconds > 0 ? 100 * st.verify_seconds / st.seconds : 0);
     }
     rc = 0;
 fail:
