@@ -51,7 +51,6 @@ struct hass_engine {
     float *hfeat;  /* (1 + HASS_DRAFT_MAX_SCRATCH, d): h of the last committed pair, then level
                       outputs */
     float *dlogit; /* (HASS_TREE_MAX_TOPK, V) */
-    uint64_t *tmask;
     double cost[COST_N + 1]; /* cost(n) / cost(1) */
     double t1;               /* seconds of one single-row target forward */
     int have_costs;
@@ -65,8 +64,12 @@ void hass_engine_set_oracle(hass_engine *e, hass_oracle_fn fn, void *user) {
     e->oracle_user = user;
 }
 
-const hass_kv *hass_engine_kv(const hass_engine *e) { return &e->kv; }
-const int32_t *hass_engine_seq(const hass_engine *e) { return e->seq; }
+const hass_kv *hass_engine_kv(const hass_engine *e) {
+    return &e->kv;
+}
+const int32_t *hass_engine_seq(const hass_engine *e) {
+    return e->seq;
+}
 
 int hass_engine_is_stop(const hass_engine *e, int32_t tok) {
     for (int i = 0; i < e->n_stop; i++)
@@ -82,8 +85,8 @@ void hass_engine_destroy(hass_engine *e) {
     hass_sampler_free(&e->sampler);
     hass_draft_state_free(&e->ds);
     hass_tree_free(&e->tree);
-    void *ps[] = {e->logits,   e->feats, e->probs,  e->pend_feat, e->pend_tok,
-                  e->hfeat,    e->dlogit, e->tmask, e->seq};
+    void *ps[] = {e->logits,   e->feats, e->probs,  e->pend_feat,
+                  e->pend_tok, e->hfeat, e->dlogit, e->seq};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         hass_aligned_free(ps[i]);
     free(e);
@@ -111,8 +114,7 @@ hass_engine *hass_engine_create(const hass_model *m, const hass_tokenizer *tok,
     e->ctx = ctx;
     int64_t B = TGT_BATCH < ctx ? TGT_BATCH : ctx, V = c->V, d = c->d;
     hass_sampler_params sp = {0, 0, 1.0f, 0};
-    if (hass_kv_init(&e->kv, m, ctx, B, pool, err) ||
-        hass_sampler_init(&e->sampler, &sp, V, err))
+    if (hass_kv_init(&e->kv, m, ctx, B, pool, err) || hass_sampler_init(&e->sampler, &sp, V, err))
         goto fail;
     e->logits = hass_aligned_alloc((size_t)(B * V) * sizeof(float));
     e->feats = hass_aligned_alloc((size_t)(B * d) * sizeof(float));
@@ -133,18 +135,16 @@ hass_engine *hass_engine_create(const hass_model *m, const hass_tokenizer *tok,
     {
         int64_t pc = ctx + TGT_BATCH;
         if ((draft && hass_draft_state_init(&e->ds, draft, ctx, TGT_BATCH, pool, err)) ||
-            hass_tree_init(&e->tree,
-                           HASS_TREE_MAX_TOPK + HASS_MAX_DEPTH * HASS_TREE_MAX_TOPK *
-                                                    HASS_TREE_MAX_TOPK,
-                           err))
+            hass_tree_init(
+                &e->tree,
+                HASS_TREE_MAX_TOPK + HASS_MAX_DEPTH * HASS_TREE_MAX_TOPK * HASS_TREE_MAX_TOPK, err))
             goto fail;
         e->pend_feat = hass_aligned_alloc((size_t)(pc * d) * sizeof(float));
         e->pend_tok = hass_aligned_alloc((size_t)pc * sizeof(int32_t));
         e->hfeat = hass_aligned_alloc((size_t)((1 + HASS_DRAFT_MAX_SCRATCH) * d) * sizeof(float));
         e->dlogit = hass_aligned_alloc((size_t)(HASS_TREE_MAX_TOPK * V) * sizeof(float));
-        e->tmask = hass_aligned_alloc((size_t)(HASS_TREE_MAX_NODES * 2) * sizeof(uint64_t) * 64);
         e->seq = hass_aligned_alloc((size_t)(ctx + HASS_TREE_MAX_NODES + 1) * sizeof(int32_t));
-        if (!e->pend_feat || !e->pend_tok || !e->hfeat || !e->dlogit || !e->tmask || !e->seq) {
+        if (!e->pend_feat || !e->pend_tok || !e->hfeat || !e->dlogit || !e->seq) {
             hass_err_set(err, HASS_STATUS_OOM, "out of memory");
             goto fail;
         }
@@ -196,9 +196,9 @@ static hass_status prefill(hass_engine *e, const int32_t *prompt, int64_t n, int
         for (int64_t i = 0; i < k; i++)
             pos[i] = (int32_t)(s + i);
         int last = s + k == n;
-        hass_status st = hass_model_forward(e->m, &e->kv, e->pool, k, prompt + s, pos, NULL,
-                                            last ? e->logits : NULL, k - 1,
-                                            want_feats ? e->feats : NULL, err);
+        hass_status st =
+            hass_model_forward(e->m, &e->kv, e->pool, k, prompt + s, pos, NULL,
+                               last ? e->logits : NULL, k - 1, want_feats ? e->feats : NULL, err);
         if (st)
             return st;
         hass_kv_commit(&e->kv, k);
@@ -228,8 +228,8 @@ static hass_status generate_plain(hass_engine *e, const int32_t *prompt, int64_t
             break;
         }
         int32_t pos = (int32_t)e->kv.n;
-        if ((st = hass_model_forward(e->m, &e->kv, e->pool, 1, &tok, &pos, NULL, e->logits, 0,
-                                     NULL, err)))
+        if ((st = hass_model_forward(e->m, &e->kv, e->pool, 1, &tok, &pos, NULL, e->logits, 0, NULL,
+                                     err)))
             return st;
         hass_kv_commit(&e->kv, 1);
         em->st->target_forwards++;
@@ -251,8 +251,15 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
 static void cost_cache_path(const hass_engine *e, char *buf, size_t cap) {
     const hass_model_config *c = &e->m->cfg;
     uint64_t h = 0xcbf29ce484222325ull;
-    int64_t key[] = {c->d, c->ffn, c->n_layers, c->H, c->Hkv, c->V, (int64_t)e->m->weight_bytes,
-                     (int64_t)e->m->layers[0].tq, hass_pool_size(e->pool)};
+    int64_t key[] = {c->d,
+                     c->ffn,
+                     c->n_layers,
+                     c->H,
+                     c->Hkv,
+                     c->V,
+                     (int64_t)e->m->weight_bytes,
+                     (int64_t)e->m->layers[0].tq,
+                     hass_pool_size(e->pool)};
     h = fnv1a(h, key, sizeof key);
     const char *isa = hass_cpu_isa_name();
     h = fnv1a(h, isa, strlen(isa));
@@ -422,9 +429,9 @@ typedef struct {
     double t_root;    /* seconds for the root's candidates (LM head on h) */
     double calib_num; /* decayed sums: accepted drafts, predicted accepted drafts */
     double calib_den;
-    double gain_ema;  /* EMA of (tokens per second of drafting cycles) / (plain rate) */
-    int skip_left;    /* plain steps left before the next probe */
-    int backoff;      /* current probe interval */
+    double gain_ema; /* EMA of (tokens per second of drafting cycles) / (plain rate) */
+    int skip_left;   /* plain steps left before the next probe */
+    int backoff;     /* current probe interval */
 } spec_model;
 
 /* Feeds the queued pairs to the draft (causal chain, committed); h of the last goes to
@@ -566,11 +573,16 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
         hass_tree *t = &e->tree;
         hass_tree_reset(t);
         double t_draft = 0;
+        int probe = 0;
+        double catch_total = 0, catch_per = 0; /* draft catch-up time, and per pair fed */
         if (drafting && room > 0) {
-            int probe = !forced && sm.backoff > 0;
+            probe = !forced && sm.backoff > 0;
+            int64_t fed = e->n_pend < PROBE_WINDOW || !probe ? e->n_pend : PROBE_WINDOW;
             if (!e->oracle && (st = draft_catch_up(e, probe ? PROBE_WINDOW : 0, err)))
                 return st;
             double ta = hass_now();
+            catch_total = ta - tc0;
+            catch_per = fed > 0 ? catch_total / (double)fed : 0;
             /* root's children from h (no draft forward needed) */
             int32_t ids[HASS_TREE_MAX_TOPK];
             float lp[HASS_TREE_MAX_TOPK];
@@ -638,7 +650,6 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
         hass_tree_select(t, root, m_sel);
         /* verification */
         double tv0 = hass_now();
-        hass_tree_mask(t, e->tmask);
         for (int32_t i = 0; i < t->n; i++)
             pos[i] = (int32_t)(N + t->depth[i]);
         if ((st = hass_model_forward(m, &e->kv, e->pool, t->n, t->tokens, pos, t->parents,
@@ -676,8 +687,13 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
             if (drafting) {
                 sm.calib_num = 0.95 * sm.calib_num + A;
                 sm.calib_den = 0.95 * sm.calib_den + t->est_accept;
-                double rate = (double)(A + 1) / (tc1 - tc0), plain = 1.0 / e->t1;
-                sm.gain_ema = 0.7 * sm.gain_ema + 0.3 * (rate / plain);
+                /* a probe fed the draft a window of pairs; in steady state it feeds A + 1 */
+                double ct = tc1 - tc0;
+                if (probe)
+                    ct += catch_per * (A + 1) - catch_total;
+                double rate = (double)(A + 1) / ct, plain = 1.0 / e->t1;
+                /* a probe is fresh evidence: it replaces the running estimate */
+                sm.gain_ema = probe ? rate / plain : 0.7 * sm.gain_ema + 0.3 * (rate / plain);
                 if (sm.gain_ema < 1.0) { /* drafting loses: back off */
                     sm.backoff = sm.backoff ? (sm.backoff * 2 > 64 ? 64 : sm.backoff * 2) : 2;
                     sm.skip_left = sm.backoff;
@@ -718,8 +734,7 @@ hass_status hass_generate(hass_engine *e, const int32_t *prompt, int64_t n_promp
                             (long long)n_prompt, (long long)e->kv.cap);
     for (int64_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= e->m->cfg.V)
-            return hass_err_set(err, HASS_STATUS_RANGE, "prompt token %d out of range",
-                                prompt[i]);
+            return hass_err_set(err, HASS_STATUS_RANGE, "prompt token %d out of range", prompt[i]);
     if (p->max_new <= 0)
         return HASS_OK;
     hass_status st = hass_sampler_reset(&e->sampler, &p->sampling, err);
