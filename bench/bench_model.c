@@ -119,8 +119,8 @@ int main(int argc, char **argv) {
         for (int i = 0; i < nns; i++) {
             double tn = NS[i] == 1 ? t1 : forward_time(m, &kv, pool, NS[i], quick ? 3 : 5, lg);
             printf("verify_cost,125M-%s-n%d,%d,,%.3f,%.3f\n", dn, NS[i], nt, tn * 1e3, tn / t1);
-            len += snprintf(curve + len, sizeof curve - (size_t)len, "%s\"%d\":%.3f",
-                            i ? "," : "", NS[i], tn / t1);
+            len += snprintf(curve + len, sizeof curve - (size_t)len, "%s\"%d\":%.3f", i ? "," : "",
+                            NS[i], tn / t1);
         }
         printf("{\"case\":\"125M-%s\",\"threads\":%d,\"isa\":\"%s\",\"read_bw_gbs\":%.2f,"
                "\"weight_bytes\":%zu,\"decode_tokens_per_s\":%.2f,\"bandwidth_fraction\":%.3f,"
@@ -159,8 +159,7 @@ int main(int argc, char **argv) {
         }
         double tm = bench_median(t, reps);
         printf("decode_tok_s,stories260K,1,256,%.3f,%.1f\n", tm * 1e3 / 256, 256 / tm);
-        printf("{\"case\":\"stories260K\",\"threads\":1,\"decode_tokens_per_s\":%.1f}\n",
-               256 / tm);
+        printf("{\"case\":\"stories260K\",\"threads\":1,\"decode_tokens_per_s\":%.1f}\n", 256 / tm);
         hass_kv_free(&kv);
         hass_model_free(m);
     }

@@ -281,7 +281,7 @@ static double time_matmul(hass_pool *pool, int blas, const wset *ws, hass_dtype 
         double a = hass_now();
         if (blas)
             hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)s.out, (int)s.in,
-                        1.0f, x, (int)s.in, w, (int)s.in, 0.0f, y, (int)s.out);
+                             1.0f, x, (int)s.in, w, (int)s.in, 0.0f, y, (int)s.out);
         else
             hass_matmul(pool, y, x, w, t, n, s.in, s.out);
         tt[it++] = hass_now() - a;

@@ -76,8 +76,8 @@ static double bench_sgemm(int iters) {
     double t[16];
     for (int it = -1; it < iters; it++) {
         double t0 = hass_now();
-        hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f, C,
-                    N);
+        hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f,
+                         C, N);
         if (it >= 0)
             t[it] = hass_now() - t0;
     }

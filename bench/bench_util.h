@@ -62,8 +62,9 @@ static inline void bench_bw_task(void *p, int ith, int nth) {
     bench_bw_ctx *c = p;
     int64_t lo, hi;
     hass_split(c->n / 16, ith, nth, &lo, &hi);
-    c->sums[ith & 63] = __builtin_cpu_supports("avx2") ? bench_sum_avx2(c->buf + lo * 16, (hi - lo) * 16)
-                                                       : bench_sum_scalar(c->buf + lo * 16, (hi - lo) * 16);
+    c->sums[ith & 63] = __builtin_cpu_supports("avx2")
+                            ? bench_sum_avx2(c->buf + lo * 16, (hi - lo) * 16)
+                            : bench_sum_scalar(c->buf + lo * 16, (hi - lo) * 16);
 }
 
 /* Median read bandwidth in GB/s of nt threads over a buffer of `bytes`. */

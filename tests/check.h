@@ -98,7 +98,9 @@ static inline int check_close_impl(const float *a, const float *b, long n, doubl
         fprintf(stderr, "SKIP %s:%d: %s\n", __FILE__, __LINE__, (why));                            \
     } while (0)
 
-static inline void check_init(const char *prog) { check_prog = prog; }
+static inline void check_init(const char *prog) {
+    check_prog = prog;
+}
 
 static inline int check_exit(void) {
     printf("%s: %d passed, %d failed, %d skipped\n", check_prog, check_passed, check_failed,

@@ -29,7 +29,8 @@ static int collect(const char *t, size_t n, void *u) {
 
 int main(void) {
     check_init("test_api");
-    const char *mp = check_shared("models/stories260K.bin"), *tp = check_shared("models/tok512.bin");
+    const char *mp = check_shared("models/stories260K.bin"),
+               *tp = check_shared("models/tok512.bin");
     char err[256];
     CHECK(hass_open("/nonexistent", NULL, NULL, 1, err, sizeof err) == NULL && err[0]);
     if (!mp || !tp) {

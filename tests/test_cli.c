@@ -48,7 +48,7 @@ static int one_line_error(void) {
 #define EXPECT(code, args)                                                                         \
     do {                                                                                           \
         int rc_ = run(args);                                                                       \
-        CHECK_MSG(rc_ == (code), "hass %s: exit %d, want %d (stderr: %.200s)", (args), rc_,       \
+        CHECK_MSG(rc_ == (code), "hass %s: exit %d, want %d (stderr: %.200s)", (args), rc_,        \
                   (code), errout);                                                                 \
     } while (0)
 
@@ -100,13 +100,14 @@ int main(int argc, char **argv) {
     snprintf(args, sizeof args, "inspect %s", path);
     EXPECT(1, args);
     snprintf(path, sizeof path, "%s/garbage.gguf", tmp);
-    snprintf(cmd, sizeof cmd, "printf 'GGUF\\003\\000\\000\\000' > %s; head -c 64 /dev/urandom >> %s",
-             path, path);
+    snprintf(cmd, sizeof cmd,
+             "printf 'GGUF\\003\\000\\000\\000' > %s; head -c 64 /dev/urandom >> %s", path, path);
     HASS_ASSERT(system(cmd) == 0);
     snprintf(args, sizeof args, "generate -m %s -p hi", path);
     EXPECT(1, args);
 
-    const char *mp = check_shared("models/stories260K.bin"), *tp = check_shared("models/tok512.bin");
+    const char *mp = check_shared("models/stories260K.bin"),
+               *tp = check_shared("models/tok512.bin");
     if (mp && tp) {
         char mt[1200];
         snprintf(mt, sizeof mt, "-m %s -z %s", mp, tp);
@@ -118,8 +119,9 @@ int main(int argc, char **argv) {
         EXPECT(0, args);
         cJSON *j = cJSON_Parse(out);
         CHECK(j != NULL);
-        const char *fields[] = {"text",  "tokens", "stop",    "n_prompt",    "n_generated",
-                                "target_forwards", "tau", "seconds", "tokens_per_s"};
+        const char *fields[] = {"text",     "tokens",      "stop",
+                                "n_prompt", "n_generated", "target_forwards",
+                                "tau",      "seconds",     "tokens_per_s"};
         for (size_t i = 0; j && i < sizeof fields / sizeof fields[0]; i++)
             CHECK_MSG(cJSON_GetObjectItemCaseSensitive(j, fields[i]) != NULL, "--json field %s",
                       fields[i]);
@@ -152,8 +154,8 @@ int main(int argc, char **argv) {
         HASS_ASSERT(system(cmd) == 0);
         snprintf(args, sizeof args, "bench %s -d %s/d --prompts %s", mt, tmp, path);
         EXPECT(1, args);
-        snprintf(cmd, sizeof cmd, "printf '{\"prompt\":\"The cat\"}\\n{\"turns\":[\"A dog\"]}\\n' > %s",
-                 path);
+        snprintf(cmd, sizeof cmd,
+                 "printf '{\"prompt\":\"The cat\"}\\n{\"turns\":[\"A dog\"]}\\n' > %s", path);
         HASS_ASSERT(system(cmd) == 0);
         snprintf(args, sizeof args, "bench %s -d %s/d --prompts %s -n 16 --json", mt, tmp, path);
         EXPECT(0, args);

@@ -70,8 +70,7 @@ static void test_export_stories(void) {
         greedy(h, prompt, 5, 200, out, &nout);
         int same = nout == nref && !memcmp(out, ref, sizeof(int32_t) * (size_t)nref);
         if (cases[k].exact) {
-            CHECK_MSG(same, "%s: greedy output differs from the llama2.c checkpoint",
-                      cases[k].sub);
+            CHECK_MSG(same, "%s: greedy output differs from the llama2.c checkpoint", cases[k].sub);
         } else { /* bf16 weights: a different model numerically; it must still be close */
             int agree = 0;
             while (agree < nout && agree < nref && out[agree] == ref[agree])

@@ -65,7 +65,8 @@ int main(void) {
         float T;
         int k;
         float p;
-    } cases[] = {{1, 0, 1}, {0.7f, 0, 0.9f}, {1.3f, 5, 1}, {0.5f, 10, 0.5f}, {1, 1, 1}, {2, 0, 0.1f}};
+    } cases[] = {{1, 0, 1},        {0.7f, 0, 0.9f}, {1.3f, 5, 1},
+                 {0.5f, 10, 0.5f}, {1, 1, 1},       {2, 0, 0.1f}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         hass_sampler s;
         hass_sampler_params sp = {cases[c].T, cases[c].k, cases[c].p, 3};
@@ -102,7 +103,8 @@ int main(void) {
     /* seeded determinism and frequencies */
     hass_sampler a, b;
     hass_sampler_params sp = {1, 0, 1, 42};
-    CHECK(hass_sampler_init(&a, &sp, V, &err) == HASS_OK && hass_sampler_init(&b, &sp, V, &err) == 0);
+    CHECK(hass_sampler_init(&a, &sp, V, &err) == HASS_OK &&
+          hass_sampler_init(&b, &sp, V, &err) == 0);
     for (int i = 0; i < V; i++)
         l[i] = (float)(i % 7) * 0.3f;
     int same = 1;

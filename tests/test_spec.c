@@ -44,7 +44,8 @@ static void greedy_equal(hass_engine *e, const int32_t *prompt, int64_t np, int6
     hass_gen_params p = {0};
     p.max_new = n_new;
     p.tree = (hass_tree_params){tc->depth, tc->topk, tc->tokens};
-    int32_t *a = calloc((size_t)n_new, sizeof(int32_t)), *b = calloc((size_t)n_new, sizeof(int32_t));
+    int32_t *a = calloc((size_t)n_new, sizeof(int32_t)),
+            *b = calloc((size_t)n_new, sizeof(int32_t));
     hass_gen_stats sa, sb;
     hass_err err = {0};
     CHECK(hass_generate(e, prompt, np, &p, 0, NULL, NULL, a, &sa, &err) == HASS_OK);
@@ -155,7 +156,8 @@ static void test_perfect_draft(const hass_model *m, const hass_tokenizer *tok, h
 }
 
 static void test_stories(hass_pool *pool) {
-    const char *mp = check_shared("models/stories260K.bin"), *tp = check_shared("models/tok512.bin");
+    const char *mp = check_shared("models/stories260K.bin"),
+               *tp = check_shared("models/tok512.bin");
     if (!mp || !tp) {
         CHECK_SKIP("../shared/models/stories260K.bin not found");
         return;
@@ -174,18 +176,32 @@ static void test_stories(hass_pool *pool) {
     hass_engine *e = dr ? hass_engine_create(m, tok, dr, pool, 0, &err) : NULL;
     CHECK(e != NULL);
     static const char *prompts[] = {
-        "Once upon a time",        "One day, a little dog",     "Tom and Sue went to the park",
-        "The sun was",             "Lily had a red ball. She",  "There was a big tree",
-        "Mom said",                "The cat",                   "Ben and his friend",
-        "It was a rainy day",      "A bird sat on",             "The little boy wanted",
-        "In the forest",           "Sara liked to",             "The ball rolled",
-        "Once",                    "They played",               "He was sad because",
-        "At the beach, Tim found", "The end",
+        "Once upon a time",
+        "One day, a little dog",
+        "Tom and Sue went to the park",
+        "The sun was",
+        "Lily had a red ball. She",
+        "There was a big tree",
+        "Mom said",
+        "The cat",
+        "Ben and his friend",
+        "It was a rainy day",
+        "A bird sat on",
+        "The little boy wanted",
+        "In the forest",
+        "Sara liked to",
+        "The ball rolled",
+        "Once",
+        "They played",
+        "He was sad because",
+        "At the beach, Tim found",
+        "The end",
     };
     tree_cfg cfgs[] = {{5, 10, 0}, {3, 4, 8}, {5, 10, 59}, {1, 1, 1}, {7, 3, 20}};
     for (size_t i = 0; e && i < sizeof prompts / sizeof prompts[0]; i++) {
         int32_t ids[128];
-        int64_t n = hass_tokenizer_encode(tok, prompts[i], strlen(prompts[i]), 1, 1, ids, 128, &err);
+        int64_t n =
+            hass_tokenizer_encode(tok, prompts[i], strlen(prompts[i]), 1, 1, ids, 128, &err);
         CHECK(n > 0 && n <= 128);
         for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++) {
             if (i % 5 != c) /* each setting on a fifth of the prompts */
@@ -398,8 +414,8 @@ int main(void) {
     test_stories(pool);
     double t2 = hass_now();
     test_sampling(NULL); /* tiny model: threads would only add overhead */
-    fprintf(stderr, "time: synthetic %.1fs, stories260K %.1fs, sampling %.1fs\n", t1 - t0,
-            t2 - t1, hass_now() - t2);
+    fprintf(stderr, "time: synthetic %.1fs, stories260K %.1fs, sampling %.1fs\n", t1 - t0, t2 - t1,
+            hass_now() - t2);
     hass_pool_destroy(pool);
     rm_tmpdir();
     return check_exit();

@@ -33,8 +33,8 @@ hass_tokenizer *cli_open_tokenizer(const char *model, const char *zbin, const ch
 const char *cli_default_path(const char *name, char *buf, size_t cap);
 /* BOS (if the model wants it) + encode(text), or the chat template with chat; *ids_out is
  * heap-allocated (caller frees). Returns the count or -1 with err set. */
-int64_t cli_encode_prompt(const hass_tokenizer *tok, const char *text, int chat,
-                          const char *system, int32_t **ids_out, hass_err *err);
+int64_t cli_encode_prompt(const hass_tokenizer *tok, const char *text, int chat, const char *system,
+                          int32_t **ids_out, hass_err *err);
 
 /* subcommands (one file each: src/cli/cmd_<name>.c) */
 int cmd_bench(int argc, char **argv);

@@ -81,8 +81,8 @@ const char *cli_default_path(const char *name, char *buf, size_t cap) {
     return NULL;
 }
 
-int64_t cli_encode_prompt(const hass_tokenizer *tok, const char *text, int chat,
-                          const char *system, int32_t **ids_out, hass_err *err) {
+int64_t cli_encode_prompt(const hass_tokenizer *tok, const char *text, int chat, const char *system,
+                          int32_t **ids_out, hass_err *err) {
     char *rendered = NULL;
     const char *src = text;
     int add_bos = hass_tokenizer_wants_bos(tok);

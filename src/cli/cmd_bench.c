@@ -159,8 +159,7 @@ int cmd_bench(int argc, char **argv) {
                 return 2;
         } else if (!strcmp(a, "--tree-tokens")) {
             VAL();
-            if (strcmp(v, "auto") != 0 &&
-                cli_parse_int(a, v, 1, HASS_TREE_MAX_NODES - 1, &tokens))
+            if (strcmp(v, "auto") != 0 && cli_parse_int(a, v, 1, HASS_TREE_MAX_NODES - 1, &tokens))
                 return 2;
         } else if (!strcmp(a, "--threads")) {
             VAL();
@@ -225,8 +224,8 @@ int cmd_bench(int argc, char **argv) {
     gp.sampling = (hass_sampler_params){(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
     gp.tree = (hass_tree_params){(int)depth - 1, (int)topk, (int)tokens};
     int identical = 1, n_done = 0;
-    double tp_tok = 0, tp_sec = 0, ts_tok = 0, ts_sec = 0, t_draft = 0, t_verify = 0,
-           t_level = 0, tau_num = 0, tau_den = 0, nodes = 0;
+    double tp_tok = 0, tp_sec = 0, ts_tok = 0, ts_sec = 0, t_draft = 0, t_verify = 0, t_level = 0,
+           tau_num = 0, tau_den = 0, nodes = 0;
     int64_t levels = 0, acc[HASS_MAX_DEPTH + 1] = {0};
     hass_progress prog;
     hass_progress_init(&prog, "bench", "prompts", pl.n);

@@ -48,8 +48,8 @@ int cmd_convert(int argc, char **argv) {
     hass_model *m = hass_model_load(src, &err);
     if (!m)
         return cli_fail(1, "%s", err.msg);
-    hass_status st = hass_model_export_hf(m, dst, strcmp(dt, "f32") ? HASS_DTYPE_BF16 : HASS_DTYPE_F32,
-                                          (size_t)shard << 20, &err);
+    hass_status st = hass_model_export_hf(
+        m, dst, strcmp(dt, "f32") ? HASS_DTYPE_BF16 : HASS_DTYPE_F32, (size_t)shard << 20, &err);
     hass_model_free(m);
     if (st)
         return cli_fail(1, "%s", err.msg);

@@ -54,9 +54,9 @@ int cmd_draft_init(int argc, char **argv) {
     hass_model *m = hass_model_load(model, &err);
     if (!m)
         return cli_fail(1, "%s", err.msg);
-    hass_status st = hass_draft_write_fresh(outdir, m, bias, (uint64_t)seed,
-                                            strcmp(dt, "bf16") ? HASS_DTYPE_F32 : HASS_DTYPE_BF16,
-                                            model, &err);
+    hass_status st =
+        hass_draft_write_fresh(outdir, m, bias, (uint64_t)seed,
+                               strcmp(dt, "bf16") ? HASS_DTYPE_F32 : HASS_DTYPE_BF16, model, &err);
     hass_model_free(m);
     if (st)
         return cli_fail(1, "%s", err.msg);

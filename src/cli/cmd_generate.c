@@ -12,7 +12,8 @@
 
 static const char *usage =
     "usage: hass generate [-m MODEL] [-z TOK.bin] [-d DRAFT] -p PROMPT [flags]\n"
-    "  -m PATH            model: HF directory, .gguf, or llama2.c .bin (default models/default/target)\n"
+    "  -m PATH            model: HF directory, .gguf, or llama2.c .bin (default "
+    "models/default/target)\n"
     "  -z PATH            tokenizer.bin for a llama2.c checkpoint\n"
     "  -d PATH            draft head directory (EAGLE layout): speculative decoding\n"
     "                     (default with no -m: models/default/draft-hass; --no-draft: plain)\n"
@@ -147,8 +148,7 @@ int cmd_generate(int argc, char **argv) {
                 return 2;
         } else if (!strcmp(a, "--tree-tokens")) {
             VAL();
-            if (strcmp(v, "auto") != 0 &&
-                cli_parse_int(a, v, 1, HASS_TREE_MAX_NODES - 1, &tokens))
+            if (strcmp(v, "auto") != 0 && cli_parse_int(a, v, 1, HASS_TREE_MAX_NODES - 1, &tokens))
                 return 2;
         } else if (!strcmp(a, "--threads")) {
             VAL();
@@ -216,7 +216,8 @@ int cmd_generate(int argc, char **argv) {
     if (n_ids < 0)
         goto fail;
     if (n_ids == 0) {
-        hass_err_set(&err, HASS_STATUS_ARG, "the prompt encodes to no tokens and the model has no BOS");
+        hass_err_set(&err, HASS_STATUS_ARG,
+                     "the prompt encodes to no tokens and the model has no BOS");
         goto fail;
     }
     out = malloc(((size_t)n_new + 1) * sizeof(int32_t));
@@ -285,7 +286,8 @@ int cmd_generate(int argc, char **argv) {
             fprintf(stderr,
                     "hass: tree %s: %.1f nodes and %.1f draft levels per cycle (depth <= %lld, "
                     "top-k %lld); time: draft %.0f%%, verify %.0f%%\n",
-                    tokens ? "fixed" : "auto", st.cycles ? (double)st.nodes_verified / st.cycles : 0,
+                    tokens ? "fixed" : "auto",
+                    st.cycles ? (double)st.nodes_verified / st.cycles : 0,
                     st.cycles ? (double)st.draft_levels / st.cycles : 0, depth, topk,
                     st.seconds > 0 ? 100 * st.draft_seconds / st.seconds : 0,
                     st.seconds > 0 ? 100 * st.verify_seconds / st.seconds : 0);

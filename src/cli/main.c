@@ -76,7 +76,8 @@ static void log_sink(hass_log_level level, const char *msg, void *user) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: hass <command> [flags]   (hass <command> --help for its flags)\n\ncommands:\n");
+    fprintf(f,
+            "usage: hass <command> [flags]   (hass <command> --help for its flags)\n\ncommands:\n");
     for (int i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
 }

@@ -44,7 +44,7 @@ _Noreturn void hass__assert_fail(const char *file, int line, const char *expr) {
 }
 
 /* ---- logging ---- */
-static hass_log_fn g_log_fn;           /* set once by the CLI before any work starts */
+static hass_log_fn g_log_fn; /* set once by the CLI before any work starts */
 static void *g_log_user;
 static hass_log_level g_log_min = HASS_LOG_WARN;
 
@@ -78,7 +78,9 @@ void *hass_aligned_alloc(size_t size) {
     memset(p, 0, size);
     return p;
 }
-void hass_aligned_free(void *p) { free(p); }
+void hass_aligned_free(void *p) {
+    free(p);
+}
 
 hass_status hass_arena_init(hass_arena *a, size_t cap, hass_err *err) {
     memset(a, 0, sizeof *a);
@@ -124,7 +126,9 @@ uint64_t hass_rng_u64(hass_rng *r) {
     r->s = x;
     return x * 0x2545f4914f6cdd1dull;
 }
-float hass_rng_uniform(hass_rng *r) { return (float)(hass_rng_u64(r) >> 40) * (1.0f / 16777216.0f); }
+float hass_rng_uniform(hass_rng *r) {
+    return (float)(hass_rng_u64(r) >> 40) * (1.0f / 16777216.0f);
+}
 double hass_rng_uniform_d(hass_rng *r) {
     return (double)(hass_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
 }

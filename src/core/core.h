@@ -55,7 +55,12 @@ _Noreturn void hass__assert_fail(const char *file, int line, const char *expr);
     } while (0)
 
 /* ---- logging: library code never writes to stdout; the CLI installs the sink ---- */
-typedef enum { HASS_LOG_DEBUG = 0, HASS_LOG_INFO = 1, HASS_LOG_WARN = 2, HASS_LOG_ERROR = 3 } hass_log_level;
+typedef enum {
+    HASS_LOG_DEBUG = 0,
+    HASS_LOG_INFO = 1,
+    HASS_LOG_WARN = 2,
+    HASS_LOG_ERROR = 3
+} hass_log_level;
 typedef void (*hass_log_fn)(hass_log_level level, const char *msg, void *user);
 void hass_log_set(hass_log_fn fn, void *user, hass_log_level min_level);
 void hass_log(hass_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -69,7 +74,8 @@ static inline int hass_add_ok(size_t a, size_t b, size_t *out) {
 }
 
 /* ---- memory ---- */
-void *hass_aligned_alloc(size_t size); /* 64-byte aligned, zeroed; NULL on failure; free with hass_aligned_free */
+void *hass_aligned_alloc(
+    size_t size); /* 64-byte aligned, zeroed; NULL on failure; free with hass_aligned_free */
 void hass_aligned_free(void *p);
 
 /* Bump allocator with mark/reset. Allocations are 64-byte aligned and zeroed. */
@@ -80,8 +86,12 @@ typedef struct {
 hass_status hass_arena_init(hass_arena *a, size_t cap, hass_err *err);
 void hass_arena_free(hass_arena *a);
 void *hass_arena_alloc(hass_arena *a, size_t size); /* NULL when the arena is full */
-static inline size_t hass_arena_mark(const hass_arena *a) { return a->used; }
-static inline void hass_arena_reset_to(hass_arena *a, size_t mark) { a->used = mark; }
+static inline size_t hass_arena_mark(const hass_arena *a) {
+    return a->used;
+}
+static inline void hass_arena_reset_to(hass_arena *a, size_t mark) {
+    a->used = mark;
+}
 
 /* ---- thread pool ----
  * A persistent pool of nth-1 workers plus the calling thread. hass_pool_run(pool, fn, ctx)
@@ -110,9 +120,9 @@ typedef struct {
 } hass_rng;
 void hass_rng_seed(hass_rng *r, uint64_t seed);
 uint64_t hass_rng_u64(hass_rng *r);
-float hass_rng_uniform(hass_rng *r);  /* [0, 1), 24 random bits */
+float hass_rng_uniform(hass_rng *r);    /* [0, 1), 24 random bits */
 double hass_rng_uniform_d(hass_rng *r); /* [0, 1), 53 random bits */
-float hass_rng_normal(hass_rng *r);   /* standard normal (Box-Muller) */
+float hass_rng_normal(hass_rng *r);     /* standard normal (Box-Muller) */
 
 /* ---- half precision ---- */
 static inline float hass_bf16_to_f32(uint16_t h) {

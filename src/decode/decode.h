@@ -43,11 +43,11 @@ typedef struct {
     double tau;              /* generated tokens per target forward after prefill */
     double seconds, prefill_seconds, decode_seconds;
     double draft_seconds, verify_seconds, other_seconds; /* speculative time split */
-    double tokens_per_s;                                  /* n_generated / seconds */
-    int64_t accepted_at_depth[HASS_MAX_DEPTH + 1];        /* cycles accepting >= d drafts */
-    int64_t nodes_verified;                               /* draft nodes sent to the target */
-    int64_t draft_levels;                                 /* draft expansion forwards */
-    double draft_level_seconds;                           /* time in those forwards */
+    double tokens_per_s;                                 /* n_generated / seconds */
+    int64_t accepted_at_depth[HASS_MAX_DEPTH + 1];       /* cycles accepting >= d drafts */
+    int64_t nodes_verified;                              /* draft nodes sent to the target */
+    int64_t draft_levels;                                /* draft expansion forwards */
+    double draft_level_seconds;                          /* time in those forwards */
 } hass_gen_stats;
 
 typedef struct hass_engine hass_engine;

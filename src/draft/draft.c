@@ -164,8 +164,8 @@ void hass_draft_free(hass_draft *d) {
     free(d);
 }
 
-hass_status hass_draft_save(const char *dir, const hass_model_config *tc, int has_bias,
-                            int64_t ffn, const hass_tensor *tensors, int n, hass_dtype out_dtype,
+hass_status hass_draft_save(const char *dir, const hass_model_config *tc, int has_bias, int64_t ffn,
+                            const hass_tensor *tensors, int n, hass_dtype out_dtype,
                             const char *target_name, hass_err *err) {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return hass_err_set(err, HASS_STATUS_IO, "%s: %s", dir, strerror(errno));
@@ -216,7 +216,8 @@ hass_status hass_draft_save(const char *dir, const hass_model_config *tc, int ha
     cJSON_AddNumberToObject(o, "rms_norm_eps", tc->eps);
     cJSON_AddNumberToObject(o, "rope_theta", tc->rope_theta);
     cJSON_AddBoolToObject(o, "bias", has_bias);
-    cJSON_AddStringToObject(o, "torch_dtype", out_dtype == HASS_DTYPE_BF16 ? "bfloat16" : "float32");
+    cJSON_AddStringToObject(o, "torch_dtype",
+                            out_dtype == HASS_DTYPE_BF16 ? "bfloat16" : "float32");
     if (target_name)
         cJSON_AddStringToObject(o, "hass_target", target_name);
     char *txt = cJSON_Print(o);
@@ -272,8 +273,8 @@ hass_status hass_draft_state_init(hass_draft_state *s, const hass_draft *d, int6
 void hass_draft_state_free(hass_draft_state *s) {
     if (!s)
         return;
-    void *ps[] = {s->k,  s->v,   s->pair, s->x, s->xb, s->q, s->att, s->hb, s->hb2,
-                  s->attn_scratch, s->mask};
+    void *ps[] = {s->k,  s->v,   s->pair,         s->x,   s->xb, s->q, s->att,
+                  s->hb, s->hb2, s->attn_scratch, s->mask};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         hass_aligned_free(ps[i]);
     memset(s, 0, sizeof *s);
@@ -284,9 +285,9 @@ void hass_draft_state_reset(hass_draft_state *s) {
     s->scratch = 0;
 }
 
-hass_status hass_draft_forward(hass_draft_state *s, hass_pool *pool, int64_t n,
-                               const float *feats, const int32_t *toks, const int32_t *pos,
-                               int commit, const uint64_t *mask, float *out, hass_err *err) {
+hass_status hass_draft_forward(hass_draft_state *s, hass_pool *pool, int64_t n, const float *feats,
+                               const int32_t *toks, const int32_t *pos, int commit,
+                               const uint64_t *mask, float *out, hass_err *err) {
     const hass_draft *d = s->dr;
     const hass_model_config *c = &d->cfg;
     const hass_model *m = d->target;
@@ -310,8 +311,8 @@ hass_status hass_draft_forward(hass_draft_state *s, hass_pool *pool, int64_t n,
             hass_add(s->x + i * D, d->fc_b, D);
     hass_layer_scratch ls = {s->xb, s->q, s->att, s->hb, s->hb2, s->attn_scratch};
     if (commit) {
-        hass_layer_forward(pool, c, &d->layer, d->inv_freq, s->x, n, pos, s->k, s->v, s->n, n,
-                           NULL, &ls);
+        hass_layer_forward(pool, c, &d->layer, d->inv_freq, s->x, n, pos, s->k, s->v, s->n, n, NULL,
+                           &ls);
         s->n += n;
     } else {
         /* the window is the whole scratch region so far plus these rows */

@@ -24,8 +24,8 @@ typedef struct {
     int has_bias;
     const void *fc_w; /* (d, 2d) */
     hass_dtype fc_t;
-    const float *fc_b; /* (d) or NULL */
-    hass_layer layer;  /* attn_norm == NULL */
+    const float *fc_b;        /* (d) or NULL */
+    hass_layer layer;         /* attn_norm == NULL */
     const hass_model *target; /* borrowed: embedding and LM head */
     float *inv_freq;
     size_t weight_bytes; /* draft layer + fc (the LM head is the target's) */
@@ -79,10 +79,12 @@ void hass_draft_state_reset(hass_draft_state *s); /* forget everything */
  *    must include the row itself, whose index is s->scratch + i). s->mask has room for it.
  * out: (n, d) draft outputs h (the estimate of the next feature); may be s->x.
  */
-hass_status hass_draft_forward(hass_draft_state *s, hass_pool *pool, int64_t n,
-                               const float *feats, const int32_t *toks, const int32_t *pos,
-                               int commit, const uint64_t *mask, float *out, hass_err *err);
+hass_status hass_draft_forward(hass_draft_state *s, hass_pool *pool, int64_t n, const float *feats,
+                               const int32_t *toks, const int32_t *pos, int commit,
+                               const uint64_t *mask, float *out, hass_err *err);
 /* Drops the tree scratch. */
-static inline void hass_draft_discard_scratch(hass_draft_state *s) { s->scratch = 0; }
+static inline void hass_draft_discard_scratch(hass_draft_state *s) {
+    s->scratch = 0;
+}
 
 #endif

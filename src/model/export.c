@@ -133,8 +133,8 @@ hass_status hass_model_export_hf(const hass_model *m, const char *dir, hass_dtyp
     if (!st && m->lm_head != m->embed)
         st = add(&L, "lm_head.weight", m->lm_head, m->lm_head_t, c->V, d, dt, 0, 0, err);
     if (!st)
-        st = add(&L, "model.norm.weight", m->final_norm, HASS_DTYPE_F32, d, 1, HASS_DTYPE_F32, 0,
-                 0, err);
+        st = add(&L, "model.norm.weight", m->final_norm, HASS_DTYPE_F32, d, 1, HASS_DTYPE_F32, 0, 0,
+                 err);
     for (int64_t l = 0; l < c->n_layers && !st; l++) {
         const hass_layer *y = &m->layers[l];
         struct {

@@ -79,8 +79,8 @@ static hass_status need(const hass_tensor *ts, int n, const char *name, int64_t 
     int64_t tc = t->ndim == 2 ? t->shape[1] : 1;
     if ((c == 1 && t->ndim != 1) || (c != 1 && t->ndim != 2) || tr != r || tc != c)
         return hass_err_set(err, HASS_STATUS_SHAPE,
-                            "tensor %s: shape mismatch (expected [%lld, %lld])", name,
-                            (long long)r, (long long)c);
+                            "tensor %s: shape mismatch (expected [%lld, %lld])", name, (long long)r,
+                            (long long)c);
     int ok_dt = t->dtype == HASS_DTYPE_F32 || t->dtype == HASS_DTYPE_BF16 ||
                 t->dtype == HASS_DTYPE_F16 || (t->dtype == HASS_DTYPE_Q8_0 && c % 32 == 0);
     if (!ok_dt)
@@ -216,8 +216,9 @@ hass_status hass_kv_init(hass_kv *kv, const hass_model *m, int64_t cap, int64_t 
 void hass_kv_free(hass_kv *kv) {
     if (!kv)
         return;
-    void *ps[] = {kv->k,   kv->v,   kv->x,            kv->xb,   kv->q,      kv->att,
-                  kv->hb,  kv->hb2, kv->attn_scratch, kv->mask, kv->pos_buf};
+    void *ps[] = {kv->k,      kv->v,  kv->x,   kv->xb,           kv->q,
+                  kv->att,    kv->hb, kv->hb2, kv->attn_scratch, kv->mask,
+                  kv->pos_buf};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         hass_aligned_free(ps[i]);
     memset(kv, 0, sizeof *kv);

@@ -33,7 +33,7 @@ typedef struct {
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int64_t rope_orig_ctx;
     int tie_embeddings;
-    int32_t bos;                    /* -1 if none */
+    int32_t bos;                     /* -1 if none */
     int32_t stop_ids[HASS_MAX_STOP]; /* EOS ids (and BOS for llama2.c checkpoints) */
     int n_stop;
     hass_model_source source;
@@ -74,8 +74,8 @@ struct hass_model {
 hass_model *hass_model_load(const char *path, hass_err *err);
 /* Builds a model from named tensors (HF names) and a config; tensors are borrowed and must
  * outlive the model. Used by the loaders and by tests that make synthetic models. */
-hass_model *hass_model_from_tensors(const hass_model_config *cfg, const hass_tensor *tensors,
-                                    int n, hass_err *err);
+hass_model *hass_model_from_tensors(const hass_model_config *cfg, const hass_tensor *tensors, int n,
+                                    hass_err *err);
 void hass_model_free(hass_model *m);
 
 /* ---- KV cache + forward scratch ---- */

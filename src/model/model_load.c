@@ -174,10 +174,10 @@ static hass_status gguf_config(const hass_gguf *g, hass_model_config *c, hass_er
 static const struct {
     const char *gguf, *hf;
 } gguf_names[] = {
-    {"attn_norm", "input_layernorm"},         {"attn_q", "self_attn.q_proj"},
-    {"attn_k", "self_attn.k_proj"},           {"attn_v", "self_attn.v_proj"},
-    {"attn_output", "self_attn.o_proj"},      {"ffn_norm", "post_attention_layernorm"},
-    {"ffn_gate", "mlp.gate_proj"},            {"ffn_up", "mlp.up_proj"},
+    {"attn_norm", "input_layernorm"},    {"attn_q", "self_attn.q_proj"},
+    {"attn_k", "self_attn.k_proj"},      {"attn_v", "self_attn.v_proj"},
+    {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
+    {"ffn_gate", "mlp.gate_proj"},       {"ffn_up", "mlp.up_proj"},
     {"ffn_down", "mlp.down_proj"},
 };
 
@@ -267,9 +267,9 @@ hass_model *hass_model_load(const char *path, hass_err *err) {
     } else {
         if (hass_llama2c_open(&src->l2c, path, err) == HASS_OK) {
             const hass_llama2c_config *h = &src->l2c.cfg;
-            hass_model_config cfg = hass_model_config_make(h->dim, h->hidden_dim, h->n_layers,
-                                                           h->n_heads, h->n_kv_heads,
-                                                           h->vocab_size, h->seq_len);
+            hass_model_config cfg =
+                hass_model_config_make(h->dim, h->hidden_dim, h->n_layers, h->n_heads,
+                                       h->n_kv_heads, h->vocab_size, h->seq_len);
             cfg.rope_style = HASS_ROPE_INTERLEAVED;
             cfg.tie_embeddings = h->shared_classifier;
             cfg.bos = 1;
@@ -288,4 +288,3 @@ hass_model *hass_model_load(const char *path, hass_err *err) {
     m->src_free = src_free;
     return m;
 }
-

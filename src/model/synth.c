@@ -91,10 +91,10 @@ hass_model *hass_model_synthetic(const hass_model_config *cfg, hass_dtype wt, ui
     ADD("lm_head.weight", c->V, d, wt);
     ADD("model.norm.weight", d, 1, HASS_DTYPE_F32);
     for (int64_t l = 0; l < c->n_layers; l++) {
-        const char *sfx[] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight",
-                             "self_attn.v_proj.weight", "self_attn.o_proj.weight",
-                             "mlp.gate_proj.weight",    "mlp.up_proj.weight",
-                             "mlp.down_proj.weight",    "input_layernorm.weight",
+        const char *sfx[] = {"self_attn.q_proj.weight",        "self_attn.k_proj.weight",
+                             "self_attn.v_proj.weight",        "self_attn.o_proj.weight",
+                             "mlp.gate_proj.weight",           "mlp.up_proj.weight",
+                             "mlp.down_proj.weight",           "input_layernorm.weight",
                              "post_attention_layernorm.weight"};
         int64_t rows[] = {qd, kvd, kvd, d, c->ffn, c->ffn, d, d, d};
         int64_t cols[] = {d, d, d, qd, d, d, c->ffn, 1, 1};
@@ -141,4 +141,3 @@ hass_model *hass_model_synthetic(const hass_model_config *cfg, hass_dtype wt, ui
     m->src_free = synth_free;
     return m;
 }
-

@@ -335,7 +335,8 @@ void hass__exp_avx2(float *x, int64_t n) {
         y = _mm256_fmadd_ps(y, v, p4);
         y = _mm256_fmadd_ps(y, v, p5);
         y = _mm256_fmadd_ps(y, z, _mm256_add_ps(v, one));
-        __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
+        __m256i e = _mm256_slli_epi32(
+            _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
         y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
         _mm256_storeu_ps(x + i, _mm256_blendv_ps(y, zero, under));
     }

@@ -55,7 +55,6 @@ int32_t hass_argmax(const float *x, int64_t n) {
     return (int32_t)best;
 }
 
-
 void hass_sampler_probs(hass_sampler *s, const float *logits, float *probs) {
     int64_t V = s->V;
     if (hass_sampler_greedy(s)) {

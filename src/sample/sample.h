@@ -28,7 +28,9 @@ hass_status hass_sampler_init(hass_sampler *s, const hass_sampler_params *p, int
 void hass_sampler_free(hass_sampler *s);
 /* New parameters (same V) and a reseeded rng, without reallocating. */
 hass_status hass_sampler_reset(hass_sampler *s, const hass_sampler_params *p, hass_err *err);
-static inline int hass_sampler_greedy(const hass_sampler *s) { return s->p.temperature <= 0; }
+static inline int hass_sampler_greedy(const hass_sampler *s) {
+    return s->p.temperature <= 0;
+}
 
 /* First index of the maximum (ties go to the lowest id). */
 int32_t hass_argmax(const float *x, int64_t n);

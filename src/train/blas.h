@@ -16,8 +16,8 @@
 void hass_cblas_sgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb,
                       int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                       int ldb, float beta, float *C, int ldc);
-int hass_blas_get_threads(void);     /* 1 when OpenBLAS is not available */
-void hass_blas_set_threads(int n);   /* no-op when OpenBLAS is not available */
-const char *hass_blas_name(void);    /* "openblas <config>" or "builtin" */
+int hass_blas_get_threads(void);   /* 1 when OpenBLAS is not available */
+void hass_blas_set_threads(int n); /* no-op when OpenBLAS is not available */
+const char *hass_blas_name(void);  /* "openblas <config>" or "builtin" */
 
 #endif

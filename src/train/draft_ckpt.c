@@ -25,8 +25,8 @@ hass_draft_config hass_draft_config_for(const hass_model *m, int has_bias) {
 
 hass_status hass_draft_write_params(const char *dir, const hass_model_config *target_cfg,
                                     const hass_draft_config *c, const hass_draft_layout *L,
-                                    const float *params, hass_dtype dtype,
-                                    const char *target_name, hass_err *err) {
+                                    const float *params, hass_dtype dtype, const char *target_name,
+                                    hass_err *err) {
     hass_tensor t[HASS_DP_COUNT];
     int n = 0;
     for (int p = 0; p < HASS_DP_COUNT; p++) {

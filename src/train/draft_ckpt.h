@@ -14,8 +14,8 @@ hass_draft_config hass_draft_config_for(const hass_model *m, int has_bias);
 /* Writes params (layout L) as a draft directory; matrices in dtype (F32 or BF16). */
 hass_status hass_draft_write_params(const char *dir, const hass_model_config *target_cfg,
                                     const hass_draft_config *c, const hass_draft_layout *L,
-                                    const float *params, hass_dtype dtype,
-                                    const char *target_name, hass_err *err);
+                                    const float *params, hass_dtype dtype, const char *target_name,
+                                    hass_err *err);
 
 /* A freshly initialised draft for m (hass_draft_params_init with seed), written to dir. */
 hass_status hass_draft_write_fresh(const char *dir, const hass_model *m, int has_bias,

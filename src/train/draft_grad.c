@@ -19,7 +19,7 @@ void hass_linear_forward(float *y, const float *x, const float *W, const float *
                          int64_t in, int64_t out) {
     // y: (N, out) = x: (N, in) @ W^T: (in, out)
     hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)out, (int)in, 1.0f, x,
-                (int)in, W, (int)in, 0.0f, y, (int)out);
+                     (int)in, W, (int)in, 0.0f, y, (int)out);
     if (b)
         for (int64_t r = 0; r < N; r++) {
             float *yr = y + r * out;
@@ -31,11 +31,11 @@ void hass_linear_forward(float *y, const float *x, const float *W, const float *
 void hass_linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
                           const float *W, int64_t N, int64_t in, int64_t out) {
     if (dx) // dx: (N, in) += dy: (N, out) @ W: (out, in)
-        hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)out, 1.0f, dy,
-                    (int)out, W, (int)in, 1.0f, dx, (int)in);
+        hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)out, 1.0f,
+                         dy, (int)out, W, (int)in, 1.0f, dx, (int)in);
     if (dW) // dW: (out, in) += dy^T: (out, N) @ x: (N, in)
-        hass_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)N, 1.0f, dy,
-                    (int)out, x, (int)in, 1.0f, dW, (int)in);
+        hass_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)N, 1.0f,
+                         dy, (int)out, x, (int)in, 1.0f, dW, (int)in);
     if (db)
         for (int64_t r = 0; r < N; r++) {
             const float *g = dy + r * out;
@@ -229,7 +229,7 @@ static void attn_probs(const attn_blk *g, float *S, float *E, const float *q, co
     int64_t kend = g->kend, j = g->j;
     if (kend > 0)
         hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->nb, (int)kend, (int)g->Dh,
-                    g->scale, Qb, (int)g->qd, K0, (int)g->kvd, 0.0f, S, (int)kend);
+                         g->scale, Qb, (int)g->qd, K0, (int)g->kvd, 0.0f, S, (int)kend);
     for (int64_t r = 0; r < g->nb; r++) {
         int64_t i = g->i0 + r;
         int64_t n0 = i - j + 1 > 0 ? i - j + 1 : 0;
@@ -294,7 +294,8 @@ static void attn_fwd_task(void *vc, int ith, int nth) {
             const float *V0 = c->v[0] + b * T * g.kvd + g.hk * Dh;
             if (g.kend > 0) // O_blk: (nb, Dh) = P: (nb, kend) @ V0: (kend, Dh)
                 hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.nb, (int)Dh,
-                            (int)g.kend, 1.0f, S, (int)g.kend, V0, (int)g.kvd, 0.0f, Ob, (int)g.qd);
+                                 (int)g.kend, 1.0f, S, (int)g.kend, V0, (int)g.kvd, 0.0f, Ob,
+                                 (int)g.qd);
             else
                 for (int64_t r = 0; r < g.nb; r++)
                     memset(Ob + r * g.qd, 0, (size_t)Dh * sizeof(float));
@@ -372,11 +373,12 @@ static void attn_bwd_task(void *vc, int ith, int nth) {
                     const float *K0 = k[0] + koff, *V0 = v[0] + koff;
                     // dV0: (kend, Dh) += P^T: (kend, nb) @ dO: (nb, Dh)
                     hass_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kend, (int)Dh,
-                                (int)g.nb, 1.0f, P, (int)kend, dOb, (int)g.qd, 1.0f, dv[0] + koff,
-                                (int)g.kvd);
+                                     (int)g.nb, 1.0f, P, (int)kend, dOb, (int)g.qd, 1.0f,
+                                     dv[0] + koff, (int)g.kvd);
                     // dP: (nb, kend) = dO: (nb, Dh) @ V0^T: (Dh, kend)
                     hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.nb, (int)kend,
-                                (int)Dh, 1.0f, dOb, (int)g.qd, V0, (int)g.kvd, 0.0f, dP, (int)kend);
+                                     (int)Dh, 1.0f, dOb, (int)g.qd, V0, (int)g.kvd, 0.0f, dP,
+                                     (int)kend);
                     for (int64_t r = 0; r < g.nb; r++) { // dS = P * (dP - D); P is 0 past n0
                         float *pr = P + r * kend, *dr = dP + r * kend;
                         for (int64_t t = 0; t < kend; t++)
@@ -384,11 +386,11 @@ static void attn_bwd_task(void *vc, int ith, int nth) {
                     }
                     // dQ_blk += scale * dS @ K0;  dK0 += scale * dS^T @ Q_blk
                     hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.nb, (int)Dh,
-                                (int)kend, g.scale, dP, (int)kend, K0, (int)g.kvd, 1.0f, dQb,
-                                (int)g.qd);
+                                     (int)kend, g.scale, dP, (int)kend, K0, (int)g.kvd, 1.0f, dQb,
+                                     (int)g.qd);
                     hass_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kend, (int)Dh,
-                                (int)g.nb, g.scale, dP, (int)kend, Qb, (int)g.qd, 1.0f,
-                                dk[0] + koff, (int)g.kvd);
+                                     (int)g.nb, g.scale, dP, (int)kend, Qb, (int)g.qd, 1.0f,
+                                     dk[0] + koff, (int)g.kvd);
                 }
                 for (int64_t r = 0; r < g.nb; r++) { // the diagonal keys of streams 1..j
                     int64_t i = i0 + r, kf = j - i > 1 ? j - i : 1;

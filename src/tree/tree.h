@@ -33,11 +33,11 @@ typedef struct {
     int32_t n_frontier;
     int32_t levels; /* expansion levels done (candidates reach depth levels + 1) */
     /* selected, flattened tree; node 0 is the root */
-    int32_t n;                              /* nodes incl. the root */
-    int32_t tokens[HASS_TREE_MAX_NODES];    /* token of each node */
-    int32_t parents[HASS_TREE_MAX_NODES];   /* flattened parent index, -1 for the root */
-    int32_t depth[HASS_TREE_MAX_NODES];     /* 0 for the root */
-    int32_t cand_of[HASS_TREE_MAX_NODES];   /* candidate index (-1 for the root) */
+    int32_t n;                            /* nodes incl. the root */
+    int32_t tokens[HASS_TREE_MAX_NODES];  /* token of each node */
+    int32_t parents[HASS_TREE_MAX_NODES]; /* flattened parent index, -1 for the root */
+    int32_t depth[HASS_TREE_MAX_NODES];   /* 0 for the root */
+    int32_t cand_of[HASS_TREE_MAX_NODES]; /* candidate index (-1 for the root) */
     int32_t first_child[HASS_TREE_MAX_NODES], next_sibling[HASS_TREE_MAX_NODES];
     double est_accept; /* sum over selected nodes of exp(score): expected accepted drafts */
     /* scratch for selection */
