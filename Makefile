@@ -39,6 +39,15 @@ OPT += -march=native
 endif
 CFLAGS += $(CFLAGS_BASE) $(OPT)
 
+# quiet by default; `make V=1` prints the commands
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
 # ISA-specific kernel files: compiled with their own flags, chosen at run time.
 ISA_AVX2   := -mavx2 -mfma -mf16c
 ISA_AVX512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16
@@ -58,28 +67,35 @@ all: $(O)/hass $(O)/libhass.a
 
 $(O)/obj/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(ISA_AVX2) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS) $(ISA_AVX2) -c $< -o $@
 $(O)/obj/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(ISA_AVX512) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS) $(ISA_AVX512) -c $< -o $@
 $(O)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(O)/libhass.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	$(call say,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(O)/hass: $(CLI_OBJ) $(O)/libhass.a
-	$(CC) $(CFLAGS) $(LDFLAGS) $(CLI_OBJ) $(O)/libhass.a $(LDLIBS) -o $@
+	$(call say,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $(CLI_OBJ) $(O)/libhass.a $(LDLIBS) -o $@
 
 $(O)/tests/%: tests/%.c $(O)/libhass.a tests/check.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests $(LDFLAGS) $< $(O)/libhass.a $(LDLIBS) -o $@
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS) -Itests $(LDFLAGS) $< $(O)/libhass.a $(LDLIBS) -o $@
 
 $(O)/bench/%: bench/%.c $(O)/libhass.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) $< $(O)/libhass.a $(LDLIBS) -o $@
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(O)/libhass.a $(LDLIBS) -o $@
 
 tests-bin: $(TEST_BIN) $(O)/hass
 .PHONY: tests-bin
