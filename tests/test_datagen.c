@@ -282,8 +282,8 @@ static void expect_fail(const hass_model *m, const hass_tokenizer *tok, const ch
     hass_datagen_report r;
     hass_err err;
     hass_status st = run_dg(m, tok, "bad.json", "bad", &o, &r, &err);
-    CHECK_MSG(st == HASS_STATUS_FORMAT && strstr(err.msg, needle),
-              "input %.40s: status %d, '%s'", content, st, err.msg);
+    CHECK_MSG(st == HASS_STATUS_FORMAT && strstr(err.msg, needle), "input %.40s: status %d, '%s'",
+              content, st, err.msg);
 }
 
 static void patch_byte(const char *path, long off, int val) {

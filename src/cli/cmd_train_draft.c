@@ -80,11 +80,15 @@ int cmd_train_draft(int argc, char **argv) {
             o.has_bias = 1;
             continue;
         }
-        static const char *valued[] = {
-            "--method", "-m", "-z", "--data", "-o", "--init-from", "--steps", "--epochs",
-            "--batch", "--seq-len", "--grad-accum", "--lr", "--warmup-frac", "--warmup",
-            "--weight-decay", "--clip", "--topk", "--topk-w", "--align-steps", "--noise-std",
-            "--seed", "--ckpt-every", "--stop-at", "--log", "--log-every", "--threads", NULL};
+        static const char *valued[] = {"--method",      "-m",           "-z",
+                                       "--data",        "-o",           "--init-from",
+                                       "--steps",       "--epochs",     "--batch",
+                                       "--seq-len",     "--grad-accum", "--lr",
+                                       "--warmup-frac", "--warmup",     "--weight-decay",
+                                       "--clip",        "--topk",       "--topk-w",
+                                       "--align-steps", "--noise-std",  "--seed",
+                                       "--ckpt-every",  "--stop-at",    "--log",
+                                       "--log-every",   "--threads",    NULL};
         int known = 0;
         for (int k = 0; valued[k]; k++)
             known |= !strcmp(a, valued[k]);

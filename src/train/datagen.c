@@ -53,8 +53,7 @@ static void dataset_free(dataset *ds) {
     memset(ds, 0, sizeof *ds);
 }
 
-static hass_status dataset_load(dataset *ds, const char *path, hass_dg_format fmt,
-                                hass_err *err) {
+static hass_status dataset_load(dataset *ds, const char *path, hass_dg_format fmt, hass_err *err) {
     memset(ds, 0, sizeof *ds);
     size_t size = 0;
     hass_status st = hass_read_file(path, &ds->text, &size, err);
@@ -70,8 +69,7 @@ static hass_status dataset_load(dataset *ds, const char *path, hass_dg_format fm
         ds->root = cJSON_ParseWithOpts(p, &end, 1);
         if (!cJSON_IsArray(ds->root)) {
             size_t off = end ? (size_t)(end - ds->text) : 0;
-            return hass_err_set(err, HASS_STATUS_FORMAT, "%s: bad JSON near byte %zu", path,
-                                off);
+            return hass_err_set(err, HASS_STATUS_FORMAT, "%s: bad JSON near byte %zu", path, off);
         }
         int n = cJSON_GetArraySize(ds->root);
         ds->recs = calloc((size_t)n + 1, sizeof *ds->recs);
@@ -113,8 +111,8 @@ static hass_status dataset_load(dataset *ds, const char *path, hass_dg_format fm
                 cJSON *o = cJSON_Parse(t);
                 if (!cJSON_IsObject(o)) {
                     cJSON_Delete(o);
-                    return hass_err_set(err, HASS_STATUS_FORMAT,
-                                        "%s: line %lld: not a JSON object", path, (long long)ln);
+                    return hass_err_set(err, HASS_STATUS_FORMAT, "%s: line %lld: not a JSON object",
+                                        path, (long long)ln);
                 }
                 cJSON_AddItemToArray(ds->root, o);
                 ds->recs[ds->n++] = (record){o, NULL, ln};
@@ -189,13 +187,12 @@ static hass_status record_conv(const record *r, hass_dg_format fmt, conv *c, con
         return REC_FAIL("%s: record %lld: not a JSON object", src, ln);
     const cJSON *convs = cJSON_GetObjectItemCaseSensitive(o, "conversations");
     if (fmt == HASS_DG_AUTO)
-        fmt = convs                                        ? HASS_DG_SHAREGPT
+        fmt = convs                                                ? HASS_DG_SHAREGPT
               : cJSON_GetObjectItemCaseSensitive(o, "instruction") ? HASS_DG_INSTRUCT
                                                                    : HASS_DG_PROMPTS;
     if (fmt == HASS_DG_SHAREGPT) {
         if (!cJSON_IsArray(convs) || cJSON_GetArraySize(convs) == 0)
-            return REC_FAIL("%s: record %lld: 'conversations' must be a non-empty array", src,
-                            ln);
+            return REC_FAIL("%s: record %lld: 'conversations' must be a non-empty array", src, ln);
         const cJSON *t;
         int k = 0;
         cJSON_ArrayForEach(t, convs) {
@@ -205,8 +202,8 @@ static hass_status record_conv(const record *r, hass_dg_format fmt, conv *c, con
             if (!val)
                 val = str_field(t, "content");
             if (!from || !val)
-                return REC_FAIL("%s: record %lld: turn %d needs string 'from' and 'value'", src,
-                                ln, k);
+                return REC_FAIL("%s: record %lld: turn %d needs string 'from' and 'value'", src, ln,
+                                k);
             const char *role = !strcmp(from, "human") || !strcmp(from, "user") ? "user"
                                : !strcmp(from, "gpt") || !strcmp(from, "assistant") ||
                                        !strcmp(from, "chatgpt") || !strcmp(from, "bard") ||
@@ -305,8 +302,8 @@ static void seq_push(dg *g, const int32_t *ids, int64_t n, uint8_t m) {
 static int64_t encode(dg *g, const char *text, int add_bos, int special, hass_err *err) {
     size_t len = strlen(text);
     for (;;) {
-        int64_t n = hass_tokenizer_encode(g->tok, text, len, add_bos, special, g->tmp,
-                                          g->tmp_cap, err);
+        int64_t n =
+            hass_tokenizer_encode(g->tok, text, len, add_bos, special, g->tmp, g->tmp_cap, err);
         if (n < 0 || n <= g->tmp_cap)
             return n;
         int32_t *t = realloc(g->tmp, (size_t)n * sizeof *t);
@@ -328,8 +325,7 @@ static int is_stop(const dg *g, int32_t t) {
 
 /* Continues the current sequence with the target: appends up to max_new tokens (mask 1),
  * including the stop token if one is drawn. Returns the index where the answer starts. */
-static hass_status generate(dg *g, uint64_t seed, int64_t *answer_at, int *stopped,
-                            hass_err *err) {
+static hass_status generate(dg *g, uint64_t seed, int64_t *answer_at, int *stopped, hass_err *err) {
     *answer_at = g->n;
     *stopped = 0;
     int64_t limit = g->o->max_new < g->max_len - g->n ? g->o->max_new : g->max_len - g->n;
@@ -363,8 +359,7 @@ static hass_status generate(dg *g, uint64_t seed, int64_t *answer_at, int *stopp
         if (t + 1 == limit)
             break;
         pos[0] = (int32_t)(g->n - 1);
-        st = hass_model_forward(g->m, &g->kv, g->pool, 1, &tok, pos, NULL, g->logits, 0, NULL,
-                                err);
+        st = hass_model_forward(g->m, &g->kv, g->pool, 1, &tok, pos, NULL, g->logits, 0, NULL, err);
         if (st)
             return st;
         hass_kv_commit(&g->kv, 1);
@@ -511,8 +506,7 @@ static void dg_free(dg *g) {
 }
 
 int64_t hass_datagen_encode_record(const hass_tokenizer *tok, const char *json, int chat,
-                                   int64_t max_len, int32_t **ids, uint8_t **mask,
-                                   hass_err *err) {
+                                   int64_t max_len, int32_t **ids, uint8_t **mask, hass_err *err) {
     hass_datagen_opts o = hass_datagen_opts_default();
     dg g = {.tok = tok, .o = &o};
     conv c = {0};
@@ -548,8 +542,8 @@ static hass_status features(dg *g, hass_err *err) {
         int64_t k = g->n - s < GEN_BATCH ? g->n - s : GEN_BATCH;
         for (int64_t i = 0; i < k; i++)
             pos[i] = (int32_t)(s + i);
-        hass_status st = hass_model_forward(g->m, &g->kv, g->pool, k, g->ids + s, pos, NULL,
-                                            NULL, 0, g->feat + s * d, err);
+        hass_status st = hass_model_forward(g->m, &g->kv, g->pool, k, g->ids + s, pos, NULL, NULL,
+                                            0, g->feat + s * d, err);
         if (st)
             return st;
         hass_kv_commit(&g->kv, k);
@@ -636,9 +630,8 @@ hass_status hass_datagen_run(const hass_model *m, const hass_tokenizer *tok, has
         if (statvfs(outdir, &vfs) == 0) {
             double avail = (double)vfs.f_bavail * (double)vfs.f_frsize;
             if (avail < need * 1.1)
-                st = hass_err_set(err, HASS_STATUS_IO,
-                                  "%s: needs about %.1f MB, only %.1f MB free", outdir,
-                                  need * 1.1 / 1e6, avail / 1e6);
+                st = hass_err_set(err, HASS_STATUS_IO, "%s: needs about %.1f MB, only %.1f MB free",
+                                  outdir, need * 1.1 / 1e6, avail / 1e6);
         }
     }
     if (!st && hass_featstore_writer_complete(w) && start == total) {

@@ -37,8 +37,12 @@ size_t hass_featstore_seq_bytes(int64_t len, int64_t d) {
     return 8 + (size_t)len * (4 + 1) + (size_t)len * (size_t)d * 2;
 }
 
-static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static void put_u32(uint8_t *p, uint32_t v) {
+    memcpy(p, &v, 4);
+}
+static void put_u64(uint8_t *p, uint64_t v) {
+    memcpy(p, &v, 8);
+}
 static uint32_t get_u32(const uint8_t *p) {
     uint32_t v;
     memcpy(&v, p, 4);
@@ -50,7 +54,9 @@ static uint64_t get_u64(const uint8_t *p) {
     return v;
 }
 
-static void fp_hex(char *out, uint64_t fp) { snprintf(out, 17, "%016llx", (unsigned long long)fp); }
+static void fp_hex(char *out, uint64_t fp) {
+    snprintf(out, 17, "%016llx", (unsigned long long)fp);
+}
 
 static int path_join(char *out, size_t cap, const char *dir, const char *name) {
     return snprintf(out, cap, "%s/%s", dir, name) < (int)cap;
@@ -124,8 +130,8 @@ static hass_status index_read(const char *dir, index_info *x, hass_err *err) {
                           path, (long long)ver, HASS_FEATSTORE_VERSION);
     } else if (x->d <= 0 || x->records < 0 || !cJSON_IsString(fpj) ||
                strlen(fpj->valuestring) != 16 || !cJSON_IsString(dt) ||
-               strcmp(dt->valuestring, "bf16") || !cJSON_IsArray(shards) ||
-               !cJSON_IsString(args) || !cJSON_IsBool(comp)) {
+               strcmp(dt->valuestring, "bf16") || !cJSON_IsArray(shards) || !cJSON_IsString(args) ||
+               !cJSON_IsBool(comp)) {
         st = hass_err_set(err, HASS_STATUS_FORMAT,
                           "%s: missing or invalid field (d, dtype, model.fingerprint, args, "
                           "records_consumed, complete, shards)",
@@ -149,8 +155,8 @@ static hass_status index_read(const char *dir, index_info *x, hass_err *err) {
             if (!cJSON_IsString(f) || strchr(f->valuestring, '/') ||
                 strlen(f->valuestring) >= sizeof s->file || !f->valuestring[0] ||
                 f->valuestring[0] == '.' || s->sequences < 0 || s->tokens < 0) {
-                st = hass_err_set(err, HASS_STATUS_FORMAT, "%s: shard entry %d is invalid", path,
-                                  i);
+                st =
+                    hass_err_set(err, HASS_STATUS_FORMAT, "%s: shard entry %d is invalid", path, i);
                 break;
             }
             snprintf(s->file, sizeof s->file, "%s", f->valuestring);
@@ -254,8 +260,8 @@ static hass_status scan_shard(hass_featstore *fs, int32_t si, const shard_entry 
     uint32_t ver = get_u32(p + 8), dt = get_u32(p + 12);
     int64_t d = (int64_t)get_u64(p + 16), n = (int64_t)get_u64(p + 24);
     if (ver != HASS_FEATSTORE_VERSION)
-        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: unsupported shard version %u",
-                            mf->path, ver);
+        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: unsupported shard version %u", mf->path,
+                            ver);
     if (dt != (uint32_t)HASS_DTYPE_BF16 || d != fs->d)
         return hass_err_set(err, HASS_STATUS_FORMAT, "%s: dtype %u / d %lld, expected bf16 / %lld",
                             mf->path, dt, (long long)d, (long long)fs->d);
@@ -270,8 +276,8 @@ static hass_status scan_shard(hass_featstore *fs, int32_t si, const shard_entry 
     int64_t toks = 0;
     for (int64_t k = 0; k < n; k++) {
         if (size - off < 8)
-            return hass_err_set(err, HASS_STATUS_FORMAT, "%s: truncated at sequence %lld",
-                                mf->path, (long long)k);
+            return hass_err_set(err, HASS_STATUS_FORMAT, "%s: truncated at sequence %lld", mf->path,
+                                (long long)k);
         int64_t len = (int64_t)get_u64(p + off);
         size_t per = 0, body = 0;
         if (len <= 0 || len > ((int64_t)1 << 32) || !hass_mul_ok((size_t)d, 2, &per) ||
@@ -288,8 +294,8 @@ static hass_status scan_shard(hass_featstore *fs, int32_t si, const shard_entry 
         return hass_err_set(err, HASS_STATUS_FORMAT, "%s: %zu trailing bytes", mf->path,
                             size - off);
     if (toks != e->tokens)
-        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: %lld tokens, index says %lld",
-                            mf->path, (long long)toks, (long long)e->tokens);
+        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: %lld tokens, index says %lld", mf->path,
+                            (long long)toks, (long long)e->tokens);
     fs->n_tok += toks;
     return HASS_OK;
 }
@@ -312,8 +318,8 @@ hass_featstore *hass_featstore_open(const char *dir, const hass_model *m, hass_e
     if (!fs || !fs->maps || !fs->seqs)
         st = hass_err_set(err, HASS_STATUS_OOM, "out of memory");
     else if (m && x.d != m->cfg.d)
-        st = hass_err_set(err, HASS_STATUS_SHAPE, "%s: features have d = %lld, the model %lld",
-                          dir, (long long)x.d, (long long)m->cfg.d);
+        st = hass_err_set(err, HASS_STATUS_SHAPE, "%s: features have d = %lld, the model %lld", dir,
+                          (long long)x.d, (long long)m->cfg.d);
     else if (m && x.fp != fp)
         st = hass_err_set(err, HASS_STATUS_SHAPE,
                           "%s: features were made with another model (fingerprint %016llx, "
@@ -341,9 +347,15 @@ hass_featstore *hass_featstore_open(const char *dir, const hass_model *m, hass_e
     return fs;
 }
 
-int64_t hass_featstore_count(const hass_featstore *fs) { return fs->n_seq; }
-int64_t hass_featstore_tokens(const hass_featstore *fs) { return fs->n_tok; }
-int64_t hass_featstore_dim(const hass_featstore *fs) { return fs->d; }
+int64_t hass_featstore_count(const hass_featstore *fs) {
+    return fs->n_seq;
+}
+int64_t hass_featstore_tokens(const hass_featstore *fs) {
+    return fs->n_tok;
+}
+int64_t hass_featstore_dim(const hass_featstore *fs) {
+    return fs->d;
+}
 int64_t hass_featstore_len(const hass_featstore *fs, int64_t i) {
     HASS_ASSERT(i >= 0 && i < fs->n_seq);
     return fs->seqs[i].len;
@@ -390,8 +402,7 @@ static hass_status mkdir_p(const char *dir, hass_err *err) {
             continue;
         *s = 0;
         if (mkdir(tmp, 0755) && errno != EEXIST)
-            return hass_err_set(err, HASS_STATUS_IO, "%s: cannot create: %s", tmp,
-                                strerror(errno));
+            return hass_err_set(err, HASS_STATUS_IO, "%s: cannot create: %s", tmp, strerror(errno));
         *s = '/';
     }
     if (mkdir(tmp, 0755) && errno != EEXIST)
@@ -464,8 +475,12 @@ hass_featstore_writer *hass_featstore_writer_open(const char *dir, const hass_mo
 int64_t hass_featstore_writer_resume_records(const hass_featstore_writer *w) {
     return w->x.records;
 }
-int hass_featstore_writer_complete(const hass_featstore_writer *w) { return w->x.complete; }
-int64_t hass_featstore_writer_shards(const hass_featstore_writer *w) { return w->x.n_shards; }
+int hass_featstore_writer_complete(const hass_featstore_writer *w) {
+    return w->x.complete;
+}
+int64_t hass_featstore_writer_shards(const hass_featstore_writer *w) {
+    return w->x.n_shards;
+}
 
 static hass_status flush_shard(hass_featstore_writer *w, hass_err *err) {
     if (w->pend_seqs == 0)
@@ -505,8 +520,8 @@ static hass_status flush_shard(hass_featstore_writer *w, hass_err *err) {
 }
 
 hass_status hass_featstore_writer_add(hass_featstore_writer *w, int64_t len, const int32_t *ids,
-                                      const uint8_t *mask, const float *feat,
-                                      int64_t records_after, hass_err *err) {
+                                      const uint8_t *mask, const float *feat, int64_t records_after,
+                                      hass_err *err) {
     HASS_ASSERT(len >= 1);
     int64_t d = w->x.d;
     size_t need = hass_featstore_seq_bytes(len, d), want;

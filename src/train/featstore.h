@@ -45,9 +45,9 @@ typedef struct hass_featstore hass_featstore;
 hass_featstore *hass_featstore_open(const char *dir, const hass_model *m, hass_err *err);
 void hass_featstore_close(hass_featstore *fs); /* NULL-safe */
 
-int64_t hass_featstore_count(const hass_featstore *fs);  /* sequences */
-int64_t hass_featstore_tokens(const hass_featstore *fs); /* tokens over all sequences */
-int64_t hass_featstore_dim(const hass_featstore *fs);    /* d */
+int64_t hass_featstore_count(const hass_featstore *fs);          /* sequences */
+int64_t hass_featstore_tokens(const hass_featstore *fs);         /* tokens over all sequences */
+int64_t hass_featstore_dim(const hass_featstore *fs);            /* d */
 int64_t hass_featstore_len(const hass_featstore *fs, int64_t i); /* length of sequence i */
 
 /* Copies the first min(len, max_len) positions of sequence i (0 <= i < count): ids (int32),
@@ -78,8 +78,8 @@ int64_t hass_featstore_writer_shards(const hass_featstore_writer *w);
  * number of input records consumed once this sequence is stored; it is what the index records
  * when the shard holding this sequence is flushed. Writes a shard when full. */
 hass_status hass_featstore_writer_add(hass_featstore_writer *w, int64_t len, const int32_t *ids,
-                                      const uint8_t *mask, const float *feat,
-                                      int64_t records_after, hass_err *err);
+                                      const uint8_t *mask, const float *feat, int64_t records_after,
+                                      hass_err *err);
 /* Notes that records were consumed without producing a sequence (skipped records). */
 void hass_featstore_writer_skip(hass_featstore_writer *w, int64_t records_after);
 /* Flushes the pending shard (if any) and rewrites the index with complete = done. */

@@ -66,8 +66,8 @@ hass_status hass_train_load_draft(const char *dir, const hass_draft_config *c,
         return st;
     const hass_tensor *b = hass_st_set_find(&set, "fc.bias");
     if (!!b != !!c->has_bias)
-        st = hass_err_set(err, HASS_STATUS_SHAPE, "%s: fc.bias is %s, the run %s one (--bias)",
-                          dir, b ? "present" : "absent", c->has_bias ? "needs" : "has no");
+        st = hass_err_set(err, HASS_STATUS_SHAPE, "%s: fc.bias is %s, the run %s one (--bias)", dir,
+                          b ? "present" : "absent", c->has_bias ? "needs" : "has no");
     for (int p = 0; !st && p < HASS_DP_COUNT; p++) {
         if (L->numel[p] == 0)
             continue;
@@ -186,8 +186,8 @@ static int load_state(const char *dir, hass_trainer *tr, run_pos *p, const char 
         rc = -1;
     } else if (strcmp(cfg->valuestring, config)) {
         hass_err_set(err, HASS_STATUS_ARG,
-                     "%s holds a run with a different configuration (%s); use another -o",
-                     path, cfg->valuestring);
+                     "%s holds a run with a different configuration (%s); use another -o", path,
+                     cfg->valuestring);
         rc = -1;
     }
     p->rng = (uint64_t)rng;
@@ -224,8 +224,7 @@ typedef struct {
 } batcher;
 
 /* Fills one micro-batch; returns T of the batch (longest sequence), and real tokens/rows. */
-static int64_t next_batch(batcher *bt, run_pos *p, hass_rng *rng, int64_t *tokens,
-                          int64_t *nmask) {
+static int64_t next_batch(batcher *bt, run_pos *p, hass_rng *rng, int64_t *tokens, int64_t *nmask) {
     int64_t d = bt->d, Tb = 0, lens[64];
     int64_t idx[64];
     for (int64_t b = 0; b < bt->B; b++) {
@@ -299,9 +298,9 @@ static hass_status check_opts(const hass_train_run_opts *o, hass_err *err) {
         return hass_err_set(err, HASS_STATUS_ARG, "--data and -o are required");
     if (o->batch < 1 || o->batch > 64)
         return hass_err_set(err, HASS_STATUS_ARG, "--batch must be in [1, 64]");
-    if (o->seq_len < 2 || o->grad_accum < 1 || o->steps < 0 || !(o->epochs > 0) ||
-        !(o->lr >= 0) || o->weight_decay < 0 || o->clip < 0 || o->noise_std < 0 ||
-        o->ckpt_every < 0 || o->stop_at < 0 || !(o->warmup_frac >= 0 && o->warmup_frac <= 1))
+    if (o->seq_len < 2 || o->grad_accum < 1 || o->steps < 0 || !(o->epochs > 0) || !(o->lr >= 0) ||
+        o->weight_decay < 0 || o->clip < 0 || o->noise_std < 0 || o->ckpt_every < 0 ||
+        o->stop_at < 0 || !(o->warmup_frac >= 0 && o->warmup_frac <= 1))
         return hass_err_set(err, HASS_STATUS_ARG, "a training option is out of range");
     if (t->n_align < 1 || t->n_align > HASS_TRAIN_MAX_ALIGN)
         return hass_err_set(err, HASS_STATUS_ARG, "--align-steps must be in [1, %d]",
@@ -348,8 +347,8 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
     size_t vd = (size_t)(V * d);
     float *embed = hass_aligned_alloc(vd * sizeof(float));
     float *head = hass_aligned_alloc(vd * sizeof(float));
-    batcher bt = {.fs = fs, .d = d, .B = B, .T = T, .n_seq = n_seq, .seed = o->seed,
-                  .noise = o->noise_std};
+    batcher bt = {
+        .fs = fs, .d = d, .B = B, .T = T, .n_seq = n_seq, .seed = o->seed, .noise = o->noise_std};
     bt.perm = malloc((size_t)n_seq * sizeof(int32_t));
     bt.ids = malloc((size_t)T * sizeof(int32_t));
     bt.m8 = malloc((size_t)T);
@@ -379,8 +378,8 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
         goto out;
     }
     if (mkdir(o->out_dir, 0755) && errno != EEXIST) {
-        st = hass_err_set(err, HASS_STATUS_IO, "%s: cannot create: %s", o->out_dir,
-                          strerror(errno));
+        st =
+            hass_err_set(err, HASS_STATUS_IO, "%s: cannot create: %s", o->out_dir, strerror(errno));
         goto out;
     }
     run_pos pos = {0};
@@ -393,8 +392,8 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
         hass_rng r0;
         hass_rng_seed(&r0, o->seed ^ 0x6E6F697365ull);
         pos.rng = r0.s;
-        if (o->init_from && (st = hass_train_load_draft(o->init_from, &cfg, &tr->layout,
-                                                        tr->params, err)))
+        if (o->init_from &&
+            (st = hass_train_load_draft(o->init_from, &cfg, &tr->layout, tr->params, err)))
             goto out;
     } else {
         hass_log(HASS_LOG_INFO, "train-draft: resuming %s at step %lld of %lld", o->out_dir,
@@ -451,8 +450,9 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
         rep->tokens += tokens;
         rep->last_loss = acc_st.loss_mean;
         if (fn) {
-            hass_train_log l = {pos.step, total, lr, acc_st, tokens, dt,
-                                dt > 0 ? (double)tokens / dt : 0, t_run, (int)pos.epoch};
+            hass_train_log l = {
+                pos.step, total,         lr, acc_st, tokens, dt, dt > 0 ? (double)tokens / dt : 0,
+                t_run,    (int)pos.epoch};
             fn(user, &l);
         }
         hass_progress_update(&prog, pos.step - step0);

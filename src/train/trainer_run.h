@@ -59,9 +59,9 @@ typedef void (*hass_train_log_fn)(void *user, const hass_train_log *l);
 
 typedef struct {
     int64_t start_step, steps_done, total_steps;
-    int64_t tokens;  /* real tokens trained on in this run */
-    double seconds;  /* wall time of the steps in this run */
-    double gflop;    /* analytic FLOPs of this run's steps (bench/bench_train.c's count) */
+    int64_t tokens; /* real tokens trained on in this run */
+    double seconds; /* wall time of the steps in this run */
+    double gflop;   /* analytic FLOPs of this run's steps (bench/bench_train.c's count) */
     double tokens_per_s, gflops;
     double last_loss;
     int complete;
@@ -71,8 +71,7 @@ typedef struct {
  * (HASS_STATUS_ARG), a store for another model (HASS_STATUS_SHAPE), unreadable / malformed
  * files, a state in out_dir from a different configuration (HASS_STATUS_ARG). */
 hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_train_run_opts *o,
-                           hass_train_log_fn fn, void *user, hass_train_report *rep,
-                           hass_err *err);
+                           hass_train_log_fn fn, void *user, hass_train_report *rep, hass_err *err);
 
 /* Loads the tensors of a draft directory into a flat parameter array of layout L (shapes must
  * match; fc.bias must be present exactly when c->has_bias). */
