@@ -7,6 +7,10 @@
  *  - plain decoding tokens/s after a 32-token prompt, and the fraction of the bandwidth limit
  *    it reaches: weight bytes per token x tokens/s / read bandwidth (measured here);
  *  - cost(n)/cost(1) of one forward of n tree rows with logits for every row, n = 1..64.
+ *  - speculative decoding through the real tree/verify path with an oracle draft that proposes
+ *    the model's own greedy token first with probability `acc` per node (else ranks it 2nd or
+ *    leaves it out): tau and speedup over plain decoding as a function of draft quality, on a
+ *    model whose verification cost is measured, not assumed.
  * Also the tiny real model stories260K (single thread), if ../shared is present.
  * Output: CSV rows, then one JSON line per case (machine-readable summary).
  * Flags: --quick (fewer sizes and reps), --threads N (default: all CPUs).
@@ -14,6 +18,7 @@
 #include "bench_util.h"
 #include "decode/decode.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +71,87 @@ static double forward_time(const hass_model *m, hass_kv *kv, hass_pool *pool, in
         t[r] = hass_now() - t0;
     }
     return bench_median(t, reps);
+}
+
+typedef struct {
+    const int32_t *ref; /* prompt + greedy continuation */
+    int64_t n_ref, V;
+    double acc;
+} oracle_ctx;
+
+static uint64_t mix(uint64_t h) {
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h;
+}
+
+static void oracle(void *user, const int32_t *seq, int64_t n, int k, int32_t *ids, float *lp) {
+    oracle_ctx *o = user;
+    uint64_t h = 1469598103934665603ull;
+    for (int64_t i = n > 8 ? n - 8 : 0; i < n; i++)
+        h = mix(h ^ (uint64_t)seq[i] ^ ((uint64_t)i << 32));
+    int on = n < o->n_ref && !memcmp(seq, o->ref, sizeof(int32_t) * (size_t)n);
+    double u = (double)(mix(h) >> 11) / 9007199254740992.0;
+    int rank = !on ? -1 : (u < o->acc ? 0 : (u < o->acc + (1 - o->acc) / 2 ? 1 : -1));
+    int m = 0;
+    while (m < k) {
+        int32_t t;
+        if (m == rank) {
+            t = o->ref[n];
+        } else {
+            h = mix(h + 0x9e3779b97f4a7c15ull);
+            t = (int32_t)(h % (uint64_t)o->V);
+            if (on && t == o->ref[n])
+                continue;
+        }
+        int dup = 0;
+        for (int j = 0; j < m; j++)
+            dup |= ids[j] == t;
+        if (dup)
+            continue;
+        ids[m] = t;
+        lp[m] = m == 0 ? (float)log(o->acc) : (float)log((1 - o->acc) / 2) - 0.1f * (float)m;
+        m++;
+    }
+}
+
+static void spec_oracle(const hass_model *m, hass_pool *pool, const char *dn, int quick) {
+    hass_err err = {0};
+    hass_engine *e = hass_engine_create(m, NULL, NULL, pool, 512, &err);
+    HASS_ASSERT(e);
+    int32_t prompt[16];
+    for (int i = 0; i < 16; i++)
+        prompt[i] = (i * 7919 + 13) % (int32_t)m->cfg.V;
+    int64_t n_new = quick ? 48 : 128;
+    int32_t *ref = calloc((size_t)(16 + n_new), sizeof(int32_t));
+    memcpy(ref, prompt, sizeof prompt);
+    hass_gen_params p = {0};
+    p.max_new = n_new;
+    p.tree = (hass_tree_params){5, 4, 0};
+    hass_gen_stats sp, ss;
+    double accs[] = {1.0, 0.8, 0.6};
+    for (size_t a = 0; a < sizeof accs / sizeof accs[0]; a++) {
+        hass_engine_set_oracle(e, NULL, NULL);
+        HASS_ASSERT(hass_generate(e, prompt, 16, &p, 0, NULL, NULL, ref + 16, &sp, &err) == 0);
+        oracle_ctx o = {ref, 16 + sp.n_generated, m->cfg.V, accs[a]};
+        hass_engine_set_oracle(e, oracle, &o);
+        int32_t *out = calloc((size_t)n_new, sizeof(int32_t));
+        HASS_ASSERT(hass_generate(e, prompt, 16, &p, 1, NULL, NULL, out, &ss, &err) == 0);
+        int same = ss.n_generated == sp.n_generated &&
+                   !memcmp(out, ref + 16, sizeof(int32_t) * (size_t)sp.n_generated);
+        double rp = sp.n_generated / sp.decode_seconds, rs = ss.n_generated / ss.decode_seconds;
+        printf("spec_oracle,125M-%s-acc%.1f,%d,%lld,,%.2f\n", dn, accs[a], hass_pool_size(pool),
+               (long long)ss.n_generated, rs / rp);
+        printf("{\"case\":\"125M-%s spec, oracle draft acc %.1f\",\"plain_tokens_per_s\":%.2f,"
+               "\"spec_tokens_per_s\":%.2f,\"speedup\":%.3f,\"tau\":%.2f,"
+               "\"nodes_per_cycle\":%.1f,\"identical\":%s}\n",
+               dn, accs[a], rp, rs, rs / rp, ss.tau,
+               ss.cycles ? (double)ss.nodes_verified / ss.cycles : 0, same ? "true" : "false");
+        free(out);
+    }
+    free(ref);
+    hass_engine_destroy(e);
 }
 
 int main(int argc, char **argv) {
@@ -126,8 +212,10 @@ int main(int argc, char **argv) {
                "\"weight_bytes\":%zu,\"decode_tokens_per_s\":%.2f,\"bandwidth_fraction\":%.3f,"
                "\"cost_ratio\":{%s}}\n",
                dn, nt, hass_cpu_isa_name(), bw, m->weight_bytes, tps, frac, curve);
+        printf("peak_rss_mb,125M-%s,,,,%.0f\n", dn, (double)hass_peak_rss_bytes() / 1048576.0);
         free(lg);
         hass_kv_free(&kv);
+        spec_oracle(m, pool, dn, quick);
         hass_model_free(m);
     }
     /* stories260K, single thread, as llama2.c's run.c runs it */

@@ -329,6 +329,7 @@ int cmd_bench(int argc, char **argv) {
                             levels > 0 && t1 > 0 ? (t_level / (double)levels) / t1 : 0);
     if (temp == 0)
         cJSON_AddBoolToObject(sum, "identical", identical);
+    cJSON_AddNumberToObject(sum, "peak_rss_mb", (double)hass_peak_rss_bytes() / 1048576.0);
     if (fo) {
         char *s = cJSON_PrintUnformatted(sum);
         fprintf(fo, "%s\n", s);

@@ -254,6 +254,7 @@ int cmd_generate(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "seconds", st.seconds);
         cJSON_AddNumberToObject(j, "tokens_per_s", st.tokens_per_s);
         cJSON_AddNumberToObject(j, "prefill_seconds", st.prefill_seconds);
+        cJSON_AddNumberToObject(j, "peak_rss_mb", (double)hass_peak_rss_bytes() / 1048576.0);
         cJSON_AddNumberToObject(j, "decode_tokens_per_s",
                                 st.decode_seconds > 0 ? (double)st.n_generated / st.decode_seconds
                                                       : 0);
@@ -277,11 +278,13 @@ int cmd_generate(int argc, char **argv) {
         cJSON_Delete(j);
     } else {
         fputc('\n', stdout);
+        fflush(stdout);
         fprintf(stderr,
                 "hass: %lld prompt + %lld generated tokens, %.2f s (%.1f tokens/s), tau %.2f, "
-                "stop %s\n",
+                "stop %s, peak RSS %.0f MiB\n",
                 (long long)st.n_prompt, (long long)st.n_generated, st.seconds, st.tokens_per_s,
-                st.tau, st.stop == HASS_STOP_EOS ? "eos" : "length");
+                st.tau, st.stop == HASS_STOP_EOS ? "eos" : "length",
+                (double)hass_peak_rss_bytes() / 1048576.0);
         if (dr)
             fprintf(stderr,
                     "hass: tree %s: %.1f nodes and %.1f draft levels per cycle (depth <= %lld, "

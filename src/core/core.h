@@ -161,8 +161,9 @@ hass_status hass_write_file_atomic(const char *path, const void *data, size_t si
 int hass_file_exists(const char *path);
 int hass_is_dir(const char *path);
 
-/* ---- time ---- */
-double hass_now(void); /* monotonic seconds */
+/* ---- time and memory ---- */
+double hass_now(void);            /* monotonic seconds */
+size_t hass_peak_rss_bytes(void); /* peak resident set size of this process so far */
 
 /* ---- progress line on stderr-like sink: "label  done/total  rate unit/s  ETA" ---- */
 typedef struct {
