@@ -214,6 +214,18 @@ static void test_stories(hass_pool *pool) {
     }
     int32_t ids[64];
     int64_t n = hass_tokenizer_encode(tok, "Once upon a time", 16, 1, 1, ids, 64, &err);
+    /* auto tree size with an untrained draft: drafts are never accepted, the calibrated gain
+     * goes to zero and the engine stops verifying drafts (whatever the timings) */
+    if (e) {
+        hass_gen_params p = {0};
+        p.max_new = 200;
+        p.tree = (hass_tree_params){5, 10, 0};
+        hass_gen_stats st;
+        for (int r = 0; r < 3; r++)
+            CHECK(hass_generate(e, ids, n, &p, 1, NULL, NULL, NULL, &st, &err) == HASS_OK);
+        double nodes = st.cycles ? (double)st.nodes_verified / (double)st.cycles : 99;
+        CHECK_MSG(nodes < 0.5, "auto tree with an untrained draft: %.2f nodes per cycle", nodes);
+    }
     test_perfect_draft(m, tok, pool, ids, n);
     hass_engine_destroy(e);
     hass_draft_free(dr);

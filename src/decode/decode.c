@@ -27,7 +27,20 @@
 
 #define TGT_BATCH 64 /* target rows per forward: prefill chunk and largest tree */
 #define COST_N 64
-#define PROBE_WINDOW 16 /* pairs a probing cycle feeds the draft */
+#define PROBE_WINDOW 8 /* pairs a probing cycle feeds the draft */
+#define MAX_BACKOFF 128 /* plain steps between probes of a losing draft, at most */
+
+/* What the engine has learnt about its draft on this machine; kept across generations (the
+ * same draft and target), so later prompts start from measured costs and acceptance. */
+typedef struct {
+    double t_level;   /* seconds per expansion level (EMA) */
+    double t_root;    /* seconds for the root's candidates (LM head on h) */
+    double calib_num; /* decayed sums: accepted drafts, predicted accepted drafts */
+    double calib_den;
+    double gain_ema; /* EMA of (tokens per second of drafting cycles) / (plain rate) */
+    int skip_left;   /* plain steps left before the next probe */
+    int backoff;     /* current probe interval */
+} spec_model;
 
 struct hass_engine {
     const hass_model *m;
@@ -54,6 +67,8 @@ struct hass_engine {
     double cost[COST_N + 1]; /* cost(n) / cost(1) */
     double t1;               /* seconds of one single-row target forward */
     int have_costs;
+    spec_model sm;
+    int have_sm;
     hass_oracle_fn oracle;
     void *oracle_user;
     int32_t *seq; /* (ctx + HASS_TREE_MAX_NODES): committed tokens, then a node's path */
@@ -424,15 +439,6 @@ static void topk_logprobs(const float *lg, int64_t V, int k, int32_t *ids, float
         lp[j] -= lse;
 }
 
-typedef struct {
-    double t_level;   /* seconds per expansion level (EMA) */
-    double t_root;    /* seconds for the root's candidates (LM head on h) */
-    double calib_num; /* decayed sums: accepted drafts, predicted accepted drafts */
-    double calib_den;
-    double gain_ema; /* EMA of (tokens per second of drafting cycles) / (plain rate) */
-    int skip_left;   /* plain steps left before the next probe */
-    int backoff;     /* current probe interval */
-} spec_model;
 
 /* Feeds the queued pairs to the draft (causal chain, committed); h of the last goes to
  * e->hfeat row 0. Pending pair j sits at target position kv.n - n_pend + j. window > 0 feeds
@@ -540,10 +546,15 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
         nodes_cap = topk + depth * topk * topk;
     int nmax = 0;
     const double *cost = forced ? NULL : hass_engine_costs(e, &nmax);
-    spec_model sm = {0};
-    sm.calib_num = 1.0;
-    sm.calib_den = 1.0;
-    sm.gain_ema = 1.0;
+    if (!e->have_sm) {
+        memset(&e->sm, 0, sizeof e->sm);
+        e->sm.calib_num = 1.0; /* start by trusting the draft's own probabilities */
+        e->sm.calib_den = 1.0;
+        e->sm.gain_ema = 1.0;
+        e->have_sm = 1;
+    }
+    e->sm.skip_left = e->sm.backoff; /* a losing draft is probed at its learnt interval */
+    spec_model sm = e->sm;
 
     double t0 = hass_now();
     hass_draft_state_reset(&e->ds);
@@ -695,7 +706,9 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
                 /* a probe is fresh evidence: it replaces the running estimate */
                 sm.gain_ema = probe ? rate / plain : 0.7 * sm.gain_ema + 0.3 * (rate / plain);
                 if (sm.gain_ema < 1.0) { /* drafting loses: back off */
-                    sm.backoff = sm.backoff ? (sm.backoff * 2 > 64 ? 64 : sm.backoff * 2) : 2;
+                    sm.backoff = sm.backoff ? (sm.backoff * 2 > MAX_BACKOFF ? MAX_BACKOFF
+                                                                            : sm.backoff * 2)
+                                            : 4;
                     sm.skip_left = sm.backoff;
                 } else {
                     sm.backoff = 0;
@@ -715,6 +728,7 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
             break;
         root = bonus;
     }
+    e->sm = sm;
     return HASS_OK;
 }
 
