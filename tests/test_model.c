@@ -189,8 +189,61 @@ static void test_bad_input(hass_model *m) {
     runner_free(&r);
 }
 
+/* hass_attention_win (draft tree levels): the n queries are the last rows of a window of n_win
+ * rows after n_past committed keys; compare with the naive attention over the whole window
+ * where the earlier window rows only see themselves. */
+static void test_attention_window(void) {
+    hass_rng rng;
+    hass_rng_seed(&rng, 21);
+    const int64_t H = 4, Hkv = 2, Dh = 12, n_past = 37, n_win = 23, n = 7, kvd = Hkv * Dh;
+    int64_t W = (n_win + 63) / 64;
+    float *q = malloc(sizeof(float) * n_win * H * Dh),
+          *k = malloc(sizeof(float) * (n_past + n_win) * kvd);
+    float *v = malloc(sizeof(float) * (n_past + n_win) * kvd);
+    float *out = malloc(sizeof(float) * n * H * Dh), *ref = malloc(sizeof(float) * n_win * H * Dh);
+    uint64_t *mask = calloc((size_t)(n * W), sizeof(uint64_t));
+    uint64_t *full = calloc((size_t)(n_win * W), sizeof(uint64_t));
+    for (int64_t i = 0; i < n_win * H * Dh; i++)
+        q[i] = hass_rng_normal(&rng);
+    for (int64_t i = 0; i < (n_past + n_win) * kvd; i++) {
+        k[i] = hass_rng_normal(&rng);
+        v[i] = hass_rng_normal(&rng);
+    }
+    for (int64_t r = 0; r < n_win; r++) {
+        int64_t qi = r - (n_win - n);
+        for (int64_t j = 0; j <= r; j++) {
+            int on = j == r || (qi >= 0 && hass_rng_uniform(&rng) < 0.4f);
+            if (on) {
+                full[r * W + j / 64] |= 1ull << (j % 64);
+                if (qi >= 0)
+                    mask[qi * W + j / 64] |= 1ull << (j % 64);
+            }
+        }
+    }
+    hass_ref_attention(ref, q, k, v, n_past, n_win, full, H, Hkv, Dh);
+    hass_pool *pool = hass_pool_create(2);
+    float *scr = malloc(sizeof(float) * hass_attention_scratch(pool, n_past + n_win));
+    hass_attention_win(pool, out, q + (n_win - n) * H * Dh, k, v, n_past, n_win, n, mask, H, Hkv,
+                       Dh, scr);
+    CHECK_CLOSE(out, ref + (n_win - n) * H * Dh, n * H * Dh, 1e-5, 1e-4, "attention window");
+    /* NULL mask = causal over the window */
+    for (int64_t r = 0; r < n_win; r++)
+        for (int64_t j = 0; j < W; j++)
+            full[r * W + j] = 0;
+    for (int64_t r = 0; r < n_win; r++)
+        for (int64_t j = 0; j <= r; j++)
+            full[r * W + j / 64] |= 1ull << (j % 64);
+    hass_ref_attention(ref, q, k, v, n_past, n_win, full, H, Hkv, Dh);
+    hass_attention_win(pool, out, q + (n_win - n) * H * Dh, k, v, n_past, n_win, n, NULL, H, Hkv,
+                       Dh, scr);
+    CHECK_CLOSE(out, ref + (n_win - n) * H * Dh, n * H * Dh, 1e-5, 1e-4, "attention window causal");
+    hass_pool_destroy(pool);
+    free(q), free(k), free(v), free(out), free(ref), free(mask), free(full), free(scr);
+}
+
 int main(void) {
     check_init("test_model");
+    test_attention_window();
     hass_err err = {0};
     hass_model_config c = hass_model_config_make(64, 96, 2, 4, 2, 97, 512);
     hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16, HASS_DTYPE_F16};
