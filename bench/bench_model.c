@@ -220,7 +220,6 @@ int main(int argc, char **argv) {
                "\"weight_bytes\":%zu,\"decode_tokens_per_s\":%.2f,\"bandwidth_fraction\":%.3f,"
                "\"cost_ratio\":{%s}}\n",
                dn, nt, hass_cpu_isa_name(), bw, m->weight_bytes, tps, frac, curve);
-        printf("peak_rss_mb,125M-%s,,,,%.0f\n", dn, (double)hass_peak_rss_bytes() / 1048576.0);
         free(lg);
         hass_kv_free(&kv);
         spec_oracle(m, pool, dn, quick);
