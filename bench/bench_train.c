@@ -31,25 +31,6 @@
 #include <string.h>
 #include <time.h>
 
-static double step_flops(const hass_draft_config *c, int64_t B, int64_t T, int64_t Nmask, int n) {
-    double N = (double)(B * T), Nm = (double)Nmask, d = (double)c->d, V = (double)c->V;
-    double f = (double)c->ffn, Dh = d / (double)c->H, kvd = (double)c->Hkv * Dh;
-    double fl = 2 * Nm * d * V;
-    double fc = 2 * N * 2 * d * d, kv = 2 * 2 * N * d * kvd;
-    fl += n * (fc + kv + fc + 2 * kv);
-    for (int j = 0; j < n; j++) {
-        double lin = 2 * N * d * d * 2 + 3 * 2 * N * d * f;
-        double keys = 0;
-        for (int64_t i = 0; i < T; i++) {
-            int64_t n0 = i - j + 1 > 0 ? i - j + 1 : 0, kf = j - i > 1 ? j - i : 1;
-            keys += (double)n0 + (double)(j >= kf ? j - kf + 1 : 0);
-        }
-        keys *= (double)(B * c->H);
-        fl += lin + 2 * Nm * d * V + 4 * Dh * keys;      // forward
-        fl += 2 * lin + 2 * Nm * d * V + 10 * Dh * keys; // backward
-    }
-    return fl;
-}
 
 /* Process CPU seconds (all threads): cpu / wall shows how many cores the run really had. */
 static double cpu_now(void) {
@@ -167,7 +148,7 @@ int main(int argc, char **argv) {
                     t[it] = hass_now() - t0;
             }
             qsort(t, (size_t)iters, sizeof(double), cmp_d);
-            double med = t[iters / 2], fl = step_flops(&c, B, T, Nm, n);
+            double med = t[iters / 2], fl = hass_train_step_flops(&c, B, T, Nm, n);
             printf("train_step_n%d,B%lldxT%lld_d512_H8_Hkv%lld_ffn1376_V8192_mask%lld,%d,%d,%.1f,"
                    "%.1f,%.0f\n",
                    n, (long long)B, (long long)T, (long long)c.Hkv, (long long)shapes[s][3],

@@ -469,3 +469,25 @@ hass_status hass_train_step(hass_trainer *tr, const hass_train_batch *batch,
                       tr->adam_t, &tr->adamw);
     return HASS_OK;
 }
+
+/* See train.h. Products count 2*m*n*k; attention counts exactly the keys the alignment mask lets
+ * through; the frozen FC input and LM-head weights get no gradient. */
+double hass_train_step_flops(const hass_draft_config *c, int64_t B, int64_t T, int64_t Nmask, int n) {
+    double N = (double)(B * T), Nm = (double)Nmask, d = (double)c->d, V = (double)c->V;
+    double f = (double)c->ffn, Dh = d / (double)c->H, kvd = (double)c->Hkv * Dh;
+    double fl = 2 * Nm * d * V;
+    double fc = 2 * N * 2 * d * d, kv = 2 * 2 * N * d * kvd;
+    fl += n * (fc + kv + fc + 2 * kv);
+    for (int j = 0; j < n; j++) {
+        double lin = 2 * N * d * d * 2 + 3 * 2 * N * d * f;
+        double keys = 0;
+        for (int64_t i = 0; i < T; i++) {
+            int64_t n0 = i - j + 1 > 0 ? i - j + 1 : 0, kf = j - i > 1 ? j - i : 1;
+            keys += (double)n0 + (double)(j >= kf ? j - kf + 1 : 0);
+        }
+        keys *= (double)(B * c->H);
+        fl += lin + 2 * Nm * d * V + 4 * Dh * keys;
+        fl += 2 * lin + 2 * Nm * d * V + 10 * Dh * keys;
+    }
+    return fl;
+}

@@ -195,4 +195,10 @@ hass_status hass_train_step(hass_trainer *tr, const hass_train_batch *batch,
                             const hass_train_opts *opts, float lr, hass_train_stats *st,
                             hass_err *err);
 
+/* Analytic FLOPs of one training step (forward + backward of n_align alignment steps) on B
+ * sequences of T tokens of which n_masked have loss weight > 0 (the LM head runs on those
+ * only). Used for the GFLOP/s that the trainer and bench/bench_train.c report. */
+double hass_train_step_flops(const hass_draft_config *c, int64_t B, int64_t T, int64_t n_masked,
+                             int n_align);
+
 #endif

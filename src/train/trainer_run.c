@@ -37,26 +37,6 @@ hass_train_run_opts hass_train_run_opts_default(void) {
     return o;
 }
 
-/* Analytic FLOPs of one micro-batch (the count of bench/bench_train.c): 2*m*n*k per product. */
-static double step_flops(const hass_draft_config *c, int64_t B, int64_t T, int64_t Nmask, int n) {
-    double N = (double)(B * T), Nm = (double)Nmask, d = (double)c->d, V = (double)c->V;
-    double f = (double)c->ffn, Dh = d / (double)c->H, kvd = (double)c->Hkv * Dh;
-    double fl = 2 * Nm * d * V;
-    double fc = 2 * N * 2 * d * d, kv = 2 * 2 * N * d * kvd;
-    fl += n * (fc + kv + fc + 2 * kv);
-    for (int j = 0; j < n; j++) {
-        double lin = 2 * N * d * d * 2 + 3 * 2 * N * d * f;
-        double keys = 0;
-        for (int64_t i = 0; i < T; i++) {
-            int64_t n0 = i - j + 1 > 0 ? i - j + 1 : 0, kf = j - i > 1 ? j - i : 1;
-            keys += (double)n0 + (double)(j >= kf ? j - kf + 1 : 0);
-        }
-        keys *= (double)(B * c->H);
-        fl += lin + 2 * Nm * d * V + 4 * Dh * keys;
-        fl += 2 * lin + 2 * Nm * d * V + 10 * Dh * keys;
-    }
-    return fl;
-}
 
 hass_status hass_train_load_draft(const char *dir, const hass_draft_config *c,
                                   const hass_draft_layout *L, float *params, hass_err *err) {
@@ -426,7 +406,7 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
                 goto out;
             stats_add(&acc_st, &s);
             tokens += tk;
-            rep->gflop += step_flops(&cfg, B, Tb, nm, o->topts.n_align) * 1e-9;
+            rep->gflop += hass_train_step_flops(&cfg, B, Tb, nm, o->topts.n_align) * 1e-9;
             if (G > 1) {
                 for (size_t i = 0; i < tr->layout.total; i++)
                     acc[i] = g ? acc[i] + tr->grads[i] : tr->grads[i];
