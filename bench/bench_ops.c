@@ -18,6 +18,7 @@
 #include "core/core.h"
 #include "ops/ops.h"
 
+#include "bench_util.h"
 #include "train/blas.h"
 #include <immintrin.h>
 #include <stdio.h>
@@ -27,16 +28,10 @@
 
 #define MAXREP 64
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 static double median(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    return bench_median(t, n);
 }
 
-/* Seconds of CPU time of the calling thread. */
 static double cpu_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
@@ -44,37 +39,6 @@ static double cpu_now(void) {
 }
 
 /* ---- (a) read bandwidth and FMA peak ---- */
-typedef struct {
-    const uint64_t *buf;
-    int64_t n;
-    uint64_t sums[16];
-} bw_ctx;
-
-__attribute__((target("avx2"))) static uint64_t sum_avx2(const uint64_t *p, int64_t n) {
-    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_add_epi64(a0, _mm256_load_si256((const __m256i *)(p + i)));
-        a1 = _mm256_add_epi64(a1, _mm256_load_si256((const __m256i *)(p + i + 4)));
-        a2 = _mm256_add_epi64(a2, _mm256_load_si256((const __m256i *)(p + i + 8)));
-        a3 = _mm256_add_epi64(a3, _mm256_load_si256((const __m256i *)(p + i + 12)));
-    }
-    a0 = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
-    uint64_t l[4];
-    _mm256_storeu_si256((__m256i *)l, a0);
-    uint64_t s = l[0] + l[1] + l[2] + l[3];
-    for (; i < n; i++)
-        s += p[i];
-    return s;
-}
-
-static void bw_task(void *p, int ith, int nth) {
-    bw_ctx *c = p;
-    int64_t lo, hi;
-    hass_split(c->n / 16, ith, nth, &lo, &hi);
-    c->sums[ith] = sum_avx2(c->buf + lo * 16, (hi - lo) * 16);
-}
-
 /* 12 independent FMA chains per thread: the f32 FMA throughput of one core. */
 typedef struct {
     int64_t iters;
@@ -103,21 +67,9 @@ static void empty_task(void *p, int ith, int nth) {
 }
 
 static double bench_bandwidth(hass_pool *pool, int nt, size_t bytes, int reps) {
-    uint64_t *buf = hass_aligned_alloc(bytes);
-    HASS_ASSERT(buf);
-    for (size_t i = 0; i < bytes / 8; i++)
-        buf[i] = i;
-    bw_ctx c = {buf, (int64_t)(bytes / 8), {0}};
-    double t[MAXREP];
-    hass_pool_run_n(pool, nt, bw_task, &c); /* warm-up */
-    for (int r = 0; r < reps; r++) {
-        double t0 = hass_now();
-        hass_pool_run_n(pool, nt, bw_task, &c);
-        t[r] = hass_now() - t0;
-    }
-    double tm = median(t, reps), gbs = (double)bytes / tm * 1e-9;
-    printf("read_bw_gbs,%zuMiB,%d,%d,%.3f,%.2f\n", bytes >> 20, nt, reps, tm * 1e3, gbs);
-    hass_aligned_free(buf);
+    double gbs = bench_read_bandwidth(pool, nt, bytes, reps);
+    printf("read_bw_gbs,%zuMiB,%d,%d,%.3f,%.2f\n", bytes >> 20, nt, reps,
+           (double)bytes / gbs * 1e-6, gbs);
     return gbs;
 }
 
