@@ -36,6 +36,19 @@ const char *cli_default_path(const char *name, char *buf, size_t cap);
 int64_t cli_encode_prompt(const hass_tokenizer *tok, const char *text, int chat, const char *system,
                           int32_t **ids_out, hass_err *err);
 
+/* Flags shared by generate and bench: model, draft, sampling, tree, threads, context, output. */
+typedef struct {
+    const char *model, *zbin, *draft;
+    long long n_new, seed, top_k, depth, topk, tokens, threads, ctx;
+    double temp, top_p;
+    int chat, json;
+} cli_gen_opts;
+/* Defaults: n_new = n_new_default, greedy, top-p 1, tree depth 6 / top-k 10 / auto. */
+void cli_gen_opts_init(cli_gen_opts *o, long long n_new_default);
+/* If argv[*i] is one of the shared flags, consumes it (and its value) and returns 1; returns 0
+ * if it is not one of them; returns -1 after printing a usage error (exit 2). */
+int cli_gen_flag(int argc, char **argv, int *i, cli_gen_opts *o);
+
 /* subcommands (one file each: src/cli/cmd_<name>.c) */
 int cmd_bench(int argc, char **argv);
 int cmd_convert(int argc, char **argv);

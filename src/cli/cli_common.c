@@ -3,6 +3,7 @@
  * shipped default model, encoding a prompt (plain or with the chat template).
  */
 #include "cli/cli.h"
+#include "decode/decode.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,4 +116,73 @@ int64_t cli_encode_prompt(const hass_tokenizer *tok, const char *text, int chat,
     }
     *ids_out = ids;
     return n;
+}
+
+void cli_gen_opts_init(cli_gen_opts *o, long long n_new_default) {
+    memset(o, 0, sizeof *o);
+    o->n_new = n_new_default;
+    o->top_p = 1;
+    o->depth = 6;
+    o->topk = 10;
+}
+
+int cli_gen_flag(int argc, char **argv, int *i, cli_gen_opts *o) {
+    const char *a = argv[*i], *v;
+    static const char *valued[] = {"-m",
+                                   "-z",
+                                   "-d",
+                                   "-n",
+                                   "-t",
+                                   "--top-p",
+                                   "--top-k",
+                                   "--seed",
+                                   "--tree-depth",
+                                   "--tree-topk",
+                                   "--tree-tokens",
+                                   "--threads",
+                                   "--ctx"};
+    if (!strcmp(a, "--chat")) {
+        o->chat = 1;
+        return 1;
+    }
+    if (!strcmp(a, "--json")) {
+        o->json = 1;
+        return 1;
+    }
+    size_t k = 0;
+    while (k < sizeof valued / sizeof valued[0] && strcmp(a, valued[k]))
+        k++;
+    if (k == sizeof valued / sizeof valued[0])
+        return 0;
+    if (!(v = cli_need_value(argc, argv, i)))
+        return -1;
+    int bad = 0;
+    if (!strcmp(a, "-m"))
+        o->model = v;
+    else if (!strcmp(a, "-z"))
+        o->zbin = v;
+    else if (!strcmp(a, "-d"))
+        o->draft = v;
+    else if (!strcmp(a, "-n"))
+        bad = cli_parse_int(a, v, 1, 1 << 24, &o->n_new);
+    else if (!strcmp(a, "-t"))
+        bad = cli_parse_float(a, v, 0, 100, &o->temp);
+    else if (!strcmp(a, "--top-p"))
+        bad = cli_parse_float(a, v, 1e-6, 1, &o->top_p);
+    else if (!strcmp(a, "--top-k"))
+        bad = cli_parse_int(a, v, 0, 1 << 24, &o->top_k);
+    else if (!strcmp(a, "--seed"))
+        bad = cli_parse_int(a, v, 0, (long long)9e18, &o->seed);
+    else if (!strcmp(a, "--tree-depth"))
+        bad = cli_parse_int(a, v, 1, HASS_MAX_DEPTH + 1, &o->depth);
+    else if (!strcmp(a, "--tree-topk"))
+        bad = cli_parse_int(a, v, 1, HASS_TREE_MAX_TOPK, &o->topk);
+    else if (!strcmp(a, "--tree-tokens"))
+        bad = strcmp(v, "auto") ? cli_parse_int(a, v, 1, HASS_TREE_MAX_NODES - 1, &o->tokens)
+                                : (o->tokens = 0);
+    else if (!strcmp(a, "--threads"))
+        bad = cli_parse_int(a, v, 1, 1024, &o->threads);
+    else
+        bad = cli_parse_int(a, v, 2, 1 << 22, &o->ctx);
+    return bad ? -1 : 1;
 }

@@ -87,94 +87,41 @@ static int cmp_dbl(const void *a, const void *b) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *model = NULL, *zbin = NULL, *draft = NULL, *pfile = NULL, *outp = NULL;
-    long long n_new = 128, seed = 0, top_k = 0, depth = 6, topk = 10, tokens = 0, threads = 0,
-              ctx = 0, limit = 0, reps = 1;
-    double temp = 0, top_p = 1;
-    int chat = 0, json = 0;
+    const char *pfile = NULL, *outp = NULL;
+    long long limit = 0, reps = 1;
+    cli_gen_opts g;
+    cli_gen_opts_init(&g, 128);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
-#define VAL()                                                                                      \
-    do {                                                                                           \
-        if (!(v = cli_need_value(argc, argv, &i)))                                                 \
-            return 2;                                                                              \
-    } while (0)
+        int r = cli_gen_flag(argc, argv, &i, &g);
+        if (r < 0)
+            return 2;
+        if (r > 0)
+            continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
             return 0;
-        } else if (!strcmp(a, "-m")) {
-            VAL();
-            model = v;
-        } else if (!strcmp(a, "-z")) {
-            VAL();
-            zbin = v;
-        } else if (!strcmp(a, "-d")) {
-            VAL();
-            draft = v;
-        } else if (!strcmp(a, "--prompts")) {
-            VAL();
-            pfile = v;
-        } else if (!strcmp(a, "--out")) {
-            VAL();
-            outp = v;
-        } else if (!strcmp(a, "-n")) {
-            VAL();
-            if (cli_parse_int(a, v, 1, 1 << 20, &n_new))
+        } else if (!strcmp(a, "--prompts") || !strcmp(a, "--out") || !strcmp(a, "--reps") ||
+                   !strcmp(a, "--limit")) {
+            if (!(v = cli_need_value(argc, argv, &i)))
                 return 2;
-        } else if (!strcmp(a, "-t")) {
-            VAL();
-            if (cli_parse_float(a, v, 0, 100, &temp))
-                return 2;
-        } else if (!strcmp(a, "--top-p")) {
-            VAL();
-            if (cli_parse_float(a, v, 1e-6, 1, &top_p))
-                return 2;
-        } else if (!strcmp(a, "--top-k")) {
-            VAL();
-            if (cli_parse_int(a, v, 0, 1 << 24, &top_k))
-                return 2;
-        } else if (!strcmp(a, "--seed")) {
-            VAL();
-            if (cli_parse_int(a, v, 0, (long long)9e18, &seed))
-                return 2;
-        } else if (!strcmp(a, "--reps")) {
-            VAL();
-            if (cli_parse_int(a, v, 1, 101, &reps))
-                return 2;
-        } else if (!strcmp(a, "--limit")) {
-            VAL();
-            if (cli_parse_int(a, v, 1, 1 << 24, &limit))
-                return 2;
-        } else if (!strcmp(a, "--chat")) {
-            chat = 1;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (!strcmp(a, "--tree-depth")) {
-            VAL();
-            if (cli_parse_int(a, v, 1, HASS_MAX_DEPTH + 1, &depth))
-                return 2;
-        } else if (!strcmp(a, "--tree-topk")) {
-            VAL();
-            if (cli_parse_int(a, v, 1, HASS_TREE_MAX_TOPK, &topk))
-                return 2;
-        } else if (!strcmp(a, "--tree-tokens")) {
-            VAL();
-            if (strcmp(v, "auto") != 0 && cli_parse_int(a, v, 1, HASS_TREE_MAX_NODES - 1, &tokens))
-                return 2;
-        } else if (!strcmp(a, "--threads")) {
-            VAL();
-            if (cli_parse_int(a, v, 1, 1024, &threads))
-                return 2;
-        } else if (!strcmp(a, "--ctx")) {
-            VAL();
-            if (cli_parse_int(a, v, 2, 1 << 22, &ctx))
+            if (!strcmp(a, "--prompts"))
+                pfile = v;
+            else if (!strcmp(a, "--out"))
+                outp = v;
+            else if (!strcmp(a, "--reps") ? cli_parse_int(a, v, 1, 101, &reps)
+                                          : cli_parse_int(a, v, 1, 1 << 24, &limit))
                 return 2;
         } else {
             fprintf(stderr, "hass bench: unknown flag '%s'\n%s", a, usage);
             return 2;
         }
-#undef VAL
     }
+    const char *model = g.model, *zbin = g.zbin, *draft = g.draft;
+    long long n_new = g.n_new, seed = g.seed, top_k = g.top_k, depth = g.depth, topk = g.topk,
+              tokens = g.tokens, threads = g.threads, ctx = g.ctx;
+    double temp = g.temp, top_p = g.top_p;
+    int chat = g.chat, json = g.json;
     if (!pfile)
         return cli_fail(2, "bench: --prompts FILE is required");
     char defm[1024], defd[1024];

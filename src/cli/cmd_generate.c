@@ -78,92 +78,42 @@ static char *read_prompt_file(const char *path, hass_err *err) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *zbin = NULL, *draft = NULL, *prompt = NULL, *pfile = NULL,
-               *system = NULL;
-    long long n_new = 256, seed = 0, top_k = 0, depth = 6, topk = 10, tokens = 0, threads = 0,
-              ctx = 0;
-    double temp = 0, top_p = 1;
-    int chat = 0, json = 0, no_draft = 0;
+    const char *prompt = NULL, *pfile = NULL, *system = NULL;
+    int no_draft = 0;
+    cli_gen_opts g;
+    cli_gen_opts_init(&g, 256);
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-#define VAL()                                                                                      \
-    do {                                                                                           \
-        if (!(v = cli_need_value(argc, argv, &i)))                                                 \
-            return 2;                                                                              \
-    } while (0)
+        const char *a = argv[i];
+        int r = cli_gen_flag(argc, argv, &i, &g);
+        if (r < 0)
+            return 2;
+        if (r > 0)
+            continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
             return 0;
-        } else if (!strcmp(a, "-m")) {
-            VAL();
-            model = v;
-        } else if (!strcmp(a, "-z")) {
-            VAL();
-            zbin = v;
-        } else if (!strcmp(a, "-d")) {
-            VAL();
-            draft = v;
         } else if (!strcmp(a, "--no-draft")) {
             no_draft = 1;
-        } else if (!strcmp(a, "-p")) {
-            VAL();
-            prompt = v;
-        } else if (!strcmp(a, "-f")) {
-            VAL();
-            pfile = v;
-        } else if (!strcmp(a, "--system")) {
-            VAL();
-            system = v;
-        } else if (!strcmp(a, "-n")) {
-            VAL();
-            if (cli_parse_int(a, v, 0, 1 << 24, &n_new))
+        } else if (!strcmp(a, "-p") || !strcmp(a, "-f") || !strcmp(a, "--system")) {
+            const char *v = cli_need_value(argc, argv, &i);
+            if (!v)
                 return 2;
-        } else if (!strcmp(a, "-t")) {
-            VAL();
-            if (cli_parse_float(a, v, 0, 100, &temp))
-                return 2;
-        } else if (!strcmp(a, "--top-p")) {
-            VAL();
-            if (cli_parse_float(a, v, 1e-6, 1, &top_p))
-                return 2;
-        } else if (!strcmp(a, "--top-k")) {
-            VAL();
-            if (cli_parse_int(a, v, 0, 1 << 24, &top_k))
-                return 2;
-        } else if (!strcmp(a, "--seed")) {
-            VAL();
-            if (cli_parse_int(a, v, 0, (long long)9e18, &seed))
-                return 2;
-        } else if (!strcmp(a, "--chat")) {
-            chat = 1;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (!strcmp(a, "--tree-depth")) {
-            VAL();
-            if (cli_parse_int(a, v, 1, HASS_MAX_DEPTH + 1, &depth))
-                return 2;
-        } else if (!strcmp(a, "--tree-topk")) {
-            VAL();
-            if (cli_parse_int(a, v, 1, HASS_TREE_MAX_TOPK, &topk))
-                return 2;
-        } else if (!strcmp(a, "--tree-tokens")) {
-            VAL();
-            if (strcmp(v, "auto") != 0 && cli_parse_int(a, v, 1, HASS_TREE_MAX_NODES - 1, &tokens))
-                return 2;
-        } else if (!strcmp(a, "--threads")) {
-            VAL();
-            if (cli_parse_int(a, v, 1, 1024, &threads))
-                return 2;
-        } else if (!strcmp(a, "--ctx")) {
-            VAL();
-            if (cli_parse_int(a, v, 2, 1 << 22, &ctx))
-                return 2;
+            if (!strcmp(a, "-p"))
+                prompt = v;
+            else if (!strcmp(a, "-f"))
+                pfile = v;
+            else
+                system = v;
         } else {
             fprintf(stderr, "hass generate: unknown flag '%s'\n%s", a, usage);
             return 2;
         }
-#undef VAL
     }
+    const char *model = g.model, *zbin = g.zbin, *draft = g.draft;
+    long long n_new = g.n_new, seed = g.seed, top_k = g.top_k, depth = g.depth, topk = g.topk,
+              tokens = g.tokens, threads = g.threads, ctx = g.ctx;
+    double temp = g.temp, top_p = g.top_p;
+    int chat = g.chat, json = g.json;
     if (!prompt && !pfile)
         return cli_fail(2, "generate: -p PROMPT (or -f FILE) is required");
     if (prompt && pfile)
