@@ -293,6 +293,8 @@ void hass_silu_mul(float *g, const float *u, int64_t n) {
     }
 }
 
+void hass_exp_inplace(float *x, int64_t n) { isa().exp(x, n); }
+
 void hass_add(float *x, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         x[i] += y[i];

@@ -475,10 +475,11 @@ static void softmax_task(void *vctx, int ith, int nth) {
         float *x = c->x + r * c->V, mx = -FLT_MAX, sum = 0.0f;
         for (int64_t v = 0; v < c->V; v++)
             mx = x[v] > mx ? x[v] : mx;
-        for (int64_t v = 0; v < c->V; v++) {
-            x[v] = expf(x[v] - mx);
+        for (int64_t v = 0; v < c->V; v++)
+            x[v] -= mx;
+        hass_exp_inplace(x, c->V);
+        for (int64_t v = 0; v < c->V; v++)
             sum += x[v];
-        }
         float inv = 1.0f / sum;
         for (int64_t v = 0; v < c->V; v++)
             x[v] *= inv;
@@ -568,11 +569,11 @@ static void distill_task(void *vctx, int ith, int nth) {
         }
         // pass 2: one exp per element, kept in dl (which may alias z: z is not read again)
         float sum = 0.0f;
-        for (int64_t v = 0; v < V; v++) {
-            float e = expf(z[v] - mx);
-            dl[v] = e;
-            sum += e;
-        }
+        for (int64_t v = 0; v < V; v++)
+            dl[v] = z[v] - mx;
+        hass_exp_inplace(dl, V);
+        for (int64_t v = 0; v < V; v++)
+            sum += dl[v];
         double lse = (double)mx + log((double)sum);
         // -sum_v p log q = lse * sum p - sum p z  (log q(v) = z[v] - lse)
         double rs = lse * psum - pz, rk = lse * ksum - kz;
