@@ -27,7 +27,7 @@
 
 #define TGT_BATCH 64 /* target rows per forward: prefill chunk and largest tree */
 #define COST_N 64
-#define PROBE_WINDOW 8 /* pairs a probing cycle feeds the draft */
+#define PROBE_WINDOW 8  /* pairs a probing cycle feeds the draft */
 #define MAX_BACKOFF 128 /* plain steps between probes of a losing draft, at most */
 
 /* What the engine has learnt about its draft on this machine; kept across generations (the
@@ -71,7 +71,9 @@ struct hass_engine {
     int have_sm;
     hass_oracle_fn oracle;
     void *oracle_user;
-    int32_t *seq; /* (ctx + HASS_TREE_MAX_NODES): committed tokens, then a node's path */
+    int32_t *seq;  /* (ctx + HASS_TREE_MAX_NODES): committed tokens, then a node's path */
+    int32_t *kids; /* (HASS_TREE_MAX_TOPK^2): children of one level, and their log-probs */
+    float *klp;
 };
 
 void hass_engine_set_oracle(hass_engine *e, hass_oracle_fn fn, void *user) {
@@ -100,8 +102,8 @@ void hass_engine_destroy(hass_engine *e) {
     hass_sampler_free(&e->sampler);
     hass_draft_state_free(&e->ds);
     hass_tree_free(&e->tree);
-    void *ps[] = {e->logits,   e->feats, e->probs,  e->pend_feat,
-                  e->pend_tok, e->hfeat, e->dlogit, e->seq};
+    void *ps[] = {e->logits, e->feats,  e->probs, e->pend_feat, e->pend_tok,
+                  e->hfeat,  e->dlogit, e->seq,   e->kids,      e->klp};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         hass_aligned_free(ps[i]);
     free(e);
@@ -159,7 +161,10 @@ hass_engine *hass_engine_create(const hass_model *m, const hass_tokenizer *tok,
         e->hfeat = hass_aligned_alloc((size_t)((1 + HASS_DRAFT_MAX_SCRATCH) * d) * sizeof(float));
         e->dlogit = hass_aligned_alloc((size_t)(HASS_TREE_MAX_TOPK * V) * sizeof(float));
         e->seq = hass_aligned_alloc((size_t)(ctx + HASS_TREE_MAX_NODES + 1) * sizeof(int32_t));
-        if (!e->pend_feat || !e->pend_tok || !e->hfeat || !e->dlogit || !e->seq) {
+        e->kids = hass_aligned_alloc(HASS_TREE_MAX_TOPK * HASS_TREE_MAX_TOPK * sizeof(int32_t));
+        e->klp = hass_aligned_alloc(HASS_TREE_MAX_TOPK * HASS_TREE_MAX_TOPK * sizeof(float));
+        if (!e->pend_feat || !e->pend_tok || !e->hfeat || !e->dlogit || !e->seq || !e->kids ||
+            !e->klp) {
             hass_err_set(err, HASS_STATUS_OOM, "out of memory");
             goto fail;
         }
@@ -412,16 +417,10 @@ const double *hass_engine_costs(hass_engine *e, int *n_max) {
 
 /* ---- speculative decoding ---- */
 
-/* Top-k of log_softmax(logits) (V): k ids with their log-probs, descending (ties: lower id). */
-static void topk_logprobs(const float *lg, int64_t V, int k, int32_t *ids, float *lp) {
+/* Top-k of log_softmax(logits) (V): k ids with their log-probs, descending (ties: lower id).
+ * lg is overwritten (it serves as the scratch of the normaliser). */
+static void topk_logprobs(float *lg, int64_t V, int k, int32_t *ids, float *lp) {
     int n = 0;
-    float mx = -INFINITY;
-    for (int64_t i = 0; i < V; i++)
-        mx = lg[i] > mx ? lg[i] : mx;
-    double sum = 0;
-    for (int64_t i = 0; i < V; i++)
-        sum += exp((double)(lg[i] - mx));
-    float lse = mx + (float)log(sum);
     for (int64_t i = 0; i < V; i++) {
         float v = lg[i];
         if (n == k && v <= lp[n - 1])
@@ -435,10 +434,17 @@ static void topk_logprobs(const float *lg, int64_t V, int k, int32_t *ids, float
         lp[j] = v;
         ids[j] = (int32_t)i;
     }
+    float mx = lp[0];
+    for (int64_t i = 0; i < V; i++)
+        lg[i] -= mx;
+    hass_exp_inplace(lg, V);
+    double sum = 0;
+    for (int64_t i = 0; i < V; i++)
+        sum += lg[i];
+    float lse = mx + (float)log(sum);
     for (int j = 0; j < n; j++)
         lp[j] -= lse;
 }
-
 
 /* Feeds the queued pairs to the draft (causal chain, committed); h of the last goes to
  * e->hfeat row 0. Pending pair j sits at target position kv.n - n_pend + j. window > 0 feeds
@@ -462,6 +468,22 @@ static hass_status draft_catch_up(hass_engine *e, int64_t window, hass_err *err)
     }
     e->n_pend = 0;
     return HASS_OK;
+}
+
+typedef struct {
+    float *lg; /* (rows, V) */
+    int64_t V;
+    int k, rows;
+    int32_t *ids; /* (rows, k) */
+    float *lp;    /* (rows, k) */
+} topk_ctx;
+
+static void topk_task(void *p, int ith, int nth) {
+    topk_ctx *c = p;
+    int64_t lo, hi;
+    hass_split(c->rows, ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++)
+        topk_logprobs(c->lg + r * c->V, c->V, c->k, c->ids + r * c->k, c->lp + r * c->k);
 }
 
 /* One expansion level: the frontier's pairs through the draft, top-k children of each. */
@@ -516,13 +538,15 @@ static hass_status expand_level(hass_engine *e, int topk, int32_t *feat_rows, ha
     hass_matmul(e->pool, e->dlogit, e->hfeat + (int64_t)frow * d, m->lm_head, m->lm_head_t, nf, d,
                 V);
     int32_t first = t->n_cand;
-    for (int i = 0; i < nf; i++) {
-        int32_t ids[HASS_TREE_MAX_TOPK];
-        float lp[HASS_TREE_MAX_TOPK];
-        topk_logprobs(e->dlogit + (int64_t)i * V, V, topk, ids, lp);
-        if (hass_tree_add_children(t, t->frontier[i], ids, lp, topk, frow + i) < 0)
+    int32_t *ids = e->kids;
+    float *lp = e->klp;
+    topk_ctx tk = {e->dlogit, V, topk, nf, ids, lp};
+    /* one pass over V per row: rows in parallel when the vocabulary makes it worth a dispatch */
+    hass_pool_run_n(e->pool, V * nf >= 65536 ? hass_pool_size(e->pool) : 1, topk_task, &tk);
+    for (int i = 0; i < nf; i++)
+        if (hass_tree_add_children(t, t->frontier[i], ids + i * topk, lp + i * topk, topk,
+                                   frow + i) < 0)
             return hass_err_set(err, HASS_STATUS_RANGE, "tree: candidate buffer full");
-    }
     hass_tree_set_frontier(t, first, t->n_cand, topk);
     *feat_rows = frow + nf;
     return HASS_OK;
@@ -706,9 +730,9 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
                 /* a probe is fresh evidence: it replaces the running estimate */
                 sm.gain_ema = probe ? rate / plain : 0.7 * sm.gain_ema + 0.3 * (rate / plain);
                 if (sm.gain_ema < 1.0) { /* drafting loses: back off */
-                    sm.backoff = sm.backoff ? (sm.backoff * 2 > MAX_BACKOFF ? MAX_BACKOFF
-                                                                            : sm.backoff * 2)
-                                            : 4;
+                    sm.backoff = sm.backoff
+                                     ? (sm.backoff * 2 > MAX_BACKOFF ? MAX_BACKOFF : sm.backoff * 2)
+                                     : 4;
                     sm.skip_left = sm.backoff;
                 } else {
                     sm.backoff = 0;
