@@ -38,6 +38,15 @@ hass_status hass_err_set(hass_err *err, hass_status code, const char *fmt, ...) 
     return code;
 }
 
+hass_status hass_err_prefix(hass_err *err, hass_status code, const char *prefix) {
+    if (err) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        hass_err_set(err, code, "%s: %s", prefix, msg);
+    }
+    return code;
+}
+
 _Noreturn void hass__assert_fail(const char *file, int line, const char *expr) {
     fprintf(stderr, "%s:%d: assertion failed: %s\n", file, line, expr);
     fflush(stderr);

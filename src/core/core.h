@@ -46,6 +46,9 @@ typedef struct {
 hass_status hass_err_set(hass_err *err, hass_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Prefixes err's message with "prefix: " (e.g. a file name) and returns code. */
+hass_status hass_err_prefix(hass_err *err, hass_status code, const char *prefix);
+
 /* ---- assertions (stay on in release builds) ---- */
 _Noreturn void hass__assert_fail(const char *file, int line, const char *expr);
 #define HASS_ASSERT(cond)                                                                          \

@@ -56,9 +56,7 @@ hass_draft *hass_draft_load(const char *dir, const hass_model *m, hass_err *err)
     cJSON_Delete(o);
     free(json);
     if (st != HASS_OK) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
-        hass_err_set(err, st, "draft %s", msg);
+        hass_err_prefix(err, st, "draft");
         return NULL;
     }
     const hass_model_config *tc = &m->cfg;

@@ -480,12 +480,7 @@ hass_status hass_gguf_open(hass_gguf *g, const char *path, hass_err *err) {
     rc = hass_gguf_parse(g, mf.data, mf.size, err);
     if (rc) {
         hass_mapfile_close(&mf);
-        if (err) {
-            char msg[sizeof err->msg];
-            snprintf(msg, sizeof msg, "%s", err->msg);
-            hass_err_set(err, rc, "%s: %s", path, msg);
-        }
-        return rc;
+        return hass_err_prefix(err, rc, path);
     }
     g->mf = mf;
     return HASS_OK;

@@ -172,12 +172,7 @@ hass_status hass_llama2c_open(hass_llama2c *m, const char *path, hass_err *err) 
     rc = hass_llama2c_parse(m, mf.data, mf.size, err);
     if (rc) {
         hass_mapfile_close(&mf);
-        if (err) {
-            char msg[sizeof err->msg];
-            snprintf(msg, sizeof msg, "%s", err->msg);
-            hass_err_set(err, rc, "%s: %s", path, msg);
-        }
-        return rc;
+        return hass_err_prefix(err, rc, path);
     }
     m->mf = mf;
     return HASS_OK;

@@ -286,12 +286,7 @@ hass_status hass_safetensors_open(hass_safetensors *st, const char *path, hass_e
     rc = hass_safetensors_parse(st, mf.data, mf.size, err);
     if (rc) {
         hass_mapfile_close(&mf);
-        if (err) {
-            char msg[sizeof err->msg];
-            snprintf(msg, sizeof msg, "%s", err->msg);
-            hass_err_set(err, rc, "%s: %s", path, msg);
-        }
-        return rc;
+        return hass_err_prefix(err, rc, path);
     }
     st->mf = mf;
     return HASS_OK;
