@@ -183,8 +183,51 @@ static void test_bad_configs(void) {
     hass_model_free(m);
 }
 
+/* GGUF RoPE adjustments on a model's frequencies, through a GGUF object built in memory */
+static void test_gguf_rope(void) {
+    hass_err err = {0};
+    hass_model_config c = hass_model_config_make(32, 48, 1, 4, 2, 40, 128);
+    hass_model *m = hass_model_synthetic(&c, HASS_DTYPE_F32, 1, &err);
+    float base[4], div[4] = {1, 2, 4, 8};
+    memcpy(base, m->inv_freq, sizeof base);
+    hass_tensor t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.name, sizeof t.name, "rope_freqs.weight");
+    t.dtype = HASS_DTYPE_F32;
+    t.ndim = 1;
+    t.shape[0] = 4;
+    t.data = div;
+    t.nbytes = sizeof div;
+    hass_gguf_kv kv[2];
+    memset(kv, 0, sizeof kv);
+    kv[0].key = "llama.rope.scaling.type";
+    kv[0].type = HASS_GGUF_STRING;
+    kv[0].str = "linear";
+    kv[1].key = "llama.rope.scaling.factor";
+    kv[1].type = HASS_GGUF_F32;
+    kv[1].v.f = 2.0;
+    hass_gguf g;
+    memset(&g, 0, sizeof g);
+    g.tensors = &t;
+    g.n_tensors = 1;
+    g.kv = kv;
+    g.n_kv = 2;
+    CHECK(hass_model_gguf_rope(&g, m, &err) == HASS_OK);
+    int ok = 1;
+    for (int i = 0; i < 4; i++)
+        ok &= fabsf(m->inv_freq[i] - base[i] / div[i] / 2.0f) <= 1e-6f * base[i];
+    CHECK_MSG(ok, "rope_freqs divisors and linear scaling applied");
+    kv[0].str = "yarn";
+    CHECK(hass_model_gguf_rope(&g, m, &err) == HASS_STATUS_UNSUPPORTED);
+    div[2] = 0;
+    kv[0].str = "none";
+    CHECK(hass_model_gguf_rope(&g, m, &err) == HASS_STATUS_FORMAT);
+    hass_model_free(m);
+}
+
 int main(void) {
     check_init("test_load");
+    test_gguf_rope();
     snprintf(tmp, sizeof tmp, "/tmp/hass_test_load_%ld", (long)getpid());
     char cmd[512];
     snprintf(cmd, sizeof cmd, "mkdir -p %s", tmp);

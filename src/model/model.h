@@ -127,6 +127,11 @@ void hass_layer_forward(hass_pool *pool, const hass_model_config *cfg, const has
                         float *kcache, float *vcache, int64_t n_past, int64_t n_win,
                         const uint64_t *mask, const hass_layer_scratch *s);
 
+/* Applies the RoPE adjustments a GGUF file keeps outside its base config to m->inv_freq: the
+ * "rope_freqs.weight" divisors (LLaMA-3.1 scaling as llama.cpp stores it) and linear scaling.
+ * HASS_STATUS_UNSUPPORTED for other scaling types. Called by hass_model_load for .gguf files. */
+hass_status hass_model_gguf_rope(const hass_gguf *g, hass_model *m, hass_err *err);
+
 /* Writes m as a Hugging Face directory (config.json + model.safetensors, or shards of at most
  * shard_bytes + model.safetensors.index.json when shard_bytes > 0 and the model is larger).
  * dt: F32 or BF16 for matrices (norms stay F32). Interleaved-RoPE q/k rows (llama2.c, GGUF) are

@@ -181,6 +181,36 @@ static const struct {
     {"ffn_down", "mlp.down_proj"},
 };
 
+/* RoPE frequency adjustments llama.cpp keeps out of the base config: a "rope_freqs.weight"
+ * tensor (Dh/2 divisors, how llama.cpp stores LLaMA-3.1 scaling) and linear scaling
+ * (positions divided by a factor, i.e. every frequency divided by it). */
+hass_status hass_model_gguf_rope(const hass_gguf *g, hass_model *m, hass_err *err) {
+    int64_t half = m->cfg.Dh / 2;
+    const hass_tensor *f = hass_gguf_find_tensor(g, "rope_freqs.weight");
+    if (f) {
+        if (hass_tensor_numel(f) != half || f->dtype != HASS_DTYPE_F32)
+            return hass_err_set(err, HASS_STATUS_SHAPE, "gguf: rope_freqs.weight must be %lld F32",
+                                (long long)half);
+        const float *div = f->data;
+        for (int64_t i = 0; i < half; i++) {
+            if (!(div[i] > 0))
+                return hass_err_set(err, HASS_STATUS_FORMAT, "gguf: rope_freqs.weight <= 0");
+            m->inv_freq[i] /= div[i];
+        }
+    }
+    double lin = 0;
+    const char *type = hass_gguf_get_str(g, "llama.rope.scaling.type");
+    if (!hass_gguf_get_f64(g, "llama.rope.scale_linear", &lin) && type && !strcmp(type, "linear"))
+        hass_gguf_get_f64(g, "llama.rope.scaling.factor", &lin);
+    if (type && strcmp(type, "linear") && strcmp(type, "none"))
+        return hass_err_set(err, HASS_STATUS_UNSUPPORTED, "gguf: rope scaling '%s' not supported",
+                            type);
+    if (lin > 0 && lin != 1)
+        for (int64_t i = 0; i < half; i++)
+            m->inv_freq[i] = (float)(m->inv_freq[i] / lin);
+    return HASS_OK;
+}
+
 static hass_status gguf_rename(const hass_gguf *g, hass_tensor **out, hass_err *err) {
     hass_tensor *t = calloc((size_t)g->n_tensors + 1, sizeof *t);
     if (!t)
@@ -262,8 +292,13 @@ hass_model *hass_model_load(const char *path, hass_err *err) {
         hass_model_config cfg;
         if (hass_gguf_open(&src->gguf, path, err) == HASS_OK &&
             gguf_config(&src->gguf, &cfg, err) == HASS_OK &&
-            gguf_rename(&src->gguf, &src->renamed, err) == HASS_OK)
+            gguf_rename(&src->gguf, &src->renamed, err) == HASS_OK) {
             m = hass_model_from_tensors(&cfg, src->renamed, (int)src->gguf.n_tensors, err);
+            if (m && hass_model_gguf_rope(&src->gguf, m, err) != HASS_OK) {
+                hass_model_free(m);
+                m = NULL;
+            }
+        }
     } else {
         if (hass_llama2c_open(&src->l2c, path, err) == HASS_OK) {
             const hass_llama2c_config *h = &src->l2c.cfg;
