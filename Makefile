@@ -100,11 +100,14 @@ $(O)/bench/%: bench/%.c $(O)/libhass.a
 tests-bin: $(TEST_BIN) $(O)/hass
 .PHONY: tests-bin
 
-# The suite: release build, then the same tests under ASan+UBSan.
+# The suite: release build, the same tests under ASan+UBSan, and the thread pool and the
+# parallel kernels (incl. the model's batch-invariance tests) under ThreadSanitizer.
+TSAN_TESTS := test_threadpool test_ops test_model
 test:
 	$(MAKE) --no-print-directory BUILD=release tests-bin
 	$(MAKE) --no-print-directory BUILD=asan tests-bin
-	HASS_BUILDS="build build/asan" tests/run_tests.sh
+	$(MAKE) --no-print-directory BUILD=tsan $(TSAN_TESTS:%=build/tsan/tests/%)
+	HASS_BUILDS="build build/asan build/tsan" tests/run_tests.sh
 
 test-release:
 	$(MAKE) --no-print-directory BUILD=release tests-bin
