@@ -269,6 +269,30 @@ static void test_synthetic(hass_pool *pool) {
     test_perfect_draft(m, NULL, pool, big, 20);
     hass_engine_destroy(e);
 
+    /* a reduced draft vocabulary: proposals come from 40 of the 101 tokens; output unchanged */
+    int32_t voc[40];
+    for (int j = 0; j < 40; j++)
+        voc[j] = (j * 37) % 101;
+    CHECK(hass_draft_write_vocab(dpath, voc, 40, &err) == HASS_OK);
+    hass_draft *drv = hass_draft_load(dpath, m, &err);
+    CHECK_MSG(drv != NULL && drv->n_vocab == 40, "%s", err.msg);
+    hass_engine *ev = drv ? hass_engine_create(m, NULL, drv, pool, 300, &err) : NULL;
+    for (int i = 0; ev && i < 6; i++) {
+        int32_t ids[40];
+        for (int j = 0; j < 40; j++)
+            ids[j] = (int32_t)(hass_rng_u64(&rng) % 101);
+        char label[64];
+        snprintf(label, sizeof label, "reduced draft vocabulary, prompt %d", i);
+        greedy_equal(ev, ids, 40, 60, &cfgs[i % 3], label, NULL);
+    }
+    hass_engine_destroy(ev);
+    hass_draft_free(drv);
+    int32_t dup[2] = {3, 3}, out_of_range[1] = {101};
+    CHECK(hass_draft_write_vocab(dpath, dup, 2, &err) == HASS_OK);
+    CHECK(hass_draft_load(dpath, m, &err) == NULL && strstr(err.msg, "draft_vocab"));
+    CHECK(hass_draft_write_vocab(dpath, out_of_range, 1, &err) == HASS_OK);
+    CHECK(hass_draft_load(dpath, m, &err) == NULL && strstr(err.msg, "draft_vocab"));
+
     /* bad drafts: wrong target, missing tensor, corrupt file */
     hass_model_config c2 = hass_model_config_make(32, 80, 2, 4, 2, 101, 1024);
     hass_model *m2 = hass_model_synthetic(&c2, HASS_DTYPE_F32, 4, &err);

@@ -118,6 +118,40 @@ int main(void) {
     CHECK_MSG(d != NULL, "%s", err.msg);
     hass_draft_free(d);
 
+    /* 1b. a reduced draft vocabulary from the data: the most frequent trained tokens first
+     * (on a copy: the resume test below compares "straight" byte for byte) */
+    char cpcmd[1200];
+    snprintf(cpcmd, sizeof cpcmd, "cp -r %s %s", tpath("straight"), tpath("vocab"));
+    CHECK(system(cpcmd) == 0);
+    CHECK(hass_draft_set_vocab(tpath("vocab"), m, tpath("feat"), 7, &err) == HASS_OK);
+    d = hass_draft_load(tpath("vocab"), m, &err);
+    CHECK_MSG(d != NULL && d->n_vocab == 7, "%s", err.msg);
+    if (d) {
+        hass_featstore *fs = hass_featstore_open(tpath("feat"), m, &err);
+        int64_t cnt[1024] = {0}, V = m->cfg.V < 1024 ? m->cfg.V : 1024;
+        int32_t ids[512];
+        uint8_t mk[512];
+        for (int64_t i = 0; fs && i < hass_featstore_count(fs); i++) {
+            int64_t len = hass_featstore_read(fs, i, 512, ids, mk, NULL);
+            for (int64_t k = 0; k < len; k++)
+                if (mk[k] && ids[k] < V)
+                    cnt[ids[k]]++;
+        }
+        int ok = 1;
+        for (int j = 1; j < 7; j++) /* counts never increase along the vocabulary */
+            ok &= cnt[d->vocab[j]] <= cnt[d->vocab[j - 1]];
+        for (int64_t v = 0; v < V; v++) { /* nothing left out is more frequent than the last */
+            int in = 0;
+            for (int j = 0; j < 7; j++)
+                in |= d->vocab[j] == v;
+            ok &= in || cnt[v] <= cnt[d->vocab[6]];
+        }
+        CHECK_MSG(ok, "draft_vocab = the most frequent trained tokens");
+        hass_featstore_close(fs);
+    }
+    hass_draft_free(d);
+    CHECK(hass_draft_set_vocab(tpath("vocab"), m, tpath("feat"), 0, &err) == HASS_STATUS_ARG);
+
     /* 2. resume: K steps, stop, K more == 2K straight (bit-exact state and draft) */
     o = opts("resumed", 1);
     o.steps = 2 * K;

@@ -17,6 +17,7 @@ static const cli_command commands[] = {
     {"convert", cmd_convert, "write a model as a Hugging Face directory (f32/bf16)"},
     {"datagen", cmd_datagen, "target features of conversations / prompts for draft training"},
     {"draft-init", cmd_draft_init, "write a freshly initialised draft head for a model"},
+    {"draft-vocab", cmd_draft_vocab, "restrict a draft to the most frequent tokens of its data"},
     {"generate", cmd_generate, "generate text (speculative with a draft head, -d)"},
     {"inspect", cmd_inspect, "print the header, metadata and tensor table of a model file"},
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer and print the token ids"},

@@ -474,23 +474,28 @@ typedef struct {
     float *lg; /* (rows, V) */
     int64_t V;
     int k, rows;
-    int32_t *ids; /* (rows, k) */
-    float *lp;    /* (rows, k) */
+    int32_t *ids;       /* (rows, k) */
+    float *lp;          /* (rows, k) */
+    const int32_t *map; /* reduced draft vocabulary: column -> target id, or NULL */
 } topk_ctx;
 
 static void topk_task(void *p, int ith, int nth) {
     topk_ctx *c = p;
     int64_t lo, hi;
     hass_split(c->rows, ith, nth, &lo, &hi);
-    for (int64_t r = lo; r < hi; r++)
-        topk_logprobs(c->lg + r * c->V, c->V, c->k, c->ids + r * c->k, c->lp + r * c->k);
+    for (int64_t r = lo; r < hi; r++) {
+        int32_t *ids = c->ids + r * c->k;
+        topk_logprobs(c->lg + r * c->V, c->V, c->k, ids, c->lp + r * c->k);
+        for (int j = 0; c->map && j < c->k; j++)
+            ids[j] = c->map[ids[j]];
+    }
 }
 
 /* One expansion level: the frontier's pairs through the draft, top-k children of each. */
 static hass_status expand_level(hass_engine *e, int topk, int32_t *feat_rows, hass_err *err) {
     hass_tree *t = &e->tree;
     const hass_model *m = e->m;
-    int64_t d = m->cfg.d, V = m->cfg.V;
+    int64_t d = m->cfg.d;
     int nf = t->n_frontier;
     if (e->oracle) {
         int32_t frow = *feat_rows;
@@ -535,14 +540,16 @@ static hass_status expand_level(hass_engine *e, int topk, int32_t *feat_rows, ha
                                         e->hfeat + (int64_t)frow * d, err);
     if (st)
         return st;
-    hass_matmul(e->pool, e->dlogit, e->hfeat + (int64_t)frow * d, m->lm_head, m->lm_head_t, nf, d,
-                V);
+    hass_dtype ht;
+    int64_t hv;
+    const void *head = hass_draft_head(e->dr, &ht, &hv);
+    hass_matmul(e->pool, e->dlogit, e->hfeat + (int64_t)frow * d, head, ht, nf, d, hv);
     int32_t first = t->n_cand;
     int32_t *ids = e->kids;
     float *lp = e->klp;
-    topk_ctx tk = {e->dlogit, V, topk, nf, ids, lp};
-    /* one pass over V per row: rows in parallel when the vocabulary makes it worth a dispatch */
-    hass_pool_run_n(e->pool, V * nf >= 65536 ? hass_pool_size(e->pool) : 1, topk_task, &tk);
+    topk_ctx tk = {e->dlogit, hv, topk, nf, ids, lp, e->dr->n_vocab ? e->dr->vocab : NULL};
+    /* one pass over the vocabulary per row: rows in parallel when it is worth a dispatch */
+    hass_pool_run_n(e->pool, hv * nf >= 65536 ? hass_pool_size(e->pool) : 1, topk_task, &tk);
     for (int i = 0; i < nf; i++)
         if (hass_tree_add_children(t, t->frontier[i], ids + i * topk, lp + i * topk, topk,
                                    frow + i) < 0)
@@ -562,6 +569,8 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
     int depth = tp->depth < 0 ? 0 : (tp->depth > HASS_MAX_DEPTH ? HASS_MAX_DEPTH : tp->depth);
     if (topk > V)
         topk = (int)V;
+    if (e->dr && e->dr->n_vocab > 0 && topk > e->dr->n_vocab)
+        topk = (int)e->dr->n_vocab;
     int forced = tp->tree_tokens > 0;
     int nodes_cap = forced ? tp->tree_tokens : HASS_TREE_MAX_NODES - 1;
     if (nodes_cap > HASS_TREE_MAX_NODES - 1)
@@ -625,8 +634,13 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
                 e->seq[N] = root;
                 e->oracle(e->oracle_user, e->seq, N + 1, topk, ids, lp);
             } else {
-                hass_matmul(e->pool, e->dlogit, e->hfeat, m->lm_head, m->lm_head_t, 1, d, V);
-                topk_logprobs(e->dlogit, V, topk, ids, lp);
+                hass_dtype ht;
+                int64_t hv;
+                const void *head = hass_draft_head(e->dr, &ht, &hv);
+                hass_matmul(e->pool, e->dlogit, e->hfeat, head, ht, 1, d, hv);
+                topk_logprobs(e->dlogit, hv, topk, ids, lp);
+                for (int j = 0; e->dr->n_vocab && j < topk; j++)
+                    ids[j] = e->dr->vocab[ids[j]];
             }
             hass_tree_add_children(t, -1, ids, lp, topk, 0);
             hass_tree_set_frontier(t, 0, t->n_cand, topk);

@@ -37,6 +37,42 @@ static float *to_f32_arena(hass_arena *a, const hass_tensor *t, int64_t n) {
     return w;
 }
 
+/* draft_vocab: distinct target ids; gathers their LM-head rows into d->head */
+static hass_status load_vocab(hass_draft *d, hass_err *err) {
+    const hass_tensor *t = hass_st_set_find(&d->st, "draft_vocab");
+    if (!t)
+        return HASS_OK;
+    const hass_model *m = d->target;
+    int64_t V = m->cfg.V, D = m->cfg.d, n = hass_tensor_numel(t);
+    if (t->dtype != HASS_DTYPE_I32 || t->ndim != 1 || n < 1 || n > V)
+        return hass_err_set(err, HASS_STATUS_FORMAT,
+                            "draft: draft_vocab must be 1..%lld I32 token ids", (long long)V);
+    d->vocab = malloc((size_t)n * sizeof(int32_t));
+    uint8_t *seen = calloc((size_t)V, 1);
+    size_t rb = hass_dtype_bytes(m->lm_head_t, (size_t)D);
+    d->head = hass_aligned_alloc(rb * (size_t)n);
+    if (!d->vocab || !seen || !d->head) {
+        free(seen);
+        return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+    }
+    memcpy(d->vocab, t->data, (size_t)n * sizeof(int32_t));
+    for (int64_t i = 0; i < n; i++) {
+        int32_t id = d->vocab[i];
+        if (id < 0 || id >= V || seen[id]) {
+            free(seen);
+            return hass_err_set(err, HASS_STATUS_FORMAT,
+                                "draft: draft_vocab has an invalid or repeated id %d", id);
+        }
+        seen[id] = 1;
+        memcpy((uint8_t *)d->head + (size_t)i * rb, (const uint8_t *)m->lm_head + (size_t)id * rb,
+               rb);
+    }
+    free(seen);
+    d->n_vocab = n;
+    d->head_t = m->lm_head_t;
+    return HASS_OK;
+}
+
 hass_draft *hass_draft_load(const char *dir, const hass_model *m, hass_err *err) {
     char path[1024], *json = NULL;
     if (!hass_is_dir(dir)) {
@@ -148,6 +184,8 @@ hass_draft *hass_draft_load(const char *dir, const hass_model *m, hass_err *err)
             goto fail;
         }
     }
+    if (load_vocab(d, err) != HASS_OK)
+        goto fail;
     return d;
 fail:
     hass_draft_free(d);
@@ -159,6 +197,8 @@ void hass_draft_free(hass_draft *d) {
         return;
     hass_st_set_close(&d->st);
     hass_arena_free(&d->arena);
+    free(d->vocab);
+    hass_aligned_free(d->head);
     free(d);
 }
 

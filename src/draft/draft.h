@@ -6,7 +6,8 @@
  * shapes, "bias", and the target it was trained for) and model.safetensors with fc.weight,
  * fc.bias (optional), layers.0.self_attn.{q,k,v,o}_proj.weight,
  * layers.0.mlp.{gate,up,down}_proj.weight, layers.0.post_attention_layernorm.weight and
- * optionally embed_tokens.weight (then checked against the target's).
+ * optionally embed_tokens.weight (then checked against the target's) and draft_vocab (I32,
+ * distinct target token ids: a reduced draft vocabulary).
  *
  * State: the draft's own KV cache holds only pairs built from the target's TRUE features
  * (committed), plus a scratch region after them for tree expansion that is discarded every
@@ -27,6 +28,14 @@ typedef struct {
     const float *fc_b;        /* (d) or NULL */
     hass_layer layer;         /* attn_norm == NULL */
     const hass_model *target; /* borrowed: embedding and LM head */
+    /* Reduced draft vocabulary (FR-Spec / EAGLE-3 style), optional: the draft proposes only
+     * among vocab[0..n_vocab) (target ids), scoring them with those rows of the target's LM
+     * head, gathered into head (n_vocab, d). Verification always uses the full vocabulary, so
+     * output is unchanged; drafting costs n_vocab/V of the full head. n_vocab = 0: full. */
+    int32_t *vocab;
+    int64_t n_vocab;
+    void *head;
+    hass_dtype head_t;
     float *inv_freq;
     size_t weight_bytes; /* draft layer + fc (the LM head is the target's) */
     /* owned storage */
@@ -39,6 +48,18 @@ typedef struct {
  * differs from the target's. */
 hass_draft *hass_draft_load(const char *dir, const hass_model *m, hass_err *err);
 void hass_draft_free(hass_draft *d);
+
+/* The draft's LM head: the reduced one when present, else the target's. */
+static inline const void *hass_draft_head(const hass_draft *d, hass_dtype *t, int64_t *rows) {
+    if (d && d->n_vocab > 0) {
+        *t = d->head_t;
+        *rows = d->n_vocab;
+        return d->head;
+    }
+    *t = d->target->lm_head_t;
+    *rows = d->target->cfg.V;
+    return d->target->lm_head;
+}
 
 /* Writes a draft directory from f32 tensors in the EAGLE layout (names as in the header
  * comment; the caller gives them in any order), atomically per file. out_dtype: F32 or BF16
