@@ -6,6 +6,7 @@
 #define HASS_CLI_H
 
 #include "core/core.h"
+#include "decode/decode.h"
 #include "formats/formats.h"
 #include "tokenizer/tokenizer.h"
 
@@ -48,6 +49,20 @@ void cli_gen_opts_init(cli_gen_opts *o, long long n_new_default);
 /* If argv[*i] is one of the shared flags, consumes it (and its value) and returns 1; returns 0
  * if it is not one of them; returns -1 after printing a usage error (exit 2). */
 int cli_gen_flag(int argc, char **argv, int *i, cli_gen_opts *o);
+
+/* Everything a generating command holds: tokenizer, model, draft (optional), pool, engine. */
+typedef struct {
+    hass_tokenizer *tok;
+    hass_model *m;
+    hass_draft *dr;
+    hass_pool *pool;
+    hass_engine *e;
+} cli_session;
+/* Opens model (+ zbin tokenizer for llama2.c files) and draft (may be NULL). Returns 0, or the
+ * exit code (2 usage, 1 runtime) with err set; s is then closed. */
+int cli_session_open(cli_session *s, const char *model, const char *zbin, const char *draft,
+                     long long threads, long long ctx, hass_err *err);
+void cli_session_close(cli_session *s);
 
 /* subcommands (one file each: src/cli/cmd_<name>.c) */
 int cmd_bench(int argc, char **argv);

@@ -186,3 +186,38 @@ int cli_gen_flag(int argc, char **argv, int *i, cli_gen_opts *o) {
         bad = cli_parse_int(a, v, 2, 1 << 22, &o->ctx);
     return bad ? -1 : 1;
 }
+
+void cli_session_close(cli_session *s) {
+    hass_engine_destroy(s->e);
+    hass_pool_destroy(s->pool);
+    hass_draft_free(s->dr);
+    hass_model_free(s->m);
+    hass_tokenizer_free(s->tok);
+    memset(s, 0, sizeof *s);
+}
+
+int cli_session_open(cli_session *s, const char *model, const char *zbin, const char *draft,
+                     long long threads, long long ctx, hass_err *err) {
+    memset(s, 0, sizeof *s);
+    if (!(s->tok = cli_open_tokenizer(model, zbin, NULL, err)))
+        return err->code == HASS_STATUS_ARG ? 2 : 1;
+    if (!(s->m = hass_model_load(model, err)))
+        goto fail;
+    if (hass_tokenizer_vocab_size(s->tok) > s->m->cfg.V) {
+        hass_err_set(err, HASS_STATUS_SHAPE, "tokenizer has %d tokens, the model only %lld",
+                     hass_tokenizer_vocab_size(s->tok), (long long)s->m->cfg.V);
+        goto fail;
+    }
+    if (draft && !(s->dr = hass_draft_load(draft, s->m, err)))
+        goto fail;
+    if (!(s->pool = hass_pool_create((int)threads))) {
+        hass_err_set(err, HASS_STATUS_OOM, "cannot start threads");
+        goto fail;
+    }
+    if (!(s->e = hass_engine_create(s->m, s->tok, s->dr, s->pool, ctx, err)))
+        goto fail;
+    return 0;
+fail:
+    cli_session_close(s);
+    return 1;
+}

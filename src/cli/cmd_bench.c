@@ -138,27 +138,18 @@ int cmd_bench(int argc, char **argv) {
     int rc = 1;
     hass_err err = {0};
     prompt_list pl = {0};
-    hass_model *m = NULL;
-    hass_tokenizer *tok = NULL;
-    hass_draft *dr = NULL;
-    hass_pool *pool = NULL;
-    hass_engine *e = NULL;
+    cli_session cs = {0};
     int32_t *a = NULL, *b = NULL;
     double *speedups = NULL;
     FILE *fo = NULL;
     cJSON *rows = cJSON_CreateArray();
     if (load_prompts(pfile, (int)limit, &pl, &err))
         goto fail;
-    if (!(tok = cli_open_tokenizer(model, zbin, NULL, &err))) {
-        if (err.code == HASS_STATUS_ARG)
-            rc = 2;
+    if ((rc = cli_session_open(&cs, model, zbin, draft, threads, ctx, &err)))
         goto fail;
-    }
-    if (!(m = hass_model_load(model, &err)) || !(dr = hass_draft_load(draft, m, &err)))
-        goto fail;
-    if (!(pool = hass_pool_create((int)threads)) ||
-        !(e = hass_engine_create(m, tok, dr, pool, ctx, &err)))
-        goto fail;
+    rc = 1;
+    hass_tokenizer *tok = cs.tok;
+    hass_engine *e = cs.e;
     if (outp && !(fo = fopen(outp, "w"))) {
         hass_err_set(&err, HASS_STATUS_IO, "%s: cannot write", outp);
         goto fail;
@@ -310,10 +301,6 @@ fail:
     free(a);
     free(b);
     free(speedups);
-    hass_engine_destroy(e);
-    hass_pool_destroy(pool);
-    hass_draft_free(dr);
-    hass_model_free(m);
-    hass_tokenizer_free(tok);
+    cli_session_close(&cs);
     return rc;
 }

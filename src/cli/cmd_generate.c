@@ -133,35 +133,16 @@ int cmd_generate(int argc, char **argv) {
     hass_err err = {0};
     char *ptext = NULL;
     int32_t *ids = NULL, *out = NULL;
-    hass_model *m = NULL;
-    hass_tokenizer *tok = NULL;
-    hass_draft *dr = NULL;
-    hass_pool *pool = NULL;
-    hass_engine *e = NULL;
+    cli_session cs = {0};
     out_ctx o = {0};
     if (pfile && !(ptext = read_prompt_file(pfile, &err)))
         goto fail;
-    if (!(tok = cli_open_tokenizer(model, zbin, NULL, &err))) {
-        if (err.code == HASS_STATUS_ARG)
-            rc = 2;
+    if ((rc = cli_session_open(&cs, model, zbin, draft, threads, ctx, &err)))
         goto fail;
-    }
-    if (!(m = hass_model_load(model, &err)))
-        goto fail;
-    if (hass_tokenizer_vocab_size(tok) > m->cfg.V) {
-        hass_err_set(&err, HASS_STATUS_SHAPE, "tokenizer has %d tokens, the model only %lld",
-                     hass_tokenizer_vocab_size(tok), (long long)m->cfg.V);
-        goto fail;
-    }
-    if (draft && !(dr = hass_draft_load(draft, m, &err)))
-        goto fail;
-    pool = hass_pool_create((int)threads);
-    if (!pool) {
-        hass_err_set(&err, HASS_STATUS_OOM, "cannot start threads");
-        goto fail;
-    }
-    if (!(e = hass_engine_create(m, tok, dr, pool, ctx, &err)))
-        goto fail;
+    rc = 1;
+    hass_tokenizer *tok = cs.tok;
+    hass_draft *dr = cs.dr;
+    hass_engine *e = cs.e;
     int64_t n_ids = cli_encode_prompt(tok, ptext ? ptext : prompt, chat, system, &ids, &err);
     if (n_ids < 0)
         goto fail;
@@ -249,11 +230,7 @@ int cmd_generate(int argc, char **argv) {
 fail:
     if (rc)
         cli_fail(rc, "%s", err.msg[0] ? err.msg : "generate failed");
-    hass_engine_destroy(e);
-    hass_pool_destroy(pool);
-    hass_draft_free(dr);
-    hass_model_free(m);
-    hass_tokenizer_free(tok);
+    cli_session_close(&cs);
     free(ids);
     free(out);
     free(o.buf);
