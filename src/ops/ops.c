@@ -18,8 +18,9 @@
 #endif
 
 /* ---- cpu features ---- */
-static atomic_int g_detected = -1; /* what the CPU has, capped by HASS_CPU */
-static atomic_int g_forced = -1;   /* hass_cpu_force mask, -1 = none */
+static atomic_int g_avail = -1;  /* what the CPU has, capped by HASS_CPU */
+static atomic_int g_forced = -1; /* hass_cpu_force mask, -1 = none */
+static atomic_int g_optin = 0;   /* HASS_CPU=avx512: use the AVX-512 kernels by default */
 
 static int detect_features(void) {
     int f = 0;
@@ -44,18 +45,33 @@ static int detect_features(void) {
     else if (cap && strcmp(cap, "avx2") == 0)
         f &= HASS_CPU_AVX2;
     else if (cap && strcmp(cap, "avx512") == 0)
-        f &= HASS_CPU_AVX2 | HASS_CPU_AVX512;
+        atomic_store(&g_optin, 1), f &= HASS_CPU_AVX2 | HASS_CPU_AVX512;
+    else if (cap && strcmp(cap, "avx512bf16") == 0)
+        atomic_store(&g_optin, 1);
     return f;
 }
 
-int hass_cpu_features(void) {
-    int f = atomic_load_explicit(&g_detected, memory_order_relaxed);
+int hass_cpu_available(void) {
+    int f = atomic_load_explicit(&g_avail, memory_order_relaxed);
     if (f < 0) {
         f = detect_features();
-        atomic_store_explicit(&g_detected, f, memory_order_relaxed);
+        atomic_store_explicit(&g_avail, f, memory_order_relaxed);
     }
+    return f;
+}
+
+/* The AVX-512 kernels have only been compiled, never run on AVX-512 hardware (the machines this
+ * was built on have none): they are used only when asked for (HASS_CPU=avx512 or avx512bf16,
+ * or hass_cpu_force), and tests/test_ops.c checks them against the naive twins whenever the CPU
+ * has them. */
+int hass_cpu_features(void) {
+    int f = hass_cpu_available();
     int m = atomic_load_explicit(&g_forced, memory_order_relaxed);
-    return m < 0 ? f : f & m;
+    if (m >= 0)
+        return f & m;
+    if (!atomic_load_explicit(&g_optin, memory_order_relaxed))
+        f &= ~(HASS_CPU_AVX512 | HASS_CPU_AVX512BF16);
+    return f;
 }
 
 void hass_cpu_force(int features) {
@@ -293,7 +309,9 @@ void hass_silu_mul(float *g, const float *u, int64_t n) {
     }
 }
 
-void hass_exp_inplace(float *x, int64_t n) { isa().exp(x, n); }
+void hass_exp_inplace(float *x, int64_t n) {
+    isa().exp(x, n);
+}
 
 void hass_add(float *x, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++)
