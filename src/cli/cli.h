@@ -37,6 +37,10 @@ const char *cli_default_path(const char *name, char *buf, size_t cap);
 int64_t cli_encode_prompt(const hass_tokenizer *tok, const char *text, int chat, const char *system,
                           int32_t **ids_out, hass_err *err);
 
+/* The chat template over msgs (+ the generation prompt), encoded like cli_encode_prompt. */
+int64_t cli_encode_chat(const hass_tokenizer *tok, const hass_chat_msg *msgs, int n,
+                        int32_t **ids_out, hass_err *err);
+
 /* Flags shared by generate and bench: model, draft, sampling, tree, threads, context, output. */
 typedef struct {
     const char *model, *zbin, *draft;

@@ -82,34 +82,45 @@ const char *cli_default_path(const char *name, char *buf, size_t cap) {
     return NULL;
 }
 
+int64_t cli_encode_chat(const hass_tokenizer *tok, const hass_chat_msg *msgs, int n,
+                        int32_t **ids_out, hass_err *err) {
+    char *text = hass_tokenizer_chat_render(tok, msgs, n, 1, err);
+    if (!text)
+        return -1;
+    int64_t r = cli_encode_prompt(tok, text, 0, NULL, ids_out, err);
+    free(text);
+    return r;
+}
+
 int64_t cli_encode_prompt(const hass_tokenizer *tok, const char *text, int chat, const char *system,
                           int32_t **ids_out, hass_err *err) {
-    char *rendered = NULL;
-    const char *src = text;
-    int add_bos = hass_tokenizer_wants_bos(tok);
     if (chat) {
         hass_chat_msg msgs[2];
         int n = 0;
         if (system)
             msgs[n++] = (hass_chat_msg){"system", system};
         msgs[n++] = (hass_chat_msg){"user", text};
-        rendered = hass_tokenizer_chat_render(tok, msgs, n, 1, err);
-        if (!rendered)
-            return -1;
-        src = rendered;
+        return cli_encode_chat(tok, msgs, n, ids_out, err);
     }
-    size_t len = strlen(src);
+    size_t len = strlen(text);
     int64_t cap = (int64_t)len + 8;
     int32_t *ids = malloc((size_t)cap * sizeof(int32_t));
-    int64_t n = ids ? hass_tokenizer_encode(tok, src, len, add_bos, 1, ids, cap, err) : -1;
-    if (!ids)
+    if (!ids) {
         hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+        return -1;
+    }
+    int64_t n =
+        hass_tokenizer_encode(tok, text, len, hass_tokenizer_wants_bos(tok), 1, ids, cap, err);
     if (n > cap) { /* cannot happen with byte fallback, but stay correct */
         int32_t *b = realloc(ids, (size_t)n * sizeof(int32_t));
+        if (!b) {
+            free(ids);
+            hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+            return -1;
+        }
         ids = b;
-        n = b ? hass_tokenizer_encode(tok, src, len, add_bos, 1, ids, n, err) : -1;
+        n = hass_tokenizer_encode(tok, text, len, hass_tokenizer_wants_bos(tok), 1, ids, n, err);
     }
-    free(rendered);
     if (n < 0) {
         free(ids);
         return -1;

@@ -20,6 +20,8 @@ static const char *usage =
     "  -n N               new tokens per prompt (128)\n"
     "  -t T               temperature (0); --top-p P, --top-k K, --seed S as in generate\n"
     "  --chat             apply the chat template\n"
+    "  --all-turns        with --chat: every turn of multi-turn questions (MT-bench), each after\n"
+    "                     the conversation so far (earlier answers: plain decoding's)\n"
     "  --limit K          first K prompts only (all)\n"
     "  --tree-depth D, --tree-topk K, --tree-tokens N|auto   as in generate\n"
     "  --threads N        threads (number of CPUs)\n"
@@ -28,19 +30,25 @@ static const char *usage =
     "  --json             one JSON object on stdout (per-prompt rows and the summary)\n"
     "  --out FILE.jsonl   also write one JSON line per prompt and a summary line\n";
 
+/* Bench items: one per prompt, or (with --all-turns) one per turn of a multi-turn question;
+ * turn[i] > 0 continues the conversation of the item before it. */
 typedef struct {
     char **texts;
+    int *turn;
     int n;
 } prompt_list;
 
-static int load_prompts(const char *path, int limit, prompt_list *pl, hass_err *err) {
+static int load_prompts(const char *path, int limit, int all_turns, prompt_list *pl,
+                        hass_err *err) {
     char *buf = NULL;
     if (hass_read_file(path, &buf, NULL, err) != HASS_OK)
         return -1;
     int cap = 64, lineno = 0;
     pl->texts = malloc((size_t)cap * sizeof(char *));
+    pl->turn = malloc((size_t)cap * sizeof(int));
     pl->n = 0;
-    for (char *line = strtok(buf, "\n"); line && (limit <= 0 || pl->n < limit);
+    int n_q = 0;
+    for (char *line = strtok(buf, "\n"); line && (limit <= 0 || n_q < limit);
          line = strtok(NULL, "\n")) {
         lineno++;
         while (*line == ' ' || *line == '\t' || *line == '\r')
@@ -48,12 +56,13 @@ static int load_prompts(const char *path, int limit, prompt_list *pl, hass_err *
         if (!*line)
             continue;
         cJSON *o = cJSON_Parse(line);
-        const cJSON *v = NULL;
+        const cJSON *v = NULL, *turns = NULL;
         if (cJSON_IsObject(o)) {
             v = cJSON_GetObjectItemCaseSensitive(o, "prompt");
             if (!cJSON_IsString(v)) {
                 const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "turns");
                 v = cJSON_IsArray(t) ? cJSON_GetArrayItem(t, 0) : NULL;
+                turns = cJSON_IsString(v) ? t : NULL;
             }
             if (!cJSON_IsString(v))
                 v = cJSON_GetObjectItemCaseSensitive(o, "question");
@@ -66,11 +75,20 @@ static int load_prompts(const char *path, int limit, prompt_list *pl, hass_err *
                          path, lineno);
             return -1;
         }
-        if (pl->n == cap) {
-            cap *= 2;
-            pl->texts = realloc(pl->texts, (size_t)cap * sizeof(char *));
+        int nt = all_turns && turns ? cJSON_GetArraySize(turns) : 1;
+        for (int k = 0; k < nt; k++) {
+            const cJSON *tv = k == 0 ? v : cJSON_GetArrayItem(turns, k);
+            if (!cJSON_IsString(tv))
+                break;
+            if (pl->n == cap) {
+                cap *= 2;
+                pl->texts = realloc(pl->texts, (size_t)cap * sizeof(char *));
+                pl->turn = realloc(pl->turn, (size_t)cap * sizeof(int));
+            }
+            pl->turn[pl->n] = k;
+            pl->texts[pl->n++] = strdup(tv->valuestring);
         }
-        pl->texts[pl->n++] = strdup(v->valuestring);
+        n_q++;
         cJSON_Delete(o);
     }
     free(buf);
@@ -89,6 +107,7 @@ static int cmp_dbl(const void *a, const void *b) {
 int cmd_bench(int argc, char **argv) {
     const char *pfile = NULL, *outp = NULL;
     long long limit = 0, reps = 1;
+    int all_turns = 0;
     cli_gen_opts g;
     cli_gen_opts_init(&g, 128);
     for (int i = 1; i < argc; i++) {
@@ -101,6 +120,8 @@ int cmd_bench(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
             return 0;
+        } else if (!strcmp(a, "--all-turns")) {
+            all_turns = 1;
         } else if (!strcmp(a, "--prompts") || !strcmp(a, "--out") || !strcmp(a, "--reps") ||
                    !strcmp(a, "--limit")) {
             if (!(v = cli_need_value(argc, argv, &i)))
@@ -124,6 +145,8 @@ int cmd_bench(int argc, char **argv) {
     int chat = g.chat, json = g.json;
     if (!pfile)
         return cli_fail(2, "bench: --prompts FILE is required");
+    if (all_turns && !g.chat)
+        return cli_fail(2, "bench: --all-turns needs --chat (turns are chat messages)");
     char defm[1024], defd[1024];
     if (!model) {
         model = cli_default_path("target", defm, sizeof defm);
@@ -140,10 +163,13 @@ int cmd_bench(int argc, char **argv) {
     prompt_list pl = {0};
     cli_session cs = {0};
     int32_t *a = NULL, *b = NULL;
+    char **answers = NULL;
+    hass_chat_msg hist[64];
+    int n_hist = 0;
     double *speedups = NULL;
     FILE *fo = NULL;
     cJSON *rows = cJSON_CreateArray();
-    if (load_prompts(pfile, (int)limit, &pl, &err))
+    if (load_prompts(pfile, (int)limit, all_turns, &pl, &err))
         goto fail;
     if ((rc = cli_session_open(&cs, model, zbin, draft, threads, ctx, &err)))
         goto fail;
@@ -157,6 +183,7 @@ int cmd_bench(int argc, char **argv) {
     a = malloc((size_t)n_new * sizeof(int32_t));
     b = malloc((size_t)n_new * sizeof(int32_t));
     speedups = malloc((size_t)pl.n * sizeof(double));
+    answers = calloc((size_t)pl.n, sizeof(char *));
     hass_gen_params gp = {0};
     gp.max_new = n_new;
     gp.sampling = (hass_sampler_params){(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
@@ -172,7 +199,11 @@ int cmd_bench(int argc, char **argv) {
                 "spec/s", "speedup", "tau", "same");
     for (int i = 0; i < pl.n; i++) {
         int32_t *ids = NULL;
-        int64_t np = cli_encode_prompt(tok, pl.texts[i], chat, NULL, &ids, &err);
+        if (pl.turn[i] == 0 || n_hist >= 63)
+            n_hist = 0;
+        hist[n_hist++] = (hass_chat_msg){"user", pl.texts[i]};
+        int64_t np = chat ? cli_encode_chat(tok, hist, n_hist, &ids, &err)
+                          : cli_encode_prompt(tok, pl.texts[i], 0, NULL, &ids, &err);
         if (np < 0)
             goto fail;
         /* plain and speculative alternately, reps times each; keep the median-time run */
@@ -201,6 +232,12 @@ int cmd_bench(int argc, char **argv) {
         }
         int same = sp.n_generated == ss.n_generated &&
                    !memcmp(a, b, sizeof(int32_t) * (size_t)sp.n_generated);
+        if (all_turns) { /* the next turn follows plain decoding's answer */
+            free(answers[i]);
+            answers[i] = hass_tokenizer_decode(tok, a, sp.n_generated, 1, NULL);
+            if (n_hist < 62 && answers[i])
+                hist[n_hist++] = (hass_chat_msg){"assistant", answers[i]};
+        }
         if (temp == 0 && !same)
             identical = 0;
         double rp = sp.decode_seconds > 0 ? sp.n_generated / sp.decode_seconds : 0;
@@ -221,6 +258,8 @@ int cmd_bench(int argc, char **argv) {
             acc[k] += ss.accepted_at_depth[k];
         cJSON *r = cJSON_CreateObject();
         cJSON_AddNumberToObject(r, "prompt", i);
+        if (all_turns)
+            cJSON_AddNumberToObject(r, "turn", pl.turn[i]);
         cJSON_AddNumberToObject(r, "n_prompt", (double)np);
         cJSON_AddNumberToObject(r, "n_generated", (double)ss.n_generated);
         cJSON_AddNumberToObject(r, "plain_tokens_per_s", rp);
@@ -295,9 +334,14 @@ fail:
     if (fo)
         fclose(fo);
     cJSON_Delete(rows);
-    for (int i = 0; i < pl.n; i++)
+    for (int i = 0; i < pl.n; i++) {
         free(pl.texts[i]);
+        if (answers)
+            free(answers[i]);
+    }
     free(pl.texts);
+    free(pl.turn);
+    free(answers);
     free(a);
     free(b);
     free(speedups);
