@@ -163,6 +163,22 @@ int main(int argc, char **argv) {
         const cJSON *sum = b ? cJSON_GetObjectItem(b, "summary") : NULL;
         CHECK(sum && cJSON_IsTrue(cJSON_GetObjectItem(sum, "identical")));
         cJSON_Delete(b);
+        /* multi-turn questions: one row per turn, the second after the first's answer */
+        snprintf(cmd, sizeof cmd,
+                 "printf '{\"turns\":[\"Tell a story.\",\"Now shorter.\"]}\\n' > %s", path);
+        HASS_ASSERT(system(cmd) == 0);
+        snprintf(args, sizeof args, "bench %s -d %s/d --prompts %s -n 12 --chat --all-turns --json",
+                 mt, tmp, path);
+        EXPECT(0, args);
+        b = cJSON_Parse(out);
+        const cJSON *rows = b ? cJSON_GetObjectItem(b, "prompts") : NULL;
+        CHECK(cJSON_GetArraySize(rows) == 2);
+        if (cJSON_GetArraySize(rows) == 2)
+            CHECK(cJSON_GetObjectItem(cJSON_GetArrayItem(rows, 1), "n_prompt")->valueint >
+                  cJSON_GetObjectItem(cJSON_GetArrayItem(rows, 0), "n_prompt")->valueint + 12);
+        cJSON_Delete(b);
+        snprintf(args, sizeof args, "bench %s -d %s/d --prompts %s --all-turns", mt, tmp, path);
+        EXPECT(2, args);
         snprintf(args, sizeof args, "tokenize --tokenizer %s -p 'Once upon a time'", tp);
         EXPECT(0, args);
         CHECK(!strncmp(out, "1 403 407 261 378", 17));
