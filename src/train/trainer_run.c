@@ -37,7 +37,6 @@ hass_train_run_opts hass_train_run_opts_default(void) {
     return o;
 }
 
-
 hass_status hass_train_load_draft(const char *dir, const hass_draft_config *c,
                                   const hass_draft_layout *L, float *params, hass_err *err) {
     hass_st_set set;
@@ -291,6 +290,77 @@ static hass_status check_opts(const hass_train_run_opts *o, hass_err *err) {
     return HASS_OK;
 }
 
+/* Work buffers of the batcher for B sequences of up to T tokens of dimension d. */
+static hass_status batcher_alloc(batcher *bt, hass_err *err) {
+    int64_t B = bt->B, T = bt->T, d = bt->d;
+    bt->perm = malloc((size_t)bt->n_seq * sizeof(int32_t) + 1);
+    bt->ids = malloc((size_t)T * sizeof(int32_t));
+    bt->m8 = malloc((size_t)T);
+    bt->rowf = hass_aligned_alloc((size_t)(T * d) * sizeof(float));
+    bt->feat = hass_aligned_alloc((size_t)(B * T * d) * sizeof(float));
+    bt->tgt = hass_aligned_alloc((size_t)(B * T * d) * sizeof(float));
+    bt->mask = hass_aligned_alloc((size_t)(B * T) * sizeof(float));
+    bt->tok = hass_aligned_alloc((size_t)(B * T) * sizeof(int32_t));
+    if (!bt->perm || !bt->ids || !bt->m8 || !bt->rowf || !bt->feat || !bt->tgt || !bt->mask ||
+        !bt->tok)
+        return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+    return HASS_OK;
+}
+
+static void batcher_free(batcher *bt) {
+    free(bt->perm);
+    free(bt->ids);
+    free(bt->m8);
+    hass_aligned_free(bt->rowf);
+    hass_aligned_free(bt->feat);
+    hass_aligned_free(bt->tgt);
+    hass_aligned_free(bt->mask);
+    hass_aligned_free(bt->tok);
+}
+
+/* One optimizer step: G micro-batches of gradients (averaged when G > 1, into acc), then AdamW
+ * at the scheduled learning rate. Advances pos (data cursor, rng, step). */
+static hass_status train_one_step(hass_trainer *tr, batcher *bt, run_pos *pos, float *acc,
+                                  const hass_train_run_opts *o, const hass_draft_config *cfg,
+                                  int64_t warmup, int64_t total, hass_train_stats *acc_st,
+                                  int64_t *tokens, double *gflop, float *lr_out, hass_err *err) {
+    int64_t G = o->grad_accum;
+    hass_rng rng = {pos->rng};
+    memset(acc_st, 0, sizeof *acc_st);
+    *tokens = 0;
+    for (int64_t g = 0; g < G; g++) {
+        int64_t tk, nm;
+        int64_t Tb = next_batch(bt, pos, &rng, &tk, &nm);
+        hass_train_batch batch = {bt->B, Tb, bt->feat, bt->tok, bt->tgt, bt->mask};
+        hass_train_stats s;
+        hass_status st = hass_train_grad(tr, &batch, &o->topts, &s, err);
+        if (st)
+            return st;
+        stats_add(acc_st, &s);
+        *tokens += tk;
+        *gflop += hass_train_step_flops(cfg, bt->B, Tb, nm, o->topts.n_align) * 1e-9;
+        if (G > 1) {
+            for (size_t i = 0; i < tr->layout.total; i++)
+                acc[i] = g ? acc[i] + tr->grads[i] : tr->grads[i];
+        }
+    }
+    if (G > 1) {
+        float inv = 1.0f / (float)G;
+        for (size_t i = 0; i < tr->layout.total; i++)
+            tr->grads[i] = acc[i] * inv;
+    }
+    float lr = hass_lr_schedule(pos->step, warmup, total, o->lr);
+    tr->adam_t++;
+    hass_adamw_update(tr->params, tr->grads, tr->adam_m, tr->adam_v, tr->layout.total, lr,
+                      tr->adam_t, &tr->adamw);
+    pos->step++;
+    pos->adam_t = tr->adam_t;
+    pos->rng = rng.s;
+    stats_norm(acc_st);
+    *lr_out = lr;
+    return HASS_OK;
+}
+
 hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_train_run_opts *o,
                            hass_train_log_fn fn, void *user, hass_train_report *rep,
                            hass_err *err) {
@@ -329,18 +399,11 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
     float *head = hass_aligned_alloc(vd * sizeof(float));
     batcher bt = {
         .fs = fs, .d = d, .B = B, .T = T, .n_seq = n_seq, .seed = o->seed, .noise = o->noise_std};
-    bt.perm = malloc((size_t)n_seq * sizeof(int32_t));
-    bt.ids = malloc((size_t)T * sizeof(int32_t));
-    bt.m8 = malloc((size_t)T);
-    bt.rowf = hass_aligned_alloc((size_t)(T * d) * sizeof(float));
-    bt.feat = hass_aligned_alloc((size_t)(B * T * d) * sizeof(float));
-    bt.tgt = hass_aligned_alloc((size_t)(B * T * d) * sizeof(float));
-    bt.mask = hass_aligned_alloc((size_t)(B * T) * sizeof(float));
-    bt.tok = hass_aligned_alloc((size_t)(B * T) * sizeof(int32_t));
     hass_trainer *tr = NULL;
     float *acc = NULL;
-    if (!embed || !head || !bt.perm || !bt.ids || !bt.m8 || !bt.rowf || !bt.feat || !bt.tgt ||
-        !bt.mask || !bt.tok) {
+    if ((st = batcher_alloc(&bt, err)))
+        goto out;
+    if (!embed || !head) {
         st = hass_err_set(err, HASS_STATUS_OOM, "out of memory");
         goto out;
     }
@@ -393,38 +456,12 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
     int64_t step0 = pos.step;
     while (pos.step < end) {
         double t0 = hass_now();
-        hass_rng rng = {pos.rng};
         hass_train_stats acc_st;
-        memset(&acc_st, 0, sizeof acc_st);
-        int64_t tokens = 0;
-        for (int64_t g = 0; g < G; g++) {
-            int64_t tk, nm;
-            int64_t Tb = next_batch(&bt, &pos, &rng, &tk, &nm);
-            hass_train_batch batch = {B, Tb, bt.feat, bt.tok, bt.tgt, bt.mask};
-            hass_train_stats s;
-            if ((st = hass_train_grad(tr, &batch, &o->topts, &s, err)))
-                goto out;
-            stats_add(&acc_st, &s);
-            tokens += tk;
-            rep->gflop += hass_train_step_flops(&cfg, B, Tb, nm, o->topts.n_align) * 1e-9;
-            if (G > 1) {
-                for (size_t i = 0; i < tr->layout.total; i++)
-                    acc[i] = g ? acc[i] + tr->grads[i] : tr->grads[i];
-            }
-        }
-        if (G > 1) {
-            float inv = 1.0f / (float)G;
-            for (size_t i = 0; i < tr->layout.total; i++)
-                tr->grads[i] = acc[i] * inv;
-        }
-        float lr = hass_lr_schedule(pos.step, warmup, total, o->lr);
-        tr->adam_t++;
-        hass_adamw_update(tr->params, tr->grads, tr->adam_m, tr->adam_v, tr->layout.total, lr,
-                          tr->adam_t, &tr->adamw);
-        pos.step++;
-        pos.adam_t = tr->adam_t;
-        pos.rng = rng.s;
-        stats_norm(&acc_st);
+        int64_t tokens;
+        float lr;
+        if ((st = train_one_step(tr, &bt, &pos, acc, o, &cfg, warmup, total, &acc_st, &tokens,
+                                 &rep->gflop, &lr, err)))
+            goto out;
         double dt = hass_now() - t0;
         t_run += dt;
         rep->tokens += tokens;
@@ -463,14 +500,7 @@ out:
     hass_aligned_free(acc);
     hass_aligned_free(embed);
     hass_aligned_free(head);
-    free(bt.perm);
-    free(bt.ids);
-    free(bt.m8);
-    hass_aligned_free(bt.rowf);
-    hass_aligned_free(bt.feat);
-    hass_aligned_free(bt.tgt);
-    hass_aligned_free(bt.mask);
-    hass_aligned_free(bt.tok);
+    batcher_free(&bt);
     hass_featstore_close(fs);
     return st;
 }
