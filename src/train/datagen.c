@@ -563,6 +563,55 @@ static int64_t record_bytes_estimate(const conv *c, int regen, const hass_datage
     return toks < o->max_len ? toks : o->max_len;
 }
 
+/* Logs the disk the run needs (estimate) and refuses to start without it (+10%). */
+static hass_status check_space(const char *outdir, int64_t est_bytes, int64_t total, int64_t start,
+                               hass_err *err) {
+    struct statvfs vfs;
+    double need = (double)est_bytes * (double)(total - start) / (double)total;
+    hass_log(HASS_LOG_INFO,
+             "datagen: %lld records (%lld done), about %.1f MB of features to write "
+             "(estimate; %.1f MB for the whole store)",
+             (long long)total, (long long)start, need / 1e6, (double)est_bytes / 1e6);
+    if (statvfs(outdir, &vfs) == 0) {
+        double avail = (double)vfs.f_bavail * (double)vfs.f_frsize;
+        if (avail < need * 1.1)
+            return hass_err_set(err, HASS_STATUS_IO, "%s: needs about %.1f MB, only %.1f MB free",
+                                outdir, need * 1.1 / 1e6, avail / 1e6);
+    }
+    return HASS_OK;
+}
+
+/* Buffers, KV cache, sampler and stop ids of a datagen run (g->m, tok, pool, o are set). */
+static hass_status dg_setup(dg *g, hass_err *err) {
+    const hass_model *m = g->m;
+    const hass_datagen_opts *o = g->o;
+    hass_status st = dg_alloc(g, o->max_len, err);
+    if (st)
+        return st;
+    st = hass_kv_init(&g->kv, m, o->max_len, GEN_BATCH, g->pool, err);
+    g->kv_ok = st == HASS_OK;
+    if (st)
+        return st;
+    hass_sampler_params sp = {.temperature = o->temperature, .top_p = 1.0f, .seed = o->seed};
+    st = hass_sampler_init(&g->smp, &sp, m->cfg.V, err);
+    g->smp_ok = st == HASS_OK;
+    if (st)
+        return st;
+    g->logits = hass_aligned_alloc((size_t)m->cfg.V * sizeof(float));
+    g->scratch = hass_aligned_alloc((size_t)m->cfg.V * sizeof(float));
+    g->feat = hass_aligned_alloc((size_t)(o->max_len * m->cfg.d) * sizeof(float));
+    if (!g->logits || !g->scratch || !g->feat)
+        return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+    for (int i = 0; i < m->cfg.n_stop && g->n_stop < 16; i++)
+        g->stop[g->n_stop++] = m->cfg.stop_ids[i];
+    int32_t ts[8];
+    int nt = hass_tokenizer_stop_ids(g->tok, ts, 8);
+    for (int i = 0; i < nt && i < 8 && g->n_stop < 16; i++)
+        if (!is_stop(g, ts[i]))
+            g->stop[g->n_stop++] = ts[i];
+    return HASS_OK;
+}
+
 hass_status hass_datagen_run(const hass_model *m, const hass_tokenizer *tok, hass_pool *pool,
                              const char *outdir, const hass_datagen_opts *opts,
                              hass_datagen_report *rep, hass_err *err) {
@@ -620,20 +669,8 @@ hass_status hass_datagen_run(const hass_model *m, const hass_tokenizer *tok, has
         st = hass_err_set(err, HASS_STATUS_FORMAT,
                           "%s: the index says %lld records were consumed, the input has %lld",
                           outdir, (long long)start, (long long)total);
-    if (!st) {
-        struct statvfs vfs;
-        double need = (double)rep->est_bytes * (double)(total - start) / (double)total;
-        hass_log(HASS_LOG_INFO,
-                 "datagen: %lld records (%lld done), about %.1f MB of features to write "
-                 "(estimate; %.1f MB for the whole store)",
-                 (long long)total, (long long)start, need / 1e6, (double)rep->est_bytes / 1e6);
-        if (statvfs(outdir, &vfs) == 0) {
-            double avail = (double)vfs.f_bavail * (double)vfs.f_frsize;
-            if (avail < need * 1.1)
-                st = hass_err_set(err, HASS_STATUS_IO, "%s: needs about %.1f MB, only %.1f MB free",
-                                  outdir, need * 1.1 / 1e6, avail / 1e6);
-        }
-    }
+    if (!st)
+        st = check_space(outdir, rep->est_bytes, total, start, err);
     if (!st && hass_featstore_writer_complete(w) && start == total) {
         rep->records_done = total;
         rep->complete = 1;
@@ -641,28 +678,7 @@ hass_status hass_datagen_run(const hass_model *m, const hass_tokenizer *tok, has
         goto done;
     }
     if (!st)
-        st = dg_alloc(&g, o->max_len, err);
-    if (!st) {
-        st = hass_kv_init(&g.kv, m, o->max_len, GEN_BATCH, pool, err);
-        g.kv_ok = st == HASS_OK;
-    }
-    if (!st) {
-        hass_sampler_params sp = {.temperature = o->temperature, .top_p = 1.0f, .seed = o->seed};
-        st = hass_sampler_init(&g.smp, &sp, m->cfg.V, err);
-        g.smp_ok = st == HASS_OK;
-        g.logits = hass_aligned_alloc((size_t)m->cfg.V * sizeof(float));
-        g.scratch = hass_aligned_alloc((size_t)m->cfg.V * sizeof(float));
-        g.feat = hass_aligned_alloc((size_t)(o->max_len * m->cfg.d) * sizeof(float));
-        if (!st && (!g.logits || !g.scratch || !g.feat))
-            st = hass_err_set(err, HASS_STATUS_OOM, "out of memory");
-        for (int i = 0; i < m->cfg.n_stop && g.n_stop < 16; i++)
-            g.stop[g.n_stop++] = m->cfg.stop_ids[i];
-        int32_t ts[8];
-        int nt = hass_tokenizer_stop_ids(tok, ts, 8);
-        for (int i = 0; i < nt && i < 8 && g.n_stop < 16; i++)
-            if (!is_stop(&g, ts[i]))
-                g.stop[g.n_stop++] = ts[i];
-    }
+        st = dg_setup(&g, err);
     hass_progress prog;
     hass_progress_init(&prog, "datagen", "records", total - start);
     int64_t shards0 = w ? hass_featstore_writer_shards(w) : 0;
