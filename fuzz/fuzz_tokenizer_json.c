@@ -1,8 +1,6 @@
 /*
- * fuzz_tokenizer_json.c — libFuzzer target: hass_tokenizer_load_json on arbitrary bytes, then
- * a short encode and a piece lookup when it loads. The loader takes a path, so each input is
- * written to tokenizer.json in a private temp directory (created once per process; it holds
- * no tokenizer_config.json, so only the tokenizer.json parser is exercised).
+ * fuzz_tokenizer_json.c — libFuzzer target: the tokenizer.json loader (from memory) on
+ * arbitrary bytes, then a short encode and a piece lookup when it loads.
  */
 #include "tokenizer/tokenizer.h"
 
@@ -14,33 +12,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char path[256];
-
-static void cleanup(void) {
-    remove(path);
-    char *slash = strrchr(path, '/');
-    if (slash) {
-        *slash = 0;
-        remove(path);
-    }
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (!path[0]) {
-        char dir[] = "/tmp/hass_fuzz_tok_XXXXXX";
-        if (!mkdtemp(dir))
-            abort();
-        snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-        atexit(cleanup);
-    }
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        abort();
-    if (size && fwrite(data, 1, size, f) != size)
-        abort();
-    fclose(f);
     hass_err err = {0};
-    hass_tokenizer *t = hass_tokenizer_load_json(path, &err);
+    hass_tokenizer *t = hass_tokenizer_load_json_mem((const char *)data, size, &err);
     if (t) {
         static const char text[] = "Hello world, <s> 123 \xc3\xa9\xe2\x96\x81!";
         int32_t ids[64];

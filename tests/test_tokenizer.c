@@ -830,8 +830,36 @@ static void test_random(void) {
     unlink(path);
 }
 
+/* tokenizer.json from memory encodes like the file loader */
+static void test_json_mem(void) {
+    const char *path = check_shared("tokenizers/llama3/tokenizer.json");
+    if (!path) {
+        CHECK_SKIP("llama3 tokenizer.json not found");
+        return;
+    }
+    hass_err err = {0};
+    char *text = NULL;
+    size_t size = 0;
+    CHECK(hass_read_file(path, &text, &size, &err) == HASS_OK);
+    hass_tokenizer *a = hass_tokenizer_load_json(path, &err);
+    hass_tokenizer *b = text ? hass_tokenizer_load_json_mem(text, size, &err) : NULL;
+    CHECK(a && b);
+    if (a && b) {
+        static const char s[] = "Hello, world! <|eot_id|> 12345 \xe2\x82\xac caf\xc3\xa9";
+        int32_t x[64], y[64];
+        int64_t nx = hass_tokenizer_encode(a, s, sizeof s - 1, 0, 1, x, 64, &err);
+        int64_t ny = hass_tokenizer_encode(b, s, sizeof s - 1, 0, 1, y, 64, &err);
+        CHECK(nx > 0 && nx == ny && !memcmp(x, y, sizeof(int32_t) * (size_t)nx));
+    }
+    CHECK(hass_tokenizer_load_json_mem("[1]", 3, &err) == NULL && err.msg[0]);
+    hass_tokenizer_free(a);
+    hass_tokenizer_free(b);
+    free(text);
+}
+
 int main(void) {
     check_init("test_tokenizer");
+    test_json_mem();
     test_llama2();
     test_llama3();
     test_gguf_spm();

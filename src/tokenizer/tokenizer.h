@@ -43,6 +43,8 @@ hass_tokenizer *hass_tokenizer_load_bin(const char *path, int32_t vocab_size_hin
  * as LLaMA-3, or plain ByteLevel with the GPT-2 regex). Reads tokenizer_config.json from the same
  * folder when present: bos_token, eos_token, add_bos_token, chat_template. Caller frees. */
 hass_tokenizer *hass_tokenizer_load_json(const char *path, hass_err *err);
+/* The same from memory (len bytes of tokenizer.json text), without a tokenizer_config.json. */
+hass_tokenizer *hass_tokenizer_load_json_mem(const char *json, size_t len, hass_err *err);
 
 /* GGUF tokenizer.ggml.* metadata: model "llama" (tokens + scores + token_type, SPM) or "gpt2"
  * (tokens + merges, byte-level; pre "llama-bpe"/"llama3" uses the LLaMA-3 regex, anything else

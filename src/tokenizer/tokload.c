@@ -218,15 +218,18 @@ static void scan_pretok(const cJSON *p, json_kind *k) {
 }
 
 /* tokenizer_config.json beside path (optional) */
+/* path: the tokenizer.json whose directory may hold a tokenizer_config.json; NULL: none. */
 static hass_status read_config(hass_tokenizer *t, const char *path, hass_err *err) {
-    char cfg[1024];
-    const char *slash = strrchr(path, '/');
-    int dl = slash ? (int)(slash - path) + 1 : 0;
-    if (snprintf(cfg, sizeof cfg, "%.*stokenizer_config.json", dl, path) >= (int)sizeof cfg)
-        return HASS_OK;
+    char cfg[1024] = "";
+    if (path) {
+        const char *slash = strrchr(path, '/');
+        int dl = slash ? (int)(slash - path) + 1 : 0;
+        if (snprintf(cfg, sizeof cfg, "%.*stokenizer_config.json", dl, path) >= (int)sizeof cfg)
+            return HASS_OK;
+    }
     const char *bos = NULL, *eos = NULL;
     cJSON *root = NULL;
-    if (hass_file_exists(cfg)) {
+    if (path && hass_file_exists(cfg)) {
         char *text = NULL;
         size_t size = 0;
         if (hass_read_file(cfg, &text, &size, err) != HASS_OK)
@@ -324,7 +327,9 @@ static hass_status json_merges(hass_tokenizer *t, const cJSON *merges, const cha
     return st;
 }
 
-static hass_tokenizer *json_build(const cJSON *root, const char *path, hass_err *err) {
+/* path names the file in messages; cfg_path (may be NULL) locates tokenizer_config.json. */
+static hass_tokenizer *json_build(const cJSON *root, const char *path, const char *cfg_path,
+                                  hass_err *err) {
     const cJSON *model = jget(root, "model");
     const cJSON *vocab = jget(model, "vocab");
     const cJSON *merges = jget(model, "merges");
@@ -401,7 +406,7 @@ static hass_tokenizer *json_build(const cJSON *root, const char *path, hass_err 
     const char *unk = jstr(model, "unk_token");
     if (unk)
         t->unk = hass_tokenizer_find(t, unk, strlen(unk));
-    if (read_config(t, path, err) != HASS_OK || hass__tok_finish(t, err) != HASS_OK ||
+    if (read_config(t, cfg_path, err) != HASS_OK || hass__tok_finish(t, err) != HASS_OK ||
         json_merges(t, merges, path, err) != HASS_OK ||
         (k.bbpe && hass__bpe_compile(t, k.regex, err) != HASS_OK))
         goto fail;
@@ -426,7 +431,19 @@ hass_tokenizer *hass_tokenizer_load_json(const char *path, hass_err *err) {
         hass_err_set(err, HASS_STATUS_FORMAT, "%s: not a JSON object", path);
         return NULL;
     }
-    hass_tokenizer *t = json_build(root, path, err);
+    hass_tokenizer *t = json_build(root, path, path, err);
+    cJSON_Delete(root);
+    return t;
+}
+
+hass_tokenizer *hass_tokenizer_load_json_mem(const char *json, size_t len, hass_err *err) {
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        hass_err_set(err, HASS_STATUS_FORMAT, "tokenizer.json: not a JSON object");
+        return NULL;
+    }
+    hass_tokenizer *t = json_build(root, "tokenizer.json", NULL, err);
     cJSON_Delete(root);
     return t;
 }
