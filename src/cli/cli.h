@@ -30,6 +30,11 @@ const char *cli_need_value(int argc, char **argv, int *i);
  * tokenizer file; NULL with err set (HASS_STATUS_ARG: usage error). */
 hass_tokenizer *cli_open_tokenizer(const char *model, const char *zbin, const char *tokfile,
                                    hass_err *err);
+/* With no model given: the shipped models/default/target, and (if want_draft and none given)
+ * models/default/draft-hass. Buffers hold the paths (cap bytes each). Returns 0, or 1 after a
+ * one-line error naming cmd when there is no shipped model. */
+int cli_default_model(const char **model, const char **draft, int want_draft, char *bm, char *bd,
+                      size_t cap, const char *cmd);
 /* Path of models/default/<name> (cwd or beside the binary), or NULL if absent. */
 const char *cli_default_path(const char *name, char *buf, size_t cap);
 /* BOS (if the model wants it) + encode(text), or the chat template with chat; *ids_out is

@@ -82,6 +82,17 @@ const char *cli_default_path(const char *name, char *buf, size_t cap) {
     return NULL;
 }
 
+int cli_default_model(const char **model, const char **draft, int want_draft, char *bm, char *bd,
+                      size_t cap, const char *cmd) {
+    if (*model)
+        return 0;
+    if (!(*model = cli_default_path("target", bm, cap)))
+        return cli_fail(1, "%s: no -m given and no shipped model in models/default", cmd);
+    if (want_draft && !*draft)
+        *draft = cli_default_path("draft-hass", bd, cap);
+    return 0;
+}
+
 int64_t cli_encode_chat(const hass_tokenizer *tok, const hass_chat_msg *msgs, int n,
                         int32_t **ids_out, hass_err *err) {
     char *text = hass_tokenizer_chat_render(tok, msgs, n, 1, err);

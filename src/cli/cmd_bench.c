@@ -148,13 +148,8 @@ int cmd_bench(int argc, char **argv) {
     if (all_turns && !g.chat)
         return cli_fail(2, "bench: --all-turns needs --chat (turns are chat messages)");
     char defm[1024], defd[1024];
-    if (!model) {
-        model = cli_default_path("target", defm, sizeof defm);
-        if (!model)
-            return cli_fail(1, "bench: no -m given and no shipped model in models/default");
-        if (!draft)
-            draft = cli_default_path("draft-hass", defd, sizeof defd);
-    }
+    if (cli_default_model(&model, &draft, 1, defm, defd, sizeof defm, "bench"))
+        return 1;
     if (!draft)
         return cli_fail(2, "bench: -d DRAFT is required (plain vs speculative)");
 

@@ -119,13 +119,8 @@ int cmd_generate(int argc, char **argv) {
     if (prompt && pfile)
         return cli_fail(2, "generate: give -p or -f, not both");
     char defm[1024], defd[1024];
-    if (!model) {
-        model = cli_default_path("target", defm, sizeof defm);
-        if (!model)
-            return cli_fail(1, "generate: no -m given and no shipped model in models/default");
-        if (!draft && !no_draft)
-            draft = cli_default_path("draft-hass", defd, sizeof defd);
-    }
+    if (cli_default_model(&model, &draft, !no_draft, defm, defd, sizeof defm, "generate"))
+        return 1;
     if (no_draft)
         draft = NULL;
 
