@@ -28,6 +28,10 @@ else ifeq ($(BUILD),asan)
 OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
        -DHASS_SANITIZE
 LDFLAGS += -fsanitize=address,undefined
+else ifeq ($(BUILD),avx512emu)
+# The AVX-512 kernels compiled for AVX2 over SIMDe and chosen at run time as if the CPU had
+# AVX-512 + AVX512_BF16: checks them on machines that do not have it (src/ops/avx512_emu.h).
+OPT := -O2 -g -DHASS_AVX512_EMU -Wno-psabi
 else ifeq ($(BUILD),tsan)
 OPT := -O1 -g -fsanitize=thread
 LDFLAGS += -fsanitize=thread
@@ -51,6 +55,9 @@ endif
 # ISA-specific kernel files: compiled with their own flags, chosen at run time.
 ISA_AVX2   := -mavx2 -mfma -mf16c
 ISA_AVX512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16
+ifeq ($(BUILD),avx512emu)
+ISA_AVX512 := $(ISA_AVX2)
+endif
 
 LIB_SRC  := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
@@ -100,14 +107,19 @@ $(O)/bench/%: bench/%.c $(O)/libhass.a
 tests-bin: $(TEST_BIN) $(O)/hass
 .PHONY: tests-bin
 
-# The suite: release build, the same tests under ASan+UBSan, and the thread pool and the
-# parallel kernels (incl. the model's batch-invariance tests) under ThreadSanitizer.
+# The suite: release build, the same tests under ASan+UBSan, the thread pool and the parallel
+# kernels (incl. the model's batch-invariance tests) under ThreadSanitizer, and the kernel, model,
+# golden-output and speculative tests with the AVX-512 kernels over SIMDe (BUILD=avx512emu) where
+# the CPU has no AVX-512 (where it has, the release build already runs them natively).
 TSAN_TESTS := test_threadpool test_ops test_model
+EMU_TESTS  := test_ops test_model test_generate test_spec test_api
+EMU_BUILD  := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null || echo build/avx512emu)
 test:
 	$(MAKE) --no-print-directory BUILD=release tests-bin
 	$(MAKE) --no-print-directory BUILD=asan tests-bin
 	$(MAKE) --no-print-directory BUILD=tsan $(TSAN_TESTS:%=build/tsan/tests/%)
-	HASS_BUILDS="build build/asan build/tsan" tests/run_tests.sh
+	$(if $(EMU_BUILD),$(MAKE) --no-print-directory BUILD=avx512emu $(EMU_TESTS:%=$(EMU_BUILD)/tests/%))
+	HASS_BUILDS="build build/asan build/tsan $(EMU_BUILD)" tests/run_tests.sh
 
 test-release:
 	$(MAKE) --no-print-directory BUILD=release tests-bin

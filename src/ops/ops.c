@@ -20,7 +20,6 @@
 /* ---- cpu features ---- */
 static atomic_int g_avail = -1;  /* what the CPU has, capped by HASS_CPU */
 static atomic_int g_forced = -1; /* hass_cpu_force mask, -1 = none */
-static atomic_int g_optin = 0;   /* HASS_CPU=avx512: use the AVX-512 kernels by default */
 
 static int detect_features(void) {
     int f = 0;
@@ -28,7 +27,10 @@ static int detect_features(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         f |= HASS_CPU_AVX2;
-#if !defined(HASS_NO_AVX512)
+#if defined(HASS_AVX512_EMU)
+    if (f & HASS_CPU_AVX2) /* the AVX-512 kernels run over SIMDe (avx512_emu.h) */
+        f |= HASS_CPU_AVX512 | HASS_CPU_AVX512BF16;
+#elif !defined(HASS_NO_AVX512)
     if ((f & HASS_CPU_AVX2) && __builtin_cpu_supports("avx512f") &&
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512dq")) {
@@ -45,9 +47,7 @@ static int detect_features(void) {
     else if (cap && strcmp(cap, "avx2") == 0)
         f &= HASS_CPU_AVX2;
     else if (cap && strcmp(cap, "avx512") == 0)
-        atomic_store(&g_optin, 1), f &= HASS_CPU_AVX2 | HASS_CPU_AVX512;
-    else if (cap && strcmp(cap, "avx512bf16") == 0)
-        atomic_store(&g_optin, 1);
+        f &= HASS_CPU_AVX2 | HASS_CPU_AVX512;
     return f;
 }
 
@@ -60,18 +60,14 @@ int hass_cpu_available(void) {
     return f;
 }
 
-/* The AVX-512 kernels have only been compiled, never run on AVX-512 hardware (the machines this
- * was built on have none): they are used only when asked for (HASS_CPU=avx512 or avx512bf16,
- * or hass_cpu_force), and tests/test_ops.c checks them against the naive twins whenever the CPU
- * has them. */
+/* What the kernels use: what the CPU has (capped by HASS_CPU=scalar|avx2|avx512), unless
+ * hass_cpu_force narrowed it in-process. The AVX-512 and AVX512_BF16 kernels are checked against
+ * the naive twins, the golden outputs and the batch-invariance tests by the BUILD=avx512emu test
+ * build (SIMDe) on machines without AVX-512, and natively wherever the CPU has it. */
 int hass_cpu_features(void) {
     int f = hass_cpu_available();
     int m = atomic_load_explicit(&g_forced, memory_order_relaxed);
-    if (m >= 0)
-        return f & m;
-    if (!atomic_load_explicit(&g_optin, memory_order_relaxed))
-        f &= ~(HASS_CPU_AVX512 | HASS_CPU_AVX512BF16);
-    return f;
+    return m >= 0 ? f & m : f;
 }
 
 void hass_cpu_force(int features) {

@@ -16,10 +16,10 @@
 
 /* ---- cpu features ---- */
 enum { HASS_CPU_AVX2 = 1, HASS_CPU_AVX512 = 2, HASS_CPU_AVX512BF16 = 4 };
-/* The kernels in use (bitmask, cached). HASS_CPU=scalar|avx2 caps them; the AVX-512 kernels
- * are used only with HASS_CPU=avx512|avx512bf16 (not yet validated on AVX-512 hardware). */
+/* The kernels in use (bitmask, cached): the best the CPU has, capped by HASS_CPU=scalar|avx2|avx512
+ * (avx512 = without the AVX512_BF16 dot), narrowed by hass_cpu_force. */
 int hass_cpu_features(void);
-/* What the CPU supports (capped by HASS_CPU=scalar|avx2), whether in use or not. */
+/* What the CPU supports (capped by HASS_CPU), whether in use or not. */
 int hass_cpu_available(void);
 const char *hass_cpu_isa_name(void); /* "avx512bf16", "avx512", "avx2" or "scalar" */
 /* Restricts the kernels to features & (what the CPU and HASS_CPU allow); features < 0 undoes it.

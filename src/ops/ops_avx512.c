@@ -8,8 +8,12 @@
  */
 #include "ops/ops.h"
 
-#include <immintrin.h>
 #include <string.h>
+#if defined(HASS_AVX512_EMU)
+#include "ops/avx512_emu.h"
+#else
+#include <immintrin.h>
+#endif
 
 #define RB 4 /* x rows per register block */
 #define CB 3 /* W rows per register block (RB*CB accumulators + CB weights + 1 x) */

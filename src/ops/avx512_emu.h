@@ -1,0 +1,83 @@
+/*
+ * avx512_emu.h — the AVX-512 intrinsics of ops_avx512.c over SIMDe's portable implementations
+ * (Debian's libsimde-dev), for the test build BUILD=avx512emu. It lets the AVX-512 and
+ * AVX512_BF16 kernels run, and be checked against the naive twins and the golden outputs, on
+ * CPUs that only have AVX2. Never used in a release build.
+ */
+#ifndef HASS_AVX512_EMU_H
+#define HASS_AVX512_EMU_H
+
+#include "core/core.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+
+/* Missing from SIMDe 0.7: two f32 vectors to 32 bf16, nearest-even, b in the low half, a in the
+ * high half, as vcvtne2ps2bf16 does (except that the instruction also flushes denormals). */
+static inline simde__m512bh hass_emu_cvtne2ps_pbh(simde__m512 a, simde__m512 b) {
+    float fa[16], fb[16];
+    uint16_t h[32];
+    memcpy(fa, &a, sizeof fa);
+    memcpy(fb, &b, sizeof fb);
+    for (int i = 0; i < 16; i++) {
+        h[i] = hass_f32_to_bf16(fb[i]);
+        h[16 + i] = hass_f32_to_bf16(fa[i]);
+    }
+    simde__m512bh r;
+    memcpy(&r, h, sizeof r);
+    return r;
+}
+#undef _mm512_cvtne2ps_pbh
+#define _mm512_cvtne2ps_pbh(a, b) hass_emu_cvtne2ps_pbh((a), (b))
+
+
+/* Also missing from SIMDe 0.7: the widening conversions, element by element. */
+static inline simde__m512 hass_emu_cvtepi32_ps(simde__m512i a) {
+    int32_t v[16];
+    float r[16];
+    memcpy(v, &a, sizeof v);
+    for (int i = 0; i < 16; i++)
+        r[i] = (float)v[i];
+    simde__m512 out;
+    memcpy(&out, r, sizeof out);
+    return out;
+}
+static inline simde__m512i hass_emu_cvtepi8_epi32(__m128i a) {
+    int8_t v[16];
+    int32_t r[16];
+    memcpy(v, &a, sizeof v);
+    for (int i = 0; i < 16; i++)
+        r[i] = v[i];
+    simde__m512i out;
+    memcpy(&out, r, sizeof out);
+    return out;
+}
+static inline simde__m512i hass_emu_cvtepu16_epi32(__m256i a) {
+    uint16_t v[16];
+    int32_t r[16];
+    memcpy(v, &a, sizeof v);
+    for (int i = 0; i < 16; i++)
+        r[i] = v[i];
+    simde__m512i out;
+    memcpy(&out, r, sizeof out);
+    return out;
+}
+static inline simde__m512 hass_emu_cvtph_ps(__m256i a) {
+    uint16_t v[16];
+    float r[16];
+    memcpy(v, &a, sizeof v);
+    for (int i = 0; i < 16; i++)
+        r[i] = hass_f16_to_f32(v[i]);
+    simde__m512 out;
+    memcpy(&out, r, sizeof out);
+    return out;
+}
+#define _mm512_cvtepi32_ps(a) hass_emu_cvtepi32_ps(a)
+#define _mm512_cvtepi8_epi32(a) hass_emu_cvtepi8_epi32(a)
+#define _mm512_cvtepu16_epi32(a) hass_emu_cvtepu16_epi32(a)
+#define _mm512_cvtph_ps(a) hass_emu_cvtph_ps(a)
+
+#endif
