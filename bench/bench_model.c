@@ -26,8 +26,8 @@
 /* Decoding rate, measured side by side with the read bandwidth: each rep times a 256 MiB read
  * and then `steps` decode steps, and the fraction of the bandwidth limit is computed per rep
  * (the machine is shared: bandwidth moves by 30% between seconds). Medians over reps. */
-static double decode_rate(const hass_model *m, hass_pool *pool, int steps, int reps,
-                          double *out_ms, double *out_frac, double *out_bw) {
+static double decode_rate(const hass_model *m, hass_pool *pool, int steps, int reps, double *out_ms,
+                          double *out_frac, double *out_bw) {
     hass_err err = {0};
     hass_kv kv;
     HASS_ASSERT(hass_kv_init(&kv, m, 512, 64, pool, &err) == HASS_OK);

@@ -31,7 +31,6 @@
 #include <string.h>
 #include <time.h>
 
-
 /* Process CPU seconds (all threads): cpu / wall shows how many cores the run really had. */
 static double cpu_now(void) {
     struct timespec ts;

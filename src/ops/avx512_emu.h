@@ -33,7 +33,6 @@ static inline simde__m512bh hass_emu_cvtne2ps_pbh(simde__m512 a, simde__m512 b) 
 #undef _mm512_cvtne2ps_pbh
 #define _mm512_cvtne2ps_pbh(a, b) hass_emu_cvtne2ps_pbh((a), (b))
 
-
 /* Also missing from SIMDe 0.7: the widening conversions, element by element. */
 static inline simde__m512 hass_emu_cvtepi32_ps(simde__m512i a) {
     int32_t v[16];

@@ -5,9 +5,9 @@
 #include "core/core.h"
 
 #include <dlfcn.h>
-#include <stdlib.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 typedef void (*sgemm_fn)(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRANSPOSE, int, int,
                          int, float, const float *, int, const float *, int, float, float *, int);

@@ -472,7 +472,8 @@ hass_status hass_train_step(hass_trainer *tr, const hass_train_batch *batch,
 
 /* See train.h. Products count 2*m*n*k; attention counts exactly the keys the alignment mask lets
  * through; the frozen FC input and LM-head weights get no gradient. */
-double hass_train_step_flops(const hass_draft_config *c, int64_t B, int64_t T, int64_t Nmask, int n) {
+double hass_train_step_flops(const hass_draft_config *c, int64_t B, int64_t T, int64_t Nmask,
+                             int n) {
     double N = (double)(B * T), Nm = (double)Nmask, d = (double)c->d, V = (double)c->V;
     double f = (double)c->ffn, Dh = d / (double)c->H, kvd = (double)c->Hkv * Dh;
     double fl = 2 * Nm * d * V;
