@@ -321,12 +321,20 @@ static ALWAYS_INLINE __m512bh xload_bh(const float *x) {
 }
 
 static ALWAYS_INLINE void kern_bh(const int R, const int C, float *y, int64_t ys, const float *x,
-                                  int64_t in, const uint8_t *w, size_t rb) {
+                                  int64_t in, const uint8_t *w, size_t rb, const uint8_t *pf_lim) {
     __m512 acc[RB][CMAX];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] =
         _mm512_setzero_ps();
     int64_t in32 = in & ~(int64_t)31;
+    /* the next block's prefetch, paced as in kern */
+    const uint8_t *pf_at = w + (size_t)C * rb;
+    size_t pf_left = pf_lim ? (size_t)(pf_lim - pf_at) : 0, pf_done = 0;
+    size_t pf_len = pf_left < (size_t)C * rb ? pf_left : (size_t)C * rb;
+    size_t pf_step = ((size_t)C * rb * 32 + (size_t)in - 1) / (size_t)in, pf_goal = 0;
     for (int64_t k = 0; k < in32; k += 32) {
+        pf_goal += pf_step;
+        for (; pf_done < pf_goal && pf_done < pf_len; pf_done += 64)
+            _mm_prefetch((const char *)pf_at + pf_done, _MM_HINT_T0);
         __m512bh wv[CMAX];
         UNROLL for (int c = 0; c < C; c++) wv[c] =
             (__m512bh)_mm512_loadu_si512((const void *)(w + (size_t)c * rb + 2 * k));
@@ -350,11 +358,11 @@ static ALWAYS_INLINE void kern_bh(const int R, const int C, float *y, int64_t ys
 
 #define KCASE_BH(R, C)                                                                             \
     case (R)*16 + (C):                                                                             \
-        kern_bh(R, C, y, ys, x, in, w, rb);                                                        \
+        kern_bh(R, C, y, ys, x, in, w, rb, pf_lim);                                                \
         break
 
 static void block_bh(int R, int C, float *y, int64_t ys, const float *x, int64_t in,
-                     const uint8_t *w, size_t rb) {
+                     const uint8_t *w, size_t rb, const uint8_t *pf_lim) {
     switch (R * 16 + C) {
         KCASE_BH(1, 1);
         KCASE_BH(1, 2);
@@ -384,12 +392,13 @@ void hass__matmul_rows_avx512bf16(float *y, int64_t ys, const float *x, int64_t 
     }
     size_t rb = hass_dtype_bytes(wt, (size_t)in);
     int cmax = n == 1 ? C1 : CB;
+    const uint8_t *wend = (const uint8_t *)W + (size_t)o1 * rb;
     for (int64_t o = o0; o < o1; o += cmax) {
         int C = o1 - o < cmax ? (int)(o1 - o) : cmax;
         const uint8_t *w = (const uint8_t *)W + (size_t)o * rb;
         for (int64_t r = 0; r < n; r += RB) {
             int R = n - r < RB ? (int)(n - r) : RB;
-            block_bh(R, C, y + r * ys + o, ys, x + r * in, in, w, rb);
+            block_bh(R, C, y + r * ys + o, ys, x + r * in, in, w, rb, r == 0 ? wend : NULL);
         }
     }
 }
