@@ -412,8 +412,13 @@ int main(void) {
         test_attention(&cs[i], pools);
     }
     hass_cpu_force(-1);
+#if defined(HASS_AVX512_EMU)
+    /* the emulation build must really run the AVX-512 kernels, and use them by default */
+    CHECK(ncs == 4);
+    CHECK(strcmp(hass_cpu_isa_name(), "avx512bf16") == 0);
+#endif
     if (!(hass_cpu_available() & HASS_CPU_AVX512))
-        CHECK_SKIP("no AVX-512 on this CPU: the avx512 kernels are compiled but not run");
+        CHECK_SKIP("no AVX-512 on this CPU: the avx512 kernels run in the avx512emu build");
     test_rope();
     test_convert();
     for (int i = 0; i < 3; i++)
