@@ -33,47 +33,24 @@ static inline simde__m512bh hass_emu_cvtne2ps_pbh(simde__m512 a, simde__m512 b) 
 #undef _mm512_cvtne2ps_pbh
 #define _mm512_cvtne2ps_pbh(a, b) hass_emu_cvtne2ps_pbh((a), (b))
 
-/* Also missing from SIMDe 0.7: the widening conversions, element by element. */
-static inline simde__m512 hass_emu_cvtepi32_ps(simde__m512i a) {
-    int32_t v[16];
-    float r[16];
-    memcpy(v, &a, sizeof v);
-    for (int i = 0; i < 16; i++)
-        r[i] = (float)v[i];
-    simde__m512 out;
-    memcpy(&out, r, sizeof out);
-    return out;
-}
-static inline simde__m512i hass_emu_cvtepi8_epi32(__m128i a) {
-    int8_t v[16];
-    int32_t r[16];
-    memcpy(v, &a, sizeof v);
-    for (int i = 0; i < 16; i++)
-        r[i] = v[i];
-    simde__m512i out;
-    memcpy(&out, r, sizeof out);
-    return out;
-}
-static inline simde__m512i hass_emu_cvtepu16_epi32(__m256i a) {
-    uint16_t v[16];
-    int32_t r[16];
-    memcpy(v, &a, sizeof v);
-    for (int i = 0; i < 16; i++)
-        r[i] = v[i];
-    simde__m512i out;
-    memcpy(&out, r, sizeof out);
-    return out;
-}
-static inline simde__m512 hass_emu_cvtph_ps(__m256i a) {
-    uint16_t v[16];
-    float r[16];
-    memcpy(v, &a, sizeof v);
-    for (int i = 0; i < 16; i++)
-        r[i] = hass_f16_to_f32(v[i]);
-    simde__m512 out;
-    memcpy(&out, r, sizeof out);
-    return out;
-}
+/* Also missing from SIMDe 0.7: the widening conversions, element by element (16 lanes). */
+#define HASS_EMU_WIDEN(name, RT, IT, ST, DT, conv)                                                 \
+    static inline RT name(IT a) {                                                                  \
+        ST v[16];                                                                                  \
+        DT r[16];                                                                                  \
+        memcpy(v, &a, sizeof v);                                                                   \
+        for (int i = 0; i < 16; i++)                                                               \
+            r[i] = conv(v[i]);                                                                     \
+        RT out;                                                                                    \
+        memcpy(&out, r, sizeof out);                                                               \
+        return out;                                                                                \
+    }
+#define HASS_EMU_AS_FLOAT(v) ((float)(v))
+#define HASS_EMU_AS_I32(v) ((int32_t)(v))
+HASS_EMU_WIDEN(hass_emu_cvtepi32_ps, simde__m512, simde__m512i, int32_t, float, HASS_EMU_AS_FLOAT)
+HASS_EMU_WIDEN(hass_emu_cvtepi8_epi32, simde__m512i, __m128i, int8_t, int32_t, HASS_EMU_AS_I32)
+HASS_EMU_WIDEN(hass_emu_cvtepu16_epi32, simde__m512i, __m256i, uint16_t, int32_t, HASS_EMU_AS_I32)
+HASS_EMU_WIDEN(hass_emu_cvtph_ps, simde__m512, __m256i, uint16_t, float, hass_f16_to_f32)
 #define _mm512_cvtepi32_ps(a) hass_emu_cvtepi32_ps(a)
 #define _mm512_cvtepi8_epi32(a) hass_emu_cvtepi8_epi32(a)
 #define _mm512_cvtepu16_epi32(a) hass_emu_cvtepu16_epi32(a)
