@@ -97,6 +97,28 @@ static ALWAYS_INLINE float wscalar(hass_dtype dt, const uint8_t *w, int64_t k) {
 #define C1 6 /* W rows per block when n == 1: six independent FMA chains (8 spill ymm) */
 #define CMAX (C1 > CB ? C1 : CB)
 
+/* The paced prefetch of the next W block (see kern): the C*rb bytes after this block, up to
+ * pf_lim (nothing when pf_lim is NULL or already passed), `step` bytes more per k step. */
+typedef struct {
+    const char *at;
+    size_t done, len, step, goal;
+} pacer;
+
+static ALWAYS_INLINE pacer pacer_make(const uint8_t *w, int C, size_t rb, int64_t in, int64_t kstep,
+                                      const uint8_t *pf_lim) {
+    const uint8_t *at = w + (size_t)C * rb;
+    size_t left = pf_lim && pf_lim > at ? (size_t)(pf_lim - at) : 0;
+    pacer p = {(const char *)at, 0, left < (size_t)C * rb ? left : (size_t)C * rb,
+               ((size_t)C * rb * (size_t)kstep + (size_t)in - 1) / (size_t)in, 0};
+    return p;
+}
+
+static ALWAYS_INLINE void pacer_advance(pacer *p) {
+    p->goal += p->step;
+    for (; p->done < p->goal && p->done < p->len; p->done += 64)
+        _mm_prefetch(p->at + p->done, _MM_HINT_T0);
+}
+
 /* The R x C register block: y[r*ys + c] = x[r] . w[c] for r < R, c < C, each element as its
  * own VLANES-lane accumulator over k, the fixed horizontal sum, then the tail in order. */
 static ALWAYS_INLINE void kern(const int R, const int C, hass_dtype dt, float *y, int64_t ys,
@@ -112,15 +134,10 @@ static ALWAYS_INLINE void kern(const int R, const int C, hass_dtype dt, float *y
     /* Unless pf_lim is NULL, prefetch the next block of W (the C*rb bytes after this one, up to
      * pf_lim) at the pace this block is consumed: blocks are short streams (C rows of a few KiB),
      * too short for the hardware prefetcher to ramp up on each. */
-    const uint8_t *pf_at = w + (size_t)C * rb;
-    size_t pf_left = pf_lim ? (size_t)(pf_lim - pf_at) : 0, pf_done = 0;
-    size_t pf_len = pf_left < (size_t)C * rb ? pf_left : (size_t)C * rb;
-    size_t pf_step = ((size_t)C * rb * VLANES + (size_t)in - 1) / (size_t)in, pf_goal = 0;
+    pacer pf = pacer_make(w, C, rb, in, VLANES, pf_lim);
     for (int64_t k = 0; k < inv; k += VLANES) {
         VEC wv[CMAX];
-        pf_goal += pf_step;
-        for (; pf_done < pf_goal && pf_done < pf_len; pf_done += 64)
-            _mm_prefetch((const char *)pf_at + pf_done, _MM_HINT_T0);
+        pacer_advance(&pf);
         UNROLL for (int c = 0; c < C; c++) {
             wv[c] = wload(dt, w + (size_t)c * rb, k);
         }
@@ -326,15 +343,9 @@ static ALWAYS_INLINE void kern_bh(const int R, const int C, float *y, int64_t ys
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] =
         _mm512_setzero_ps();
     int64_t in32 = in & ~(int64_t)31;
-    /* the next block's prefetch, paced as in kern */
-    const uint8_t *pf_at = w + (size_t)C * rb;
-    size_t pf_left = pf_lim ? (size_t)(pf_lim - pf_at) : 0, pf_done = 0;
-    size_t pf_len = pf_left < (size_t)C * rb ? pf_left : (size_t)C * rb;
-    size_t pf_step = ((size_t)C * rb * 32 + (size_t)in - 1) / (size_t)in, pf_goal = 0;
+    pacer pf = pacer_make(w, C, rb, in, 32, pf_lim);
     for (int64_t k = 0; k < in32; k += 32) {
-        pf_goal += pf_step;
-        for (; pf_done < pf_goal && pf_done < pf_len; pf_done += 64)
-            _mm_prefetch((const char *)pf_at + pf_done, _MM_HINT_T0);
+        pacer_advance(&pf);
         __m512bh wv[CMAX];
         UNROLL for (int c = 0; c < C; c++) wv[c] =
             (__m512bh)_mm512_loadu_si512((const void *)(w + (size_t)c * rb + 2 * k));
