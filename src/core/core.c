@@ -274,12 +274,16 @@ hass_status hass_read_file(const char *path, char **out, size_t *size, hass_err 
 
 hass_status hass_afile_open(hass_afile *f, const char *path, hass_err *err) {
     f->fd = -1;
+    f->tmp[0] = 0;
     if (snprintf(f->path, sizeof f->path, "%s", path) >= (int)sizeof f->path)
         return hass_err_set(err, HASS_STATUS_ARG, "%.64s...: path too long", path);
     snprintf(f->tmp, sizeof f->tmp, "%s.tmp.%ld", path, (long)getpid());
     f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (f->fd < 0)
-        return hass_err_set(err, HASS_STATUS_IO, "%s: %s", f->tmp, strerror(errno));
+    if (f->fd < 0) {
+        hass_status rc = hass_err_set(err, HASS_STATUS_IO, "%s: %s", f->tmp, strerror(errno));
+        f->tmp[0] = 0;
+        return rc;
+    }
     return HASS_OK;
 }
 
