@@ -139,6 +139,24 @@ hass_status hass_model_gguf_rope(const hass_gguf *g, hass_model *m, hass_err *er
 hass_status hass_model_export_hf(const hass_model *m, const char *dir, hass_dtype dt,
                                  size_t shard_bytes, hass_err *err);
 
+/* Writes m as a GGUF v3 file of arch "llama" the way llama.cpp's convert_hf_to_gguf.py writes a
+ * LlamaForCausalLM: general.* (architecture, type, name, size_label, file_type, alignment 32,
+ * quantization_version), llama.* hyper-parameters, then `extra` (e.g. the tokenizer's
+ * tokenizer.* keys, hass_tokenizer_gguf_kvs) before quantization_version; tensors token_embd,
+ * blk.N.{attn_norm,attn_q,attn_k,attn_v,attn_output,ffn_norm,ffn_gate,ffn_up,ffn_down},
+ * output_norm, output (absent when tied), and rope_freqs when the RoPE frequencies are scaled.
+ * q/k rows of a rotate-half model are permuted to the interleaved layout, as the converter
+ * does; reading the file back gives a model with bit-identical logits. Norms are F32; matrices
+ * F32/F16/BF16 (dtype), or each as stored (HASS_DTYPE_COUNT; Q8_0 is copied). Written
+ * atomically, one tensor at a time. */
+typedef struct {
+    hass_dtype dtype;           /* F32, F16, BF16, or HASS_DTYPE_COUNT: as stored */
+    const char *name;           /* general.name ("model" if NULL) */
+    const hass_gguf_kvs *extra; /* more metadata (may be NULL) */
+} hass_gguf_export_opts;
+hass_status hass_model_export_gguf(const hass_model *m, const char *path,
+                                   const hass_gguf_export_opts *o, hass_err *err);
+
 /* A model of the given shape with seeded random weights of dtype wt (F32/BF16/F16), for tests
  * and benchmarks. Weights are scaled so activations stay O(1) through many layers. The model
  * owns the weights. */
