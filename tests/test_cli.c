@@ -88,6 +88,12 @@ int main(int argc, char **argv) {
     EXPECT(1, "inspect /nonexistent");
     EXPECT(2, "inspect");
     EXPECT(2, "convert -m x");
+    EXPECT(2, "export -m x");
+    EXPECT(2, "export --gguf x.gguf");
+    EXPECT(2, "export -m x --gguf a.gguf --hf b");
+    EXPECT(2, "export -m x -o b");
+    EXPECT(0, "export --help");
+    CHECK(strstr(out, "--gguf") != NULL);
 
     /* garbage and truncated model files */
     char path[600], args[3000];
@@ -183,6 +189,26 @@ int main(int argc, char **argv) {
         EXPECT(0, args);
         CHECK(!strncmp(out, "1 403 407 261 378", 17));
         snprintf(args, sizeof args, "inspect %s", mp);
+        EXPECT(0, args);
+        /* export: GGUF (tokenizer included) that generates what the checkpoint does */
+        snprintf(args, sizeof args, "export %s --gguf %s/s.gguf", mt, tmp);
+        EXPECT(0, args);
+        snprintf(args, sizeof args, "generate -m %s/s.gguf -p 'Once upon a time' -n 20", tmp);
+        EXPECT(0, args);
+        CHECK(!strncmp(out, ", there was a little girl named Lily", 36));
+        snprintf(args, sizeof args, "inspect %s/s.gguf", tmp);
+        EXPECT(0, args);
+        CHECK(strstr(out, "\"stories260K\"") && strstr(out, "tokenizer.ggml.scores"));
+        snprintf(args, sizeof args, "export %s --gguf %s/s.gguf --dtype q4", mt, tmp);
+        EXPECT(2, args);
+        snprintf(args, sizeof args, "export -m %s --gguf %s/t.gguf", mp, tmp);
+        EXPECT(2, args); /* a llama2.c checkpoint needs -z */
+        snprintf(args, sizeof args, "export %s --gguf /nonexistent/dir/t.gguf", mt);
+        EXPECT(1, args);
+        CHECK(one_line_error());
+        snprintf(args, sizeof args, "export %s --hf %s/hf --dtype f32", mt, tmp);
+        EXPECT(0, args);
+        snprintf(args, sizeof args, "convert -m %s -o %s/hf2", mp, tmp);
         EXPECT(0, args);
     } else {
         CHECK_SKIP("stories260K not found");

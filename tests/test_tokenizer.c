@@ -857,6 +857,90 @@ static void test_json_mem(void) {
     free(text);
 }
 
+
+/* ---------------- export as GGUF metadata ---------------- */
+
+/* t -> hass_tokenizer_gguf_kvs -> a GGUF file -> hass_tokenizer_load_gguf */
+static hass_tokenizer *via_gguf(const hass_tokenizer *t, int32_t n_vocab, const char *name) {
+    hass_err err = {0};
+    hass_gguf_kvs l = {0};
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/hass_tok_%s_%ld.gguf", name, (long)getpid());
+    hass_tokenizer *r = NULL;
+    hass_gguf g;
+    if (hass_tokenizer_gguf_kvs(t, n_vocab, &l, &err) == HASS_OK &&
+        hass_gguf_write(path, l.kv, l.n, NULL, 0, NULL, NULL, &err) == HASS_OK &&
+        hass_gguf_open(&g, path, &err) == HASS_OK) {
+        r = hass_tokenizer_load_gguf(&g, &err);
+        hass_gguf_close(&g);
+    }
+    CHECK_MSG(r != NULL, "%s via GGUF: %s", name, err.msg);
+    unlink(path);
+    hass_gguf_kvs_free(&l);
+    return r;
+}
+
+static void test_gguf_export(void) {
+    const char *v3 = check_shared("tokenizers/vectors_llama3.jsonl");
+    const char *v2 = check_shared("tokenizers/vectors_llama2.jsonl");
+    const char *j2 = check_shared("tokenizers/llama2/tokenizer.json");
+    const char *b2 = check_shared("models/tokenizer.bin");
+    hass_err err = {0};
+    hass_tokenizer *t3 = v3 ? get_llama3(&err) : NULL;
+    if (t3) { /* byte-level BPE: gpt2 / llama-bpe, merges, CONTROL specials, chat template */
+        hass_tokenizer *t = via_gguf(t3, 128256, "llama3");
+        if (t) {
+            vec_ctx c = {"llama3 json -> gguf", t, 1, 0};
+            run_vectors(v3, &c);
+            run_ggml_vectors(t, "data/fixtures/ggml-vocab-llama-bpe.gguf.inp",
+                             "llama3 json -> gguf, ggml strings", 0);
+            check_llama3_chat(t, v3);
+            CHECK_EQ_INT(hass_tokenizer_bos(t), 128000);
+            CHECK_EQ_INT(hass_tokenizer_eos(t), 128001);
+            CHECK(hass_tokenizer_wants_bos(t));
+            int32_t a[8], b[8];
+            int na = hass_tokenizer_stop_ids(t3, a, 8), nb = hass_tokenizer_stop_ids(t, b, 8);
+            CHECK(na == nb && !memcmp(a, b, sizeof(int32_t) * (size_t)na));
+        }
+        hass_tokenizer_free(t);
+        /* padded to a larger model vocabulary: the extra ids are unused "[PAD<id>]" */
+        t = via_gguf(t3, 128300, "llama3pad");
+        if (t) {
+            CHECK_EQ_INT(hass_tokenizer_vocab_size(t), 128300);
+            size_t n;
+            const char *p = hass_tokenizer_piece(t, 128299, &n);
+            CHECK(p && !strcmp(p, "[PAD128299]"));
+            int32_t *ids;
+            int64_t k = enc(t, "[PAD128299]", 11, 0, 1, &ids);
+            CHECK(k > 1); /* never produced by encoding */
+            free(ids);
+        }
+        hass_tokenizer_free(t);
+    } else {
+        CHECK_SKIP("llama3 tokenizer files");
+    }
+    if (v2 && j2) { /* SentencePiece from tokenizer.json: scores made from the merge ranks */
+        hass_tokenizer *tj = hass_tokenizer_load_json(j2, &err);
+        hass_tokenizer *t = tj ? via_gguf(tj, 32000, "llama2json") : NULL;
+        if (t) {
+            vec_ctx c = {"llama2 json -> gguf", t, 1, 1};
+            run_vectors(v2, &c);
+        }
+        hass_tokenizer_free(t);
+        hass_tokenizer_free(tj);
+    }
+    if (v2 && b2) { /* SentencePiece from tokenizer.bin: its scores */
+        hass_tokenizer *tb = hass_tokenizer_load_bin(b2, 32000, &err);
+        hass_tokenizer *t = tb ? via_gguf(tb, 32000, "llama2bin") : NULL;
+        if (t) {
+            vec_ctx c = {"llama2 tokenizer.bin -> gguf", t, 1, 1};
+            run_vectors(v2, &c);
+        }
+        hass_tokenizer_free(t);
+        hass_tokenizer_free(tb);
+    }
+}
+
 int main(void) {
     check_init("test_tokenizer");
     test_json_mem();
@@ -867,6 +951,7 @@ int main(void) {
     test_stories();
     test_bad_files();
     test_random();
+    test_gguf_export();
     rmdir(tmpdir);
     hass_tokenizer_free(llama3_tok);
     return check_exit();
