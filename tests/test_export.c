@@ -52,10 +52,41 @@ static void byte_char(int b, char *out) {
 
 /* merges "a b" over the byte alphabet (Ġ is the space); their results join the vocabulary */
 static const char *const merges[] = {
-    "\xc4\xa0 t", "h e", "\xc4\xa0t he", "i n", "\xc4\xa0 a", "e r", "o n", "\xc4\xa0 s",
-    "r e", "a t", "\xc4\xa0 w", "o r", "e n", "\xc4\xa0 o", "i s", "\xc4\xa0 c", "l l",
-    "\xc4\xa0 b", "\xc4\xa0 is", "\xc4\xa0" "a n", "\xc4\xa0" "an d", "i t", "\xc4\xa0 h", "o u",
-    "\xc4\xa0w or", "l d", "\xc4\xa0wor ld", "H e", "He ll", "Hell o", "\xc4\xa0 1", "2 3", "\xc4\xa0 (",
+    "\xc4\xa0 t",
+    "h e",
+    "\xc4\xa0t he",
+    "i n",
+    "\xc4\xa0 a",
+    "e r",
+    "o n",
+    "\xc4\xa0 s",
+    "r e",
+    "a t",
+    "\xc4\xa0 w",
+    "o r",
+    "e n",
+    "\xc4\xa0 o",
+    "i s",
+    "\xc4\xa0 c",
+    "l l",
+    "\xc4\xa0 b",
+    "\xc4\xa0 is",
+    "\xc4\xa0"
+    "a n",
+    "\xc4\xa0"
+    "an d",
+    "i t",
+    "\xc4\xa0 h",
+    "o u",
+    "\xc4\xa0w or",
+    "l d",
+    "\xc4\xa0wor ld",
+    "H e",
+    "He ll",
+    "Hell o",
+    "\xc4\xa0 1",
+    "2 3",
+    "\xc4\xa0 (",
 };
 enum { N_MERGES = sizeof merges / sizeof merges[0] };
 
@@ -247,22 +278,29 @@ static void same_model(const hass_model *a, const hass_model *b, const hass_toke
     }
 }
 
+/* element i of an i32 array (GGUF arrays are not aligned in the file) */
+static int32_t arr_i32(const hass_gguf_kv *kv, size_t i) {
+    int32_t v;
+    memcpy(&v, kv->arr_data + 4 * i, 4);
+    return v;
+}
+
 /* ---------------- tests ---------------- */
 
 /* a random LLaMA-3-shaped HF directory: config.json, model.safetensors, the tokenizer */
 static hass_model_config tiny_config(int n_tok) {
     hass_model_config c = hass_model_config_make(64, 96, 2, 8, 2, n_tok + 3, 256); /* 3 pads */
     c.rope_theta = 500000;
-    c.bos = n_tok - N_SPECIAL;                  /* <|begin_of_text|> */
-    c.stop_ids[c.n_stop++] = n_tok - 4;         /* <|end_of_text|> */
-    c.stop_ids[c.n_stop++] = n_tok - 1;         /* <|eot_id|> */
+    c.bos = n_tok - N_SPECIAL;          /* <|begin_of_text|> */
+    c.stop_ids[c.n_stop++] = n_tok - 4; /* <|end_of_text|> */
+    c.stop_ids[c.n_stop++] = n_tok - 1; /* <|eot_id|> */
     return c;
 }
 
 static void make_hf(const char *dir, const hass_model_config *c, hass_dtype wt, uint64_t seed) {
     hass_err err = {0};
-    hass_model *m = hass_model_synthetic(c, wt == HASS_DTYPE_BF16 ? HASS_DTYPE_BF16 : HASS_DTYPE_F32,
-                                         seed, &err);
+    hass_model *m = hass_model_synthetic(
+        c, wt == HASS_DTYPE_BF16 ? HASS_DTYPE_BF16 : HASS_DTYPE_F32, seed, &err);
     HASS_ASSERT(m);
     HASS_ASSERT(hass_model_export_hf(m, dir, wt, 0, &err) == HASS_OK);
     hass_model_free(m);
@@ -275,9 +313,11 @@ static void check_metadata(const char *path, int n_tok) {
         CHECK_MSG(0, "%s", err.msg);
         return;
     }
-    static const char *const str_keys[][2] = {
-        {"general.architecture", "llama"}, {"general.type", "model"},  {"general.name", "tiny"},
-        {"tokenizer.ggml.model", "gpt2"},  {"tokenizer.ggml.pre", "llama-bpe"}};
+    static const char *const str_keys[][2] = {{"general.architecture", "llama"},
+                                              {"general.type", "model"},
+                                              {"general.name", "tiny"},
+                                              {"tokenizer.ggml.model", "gpt2"},
+                                              {"tokenizer.ggml.pre", "llama-bpe"}};
     for (size_t i = 0; i < sizeof str_keys / sizeof str_keys[0]; i++) {
         const char *v = hass_gguf_get_str(&g, str_keys[i][0]);
         CHECK_MSG(v && !strcmp(v, str_keys[i][1]), "%s = %s", str_keys[i][0], v ? v : "(none)");
@@ -318,23 +358,22 @@ static void check_metadata(const char *path, int n_tok) {
     CHECK(toks && toks->arr_n == (uint64_t)n_tok + 3 && ty && ty->arr_type == HASS_GGUF_I32 &&
           ty->arr_n == toks->arr_n);
     if (toks && ty && toks->arr_n == (uint64_t)n_tok + 3 && ty->arr_n == toks->arr_n) {
-        const int32_t *types = (const int32_t *)ty->arr_data;
-        CHECK(!strcmp(toks->arr_strs[0], "\xc4\x80") && types[0] == 1); /* byte 0x00 */
-        CHECK(!strcmp(toks->arr_strs[n_tok - 1], "<|eot_id|>") && types[n_tok - 1] == 3);
+        CHECK(!strcmp(toks->arr_strs[0], "\xc4\x80") && arr_i32(ty, 0) == 1); /* byte 0x00 */
+        CHECK(!strcmp(toks->arr_strs[n_tok - 1], "<|eot_id|>") &&
+              arr_i32(ty, (size_t)n_tok - 1) == 3);
         char pad[32];
         snprintf(pad, sizeof pad, "[PAD%d]", n_tok + 2);
-        CHECK(!strcmp(toks->arr_strs[n_tok + 2], pad) && types[n_tok + 2] == 5);
+        CHECK(!strcmp(toks->arr_strs[n_tok + 2], pad) && arr_i32(ty, (size_t)n_tok + 2) == 5);
     }
     CHECK(mg && mg->arr_type == HASS_GGUF_STRING && mg->arr_n == N_MERGES);
     for (int i = 0; mg && mg->arr_n == N_MERGES && i < N_MERGES; i++)
         CHECK(!strcmp(mg->arr_strs[i], merges[i]));
     /* llama.cpp's tensor names; untied output; q/k permuted (checked through the logits) */
-    static const char *const names[] = {"token_embd.weight",        "output.weight",
-                                        "output_norm.weight",       "blk.1.attn_q.weight",
-                                        "blk.1.attn_k.weight",      "blk.1.attn_v.weight",
-                                        "blk.1.attn_output.weight", "blk.1.attn_norm.weight",
-                                        "blk.1.ffn_norm.weight",    "blk.1.ffn_gate.weight",
-                                        "blk.1.ffn_up.weight",      "blk.1.ffn_down.weight"};
+    static const char *const names[] = {
+        "token_embd.weight",        "output.weight",          "output_norm.weight",
+        "blk.1.attn_q.weight",      "blk.1.attn_k.weight",    "blk.1.attn_v.weight",
+        "blk.1.attn_output.weight", "blk.1.attn_norm.weight", "blk.1.ffn_norm.weight",
+        "blk.1.ffn_gate.weight",    "blk.1.ffn_up.weight",    "blk.1.ffn_down.weight"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         CHECK_MSG(hass_gguf_find_tensor(&g, names[i]) != NULL, "tensor %s", names[i]);
     CHECK_EQ_INT(g.n_tensors, 3 + 2 * 9);
@@ -487,9 +526,8 @@ static void test_stories(void) {
             const hass_gguf_kv *sc = hass_gguf_find(&g, "tokenizer.ggml.scores");
             CHECK(ty && ty->arr_n == 512 && sc && sc->arr_n == 512);
             if (ty && ty->arr_n == 512) { /* <unk> UNKNOWN, <s> </s> CONTROL, <0x00> BYTE */
-                const int32_t *v = (const int32_t *)ty->arr_data;
-                CHECK(v[0] == 2 && v[1] == 3 && v[2] == 3 && v[3] == 6 && v[258] == 6 &&
-                      v[300] == 1);
+                CHECK(arr_i32(ty, 0) == 2 && arr_i32(ty, 1) == 3 && arr_i32(ty, 2) == 3 &&
+                      arr_i32(ty, 3) == 6 && arr_i32(ty, 258) == 6 && arr_i32(ty, 300) == 1);
             }
             hass_gguf_close(&g);
         }

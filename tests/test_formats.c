@@ -890,7 +890,6 @@ static void test_safetensors_roundtrip(void) {
         free(store[i]);
 }
 
-
 /* ---------------- GGUF writer ---------------- */
 
 /* every scalar type at its extremes, strings with NUL and UTF-8, arrays of every element type */
@@ -910,10 +909,10 @@ static void add_all_types(hass_gguf_kvs *l, hass_err *err) {
         hass_gguf_type t;
         const void *p;
         uint64_t n;
-    } arrs[] = {{HASS_GGUF_U8, u8s, 3},  {HASS_GGUF_I8, i8s, 3},   {HASS_GGUF_U16, u16s, 2},
-                {HASS_GGUF_I16, i16s, 2}, {HASS_GGUF_U32, u32s, 3}, {HASS_GGUF_I32, i32s, 3},
+    } arrs[] = {{HASS_GGUF_U8, u8s, 3},   {HASS_GGUF_I8, i8s, 3},     {HASS_GGUF_U16, u16s, 2},
+                {HASS_GGUF_I16, i16s, 2}, {HASS_GGUF_U32, u32s, 3},   {HASS_GGUF_I32, i32s, 3},
                 {HASS_GGUF_F32, f32s, 4}, {HASS_GGUF_BOOL, bools, 3}, {HASS_GGUF_U64, u64s, 2},
-                {HASS_GGUF_I64, i64s, 2}, {HASS_GGUF_F64, f64s, 2},  {HASS_GGUF_U32, u32s, 0}};
+                {HASS_GGUF_I64, i64s, 2}, {HASS_GGUF_F64, f64s, 2},   {HASS_GGUF_U32, u32s, 0}};
     hass_gguf_kv s[] = {
         {.key = "t.u8", .type = HASS_GGUF_U8, .v.u = 255},
         {.key = "t.i8", .type = HASS_GGUF_I8, .v.i = -128},
@@ -953,11 +952,12 @@ static int kv_equal(const hass_gguf_kv *a, const hass_gguf_kv *b) {
     if (a->arr_type != b->arr_type || a->arr_n != b->arr_n)
         return 0;
     for (uint64_t i = 0; a->arr_type == HASS_GGUF_STRING && i < a->arr_n; i++)
-        if (a->arr_lens[i] != b->arr_lens[i] || memcmp(a->arr_strs[i], b->arr_strs[i], a->arr_lens[i]))
+        if (a->arr_lens[i] != b->arr_lens[i] ||
+            memcmp(a->arr_strs[i], b->arr_strs[i], a->arr_lens[i]))
             return 0;
     static const size_t es[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-    return a->arr_type == HASS_GGUF_STRING ||
-           !a->arr_n || !memcmp(a->arr_data, b->arr_data, (size_t)a->arr_n * es[a->arr_type]);
+    return a->arr_type == HASS_GGUF_STRING || !a->arr_n ||
+           !memcmp(a->arr_data, b->arr_data, (size_t)a->arr_n * es[a->arr_type]);
 }
 
 typedef struct {
@@ -1069,8 +1069,8 @@ static void test_gguf_write_roundtrip(void) {
             CHECK(hass_gguf_kvs_u32(&l, "general.alignment", 64, &err) == HASS_OK);
         add_all_types(&l, &err);
         fill_ctx fc = {w.t, -1, 0};
-        hass_status rc = hass_gguf_write(path, l.kv, l.n, w.t, 5, pass == 2 ? fill_copy : NULL,
-                                         &fc, &err);
+        hass_status rc =
+            hass_gguf_write(path, l.kv, l.n, w.t, 5, pass == 2 ? fill_copy : NULL, &fc, &err);
         CHECK_MSG(rc == HASS_OK, "write: %s", err.msg);
         if (pass == 2)
             CHECK_EQ_INT(fc.calls, 5);
@@ -1126,12 +1126,21 @@ static void test_gguf_write_hostile(void) {
         {.key = long_key, .type = HASS_GGUF_U8},
         {.key = "x.nested", .type = HASS_GGUF_ARRAY, .arr_type = HASS_GGUF_ARRAY, .arr_n = 1},
         {.key = "x.arrtype", .type = HASS_GGUF_ARRAY, .arr_type = (hass_gguf_type)99, .arr_n = 1},
-        {.key = "x.huge", .type = HASS_GGUF_ARRAY, .arr_type = HASS_GGUF_U8,
-         .arr_n = (1ull << 32) + 1, .arr_data = bad_bool},
-        {.key = "x.nodata", .type = HASS_GGUF_ARRAY, .arr_type = HASS_GGUF_U32, .arr_n = 3},
-        {.key = "x.bools", .type = HASS_GGUF_ARRAY, .arr_type = HASS_GGUF_BOOL, .arr_n = 2,
+        {.key = "x.huge",
+         .type = HASS_GGUF_ARRAY,
+         .arr_type = HASS_GGUF_U8,
+         .arr_n = (1ull << 32) + 1,
          .arr_data = bad_bool},
-        {.key = "x.nullstr", .type = HASS_GGUF_ARRAY, .arr_type = HASS_GGUF_STRING, .arr_n = 2,
+        {.key = "x.nodata", .type = HASS_GGUF_ARRAY, .arr_type = HASS_GGUF_U32, .arr_n = 3},
+        {.key = "x.bools",
+         .type = HASS_GGUF_ARRAY,
+         .arr_type = HASS_GGUF_BOOL,
+         .arr_n = 2,
+         .arr_data = bad_bool},
+        {.key = "x.nullstr",
+         .type = HASS_GGUF_ARRAY,
+         .arr_type = HASS_GGUF_STRING,
+         .arr_n = 2,
          .arr_strs = strs},
         {.key = "x.bigstr", .type = HASS_GGUF_STRING, .str = "x", .str_len = (1u << 30) + 1},
         {.key = "x.strnull", .type = HASS_GGUF_STRING, .str = NULL, .str_len = 4},

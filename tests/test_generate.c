@@ -2,7 +2,8 @@
  * test_generate.c — model outputs against the reference implementation: greedy generations of
  * stories260K (llama2.c run.c, ../shared/models/stories260K_golden.txt) token for token and
  * byte for byte, from the llama2.c checkpoint, from llama.cpp's GGUF conversion and from our
- * own (hass export --gguf), with 1 and 2 threads; and the CLI contract of `hass generate` (exit codes, --json fields).
+ * own (hass export --gguf), with 1 and 2 threads; and the CLI contract of `hass generate` (exit
+ * codes, --json fields).
  */
 #include "check.h"
 #include "decode/decode.h"

@@ -857,7 +857,6 @@ static void test_json_mem(void) {
     free(text);
 }
 
-
 /* ---------------- export as GGUF metadata ---------------- */
 
 /* t -> hass_tokenizer_gguf_kvs -> a GGUF file -> hass_tokenizer_load_gguf */

@@ -39,8 +39,8 @@ typedef struct {
 /* Returns 0, or the exit code after a usage message. */
 static int parse(int argc, char **argv, int convert, export_opts *o) {
     const char *usage = convert ? usage_convert : usage_export;
-    static const char *const flags[] = {"-m", "-z", "--gguf", "--hf", "-o", "--dtype", "--name",
-                                        "--shard-mb"};
+    static const char *const flags[] = {"-m", "-z",      "--gguf", "--hf",
+                                        "-o", "--dtype", "--name", "--shard-mb"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {

@@ -591,10 +591,10 @@ const hass_tensor *hass_gguf_find_tensor(const hass_gguf *g, const char *name) {
 
 /* ================= writer ================= */
 
-#define GGUF_MAX_KEY 65535                  /* the GGUF spec's key limit */
-#define GGUF_MAX_STR (1u << 30)             /* one string (our limit) */
-#define GGUF_MAX_ARRAY ((uint64_t)1 << 32)  /* elements of one array (our limit) */
-#define GGML_MAX_NAME 64                    /* llama.cpp: tensor names < 64 bytes */
+#define GGUF_MAX_KEY 65535                 /* the GGUF spec's key limit */
+#define GGUF_MAX_STR (1u << 30)            /* one string (our limit) */
+#define GGUF_MAX_ARRAY ((uint64_t)1 << 32) /* elements of one array (our limit) */
+#define GGML_MAX_NAME 64                   /* llama.cpp: tensor names < 64 bytes */
 
 static const char *type_name(uint32_t t) {
     static const char *names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
@@ -911,8 +911,8 @@ static hass_status check_tensor(const hass_tensor *t, size_t *nbytes, hass_err *
     uint32_t gt;
     if (!dtype_to_ggml(t->dtype, &gt))
         return hass_err_set(err, HASS_STATUS_UNSUPPORTED,
-                            "tensor %s: dtype %s cannot be written (F32, F16, BF16, Q8_0)",
-                            t->name, hass_dtype_name(t->dtype));
+                            "tensor %s: dtype %s cannot be written (F32, F16, BF16, Q8_0)", t->name,
+                            hass_dtype_name(t->dtype));
     if (t->ndim < 1 || t->ndim > HASS_MAX_DIMS)
         return hass_err_set(err, HASS_STATUS_ARG, "tensor %s: %d dims (need 1..%d)", t->name,
                             t->ndim, HASS_MAX_DIMS);

@@ -30,13 +30,13 @@ static int model_tensors(const hass_model *m, mtensor *out) {
     const hass_model_config *c = &m->cfg;
     int64_t d = c->d, qd = c->H * c->Dh, kvd = c->Hkv * c->Dh;
     int n = 0;
-    out[n++] = (mtensor){"model.embed_tokens.weight", "token_embd.weight", m->embed, m->embed_t,
-                         c->V, d, 0};
+    out[n++] = (mtensor){
+        "model.embed_tokens.weight", "token_embd.weight", m->embed, m->embed_t, c->V, d, 0};
     if (m->lm_head != m->embed)
-        out[n++] = (mtensor){"lm_head.weight", "output.weight", m->lm_head, m->lm_head_t, c->V, d,
-                             0};
-    out[n++] =
-        (mtensor){"model.norm.weight", "output_norm.weight", m->final_norm, HASS_DTYPE_F32, d, 1, 0};
+        out[n++] =
+            (mtensor){"lm_head.weight", "output.weight", m->lm_head, m->lm_head_t, c->V, d, 0};
+    out[n++] = (mtensor){
+        "model.norm.weight", "output_norm.weight", m->final_norm, HASS_DTYPE_F32, d, 1, 0};
     for (int64_t l = 0; l < c->n_layers; l++) {
         const hass_layer *y = &m->layers[l];
         const struct {
@@ -48,7 +48,9 @@ static int model_tensors(const hass_model *m, mtensor *out) {
             {"self_attn.k_proj", "attn_k", {"", "", y->wk, y->tk, kvd, d, 1}},
             {"self_attn.v_proj", "attn_v", {"", "", y->wv, y->tv, kvd, d, 0}},
             {"self_attn.o_proj", "attn_output", {"", "", y->wo, y->to, d, qd, 0}},
-            {"post_attention_layernorm", "ffn_norm", {"", "", y->ffn_norm, HASS_DTYPE_F32, d, 1, 0}},
+            {"post_attention_layernorm",
+             "ffn_norm",
+             {"", "", y->ffn_norm, HASS_DTYPE_F32, d, 1, 0}},
             {"mlp.gate_proj", "ffn_gate", {"", "", y->wg, y->tg, c->ffn, d, 0}},
             {"mlp.up_proj", "ffn_up", {"", "", y->wu, y->tu, c->ffn, d, 0}},
             {"mlp.down_proj", "ffn_down", {"", "", y->wd, y->td, d, c->ffn, 0}},
@@ -93,7 +95,8 @@ static void convert_rows(uint8_t *dst, const mtensor *e, hass_dtype out, int per
             if (out == HASS_DTYPE_F32)
                 memcpy(o + 4 * k, &row[k], 4);
             else {
-                uint16_t h = out == HASS_DTYPE_BF16 ? hass_f32_to_bf16(row[k]) : hass_f32_to_f16(row[k]);
+                uint16_t h =
+                    out == HASS_DTYPE_BF16 ? hass_f32_to_bf16(row[k]) : hass_f32_to_f16(row[k]);
                 memcpy(o + 2 * k, &h, 2);
             }
         }
@@ -271,7 +274,7 @@ static int rope_divisors(const hass_model *m, float *div) {
                    hi = (double)c->rope_orig_ctx / c->rope_high_freq_factor;
             double sm = ((double)c->rope_orig_ctx / wl - c->rope_low_freq_factor) /
                         (c->rope_high_freq_factor - c->rope_low_freq_factor);
-            d0 = wl < hi ? 1.0f
+            d0 = wl < hi   ? 1.0f
                  : wl > lo ? c->rope_factor
                            : (float)(1 / ((1 - sm) / c->rope_factor + sm));
         }
@@ -293,7 +296,8 @@ static void size_label(char *out, size_t cap, double n) {
     double s = n * (n > 1e12 ? 1e-12 : n > 1e9 ? 1e-9 : n > 1e6 ? 1e-6 : 1e-3);
     char digits[32];
     snprintf(digits, sizeof digits, "%.0f", nearbyint(s));
-    int fix = 2 - (int)strlen(digits + strspn(digits, "0")); /* Python: len(str(round(s)).lstrip('0')) */
+    int fix =
+        2 - (int)strlen(digits + strspn(digits, "0")); /* Python: len(str(round(s)).lstrip('0')) */
     snprintf(out, cap, "%.*f%s", fix > 0 ? fix : 0, s, sfx);
 }
 

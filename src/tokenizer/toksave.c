@@ -52,8 +52,7 @@ static int cmp_rank(const void *x, const void *y) {
 }
 
 /* the merge table in rank order (caller frees *out) */
-static hass_status merges_by_rank(const hass_tokenizer *t, merge **out, int64_t *n,
-                                  hass_err *err) {
+static hass_status merges_by_rank(const hass_tokenizer *t, merge **out, int64_t *n, hass_err *err) {
     *n = 0;
     *out = malloc((size_t)(t->n_merges ? t->n_merges : 1) * sizeof **out);
     if (!*out)
@@ -78,7 +77,8 @@ static hass_status put_merges(const hass_tokenizer *t, hass_gguf_kvs *out, hass_
         st = hass_err_set(err, HASS_STATUS_OOM, "tokenizer: out of memory");
     for (int64_t i = 0; i < n && !st; i++) {
         size_t la, lb;
-        const char *a = hass_tokenizer_piece(t, mg[i].a, &la), *b = hass_tokenizer_piece(t, mg[i].b, &lb);
+        const char *a = hass_tokenizer_piece(t, mg[i].a, &la),
+                   *b = hass_tokenizer_piece(t, mg[i].b, &lb);
         if (memchr(a, ' ', la) || memchr(b, ' ', lb) || !la || !lb) {
             st = hass_err_set(err, HASS_STATUS_UNSUPPORTED,
                               "tokenizer: merge %lld (%.20s + %.20s) has a space or empty part",
@@ -235,8 +235,8 @@ hass_status hass_tokenizer_gguf_kvs(const hass_tokenizer *t, int32_t n_vocab, ha
     if (!st)
         st = hass_gguf_kvs_str(out, "tokenizer.ggml.pre", pre, err);
     if (!st)
-        st = hass_gguf_kvs_strings(out, "tokenizer.ggml.tokens", strs, lens, (uint64_t)n_vocab,
-                                   err);
+        st =
+            hass_gguf_kvs_strings(out, "tokenizer.ggml.tokens", strs, lens, (uint64_t)n_vocab, err);
     if (!st && spm)
         st = hass_gguf_kvs_array(out, "tokenizer.ggml.scores", HASS_GGUF_F32, scores,
                                  (uint64_t)n_vocab, err);
