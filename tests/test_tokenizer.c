@@ -918,25 +918,20 @@ static void test_gguf_export(void) {
     } else {
         CHECK_SKIP("llama3 tokenizer files");
     }
-    if (v2 && j2) { /* SentencePiece from tokenizer.json: scores made from the merge ranks */
-        hass_tokenizer *tj = hass_tokenizer_load_json(j2, &err);
-        hass_tokenizer *t = tj ? via_gguf(tj, 32000, "llama2json") : NULL;
+    /* SentencePiece: from tokenizer.json (scores made from the merge ranks), tokenizer.bin */
+    hass_tokenizer *spm[2] = {v2 && j2 ? hass_tokenizer_load_json(j2, &err) : NULL,
+                              v2 && b2 ? hass_tokenizer_load_bin(b2, 32000, &err) : NULL};
+    static const char *const name[2] = {"llama2 json -> gguf", "llama2 tokenizer.bin -> gguf"};
+    for (int k = 0; k < 2; k++) {
+        hass_tokenizer *t = spm[k] ? via_gguf(spm[k], 32000, k ? "llama2bin" : "llama2json") : NULL;
         if (t) {
-            vec_ctx c = {"llama2 json -> gguf", t, 1, 1};
+            vec_ctx c = {name[k], t, 1, 1};
             run_vectors(v2, &c);
+        } else if (!spm[k]) {
+            CHECK_SKIP(name[k]);
         }
         hass_tokenizer_free(t);
-        hass_tokenizer_free(tj);
-    }
-    if (v2 && b2) { /* SentencePiece from tokenizer.bin: its scores */
-        hass_tokenizer *tb = hass_tokenizer_load_bin(b2, 32000, &err);
-        hass_tokenizer *t = tb ? via_gguf(tb, 32000, "llama2bin") : NULL;
-        if (t) {
-            vec_ctx c = {"llama2 tokenizer.bin -> gguf", t, 1, 1};
-            run_vectors(v2, &c);
-        }
-        hass_tokenizer_free(t);
-        hass_tokenizer_free(tb);
+        hass_tokenizer_free(spm[k]);
     }
 }
 
