@@ -859,16 +859,22 @@ static void test_json_mem(void) {
 
 /* ---------------- export as GGUF metadata ---------------- */
 
-/* t -> hass_tokenizer_gguf_kvs -> a GGUF file -> hass_tokenizer_load_gguf */
-static hass_tokenizer *via_gguf(const hass_tokenizer *t, int32_t n_vocab, const char *name) {
+/* t -> hass_tokenizer_gguf_kvs -> a GGUF file -> hass_tokenizer_load_gguf; pre: NULL, or a
+ * tokenizer.ggml.pre to write instead of the one the export chose */
+static hass_tokenizer *via_gguf(const hass_tokenizer *t, int32_t n_vocab, const char *name,
+                                const char *pre) {
     hass_err err = {0};
-    hass_gguf_kvs l = {0};
+    hass_gguf_kvs l = {0}, w = {0};
     char path[256];
     snprintf(path, sizeof path, "/tmp/hass_tok_%s_%ld.gguf", name, (long)getpid());
     hass_tokenizer *r = NULL;
     hass_gguf g;
-    if (hass_tokenizer_gguf_kvs(t, n_vocab, &l, &err) == HASS_OK &&
-        hass_gguf_write(path, l.kv, l.n, NULL, 0, NULL, NULL, &err) == HASS_OK &&
+    hass_status st = hass_tokenizer_gguf_kvs(t, n_vocab, &l, &err);
+    for (int64_t i = 0; i < l.n && !st; i++)
+        st = pre && !strcmp(l.kv[i].key, "tokenizer.ggml.pre")
+                 ? hass_gguf_kvs_str(&w, l.kv[i].key, pre, &err)
+                 : hass_gguf_kvs_add(&w, &l.kv[i], &err);
+    if (!st && hass_gguf_write(path, w.kv, w.n, NULL, 0, NULL, NULL, &err) == HASS_OK &&
         hass_gguf_open(&g, path, &err) == HASS_OK) {
         r = hass_tokenizer_load_gguf(&g, &err);
         hass_gguf_close(&g);
@@ -876,6 +882,7 @@ static hass_tokenizer *via_gguf(const hass_tokenizer *t, int32_t n_vocab, const 
     CHECK_MSG(r != NULL, "%s via GGUF: %s", name, err.msg);
     unlink(path);
     hass_gguf_kvs_free(&l);
+    hass_gguf_kvs_free(&w);
     return r;
 }
 
@@ -887,7 +894,7 @@ static void test_gguf_export(void) {
     hass_err err = {0};
     hass_tokenizer *t3 = v3 ? get_llama3(&err) : NULL;
     if (t3) { /* byte-level BPE: gpt2 / llama-bpe, merges, CONTROL specials, chat template */
-        hass_tokenizer *t = via_gguf(t3, 128256, "llama3");
+        hass_tokenizer *t = via_gguf(t3, 128256, "llama3", NULL);
         if (t) {
             vec_ctx c = {"llama3 json -> gguf", t, 1, 0};
             run_vectors(v3, &c);
@@ -903,7 +910,7 @@ static void test_gguf_export(void) {
         }
         hass_tokenizer_free(t);
         /* padded to a larger model vocabulary: the extra ids are unused "[PAD<id>]" */
-        t = via_gguf(t3, 128300, "llama3pad");
+        t = via_gguf(t3, 128300, "llama3pad", NULL);
         if (t) {
             CHECK_EQ_INT(hass_tokenizer_vocab_size(t), 128300);
             size_t n;
@@ -915,6 +922,13 @@ static void test_gguf_export(void) {
             free(ids);
         }
         hass_tokenizer_free(t);
+        /* a pre-tokenizer we only approximate when reading is not written back */
+        t = via_gguf(t3, 128256, "llama3qwen", "qwen2");
+        hass_gguf_kvs l = {0};
+        CHECK(t && hass_tokenizer_gguf_kvs(t, 128256, &l, &err) == HASS_STATUS_UNSUPPORTED);
+        CHECK(strstr(err.msg, "approximate") != NULL);
+        hass_gguf_kvs_free(&l);
+        hass_tokenizer_free(t);
     } else {
         CHECK_SKIP("llama3 tokenizer files");
     }
@@ -923,7 +937,8 @@ static void test_gguf_export(void) {
                               v2 && b2 ? hass_tokenizer_load_bin(b2, 32000, &err) : NULL};
     static const char *const name[2] = {"llama2 json -> gguf", "llama2 tokenizer.bin -> gguf"};
     for (int k = 0; k < 2; k++) {
-        hass_tokenizer *t = spm[k] ? via_gguf(spm[k], 32000, k ? "llama2bin" : "llama2json") : NULL;
+        hass_tokenizer *t =
+            spm[k] ? via_gguf(spm[k], 32000, k ? "llama2bin" : "llama2json", NULL) : NULL;
         if (t) {
             vec_ctx c = {name[k], t, 1, 1};
             run_vectors(v2, &c);
