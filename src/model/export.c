@@ -1,8 +1,9 @@
 /*
  * export.c — writes any loaded model as a Hugging Face directory (config.json +
- * model.safetensors, or shards + model.safetensors.index.json). Checkpoints whose q/k rows are
- * laid out for interleaved RoPE (llama2.c, GGUF) are permuted to Hugging Face's rotate-half
- * layout, so the written model computes the same function.
+ * model.safetensors, or shards + model.safetensors.index.json) or as a GGUF file laid out as
+ * llama.cpp's convert_hf_to_gguf.py writes a LLaMA (docs/gguf.md). q/k rows are permuted between
+ * the interleaved RoPE layout (llama2.c, GGUF) and Hugging Face's rotate-half layout as the
+ * target format needs, so the written model computes the same function.
  */
 #include "model/model.h"
 
@@ -113,11 +114,6 @@ static void tensor_desc(hass_tensor *t, const char *name, const mtensor *e, hass
     t->nbytes = hass_dtype_bytes(dt, (size_t)(e->r * e->c));
 }
 
-typedef struct {
-    hass_tensor *t;
-    int n;
-} tlist;
-
 static hass_status write_config(const hass_model *m, const char *dir, hass_dtype dt,
                                 hass_err *err) {
     const hass_model_config *c = &m->cfg;
@@ -193,43 +189,42 @@ hass_status hass_model_export_hf(const hass_model *m, const char *dir, hass_dtyp
         convert_rows(bufs[i], &e[i], T[i].dtype, perm, c->Dh, row);
         T[i].data = bufs[i];
     }
-    tlist L = {T, n};
     if (!st)
         st = write_config(m, dir, dt, err);
     char path[1024];
     size_t total = 0;
-    for (int i = 0; i < L.n; i++)
-        total += L.t[i].nbytes;
+    for (int i = 0; i < n; i++)
+        total += T[i].nbytes;
     if (!st && (shard_bytes == 0 || total <= shard_bytes)) {
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        st = hass_safetensors_write(path, L.t, L.n, "{\"format\":\"pt\"}", err);
+        st = hass_safetensors_write(path, T, n, "{\"format\":\"pt\"}", err);
     } else if (!st) {
         /* shards of at most shard_bytes (at least one tensor each) + the index */
         cJSON *idx = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(idx, "metadata");
         cJSON_AddNumberToObject(meta, "total_size", (double)total);
         cJSON *wm = cJSON_AddObjectToObject(idx, "weight_map");
         int n_sh = 0, first = 0;
-        while (first < L.n && !st) {
+        while (first < n && !st) {
             int last = first;
-            size_t sz = L.t[first].nbytes;
-            while (last + 1 < L.n && sz + L.t[last + 1].nbytes <= shard_bytes)
-                sz += L.t[++last].nbytes;
+            size_t sz = T[first].nbytes;
+            while (last + 1 < n && sz + T[last + 1].nbytes <= shard_bytes)
+                sz += T[++last].nbytes;
             n_sh++;
             first = last + 1;
         }
         first = 0;
         for (int s = 1; s <= n_sh && !st; s++) {
             int last = first;
-            size_t sz = L.t[first].nbytes;
-            while (last + 1 < L.n && sz + L.t[last + 1].nbytes <= shard_bytes)
-                sz += L.t[++last].nbytes;
+            size_t sz = T[first].nbytes;
+            while (last + 1 < n && sz + T[last + 1].nbytes <= shard_bytes)
+                sz += T[++last].nbytes;
             char fname[128];
             snprintf(fname, sizeof fname, "model-%05d-of-%05d.safetensors", s, n_sh);
             snprintf(path, sizeof path, "%s/%s", dir, fname);
-            st = hass_safetensors_write(path, L.t + first, last - first + 1, "{\"format\":\"pt\"}",
+            st = hass_safetensors_write(path, T + first, last - first + 1, "{\"format\":\"pt\"}",
                                         err);
             for (int i = first; i <= last; i++)
-                cJSON_AddStringToObject(wm, L.t[i].name, fname);
+                cJSON_AddStringToObject(wm, T[i].name, fname);
             first = last + 1;
         }
         char *txt = cJSON_Print(idx);
@@ -240,7 +235,7 @@ hass_status hass_model_export_hf(const hass_model *m, const char *dir, hass_dtyp
                      : hass_err_set(err, HASS_STATUS_OOM, "out of memory");
         free(txt);
     }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; bufs && i < n; i++)
         free(bufs[i]);
     free(bufs);
     free(T);
@@ -256,12 +251,10 @@ hass_status hass_model_export_hf(const hass_model *m, const char *dir, hass_dtyp
  * factor; whatever the source (llama3 config, a GGUF's own rope_freqs or linear scaling), each
  * divisor is then nudged by a few ulps until base / div reproduces m's frequency exactly, as
  * our GGUF loader computes it. */
-static int rope_divisors(const hass_model *m, float *div) {
+static int rope_divisors(const hass_model *m, float *div, float *base) {
     hass_model_config c0 = m->cfg;
     c0.rope_factor = 0;
     int64_t half = m->cfg.Dh / 2;
-    float *base = malloc((size_t)half * sizeof *base);
-    HASS_ASSERT(base);
     hass_model_rope_freqs(&c0, base);
     int scaled = 0;
     for (int64_t i = 0; i < half; i++)
@@ -286,7 +279,6 @@ static int rope_divisors(const hass_model *m, float *div) {
             div[i] = base[i] / up == m->inv_freq[i] ? up : dn;
         }
     }
-    free(base);
     return scaled;
 }
 
@@ -384,7 +376,7 @@ hass_status hass_model_export_gguf(const hass_model *m, const char *path,
     int n_max = 4 + 9 * (int)c->n_layers;
     mtensor *e = calloc((size_t)n_max, sizeof *e);
     hass_tensor *T = calloc((size_t)n_max, sizeof *T);
-    float *div = malloc((size_t)c->Dh / 2 * sizeof *div);
+    float *div = malloc((size_t)c->Dh * sizeof *div); /* divisors, then base frequencies */
     float *row = malloc((size_t)(c->d > c->ffn ? c->d : c->ffn) * sizeof *row);
     hass_gguf_kvs l = {0};
     hass_status st = HASS_OK;
@@ -393,7 +385,7 @@ hass_status hass_model_export_gguf(const hass_model *m, const char *path,
         goto done;
     }
     int n = 0;
-    if (rope_divisors(m, div)) /* first, as the converter generates it */
+    if (rope_divisors(m, div, div + c->Dh / 2)) /* first, as the converter generates it */
         e[n++] = (mtensor){"", "rope_freqs.weight", div, HASS_DTYPE_F32, c->Dh / 2, 1, 0};
     n += model_tensors(m, e + n);
     for (int i = 0; i < n; i++) {
