@@ -84,7 +84,8 @@ typedef struct {
     int64_t cap;       /* max positions */
     int64_t max_batch; /* max rows per forward call */
     int64_t n;         /* committed length */
-    float *k, *v;      /* (n_layers, cap, Hkv*Dh) */
+    float *k, *v;      /* (n_layers, cap, Hkv*Dh); k after RoPE, each head in the interleaved
+                        * pair order whatever cfg.rope_style (see hass_layer_forward) */
     /* scratch for one forward of up to max_batch rows */
     float *x, *xb, *q, *att, *hb, *hb2, *kbuf, *vbuf, *attn_scratch;
     uint64_t *mask;
@@ -115,7 +116,9 @@ void hass_kv_keep(hass_kv *kv, const int32_t *rows, int64_t n_keep);
 /* Forgets everything after position n (n <= kv->n). */
 void hass_kv_truncate(hass_kv *kv, int64_t n);
 
-/* One decoder layer over n rows (shared with the draft head, whose layer has no input norm):
+/* One decoder layer over n rows (shared with the draft head, whose layer has no input norm).
+ * After RoPE, q and k of a rotate-half model are reordered into the interleaved pair order, so
+ * a checkpoint and its GGUF conversion run the same attention arithmetic (bit-identical).
  * x (n, d) is updated in place. The rows are the last n of a window of n_win new rows after
  * n_past committed ones (n_win == n for the target): their K/V go to kcache/vcache rows
  * n_past+n_win-n .. n_past+n_win-1 (row stride Hkv*Dh); mask as in hass_attention_win. */
