@@ -950,6 +950,49 @@ static void test_gguf_export(void) {
     }
 }
 
+/* SentencePiece tokenizer.json variants GGUF cannot express are refused; a piece no merge
+ * makes is fine as long as no two symbols join into it (<unk> here) */
+static void test_gguf_export_spm_refusals(void) {
+    static const char *const cases[][2] = {
+        /* pre-tokenizer, extra vocab: expected outcome in the name */
+        {"{\"type\":\"Metaspace\",\"replacement\":\"\xe2\x96\x81\",\"prepend_scheme\":\"always\","
+         "\"split\":false}",
+         "ok"},
+        {"{\"type\":\"Metaspace\",\"replacement\":\"\xe2\x96\x81\",\"prepend_scheme\":\"first\","
+         "\"split\":false}",
+         "first"},
+        {"{\"type\":\"Metaspace\",\"replacement\":\"\xe2\x96\x81\",\"prepend_scheme\":\"always\","
+         "\"split\":true}",
+         "spans words"},
+    };
+    for (int k = 0; k < 4; k++) {
+        char json[1024];
+        /* "a\xe2\x96\x81" (a piece ending in U+2581) only where it matters: cases 2 and 3 */
+        int spans = k == 2, unmade = k == 3;
+        snprintf(json, sizeof json,
+                 "{\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"vocab\":{\"<unk>\":0,"
+                 "\"\xe2\x96\x81\":1,\"a\":2,\"b\":3,\"\xe2\x96\x81"
+                 "a\":4%s%s},\"merges\":[\"\xe2\x96\x81 a\"%s]},\"pre_tokenizer\":%s}",
+                 spans ? ",\"a\xe2\x96\x81\":5" : "", unmade ? ",\"ab\":5" : "",
+                 spans ? ",\"a \xe2\x96\x81\"" : "", cases[k < 3 ? k : 0][0]);
+        hass_err err = {0};
+        hass_tokenizer *t = hass_tokenizer_load_json_mem(json, strlen(json), &err);
+        CHECK_MSG(t != NULL, "case %d: %s", k, err.msg);
+        if (!t)
+            continue;
+        hass_gguf_kvs l = {0};
+        hass_status st = hass_tokenizer_gguf_kvs(t, 8, &l, &err);
+        const char *want = k == 3 ? "no merge" : cases[k][1];
+        if (k == 0)
+            CHECK_MSG(st == HASS_OK, "case 0: %s", err.msg);
+        else
+            CHECK_MSG(st == HASS_STATUS_UNSUPPORTED && strstr(err.msg, want), "case %d: %s", k,
+                      err.msg);
+        hass_gguf_kvs_free(&l);
+        hass_tokenizer_free(t);
+    }
+}
+
 int main(void) {
     check_init("test_tokenizer");
     test_json_mem();
@@ -961,6 +1004,7 @@ int main(void) {
     test_bad_files();
     test_random();
     test_gguf_export();
+    test_gguf_export_spm_refusals();
     rmdir(tmpdir);
     hass_tokenizer_free(llama3_tok);
     return check_exit();

@@ -63,8 +63,8 @@ hass_tokenizer *hass_tokenizer_load_gguf(const hass_gguf *g, hass_err *err);
  * tokenizer.chat_template. Our GGUF loader and llama.cpp then tokenize as t does.
  * HASS_STATUS_UNSUPPORTED (and nothing added) where GGUF cannot express t: another
  * pre-tokenizer regex, LLaMA-3's regex without ignore_merges, a dummy prefix on the first piece
- * only, Metaspace splitting that matters, pieces no merge makes; HASS_STATUS_SHAPE when t has
- * more than n_vocab tokens. On error out may hold some of the keys. */
+ * only, Metaspace splitting that matters, joinable pieces no merge makes; HASS_STATUS_SHAPE when t
+ * has more than n_vocab tokens. On error out may hold some of the keys. */
 hass_status hass_tokenizer_gguf_kvs(const hass_tokenizer *t, int32_t n_vocab, hass_gguf_kvs *out,
                                     hass_err *err);
 

@@ -103,17 +103,27 @@ static hass_status put_merges(const hass_tokenizer *t, hass_gguf_kvs *out, hass_
     return st;
 }
 
-static size_t utf8_chars(const char *s, size_t n) {
-    size_t c = 0;
-    for (size_t i = 0; i < n; i += (size_t)hass__utf8_len((uint8_t)s[i]))
-        c++;
-    return c;
+/* a symbol llama.cpp's SentencePiece merge can hold: one character, or a piece */
+static int symbol_ok(const hass_tokenizer *t, const char *s, size_t n) {
+    return (size_t)hass__utf8_len((uint8_t)s[0]) >= n || hass__tok_map_find(t, s, n) >= 0;
+}
+
+/* whether llama.cpp could build piece id by joining two adjacent symbols */
+static int joinable(const hass_tokenizer *t, int32_t id) {
+    const char *p = t->pool.p + t->poff[id];
+    size_t n = t->plen[id];
+    for (size_t i = (size_t)hass__utf8_len((uint8_t)p[0]); i < n;
+         i += (size_t)hass__utf8_len((uint8_t)p[i]))
+        if (symbol_ok(t, p, i) && symbol_ok(t, p + i, n - i))
+            return 1;
+    return 0;
 }
 
 /* SentencePiece scores. A tokenizer.json vocabulary has merge ranks instead: llama.cpp merges
  * the adjacent pair whose concatenation has the highest score, so the piece a merge produces
- * gets score -rank (of its first merge). That needs every multi-character normal piece to be
- * some merge's result, otherwise llama.cpp could build a piece the ranks never do. */
+ * gets score -rank (of its first merge). That needs every normal piece llama.cpp could build
+ * from two symbols to be some merge's result, otherwise llama.cpp could build a piece the ranks
+ * never do. */
 static hass_status spm_scores(const hass_tokenizer *t, float *sc, int32_t n_vocab, hass_err *err) {
     for (int32_t id = 0; id < n_vocab; id++)
         sc[id] = id < t->n_vocab && t->scores ? t->scores[id] : 0.0f;
@@ -136,8 +146,7 @@ static hass_status spm_scores(const hass_tokenizer *t, float *sc, int32_t n_voca
         made[mg[i].merged] = 1;
     }
     for (int32_t id = 0; id < t->n_vocab && !st; id++)
-        if (t->type[id] == TOKT_NORMAL && !made[id] &&
-            utf8_chars(t->pool.p + t->poff[id], t->plen[id]) > 1)
+        if (t->type[id] == TOKT_NORMAL && !made[id] && joinable(t, id))
             st = hass_err_set(err, HASS_STATUS_UNSUPPORTED,
                               "tokenizer: piece %d (%.30s) is no merge's result: SentencePiece "
                               "scores cannot express this vocabulary",
