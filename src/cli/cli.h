@@ -78,6 +78,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_datagen(int argc, char **argv);
+int cmd_pretrain(int argc, char **argv);
 int cmd_draft_init(int argc, char **argv);
 int cmd_draft_vocab(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

@@ -20,6 +20,7 @@ static const cli_command commands[] = {
     {"draft-vocab", cmd_draft_vocab, "restrict a draft to the most frequent tokens of its data"},
     {"generate", cmd_generate, "generate text (speculative with a draft head, -d)"},
     {"inspect", cmd_inspect, "print the header, metadata and tensor table of a model file"},
+    {"pretrain", cmd_pretrain, "train a LLaMA-family model from scratch on a JSONL corpus"},
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer and print the token ids"},
     {"train-draft", cmd_train_draft, "train an EAGLE / HASS draft head on datagen features"},
     {"version", cmd_version, "print the version and the CPU kernels in use"},
