@@ -55,8 +55,10 @@ endif
 # ISA-specific kernel files: compiled with their own flags, chosen at run time.
 ISA_AVX2   := -mavx2 -mfma -mf16c
 ISA_AVX512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16
+ISA_AMX    := $(ISA_AVX512) -mamx-tile -mamx-bf16
 ifeq ($(BUILD),avx512emu)
 ISA_AVX512 := $(ISA_AVX2)
+ISA_AMX    := $(ISA_AVX2)
 endif
 
 LIB_SRC  := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
@@ -80,6 +82,10 @@ $(O)/obj/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)
 	$(Q)$(CC) $(CFLAGS) $(ISA_AVX512) -c $< -o $@
+$(O)/obj/%_amx.o: %_amx.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS) $(ISA_AMX) -c $< -o $@
 $(O)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)

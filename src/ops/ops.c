@@ -38,6 +38,11 @@ static int detect_features(void) {
         unsigned a, b, c, d; /* AVX512_BF16: cpuid leaf 7, subleaf 1, EAX bit 5 */
         if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5)))
             f |= HASS_CPU_AVX512BF16;
+        /* AMX-TILE and AMX-BF16: cpuid leaf 7, subleaf 0, EDX bits 24 and 22 (the kernels that
+         * use them also need the OS's tile-data permission, asked for where they run) */
+        if ((f & HASS_CPU_AVX512BF16) && __get_cpuid_count(7, 0, &a, &b, &c, &d) &&
+            (d & (1u << 24)) && (d & (1u << 22)))
+            f |= HASS_CPU_AMX;
     }
 #endif
 #endif
@@ -48,6 +53,8 @@ static int detect_features(void) {
         f &= HASS_CPU_AVX2;
     else if (cap && strcmp(cap, "avx512") == 0)
         f &= HASS_CPU_AVX2 | HASS_CPU_AVX512;
+    else if (cap && strcmp(cap, "avx512bf16") == 0)
+        f &= HASS_CPU_AVX2 | HASS_CPU_AVX512 | HASS_CPU_AVX512BF16;
     return f;
 }
 

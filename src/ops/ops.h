@@ -15,7 +15,7 @@
 #include "core/tensor.h"
 
 /* ---- cpu features ---- */
-enum { HASS_CPU_AVX2 = 1, HASS_CPU_AVX512 = 2, HASS_CPU_AVX512BF16 = 4 };
+enum { HASS_CPU_AVX2 = 1, HASS_CPU_AVX512 = 2, HASS_CPU_AVX512BF16 = 4, HASS_CPU_AMX = 8 };
 /* The kernels in use (bitmask, cached): the best the CPU has, capped by HASS_CPU=scalar|avx2|avx512
  * (avx512 = without the AVX512_BF16 dot), narrowed by hass_cpu_force. */
 int hass_cpu_features(void);
