@@ -4,6 +4,7 @@
  * Ctrl-C / SIGTERM stop after the current step with a checkpoint.
  */
 #include "cli/cli.h"
+#include "train/gemm.h"
 #include "train/pretrain_run.h"
 
 #include <signal.h>
@@ -31,7 +32,9 @@ static const char *usage =
     "  --eval-every N (100)  --eval-windows N (32)  --ckpt-every N (50)  --log-every N (1)\n"
     "  --stop-at STEP     stop after this step with a checkpoint (0 = run to the end)\n"
     "  --time-limit SEC   stop with a checkpoint before this many seconds have passed\n"
-    "  --threads N        threads (number of CPUs)\n";
+    "  --threads N        threads (number of CPUs)\n"
+    "  --gemm K           matrix products: auto (measured), f32 (OpenBLAS), bf16-avx512, bf16-amx\n"
+    "                     (bf16: operands rounded to bf16, fp32 sums, fp32 master weights)\n";
 
 /* set by the handler; int is what sig_atomic_t is on the platforms we build for */
 static volatile int stop_int;
@@ -89,6 +92,23 @@ int cmd_pretrain(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
             return 0;
+        }
+        if (!strcmp(a, "--gemm")) {
+            const char *s = cli_need_value(argc, argv, &i);
+            if (!s)
+                return 2;
+            o.gemm = -2;
+            for (int k = 0; k < HASS_GEMM_COUNT; k++)
+                if (!strcmp(s, hass_gemm_name((hass_gemm_kind)k)))
+                    o.gemm = k;
+            if (!strcmp(s, "auto"))
+                o.gemm = -1;
+            if (o.gemm == -2)
+                return cli_fail(2, "--gemm: expected auto, f32, bf16-avx512 or bf16-amx, got '%s'",
+                                s);
+            if (o.gemm >= 0 && !hass_gemm_available((hass_gemm_kind)o.gemm))
+                return cli_fail(2, "--gemm %s: not available on this CPU", s);
+            continue;
         }
         if (!strcmp(a, "--tie")) {
             c->tie = 1;

@@ -5,6 +5,7 @@
  */
 #include "train/pretrain_run.h"
 #include "formats/formats.h"
+#include "train/gemm.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -34,6 +35,7 @@ hass_pretrain_opts hass_pretrain_opts_default(void) {
     o.lr = 1e-3f, o.min_lr = 1e-4f, o.warmup = 100;
     o.weight_decay = 0.1f, o.clip = 1.0f, o.seed = 1;
     o.eval_every = 100, o.eval_windows = 32, o.ckpt_every = 50, o.log_every = 1;
+    o.gemm = -1;
     return o;
 }
 
@@ -371,6 +373,7 @@ static hass_status save_state(const char *dir, const hass_lm_trainer *tr, int64_
     cJSON_AddStringToObject(md, "adam_t", b);
     snprintf(b, sizeof b, "%lld", (long long)tokens);
     cJSON_AddStringToObject(md, "tokens", b);
+    cJSON_AddStringToObject(md, "gemm", hass_gemm_name(hass_gemm_get_default()));
     cJSON_AddStringToObject(md, "config", config);
     char *js = cJSON_PrintUnformatted(md);
     cJSON_Delete(md);
@@ -421,6 +424,17 @@ static int load_state(const char *dir, hass_lm_trainer *tr, int64_t total, int64
                      cfg->valuestring);
         rc = -1;
     }
+    /* the run goes on with the products it was trained with when this machine has them */
+    const cJSON *gk = md ? cJSON_GetObjectItemCaseSensitive(md, "gemm") : NULL;
+    for (int k = 0; rc == 1 && cJSON_IsString(gk) && k < HASS_GEMM_COUNT; k++)
+        if (!strcmp(gk->valuestring, hass_gemm_name((hass_gemm_kind)k))) {
+            if (hass_gemm_available((hass_gemm_kind)k))
+                hass_gemm_set_default((hass_gemm_kind)k, hass_gemm_default_pool());
+            else
+                hass_log(HASS_LOG_WARN, "%s: trained with %s products, which this CPU lacks; "
+                                        "continuing with %s (not bit-identical)",
+                         path, gk->valuestring, hass_gemm_name(hass_gemm_get_default()));
+        }
     float *dst[3] = {tr->params, tr->adam_m, tr->adam_v};
     const char *names[3] = {"params", "adam_m", "adam_v"};
     for (int i = 0; rc == 1 && i < 3; i++) {
@@ -599,6 +613,14 @@ hass_status hass_pretrain_run(hass_pool *pool, const hass_pretrain_opts *o,
     char config[1024];
     config_string(config, sizeof config, o, &cfg, data_key);
 
+    hass_gemm_kind gk = o->gemm >= 0 && o->gemm < HASS_GEMM_COUNT &&
+                                hass_gemm_available((hass_gemm_kind)o->gemm)
+                            ? (hass_gemm_kind)o->gemm
+                            : hass_gemm_pick(pool);
+    hass_gemm_set_default(gk, pool);
+    rep->gemm = gk;
+    hass_log(HASS_LOG_INFO, "pretrain: matrix products in %s (%s kernels)", hass_gemm_name(gk),
+             hass_cpu_isa_name());
     if (!(tr = hass_lm_trainer_create(&cfg, o->batch, o->seed, pool, err))) {
         st = err->code;
         goto done;
@@ -708,6 +730,7 @@ hass_status hass_pretrain_run(hass_pool *pool, const hass_pretrain_opts *o,
     rep->step = step;
     rep->complete = step == o->steps;
 done:
+    hass_gemm_set_default(HASS_GEMM_F32, NULL);
     if (log)
         fclose(log);
     free(perm), free(batch), free(train.ids), free(valid.ids);

@@ -49,11 +49,14 @@ typedef struct {
     int64_t stop_at;      /* stop after this step (0 = never) */
     double time_limit;    /* stop (with a checkpoint) before this many seconds (0 = none) */
     volatile int *stop;   /* set asynchronously to stop after the current step (may be NULL) */
+    int gemm;             /* hass_gemm_kind of the products, or -1: measured (hass_gemm_pick) */
 } hass_pretrain_opts;
 
 /* d 512, 16 layers, 8 heads, 4 kv heads, ffn 1408, ctx 1024, theta 10000, eps 1e-5, untied;
  * batch 4, accum 2, lr 1e-3 -> 1e-4, warmup 100, wd 0.1, clip 1, seed 1, eval every 100 steps on
- * 32 windows, checkpoint every 50 steps, log every step. steps must be set. */
+ * 32 windows, checkpoint every 50 steps, log every step, GEMM kind measured. steps must be set.
+ * A run resumed with another GEMM kind (another machine) continues correctly but is then not
+ * bit-identical to an uninterrupted run. */
 hass_pretrain_opts hass_pretrain_opts_default(void);
 
 typedef struct {
@@ -64,6 +67,7 @@ typedef struct {
                                  NaN) */
     int64_t train_tokens, valid_tokens; /* stream sizes */
     double train_bytes_per_token;
+    int gemm; /* the kind used */
     int complete;
 } hass_pretrain_report;
 
