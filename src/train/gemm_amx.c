@@ -17,77 +17,12 @@
 #if defined(__AVX512BF16__) && defined(__AMX_TILE__) && defined(__AMX_BF16__) &&                 \
     !defined(HASS_AVX512_EMU) && !defined(HASS_NO_AVX512)
 
-#include <immintrin.h>
-#include <pthread.h>
+#include "ops/amx_tiles.h"
+
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-
-/* ---- AMX permission (Linux asks each process to request the tile-data state) ---- */
-static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
-static int amx_ok;
-static void amx_request(void) {
-#if defined(SYS_arch_prctl)
-    amx_ok = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
-#endif
-}
 int hass__gemm_amx_ready(void) {
-    pthread_once(&amx_once, amx_request);
-    return amx_ok;
-}
-
-/* ---- packing primitives ---- */
-
-/* 16 dwords: dword m = (bf16(lo[m]), bf16(hi[m])) for m < n (zeros beyond); lo/hi may be NULL
- * (a row past K: zeros). */
-static ALWAYS_INLINE __m512i pair_rows(const float *lo, const float *hi, __mmask16 mk) {
-    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24,
-                                         8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    __m512 a = lo ? _mm512_maskz_loadu_ps(mk, lo) : _mm512_setzero_ps();
-    __m512 b = hi ? _mm512_maskz_loadu_ps(mk, hi) : _mm512_setzero_ps();
-    __m512i v = (__m512i)_mm512_cvtne2ps_pbh(b, a); /* [bf16(a) | bf16(b)] */
-    return _mm512_permutexvar_epi16(idx, v);
-}
-
-/* 32 consecutive floats (the first n valid) -> 32 bf16 in order. */
-static ALWAYS_INLINE __m512i row32(const float *p, int64_t n) {
-    __mmask16 m0 = n >= 16 ? 0xFFFF : (n > 0 ? (__mmask16)((1u << n) - 1) : 0);
-    __mmask16 m1 = n >= 32 ? 0xFFFF : (n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0);
-    __m512 a = _mm512_maskz_loadu_ps(m0, p);
-    __m512 b = _mm512_maskz_loadu_ps(m1, p + 16);
-    return (__m512i)_mm512_cvtne2ps_pbh(b, a);
-}
-
-/* In-place transpose of a 16x16 matrix of dwords held in r[0..15]. */
-static ALWAYS_INLINE void transpose16(__m512i r[16]) {
-    __m512i t[16], u[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int g = 0; g < 4; g++) {
-        __m512i *q = t + 4 * g;
-        u[4 * g + 0] = _mm512_unpacklo_epi64(q[0], q[2]);
-        u[4 * g + 1] = _mm512_unpackhi_epi64(q[0], q[2]);
-        u[4 * g + 2] = _mm512_unpacklo_epi64(q[1], q[3]);
-        u[4 * g + 3] = _mm512_unpackhi_epi64(q[1], q[3]);
-    }
-    for (int c = 0; c < 4; c++) {
-        __m512i y0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44);
-        __m512i y1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE);
-        __m512i y2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
-        __m512i y3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
-        r[c] = _mm512_shuffle_i32x4(y0, y2, 0x88);
-        r[4 + c] = _mm512_shuffle_i32x4(y0, y2, 0xDD);
-        r[8 + c] = _mm512_shuffle_i32x4(y1, y3, 0x88);
-        r[12 + c] = _mm512_shuffle_i32x4(y1, y3, 0xDD);
-    }
-}
-
-static ALWAYS_INLINE __mmask16 mask16(int64_t n) {
-    return n >= 16 ? 0xFFFF : (n > 0 ? (__mmask16)((1u << n) - 1) : 0);
+    return hass__amx_ready();
 }
 
 /* One A tile: rows m0..m0+15, k0..k0+31 of op(A). */
@@ -95,17 +30,17 @@ static void pack_a_tile(const hass__gemm_job *j, int64_t m0, int64_t k0, uint16_
     __m512i r[16];
     if (!j->ta) { /* A (M, K): rows are contiguous in k */
         for (int i = 0; i < 16; i++)
-            r[i] = m0 + i < j->M ? row32(j->A + (m0 + i) * j->lda + k0, j->K - k0)
+            r[i] = m0 + i < j->M ? hass__row32(j->A + (m0 + i) * j->lda + k0, j->K - k0)
                                  : _mm512_setzero_si512();
     } else { /* A stored (K, M): pair rows k, k+1 across m, then transpose */
-        __mmask16 mk = mask16(j->M - m0);
+        __mmask16 mk = hass__mask16(j->M - m0);
         for (int p = 0; p < 16; p++) {
             int64_t k = k0 + 2 * p;
             const float *lo = k < j->K ? j->A + k * j->lda + m0 : NULL;
             const float *hi = k + 1 < j->K ? j->A + (k + 1) * j->lda + m0 : NULL;
-            r[p] = pair_rows(lo, hi, mk);
+            r[p] = hass__pair_rows(lo, hi, mk);
         }
-        transpose16(r);
+        hass__transpose16(r);
     }
     for (int i = 0; i < 16; i++)
         _mm512_storeu_si512(dst + i * 32, r[i]);
@@ -115,18 +50,18 @@ static void pack_a_tile(const hass__gemm_job *j, int64_t m0, int64_t k0, uint16_
 static void pack_b_tile(const hass__gemm_job *j, int64_t n0, int64_t k0, uint16_t *dst) {
     __m512i r[16];
     if (!j->tb) { /* B (K, N): pair rows k, k+1 across n */
-        __mmask16 mk = mask16(j->N - n0);
+        __mmask16 mk = hass__mask16(j->N - n0);
         for (int p = 0; p < 16; p++) {
             int64_t k = k0 + 2 * p;
             const float *lo = k < j->K ? j->B + k * j->ldb + n0 : NULL;
             const float *hi = k + 1 < j->K ? j->B + (k + 1) * j->ldb + n0 : NULL;
-            r[p] = pair_rows(lo, hi, mk);
+            r[p] = hass__pair_rows(lo, hi, mk);
         }
     } else { /* B stored (N, K): each column's k run is contiguous; transpose the pairs */
         for (int n = 0; n < 16; n++)
-            r[n] = n0 + n < j->N ? row32(j->B + (n0 + n) * j->ldb + k0, j->K - k0)
+            r[n] = n0 + n < j->N ? hass__row32(j->B + (n0 + n) * j->ldb + k0, j->K - k0)
                                  : _mm512_setzero_si512();
-        transpose16(r);
+        hass__transpose16(r);
     }
     for (int i = 0; i < 16; i++)
         _mm512_storeu_si512(dst + i * 32, r[i]);
@@ -147,24 +82,9 @@ void hass__gemm_pack(const hass__gemm_job *j, int64_t ib0, int64_t ib1, int64_t 
 
 /* ---- micro-kernels: the 32 x 32 block (ib, jp) of C ---- */
 
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tile_cfg;
-
-static void amx_config(void) {
-    tile_cfg c;
-    memset(&c, 0, sizeof c);
-    c.palette = 1;
-    for (int t = 0; t < 8; t++)
-        c.colsb[t] = 64, c.rows[t] = 16;
-    _tile_loadconfig(&c);
-}
-
 /* C sub-block (16 x 16 at r0, c0 of the 32x32 block) to/from a tile; edge blocks go through a
  * buffer. */
-static ALWAYS_INLINE int full16(const hass__gemm_job *j, int64_t r0, int64_t c0) {
+HASS_AMX_INLINE int full16(const hass__gemm_job *j, int64_t r0, int64_t c0) {
     return r0 + 16 <= j->M && c0 + 16 <= j->N;
 }
 
@@ -231,7 +151,7 @@ static void amx_block(const hass__gemm_job *j, int64_t ib, int64_t jp, float *bu
 /* AVX512_BF16: 8 rows x 32 columns of accumulators at a time, over the same tiles. */
 static void avx512_block(const hass__gemm_job *j, int64_t ib, int64_t jp) {
     int64_t KS = j->Kp / 32, c0 = jp * 32;
-    __mmask16 mc0 = mask16(j->N - c0), mc1 = mask16(j->N - c0 - 16);
+    __mmask16 mc0 = hass__mask16(j->N - c0), mc1 = hass__mask16(j->N - c0 - 16);
     for (int g = 0; g < 4; g++) {
         int64_t r0 = ib * 32 + 8 * g;
         if (r0 >= j->M)
@@ -272,7 +192,7 @@ void hass__gemm_compute(const hass__gemm_job *j, int64_t ib0, int64_t ib1) {
     int64_t NP = j->Np / 32;
     float buf[1024];
     if (j->amx)
-        amx_config();
+        hass__amx_config(16, 16);
     for (int64_t ic = ib0; ic < ib1; ic += MC_BLOCKS) {
         int64_t ie = ic + MC_BLOCKS < ib1 ? ic + MC_BLOCKS : ib1;
         for (int64_t jp = 0; jp < NP; jp++)
