@@ -14,9 +14,13 @@
  *    every pair it adds contains that token), so an entry whose count is stale is re-queued
  *    with its current count. Ties go to the pair whose left token's bytes are smallest
  *    (unsigned lexicographic, a prefix first), then the right token's bytes.
- *    A pair whose concatenation is already a token (" t"+"he" after " th"+"e") is retired,
- *    never merged: every token then has exactly one merge, as in GPT-2's vocabulary, so the
- *    rank-ordered encoder reproduces the trainer's segmentation of every word exactly.
+ *    Every merge makes a new token (asserted): merges are applied to every word left to
+ *    right in one global order, so any stretch of bytes whose ends have never been merged
+ *    across is segmented the same way in every word, and a pair that spells an existing
+ *    token would have been merged into it already. So each token has exactly one merge (as
+ *    in GPT-2's vocabulary), every pair containing it ranks after it, and the rank-ordered
+ *    encoder reproduces the trainer's segmentation of every word; ignore_merges changes
+ *    nothing for a vocabulary trained here (a word that is a token also merges into it).
  * 3. Save: tokenizer.json (HF tokenizers, LLaMA-3 layout: Split regex + ByteLevel, BPE with
  *    ignore_merges), tokenizer_config.json (BOS/EOS, the LLaMA-3 instruct chat template) and
  *    tokenizer_stats.json. The saved file is reloaded and every word is encoded with it and
@@ -132,7 +136,6 @@ typedef struct {
     int32_t *w; /* ascending word indices where the pair may occur (stale ones are harmless) */
     int32_t nw, cw;
     int32_t stamp; /* merge that last queued it in `touched` */
-    uint8_t retired;
 } pair;
 
 typedef struct {
@@ -885,8 +888,6 @@ hass_status hass_bpe_trainer_train(hass_bpe_trainer *tr, hass_err *err) {
     while (tr->n_tok < target && tr->nheap > 0 && !tr->oom) {
         hent top = heap_pop(tr);
         pair *p = &tr->p[top.pair];
-        if (p->retired)
-            continue;
         if (p->count != top.count) { /* stale: counts only fall, so re-queue and look again */
             if (p->count >= tr->o.min_count)
                 heap_push(tr, (hent){p->count, top.pair});
@@ -898,11 +899,7 @@ hass_status hass_bpe_trainer_train(hass_bpe_trainer *tr, hass_err *err) {
             tr->oom = 1;
             break;
         }
-        if (tok_find(tr, cat.p, cat.n) >= 0) { /* another merge made this token already */
-            p->retired = 1;
-            tr->r.retired++;
-            continue;
-        }
+        HASS_ASSERT(tok_find(tr, cat.p, cat.n) < 0); /* see the top of the file */
         merge_pair(tr, top.pair, cat.p, cat.n);
         hass_progress_update(&prog, tr->n_tok - 256);
     }
@@ -929,8 +926,8 @@ hass_status hass_bpe_trainer_train(hass_bpe_trainer *tr, hass_err *err) {
                  "other %d ids are reserved special tokens",
                  tr->r.merges, (long long)tr->o.min_count, target - tr->n_tok);
     hass_log(HASS_LOG_INFO,
-             "train-tokenizer: %d merges (%d pairs retired) in %.1f s, %.3f bytes per token",
-             tr->r.merges, tr->r.retired, tr->r.seconds_merge,
+             "train-tokenizer: %d merges in %.1f s, %.3f bytes per token", tr->r.merges,
+             tr->r.seconds_merge,
              tr->r.tokens ? (double)tr->r.text_bytes / (double)tr->r.tokens : 0.0);
     return HASS_OK;
 }
@@ -1149,7 +1146,6 @@ static cJSON *stats_json(const hass_bpe_trainer *tr) {
     cJSON_AddNumberToObject(root, "vocab", tr->o.vocab);
     cJSON_AddNumberToObject(root, "merges", r->merges);
     cJSON_AddNumberToObject(root, "special_tokens", tr->o.vocab - tr->n_tok);
-    cJSON_AddNumberToObject(root, "retired_pairs", r->retired);
     cJSON_AddNumberToObject(root, "min_count", (double)tr->o.min_count);
     cJSON_AddNumberToObject(root, "max_bytes", (double)tr->o.max_bytes);
     cJSON *d = json_obj(root, "data");

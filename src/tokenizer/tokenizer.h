@@ -157,7 +157,8 @@ int hass_tokenizer_stop_ids(const hass_tokenizer *t, int32_t *ids, int cap);
  * regex, and the distinct pieces are counted; then the most frequent adjacent pair is merged
  * until the vocabulary is full, with incremental pair counts. Ties: the pair whose left
  * token's bytes are smallest (unsigned lexicographic, a prefix first), then the right token's.
- * A pair whose concatenation is already a token is never merged, so each token has one merge.
+ * Every merge makes a new token (each token has one merge, as in GPT-2's vocabulary), and
+ * the encoder reproduces the trainer's segmentation of every training piece.
  * Vocabulary: ids 0..255 = the bytes in byte order, then one token per merge in merge order,
  * then <|begin_of_text|> (BOS), <|end_of_text|> (EOS), <|start_header_id|>,
  * <|end_header_id|>, <|eot_id|>, then <|reserved_special_token_N|> up to `vocab` ids.
@@ -177,7 +178,6 @@ typedef struct {
     int64_t pieces;        /* pre-tokenizer pieces */
     int64_t unique_pieces; /* distinct pieces (the trainer's "words") */
     int32_t merges;        /* merges made (= tokens after the 256 bytes) */
-    int32_t retired;       /* pairs not merged because their concatenation was a token */
     int64_t tokens;        /* tokens of the training text with the final vocabulary */
     double seconds_count, seconds_merge, seconds_save;
 } hass_bpe_report;
