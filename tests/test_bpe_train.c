@@ -20,7 +20,8 @@
 
 static char tmp[256];
 
-/* ---------------- an independent byte-level alphabet (GPT-2's bytes_to_unicode) ---------------- */
+/* ---------------- an independent byte-level alphabet (GPT-2's bytes_to_unicode) ----------------
+ */
 
 static uint32_t cp_of[256];
 static int byte_of_cp[512];
@@ -147,13 +148,13 @@ static void naive_add(naive_words *ws, const char *s, size_t n) {
 /* splits a rendered text into pieces with the LLaMA-3 regex (matches and the gaps between
  * them) after cutting out the five named special tokens */
 static void naive_pieces(const char *text, naive_words *ws) {
-    static const char *const sp[5] = {"<|begin_of_text|>", "<|end_of_text|>",
-                                      "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
+    static const char *const sp[5] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
+                                      "<|end_header_id|>", "<|eot_id|>"};
     int code;
     PCRE2_SIZE eo;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)hass__re_llama3, PCRE2_ZERO_TERMINATED,
-                                   PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &code, &eo,
-                                   NULL);
+    pcre2_code *re =
+        pcre2_compile((PCRE2_SPTR)hass__re_llama3, PCRE2_ZERO_TERMINATED,
+                      PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &code, &eo, NULL);
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
     size_t n = strlen(text), pos = 0;
     while (pos < n) {
@@ -287,8 +288,8 @@ static int json_merges(const char *dir, char (**ma)[256], char (**mb)[256]) {
     const cJSON *e;
     cJSON_ArrayForEach(e, m) {
         char a[600], b[600];
-        if (sscanf(e->valuestring, "%599s %599s", a, b) != 2 ||
-            piece_bytes(a, (*ma)[i], 255) < 0 || piece_bytes(b, (*mb)[i], 255) < 0)
+        if (sscanf(e->valuestring, "%599s %599s", a, b) != 2 || piece_bytes(a, (*ma)[i], 255) < 0 ||
+            piece_bytes(b, (*mb)[i], 255) < 0)
             n = -1;
         i++;
     }
@@ -346,8 +347,11 @@ static void check_against_naive(const char *path, const char *dir, int32_t vocab
 static int valid_utf8(const char *s, size_t n) {
     const uint8_t *p = (const uint8_t *)s;
     for (size_t i = 0; i < n;) {
-        int l = p[i] < 0x80 ? 1 : p[i] >= 0xc2 && p[i] < 0xe0 ? 2 : p[i] >= 0xe0 && p[i] < 0xf0 ? 3
-                                 : p[i] >= 0xf0 && p[i] < 0xf5 ? 4 : 0;
+        int l = p[i] < 0x80                   ? 1
+                : p[i] >= 0xc2 && p[i] < 0xe0 ? 2
+                : p[i] >= 0xe0 && p[i] < 0xf0 ? 3
+                : p[i] >= 0xf0 && p[i] < 0xf5 ? 4
+                                              : 0;
         if (!l || i + (size_t)l > n)
             return 0;
         for (int k = 1; k < l; k++)
@@ -394,8 +398,8 @@ static void check_records(const char *path, const char *dir, int32_t vocab, int 
                       !strstr(buf, "<|end_of_text|>") && !strstr(buf, "_header_id|>");
         } else {
             static const char *const names[5] = {"<|begin_of_text|>", "<|end_of_text|>",
-                                                  "<|start_header_id|>", "<|end_header_id|>",
-                                                  "<|eot_id|>"};
+                                                 "<|start_header_id|>", "<|end_header_id|>",
+                                                 "<|eot_id|>"};
             char want[64];
             if (id - bos < 5)
                 snprintf(want, sizeof want, "%s", names[id - bos]);
@@ -461,8 +465,8 @@ static void check_records(const char *path, const char *dir, int32_t vocab, int 
     CHECK_MSG(nrec > 0 && bad_rt == 0, "%s: %ld of %ld records do not round-trip", path, bad_rt,
               nrec);
     CHECK_MSG(bad_dec == 0, "%s: %ld records decode differently", path, bad_dec);
-    CHECK_MSG(bad_seg == 0, "%s: %ld of %ld records encode unlike the trainer's segmentation",
-              path, bad_seg, nrec);
+    CHECK_MSG(bad_seg == 0, "%s: %ld of %ld records encode unlike the trainer's segmentation", path,
+              bad_seg, nrec);
     hass_tokenizer_free(t);
     hass_bpe_trainer_free(tr);
 }
@@ -562,9 +566,9 @@ static void expect_fail(const char *content, int32_t vocab, hass_status want, co
     o.vocab = vocab;
     hass_err err = {0};
     hass_bpe_trainer *tr = hass_bpe_trainer_create(&o, &err);
-    hass_status st = tr ? hass_bpe_trainer_add_jsonl(tr, content ? path : "/nonexistent/x.jsonl",
-                                                     NULL, &err)
-                        : err.code;
+    hass_status st =
+        tr ? hass_bpe_trainer_add_jsonl(tr, content ? path : "/nonexistent/x.jsonl", NULL, &err)
+           : err.code;
     if (st == HASS_OK)
         st = hass_bpe_trainer_train(tr, &err);
     CHECK_MSG(st == want && strstr(err.msg, frag) && !strchr(err.msg, '\n'),
@@ -620,8 +624,7 @@ static int real_sample(const char *path) {
             for (int k = 0; k < 2; k++) {
                 cJSON *m = cJSON_CreateObject();
                 cJSON_AddStringToObject(m, "role", roles[k]);
-                cJSON_AddStringToObject(m, "content",
-                                        cJSON_GetObjectItem(q, keys[k])->valuestring);
+                cJSON_AddStringToObject(m, "content", cJSON_GetObjectItem(q, keys[k])->valuestring);
                 cJSON_AddItemToArray(msgs, m);
             }
             char *s = cJSON_PrintUnformatted(rec);

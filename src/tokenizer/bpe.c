@@ -96,8 +96,8 @@ static void try_pair(const hass_tokenizer *t, const char *w, hass__scratch *s, i
         *oom = 1;
 }
 
-hass_status hass__bpe_encode_piece(const hass_tokenizer *t, const char *w, size_t n, hass__scratch *s,
-                                  hass__ids *out, hass_err *err) {
+hass_status hass__bpe_encode_piece(const hass_tokenizer *t, const char *w, size_t n,
+                                   hass__scratch *s, hass__ids *out, hass_err *err) {
     if (n == 1)
         return hass__ids_push(out, t->byte_id[(uint8_t)w[0]])
                    ? hass_err_set(err, HASS_STATUS_OOM, "tokenizer_encode: out of memory")
@@ -132,7 +132,7 @@ hass_status hass__bpe_encode_piece(const hass_tokenizer *t, const char *w, size_
 }
 
 hass_status hass__bpe_split(const hass_tokenizer *t, const char *s, size_t n, hass__scratch *sc,
-                           hass__piece_fn fn, void *ctx, hass_err *err) {
+                            hass__piece_fn fn, void *ctx, hass_err *err) {
     if (n > INT32_MAX)
         return hass_err_set(err, HASS_STATUS_RANGE, "tokenizer_encode: text too long");
     if (!sc->md && !(sc->md = pcre2_match_data_create_from_pattern(t->re, NULL)))

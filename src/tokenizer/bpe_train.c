@@ -41,9 +41,9 @@
 #include <sys/stat.h>
 
 #define N_NAMED 5
-static const char *const named_specials[N_NAMED] = {
-    "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-    "<|eot_id|>"};
+static const char *const named_specials[N_NAMED] = {"<|begin_of_text|>", "<|end_of_text|>",
+                                                    "<|start_header_id|>", "<|end_header_id|>",
+                                                    "<|eot_id|>"};
 
 /* Meta-Llama-3-8B-Instruct's chat template (hass__chat_detect: llama3) */
 static const char llama3_template[] =
@@ -181,8 +181,8 @@ hass_bpe_opts hass_bpe_opts_default(void) {
 
 static int tok_cmp(const hass_bpe_trainer *tr, int32_t x, int32_t y) {
     size_t nx = tr->tok_len[x], ny = tr->tok_len[y];
-    int c = memcmp(tr->tok_pool.p + tr->tok_off[x], tr->tok_pool.p + tr->tok_off[y],
-                   nx < ny ? nx : ny);
+    int c =
+        memcmp(tr->tok_pool.p + tr->tok_off[x], tr->tok_pool.p + tr->tok_off[y], nx < ny ? nx : ny);
     return c ? c : (nx > ny) - (nx < ny);
 }
 
@@ -310,8 +310,8 @@ static int add_model(cJSON *root, const hass_bpe_trainer *tr) {
         if (id < 256 || bad)
             continue;
         const int32_t *mg = tr->merges[id - 256];
-        bad = tok_chars(tr, mg[0], &a) || tok_chars(tr, mg[1], &b) ||
-              hass__buf_put(&a, " ", 1) || hass__buf_put(&a, b.p, b.n);
+        bad = tok_chars(tr, mg[0], &a) || tok_chars(tr, mg[1], &b) || hass__buf_put(&a, " ", 1) ||
+              hass__buf_put(&a, b.p, b.n);
         bad = bad || !cJSON_AddItemToArray(merges, cJSON_CreateString(a.p));
     }
     free(a.p);
@@ -360,8 +360,9 @@ static char *config_json(void) {
     cJSON_AddStringToObject(root, "eos_token", named_specials[1]);
     cJSON_AddStringToObject(root, "chat_template", llama3_template);
     cJSON_AddFalseToObject(root, "clean_up_tokenization_spaces");
-    cJSON_AddItemToObject(root, "model_input_names",
-                          cJSON_CreateStringArray((const char *[]){"input_ids", "attention_mask"}, 2));
+    cJSON_AddItemToObject(
+        root, "model_input_names",
+        cJSON_CreateStringArray((const char *[]){"input_ids", "attention_mask"}, 2));
     cJSON_AddStringToObject(root, "tokenizer_class", "PreTrainedTokenizerFast");
     char *txt = cJSON_Print(root);
     cJSON_Delete(root);
@@ -505,8 +506,8 @@ static void count_task(void *ctx, int ith, int nth) {
     hass_split(j->n, ith, nth, &lo, &hi);
     for (int64_t i = lo; i < hi && c->st == HASS_OK; i++) {
         size_t len;
-        char *text = hass_tokenizer_render_record(j->tr->t0, j->lines[i].p, j->lines[i].n, &len,
-                                                  &c->err);
+        char *text =
+            hass_tokenizer_render_record(j->tr->t0, j->lines[i].p, j->lines[i].n, &len, &c->err);
         c->st = text ? hass__tok_walk(j->tr->t0, text, len, 1, &fns, c, &c->err) : c->err.code;
         free(text);
         c->bad = i;
@@ -569,11 +570,11 @@ hass_status hass_bpe_trainer_add_jsonl(hass_bpe_trainer *tr, const char *path, h
     }
     hass_progress prog;
     hass_progress_init(&prog, "train-tokenizer: counting", "records", n);
+    prog.last = prog.t0; /* the first line after 0.5 s: none for a small file */
     count_job job = {.tr = tr, .lines = lines, .n = n, .c = c, .prog = &prog};
     for (int i = 0; i < nth; i++)
         c[i].t = tr->t0;
     hass_pool_run(pool, count_task, &job);
-    hass_progress_update(&prog, n);
     const counter *first = NULL; /* the failure on the earliest line */
     for (int i = 0; i < nth; i++)
         if (c[i].st != HASS_OK && (!first || c[i].bad < first->bad))
@@ -583,6 +584,7 @@ hass_status hass_bpe_trainer_add_jsonl(hass_bpe_trainer *tr, const char *path, h
                           first->err.msg);
         goto done;
     }
+    hass_progress_update(&prog, n);
     for (int i = 0; i < nth && st == HASS_OK; i++) {
         const pmap *m = &c[i].map;
         for (size_t k = 0; k < m->cap && st == HASS_OK; k++)
@@ -829,7 +831,8 @@ static hass_status build_words(hass_bpe_trainer *tr, hass_err *err) {
     for (k = 0; k < m->n; k++) {
         pent *e = ks[k].e;
         e->word = (int32_t)k;
-        tr->w[k] = (word){.off = e->off, .len = e->len, .nsym = e->len, .sym = pos, .count = e->count};
+        tr->w[k] =
+            (word){.off = e->off, .len = e->len, .nsym = e->len, .sym = pos, .count = e->count};
         for (uint32_t i = 0; i < e->len; i++)
             tr->sym[pos++] = (uint8_t)m->pool.p[e->off + i];
     }
@@ -884,6 +887,7 @@ hass_status hass_bpe_trainer_train(hass_bpe_trainer *tr, hass_err *err) {
     int32_t target = tr->o.vocab - N_NAMED;
     hass_progress prog;
     hass_progress_init(&prog, "train-tokenizer: merging", "merges", target - 256);
+    prog.last = prog.t0;
     hass__buf cat = {0};
     while (tr->n_tok < target && tr->nheap > 0 && !tr->oom) {
         hent top = heap_pop(tr);
@@ -925,9 +929,8 @@ hass_status hass_bpe_trainer_train(hass_bpe_trainer *tr, hass_err *err) {
                  "train-tokenizer: only %d merges: no pair occurs %lld times any more; the "
                  "other %d ids are reserved special tokens",
                  tr->r.merges, (long long)tr->o.min_count, target - tr->n_tok);
-    hass_log(HASS_LOG_INFO,
-             "train-tokenizer: %d merges in %.1f s, %.3f bytes per token", tr->r.merges,
-             tr->r.seconds_merge,
+    hass_log(HASS_LOG_INFO, "train-tokenizer: %d merges in %.1f s, %.3f bytes per token",
+             tr->r.merges, tr->r.seconds_merge,
              tr->r.tokens ? (double)tr->r.text_bytes / (double)tr->r.tokens : 0.0);
     return HASS_OK;
 }
@@ -999,8 +1002,8 @@ static void verify_task(void *ctx, int ith, int nth) {
         const word *w = &tr->w[wi];
         want.n = got.n = 0;
         if (word_ids(tr, (int32_t)wi, &want) ||
-            hass__bpe_encode_piece(j->t, tr->words_map.pool.p + w->off, w->len, &sc, &got,
-                                   &err) != HASS_OK) {
+            hass__bpe_encode_piece(j->t, tr->words_map.pool.p + w->off, w->len, &sc, &got, &err) !=
+                HASS_OK) {
             j->oom[ith] = 1;
             break;
         }
@@ -1058,8 +1061,7 @@ static hass_status verify(const hass_bpe_trainer *tr, const hass_tokenizer *t, c
 
 /* bytes per token of t on a JSONL file, overall and per "source" (content only: special
  * tokens count neither as bytes nor as tokens) */
-static hass_status evaluate(const hass_tokenizer *t, const char *path, cJSON *out,
-                            hass_err *err) {
+static hass_status evaluate(const hass_tokenizer *t, const char *path, cJSON *out, hass_err *err) {
     char *text = NULL;
     size_t size = 0;
     hass_status st = hass_read_file(path, &text, &size, err);
@@ -1203,9 +1205,9 @@ hass_status hass_bpe_trainer_save(hass_bpe_trainer *tr, const char *dir, const c
     hass_tokenizer_free(t);
     tr->r.seconds_save = hass_now() - t0;
     if (st == HASS_OK) {
-        cJSON_SetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(stats, "seconds"),
-                                                 "save_and_verify"),
-                             tr->r.seconds_save);
+        cJSON_SetNumberValue(
+            cJSON_GetObjectItem(cJSON_GetObjectItem(stats, "seconds"), "save_and_verify"),
+            tr->r.seconds_save);
         st = write_json(dir, "tokenizer_stats.json", cJSON_Print(stats), err);
     }
     cJSON_Delete(stats);

@@ -112,7 +112,7 @@ typedef struct {
     hass_status (*special)(void *ctx, int32_t id, hass_err *err);
 } hass__walk_fns;
 hass_status hass__tok_walk(const hass_tokenizer *t, const char *s, size_t n, int parse_special,
-                          const hass__walk_fns *f, void *ctx, hass_err *err);
+                           const hass__walk_fns *f, void *ctx, hass_err *err);
 
 /* per-algorithm text encoders (append to out; text has no special tokens) */
 hass_status hass__spm_encode(const hass_tokenizer *t, const char *s, size_t n, int at_start,
@@ -131,10 +131,10 @@ hass_status hass__bpe_compile(hass_tokenizer *t, const char *regex, hass_err *er
  * Stops at the first status that is not HASS_OK and returns it. */
 typedef hass_status (*hass__piece_fn)(void *ctx, const char *s, size_t n, hass_err *err);
 hass_status hass__bpe_split(const hass_tokenizer *t, const char *s, size_t n, hass__scratch *sc,
-                           hass__piece_fn fn, void *ctx, hass_err *err);
+                            hass__piece_fn fn, void *ctx, hass_err *err);
 /* Encodes one piece (n >= 1): its merges by rank, or with ignore_merges its vocab entry. */
 hass_status hass__bpe_encode_piece(const hass_tokenizer *t, const char *w, size_t n,
-                                  hass__scratch *s, hass__ids *out, hass_err *err);
+                                   hass__scratch *s, hass__ids *out, hass_err *err);
 extern const char hass__re_llama3[], hass__re_gpt2[];
 
 /* BPE merge core shared by spm.c and bpe.c */

@@ -559,7 +559,7 @@ static int find_added(const hass_tokenizer *t, const char *s, size_t n, size_t p
 }
 
 hass_status hass__tok_walk(const hass_tokenizer *t, const char *s, size_t n, int parse_special,
-                          const hass__walk_fns *f, void *ctx, hass_err *err) {
+                           const hass__walk_fns *f, void *ctx, hass_err *err) {
     size_t pos = 0;
     hass_status st = HASS_OK;
     while (pos < n && st == HASS_OK) {
