@@ -555,45 +555,61 @@ static void test_determinism(const char *path) {
     }
 }
 
-/* one bad input: the step that must fail, the status and a fragment of the one-line message */
-static void expect_fail(const char *content, int32_t vocab, hass_status want, const char *frag) {
-    char path[300], dir[300];
-    snprintf(path, sizeof path, "%s/bad.jsonl", tmp);
-    snprintf(dir, sizeof dir, "%s/bad", tmp);
-    if (content)
-        write_text(path, content);
-    hass_bpe_opts o = hass_bpe_opts_default();
-    o.vocab = vocab;
-    hass_err err = {0};
-    hass_bpe_trainer *tr = hass_bpe_trainer_create(&o, &err);
-    hass_status st =
-        tr ? hass_bpe_trainer_add_jsonl(tr, content ? path : "/nonexistent/x.jsonl", NULL, &err)
-           : err.code;
-    if (st == HASS_OK)
-        st = hass_bpe_trainer_train(tr, &err);
-    CHECK_MSG(st == want && strstr(err.msg, frag) && !strchr(err.msg, '\n'),
-              "bad input %.40s: status %d, message '%s'", content ? content : "(missing)", st,
-              err.msg);
-    hass_bpe_trainer_free(tr);
-}
+/* bad inputs: the content of the data file (NULL: a missing file), the vocab, the status and a
+ * fragment of the one-line message */
+static const struct {
+    const char *content;
+    int32_t vocab;
+    hass_status want;
+    const char *frag;
+} hostile[] = {
+    {"", 512, HASS_STATUS_FORMAT, "no text"},
+    {"\n  \n\n", 512, HASS_STATUS_FORMAT, "no text"},
+    {"{\"text\": \"\"}\n", 512, HASS_STATUS_FORMAT, "no text"},
+    {"{\"text\": \"ok\"}\n{\"text\": 5}\n", 512, HASS_STATUS_FORMAT, ":2: "},
+    {"{\"messages\": \"hi\"}\n", 512, HASS_STATUS_FORMAT, ":1: "},
+    {"{\"messages\": []}\n", 512, HASS_STATUS_FORMAT, "messages"},
+    {"{\"messages\": [{\"role\": 1, \"content\": \"x\"}]}\n", 512, HASS_STATUS_FORMAT, "role"},
+    {"{\"messages\": [{\"role\": \"user\"}]}\n", 512, HASS_STATUS_FORMAT, "content"},
+    {"{\"text\": \"a\", \"messages\": []}\n", 512, HASS_STATUS_FORMAT, "either"},
+    {"{\"source\": \"x\"}\n", 512, HASS_STATUS_FORMAT, "either"},
+    {"[1, 2]\n", 512, HASS_STATUS_FORMAT, "not a JSON object"},
+    {"{\"text\": \"unterminated\n", 512, HASS_STATUS_FORMAT, "not a JSON object"},
+    {"{\"text\": \"x\"}\n", 260, HASS_STATUS_ARG, "at least 261"},
+    {"{\"text\": \"x\"}\n", -3, HASS_STATUS_ARG, "vocab"},
+    {NULL, 512, HASS_STATUS_IO, "/nonexistent/x.jsonl"},
+};
 
 static void test_hostile(void) {
-    expect_fail("", 512, HASS_STATUS_FORMAT, "no text");
-    expect_fail("\n  \n\n", 512, HASS_STATUS_FORMAT, "no text");
-    expect_fail("{\"text\": \"\"}\n", 512, HASS_STATUS_FORMAT, "no text");
-    expect_fail("{\"text\": \"ok\"}\n{\"text\": 5}\n", 512, HASS_STATUS_FORMAT, ":2: ");
-    expect_fail("{\"messages\": \"hi\"}\n", 512, HASS_STATUS_FORMAT, ":1: ");
-    expect_fail("{\"messages\": []}\n", 512, HASS_STATUS_FORMAT, "messages");
-    expect_fail("{\"messages\": [{\"role\": 1, \"content\": \"x\"}]}\n", 512, HASS_STATUS_FORMAT,
-                "role");
-    expect_fail("{\"messages\": [{\"role\": \"user\"}]}\n", 512, HASS_STATUS_FORMAT, "content");
-    expect_fail("{\"text\": \"a\", \"messages\": []}\n", 512, HASS_STATUS_FORMAT, "either");
-    expect_fail("{\"source\": \"x\"}\n", 512, HASS_STATUS_FORMAT, "either");
-    expect_fail("[1, 2]\n", 512, HASS_STATUS_FORMAT, "not a JSON object");
-    expect_fail("{\"text\": \"unterminated\n", 512, HASS_STATUS_FORMAT, "not a JSON object");
-    expect_fail("{\"text\": \"x\"}\n", 260, HASS_STATUS_ARG, "at least 261");
-    expect_fail("{\"text\": \"x\"}\n", -3, HASS_STATUS_ARG, "vocab");
-    expect_fail(NULL, 512, HASS_STATUS_IO, "/nonexistent/x.jsonl");
+    char path[300];
+    snprintf(path, sizeof path, "%s/bad.jsonl", tmp);
+    for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
+        const char *content = hostile[i].content;
+        if (content)
+            write_text(path, content);
+        hass_bpe_opts o = hass_bpe_opts_default();
+        o.vocab = hostile[i].vocab;
+        hass_err err = {0};
+        hass_bpe_trainer *tr = hass_bpe_trainer_create(&o, &err);
+        hass_status st =
+            tr ? hass_bpe_trainer_add_jsonl(tr, content ? path : "/nonexistent/x.jsonl", NULL, &err)
+               : err.code;
+        if (st == HASS_OK)
+            st = hass_bpe_trainer_train(tr, &err);
+        CHECK_MSG(st == hostile[i].want && strstr(err.msg, hostile[i].frag) &&
+                      !strchr(err.msg, '\n'),
+                  "bad input %.40s: status %d, message '%s'", content ? content : "(missing)", st,
+                  err.msg);
+        hass_bpe_trainer_free(tr);
+    }
+}
+
+/* writes rec as one JSONL line and frees it */
+static void put_record(FILE *out, cJSON *rec) {
+    char *s = cJSON_PrintUnformatted(rec);
+    fprintf(out, "%s\n", s);
+    free(s);
+    cJSON_Delete(rec);
 }
 
 /* a sample of the real corpus: C4 documents, GSM8K as chat, Python sources */
@@ -627,10 +643,7 @@ static int real_sample(const char *path) {
                 cJSON_AddStringToObject(m, "content", cJSON_GetObjectItem(q, keys[k])->valuestring);
                 cJSON_AddItemToArray(msgs, m);
             }
-            char *s = cJSON_PrintUnformatted(rec);
-            fprintf(out, "%s\n", s);
-            free(s);
-            cJSON_Delete(rec);
+            put_record(out, rec);
             cJSON_Delete(q);
         }
         fclose(in);
@@ -644,11 +657,8 @@ static int real_sample(const char *path) {
             continue;
         cJSON *rec = cJSON_CreateObject();
         cJSON_AddStringToObject(rec, "text", txt);
-        char *s = cJSON_PrintUnformatted(rec);
-        fprintf(out, "%s\n", s);
-        free(s);
+        put_record(out, rec);
         free(txt);
-        cJSON_Delete(rec);
     }
     free(line);
     fclose(out);

@@ -238,6 +238,15 @@ static void special_name(int32_t k, char *buf, size_t cap) {
         snprintf(buf, cap, "<|reserved_special_token_%d|>", k - N_NAMED);
 }
 
+static cJSON *byte_level(int add_prefix_space, int trim_offsets, int use_regex) {
+    cJSON *bl = json_obj(NULL, NULL);
+    cJSON_AddStringToObject(bl, "type", "ByteLevel");
+    cJSON_AddBoolToObject(bl, "add_prefix_space", add_prefix_space);
+    cJSON_AddBoolToObject(bl, "trim_offsets", trim_offsets);
+    cJSON_AddBoolToObject(bl, "use_regex", use_regex);
+    return bl;
+}
+
 static void add_pre_tokenizer(cJSON *root) {
     cJSON *pre = json_obj(root, "pre_tokenizer");
     cJSON_AddStringToObject(pre, "type", "Sequence");
@@ -248,12 +257,7 @@ static void add_pre_tokenizer(cJSON *root) {
     cJSON_AddStringToObject(split, "behavior", "Isolated");
     cJSON_AddFalseToObject(split, "invert");
     cJSON_AddItemToArray(list, split);
-    cJSON *bl = json_obj(NULL, NULL);
-    cJSON_AddStringToObject(bl, "type", "ByteLevel");
-    cJSON_AddFalseToObject(bl, "add_prefix_space");
-    cJSON_AddTrueToObject(bl, "trim_offsets");
-    cJSON_AddFalseToObject(bl, "use_regex");
-    cJSON_AddItemToArray(list, bl);
+    cJSON_AddItemToArray(list, byte_level(0, 1, 0));
 }
 
 /* post_processor: ByteLevel, then TemplateProcessing that puts BOS in front (LLaMA-3) */
@@ -261,12 +265,7 @@ static void add_post_processor(cJSON *root, int32_t bos) {
     cJSON *pp = json_obj(root, "post_processor");
     cJSON_AddStringToObject(pp, "type", "Sequence");
     cJSON *list = cJSON_AddArrayToObject(pp, "processors");
-    cJSON *bl = json_obj(NULL, NULL);
-    cJSON_AddStringToObject(bl, "type", "ByteLevel");
-    cJSON_AddTrueToObject(bl, "add_prefix_space");
-    cJSON_AddFalseToObject(bl, "trim_offsets");
-    cJSON_AddTrueToObject(bl, "use_regex");
-    cJSON_AddItemToArray(list, bl);
+    cJSON_AddItemToArray(list, byte_level(1, 0, 1));
     cJSON *tp = json_obj(NULL, NULL);
     cJSON_AddStringToObject(tp, "type", "TemplateProcessing");
     const char *seqs[2] = {"A", "B"};
@@ -342,11 +341,7 @@ static char *tokenizer_json(const hass_bpe_trainer *tr, int32_t vocab) {
     cJSON_AddNullToObject(root, "normalizer");
     add_pre_tokenizer(root);
     add_post_processor(root, tr->n_tok);
-    cJSON *dec = json_obj(root, "decoder");
-    cJSON_AddStringToObject(dec, "type", "ByteLevel");
-    cJSON_AddTrueToObject(dec, "add_prefix_space");
-    cJSON_AddTrueToObject(dec, "trim_offsets");
-    cJSON_AddTrueToObject(dec, "use_regex");
+    cJSON_AddItemToObject(root, "decoder", byte_level(1, 1, 1));
     char *txt = add_model(root, tr) ? NULL : cJSON_Print(root);
     cJSON_Delete(root);
     return txt;
@@ -423,6 +418,22 @@ oom:
     return NULL;
 }
 
+static void free_pairs(hass_bpe_trainer *tr) {
+    for (int64_t i = 0; i < tr->np; i++)
+        free(tr->p[i].w);
+    free(tr->p);
+    free(tr->pkey);
+    free(tr->pidx);
+    free(tr->touched);
+    free(tr->heap);
+    tr->p = NULL;
+    tr->pkey = NULL;
+    tr->pidx = NULL;
+    tr->touched = NULL;
+    tr->heap = NULL;
+    tr->np = tr->nheap = 0;
+}
+
 void hass_bpe_trainer_free(hass_bpe_trainer *tr) {
     if (!tr)
         return;
@@ -435,13 +446,7 @@ void hass_bpe_trainer_free(hass_bpe_trainer *tr) {
     free(tr->merges);
     free(tr->w);
     free(tr->sym);
-    for (int64_t i = 0; i < tr->np; i++)
-        free(tr->p[i].w);
-    free(tr->p);
-    free(tr->pkey);
-    free(tr->pidx);
-    free(tr->touched);
-    free(tr->heap);
+    free_pairs(tr);
     free(tr);
 }
 
@@ -851,22 +856,6 @@ static int word_ids(const hass_bpe_trainer *tr, int32_t wi, hass__ids *out) {
         if (hass__ids_push(out, tr->sym[w->sym + k]))
             return -1;
     return 0;
-}
-
-static void free_pairs(hass_bpe_trainer *tr) {
-    for (int64_t i = 0; i < tr->np; i++)
-        free(tr->p[i].w);
-    free(tr->p);
-    free(tr->pkey);
-    free(tr->pidx);
-    free(tr->touched);
-    free(tr->heap);
-    tr->p = NULL;
-    tr->pkey = NULL;
-    tr->pidx = NULL;
-    tr->touched = NULL;
-    tr->heap = NULL;
-    tr->np = tr->nheap = 0;
 }
 
 hass_status hass_bpe_trainer_train(hass_bpe_trainer *tr, hass_err *err) {
