@@ -42,13 +42,14 @@ done
 
 mkdir -p "$out"
 tmp=$(mktemp -d "$out/.corpus.XXXXXX")
-trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
+trap 'rm -rf "$tmp"' EXIT
 all=$tmp/all.jsonl
 
 # ---- chat, instruction and math records ----
 # instruction (+ "\n\n" + input when non-empty) -> user, output -> assistant; LIMA's history
 # pairs come first; ShareGPT roles human/gpt/system -> user/assistant/system. Records with an
 # empty (all-whitespace) message are dropped.
+# shellcheck disable=SC2016 # jq programs, not shell expansions
 defs='def prompt: .instruction + (if (.input // "") != "" then "\n\n" + .input else "" end);
 def turn(u; a): [{role: "user", content: u}, {role: "assistant", content: a}];
 def role: . as $f | {"human": "user", "gpt": "assistant", "system": "system"} | .[$f];
