@@ -6,7 +6,8 @@
  *     gives back every record byte for byte (non-ASCII, emoji, invalid UTF-8, digit and
  *     whitespace runs, code), (b) encode == the trainer's own segmentation, (c) special
  *     tokens encode to their ids at the end of the vocab and no merge produces one, the stop
- *     ids include <|eot_id|> and <|end_of_text|>;
+ *     ids include <|eot_id|> and <|end_of_text|>, and turning ignore_merges off changes no
+ *     encoding (every token has one merge);
  *   - (d) identical files from two runs with different thread counts;
  *   - (e) hostile input: empty data, records of the wrong shape, too small a vocab, a missing
  *     file: one-line errors;
@@ -416,9 +417,28 @@ static void check_records(const char *path, const char *dir, int32_t vocab, int 
         }
     }
     CHECK_MSG(layout, "%s: vocab layout or special tokens wrong", dir);
+    /* the same file with ignore_merges off: every token has one merge, so nothing changes */
+    char jpath[400];
+    size_t jn = 0;
+    snprintf(jpath, sizeof jpath, "%s/tokenizer.json", dir);
+    char *js = slurp(jpath, &jn), *im = js ? strstr(js, "\"ignore_merges\":\ttrue") : NULL;
+    char *plain = malloc(jn + 2);
+    hass_err jerr = {0};
+    hass_tokenizer *t_plain = NULL;
+    if (im) {
+        size_t at = (size_t)(strstr(im, "true") - js);
+        memcpy(plain, js, at);
+        memcpy(plain + at, "false", 5);
+        memcpy(plain + at + 5, js + at + 4, jn - at - 4);
+        t_plain = hass_tokenizer_load_json_mem(plain, jn + 1, &jerr);
+    }
+    CHECK_MSG(t_plain && !t_plain->ignore_merges && t->ignore_merges,
+              "tokenizer.json without ignore_merges: %s", jerr.msg);
+    free(plain);
+    free(js);
     size_t size;
     char *data = slurp(path, &size);
-    long nrec = 0, bad_rt = 0, bad_seg = 0, bad_dec = 0;
+    long nrec = 0, bad_rt = 0, bad_seg = 0, bad_dec = 0, bad_plain = 0;
     for (char *line = strtok(data, "\n"); line; line = strtok(NULL, "\n")) {
         hass_err err = {0};
         size_t n;
@@ -458,6 +478,11 @@ static void check_records(const char *path, const char *dir, int32_t vocab, int 
             km = hass_bpe_trainer_encode(tr, text, n, mine, km, &err);
         bad_seg += km != k || memcmp(mine, ids, (size_t)k * sizeof *ids);
         free(mine);
+        if (t_plain) {
+            int64_t kp = encode(t_plain, text, n, 1, &mine);
+            bad_plain += kp != k || memcmp(mine, ids, (size_t)k * sizeof *ids);
+            free(mine);
+        }
         free(ids);
         free(text);
     }
@@ -467,6 +492,9 @@ static void check_records(const char *path, const char *dir, int32_t vocab, int 
     CHECK_MSG(bad_dec == 0, "%s: %ld records decode differently", path, bad_dec);
     CHECK_MSG(bad_seg == 0, "%s: %ld of %ld records encode unlike the trainer's segmentation", path,
               bad_seg, nrec);
+    CHECK_MSG(bad_plain == 0, "%s: %ld records encode differently without ignore_merges", path,
+              bad_plain);
+    hass_tokenizer_free(t_plain);
     hass_tokenizer_free(t);
     hass_bpe_trainer_free(tr);
 }
