@@ -84,5 +84,6 @@ int cmd_draft_vocab(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_train_draft(int argc, char **argv);
+int cmd_train_tokenizer(int argc, char **argv);
 
 #endif
