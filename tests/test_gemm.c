@@ -1,7 +1,7 @@
 /*
  * test_gemm.c — the training GEMM (src/train/gemm.h) of every kind this CPU runs, against a
  * double-precision reference of the same product on bf16-rounded operands:
- *   - all four transpose combinations, odd and block-straddling sizes, beta 0 and 1, strides
+ *   - all four transpose combinations, odd and block-straddling sizes, alpha, beta 0 and 1, strides
  *     larger than the row length;
  *   - error within fp32 accumulation of exactly-representable products:
  *     |C - ref| <= 2^-20 * sum_k |a_k b_k| + tiny;
@@ -28,7 +28,7 @@ static float eb(const float *B, int64_t ldb, int tb, int64_t k, int64_t j) {
 }
 
 static int one_case(hass_gemm_kind kind, hass_pool *p1, hass_pool *p2, int ta, int tb, int64_t M,
-                    int64_t N, int64_t K, float beta, uint64_t seed) {
+                    int64_t N, int64_t K, float beta, float alpha, uint64_t seed) {
     int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
     int64_t ra = ta ? K : M, rb = tb ? N : K;
     float *A = malloc((size_t)(ra * lda) * 4), *B = malloc((size_t)(rb * ldb) * 4);
@@ -44,8 +44,8 @@ static int one_case(hass_gemm_kind kind, hass_pool *p1, hass_pool *p2, int ta, i
         C0[i] = hass_rng_normal(&r);
     memcpy(C1, C0, (size_t)(M * ldc) * 4);
     memcpy(C2, C0, (size_t)(M * ldc) * 4);
-    hass_gemm(kind, p1, ta, tb, M, N, K, A, lda, B, ldb, beta, C1, ldc);
-    hass_gemm(kind, p2, ta, tb, M, N, K, A, lda, B, ldb, beta, C2, ldc);
+    hass_gemm(kind, p1, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C1, ldc);
+    hass_gemm(kind, p2, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C2, ldc);
     int bad = 0, rounded = kind != HASS_GEMM_F32;
     double worst = 0;
     for (int64_t i = 0; i < M; i++)
@@ -58,7 +58,7 @@ static int one_case(hass_gemm_kind kind, hass_pool *p1, hass_pool *p2, int ta, i
             double s = beta != 0.0f ? C0[i * ldc + j] : 0.0, mag = fabs(s);
             for (int64_t k = 0; k < K; k++) {
                 float a = ea(A, lda, ta, i, k), b = eb(B, ldb, tb, k, j);
-                double p = rounded ? (double)bf(a) * bf(b) : (double)a * b;
+                double p = rounded ? (double)bf(alpha * a) * bf(b) : (double)alpha * a * b;
                 s += p, mag += fabs(p);
             }
             double e = fabs(got - s), tol = mag * 1.0e-6 + 1e-30;
@@ -67,8 +67,8 @@ static int one_case(hass_gemm_kind kind, hass_pool *p1, hass_pool *p2, int ta, i
         }
     int same = !memcmp(C1, C2, (size_t)(M * ldc) * 4);
     char lab[160];
-    snprintf(lab, sizeof lab, "%s ta=%d tb=%d %lldx%lldx%lld beta=%g", hass_gemm_name(kind), ta, tb,
-             (long long)M, (long long)N, (long long)K, (double)beta);
+    snprintf(lab, sizeof lab, "%s ta=%d tb=%d %lldx%lldx%lld alpha=%g beta=%g", hass_gemm_name(kind),
+             ta, tb, (long long)M, (long long)N, (long long)K, (double)alpha, (double)beta);
     CHECK_MSG(bad == 0, "%s: %d elements off (worst %.2f of tolerance)", lab, bad, worst);
     if (kind != HASS_GEMM_F32) /* ours: deterministic for any thread count */
         CHECK_MSG(same, "%s: 1 vs 2 threads differ", lab);
@@ -96,7 +96,8 @@ int main(void) {
                 for (int tb = 0; tb < 2; tb++)
                     for (int b = 0; b < 2; b++)
                         one_case((hass_gemm_kind)kind, p1, p2, ta, tb, sizes[s][0], sizes[s][1],
-                                 sizes[s][2], (float)b, seed++);
+                                 sizes[s][2], (float)b, b ? 0.125f + (float)(s % 3) : 1.0f,
+                                 seed++);
     }
     // the two bf16 kernels sum the same rounded products: they agree closely
     if (hass_gemm_available(HASS_GEMM_BF16_AMX) && hass_gemm_available(HASS_GEMM_BF16_AVX512)) {
@@ -109,8 +110,8 @@ int main(void) {
             A[i] = hass_rng_normal(&r);
         for (int64_t i = 0; i < N * K; i++)
             B[i] = hass_rng_normal(&r);
-        hass_gemm(HASS_GEMM_BF16_AMX, p2, 0, 1, M, N, K, A, K, B, K, 0.0f, C1, N);
-        hass_gemm(HASS_GEMM_BF16_AVX512, p2, 0, 1, M, N, K, A, K, B, K, 0.0f, C2, N);
+        hass_gemm(HASS_GEMM_BF16_AMX, p2, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C1, N);
+        hass_gemm(HASS_GEMM_BF16_AVX512, p2, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C2, N);
         CHECK_CLOSE(C1, C2, M * N, 1e-4, 1e-5, "amx vs avx512-bf16");
         free(A), free(B), free(C1), free(C2);
     }

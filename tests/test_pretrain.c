@@ -13,6 +13,7 @@
  */
 #include "check.h"
 #include "model/model.h"
+#include "train/gemm.h"
 #include "train/pretrain.h"
 
 #include <stdint.h>
@@ -359,6 +360,57 @@ static void test_layout_and_misc(void) {
     hass_lm_trainer_destroy(NULL);
 }
 
+/* The same step with every product kind this CPU runs and the elementwise work on a 2-thread
+ * pool: f32 matches the serial f32 run to rounding; the bf16 kinds (operands rounded to 8 bits of
+ * mantissa) give the same loss to 1e-2 and per-tensor gradients pointing the same way (cosine >
+ * 0.999) of the same size (norm within 3%). */
+static void test_kinds(void) {
+    hass_lm_config c = tiny_cfg(0);
+    c.ctx = 40, c.d = 64, c.H = 4, c.Hkv = 2, c.ffn = 96, c.V = 200;
+    hass_err err = {0};
+    hass_lm_trainer *ref = hass_lm_trainer_create(&c, 3, 5, NULL, &err);
+    hass_pool *pool = hass_pool_create(2);
+    CHECK(ref != NULL);
+    if (!ref)
+        return;
+    int64_t n = 3 * (c.ctx + 1);
+    int32_t *tok = malloc((size_t)n * sizeof *tok);
+    hass_rng r;
+    hass_rng_seed(&r, 8);
+    for (int64_t i = 0; i < n; i++)
+        tok[i] = (int32_t)(hass_rng_u64(&r) % (uint64_t)c.V);
+    memset(ref->grads, 0, ref->layout.total * sizeof(float));
+    double l0 = hass_lm_forward_backward(ref, tok, 3, 1e-2f, 1, NULL);
+    for (int k = 0; k < HASS_GEMM_COUNT; k++) {
+        if (!hass_gemm_available((hass_gemm_kind)k)) {
+            CHECK_SKIP("a product kind this CPU lacks");
+            continue;
+        }
+        hass_lm_trainer *tr = hass_lm_trainer_create(&c, 3, 5, pool, &err);
+        hass_gemm_set_default((hass_gemm_kind)k, pool);
+        memset(tr->grads, 0, tr->layout.total * sizeof(float));
+        double l = hass_lm_forward_backward(tr, tok, 3, 1e-2f, 1, NULL);
+        hass_gemm_set_default(HASS_GEMM_F32, NULL);
+        const char *name = hass_gemm_name((hass_gemm_kind)k);
+        CHECK_MSG(fabs(l - l0) <= (k ? 1e-2 : 1e-5) * fabs(l0), "%s: loss %.6f vs %.6f", name, l,
+                  l0);
+        for (int t = 0; t < tr->layout.n; t++) {
+            const hass_lm_tensor *te = &tr->layout.t[t];
+            const float *a = tr->grads + te->off, *b = ref->grads + te->off;
+            double ab = 0, aa = 0, bb = 0;
+            for (size_t i = 0; i < te->numel; i++)
+                ab += (double)a[i] * b[i], aa += (double)a[i] * a[i], bb += (double)b[i] * b[i];
+            double cosv = ab / sqrt(aa * bb + 1e-300), ratio = sqrt(aa / (bb + 1e-300));
+            CHECK_MSG(cosv > (k ? 0.999 : 0.9999999) && fabs(ratio - 1) < (k ? 0.03 : 1e-5),
+                      "%s %s: cosine %.6f, norm ratio %.4f", name, te->name, cosv, ratio);
+        }
+        hass_lm_trainer_destroy(tr);
+    }
+    free(tok);
+    hass_pool_destroy(pool);
+    hass_lm_trainer_destroy(ref);
+}
+
 int main(void) {
     check_init("test_pretrain");
     test_layout_and_misc();
@@ -366,5 +418,6 @@ int main(void) {
     test_gradients(1);
     test_matches_inference();
     test_overfit();
+    test_kinds();
     return check_exit();
 }

@@ -26,21 +26,25 @@ HASS_AMX_INLINE __mmask16 hass__mask16(int64_t n) {
     return n >= 16 ? 0xFFFF : (n > 0 ? (__mmask16)((1u << n) - 1) : 0);
 }
 
-/* 16 dwords: dword m = (bf16(lo[m]), bf16(hi[m])) for the lanes in mk (zeros elsewhere); lo or
+/* 16 dwords: dword m = (bf16(s lo[m]), bf16(s hi[m])) for the lanes in mk (zeros elsewhere); lo or
  * hi may be NULL (zeros). Rounding: vcvtne2ps2bf16 (nearest even). */
-HASS_AMX_INLINE __m512i hass__pair_rows(const float *lo, const float *hi, __mmask16 mk) {
+HASS_AMX_INLINE __m512i hass__pair_rows(const float *lo, const float *hi, __mmask16 mk, float s) {
     const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24,
                                          8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     __m512 a = lo ? _mm512_maskz_loadu_ps(mk, lo) : _mm512_setzero_ps();
     __m512 b = hi ? _mm512_maskz_loadu_ps(mk, hi) : _mm512_setzero_ps();
+    if (s != 1.0f)
+        a = _mm512_mul_ps(a, _mm512_set1_ps(s)), b = _mm512_mul_ps(b, _mm512_set1_ps(s));
     __m512i v = (__m512i)_mm512_cvtne2ps_pbh(b, a); /* [bf16(a) | bf16(b)] */
     return _mm512_permutexvar_epi16(idx, v);
 }
 
-/* 32 consecutive floats (the first n valid, zeros after) -> 32 bf16 in order. */
-HASS_AMX_INLINE __m512i hass__row32(const float *p, int64_t n) {
+/* 32 consecutive floats times s (the first n valid, zeros after) -> 32 bf16 in order. */
+HASS_AMX_INLINE __m512i hass__row32(const float *p, int64_t n, float s) {
     __m512 a = _mm512_maskz_loadu_ps(hass__mask16(n), p);
     __m512 b = _mm512_maskz_loadu_ps(hass__mask16(n - 16), p + 16);
+    if (s != 1.0f)
+        a = _mm512_mul_ps(a, _mm512_set1_ps(s)), b = _mm512_mul_ps(b, _mm512_set1_ps(s));
     return (__m512i)_mm512_cvtne2ps_pbh(b, a);
 }
 
@@ -78,7 +82,7 @@ HASS_AMX_INLINE void hass__pack_b_rows(uint16_t *dst, const float *m, int64_t ld
                                        int64_t kn) {
     __m512i r[16];
     for (int c = 0; c < 16; c++)
-        r[c] = c < n ? hass__row32(m + c * ld, kn) : _mm512_setzero_si512();
+        r[c] = c < n ? hass__row32(m + c * ld, kn, 1.0f) : _mm512_setzero_si512();
     hass__transpose16(r);
     for (int i = 0; i < 16; i++)
         _mm512_storeu_si512(dst + i * 32, r[i]);

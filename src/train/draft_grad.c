@@ -10,8 +10,8 @@
 
 #include "train/blas.h"
 #include <float.h>
-#include <stdlib.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------------------------------ */
@@ -20,8 +20,8 @@
 void hass_linear_forward(float *y, const float *x, const float *W, const float *b, int64_t N,
                          int64_t in, int64_t out) {
     // y: (N, out) = x: (N, in) @ W^T: (in, out)
-    hass_gemm(hass_gemm_get_default(), hass_gemm_default_pool(), 0, 1, N, out, in, x, in, W, in,
-              0.0f, y, out);
+    hass_gemm(hass_gemm_get_default(), hass_gemm_default_pool(), 0, 1, N, out, in, 1.0f, x, in, W,
+              in, 0.0f, y, out);
     if (b)
         for (int64_t r = 0; r < N; r++) {
             float *yr = y + r * out;
@@ -35,9 +35,9 @@ void hass_linear_backward(float *dx, float *dW, float *db, const float *dy, cons
     hass_gemm_kind k = hass_gemm_get_default();
     hass_pool *pool = hass_gemm_default_pool();
     if (dx) // dx: (N, in) += dy: (N, out) @ W: (out, in)
-        hass_gemm(k, pool, 0, 0, N, in, out, dy, out, W, in, 1.0f, dx, in);
+        hass_gemm(k, pool, 0, 0, N, in, out, 1.0f, dy, out, W, in, 1.0f, dx, in);
     if (dW) // dW: (out, in) += dy^T: (out, N) @ x: (N, in)
-        hass_gemm(k, pool, 1, 0, out, in, N, dy, out, x, in, 1.0f, dW, in);
+        hass_gemm(k, pool, 1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
     if (db)
         for (int64_t r = 0; r < N; r++) {
             const float *g = dy + r * out;
@@ -143,7 +143,8 @@ void hass_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x
     int nth = par_threads(N, 64);
     float *part = dw ? calloc((size_t)(nth * d), sizeof(float)) : NULL;
     HASS_ASSERT(!dw || part);
-    rms_ctx c = {.dx = dx, .dw_part = part, .x = x, .w = w, .dy = dy, .rstd = (float *)rstd, .d = d};
+    rms_ctx c = {
+        .dx = dx, .dw_part = part, .x = x, .w = w, .dy = dy, .rstd = (float *)rstd, .d = d};
     par_range(N, 64, rms_bwd_range, &c);
     for (int t = 0; part && t < nth; t++) /* per-thread partial sums, in thread order */
         for (int64_t i = 0; i < d; i++)
@@ -323,6 +324,13 @@ size_t hass_attn_align_scratch(int64_t T, int j, int64_t bq, int nth) {
     return attn_scratch_1(T, j, attn_bq(bq)) * (size_t)(nth > 1 ? nth : 1);
 }
 
+/* The attention's products on the calling thread (inside a pool task): the training product kind
+ * (gemm.h) without threads of its own. */
+static void agemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    hass_gemm(hass_gemm_get_default(), NULL, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 static float dotf(const float *a, const float *b, int64_t n) {
     float s = 0.0f;
     for (int64_t i = 0; i < n; i++)
@@ -364,8 +372,7 @@ static void attn_probs(const attn_blk *g, float *S, float *E, const float *q, co
     const float *K0 = k[0] + g->b * g->T * g->kvd + g->hk * g->Dh;
     int64_t kend = g->kend, j = g->j;
     if (kend > 0)
-        hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->nb, (int)kend, (int)g->Dh,
-                         g->scale, Qb, (int)g->qd, K0, (int)g->kvd, 0.0f, S, (int)kend);
+        agemm(0, 1, g->nb, kend, g->Dh, g->scale, Qb, g->qd, K0, g->kvd, 0.0f, S, kend);
     for (int64_t r = 0; r < g->nb; r++) {
         int64_t i = g->i0 + r;
         int64_t n0 = i - j + 1 > 0 ? i - j + 1 : 0;
@@ -436,9 +443,7 @@ static void attn_fwd_task(void *vc, int ith, int nth) {
             float *Ob = c->out + (b * T + i0) * g.qd + h * Dh;
             const float *V0 = c->v[0] + b * T * g.kvd + g.hk * Dh;
             if (g.kend > 0) // O_blk: (nb, Dh) = P: (nb, kend) @ V0: (kend, Dh)
-                hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.nb, (int)Dh,
-                                 (int)g.kend, 1.0f, S, (int)g.kend, V0, (int)g.kvd, 0.0f, Ob,
-                                 (int)g.qd);
+                agemm(0, 0, g.nb, Dh, g.kend, 1.0f, S, g.kend, V0, g.kvd, 0.0f, Ob, g.qd);
             else
                 for (int64_t r = 0; r < g.nb; r++)
                     memset(Ob + r * g.qd, 0, (size_t)Dh * sizeof(float));
@@ -515,25 +520,19 @@ static void attn_bwd_task(void *vc, int ith, int nth) {
                 if (kend > 0) {
                     const float *K0 = k[0] + koff, *V0 = v[0] + koff;
                     // dV0: (kend, Dh) += P^T: (kend, nb) @ dO: (nb, Dh)
-                    hass_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kend, (int)Dh,
-                                     (int)g.nb, 1.0f, P, (int)kend, dOb, (int)g.qd, 1.0f,
-                                     dv[0] + koff, (int)g.kvd);
+                    agemm(1, 0, kend, Dh, g.nb, 1.0f, P, kend, dOb, g.qd, 1.0f, dv[0] + koff,
+                          g.kvd);
                     // dP: (nb, kend) = dO: (nb, Dh) @ V0^T: (Dh, kend)
-                    hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.nb, (int)kend,
-                                     (int)Dh, 1.0f, dOb, (int)g.qd, V0, (int)g.kvd, 0.0f, dP,
-                                     (int)kend);
+                    agemm(0, 1, g.nb, kend, Dh, 1.0f, dOb, g.qd, V0, g.kvd, 0.0f, dP, kend);
                     for (int64_t r = 0; r < g.nb; r++) { // dS = P * (dP - D); P is 0 past n0
                         float *pr = P + r * kend, *dr = dP + r * kend;
                         for (int64_t t = 0; t < kend; t++)
                             dr[t] = pr[t] * (dr[t] - Dv[r]);
                     }
                     // dQ_blk += scale * dS @ K0;  dK0 += scale * dS^T @ Q_blk
-                    hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.nb, (int)Dh,
-                                     (int)kend, g.scale, dP, (int)kend, K0, (int)g.kvd, 1.0f, dQb,
-                                     (int)g.qd);
-                    hass_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kend, (int)Dh,
-                                     (int)g.nb, g.scale, dP, (int)kend, Qb, (int)g.qd, 1.0f,
-                                     dk[0] + koff, (int)g.kvd);
+                    agemm(0, 0, g.nb, Dh, kend, g.scale, dP, kend, K0, g.kvd, 1.0f, dQb, g.qd);
+                    agemm(1, 0, kend, Dh, g.nb, g.scale, dP, kend, Qb, g.qd, 1.0f, dk[0] + koff,
+                          g.kvd);
                 }
                 for (int64_t r = 0; r < g.nb; r++) { // the diagonal keys of streams 1..j
                     int64_t i = i0 + r, kf = j - i > 1 ? j - i : 1;

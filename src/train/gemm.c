@@ -7,7 +7,6 @@
 #include "ops/ops.h"
 #include "train/blas.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,10 +31,9 @@ int hass_gemm_available(hass_gemm_kind k) {
     }
 }
 
-/* ---- packed-operand scratch, reused across calls (one product at a time) ---- */
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint16_t *g_scratch;
-static size_t g_scratch_cap;
+/* ---- packed-operand scratch of the calling thread, reused across calls ---- */
+static _Thread_local uint16_t *g_scratch;
+static _Thread_local size_t g_scratch_cap;
 
 typedef struct {
     hass__gemm_job *j;
@@ -63,24 +61,23 @@ static int64_t up32(int64_t x) {
 }
 
 void hass_gemm(hass_gemm_kind kind, hass_pool *pool, int ta, int tb, int64_t M, int64_t N,
-               int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-               float *C, int64_t ldc) {
+               int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+               float beta, float *C, int64_t ldc) {
     HASS_ASSERT(M >= 0 && N >= 0 && K >= 0 && (beta == 0.0f || beta == 1.0f));
     if (M == 0 || N == 0)
         return;
     if (kind == HASS_GEMM_F32 || K == 0 || !hass_gemm_available(kind)) {
         HASS_ASSERT(M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX);
         hass_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
-                         tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, A,
+                         tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A,
                          (int)lda, B, (int)ldb, beta, C, (int)ldc);
         return;
     }
     hass__gemm_job j = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb,
-                        .ldc = ldc, .A = A, .B = B, .C = C, .beta = beta,
+                        .ldc = ldc, .A = A, .B = B, .C = C, .alpha = alpha, .beta = beta,
                         .Mp = up32(M), .Np = up32(N), .Kp = up32(K),
                         .amx = kind == HASS_GEMM_BF16_AMX};
     size_t need = (size_t)(j.Mp + j.Np) * (size_t)j.Kp;
-    pthread_mutex_lock(&g_lock);
     if (need > g_scratch_cap) {
         hass_aligned_free(g_scratch);
         g_scratch = hass_aligned_alloc(need * sizeof(uint16_t));
@@ -92,7 +89,6 @@ void hass_gemm(hass_gemm_kind kind, hass_pool *pool, int ta, int tb, int64_t M, 
     run_ctx c = {&j, j.Mp / 32, j.Np / 32};
     hass_pool_run(pool, pack_task, &c);
     hass_pool_run(pool, compute_task, &c);
-    pthread_mutex_unlock(&g_lock);
 }
 
 /* ---- the default used by hass_linear_* ---- */
@@ -117,9 +113,9 @@ static double time_kind(hass_gemm_kind k, hass_pool *pool, float *a, float *b, f
     double best = 1e30;
     for (int rep = 0; rep < 3; rep++) {
         double t0 = hass_now();
-        hass_gemm(k, pool, 0, 1, M, N, K, a, K, b, K, 0.0f, c, N); /* forward  X W^T */
-        hass_gemm(k, pool, 0, 0, M, K, N, c, N, b, K, 0.0f, a, K); /* backward dY W  */
-        hass_gemm(k, pool, 1, 0, N, K, M, c, N, a, K, 1.0f, b, K); /* backward dY^T X */
+        hass_gemm(k, pool, 0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N); /* forward  X W^T */
+        hass_gemm(k, pool, 0, 0, M, K, N, 1.0f, c, N, b, K, 0.0f, a, K); /* backward dY W  */
+        hass_gemm(k, pool, 1, 0, N, K, M, 1.0f, c, N, a, K, 1.0f, b, K); /* backward dY^T X */
         double t = hass_now() - t0;
         best = t < best ? t : best;
     }

@@ -34,13 +34,14 @@ const char *hass_gemm_name(hass_gemm_kind k);
 /* Whether this CPU (and kernel, for AMX: the tile-data permission) runs kind k. */
 int hass_gemm_available(hass_gemm_kind k);
 
-/* C (M, N) = op(A) op(B) + beta C, row-major. op(A) is (M, K): A stored (M, K) with row stride
+/* C (M, N) = alpha op(A) op(B) + beta C, row-major. op(A) is (M, K): A stored (M, K) with row stride
  * lda, or when ta (K, M) with stride lda. op(B) is (K, N): B stored (K, N) with stride ldb, or
  * when tb (N, K) with stride ldb. beta is 0 or 1. pool: threads for the bf16 kernels (NULL =
- * one); the f32 kernel uses OpenBLAS's threads. Thread-safe (one product at a time). */
+ * one); the f32 kernel uses OpenBLAS's threads. bf16 kernels scale A by alpha before rounding
+ * it. Thread-safe: each calling thread packs into its own scratch. */
 void hass_gemm(hass_gemm_kind kind, hass_pool *pool, int ta, int tb, int64_t M, int64_t N,
-               int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-               float *C, int64_t ldc);
+               int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+               float beta, float *C, int64_t ldc);
 
 /* The kind and pool hass_linear_forward / hass_linear_backward use (process-wide; default
  * HASS_GEMM_F32 and no pool). pool is borrowed until the next call. */
@@ -60,7 +61,7 @@ typedef struct {
     int64_t M, N, K, lda, ldb, ldc;
     const float *A, *B;
     float *C;
-    float beta;
+    float alpha, beta;
     uint16_t *Ap, *Bp; /* packed operands (Mp x Kp and Np x Kp bf16) */
     int64_t Mp, Np, Kp;
     int amx;

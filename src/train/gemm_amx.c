@@ -30,7 +30,7 @@ static void pack_a_tile(const hass__gemm_job *j, int64_t m0, int64_t k0, uint16_
     __m512i r[16];
     if (!j->ta) { /* A (M, K): rows are contiguous in k */
         for (int i = 0; i < 16; i++)
-            r[i] = m0 + i < j->M ? hass__row32(j->A + (m0 + i) * j->lda + k0, j->K - k0)
+            r[i] = m0 + i < j->M ? hass__row32(j->A + (m0 + i) * j->lda + k0, j->K - k0, j->alpha)
                                  : _mm512_setzero_si512();
     } else { /* A stored (K, M): pair rows k, k+1 across m, then transpose */
         __mmask16 mk = hass__mask16(j->M - m0);
@@ -38,7 +38,7 @@ static void pack_a_tile(const hass__gemm_job *j, int64_t m0, int64_t k0, uint16_
             int64_t k = k0 + 2 * p;
             const float *lo = k < j->K ? j->A + k * j->lda + m0 : NULL;
             const float *hi = k + 1 < j->K ? j->A + (k + 1) * j->lda + m0 : NULL;
-            r[p] = hass__pair_rows(lo, hi, mk);
+            r[p] = hass__pair_rows(lo, hi, mk, j->alpha);
         }
         hass__transpose16(r);
     }
@@ -55,11 +55,11 @@ static void pack_b_tile(const hass__gemm_job *j, int64_t n0, int64_t k0, uint16_
             int64_t k = k0 + 2 * p;
             const float *lo = k < j->K ? j->B + k * j->ldb + n0 : NULL;
             const float *hi = k + 1 < j->K ? j->B + (k + 1) * j->ldb + n0 : NULL;
-            r[p] = hass__pair_rows(lo, hi, mk);
+            r[p] = hass__pair_rows(lo, hi, mk, 1.0f);
         }
     } else { /* B stored (N, K): each column's k run is contiguous; transpose the pairs */
         for (int n = 0; n < 16; n++)
-            r[n] = n0 + n < j->N ? hass__row32(j->B + (n0 + n) * j->ldb + k0, j->K - k0)
+            r[n] = n0 + n < j->N ? hass__row32(j->B + (n0 + n) * j->ldb + k0, j->K - k0, 1.0f)
                                  : _mm512_setzero_si512();
         hass__transpose16(r);
     }
@@ -133,12 +133,14 @@ static void amx_block(const hass__gemm_job *j, int64_t ib, int64_t jp, float *bu
     TILE_C_IN(3, r0 + 16, c0 + 16, buf + 768);
     const uint16_t *a = j->Ap + ib * KS * 1024, *b = j->Bp + jp * KS * 1024;
     for (int64_t s = 0; s < KS; s++, a += 1024, b += 1024) {
+        /* loads interleaved with the products that need them, so that each load overlaps
+         * the product before it */
         _tile_loadd(4, a, 64);
-        _tile_loadd(5, a + 512, 64);
         _tile_loadd(6, b, 64);
-        _tile_loadd(7, b + 512, 64);
         _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(7, b + 512, 64);
         _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, a + 512, 64);
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
     }
@@ -186,7 +188,7 @@ static void avx512_block(const hass__gemm_job *j, int64_t ib, int64_t jp) {
     }
 }
 
-#define MC_BLOCKS 4 /* row blocks (of 32) that share one pass over the B panels */
+#define MC_BLOCKS 8 /* row blocks (of 32) that share one pass over the B panels */
 
 void hass__gemm_compute(const hass__gemm_job *j, int64_t ib0, int64_t ib1) {
     int64_t NP = j->Np / 32;
