@@ -55,8 +55,10 @@ endif
 # ISA-specific kernel files: compiled with their own flags, chosen at run time.
 ISA_AVX2   := -mavx2 -mfma -mf16c
 ISA_AVX512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16
+ISA_AMX    := $(ISA_AVX512) -mamx-tile -mamx-bf16
 ifeq ($(BUILD),avx512emu)
 ISA_AVX512 := $(ISA_AVX2)
+ISA_AMX    := $(ISA_AVX2)
 endif
 
 LIB_SRC  := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
@@ -80,6 +82,10 @@ $(O)/obj/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)
 	$(Q)$(CC) $(CFLAGS) $(ISA_AVX512) -c $< -o $@
+$(O)/obj/%_amx.o: %_amx.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS) $(ISA_AMX) -c $< -o $@
 $(O)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)
@@ -111,7 +117,7 @@ tests-bin: $(TEST_BIN) $(O)/hass
 # kernels (incl. the model's batch-invariance tests) under ThreadSanitizer, and the kernel, model,
 # golden-output and speculative tests with the AVX-512 kernels over SIMDe (BUILD=avx512emu) where
 # the CPU has no AVX-512 (where it has, the release build already runs them natively).
-TSAN_TESTS := test_threadpool test_ops test_model
+TSAN_TESTS := test_threadpool test_ops test_model test_bpe_train
 EMU_TESTS  := test_ops test_model test_generate test_spec test_api
 EMU_BUILD  := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null || echo build/avx512emu)
 test:

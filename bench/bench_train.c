@@ -26,6 +26,9 @@
 #include "train/train.h"
 
 #include "train/blas.h"
+#include "train/gemm.h"
+#include "train/pretrain.h"
+#include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,21 +70,175 @@ static double bench_sgemm(int iters) {
     return med;
 }
 
+/* ---- the FMA peak: 12 independent FMA chains per thread, AVX2 (8 lanes) or AVX-512 (16) ---- */
+typedef struct {
+    int64_t iters;
+    int wide;
+    float out[16];
+} fma_ctx;
+
+__attribute__((target("avx2,fma"))) static float fma_chains8(int64_t iters) {
+    __m256 a[12], m = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+    for (int j = 0; j < 12; j++)
+        a[j] = _mm256_set1_ps((float)j);
+    for (int64_t i = 0; i < iters; i++)
+#pragma GCC unroll 12
+        for (int j = 0; j < 12; j++)
+            a[j] = _mm256_fmadd_ps(a[j], m, b);
+    for (int j = 1; j < 12; j++)
+        a[0] = _mm256_add_ps(a[0], a[j]);
+    return _mm256_cvtss_f32(a[0]);
+}
+
+__attribute__((target("avx512f"))) static float fma_chains16(int64_t iters) {
+    __m512 a[12], m = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+    for (int j = 0; j < 12; j++)
+        a[j] = _mm512_set1_ps((float)j);
+    for (int64_t i = 0; i < iters; i++)
+#pragma GCC unroll 12
+        for (int j = 0; j < 12; j++)
+            a[j] = _mm512_fmadd_ps(a[j], m, b);
+    for (int j = 1; j < 12; j++)
+        a[0] = _mm512_add_ps(a[0], a[j]);
+    return _mm512_reduce_add_ps(a[0]);
+}
+
+static void fma_task(void *p, int ith, int nth) {
+    (void)nth;
+    fma_ctx *c = p;
+    c->out[ith] = c->wide ? fma_chains16(c->iters) : fma_chains8(c->iters);
+}
+
+/* GFLOP/s of all pool threads running FMA chains (median of 5). */
+static double bench_fma_peak(hass_pool *pool, int wide) {
+    fma_ctx c = {wide ? 50000000 : 100000000, wide, {0}};
+    double t[5];
+    hass_pool_run(pool, fma_task, &c);
+    for (int r = 0; r < 5; r++) {
+        double t0 = hass_now();
+        hass_pool_run(pool, fma_task, &c);
+        t[r] = hass_now() - t0;
+    }
+    qsort(t, 5, sizeof(double), cmp_d);
+    return (double)c.iters * 12 * (wide ? 32 : 16) * hass_pool_size(pool) / t[2] * 1e-9;
+}
+
+/* One pretraining step (forward + backward + AdamW) of a whole model, shapes as the PyTorch
+ * reference script takes them (../shared/bench/torch_train_bench.py: --d --layers --vocab --ff
+ * --heads --kv --seq --batch, tied embedding as there). Rows: the FMA peaks of this machine and
+ * the step, with GFLOP/s by our analytic count and by the script's 6 * params * tokens. */
+static int bench_pretrain(hass_pool *pool, int threads, int iters, int argc, char **argv) {
+    hass_lm_config c = {.d = 512, .n_layers = 12, .H = 8, .Hkv = 4, .ffn = 1408, .V = 8192,
+                        .ctx = 512, .rms_eps = 1e-5f, .rope_theta = 10000.0f, .tie = 1};
+    int64_t B = 4;
+    for (int i = 0; i + 1 < argc; i += 2) {
+        int64_t v = atoll(argv[i + 1]);
+        const char *a = argv[i];
+        if (!strcmp(a, "--d"))
+            c.d = v;
+        else if (!strcmp(a, "--layers"))
+            c.n_layers = v;
+        else if (!strcmp(a, "--vocab"))
+            c.V = v;
+        else if (!strcmp(a, "--ff"))
+            c.ffn = v;
+        else if (!strcmp(a, "--heads"))
+            c.H = v;
+        else if (!strcmp(a, "--kv"))
+            c.Hkv = v;
+        else if (!strcmp(a, "--seq"))
+            c.ctx = v;
+        else if (!strcmp(a, "--batch"))
+            B = v;
+        else if (!strcmp(a, "--untied"))
+            c.tie = 0, i--;
+        else {
+            fprintf(stderr, "bench_train --pretrain: unknown flag %s\n", a);
+            return 2;
+        }
+    }
+    double p8 = bench_fma_peak(pool, 0), p16 = 0;
+    printf("name,shape,threads,iters,ms,gflops,tok_s\n");
+    printf("fma_peak_avx2,12x8lanes,%d,5,,%.1f,\n", threads, p8);
+    if (__builtin_cpu_supports("avx512f")) {
+        p16 = bench_fma_peak(pool, 1);
+        printf("fma_peak_avx512,12x16lanes,%d,5,,%.1f,\n", threads, p16);
+    }
+    hass_err err = {0};
+    hass_lm_trainer *tr = hass_lm_trainer_create(&c, B, 1, pool, &err);
+    if (!tr) {
+        fprintf(stderr, "bench_train: %s\n", err.msg);
+        return 1;
+    }
+    int64_t T = c.ctx;
+    int32_t *tok = malloc((size_t)(B * (T + 1)) * sizeof *tok);
+    hass_rng r;
+    hass_rng_seed(&r, 3);
+    for (int64_t i = 0; i < B * (T + 1); i++)
+        tok[i] = (int32_t)(hass_rng_u64(&r) % (uint64_t)c.V);
+    for (int kind = 0; kind < HASS_GEMM_COUNT; kind++) {
+        const char *only = getenv("HASS_GEMM");
+        if (!hass_gemm_available((hass_gemm_kind)kind) ||
+            (only && strcmp(only, hass_gemm_name((hass_gemm_kind)kind))))
+            continue;
+        hass_gemm_set_default((hass_gemm_kind)kind, pool);
+        double t[16];
+        for (int it = -1; it < iters; it++) {
+            double t0 = hass_now();
+            memset(tr->grads, 0, tr->layout.total * sizeof(float));
+            hass_lm_forward_backward(tr, tok, B, 1.0f / (float)(B * T), 1, NULL);
+            hass_lm_optimizer_step(tr, 1e-4f, 0.1f, 1.0f, hass_lm_grad_norm(tr));
+            if (it >= 0)
+                t[it] = hass_now() - t0;
+        }
+        qsort(t, (size_t)iters, sizeof(double), cmp_d);
+        double med = t[iters / 2], fl = hass_lm_step_flops(&c, B);
+        double fl6 = 6.0 * (double)hass_lm_n_params(&c) * (double)(B * T);
+        double peak = p16 > p8 ? p16 : p8;
+        printf("pretrain_step_%s,d%lld_L%lld_H%lld_Hkv%lld_ffn%lld_V%lld_B%lldxT%lld%s,%d,%d,%.1f,"
+               "%.1f,%.0f\n",
+               hass_gemm_name((hass_gemm_kind)kind), (long long)c.d, (long long)c.n_layers,
+               (long long)c.H, (long long)c.Hkv, (long long)c.ffn, (long long)c.V, (long long)B,
+               (long long)T, c.tie ? "_tied" : "", threads, iters, med * 1e3, fl / med * 1e-9,
+               (double)(B * T) / med);
+        fprintf(stderr,
+                "  %s: %.1fM params; %.1f GFLOP/s by the analytic count (%.0f%% of the fp32 FMA "
+                "peak %.0f), %.1f GFLOP/s by 6*params*tokens (the PyTorch script's count)\n",
+                hass_gemm_name((hass_gemm_kind)kind), (double)hass_lm_n_params(&c) / 1e6,
+                fl / med * 1e-9, 100 * fl / med * 1e-9 / peak, peak, fl6 / med * 1e-9);
+    }
+    hass_gemm_set_default(HASS_GEMM_F32, NULL);
+    free(tok);
+    hass_lm_trainer_destroy(tr);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    int quick = 0, threads = 2;
+    int quick = 0, threads = 2, pretrain = 0, pre_argc = 0;
+    char **pre_argv = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "usage: bench_train [--quick] [--threads N]\n");
+        else if (!strcmp(argv[i], "--pretrain")) {
+            pretrain = 1, pre_argv = argv + i + 1, pre_argc = argc - i - 1;
+            break;
+        } else {
+            fprintf(stderr, "usage: bench_train [--quick] [--threads N] [--pretrain [--d D] "
+                            "[--layers L] [--vocab V] [--ff F] [--heads H] [--kv K] [--seq T] "
+                            "[--batch B] [--untied]]\n");
             return 2;
         }
     }
     hass_blas_set_threads(threads);
     hass_pool *pool = hass_pool_create(threads);
     int iters = quick ? 1 : 5;
+    if (pretrain) {
+        int rc = bench_pretrain(pool, threads, quick ? 2 : 3, pre_argc, pre_argv);
+        hass_pool_destroy(pool);
+        return rc;
+    }
 
     double ts = bench_sgemm(quick ? 3 : 7);
     printf("name,shape,threads,iters,ms,gflops,tok_s\n");

@@ -112,6 +112,58 @@ int main(int argc, char **argv) {
     snprintf(args, sizeof args, "generate -m %s -p hi", path);
     EXPECT(1, args);
 
+    /* train-tokenizer: flags, bad data, then a small run whose files the other commands read */
+    EXPECT(0, "train-tokenizer --help");
+    CHECK(strstr(out, "--vocab") != NULL);
+    EXPECT(2, "train-tokenizer -o x");
+    CHECK(one_line_error());
+    EXPECT(2, "train-tokenizer --data x.jsonl -o x --vocab 200");
+    CHECK(one_line_error());
+    EXPECT(2, "train-tokenizer --data x.jsonl -o x --threads 0");
+    EXPECT(2, "train-tokenizer --data x.jsonl -o x --frobnicate 1");
+    snprintf(args, sizeof args, "train-tokenizer --data /nonexistent.jsonl -o %s/tk", tmp);
+    EXPECT(1, args);
+    CHECK(one_line_error());
+    snprintf(path, sizeof path, "%s/corpus.jsonl", tmp);
+    snprintf(cmd, sizeof cmd, "printf '{\"text\": \"one\"}\\n{\"text\": [1]}\\n' > %s", path);
+    HASS_ASSERT(system(cmd) == 0);
+    snprintf(args, sizeof args, "train-tokenizer --data %s -o %s/tk", path, tmp);
+    EXPECT(1, args);
+    CHECK(one_line_error() && strstr(errout, "corpus.jsonl:2:"));
+    snprintf(cmd, sizeof cmd,
+             "printf '{\"text\": \"the cat sat on the mat, the cat sat.\", \"source\": \"a\"}\\n"
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"Where is the cat?\"}, "
+             "{\"role\": \"assistant\", \"content\": \"On the mat.\"}]}\\n' > %s",
+             path);
+    HASS_ASSERT(system(cmd) == 0);
+    snprintf(args, sizeof args,
+             "train-tokenizer --data %s,%s -o %s/tk --vocab 320 --threads 2 --valid %s", path, path,
+             tmp, path);
+    EXPECT(0, args);
+    char tkpath[700];
+    snprintf(tkpath, sizeof tkpath, "%s/tk/tokenizer_stats.json", tmp);
+    CHECK(access(tkpath, R_OK) == 0);
+    snprintf(args, sizeof args, "tokenize --tokenizer %s/tk/tokenizer.json -p 'the cat<|eot_id|>'",
+             tmp);
+    EXPECT(0, args); /* BOS (256 + merges), "the cat", <|eot_id|> (BOS + 4) */
+    FILE *sf = fopen(tkpath, "rb");
+    char stats[4096] = "";
+    if (sf) {
+        stats[fread(stats, 1, sizeof stats - 1, sf)] = 0;
+        fclose(sf);
+    }
+    cJSON *sj = cJSON_Parse(stats);
+    int bos = 256 + (sj ? cJSON_GetObjectItem(sj, "merges")->valueint : -1000);
+    cJSON_Delete(sj);
+    char want[64];
+    snprintf(want, sizeof want, " %d\n", bos + 4);
+    CHECK_MSG(atoi(out) == bos && strlen(out) > strlen(want) &&
+                  !strcmp(out + strlen(out) - strlen(want), want),
+              "tokenize with the trained tokenizer: '%s' (BOS %d)", out, bos);
+    snprintf(args, sizeof args, "tokenize --tokenizer %s/tk/tokenizer.json -p 'the cat' --no-bos",
+             tmp);
+    EXPECT(0, args);
+
     const char *mp = check_shared("models/stories260K.bin"),
                *tp = check_shared("models/tok512.bin");
     if (mp && tp) {

@@ -83,7 +83,9 @@ static int isa_cases(isa_case *cs) {
     if (f & HASS_CPU_AVX512)
         cs[k++] = (isa_case){HASS_CPU_AVX2 | HASS_CPU_AVX512, "avx512"};
     if (f & HASS_CPU_AVX512BF16)
-        cs[k++] = (isa_case){f, "avx512bf16"};
+        cs[k++] = (isa_case){f & ~HASS_CPU_AMX, "avx512bf16"};
+    if (f & HASS_CPU_AMX) /* bf16 weights with in % 32 == 0 go through the tile unit */
+        cs[k++] = (isa_case){f, "amx"};
     return k;
 }
 
@@ -112,9 +114,9 @@ static void check_matmul_err(const float *y, const float *ref, const float *x, c
 }
 
 static void test_matmul_vs_ref(const isa_case *ic) {
-    static const int64_t ins[] = {1, 7, 31, 33, 257, 1000};
+    static const int64_t ins[] = {1, 7, 31, 33, 257, 1000, 32, 96, 384};
     static const int64_t ins_q8[] = {32, 64, 288, 1024};
-    static const int64_t outs[] = {1, 3, 17, 65};
+    static const int64_t outs[] = {1, 3, 17, 65, 16, 48, 50, 100};
     static const hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16, HASS_DTYPE_F16,
                                      HASS_DTYPE_Q8_0};
     const int64_t NMAX = 20;
@@ -122,9 +124,9 @@ static void test_matmul_vs_ref(const isa_case *ic) {
     for (int d = 0; d < 4; d++) {
         hass_dtype t = dts[d];
         int bf16x = t == HASS_DTYPE_BF16 && (ic->features & HASS_CPU_AVX512BF16);
-        int nin = t == HASS_DTYPE_Q8_0 ? 4 : 6;
+        int nin = t == HASS_DTYPE_Q8_0 ? 4 : 9;
         for (int a = 0; a < nin; a++)
-            for (int b = 0; b < 4; b++) {
+            for (int b = 0; b < 8; b++) {
                 int64_t in = t == HASS_DTYPE_Q8_0 ? ins_q8[a] : ins[a], out = outs[b];
                 float *wf, *x = randn(NMAX * in, 1.0f);
                 void *W = rand_weights(t, out, in, &wf);
@@ -401,7 +403,7 @@ int main(void) {
     hass_rng_seed(&rng, 1234);
     hass_pool *pools[3] = {hass_pool_create(1), hass_pool_create(2), hass_pool_create(3)};
     HASS_ASSERT(pools[0] && pools[1] && pools[2]);
-    isa_case cs[4];
+    isa_case cs[5];
     int ncs = isa_cases(cs);
     for (int i = 0; i < ncs; i++) {
         hass_cpu_force(cs[i].features);

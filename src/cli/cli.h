@@ -79,10 +79,12 @@ int cmd_convert(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_datagen(int argc, char **argv);
+int cmd_pretrain(int argc, char **argv);
 int cmd_draft_init(int argc, char **argv);
 int cmd_draft_vocab(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_train_draft(int argc, char **argv);
+int cmd_train_tokenizer(int argc, char **argv);
 
 #endif

@@ -21,8 +21,10 @@ static const cli_command commands[] = {
     {"export", cmd_export, "write a model as GGUF for llama.cpp (or a Hugging Face directory)"},
     {"generate", cmd_generate, "generate text (speculative with a draft head, -d)"},
     {"inspect", cmd_inspect, "print the header, metadata and tensor table of a model file"},
+    {"pretrain", cmd_pretrain, "train a LLaMA-family model from scratch on a JSONL corpus"},
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer and print the token ids"},
     {"train-draft", cmd_train_draft, "train an EAGLE / HASS draft head on datagen features"},
+    {"train-tokenizer", cmd_train_tokenizer, "train a byte-level BPE tokenizer on JSONL records"},
     {"version", cmd_version, "print the version and the CPU kernels in use"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
@@ -81,7 +83,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: hass <command> [flags]   (hass <command> --help for its flags)\n\ncommands:\n");
     for (int i = 0; i < N_COMMANDS; i++)
-        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+        fprintf(f, "  %-15s %s\n", commands[i].name, commands[i].help);
 }
 
 int main(int argc, char **argv) {

@@ -38,6 +38,11 @@ static int detect_features(void) {
         unsigned a, b, c, d; /* AVX512_BF16: cpuid leaf 7, subleaf 1, EAX bit 5 */
         if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5)))
             f |= HASS_CPU_AVX512BF16;
+        /* AMX-TILE and AMX-BF16: cpuid leaf 7, subleaf 0, EDX bits 24 and 22 (the kernels that
+         * use them also need the OS's tile-data permission, asked for where they run) */
+        if ((f & HASS_CPU_AVX512BF16) && __get_cpuid_count(7, 0, &a, &b, &c, &d) &&
+            (d & (1u << 24)) && (d & (1u << 22)))
+            f |= HASS_CPU_AMX;
     }
 #endif
 #endif
@@ -48,6 +53,8 @@ static int detect_features(void) {
         f &= HASS_CPU_AVX2;
     else if (cap && strcmp(cap, "avx512") == 0)
         f &= HASS_CPU_AVX2 | HASS_CPU_AVX512;
+    else if (cap && strcmp(cap, "avx512bf16") == 0)
+        f &= HASS_CPU_AVX2 | HASS_CPU_AVX512 | HASS_CPU_AVX512BF16;
     return f;
 }
 
@@ -76,6 +83,8 @@ void hass_cpu_force(int features) {
 
 const char *hass_cpu_isa_name(void) {
     int f = hass_cpu_features();
+    if (f & HASS_CPU_AMX)
+        return "amx";
     if (f & HASS_CPU_AVX512BF16)
         return "avx512bf16";
     if (f & HASS_CPU_AVX512)
@@ -200,6 +209,9 @@ static isa_kernels isa(void) {
  * more than they do (stories260K's largest product, 512x64 at n = 1, is 32768). */
 #define MM_SERIAL_MACS 65536.0
 
+/* AMX takes rows in groups of 3 tiles of 16 */
+#define MM_UNIT_AMX 48
+
 typedef struct {
     hass__matmul_rows_fn rows;
     const float *x;
@@ -207,7 +219,9 @@ typedef struct {
     const hass_matmul_job *jobs;
     int njobs;
     int64_t units, chunk;
-    atomic_llong next; /* first unit not yet taken */
+    atomic_llong next;  /* first unit not yet taken */
+    int64_t unit;       /* rows per unit */
+    const uint16_t *xp; /* x packed for AMX, or NULL */
 } matmul_ctx;
 
 /* Units [lo, hi) of the concatenated jobs. */
@@ -215,11 +229,14 @@ static void matmul_range(const matmul_ctx *c, int64_t lo, int64_t hi) {
     int64_t base = 0;
     for (int j = 0; j < c->njobs && base < hi; j++) {
         const hass_matmul_job *jb = &c->jobs[j];
-        int64_t nu = (jb->out + MM_UNIT - 1) / MM_UNIT;
+        int64_t U = c->unit, nu = (jb->out + U - 1) / U;
         int64_t a = lo > base ? lo - base : 0, b = hi - base < nu ? hi - base : nu;
         if (a < b) {
-            int64_t o0 = a * MM_UNIT, o1 = b * MM_UNIT < jb->out ? b * MM_UNIT : jb->out;
-            c->rows(jb->y, jb->out, c->x, c->n, c->in, jb->W, jb->wt, o0, o1);
+            int64_t o0 = a * U, o1 = b * U < jb->out ? b * U : jb->out;
+            if (c->xp)
+                hass__matmul_rows_amx(jb->y, jb->out, c->xp, c->n, c->in, jb->W, o0, o1);
+            else
+                c->rows(jb->y, jb->out, c->x, c->n, c->in, jb->W, jb->wt, o0, o1);
         }
         base += nu;
     }
@@ -236,15 +253,42 @@ static void matmul_task(void *p, int ith, int nth) {
     }
 }
 
+/* x packed for the AMX kernel: one buffer per thread, grown as needed (never in the token loop
+ * once the largest batch has been seen). */
+static _Thread_local uint16_t *amx_xp;
+static _Thread_local size_t amx_xp_cap;
+
+/* Whether the product goes through AMX: bf16 weights, in % 32 == 0, a CPU (and OS permission)
+ * with AMX. A property of the machine and the weights, never of n. */
+static int use_amx(const hass_matmul_job *jobs, int njobs, int64_t in) {
+    if (!(hass_cpu_features() & HASS_CPU_AMX) || in % 32 != 0 || !hass__amx_ready())
+        return 0;
+    for (int j = 0; j < njobs; j++)
+        if (jobs[j].wt != HASS_DTYPE_BF16)
+            return 0;
+    return 1;
+}
+
 void hass_matmul_multi(hass_pool *pool, const float *x, int64_t n, int64_t in,
                        const hass_matmul_job *jobs, int njobs) {
     HASS_ASSERT(n >= 0 && in > 0 && njobs >= 0);
-    matmul_ctx c = {isa().rows, x, n, in, jobs, njobs, 0, 0, 0};
+    matmul_ctx c = {isa().rows, x, n, in, jobs, njobs, 0, 0, 0, MM_UNIT, NULL};
+    if (n > 0 && use_amx(jobs, njobs, in)) {
+        size_t need = (size_t)((n + 15) / 16 * 16) * (size_t)in;
+        if (need > amx_xp_cap) {
+            hass_aligned_free(amx_xp);
+            amx_xp = hass_aligned_alloc(need * sizeof(uint16_t));
+            HASS_ASSERT(amx_xp != NULL);
+            amx_xp_cap = need;
+        }
+        hass__amx_pack_x(amx_xp, x, n, in);
+        c.xp = amx_xp, c.unit = MM_UNIT_AMX;
+    }
     double macs = 0;
     for (int j = 0; j < njobs; j++) {
         HASS_ASSERT(jobs[j].out >= 0);
         HASS_ASSERT(jobs[j].wt != HASS_DTYPE_Q8_0 || in % 32 == 0);
-        c.units += (jobs[j].out + MM_UNIT - 1) / MM_UNIT;
+        c.units += (jobs[j].out + c.unit - 1) / c.unit;
         macs += (double)jobs[j].out * (double)in * (double)n;
     }
     if (n == 0 || c.units == 0)

@@ -15,13 +15,16 @@
 #include "core/tensor.h"
 
 /* ---- cpu features ---- */
-enum { HASS_CPU_AVX2 = 1, HASS_CPU_AVX512 = 2, HASS_CPU_AVX512BF16 = 4 };
-/* The kernels in use (bitmask, cached): the best the CPU has, capped by HASS_CPU=scalar|avx2|avx512
- * (avx512 = without the AVX512_BF16 dot), narrowed by hass_cpu_force. */
+enum { HASS_CPU_AVX2 = 1, HASS_CPU_AVX512 = 2, HASS_CPU_AVX512BF16 = 4, HASS_CPU_AMX = 8 };
+/* The kernels in use (bitmask, cached): the best the CPU has, capped by
+ * HASS_CPU=scalar|avx2|avx512|avx512bf16 (avx512 = without the AVX512_BF16 dot, avx512bf16 =
+ * without AMX), narrowed by hass_cpu_force. */
 int hass_cpu_features(void);
 /* What the CPU supports (capped by HASS_CPU), whether in use or not. */
 int hass_cpu_available(void);
-const char *hass_cpu_isa_name(void); /* "avx512bf16", "avx512", "avx2" or "scalar" */
+/* "amx" (AVX-512 + AVX512_BF16 + AMX tiles for bf16 products), "avx512bf16", "avx512", "avx2"
+ * or "scalar" */
+const char *hass_cpu_isa_name(void);
 /* Restricts the kernels to features & (what the CPU and HASS_CPU allow); features < 0 undoes it.
  * For tests and benchmarks: call it between kernel calls, never while one runs. */
 void hass_cpu_force(int features);
@@ -29,8 +32,8 @@ void hass_cpu_force(int features);
 /* ---- matrix products ----
  * y: (n, out) f32; x: (n, in) f32; W: (out, in) row-major of dtype wt (F32, BF16, F16, Q8_0).
  * y[r][o] = sum_i x[r][i] * W[o][i]. Overwrites y. Thread-safe for distinct y.
- * BF16 weights on AVX512_BF16 machines round x to bf16 (pairs summed by vdpbf16ps);
- * elsewhere x stays f32. Either way the result is batch invariant. Q8_0 needs in % 32 == 0.
+ * BF16 weights on AVX512_BF16 machines round x to bf16 (pairs summed by vdpbf16ps, or on
+ * AMX machines by the tile unit, 32 k at a time, when in % 32 == 0); elsewhere x stays f32. Either way the result is batch invariant. Q8_0 needs in % 32 == 0.
  * Threads split output rows in units of 12; a product of fewer than 65536 multiply-adds runs on
  * the calling thread without touching the pool. The weights are streamed from memory once per
  * call for any n (blocks of rows of W stay in L1 while all n rows of x pass over them). */
@@ -140,6 +143,12 @@ void hass__matmul_rows_avx512(float *y, int64_t ys, const float *x, int64_t n, i
 void hass__matmul_rows_avx512bf16(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                                   const void *W, hass_dtype wt, int64_t o0, int64_t o1);
 float hass__dot_avx512(const float *a, const float *b, int64_t n);
+/* AMX (ops_amx.c), bf16 weights, in % 32 == 0: x packed once per product into bf16 tiles
+ * (xp: ceil(n/16) * 16 * in bf16), then rows [o0, o1) (o0 % 16 == 0) of y = x W^T. */
+int hass__amx_ready(void);
+void hass__amx_pack_x(uint16_t *xp, const float *x, int64_t n, int64_t in);
+void hass__matmul_rows_amx(float *y, int64_t ys, const uint16_t *xp, int64_t n, int64_t in,
+                           const uint16_t *W, int64_t o0, int64_t o1);
 void hass__dots_avx512(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
                        int64_t Dh);
 void hass__axpys_avx512(float *o, const float *p, const float *v, int64_t vs, int64_t nk,

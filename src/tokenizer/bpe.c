@@ -100,8 +100,8 @@ static void try_pair(const hass_tokenizer *t, const char *w, hass__scratch *s, i
         *oom = 1;
 }
 
-static hass_status encode_piece(const hass_tokenizer *t, const char *w, size_t n, hass__scratch *s,
-                                hass__ids *out, hass_err *err) {
+hass_status hass__bpe_encode_piece(const hass_tokenizer *t, const char *w, size_t n,
+                                   hass__scratch *s, hass__ids *out, hass_err *err) {
     if (n == 1)
         return hass__ids_push(out, t->byte_id[(uint8_t)w[0]])
                    ? hass_err_set(err, HASS_STATUS_OOM, "tokenizer_encode: out of memory")
@@ -135,8 +135,8 @@ static hass_status encode_piece(const hass_tokenizer *t, const char *w, size_t n
     return HASS_OK;
 }
 
-hass_status hass__bpe_encode(const hass_tokenizer *t, const char *s, size_t n, hass__scratch *sc,
-                             hass__ids *out, hass_err *err) {
+hass_status hass__bpe_split(const hass_tokenizer *t, const char *s, size_t n, hass__scratch *sc,
+                            hass__piece_fn fn, void *ctx, hass_err *err) {
     if (n > INT32_MAX)
         return hass_err_set(err, HASS_STATUS_RANGE, "tokenizer_encode: text too long");
     if (!sc->md && !(sc->md = pcre2_match_data_create_from_pattern(t->re, NULL)))
@@ -156,14 +156,29 @@ hass_status hass__bpe_encode(const hass_tokenizer *t, const char *s, size_t n, h
         }
         hass_status st = HASS_OK;
         if (ms > gap)
-            st = encode_piece(t, s + gap, ms - gap, sc, out, err);
+            st = fn(ctx, s + gap, ms - gap, err);
         if (st == HASS_OK)
-            st = encode_piece(t, s + ms, me - ms, sc, out, err);
+            st = fn(ctx, s + ms, me - ms, err);
         if (st != HASS_OK)
             return st;
         pos = gap = me;
     }
-    if (gap < n)
-        return encode_piece(t, s + gap, n - gap, sc, out, err);
-    return HASS_OK;
+    return gap < n ? fn(ctx, s + gap, n - gap, err) : HASS_OK;
+}
+
+typedef struct {
+    const hass_tokenizer *t;
+    hass__scratch *sc;
+    hass__ids *out;
+} piece_ctx;
+
+static hass_status encode_one(void *ctx, const char *s, size_t n, hass_err *err) {
+    piece_ctx *c = ctx;
+    return hass__bpe_encode_piece(c->t, s, n, c->sc, c->out, err);
+}
+
+hass_status hass__bpe_encode(const hass_tokenizer *t, const char *s, size_t n, hass__scratch *sc,
+                             hass__ids *out, hass_err *err) {
+    piece_ctx c = {t, sc, out};
+    return hass__bpe_split(t, s, n, sc, encode_one, &c, err);
 }

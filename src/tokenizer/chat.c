@@ -3,10 +3,12 @@
  * tokenizer_config.json or GGUF tokenizer.chat_template) is recognised by its marker tokens
  * and the conversation is rendered by the matching C function, reproducing the output of the
  * official templates (LLaMA-2 chat, LLaMA-3 instruct, ChatML) for system/user/assistant turns.
- * The formats are spelled out in tokenizer.h.
+ * The formats are spelled out in tokenizer.h. Corpus records (chat or plain text) are rendered
+ * here too, so that a tokenizer trainer and a pretrainer see the same text.
  */
 #include "tokenizer/tok_internal.h"
 
+#include <cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,5 +170,70 @@ char *hass_tokenizer_chat_render(const hass_tokenizer *t, const hass_chat_msg *m
         hass_err_set(err, HASS_STATUS_OOM, "chat_render: out of memory");
         return NULL;
     }
+    return b.p;
+}
+
+/* the message array of a {"messages": [...]} record, or NULL with err set */
+static hass_chat_msg *record_msgs(const cJSON *arr, int *n, hass_err *err) {
+    *n = cJSON_GetArraySize(arr);
+    if (!cJSON_IsArray(arr) || *n == 0) {
+        hass_err_set(err, HASS_STATUS_FORMAT, "\"messages\" is not a non-empty array");
+        return NULL;
+    }
+    hass_chat_msg *m = calloc((size_t)*n, sizeof *m);
+    if (!m) {
+        hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+        return NULL;
+    }
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(e, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(e, "content");
+        if (!cJSON_IsObject(e) || !cJSON_IsString(role) || !cJSON_IsString(content) ||
+            !role->valuestring[0]) {
+            hass_err_set(err, HASS_STATUS_FORMAT,
+                         "message %d needs a string \"role\" and a string \"content\"", i);
+            free(m);
+            return NULL;
+        }
+        m[i++] = (hass_chat_msg){role->valuestring, content->valuestring};
+    }
+    return m;
+}
+
+char *hass_tokenizer_render_record(const hass_tokenizer *t, const char *json, size_t len,
+                                   size_t *out_len, hass_err *err) {
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(root, "text");
+    const char *shape = !cJSON_IsObject(root) ? "not a JSON object"
+                        : !msgs == !text      ? "a record has either \"messages\" or \"text\""
+                        : text && !cJSON_IsString(text) ? "\"text\" is not a string"
+                                                        : NULL;
+    hass__buf b = {0};
+    char *chat = NULL;
+    hass_chat_msg *m = NULL;
+    int n = 0, bad = 0;
+    if (shape) {
+        hass_err_set(err, HASS_STATUS_FORMAT, "%s", shape);
+    } else if (text) {
+        bad = put(&b, special_text(t, t->bos, "")) | put(&b, text->valuestring) |
+              put(&b, special_text(t, t->eos, ""));
+    } else if ((m = record_msgs(msgs, &n, err)) &&
+               (chat = hass_tokenizer_chat_render(t, m, n, 0, err))) {
+        bad = put(&b, special_text(t, t->bos, "")) | put(&b, chat);
+    }
+    free(m);
+    free(chat);
+    cJSON_Delete(root);
+    if (bad)
+        hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+    if (bad || (!text && !chat) || shape) {
+        free(b.p);
+        return NULL;
+    }
+    if (out_len)
+        *out_len = b.n;
     return b.p;
 }

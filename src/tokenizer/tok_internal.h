@@ -102,6 +102,19 @@ hass_status hass__tok_reserve_merges(hass_tokenizer *t, int64_t n, hass_err *err
 hass_status hass__tok_finish(hass_tokenizer *t, hass_err *err);
 int32_t hass__tok_map_find(const hass_tokenizer *t, const char *s, size_t n);
 int hass__chat_detect(const char *tmpl);
+uint64_t hass__hash_bytes(const char *s, size_t n); /* FNV-1a, folded */
+uint64_t hass__hash_u64(uint64_t x);                /* splitmix64 finaliser */
+
+/* The encode driver's walk over a text: the text between special (added) tokens goes to
+ * text() (at_start: it begins the text), each special token to special() — or, when it is
+ * special and parse_special is 0, its string to text(). Leftmost-longest matching; byte-level
+ * tokenizers split at special strings even when they are encoded as text (find_added). */
+typedef struct {
+    hass_status (*text)(void *ctx, const char *s, size_t n, int at_start, hass_err *err);
+    hass_status (*special)(void *ctx, int32_t id, hass_err *err);
+} hass__walk_fns;
+hass_status hass__tok_walk(const hass_tokenizer *t, const char *s, size_t n, int parse_special,
+                           const hass__walk_fns *f, void *ctx, hass_err *err);
 
 /* per-algorithm text encoders (append to out; text has no special tokens) */
 hass_status hass__spm_encode(const hass_tokenizer *t, const char *s, size_t n, int at_start,
@@ -115,6 +128,15 @@ int hass__bpe_cp_byte(uint32_t cp);
  * alphabet (out is left partly written), -1 OOM. */
 int hass__bpe_decode_piece(const char *s, size_t n, hass__buf *out);
 hass_status hass__bpe_compile(hass_tokenizer *t, const char *regex, hass_err *err);
+/* Calls fn on each pre-tokenizer piece of s[0..n) in order: the regex matches and the text
+ * between them (HF Split, Isolated; invalid UTF-8 never matches and lands in such gaps).
+ * Stops at the first status that is not HASS_OK and returns it. */
+typedef hass_status (*hass__piece_fn)(void *ctx, const char *s, size_t n, hass_err *err);
+hass_status hass__bpe_split(const hass_tokenizer *t, const char *s, size_t n, hass__scratch *sc,
+                            hass__piece_fn fn, void *ctx, hass_err *err);
+/* Encodes one piece (n >= 1): its merges by rank, or with ignore_merges its vocab entry. */
+hass_status hass__bpe_encode_piece(const hass_tokenizer *t, const char *w, size_t n,
+                                   hass__scratch *s, hass__ids *out, hass_err *err);
 extern const char hass__re_llama3[], hass__re_gpt2[];
 
 /* BPE merge core shared by spm.c and bpe.c */
@@ -143,6 +165,7 @@ struct hass__scratch {
     pcre2_match_data *md;
 };
 hass__sym *hass__scratch_syms(hass__scratch *s, size_t n); /* NULL on OOM */
+void hass__scratch_free(hass__scratch *s);                 /* frees the buffers, zeroes s */
 /* Merges the symbol list sym[0..n) (linked by prev/next) with the heap already seeded, using
  * try_pair to add neighbours after each merge; shared by both algorithms. */
 typedef void (*hass__try_pair_fn)(const hass_tokenizer *t, const char *w, hass__scratch *s,

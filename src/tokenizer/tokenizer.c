@@ -107,6 +107,15 @@ hass__sym *hass__scratch_syms(hass__scratch *s, size_t n) {
     return s->sym;
 }
 
+void hass__scratch_free(hass__scratch *s) {
+    free(s->sym);
+    free(s->heap.p);
+    free(s->norm.p);
+    if (s->md)
+        pcre2_match_data_free(s->md);
+    memset(s, 0, sizeof *s);
+}
+
 int hass__bpe_merge_all(const hass_tokenizer *t, const char *w, hass__scratch *s,
                         hass__try_pair_fn try_pair) {
     hass__sym *sym = s->sym;
@@ -133,7 +142,7 @@ int hass__bpe_merge_all(const hass_tokenizer *t, const char *w, hass__scratch *s
 
 /* ---------------- hashing ---------------- */
 
-static uint64_t hash_bytes(const char *s, size_t n) {
+uint64_t hass__hash_bytes(const char *s, size_t n) {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (size_t i = 0; i < n; i++) {
         h ^= (uint8_t)s[i];
@@ -142,7 +151,7 @@ static uint64_t hash_bytes(const char *s, size_t n) {
     return h ^ (h >> 29);
 }
 
-static uint64_t hash_u64(uint64_t x) { /* splitmix64 finaliser */
+uint64_t hass__hash_u64(uint64_t x) { /* splitmix64 finaliser */
     x ^= x >> 30;
     x *= 0xbf58476d1ce4e5b9ull;
     x ^= x >> 27;
@@ -170,7 +179,7 @@ static const char *key_of(const hass_tokenizer *t, int32_t id, size_t *n) {
 int32_t hass__tok_map_find(const hass_tokenizer *t, const char *s, size_t n) {
     if (!t->map)
         return -1;
-    size_t i = hash_bytes(s, n) & t->map_mask;
+    size_t i = hass__hash_bytes(s, n) & t->map_mask;
     for (;;) {
         int32_t id = t->map[i];
         if (id < 0)
@@ -198,7 +207,7 @@ static int map_build(hass_tokenizer *t) {
         const char *k = key_of(t, id, &n);
         if (n == 0)
             continue;
-        size_t i = hash_bytes(k, n) & t->map_mask;
+        size_t i = hass__hash_bytes(k, n) & t->map_mask;
         int dup = 0;
         while (t->map[i] >= 0) {
             size_t kn;
@@ -236,7 +245,7 @@ hass_status hass__tok_add_merge(hass_tokenizer *t, int32_t a, int32_t b, int32_t
     if (!t->mkey || (size_t)(t->n_merges + 1) * 2 > t->merge_mask + 1)
         return hass_err_set(err, HASS_STATUS_ARG, "tokenizer: merge table full");
     uint64_t key = ((uint64_t)(uint32_t)(a + 1) << 32) | (uint32_t)b;
-    size_t i = hash_u64(key) & t->merge_mask;
+    size_t i = hass__hash_u64(key) & t->merge_mask;
     while (t->mkey[i]) {
         if (t->mkey[i] == key)
             return HASS_OK; /* duplicate merge: the first (lowest rank) wins */
@@ -253,7 +262,7 @@ int32_t hass__tok_merge_find(const hass_tokenizer *t, int32_t a, int32_t b, int3
     if (!t->mkey)
         return -1;
     uint64_t key = ((uint64_t)(uint32_t)(a + 1) << 32) | (uint32_t)b;
-    size_t i = hash_u64(key) & t->merge_mask;
+    size_t i = hass__hash_u64(key) & t->merge_mask;
     while (t->mkey[i]) {
         if (t->mkey[i] == key) {
             *merged = t->mid[i];
@@ -550,55 +559,61 @@ static int find_added(const hass_tokenizer *t, const char *s, size_t n, size_t p
     return -1;
 }
 
-static hass_status encode_text(const hass_tokenizer *t, const char *s, size_t n, int at_start,
-                               hass__scratch *sc, hass__ids *out, hass_err *err) {
-    if (n == 0)
-        return HASS_OK;
-    if (t->kind == HASS_TOK_SPM)
-        return hass__spm_encode(t, s, n, at_start, sc, out, err);
-    return hass__bpe_encode(t, s, n, sc, out, err);
+hass_status hass__tok_walk(const hass_tokenizer *t, const char *s, size_t n, int parse_special,
+                           const hass__walk_fns *f, void *ctx, hass_err *err) {
+    size_t pos = 0;
+    hass_status st = HASS_OK;
+    while (pos < n && st == HASS_OK) {
+        size_t at = n;
+        int k = t->n_added ? find_added(t, s, n, pos, parse_special, &at) : -1;
+        if (at > pos)
+            st = f->text(ctx, s + pos, at - pos, pos == 0, err);
+        if (k < 0 || st != HASS_OK)
+            break;
+        const hass__added *a = &t->added[k];
+        st = a->special && !parse_special ? f->text(ctx, s + at, a->len, 0, err)
+                                          : f->special(ctx, a->id, err);
+        pos = at + a->len;
+    }
+    return st;
+}
+
+typedef struct {
+    const hass_tokenizer *t;
+    hass__scratch sc;
+    hass__ids out;
+} encode_ctx;
+
+static hass_status encode_text(void *ctx, const char *s, size_t n, int at_start, hass_err *err) {
+    encode_ctx *c = ctx;
+    if (c->t->kind == HASS_TOK_SPM)
+        return hass__spm_encode(c->t, s, n, at_start, &c->sc, &c->out, err);
+    return hass__bpe_encode(c->t, s, n, &c->sc, &c->out, err);
+}
+
+static hass_status encode_special(void *ctx, int32_t id, hass_err *err) {
+    encode_ctx *c = ctx;
+    return hass__ids_push(&c->out, id)
+               ? hass_err_set(err, HASS_STATUS_OOM, "tokenizer_encode: out of memory")
+               : HASS_OK;
 }
 
 int64_t hass_tokenizer_encode(const hass_tokenizer *t, const char *text, size_t len, int add_bos,
                               int parse_special, int32_t *ids, int64_t cap, hass_err *err) {
     if (!t || (!text && len) || cap < 0 || (cap > 0 && !ids))
         return hass_err_set(err, HASS_STATUS_ARG, "tokenizer_encode: bad arguments");
-    hass__ids out = {0};
-    hass__scratch sc = {0};
+    static const hass__walk_fns fns = {encode_text, encode_special};
+    encode_ctx c = {.t = t};
     hass_status st = HASS_OK;
-    if (add_bos && t->bos >= 0 && hass__ids_push(&out, t->bos))
-        goto oom;
-    size_t pos = 0;
-    while (pos < len) {
-        size_t at = len;
-        int k = t->n_added ? find_added(t, text, len, pos, parse_special, &at) : -1;
-        st = encode_text(t, text + pos, at - pos, pos == 0, &sc, &out, err);
-        if (st != HASS_OK)
-            goto done;
-        if (k < 0)
-            break;
-        const hass__added *a = &t->added[k];
-        if (a->special && !parse_special)
-            st = encode_text(t, text + at, a->len, 0, &sc, &out, err);
-        else if (hass__ids_push(&out, a->id))
-            goto oom;
-        if (st != HASS_OK)
-            goto done;
-        pos = at + t->added[k].len;
-    }
-    goto done;
-oom:
-    st = hass_err_set(err, HASS_STATUS_OOM, "tokenizer_encode: out of memory");
-done:
+    if (add_bos && t->bos >= 0)
+        st = encode_special(&c, t->bos, err);
+    if (st == HASS_OK)
+        st = hass__tok_walk(t, text, len, parse_special, &fns, &c, err);
     if (st == HASS_OK && cap > 0)
-        memcpy(ids, out.p, (size_t)(out.n < cap ? out.n : cap) * sizeof *ids);
-    int64_t n = out.n;
-    free(out.p);
-    free(sc.sym);
-    free(sc.heap.p);
-    free(sc.norm.p);
-    if (sc.md)
-        pcre2_match_data_free(sc.md);
+        memcpy(ids, c.out.p, (size_t)(c.out.n < cap ? c.out.n : cap) * sizeof *ids);
+    int64_t n = c.out.n;
+    free(c.out.p);
+    hass__scratch_free(&c.sc);
     return st == HASS_OK ? n : (int64_t)st;
 }
 

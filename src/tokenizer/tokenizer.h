@@ -149,9 +149,80 @@ const char *hass_tokenizer_chat_template(const hass_tokenizer *t); /* "llama2", 
  * thread-safe against concurrent renders. */
 hass_status hass_tokenizer_set_chat_template(hass_tokenizer *t, const char *name, hass_err *err);
 
+/* Renders one corpus record, a JSON object of one of two shapes (other members, such as
+ * "source", are ignored), as the text a model is trained on:
+ *   {"messages": [{"role": R, "content": C}, ...]}  BOS piece + the chat template (no
+ *                                                    generation prompt), e.g. for llama3
+ *       <|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>...
+ *   {"text": T}                                      BOS piece + T + EOS piece
+ * Encode the result with add_bos = 0 and parse_special = 1. Returns a NUL-terminated heap
+ * string (caller frees; *out_len gets its length if non-NULL), or NULL with err set
+ * (HASS_STATUS_FORMAT: not JSON, no or both shapes, wrong member types). Thread-safe. */
+char *hass_tokenizer_render_record(const hass_tokenizer *t, const char *json, size_t len,
+                                   size_t *out_len, hass_err *err);
+
 /* Ids the generator should stop at: EOS plus end-of-turn tokens present in the vocab
  * (<|eot_id|>, <|eom_id|>, <|im_end|>, <|end_of_text|>, <|endoftext|>). Writes at most cap,
  * returns how many there are. */
 int hass_tokenizer_stop_ids(const hass_tokenizer *t, int32_t *ids, int cap);
+
+/* ---- byte-level BPE training (bpe_train.c) ----
+ * Trains a LLaMA-3-style tokenizer on corpus records (JSONL, one record a line, the two shapes
+ * of hass_tokenizer_render_record). Each record is rendered with the LLaMA-3 template and
+ * <|begin_of_text|>/<|end_of_text|>, split at special tokens, pre-tokenized with the LLaMA-3
+ * regex, and the distinct pieces are counted; then the most frequent adjacent pair is merged
+ * until the vocabulary is full, with incremental pair counts. Ties: the pair whose left
+ * token's bytes are smallest (unsigned lexicographic, a prefix first), then the right token's.
+ * Every merge makes a new token (each token has one merge, as in GPT-2's vocabulary), and
+ * the encoder reproduces the trainer's segmentation of every training piece.
+ * Vocabulary: ids 0..255 = the bytes in byte order, then one token per merge in merge order,
+ * then <|begin_of_text|> (BOS), <|end_of_text|> (EOS), <|start_header_id|>,
+ * <|end_header_id|>, <|eot_id|>, then <|reserved_special_token_N|> up to `vocab` ids.
+ * Identical data and options give identical tokenizer.json / tokenizer_config.json bytes,
+ * whatever the thread count. Use: create, add_jsonl per file, train, save, free. */
+typedef struct {
+    int32_t vocab;     /* total vocabulary size, special tokens included (8192); >= 261 */
+    int64_t min_count; /* merge a pair only while it occurs at least this often (2) */
+    int64_t max_bytes; /* read at most this many bytes of JSONL over all files (0: all) */
+} hass_bpe_opts;
+hass_bpe_opts hass_bpe_opts_default(void);
+
+typedef struct {
+    int64_t jsonl_bytes;   /* bytes of JSONL read */
+    int64_t records;       /* records read */
+    int64_t text_bytes;    /* bytes of text between special tokens */
+    int64_t pieces;        /* pre-tokenizer pieces */
+    int64_t unique_pieces; /* distinct pieces (the trainer's "words") */
+    int32_t merges;        /* merges made (= tokens after the 256 bytes) */
+    int64_t tokens;        /* tokens of the training text with the final vocabulary */
+    double seconds_count, seconds_merge, seconds_save;
+} hass_bpe_report;
+
+typedef struct hass_bpe_trainer hass_bpe_trainer;
+/* NULL opts: the defaults. NULL with err set on bad options (HASS_STATUS_ARG). Caller frees. */
+hass_bpe_trainer *hass_bpe_trainer_create(const hass_bpe_opts *o, hass_err *err);
+void hass_bpe_trainer_free(hass_bpe_trainer *tr); /* NULL-safe */
+/* Reads a JSONL file and counts its pieces, on the threads of pool (NULL: one). Blank lines
+ * are skipped; a bad record fails with "PATH:LINE: why" (HASS_STATUS_FORMAT). */
+hass_status hass_bpe_trainer_add_jsonl(hass_bpe_trainer *tr, const char *path, hass_pool *pool,
+                                       hass_err *err);
+/* Makes the merges. HASS_STATUS_FORMAT if the data has no text. Logs progress (hass_log). */
+hass_status hass_bpe_trainer_train(hass_bpe_trainer *tr, hass_err *err);
+/* Writes DIR/tokenizer.json (HF tokenizers: BPE with ignore_merges, Split(LLaMA-3 regex) +
+ * ByteLevel, a BOS-adding post-processor), DIR/tokenizer_config.json (BOS/EOS, add_bos_token,
+ * the LLaMA-3 instruct chat template) and DIR/tokenizer_stats.json, each atomically; DIR is
+ * created if missing. Before the stats are written the tokenizer.json is reloaded and checked:
+ * sizes, special and stop ids, and every training piece must encode to the trainer's own
+ * segmentation. valid_path (may be NULL): a JSONL file whose bytes per token, overall and per
+ * record "source", go into the stats. */
+hass_status hass_bpe_trainer_save(hass_bpe_trainer *tr, const char *dir, const char *valid_path,
+                                  hass_pool *pool, hass_err *err);
+/* The trainer's own segmentation of a text (special tokens parsed, no BOS added): each piece's
+ * final symbols after all merges, or the piece's own id when it is a token (ignore_merges).
+ * Only pieces seen in training can be segmented (else HASS_STATUS_NOTFOUND). Same return
+ * convention as hass_tokenizer_encode. */
+int64_t hass_bpe_trainer_encode(const hass_bpe_trainer *tr, const char *text, size_t len,
+                                int32_t *ids, int64_t cap, hass_err *err);
+void hass_bpe_trainer_report(const hass_bpe_trainer *tr, hass_bpe_report *r);
 
 #endif

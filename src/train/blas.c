@@ -26,6 +26,19 @@ static void load(void) {
      * cores our own thread pool works on between GEMMs; make them sleep after ~4 us instead
      * (read when the library is opened; a value set by the user wins). */
     setenv("OPENBLAS_THREAD_TIMEOUT", "14", 0);
+    /* OpenBLAS's DYNAMIC_ARCH picks its kernels from the CPU model number; for models newer
+     * than the library (Debian's 0.3.21 on Sapphire/Emerald Rapids, for one) it falls back to
+     * the generic "Prescott" kernels, 6x slower. Name the kernel family from the instruction
+     * sets instead (a value set by the user wins). */
+    __builtin_cpu_init();
+    const char *core = NULL;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        core = __builtin_cpu_is("amd") ? "Zen" : "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        core = __builtin_cpu_is("amd") ? "Zen" : "Haswell";
+    if (core)
+        setenv("OPENBLAS_CORETYPE", core, 0);
     static const char *names[] = {"libopenblas.so.0", "libopenblas.so", "libblas.so.3"};
     for (size_t i = 0; i < sizeof names / sizeof names[0] && !p_sgemm; i++) {
         void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);

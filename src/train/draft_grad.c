@@ -6,10 +6,12 @@
  * Every backward accumulates into its gradient buffers.
  */
 #include "train/draft_grad.h"
+#include "train/gemm.h"
 
 #include "train/blas.h"
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------------------------------ */
@@ -18,8 +20,8 @@
 void hass_linear_forward(float *y, const float *x, const float *W, const float *b, int64_t N,
                          int64_t in, int64_t out) {
     // y: (N, out) = x: (N, in) @ W^T: (in, out)
-    hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)out, (int)in, 1.0f, x,
-                     (int)in, W, (int)in, 0.0f, y, (int)out);
+    hass_gemm(hass_gemm_get_default(), hass_gemm_default_pool(), 0, 1, N, out, in, 1.0f, x, in, W,
+              in, 0.0f, y, out);
     if (b)
         for (int64_t r = 0; r < N; r++) {
             float *yr = y + r * out;
@@ -30,12 +32,12 @@ void hass_linear_forward(float *y, const float *x, const float *W, const float *
 
 void hass_linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
                           const float *W, int64_t N, int64_t in, int64_t out) {
+    hass_gemm_kind k = hass_gemm_get_default();
+    hass_pool *pool = hass_gemm_default_pool();
     if (dx) // dx: (N, in) += dy: (N, out) @ W: (out, in)
-        hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)out, 1.0f,
-                         dy, (int)out, W, (int)in, 1.0f, dx, (int)in);
+        hass_gemm(k, pool, 0, 0, N, in, out, 1.0f, dy, out, W, in, 1.0f, dx, in);
     if (dW) // dW: (out, in) += dy^T: (out, N) @ x: (N, in)
-        hass_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)N, 1.0f,
-                         dy, (int)out, x, (int)in, 1.0f, dW, (int)in);
+        hass_gemm(k, pool, 1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
     if (db)
         for (int64_t r = 0; r < N; r++) {
             const float *g = dy + r * out;
@@ -45,42 +47,109 @@ void hass_linear_backward(float *dx, float *dW, float *db, const float *dy, cons
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* elementwise work on the training pool (gemm.h's default pool; serial without one)           */
+
+typedef void (*range_fn)(void *ctx, int64_t lo, int64_t hi, int ith);
+typedef struct {
+    range_fn fn;
+    void *ctx;
+    int64_t n;
+} range_job;
+
+static void range_task(void *vc, int ith, int nth) {
+    range_job *j = vc;
+    int64_t lo, hi;
+    hass_split(j->n, ith, nth, &lo, &hi);
+    if (hi > lo)
+        j->fn(j->ctx, lo, hi, ith);
+}
+
+/* fn over [0, n) split in contiguous ranges, one per pool thread (serial when n < grain). */
+static void par_range(int64_t n, int64_t grain, range_fn fn, void *ctx) {
+    hass_pool *p = hass_gemm_default_pool();
+    if (!p || hass_pool_size(p) < 2 || n < grain) {
+        if (n > 0)
+            fn(ctx, 0, n, 0);
+        return;
+    }
+    range_job j = {fn, ctx, n};
+    hass_pool_run(p, range_task, &j);
+}
+
+static int par_threads(int64_t n, int64_t grain) {
+    hass_pool *p = hass_gemm_default_pool();
+    return !p || n < grain ? 1 : hass_pool_size(p);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* RMSNorm                                                                                     */
 
-void hass_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int64_t N,
-                          int64_t d, float eps) {
-    for (int64_t r = 0; r < N; r++) {
-        const float *xr = x + r * d;
-        float *yr = y + r * d;
+typedef struct {
+    float *y, *rstd, *dx, *dw_part;
+    const float *x, *w, *dy;
+    int64_t d;
+    float eps;
+} rms_ctx;
+
+static void rms_fwd_range(void *vc, int64_t lo, int64_t hi, int ith) {
+    (void)ith;
+    const rms_ctx *c = vc;
+    int64_t d = c->d;
+    for (int64_t r = lo; r < hi; r++) {
+        const float *xr = c->x + r * d;
+        float *yr = c->y + r * d;
         float ss = 0.0f;
         for (int64_t i = 0; i < d; i++)
             ss += xr[i] * xr[i];
-        float s = 1.0f / sqrtf(ss / (float)d + eps);
-        rstd[r] = s;
+        float s = 1.0f / sqrtf(ss / (float)d + c->eps);
+        c->rstd[r] = s;
         for (int64_t i = 0; i < d; i++)
-            yr[i] = xr[i] * s * w[i];
+            yr[i] = xr[i] * s * c->w[i];
     }
 }
 
-void hass_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
-                           const float *rstd, int64_t N, int64_t d) {
-    for (int64_t r = 0; r < N; r++) {
-        const float *xr = x + r * d, *g = dy + r * d;
-        float s = rstd[r];
-        if (dx) {
+void hass_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int64_t N,
+                          int64_t d, float eps) {
+    rms_ctx c = {.y = y, .rstd = rstd, .x = x, .w = w, .d = d, .eps = eps};
+    par_range(N, 64, rms_fwd_range, &c);
+}
+
+static void rms_bwd_range(void *vc, int64_t lo, int64_t hi, int ith) {
+    const rms_ctx *c = vc;
+    int64_t d = c->d;
+    const float *w = c->w;
+    float *dw = c->dw_part ? c->dw_part + ith * d : NULL;
+    for (int64_t r = lo; r < hi; r++) {
+        const float *xr = c->x + r * d, *g = c->dy + r * d;
+        float s = c->rstd[r];
+        if (c->dx) {
             // y = x*s*w, s = (mean x^2 + eps)^-1/2:  dx = s*w*g - x * s^3/d * sum(w*g*x)
             float dot = 0.0f;
             for (int64_t i = 0; i < d; i++)
                 dot += w[i] * g[i] * xr[i];
-            float c = dot * s * s * s / (float)d;
-            float *dxr = dx + r * d;
+            float cc = dot * s * s * s / (float)d;
+            float *dxr = c->dx + r * d;
             for (int64_t i = 0; i < d; i++)
-                dxr[i] += s * w[i] * g[i] - xr[i] * c;
+                dxr[i] += s * w[i] * g[i] - xr[i] * cc;
         }
         if (dw)
             for (int64_t i = 0; i < d; i++)
                 dw[i] += g[i] * xr[i] * s;
     }
+}
+
+void hass_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                           const float *rstd, int64_t N, int64_t d) {
+    int nth = par_threads(N, 64);
+    float *part = dw ? calloc((size_t)(nth * d), sizeof(float)) : NULL;
+    HASS_ASSERT(!dw || part);
+    rms_ctx c = {
+        .dx = dx, .dw_part = part, .x = x, .w = w, .dy = dy, .rstd = (float *)rstd, .d = d};
+    par_range(N, 64, rms_bwd_range, &c);
+    for (int t = 0; part && t < nth; t++) /* per-thread partial sums, in thread order */
+        for (int64_t i = 0; i < d; i++)
+            dw[i] += part[t * d + i];
+    free(part);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -98,11 +167,23 @@ void hass_rope_table(float *cos_t, float *sin_t, int64_t T, int64_t hd, float th
     }
 }
 
-/* sign = +1: rotate by +angle (forward); -1: by -angle (the transpose). */
-static void rope_apply(float *x, int64_t N, int64_t T, int64_t nh, int64_t hd, const float *cos_t,
-                       const float *sin_t, hass_rope_style style, float sign) {
-    int64_t h2 = hd / 2;
-    for (int64_t r = 0; r < N; r++) {
+typedef struct {
+    float *x;
+    int64_t T, nh, hd;
+    const float *cos_t, *sin_t;
+    hass_rope_style style;
+    float sign;
+} rope_ctx;
+
+/* sign = +1: rotate by +angle (forward); -1: by -angle (the transpose). Rows lo..hi-1. */
+static void rope_range(void *vc, int64_t lo, int64_t hi, int ith) {
+    (void)ith;
+    const rope_ctx *rc = vc;
+    float *x = rc->x, sign = rc->sign;
+    int64_t T = rc->T, nh = rc->nh, hd = rc->hd, h2 = hd / 2;
+    const float *cos_t = rc->cos_t, *sin_t = rc->sin_t;
+    hass_rope_style style = rc->style;
+    for (int64_t r = lo; r < hi; r++) {
         const float *c = cos_t + (r % T) * h2, *s = sin_t + (r % T) * h2;
         for (int64_t h = 0; h < nh; h++) {
             float *v = x + (r * nh + h) * hd;
@@ -118,6 +199,12 @@ static void rope_apply(float *x, int64_t N, int64_t T, int64_t nh, int64_t hd, c
     }
 }
 
+static void rope_apply(float *x, int64_t N, int64_t T, int64_t nh, int64_t hd, const float *cos_t,
+                       const float *sin_t, hass_rope_style style, float sign) {
+    rope_ctx c = {x, T, nh, hd, cos_t, sin_t, style, sign};
+    par_range(N, 64, rope_range, &c);
+}
+
 void hass_rope_forward(float *x, int64_t N, int64_t T, int64_t nh, int64_t hd, const float *cos_t,
                        const float *sin_t, hass_rope_style style) {
     rope_apply(x, N, T, nh, hd, cos_t, sin_t, style, 1.0f);
@@ -131,34 +218,84 @@ void hass_rope_backward(float *dx, int64_t N, int64_t T, int64_t nh, int64_t hd,
 /* ------------------------------------------------------------------------------------------ */
 /* SwiGLU gate and residual                                                                    */
 
+typedef struct {
+    float *out, *dg, *du, *db;
+    const float *g, *u, *dout, *a, *b;
+} ew_ctx;
+
+#define EW_CHUNK 512
+
+static void silu_fwd_range(void *vc, int64_t lo, int64_t hi, int ith) {
+    (void)ith;
+    const ew_ctx *c = vc;
+    float e[EW_CHUNK];
+    for (int64_t i0 = lo; i0 < hi; i0 += EW_CHUNK) {
+        int64_t n = hi - i0 < EW_CHUNK ? hi - i0 : EW_CHUNK;
+        for (int64_t i = 0; i < n; i++)
+            e[i] = -c->g[i0 + i];
+        hass_exp_inplace(e, n);
+        for (int64_t i = 0; i < n; i++)
+            c->out[i0 + i] = c->g[i0 + i] / (1.0f + e[i]) * c->u[i0 + i];
+    }
+}
+
 void hass_silu_mul_forward(float *out, const float *g, const float *u, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
-        out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    ew_ctx c = {.out = out, .g = g, .u = u};
+    par_range(n, 4096, silu_fwd_range, &c);
+}
+
+static void silu_bwd_range(void *vc, int64_t lo, int64_t hi, int ith) {
+    (void)ith;
+    const ew_ctx *c = vc;
+    float e[EW_CHUNK];
+    for (int64_t i0 = lo; i0 < hi; i0 += EW_CHUNK) {
+        int64_t n = hi - i0 < EW_CHUNK ? hi - i0 : EW_CHUNK;
+        for (int64_t i = 0; i < n; i++)
+            e[i] = -c->g[i0 + i];
+        hass_exp_inplace(e, n);
+        for (int64_t i = 0; i < n; i++) {
+            int64_t k = i0 + i;
+            float s = 1.0f / (1.0f + e[i]), g = c->g[k];
+            if (c->dg)
+                c->dg[k] += c->dout[k] * c->u[k] * s * (1.0f + g * (1.0f - s));
+            if (c->du)
+                c->du[k] += c->dout[k] * g * s;
+        }
+    }
 }
 
 void hass_silu_mul_backward(float *dg, float *du, const float *dout, const float *g, const float *u,
                             int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        float s = 1.0f / (1.0f + expf(-g[i]));
-        if (dg)
-            dg[i] += dout[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
-        if (du)
-            du[i] += dout[i] * g[i] * s;
-    }
+    ew_ctx c = {.dg = dg, .du = du, .dout = dout, .g = g, .u = u};
+    par_range(n, 4096, silu_bwd_range, &c);
+}
+
+static void add_range(void *vc, int64_t lo, int64_t hi, int ith) {
+    (void)ith;
+    const ew_ctx *c = vc;
+    for (int64_t i = lo; i < hi; i++)
+        c->out[i] = c->a[i] + c->b[i];
 }
 
 void hass_residual_forward(float *out, const float *a, const float *b, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
-        out[i] = a[i] + b[i];
+    ew_ctx c = {.out = out, .a = a, .b = b};
+    par_range(n, 1 << 16, add_range, &c);
+}
+
+static void acc_range(void *vc, int64_t lo, int64_t hi, int ith) {
+    (void)ith;
+    const ew_ctx *c = vc;
+    for (int64_t i = lo; i < hi; i++) {
+        if (c->dg)
+            c->dg[i] += c->dout[i];
+        if (c->db)
+            c->db[i] += c->dout[i];
+    }
 }
 
 void hass_residual_backward(float *da, float *db, const float *dout, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        if (da)
-            da[i] += dout[i];
-        if (db)
-            db[i] += dout[i];
-    }
+    ew_ctx c = {.dg = da, .db = db, .dout = dout};
+    par_range(n, 1 << 16, acc_range, &c);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -185,6 +322,13 @@ static size_t attn_scratch_1(int64_t T, int j, int64_t bq) {
 
 size_t hass_attn_align_scratch(int64_t T, int j, int64_t bq, int nth) {
     return attn_scratch_1(T, j, attn_bq(bq)) * (size_t)(nth > 1 ? nth : 1);
+}
+
+/* The attention's products on the calling thread (inside a pool task): the training product kind
+ * (gemm.h) without threads of its own. */
+static void agemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    hass_gemm(hass_gemm_get_default(), NULL, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 static float dotf(const float *a, const float *b, int64_t n) {
@@ -228,8 +372,7 @@ static void attn_probs(const attn_blk *g, float *S, float *E, const float *q, co
     const float *K0 = k[0] + g->b * g->T * g->kvd + g->hk * g->Dh;
     int64_t kend = g->kend, j = g->j;
     if (kend > 0)
-        hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->nb, (int)kend, (int)g->Dh,
-                         g->scale, Qb, (int)g->qd, K0, (int)g->kvd, 0.0f, S, (int)kend);
+        agemm(0, 1, g->nb, kend, g->Dh, g->scale, Qb, g->qd, K0, g->kvd, 0.0f, S, kend);
     for (int64_t r = 0; r < g->nb; r++) {
         int64_t i = g->i0 + r;
         int64_t n0 = i - j + 1 > 0 ? i - j + 1 : 0;
@@ -241,29 +384,36 @@ static void attn_probs(const attn_blk *g, float *S, float *E, const float *q, co
             e[kk] = g->scale * dotf(qi, kv, g->Dh);
         }
         float *lse = lse_io + (g->b * g->T + i) * g->H + g->h;
-        float L;
-        if (forward) {
+        if (forward) { /* p = exp(s - mx) / sum; lse = mx + log(sum) */
             float mx = -FLT_MAX;
             for (int64_t c = 0; c < n0; c++)
                 mx = row[c] > mx ? row[c] : mx;
             for (int64_t kk = kf; kk <= j; kk++)
                 mx = e[kk] > mx ? e[kk] : mx;
+            for (int64_t c = 0; c < n0; c++)
+                row[c] -= mx;
+            hass_exp_inplace(row, n0);
             float sum = 0.0f;
             for (int64_t c = 0; c < n0; c++)
-                sum += expf(row[c] - mx);
+                sum += row[c];
             for (int64_t kk = kf; kk <= j; kk++)
-                sum += expf(e[kk] - mx);
-            L = mx + logf(sum);
-            *lse = L;
-        } else {
-            L = *lse;
+                sum += (e[kk] = expf(e[kk] - mx));
+            *lse = mx + logf(sum);
+            float inv = 1.0f / sum;
+            for (int64_t c = 0; c < n0; c++)
+                row[c] *= inv;
+            for (int64_t kk = kf; kk <= j; kk++)
+                e[kk] *= inv;
+        } else { /* recomputed from the saved lse: p = exp(s - lse) */
+            float L = *lse;
+            for (int64_t c = 0; c < n0; c++)
+                row[c] -= L;
+            hass_exp_inplace(row, n0);
+            for (int64_t kk = kf; kk <= j; kk++)
+                e[kk] = expf(e[kk] - L);
         }
-        for (int64_t c = 0; c < n0; c++)
-            row[c] = expf(row[c] - L);
         for (int64_t c = n0; c < kend; c++)
             row[c] = 0.0f;
-        for (int64_t kk = kf; kk <= j; kk++)
-            e[kk] = expf(e[kk] - L);
     }
 }
 
@@ -293,9 +443,7 @@ static void attn_fwd_task(void *vc, int ith, int nth) {
             float *Ob = c->out + (b * T + i0) * g.qd + h * Dh;
             const float *V0 = c->v[0] + b * T * g.kvd + g.hk * Dh;
             if (g.kend > 0) // O_blk: (nb, Dh) = P: (nb, kend) @ V0: (kend, Dh)
-                hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.nb, (int)Dh,
-                                 (int)g.kend, 1.0f, S, (int)g.kend, V0, (int)g.kvd, 0.0f, Ob,
-                                 (int)g.qd);
+                agemm(0, 0, g.nb, Dh, g.kend, 1.0f, S, g.kend, V0, g.kvd, 0.0f, Ob, g.qd);
             else
                 for (int64_t r = 0; r < g.nb; r++)
                     memset(Ob + r * g.qd, 0, (size_t)Dh * sizeof(float));
@@ -372,25 +520,19 @@ static void attn_bwd_task(void *vc, int ith, int nth) {
                 if (kend > 0) {
                     const float *K0 = k[0] + koff, *V0 = v[0] + koff;
                     // dV0: (kend, Dh) += P^T: (kend, nb) @ dO: (nb, Dh)
-                    hass_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kend, (int)Dh,
-                                     (int)g.nb, 1.0f, P, (int)kend, dOb, (int)g.qd, 1.0f,
-                                     dv[0] + koff, (int)g.kvd);
+                    agemm(1, 0, kend, Dh, g.nb, 1.0f, P, kend, dOb, g.qd, 1.0f, dv[0] + koff,
+                          g.kvd);
                     // dP: (nb, kend) = dO: (nb, Dh) @ V0^T: (Dh, kend)
-                    hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.nb, (int)kend,
-                                     (int)Dh, 1.0f, dOb, (int)g.qd, V0, (int)g.kvd, 0.0f, dP,
-                                     (int)kend);
+                    agemm(0, 1, g.nb, kend, Dh, 1.0f, dOb, g.qd, V0, g.kvd, 0.0f, dP, kend);
                     for (int64_t r = 0; r < g.nb; r++) { // dS = P * (dP - D); P is 0 past n0
                         float *pr = P + r * kend, *dr = dP + r * kend;
                         for (int64_t t = 0; t < kend; t++)
                             dr[t] = pr[t] * (dr[t] - Dv[r]);
                     }
                     // dQ_blk += scale * dS @ K0;  dK0 += scale * dS^T @ Q_blk
-                    hass_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.nb, (int)Dh,
-                                     (int)kend, g.scale, dP, (int)kend, K0, (int)g.kvd, 1.0f, dQb,
-                                     (int)g.qd);
-                    hass_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kend, (int)Dh,
-                                     (int)g.nb, g.scale, dP, (int)kend, Qb, (int)g.qd, 1.0f,
-                                     dk[0] + koff, (int)g.kvd);
+                    agemm(0, 0, g.nb, Dh, kend, g.scale, dP, kend, K0, g.kvd, 1.0f, dQb, g.qd);
+                    agemm(1, 0, kend, Dh, g.nb, g.scale, dP, kend, Qb, g.qd, 1.0f, dk[0] + koff,
+                          g.kvd);
                 }
                 for (int64_t r = 0; r < g.nb; r++) { // the diagonal keys of streams 1..j
                     int64_t i = i0 + r, kf = j - i > 1 ? j - i : 1;

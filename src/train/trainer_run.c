@@ -4,6 +4,7 @@
  * bit-exact resumption.
  */
 #include "train/trainer_run.h"
+#include "train/gemm.h"
 
 #include "formats/formats.h"
 #include "ops/ops.h"
@@ -76,6 +77,7 @@ hass_status hass_train_load_draft(const char *dir, const hass_draft_config *c,
 typedef struct {
     int64_t step, adam_t, epoch, cursor;
     uint64_t rng;
+    int64_t gemm; /* the product kind the run has used (kept on resume) */
 } run_pos;
 
 static void make_perm(int32_t *perm, int64_t n, uint64_t seed, int64_t epoch) {
@@ -117,6 +119,7 @@ static hass_status save_state(const char *dir, const hass_trainer *tr, const run
     cJSON_AddStringToObject(md, "cursor", b);
     snprintf(b, sizeof b, "%016llx", (unsigned long long)p->rng);
     cJSON_AddStringToObject(md, "rng", b);
+    cJSON_AddStringToObject(md, "gemm", hass_gemm_name((hass_gemm_kind)p->gemm));
     cJSON_AddStringToObject(md, "config", config);
     char *js = cJSON_PrintUnformatted(md);
     cJSON_Delete(md);
@@ -170,6 +173,18 @@ static int load_state(const char *dir, hass_trainer *tr, run_pos *p, const char 
         rc = -1;
     }
     p->rng = (uint64_t)rng;
+    /* the run goes on with the products it was trained with when this machine has them */
+    const cJSON *gk = md ? cJSON_GetObjectItemCaseSensitive(md, "gemm") : NULL;
+    for (int k = 0; rc == 1 && cJSON_IsString(gk) && k < HASS_GEMM_COUNT; k++)
+        if (!strcmp(gk->valuestring, hass_gemm_name((hass_gemm_kind)k))) {
+            if (hass_gemm_available((hass_gemm_kind)k))
+                hass_gemm_set_default((hass_gemm_kind)k, hass_gemm_default_pool());
+            else
+                hass_log(HASS_LOG_WARN, "%s: trained with %s products, which this CPU lacks; "
+                                        "continuing with %s (not bit-identical)",
+                         path, gk->valuestring, hass_gemm_name(hass_gemm_get_default()));
+        }
+    p->gemm = hass_gemm_get_default();
     float *dst[3] = {tr->params, tr->adam_m, tr->adam_v};
     const char *names[3] = {"params", "adam_m", "adam_v"};
     for (int i = 0; rc == 1 && i < 3; i++) {
@@ -374,6 +389,10 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
     hass_featstore *fs = hass_featstore_open(o->data_dir, m, err);
     if (!fs)
         return err->code;
+    /* the linear layers' products: f32 or bf16, whichever this machine runs fastest */
+    hass_gemm_set_default(hass_gemm_pick(pool), pool);
+    hass_log(HASS_LOG_INFO, "train-draft: matrix products in %s",
+             hass_gemm_name(hass_gemm_get_default()));
     int64_t d = m->cfg.d, V = m->cfg.V, n_seq = hass_featstore_count(fs);
     int64_t B = o->batch, T = o->seq_len, G = o->grad_accum;
     int64_t total = o->steps;
@@ -426,6 +445,7 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
         goto out;
     }
     run_pos pos = {0};
+    pos.gemm = hass_gemm_get_default();
     int resumed = load_state(o->out_dir, tr, &pos, config, err);
     if (resumed < 0) {
         st = err->code;
@@ -496,6 +516,7 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
     rep->tokens_per_s = t_run > 0 ? (double)rep->tokens / t_run : 0;
     rep->gflops = t_run > 0 ? rep->gflop / t_run : 0;
 out:
+    hass_gemm_set_default(HASS_GEMM_F32, NULL);
     hass_trainer_destroy(tr);
     hass_aligned_free(acc);
     hass_aligned_free(embed);
