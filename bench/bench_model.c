@@ -162,15 +162,74 @@ static void spec_oracle(const hass_model *m, hass_pool *pool, const char *dn, in
     hass_engine_destroy(e);
 }
 
+/* Decode rate and cost curve of m with the kernels `features` (hass_cpu_force). */
+static void measure(const hass_model *m, hass_pool *pool, const char *label, int quick, double bw) {
+    static const int NS[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
+    int nns = quick ? 8 : (int)(sizeof NS / sizeof NS[0]), nt = hass_pool_size(pool);
+    hass_err err = {0};
+    double ms, frac, bw_side;
+    double tps = decode_rate(m, pool, quick ? 16 : 32, quick ? 3 : 9, &ms, &frac, &bw_side);
+    const char *isa = hass_cpu_isa_name();
+    printf("read_bw_gbs_side_by_side,256MiB,%d,,,%.2f\n", nt, bw_side);
+    printf("decode_tok_s,%s-%s,%d,%d,%.3f,%.2f\n", label, isa, nt, quick ? 16 : 32, ms, tps);
+    printf("bw_fraction,%s-%s,%d,,,%.3f\n", label, isa, nt, frac);
+    /* cost curve over a 128-token context */
+    hass_kv kv;
+    HASS_ASSERT(hass_kv_init(&kv, m, 512, 64, pool, &err) == HASS_OK);
+    float *lg = malloc(sizeof(float) * 64 * (size_t)m->cfg.V);
+    int32_t tok[64], pos[64];
+    for (int s = 0; s < 128; s += 64) {
+        for (int i = 0; i < 64; i++) {
+            tok[i] = (s + i) % 1000 % (int32_t)m->cfg.V;
+            pos[i] = s + i;
+        }
+        hass_model_forward(m, &kv, pool, 64, tok, pos, NULL, NULL, 0, NULL, &err);
+        hass_kv_commit(&kv, 64);
+    }
+    forward_time(m, &kv, pool, 1, 2, lg);
+    double t1 = forward_time(m, &kv, pool, 1, quick ? 5 : 9, lg);
+    char curve[2048];
+    int len = 0;
+    for (int i = 0; i < nns; i++) {
+        double tn = NS[i] == 1 ? t1 : forward_time(m, &kv, pool, NS[i], quick ? 5 : 7, lg);
+        printf("verify_cost,%s-%s-n%d,%d,,%.3f,%.3f\n", label, isa, NS[i], nt, tn * 1e3, tn / t1);
+        len += snprintf(curve + len, sizeof curve - (size_t)len, "%s\"%d\":%.3f", i ? "," : "",
+                        NS[i], tn / t1);
+    }
+    printf("{\"case\":\"%s\",\"threads\":%d,\"isa\":\"%s\",\"read_bw_gbs\":%.2f,"
+           "\"weight_bytes\":%zu,\"decode_tokens_per_s\":%.2f,\"bandwidth_fraction\":%.3f,"
+           "\"cost_ratio\":{%s}}\n",
+           label, nt, isa, bw, m->weight_bytes, tps, frac, curve);
+    free(lg);
+    hass_kv_free(&kv);
+}
+
+/* The kernel sets to compare side by side: the default, and each narrower one the CPU has for
+ * the dtype's products (bf16: amx, avx512bf16, avx512; f32: avx512, avx2). */
+static int kernel_sets(int *fs) {
+    int f = hass_cpu_available(), n = 0;
+    fs[n++] = f;
+    if (f & HASS_CPU_AMX)
+        fs[n++] = f & ~HASS_CPU_AMX;
+    if (f & HASS_CPU_AVX512BF16)
+        fs[n++] = f & ~(HASS_CPU_AMX | HASS_CPU_AVX512BF16);
+    if (f & HASS_CPU_AVX512)
+        fs[n++] = HASS_CPU_AVX2;
+    return n;
+}
+
 int main(int argc, char **argv) {
     int quick = 0, threads = 0;
+    const char *model = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc)
+            model = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_model [--quick] [--threads N]\n");
+            fprintf(stderr, "usage: bench_model [--quick] [--threads N] [--model PATH]\n");
             return 2;
         }
     }
@@ -180,48 +239,35 @@ int main(int argc, char **argv) {
     printf("name,shape,threads,iters,ms,value\n");
     printf("read_bw_gbs,1GiB,%d,%d,,%.2f\n", nt, quick ? 3 : 7, bw);
     hass_err err = {0};
+    int fs[4], nfs = kernel_sets(fs);
+    if (model) { /* a real model: every kernel set side by side */
+        hass_model *m = hass_model_load(model, &err);
+        if (!m) {
+            fprintf(stderr, "bench_model: %s\n", err.msg);
+            return 1;
+        }
+        for (int k = 0; k < nfs; k++) {
+            hass_cpu_force(fs[k]);
+            measure(m, pool, "model", quick, bw);
+        }
+        hass_cpu_force(-1);
+        hass_model_free(m);
+        hass_pool_destroy(pool);
+        return 0;
+    }
     hass_model_config c = hass_model_config_make(768, 2048, 12, 12, 4, 32000, 2048);
     hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16};
-    static const int NS[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
-    int nns = quick ? 7 : (int)(sizeof NS / sizeof NS[0]);
     for (int k = 0; k < 2; k++) {
         hass_model *m = hass_model_synthetic(&c, dts[k], 1, &err);
         HASS_ASSERT(m);
         const char *dn = hass_dtype_name(dts[k]);
-        double ms, frac, bw_side;
-        double tps = decode_rate(m, pool, quick ? 16 : 32, quick ? 3 : 9, &ms, &frac, &bw_side);
-        printf("read_bw_gbs_side_by_side,256MiB,%d,,,%.2f\n", nt, bw_side);
-        printf("decode_tok_s,125M-%s,%d,%d,%.3f,%.2f\n", dn, nt, quick ? 16 : 32, ms, tps);
-        printf("bw_fraction,125M-%s,%d,,,%.3f\n", dn, nt, frac);
-        /* cost curve over a 128-token context */
-        hass_kv kv;
-        HASS_ASSERT(hass_kv_init(&kv, m, 512, 64, pool, &err) == HASS_OK);
-        float *lg = malloc(sizeof(float) * 64 * (size_t)c.V);
-        int32_t tok[64], pos[64];
-        for (int s = 0; s < 128; s += 64) {
-            for (int i = 0; i < 64; i++) {
-                tok[i] = (s + i) % 1000;
-                pos[i] = s + i;
-            }
-            hass_model_forward(m, &kv, pool, 64, tok, pos, NULL, NULL, 0, NULL, &err);
-            hass_kv_commit(&kv, 64);
+        char label[64];
+        snprintf(label, sizeof label, "125M-%s", dn);
+        for (int f = 0; f < (quick ? 1 : nfs); f++) {
+            hass_cpu_force(fs[f]);
+            measure(m, pool, label, quick, bw);
         }
-        forward_time(m, &kv, pool, 1, 2, lg);
-        double t1 = forward_time(m, &kv, pool, 1, quick ? 3 : 7, lg);
-        char curve[2048];
-        int len = 0;
-        for (int i = 0; i < nns; i++) {
-            double tn = NS[i] == 1 ? t1 : forward_time(m, &kv, pool, NS[i], quick ? 3 : 5, lg);
-            printf("verify_cost,125M-%s-n%d,%d,,%.3f,%.3f\n", dn, NS[i], nt, tn * 1e3, tn / t1);
-            len += snprintf(curve + len, sizeof curve - (size_t)len, "%s\"%d\":%.3f", i ? "," : "",
-                            NS[i], tn / t1);
-        }
-        printf("{\"case\":\"125M-%s\",\"threads\":%d,\"isa\":\"%s\",\"read_bw_gbs\":%.2f,"
-               "\"weight_bytes\":%zu,\"decode_tokens_per_s\":%.2f,\"bandwidth_fraction\":%.3f,"
-               "\"cost_ratio\":{%s}}\n",
-               dn, nt, hass_cpu_isa_name(), bw, m->weight_bytes, tps, frac, curve);
-        free(lg);
-        hass_kv_free(&kv);
+        hass_cpu_force(-1);
         spec_oracle(m, pool, dn, quick);
         hass_model_free(m);
     }

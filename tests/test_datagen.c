@@ -138,6 +138,24 @@ static void test_sharegpt(const hass_model *m, const hass_tokenizer *tok) {
         CHECK(L == n && !memcmp(mk, em, (size_t)n));
         hass_featstore_close(fs);
     }
+    /* the corpus's {"messages": [{"role", "content"}]} form is the same conversation */
+    write_text(tpath("msg.jsonl"),
+               "{\"messages\": [{\"role\": \"system\", \"content\": \"Be kind.\"},"
+               " {\"role\": \"user\", \"content\": \"Tell me about a cat.\"},"
+               " {\"role\": \"assistant\", \"content\": \"The cat sat on the mat.\"},"
+               " {\"role\": \"user\", \"content\": \"And then?\"},"
+               " {\"role\": \"assistant\", \"content\": \"It slept.\"}], \"source\": \"x\"}\n");
+    st = run_dg(m, tok, "msg.jsonl", "msg", &o, &r, &err);
+    CHECK_MSG(st == HASS_OK, "%s", err.msg);
+    fs = hass_featstore_open(tpath("msg"), m, &err);
+    CHECK_MSG(fs != NULL, "%s", err.msg);
+    if (fs) {
+        int32_t ids[512];
+        uint8_t mk[512];
+        int64_t L = hass_featstore_read(fs, 0, 512, ids, mk, NULL);
+        CHECK(L == n && !memcmp(ids, exp, (size_t)n * 4) && !memcmp(mk, em, (size_t)n));
+        hass_featstore_close(fs);
+    }
     check_store_features(m, "sg");
     /* chat template: the answer spans decode to text holding the answers */
     o = hass_datagen_opts_default();

@@ -39,6 +39,7 @@ static const char *usage =
     "                     top-1, tokens/s)\n"
     "  --log-every K      log every K steps (1)\n"
     "  --threads N        threads (number of CPUs)\n"
+    "  --dtype f32|bf16   dtype of the draft's matrices in OUTDIR (f32; bf16 to ship)\n"
     "  --bias             give the fc layer a bias (LLaMA-2-style drafts; default: none)\n";
 
 typedef struct {
@@ -88,7 +89,7 @@ int cmd_train_draft(int argc, char **argv) {
                                        "--clip",        "--topk",       "--topk-w",
                                        "--align-steps", "--noise-std",  "--seed",
                                        "--ckpt-every",  "--stop-at",    "--log",
-                                       "--log-every",   "--threads",    NULL};
+                                       "--log-every",   "--threads",    "--dtype",      NULL};
         int known = 0;
         for (int k = 0; valued[k]; k++)
             known |= !strcmp(a, valued[k]);
@@ -113,6 +114,11 @@ int cmd_train_draft(int argc, char **argv) {
             o.init_from = s;
         else if (!strcmp(a, "--log"))
             logpath = s;
+        else if (!strcmp(a, "--dtype")) {
+            if (strcmp(s, "f32") && strcmp(s, "bf16"))
+                return cli_fail(2, "--dtype: expected f32 or bf16, got '%s'", s);
+            o.dtype = !strcmp(s, "bf16") ? HASS_DTYPE_BF16 : HASS_DTYPE_F32;
+        }
         else if (!strcmp(a, "--epochs")) {
             if (cli_parse_float(a, s, 1e-6, 1e6, &o.epochs))
                 return 2;

@@ -186,13 +186,17 @@ static hass_status record_conv(const record *r, hass_dg_format fmt, conv *c, con
     if (!cJSON_IsObject(o))
         return REC_FAIL("%s: record %lld: not a JSON object", src, ln);
     const cJSON *convs = cJSON_GetObjectItemCaseSensitive(o, "conversations");
+    if (!convs) /* the chat format of our corpus: {"messages": [{"role", "content"}, ...]} */
+        convs = cJSON_GetObjectItemCaseSensitive(o, "messages");
     if (fmt == HASS_DG_AUTO)
         fmt = convs                                                ? HASS_DG_SHAREGPT
               : cJSON_GetObjectItemCaseSensitive(o, "instruction") ? HASS_DG_INSTRUCT
                                                                    : HASS_DG_PROMPTS;
     if (fmt == HASS_DG_SHAREGPT) {
         if (!cJSON_IsArray(convs) || cJSON_GetArraySize(convs) == 0)
-            return REC_FAIL("%s: record %lld: 'conversations' must be a non-empty array", src, ln);
+            return REC_FAIL("%s: record %lld: 'conversations' / 'messages' must be a non-empty "
+                            "array",
+                            src, ln);
         const cJSON *t;
         int k = 0;
         cJSON_ArrayForEach(t, convs) {

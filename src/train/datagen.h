@@ -5,6 +5,7 @@
  *
  * Inputs (JSON array, JSONL, or for prompt lists also plain text with one prompt per line):
  *   sharegpt  {"conversations": [{"from": "human"|"user"|"gpt"|"assistant"|"system", "value"}]}
+ *             or {"messages": [{"role", "content"}, ...]} (hass's corpus format)
  *   instruct  {"instruction", "input" (optional), "output" | "response"}: user = instruction
  *             (+ "\n\n" + input when non-empty), assistant = output
  *   prompts   {"prompt": S} | {"turns": [S, ...]} | {"question": S}, or a text line: user turns

@@ -35,6 +35,7 @@ hass_train_run_opts hass_train_run_opts_default(void) {
     o.weight_decay = 0.01f;
     o.clip = 0.5f;
     o.noise_std = 0.2f;
+    o.dtype = HASS_DTYPE_F32;
     return o;
 }
 
@@ -292,6 +293,8 @@ static hass_status check_opts(const hass_train_run_opts *o, hass_err *err) {
         return hass_err_set(err, HASS_STATUS_ARG, "--data and -o are required");
     if (o->batch < 1 || o->batch > 64)
         return hass_err_set(err, HASS_STATUS_ARG, "--batch must be in [1, 64]");
+    if (o->dtype != HASS_DTYPE_F32 && o->dtype != HASS_DTYPE_BF16)
+        return hass_err_set(err, HASS_STATUS_ARG, "draft dtype must be f32 or bf16");
     if (o->seq_len < 2 || o->grad_accum < 1 || o->steps < 0 || !(o->epochs > 0) || !(o->lr >= 0) ||
         o->weight_decay < 0 || o->clip < 0 || o->noise_std < 0 || o->ckpt_every < 0 ||
         o->stop_at < 0 || !(o->warmup_frac >= 0 && o->warmup_frac <= 1))
@@ -496,7 +499,7 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
         int ckpt = pos.step == end || (o->ckpt_every > 0 && pos.step % o->ckpt_every == 0);
         if (ckpt) {
             if ((st = hass_draft_write_params(o->out_dir, &m->cfg, &cfg, &tr->layout, tr->params,
-                                              HASS_DTYPE_F32, o->model_path, err)) ||
+                                              o->dtype, o->model_path, err)) ||
                 (st = save_state(o->out_dir, tr, &pos, config, err)))
                 goto out;
         }
@@ -507,7 +510,7 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
         snprintf(path, sizeof path, "%s/model.safetensors", o->out_dir);
         if (!hass_file_exists(path) &&
             (st = hass_draft_write_params(o->out_dir, &m->cfg, &cfg, &tr->layout, tr->params,
-                                          HASS_DTYPE_F32, o->model_path, err)))
+                                          o->dtype, o->model_path, err)))
             goto out;
     }
     rep->steps_done = pos.step;

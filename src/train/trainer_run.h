@@ -40,6 +40,8 @@ typedef struct {
     int64_t ckpt_every; /* 0 = only at the end */
     int has_bias;
     int64_t stop_at; /* stop (with a checkpoint) once this many steps are done; 0 = never */
+    hass_dtype dtype; /* of the draft's matrices in out_dir: F32 (default) or BF16 (to ship; the
+                         trainer state keeps f32 either way) */
 } hass_train_run_opts;
 
 /* EAGLE-1 defaults for everything but the method: lr 3e-5, warmup 1%, wd 0.01, clip 0.5,

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# default_model.sh — the recipe of models/default (docs/default_model.md): corpus, tokenizer,
+# target pretraining, draft features, EAGLE and HASS drafts, installation into models/default.
+#
+# Every stage is resumable and skipped when its output is complete: re-running the script (or
+# one stage) continues where it stopped. Pretraining can be time-sliced: PRETRAIN_FLAGS="--stop-at
+# N" or "--time-limit SEC" stops it with a checkpoint; the same command continues it.
+#
+# Usage: tools/default_model.sh [STAGE...]      stages: corpus tokenizer pretrain chatdata
+#                                                datagen eagle hass vocab install (default: all)
+# Env: HASS (build/hass), W (work folder, build/default), THREADS (all CPUs),
+#      PRETRAIN_FLAGS, DRAFT_STEPS, DRAFT_VOCAB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HASS=${HASS:-build/hass}
+W=${W:-build/default}
+THREADS=${THREADS:-$(nproc)}
+DRAFT_STEPS=${DRAFT_STEPS:-6000}
+DRAFT_VOCAB=${DRAFT_VOCAB:-2048}
+mkdir -p "$W"
+stages=${*:-corpus tokenizer pretrain chatdata datagen eagle hass vocab install}
+
+for s in $stages; do
+    echo "== $s"
+    case $s in
+    corpus) # chat / instruction / math / code sources + Python stdlib and docs (docs/corpus.md)
+        [ -s "$W/corpus/train.jsonl" ] || tools/corpus.sh "$W/corpus" ;;
+    tokenizer) # byte-level BPE, 8192 tokens, LLaMA-3 specials and chat template
+        [ -s "$W/tokenizer/tokenizer.json" ] ||
+            "$HASS" train-tokenizer --data "$W/corpus/train.jsonl" -o "$W/tokenizer" --vocab 8192 \
+                --valid "$W/corpus/valid.jsonl" --threads "$THREADS" ;;
+    pretrain) # 37.8M parameters: d 384, 20 layers, 6 heads / 2 KV heads, SwiGLU 1024, ctx 1024
+        # shellcheck disable=SC2086
+        "$HASS" pretrain --data "$W/corpus/train.jsonl" --valid "$W/corpus/valid.jsonl" \
+            --tokenizer "$W/tokenizer/tokenizer.json" -o "$W/target" \
+            --dim 384 --layers 20 --heads 6 --kv-heads 2 --ffn 1024 --ctx 1024 \
+            --batch 4 --accum 2 --steps 2400 --lr 1e-3 --min-lr 1e-4 --warmup 100 \
+            --weight-decay 0.1 --clip 1.0 --seed 1 --eval-every 100 --eval-windows 64 \
+            --ckpt-every 50 --threads "$THREADS" ${PRETRAIN_FLAGS:-} ;;
+    chatdata) # the corpus's conversations, once each (the corpus repeats them)
+        [ -s "$W/chat.jsonl" ] ||
+            { jq -c 'select(has("messages"))' "$W/corpus/train.jsonl" | awk '!seen[$0]++' \
+                > "$W/chat.jsonl.tmp" && mv "$W/chat.jsonl.tmp" "$W/chat.jsonl"; } ;;
+    datagen) # the target's features over those conversations, in its chat template
+        "$HASS" datagen -m "$W/target/model" --data "$W/chat.jsonl" -o "$W/feat" --chat \
+            --max-len 1024 --threads "$THREADS" ;;
+    eagle | hass) # same data, steps, seed and learning rate; fc bias on (EAGLE's training)
+        "$HASS" train-draft --method "$s" -m "$W/target/model" --data "$W/feat" \
+            -o "$W/draft-$s" --steps "$DRAFT_STEPS" --batch 8 --seq-len 1024 --lr 3e-4 \
+            --warmup 200 --seed 1 --ckpt-every 250 --dtype bf16 --log "$W/draft-$s.log.jsonl" \
+            --threads "$THREADS" ;;
+    vocab) # drafting scores the most frequent target tokens only (verification scores all)
+        for m in eagle hass; do
+            "$HASS" draft-vocab -m "$W/target/model" -d "$W/draft-$m" --data "$W/feat" \
+                -n "$DRAFT_VOCAB"
+        done ;;
+    install) # BF16 weights into models/default
+        mkdir -p models/default
+        "$HASS" convert -m "$W/target/model" -o models/default/target --dtype bf16
+        cp "$W/target/model/tokenizer.json" "$W/target/model/tokenizer_config.json" \
+            "$W/target/model/generation_config.json" models/default/target/
+        for m in eagle hass; do
+            rm -rf "models/default/draft-$m"
+            mkdir -p "models/default/draft-$m"
+            cp "$W/draft-$m/config.json" "$W/draft-$m/model.safetensors" "models/default/draft-$m/"
+        done ;;
+    *)
+        echo "unknown stage $s" >&2
+        exit 2 ;;
+    esac
+done
