@@ -189,6 +189,14 @@ size_t hass_trainer_bytes(const hass_draft_config *cfg, int64_t B_max, int64_t T
 hass_status hass_train_grad(hass_trainer *tr, const hass_train_batch *batch,
                             const hass_train_opts *opts, hass_train_stats *st, hass_err *err);
 
+/* The forward alone of the n_align steps of hass_train_grad (same streams, same ops; no
+ * losses, no gradients; batch->tgt and batch->mask are not read): h (n_align, B*T, d) receives
+ * the draft outputs h^(j) of every step j. Errors: HASS_STATUS_ARG as hass_train_grad for the
+ * shapes, n_align and tokens. Used to check the training forward against the inference one
+ * (tests/test_draft.c). */
+hass_status hass_train_forward(hass_trainer *tr, const hass_train_batch *batch, int n_align,
+                               float *h, hass_err *err);
+
 /* hass_train_grad, then one AdamW update (with value clipping) at learning rate lr;
  * increments tr->adam_t. */
 hass_status hass_train_step(hass_trainer *tr, const hass_train_batch *batch,
