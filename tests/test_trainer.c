@@ -186,8 +186,10 @@ int main(void) {
     }
     CHECK_MSG(L.n == 120 && last < 0.7 * first, "loss %.4f -> %.4f", first, last);
 
-    /* 4. --init-from: a draft's tensors start the run exactly */
+    /* 4. --init-from: a draft's tensors start the run exactly, and its RoPE (here a linear
+     * scaling the target does not have) is kept: trained with and recorded */
     hass_draft_config dc = hass_draft_config_for(m, 0);
+    dc.rope.linear = 2;
     hass_draft_layout lay;
     hass_draft_layout_init(&lay, &dc);
     float *p = hass_aligned_alloc(lay.total * sizeof(float));
@@ -204,6 +206,15 @@ int main(void) {
     CHECK(train(m, &o, NULL, &r, &err) == HASS_OK);
     CHECK(hass_train_load_draft(tpath("stage2"), &dc, &lay, q, &err) == HASS_OK);
     CHECK_BITEQ(p, q, lay.total, "stage 2 starts from the stage-1 draft");
+    d = hass_draft_load(tpath("stage2"), m, &err);
+    CHECK_MSG(d != NULL, "%s", err.msg);
+    if (d) {
+        float want[HASS_ROPE_MAX_HALF];
+        hass_rope_freqs(&dc.rope, m->cfg.Dh, want);
+        CHECK(hass_rope_params_equal(&d->cfg.rope, &dc.rope));
+        CHECK_BITEQ(d->inv_freq, want, m->cfg.Dh / 2, "stage 2 keeps the stage-1 RoPE");
+    }
+    hass_draft_free(d);
     dc.has_bias = 1;
     CHECK(hass_train_load_draft(tpath("init"), &dc, &lay, q, &err) == HASS_STATUS_SHAPE);
     hass_aligned_free(p);

@@ -261,16 +261,9 @@ static hass_status generate_plain(hass_engine *e, const int32_t *prompt, int64_t
 }
 
 /* ---- cost curve ---- */
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
-
 static void cost_cache_path(const hass_engine *e, char *buf, size_t cap) {
     const hass_model_config *c = &e->m->cfg;
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = HASS_FNV_OFFSET;
     int64_t key[] = {c->d,
                      c->ffn,
                      c->n_layers,
@@ -280,12 +273,12 @@ static void cost_cache_path(const hass_engine *e, char *buf, size_t cap) {
                      (int64_t)e->m->weight_bytes,
                      (int64_t)e->m->layers[0].tq,
                      hass_pool_size(e->pool)};
-    h = fnv1a(h, key, sizeof key);
+    h = hass_fnv1a(h, key, sizeof key);
     const char *isa = hass_cpu_isa_name();
-    h = fnv1a(h, isa, strlen(isa));
+    h = hass_fnv1a(h, isa, strlen(isa));
     char host[128] = "";
     gethostname(host, sizeof host - 1);
-    h = fnv1a(h, host, strlen(host));
+    h = hass_fnv1a(h, host, strlen(host));
     const char *dir = getenv("HASS_CACHE_DIR");
     char tmp[512];
     if (!dir) {

@@ -55,8 +55,10 @@ hass_status hass_draft_config_check(const hass_draft_config *c, hass_err *err) {
                             (long long)c->d, (long long)c->H, (long long)c->Hkv);
     if (c->d > (1 << 20) || c->ffn > (1 << 22) || c->V > (1 << 24))
         return hass_err_set(err, HASS_STATUS_ARG, "draft config: shape too large");
-    if (!(c->rms_eps > 0.0f) || !(c->rope_theta > 0.0f))
-        return hass_err_set(err, HASS_STATUS_ARG, "draft config: rms_eps and rope_theta > 0");
+    if (!(c->rms_eps > 0.0f))
+        return hass_err_set(err, HASS_STATUS_ARG, "draft config: rms_eps must be > 0");
+    if (hass_rope_params_check(&c->rope, c->d / c->H, err) != HASS_OK)
+        return hass_err_prefix(err, HASS_STATUS_ARG, "draft config");
     if (c->rope_style != HASS_ROPE_HALF && c->rope_style != HASS_ROPE_INTERLEAVED)
         return hass_err_set(err, HASS_STATUS_ARG, "draft config: unknown rope style");
     return HASS_OK;
@@ -246,7 +248,9 @@ hass_trainer *hass_trainer_create(const hass_draft_config *cfg, const float *emb
     tr->B_max = B_max, tr->T_max = T_max, tr->n_align_max = n_align_max;
     tr->pool = pool;
     hass_draft_params_init(tr->params, &tr->layout, cfg, seed);
-    hass_rope_table(w->rope_cos, w->rope_sin, T_max, cfg->d / cfg->H, cfg->rope_theta);
+    float inv_freq[HASS_ROPE_MAX_HALF];
+    hass_rope_freqs(&cfg->rope, cfg->d / cfg->H, inv_freq);
+    hass_rope_table(w->rope_cos, w->rope_sin, T_max, cfg->d / cfg->H, inv_freq);
     return tr;
 }
 

@@ -29,18 +29,19 @@
 
 /* ---- shapes ---- */
 typedef struct {
-    int64_t d;        /* hidden size of the target (and of the draft layer) */
-    int64_t H, Hkv;   /* query heads, key/value heads (GQA); head dim Dh = d / H */
-    int64_t ffn;      /* intermediate size of the SwiGLU MLP */
-    int64_t V;        /* vocabulary size (rows of the embedding table and of the LM head) */
-    int has_bias;     /* fc.bias present (LLaMA-2 drafts) or not (LLaMA-3 drafts) */
-    float rms_eps;    /* RMSNorm epsilon of the target */
-    float rope_theta; /* RoPE base of the target (10000 LLaMA-2, 500000 LLaMA-3) */
+    int64_t d;             /* hidden size of the target (and of the draft layer) */
+    int64_t H, Hkv;        /* query heads, key/value heads (GQA); head dim Dh = d / H */
+    int64_t ffn;           /* intermediate size of the SwiGLU MLP */
+    int64_t V;             /* vocabulary size (rows of the embedding table and of the LM head) */
+    int has_bias;          /* fc.bias present (LLaMA-2 drafts) or not (LLaMA-3 drafts) */
+    float rms_eps;         /* RMSNorm epsilon of the target */
+    hass_rope_params rope; /* RoPE: theta and scaling; frequencies by hass_rope_freqs, the
+                              function inference uses (the target's unless the draft says else) */
     hass_rope_style rope_style; /* HASS_ROPE_HALF for Hugging Face checkpoints */
 } hass_draft_config;
 
 /* HASS_OK, or HASS_STATUS_ARG with a message when a shape is non-positive, d % H != 0,
- * H % Hkv != 0 or Dh is odd. */
+ * H % Hkv != 0, Dh is odd or the RoPE parameters are invalid (hass_rope_params_check). */
 hass_status hass_draft_config_check(const hass_draft_config *c, hass_err *err);
 
 /* ---- parameter layout (EAGLE checkpoint names, in this order in the flat array) ---- */
