@@ -12,18 +12,27 @@
  * Configurations: GQA and MHA, fc bias on and off, several sequence lengths, and RoPE plain,
  * LLaMA-3.1 rope_scaling, GGUF rope_freqs divisors with linear scaling, HF linear scaling.
  *
- * Tolerance (float reassociation only): the two sides sum the same products in different
- * orders (sgemm blocking vs our kernels, a log-sum-exp softmax over score blocks vs a
- * max-subtracted one over keys); the RoPE rotations are bit-identical (same frequencies from
- * hass_rope_freqs, same float angle). A float sum of K products is off by at most about K * u
- * of the sum of their magnitudes (u = 2^-24, Higham's gamma_K); the forward chains 8 such
- * reductions (FC, q/k/v, scores, weighted values, o, gate/up, down, LM head) whose errors add,
+ * Tree expansion (decode's hass_expand_root / hass_expand_level, EAGLE-2, HASS.md 6.3) on random
+ * small drafts and the trees they grow: every expanded node's output, and the top-k children
+ * recorded for it, equal a sequential re-computation of its root-to-node path (the committed
+ * context, then the path one pair at a time with a plain causal KV cache): bit-identical
+ * features (the kernels are batch-invariant and masked keys contribute nothing), the same
+ * children; each level's positions are n_past + depth - 1 and its mask rows are exactly the
+ * node's ancestors and itself.
+ *
+ * Tolerance of the training/inference comparison (float reassociation only): the two sides sum the
+ * same products in different orders (sgemm blocking vs our kernels, a log-sum-exp softmax over
+ * score blocks vs a max-subtracted one over keys); the RoPE rotations are bit-identical (same
+ * frequencies from hass_rope_freqs, same float angle). A float sum of K products is off by at most
+ * about K * u of the sum of their magnitudes (u = 2^-24, Higham's gamma_K); the forward chains 8
+ * such reductions (FC, q/k/v, scores, weighted values, o, gate/up, down, LM head) whose errors add,
  * so we allow 8 * K * u of the largest output magnitude, K the longest reduction
  * (max(2d, ffn, T)): 3e-5 to 1e-4 here. The errors seen are about 6e-7 (printed: rounding
  * errors are random, not worst-case); a RoPE that differs between the two (the target's
  * scaling at inference only, as before this test existed) gives 0.1 to 0.5.
  */
 #include "check.h"
+#include "decode/decode.h"
 #include "draft/draft.h"
 #include "model/model.h"
 #include "train/draft_ckpt.h"
@@ -250,6 +259,200 @@ static void test_recorded_rope(void) {
     hass_model_free(m);
 }
 
+/* ---- tree expansion vs sequential paths ---- */
+typedef struct {
+    int64_t d, H, Hkv, ffn, V;
+    int bias;
+    rope_kind rope;
+    int64_t n_past;
+    int topk, depth;
+    int64_t n_vocab; /* reduced draft vocabulary (0 = full) */
+} tree_case;
+
+/* tokens of the path root -> c (depth of c entries) */
+static int cand_path(const hass_tree *t, int32_t c, int32_t *path) {
+    int n = 0;
+    for (int32_t a = c; a >= 0; a = t->cand[a].parent)
+        n++;
+    int k = n;
+    for (int32_t a = c; a >= 0; a = t->cand[a].parent)
+        path[--k] = t->cand[a].tok;
+    return n;
+}
+
+/* The draft's top-k (ids mapped to target ids, log-probs in double) of h, by sorting. */
+static void ref_children(const hass_draft *dr, const float *h, int k, int32_t *ids, double *lp) {
+    hass_dtype ht;
+    int64_t hv, d = dr->cfg.d;
+    const void *head = hass_draft_head(dr, &ht, &hv);
+    float *lg = malloc((size_t)hv * sizeof(float));
+    hass_matmul(NULL, lg, h, head, ht, 1, d, hv);
+    double mx = -INFINITY, sum = 0;
+    for (int64_t v = 0; v < hv; v++)
+        mx = lg[v] > mx ? lg[v] : mx;
+    for (int64_t v = 0; v < hv; v++)
+        sum += exp((double)lg[v] - mx);
+    for (int j = 0; j < k; j++) {
+        int64_t best = -1;
+        for (int64_t v = 0; v < hv; v++) {
+            int used = 0;
+            for (int i = 0; i < j; i++)
+                used |= ids[i] == (int32_t)v;
+            if (!used && (best < 0 || lg[v] > lg[best]))
+                best = v;
+        }
+        ids[j] = (int32_t)best;
+        lp[j] = (double)lg[best] - mx - log(sum);
+    }
+    for (int j = 0; dr->n_vocab && j < k; j++)
+        ids[j] = dr->vocab[ids[j]];
+    free(lg);
+}
+
+/* Each level's positions and mask rows (just after hass_expand_level). */
+static int check_level(const hass_expander *x, const int32_t *frontier, int nf, int64_t n_past) {
+    const hass_tree *t = x->t;
+    int64_t sc = x->ds->scratch, W = (sc + 63) / 64;
+    int ok = 1;
+    int32_t pu[64], pv[64];
+    for (int i = 0; i < nf; i++) {
+        const hass_cand *c = &t->cand[frontier[i]];
+        ok &= x->pos[i] == n_past + c->depth - 1 && c->row == sc - nf + i;
+        int nu = cand_path(t, frontier[i], pu), bits = 0;
+        for (int32_t v = 0; v < t->n_cand; v++) {
+            if (t->cand[v].row < 0)
+                continue;
+            int nv = cand_path(t, v, pv);
+            int anc = nv <= nu && !memcmp(pu, pv, (size_t)nv * sizeof(int32_t));
+            int64_t r = t->cand[v].row;
+            int bit = (int)((x->ds->mask[i * W + r / 64] >> (r % 64)) & 1);
+            ok &= bit == anc;
+            bits += bit;
+        }
+        ok &= bits == c->depth; /* its depth - 1 ancestors and itself */
+    }
+    return ok;
+}
+
+static void test_tree_expansion(const tree_case *tc, uint64_t seed) {
+    hass_err err = {0};
+    hass_model *m = make_target(tc->d, tc->H, tc->Hkv, tc->ffn, tc->V, tc->rope, seed);
+    hass_draft_config dc = hass_draft_config_for(m, tc->bias);
+    hass_draft_layout L;
+    hass_draft_layout_init(&L, &dc);
+    float *params = hass_aligned_alloc(L.total * sizeof(float));
+    hass_draft_params_init(params, &L, &dc, seed);
+    for (int p = HASS_DP_Q; p <= HASS_DP_K; p++) /* position-dependent attention */
+        for (size_t i = 0; i < L.numel[p]; i++)
+            params[L.off[p] + i] *= 6.0f;
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/tree", tmpdir);
+    CHECK(hass_draft_write_params(dir, &m->cfg, &dc, &L, params, HASS_DTYPE_F32, "t", &err) ==
+          HASS_OK);
+    hass_rng r;
+    hass_rng_seed(&r, seed * 7919);
+    if (tc->n_vocab) { /* a random subset of the target's ids */
+        int32_t *vocab = malloc((size_t)tc->V * sizeof(int32_t));
+        for (int64_t i = 0; i < tc->V; i++)
+            vocab[i] = (int32_t)i;
+        for (int64_t i = tc->V - 1; i > 0; i--) {
+            int64_t j = (int64_t)(hass_rng_u64(&r) % (uint64_t)(i + 1));
+            int32_t tmp = vocab[i];
+            vocab[i] = vocab[j], vocab[j] = tmp;
+        }
+        CHECK(hass_draft_write_vocab(dir, vocab, tc->n_vocab, &err) == HASS_OK);
+        free(vocab);
+    }
+    hass_draft *dr = hass_draft_load(dir, m, &err);
+    CHECK_MSG(dr != NULL, "%s", err.msg);
+    if (!dr) {
+        hass_aligned_free(params);
+        hass_model_free(m);
+        return;
+    }
+    int64_t D = tc->d, np = tc->n_past, cap = np + tc->depth + 2;
+    int64_t V = tc->V, rows = np > HASS_TREE_MAX_TOPK ? np : HASS_TREE_MAX_TOPK;
+    float *f = malloc((size_t)(np * D) * sizeof(float)), *h = malloc((size_t)D * sizeof(float));
+    float *ctx_out = malloc((size_t)(np * D) * sizeof(float));
+    int32_t *tok = malloc((size_t)np * sizeof(int32_t)), *pos = malloc((size_t)cap * 4);
+    for (int64_t i = 0; i < np * D; i++)
+        f[i] = hass_rng_normal(&r);
+    for (int64_t i = 0; i < np; i++)
+        tok[i] = (int32_t)(hass_rng_u64(&r) % (uint64_t)V);
+    for (int64_t i = 0; i < cap; i++)
+        pos[i] = (int32_t)i;
+
+    /* the tree: context committed, h, root children, depth levels */
+    hass_draft_state ds, seq;
+    CHECK(hass_draft_state_init(&ds, dr, cap, rows, NULL, &err) == HASS_OK);
+    CHECK(hass_draft_state_init(&seq, dr, cap, rows, NULL, &err) == HASS_OK);
+    CHECK(hass_draft_forward(&ds, NULL, np, f, tok, pos, 1, NULL, ctx_out, &err) == HASS_OK);
+    hass_tree t;
+    CHECK(hass_tree_init(&t, tc->topk + tc->depth * tc->topk * tc->topk, &err) == HASS_OK);
+    hass_expander x = {.dr = dr, .ds = &ds, .pool = NULL, .t = &t};
+    x.feat = malloc((size_t)((1 + HASS_DRAFT_MAX_SCRATCH) * D) * sizeof(float));
+    x.in = malloc((size_t)(HASS_TREE_MAX_TOPK * D) * sizeof(float));
+    x.logits = malloc((size_t)(HASS_TREE_MAX_TOPK * V) * sizeof(float));
+    x.ids = malloc(HASS_TREE_MAX_TOPK * HASS_TREE_MAX_TOPK * sizeof(int32_t));
+    x.lp = malloc(HASS_TREE_MAX_TOPK * HASS_TREE_MAX_TOPK * sizeof(float));
+    memcpy(x.feat, ctx_out + (np - 1) * D, (size_t)D * sizeof(float));
+    hass_expand_root(&x, tc->topk);
+    int levels_ok = 1;
+    for (int l = 0; l < tc->depth; l++) {
+        int32_t frontier[HASS_TREE_MAX_TOPK];
+        int nf = t.n_frontier;
+        memcpy(frontier, t.frontier, (size_t)nf * sizeof(int32_t));
+        CHECK(hass_expand_level(&x, np, tc->topk, &err) == HASS_OK);
+        levels_ok &= check_level(&x, frontier, nf, np);
+    }
+    CHECK_MSG(levels_ok, "positions and ancestor masks of every level");
+
+    /* every node that has children: its output (the feature its children carry) and its
+     * children against the sequential path */
+    CHECK(hass_draft_forward(&seq, NULL, np, f, tok, pos, 1, NULL, ctx_out, &err) == HASS_OK);
+    int feats_ok = 1, kids_ok = 1, checked = 0;
+    for (int32_t u = -1; u < t.n_cand; u++) {
+        int32_t first = -1, n_kids = 0, path[64];
+        for (int32_t c = 0; c < t.n_cand; c++)
+            if (t.cand[c].parent == u) {
+                first = first < 0 ? c : first;
+                n_kids++;
+            }
+        if (first < 0)
+            continue; /* a leaf */
+        seq.n = np;   /* the committed context only */
+        memcpy(h, ctx_out + (np - 1) * D, (size_t)D * sizeof(float));
+        int n = u >= 0 ? cand_path(&t, u, path) : 0;
+        for (int k = 0; k < n; k++) /* the path, one pair at a time, causal */
+            CHECK(hass_draft_forward(&seq, NULL, 1, h, path + k, pos + np + k, 1, NULL, h, &err) ==
+                  HASS_OK);
+        feats_ok &= !memcmp(h, x.feat + (int64_t)t.cand[first].feat * D, (size_t)D * 4);
+        int32_t ids[HASS_TREE_MAX_TOPK];
+        double lp[HASS_TREE_MAX_TOPK];
+        ref_children(dr, h, tc->topk, ids, lp);
+        float base = u >= 0 ? t.cand[u].score : 0.0f;
+        kids_ok &= n_kids == tc->topk;
+        for (int j = 0; j < n_kids && j < tc->topk; j++) {
+            const hass_cand *c = &t.cand[first + j];
+            kids_ok &= c->parent == u && c->tok == ids[j] && c->depth == n + 1 &&
+                       fabs((double)c->score - (base + lp[j])) <= 1e-4 * (1 + fabs(lp[j]));
+        }
+        checked++;
+    }
+    CHECK_MSG(feats_ok, "tree outputs == sequential paths (bit-identical), %d nodes", checked);
+    CHECK_MSG(kids_ok, "children == the draft's top-k at the sequential path");
+    CHECK(checked == 1 + tc->depth * tc->topk);
+
+    hass_tree_free(&t);
+    free(x.feat), free(x.in), free(x.logits), free(x.ids), free(x.lp);
+    hass_draft_state_free(&ds);
+    hass_draft_state_free(&seq);
+    free(f), free(h), free(ctx_out), free(tok), free(pos);
+    hass_draft_free(dr);
+    hass_aligned_free(params);
+    hass_model_free(m);
+}
+
 int main(void) {
     check_init("test_draft");
     /* fp32 products in training: the bf16 kernels (gemm.h, chosen by train-draft where they are
@@ -272,6 +475,18 @@ int main(void) {
         test_train_vs_inference(&cases[i], worst);
     printf("train vs inference: worst normalised error h %.2g, logits %.2g\n", worst[0], worst[1]);
     test_recorded_rope();
+
+    const tree_case trees[] = {
+        {32, 4, 2, 48, 50, 1, ROPE_PLAIN, 1, 3, 4, 0},
+        {32, 4, 2, 48, 50, 0, ROPE_LLAMA3, 13, 4, 5, 0},
+        {48, 3, 1, 64, 97, 1, ROPE_LLAMA3, 40, 2, 6, 0},
+        {16, 2, 2, 24, 40, 0, ROPE_GGUF, 7, 1, 8, 0},
+        {32, 4, 1, 48, 200, 1, ROPE_PLAIN, 9, 5, 3, 60},
+        {64, 4, 2, 96, 61, 0, ROPE_LINEAR, 70, 6, 3, 0},
+    };
+    for (size_t i = 0; i < sizeof trees / sizeof trees[0]; i++)
+        for (uint64_t seed = 1; seed <= 3; seed++)
+            test_tree_expansion(&trees[i], 100 * i + seed);
 
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)
