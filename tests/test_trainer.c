@@ -116,6 +116,7 @@ int main(void) {
     CHECK(r.complete && r.tokens > 0 && r.gflop > 0);
     hass_draft *d = hass_draft_load(tpath("straight"), m, &err);
     CHECK_MSG(d != NULL, "%s", err.msg);
+    CHECK(d && d->has_bias && d->fc_b); /* fc bias on by default, as in EAGLE's training */
     hass_draft_free(d);
 
     /* 1b. a reduced draft vocabulary from the data: the most frequent trained tokens first
@@ -203,6 +204,9 @@ int main(void) {
     o.init_from = tpath("init");
     o.steps = 1;
     o.lr = 0; /* lr 0 with weight decay: parameters stay those of the init draft */
+    CHECK(train(m, &o, NULL, &r, &err) == HASS_STATUS_SHAPE); /* it has no bias: say so */
+    CHECK(strstr(err.msg, "--no-bias") != NULL);
+    o.has_bias = 0;
     CHECK(train(m, &o, NULL, &r, &err) == HASS_OK);
     CHECK(hass_train_load_draft(tpath("stage2"), &dc, &lay, q, &err) == HASS_OK);
     CHECK_BITEQ(p, q, lay.total, "stage 2 starts from the stage-1 draft");

@@ -35,6 +35,7 @@ hass_train_run_opts hass_train_run_opts_default(void) {
     o.weight_decay = 0.01f;
     o.clip = 0.5f;
     o.noise_std = 0.2f;
+    o.has_bias = 1;
     return o;
 }
 
