@@ -267,7 +267,7 @@ int main(int argc, char **argv) {
                                .V = V,
                                .has_bias = 1,
                                .rms_eps = 1e-6f,
-                               .rope_theta = 10000.0f,
+                               .rope = {.theta = 10000.0f},
                                .rope_style = HASS_ROPE_HALF};
         float *feat = malloc((size_t)(N * d) * 4), *tgt = malloc((size_t)(N * d) * 4);
         float *mask = malloc((size_t)N * 4);

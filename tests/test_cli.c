@@ -202,6 +202,21 @@ int main(int argc, char **argv) {
         EXPECT(1, args);
         snprintf(args, sizeof args, "draft-init %s -o %s/d", mt, tmp);
         EXPECT(0, args);
+        /* fc bias by default; --no-bias drops it */
+        snprintf(args, sizeof args, "inspect %s/d/model.safetensors", tmp);
+        EXPECT(0, args);
+        CHECK(strstr(out, "fc.bias") != NULL);
+        snprintf(args, sizeof args, "draft-init %s -o %s/nb --no-bias", mt, tmp);
+        EXPECT(0, args);
+        snprintf(args, sizeof args, "inspect %s/nb/model.safetensors", tmp);
+        EXPECT(0, args);
+        CHECK(strstr(out, "fc.weight") && !strstr(out, "fc.bias"));
+        snprintf(args, sizeof args, "generate %s -d %s/nb -p 'Once upon a time' -n 8", mt, tmp);
+        EXPECT(0, args);
+        EXPECT(0, "train-draft --help");
+        CHECK(strstr(out, "--no-bias") != NULL);
+        EXPECT(2, "train-draft --method eagle --no-bias");
+        CHECK(one_line_error() && !strstr(errout, "unknown flag"));
         snprintf(args, sizeof args, "generate %s -d %s/d -p 'Once upon a time' -n 30 --json", mt,
                  tmp);
         EXPECT(0, args);

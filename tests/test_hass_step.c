@@ -31,7 +31,7 @@ static hass_draft_config tiny_cfg(void) {
                            .V = VOC,
                            .has_bias = 1,
                            .rms_eps = 1e-6f,
-                           .rope_theta = 10000.0f,
+                           .rope = {.theta = 10000.0f},
                            .rope_style = HASS_ROPE_HALF};
     return c;
 }

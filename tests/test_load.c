@@ -95,13 +95,13 @@ static void test_export_stories(void) {
 
 static void test_rope_scaling(void) {
     hass_model_config c = hass_model_config_make(64, 96, 1, 4, 2, 50, 8192);
-    c.rope_theta = 500000;
-    c.rope_factor = 8;
-    c.rope_low_freq_factor = 1;
-    c.rope_high_freq_factor = 4;
-    c.rope_orig_ctx = 8192;
+    c.rope.theta = 500000;
+    c.rope.factor = 8;
+    c.rope.low_freq_factor = 1;
+    c.rope.high_freq_factor = 4;
+    c.rope.orig_ctx = 8192;
     float f[8];
-    hass_model_rope_freqs(&c, f);
+    hass_rope_freqs(&c.rope, c.Dh, f);
     int ok = 1;
     for (int i = 0; i < 8; i++) { /* the transformers formula, in double */
         double base = pow(500000.0, -(2.0 * i) / 16.0), wl = 2 * M_PI / base, want;
@@ -125,7 +125,7 @@ static void test_rope_scaling(void) {
     hass_model *h = hass_model_load(dir, &err);
     CHECK_MSG(h != NULL, "%s", err.msg);
     if (h) {
-        CHECK(h->cfg.rope_factor == 8 && h->cfg.rope_orig_ctx == 8192);
+        CHECK(hass_rope_params_equal(&h->cfg.rope, &c.rope));
         int32_t p[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, a[30], b[30];
         int64_t na, nb;
         na = greedy(m, NULL, p, 12, 30, a);
@@ -162,6 +162,22 @@ static void test_bad_configs(void) {
          "rope_scaling"},
         {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":32,\"intermediate_size\":48,"
          "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,"
+         "\"vocab_size\":40,\"rope_scaling\":{\"type\":\"linear\",\"factor\":-1}}",
+         "linear"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":32,\"intermediate_size\":48,"
+         "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,"
+         "\"vocab_size\":40,\"rope_freqs\":[1,2,3]}",
+         "divisors"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":32,\"intermediate_size\":48,"
+         "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,"
+         "\"vocab_size\":40,\"rope_freqs\":[1,2,0,4]}",
+         "divisor"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":32,\"intermediate_size\":48,"
+         "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,"
+         "\"vocab_size\":40,\"rope_freqs\":\"x\"}",
+         "rope_freqs"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":32,\"intermediate_size\":48,"
+         "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,"
          "\"vocab_size\":41}",
          "shape"},
         {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":32,\"intermediate_size\":48,"
@@ -192,13 +208,13 @@ static void test_bad_configs(void) {
     hass_model_free(m);
 }
 
-/* GGUF RoPE adjustments on a model's frequencies, through a GGUF object built in memory */
+/* GGUF RoPE adjustments read into a config, through a GGUF object built in memory; the
+ * frequencies, and an HF export of such a model that keeps them (rope_freqs, linear) */
 static void test_gguf_rope(void) {
     hass_err err = {0};
     hass_model_config c = hass_model_config_make(32, 48, 1, 4, 2, 40, 128);
-    hass_model *m = hass_model_synthetic(&c, HASS_DTYPE_F32, 1, &err);
-    float base[4], div[4] = {1, 2, 4, 8};
-    memcpy(base, m->inv_freq, sizeof base);
+    float base[4], got[4], div[4] = {1, 2, 4, 8};
+    hass_rope_freqs(&c.rope, c.Dh, base);
     hass_tensor t;
     memset(&t, 0, sizeof t);
     snprintf(t.name, sizeof t.name, "rope_freqs.weight");
@@ -221,17 +237,31 @@ static void test_gguf_rope(void) {
     g.n_tensors = 1;
     g.kv = kv;
     g.n_kv = 2;
-    CHECK(hass_model_gguf_rope(&g, m, &err) == HASS_OK);
+    CHECK(hass_model_gguf_rope(&g, &c, &err) == HASS_OK);
+    CHECK(c.rope.n_div == 4 && c.rope.linear == 2.0f);
+    hass_rope_freqs(&c.rope, c.Dh, got);
     int ok = 1;
     for (int i = 0; i < 4; i++)
-        ok &= fabsf(m->inv_freq[i] - base[i] / div[i] / 2.0f) <= 1e-6f * base[i];
+        ok &= fabsf(got[i] - base[i] / div[i] / 2.0f) <= 1e-6f * base[i];
     CHECK_MSG(ok, "rope_freqs divisors and linear scaling applied");
+    /* a model with them exported to HF and loaded back runs with the same frequencies */
+    hass_model *m = hass_model_synthetic(&c, HASS_DTYPE_F32, 1, &err);
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/ggufrope", tmp);
+    CHECK(m && hass_model_export_hf(m, dir, HASS_DTYPE_F32, 0, &err) == HASS_OK);
+    hass_model *h = hass_model_load(dir, &err);
+    CHECK_MSG(h != NULL, "%s", err.msg);
+    if (m && h) {
+        CHECK(hass_rope_params_equal(&h->cfg.rope, &c.rope));
+        CHECK_BITEQ(h->inv_freq, m->inv_freq, 4, "exported rope frequencies");
+    }
+    hass_model_free(h);
+    hass_model_free(m);
     kv[0].str = "yarn";
-    CHECK(hass_model_gguf_rope(&g, m, &err) == HASS_STATUS_UNSUPPORTED);
+    CHECK(hass_model_gguf_rope(&g, &c, &err) == HASS_STATUS_UNSUPPORTED);
     div[2] = 0;
     kv[0].str = "none";
-    CHECK(hass_model_gguf_rope(&g, m, &err) == HASS_STATUS_FORMAT);
-    hass_model_free(m);
+    CHECK(hass_model_gguf_rope(&g, &c, &err) == HASS_STATUS_FORMAT);
 }
 
 /* ================= GGUF export ================= */
@@ -773,11 +803,11 @@ static void test_gguf_refusals(void) {
 
 int main(void) {
     check_init("test_load");
-    test_gguf_rope();
     snprintf(tmp, sizeof tmp, "/tmp/hass_test_load_%ld", (long)getpid());
     char cmd[512];
     snprintf(cmd, sizeof cmd, "mkdir -p %s", tmp);
     HASS_ASSERT(system(cmd) == 0);
+    test_gguf_rope();
     test_export_stories();
     test_rope_scaling();
     test_bad_configs();

@@ -242,7 +242,7 @@ static void test_matches_inference(void) {
         return;
     hass_model_config mc = hass_model_config_make(D, FF, NL, NH, NKV, VOC, TT);
     mc.eps = c.rms_eps;
-    mc.rope_theta = c.rope_theta;
+    mc.rope = hass_rope_plain(c.rope_theta);
     hass_tensor *ts = calloc((size_t)tr->layout.n, sizeof *ts);
     for (int i = 0; i < tr->layout.n; i++) {
         const hass_lm_tensor *t = &tr->layout.t[i];

@@ -162,7 +162,7 @@ typedef struct {
     double *x;
     const float *R;
     int64_t N, T, nh, hd;
-    double theta;
+    const float *inv_freq;
     hass_rope_style style;
 } rope_ctx;
 static double rope_loss(void *vc) {
@@ -172,7 +172,7 @@ static double rope_loss(void *vc) {
     for (int64_t r = 0; r < c->N; r++)
         for (int64_t h = 0; h < c->nh; h++)
             for (int64_t i = 0; i < h2; i++) {
-                double ang = (double)(r % c->T) * pow(c->theta, -2.0 * (double)i / (double)c->hd);
+                double ang = (double)(r % c->T) * (double)c->inv_freq[i];
                 int64_t a = c->style == HASS_ROPE_HALF ? i : 2 * i;
                 int64_t b = c->style == HASS_ROPE_HALF ? i + h2 : 2 * i + 1;
                 const double *v = c->x + (r * c->nh + h) * c->hd;
@@ -183,13 +183,17 @@ static double rope_loss(void *vc) {
     return L;
 }
 
+/* The training rotation (tables) against a double reference and finite differences, and against
+ * the inference kernel hass_rope: bit-identical for the same frequencies. */
 static void test_rope(hass_rope_style style) {
     int64_t T = 3, N = 6, nh = 2, hd = 8, n = N * nh * hd;
     float *x = falloc(n), *R = falloc(n), *ct = falloc(T * hd / 2), *st = falloc(T * hd / 2);
-    float *fd = falloc(n), *y = falloc(n);
+    float *fd = falloc(n), *y = falloc(n), inv[4];
     fill(x, n, 1), fill(R, n, 1);
-    rope_ctx c = {to_d(x, n), R, N, T, nh, hd, 100.0, style};
-    hass_rope_table(ct, st, T, hd, 100.0f);
+    hass_rope_params rp = hass_rope_plain(100.0f);
+    hass_rope_freqs(&rp, hd, inv);
+    rope_ctx c = {to_d(x, n), R, N, T, nh, hd, inv, style};
+    hass_rope_table(ct, st, T, hd, inv);
     memcpy(y, x, (size_t)n * sizeof(float));
     hass_rope_forward(y, N, T, nh, hd, ct, st, style);
     double L = 0;
@@ -206,6 +210,28 @@ static void test_rope(hass_rope_style style) {
     hass_rope_backward(y, N, T, nh, hd, ct, st, style);
     CHECK_CLOSE(y, x, n, 1e-6, 1e-5, "rope roundtrip");
     free(c.x), free(x), free(R), free(ct), free(st), free(fd), free(y), free(g);
+
+    // training tables == inference kernel, bit for bit, for scaled frequencies and long positions
+    enum { TL = 3000, HD = 16, NH = 3 };
+    hass_rope_params sc = hass_rope_plain(500000.0f);
+    sc.factor = 8, sc.low_freq_factor = 1, sc.high_freq_factor = 4, sc.orig_ctx = 64;
+    sc.linear = 2, sc.n_div = HD / 2;
+    for (int i = 0; i < HD / 2; i++)
+        sc.div[i] = 1.0f + 0.25f * (float)i;
+    float finv[HD / 2];
+    hass_rope_freqs(&sc, HD, finv);
+    float *ct2 = falloc(TL * HD / 2), *st2 = falloc(TL * HD / 2);
+    float *a = falloc(TL * NH * HD), *b = falloc(TL * NH * HD);
+    int32_t *pos = malloc(TL * sizeof(int32_t));
+    fill(a, TL * NH * HD, 5);
+    memcpy(b, a, (size_t)(TL * NH * HD) * sizeof(float));
+    for (int i = 0; i < TL; i++)
+        pos[i] = i;
+    hass_rope_table(ct2, st2, TL, HD, finv);
+    hass_rope_forward(a, TL, TL, NH, HD, ct2, st2, style);
+    hass_rope(b, TL, NH, HD, pos, finv, style);
+    CHECK_BITEQ(a, b, TL * NH * HD, "training rope == inference rope");
+    free(ct2), free(st2), free(a), free(b), free(pos);
 }
 
 /* ---------------------------------------------------------------------------------------- */

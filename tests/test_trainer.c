@@ -116,6 +116,7 @@ int main(void) {
     CHECK(r.complete && r.tokens > 0 && r.gflop > 0);
     hass_draft *d = hass_draft_load(tpath("straight"), m, &err);
     CHECK_MSG(d != NULL, "%s", err.msg);
+    CHECK(d && d->has_bias && d->fc_b); /* fc bias on by default, as in EAGLE's training */
     hass_draft_free(d);
 
     /* 1b. a reduced draft vocabulary from the data: the most frequent trained tokens first
@@ -186,8 +187,10 @@ int main(void) {
     }
     CHECK_MSG(L.n == 120 && last < 0.7 * first, "loss %.4f -> %.4f", first, last);
 
-    /* 4. --init-from: a draft's tensors start the run exactly */
+    /* 4. --init-from: a draft's tensors start the run exactly, and its RoPE (here a linear
+     * scaling the target does not have) is kept: trained with and recorded */
     hass_draft_config dc = hass_draft_config_for(m, 0);
+    dc.rope.linear = 2;
     hass_draft_layout lay;
     hass_draft_layout_init(&lay, &dc);
     float *p = hass_aligned_alloc(lay.total * sizeof(float));
@@ -201,9 +204,21 @@ int main(void) {
     o.init_from = tpath("init");
     o.steps = 1;
     o.lr = 0; /* lr 0 with weight decay: parameters stay those of the init draft */
+    CHECK(train(m, &o, NULL, &r, &err) == HASS_STATUS_SHAPE); /* it has no bias: say so */
+    CHECK(strstr(err.msg, "--no-bias") != NULL);
+    o.has_bias = 0;
     CHECK(train(m, &o, NULL, &r, &err) == HASS_OK);
     CHECK(hass_train_load_draft(tpath("stage2"), &dc, &lay, q, &err) == HASS_OK);
     CHECK_BITEQ(p, q, lay.total, "stage 2 starts from the stage-1 draft");
+    d = hass_draft_load(tpath("stage2"), m, &err);
+    CHECK_MSG(d != NULL, "%s", err.msg);
+    if (d) {
+        float want[HASS_ROPE_MAX_HALF];
+        hass_rope_freqs(&dc.rope, m->cfg.Dh, want);
+        CHECK(hass_rope_params_equal(&d->cfg.rope, &dc.rope));
+        CHECK_BITEQ(d->inv_freq, want, m->cfg.Dh / 2, "stage 2 keeps the stage-1 RoPE");
+    }
+    hass_draft_free(d);
     dc.has_bias = 1;
     CHECK(hass_train_load_draft(tpath("init"), &dc, &lay, q, &err) == HASS_STATUS_SHAPE);
     hass_aligned_free(p);

@@ -10,18 +10,19 @@
 #include <string.h>
 
 static const char *usage =
-    "usage: hass draft-init -m MODEL -o DIR [--seed S] [--bias] [--dtype f32|bf16]\n"
+    "usage: hass draft-init -m MODEL -o DIR [--seed S] [--no-bias] [--dtype f32|bf16]\n"
     "  -m PATH        target model (HF directory, .gguf, llama2.c .bin)\n"
     "  -z PATH        tokenizer.bin (accepted for symmetry; not needed)\n"
     "  -o DIR         output directory (created)\n"
     "  --seed S       initialisation seed (0)\n"
-    "  --bias         give the fc layer a bias (LLaMA-2-style drafts; default: none)\n"
+    "  --no-bias      no fc bias (EAGLE's LLaMA-3 drafts); default: a bias, as in EAGLE's\n"
+    "                 training and its LLaMA-2 drafts (--bias says so explicitly)\n"
     "  --dtype T      f32 or bf16 weights (f32)\n";
 
 int cmd_draft_init(int argc, char **argv) {
     const char *model = NULL, *outdir = NULL, *dt = "f32";
     long long seed = 0;
-    int bias = 0;
+    int bias = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -39,8 +40,8 @@ int cmd_draft_init(int argc, char **argv) {
                 dt = v;
             else if (!strcmp(a, "--seed") && cli_parse_int(a, v, 0, (long long)9e18, &seed))
                 return 2;
-        } else if (!strcmp(a, "--bias")) {
-            bias = 1;
+        } else if (!strcmp(a, "--bias") || !strcmp(a, "--no-bias")) {
+            bias = !strcmp(a, "--bias");
         } else {
             fprintf(stderr, "hass draft-init: unknown flag '%s'\n%s", a, usage);
             return 2;

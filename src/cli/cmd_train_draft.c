@@ -40,7 +40,8 @@ static const char *usage =
     "  --log-every K      log every K steps (1)\n"
     "  --threads N        threads (number of CPUs)\n"
     "  --dtype f32|bf16   dtype of the draft's matrices in OUTDIR (f32; bf16 to ship)\n"
-    "  --bias             give the fc layer a bias (LLaMA-2-style drafts; default: none)\n";
+    "  --no-bias          no fc bias (EAGLE's LLaMA-3 drafts); default: a bias, as in\n"
+    "                     EAGLE's training and its LLaMA-2 drafts (--bias says so explicitly)\n";
 
 typedef struct {
     FILE *log;
@@ -77,8 +78,8 @@ int cmd_train_draft(int argc, char **argv) {
             fputs(usage, stdout);
             return 0;
         }
-        if (!strcmp(a, "--bias")) {
-            o.has_bias = 1;
+        if (!strcmp(a, "--bias") || !strcmp(a, "--no-bias")) {
+            o.has_bias = !strcmp(a, "--bias");
             continue;
         }
         static const char *valued[] = {"--method",      "-m",           "-z",

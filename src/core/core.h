@@ -127,6 +127,10 @@ float hass_rng_uniform(hass_rng *r);    /* [0, 1), 24 random bits */
 double hass_rng_uniform_d(hass_rng *r); /* [0, 1), 53 random bits */
 float hass_rng_normal(hass_rng *r);     /* standard normal (Box-Muller) */
 
+/* ---- FNV-1a, 64 bits: h = HASS_FNV_OFFSET to start, then chained over the pieces ---- */
+#define HASS_FNV_OFFSET 0xcbf29ce484222325ull
+uint64_t hass_fnv1a(uint64_t h, const void *p, size_t n);
+
 /* ---- half precision ---- */
 static inline float hass_bf16_to_f32(uint16_t h) {
     union {

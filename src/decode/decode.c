@@ -61,9 +61,7 @@ struct hass_engine {
     float *pend_feat;  /* (ctx + TGT_BATCH, d): queued pairs for the draft */
     int32_t *pend_tok; /* (ctx + TGT_BATCH) */
     int64_t n_pend;
-    float *hfeat;  /* (1 + HASS_DRAFT_MAX_SCRATCH, d): h of the last committed pair, then level
-                      outputs */
-    float *dlogit; /* (HASS_TREE_MAX_TOPK, V) */
+    hass_expander ex;        /* tree expansion; ex.feat row 0: h of the last committed pair */
     double cost[COST_N + 1]; /* cost(n) / cost(1) */
     double t1;               /* seconds of one single-row target forward */
     int have_costs;
@@ -71,9 +69,7 @@ struct hass_engine {
     int have_sm;
     hass_oracle_fn oracle;
     void *oracle_user;
-    int32_t *seq;  /* (ctx + HASS_TREE_MAX_NODES): committed tokens, then a node's path */
-    int32_t *kids; /* (HASS_TREE_MAX_TOPK^2): children of one level, and their log-probs */
-    float *klp;
+    int32_t *seq; /* (ctx + HASS_TREE_MAX_NODES): committed tokens, then a node's path */
 };
 
 void hass_engine_set_oracle(hass_engine *e, hass_oracle_fn fn, void *user) {
@@ -102,8 +98,8 @@ void hass_engine_destroy(hass_engine *e) {
     hass_sampler_free(&e->sampler);
     hass_draft_state_free(&e->ds);
     hass_tree_free(&e->tree);
-    void *ps[] = {e->logits, e->feats,  e->probs, e->pend_feat, e->pend_tok,
-                  e->hfeat,  e->dlogit, e->seq,   e->kids,      e->klp};
+    void *ps[] = {e->logits, e->feats,     e->probs,  e->pend_feat, e->pend_tok, e->ex.feat,
+                  e->ex.in,  e->ex.logits, e->ex.ids, e->ex.lp,     e->seq};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         hass_aligned_free(ps[i]);
     free(e);
@@ -158,13 +154,16 @@ hass_engine *hass_engine_create(const hass_model *m, const hass_tokenizer *tok,
             goto fail;
         e->pend_feat = hass_aligned_alloc((size_t)(pc * d) * sizeof(float));
         e->pend_tok = hass_aligned_alloc((size_t)pc * sizeof(int32_t));
-        e->hfeat = hass_aligned_alloc((size_t)((1 + HASS_DRAFT_MAX_SCRATCH) * d) * sizeof(float));
-        e->dlogit = hass_aligned_alloc((size_t)(HASS_TREE_MAX_TOPK * V) * sizeof(float));
+        hass_expander *x = &e->ex;
+        x->dr = draft, x->ds = &e->ds, x->pool = pool, x->t = &e->tree;
+        x->feat = hass_aligned_alloc((size_t)((1 + HASS_DRAFT_MAX_SCRATCH) * d) * sizeof(float));
+        x->in = hass_aligned_alloc((size_t)(HASS_TREE_MAX_TOPK * d) * sizeof(float));
+        x->logits = hass_aligned_alloc((size_t)(HASS_TREE_MAX_TOPK * V) * sizeof(float));
+        x->ids = hass_aligned_alloc(HASS_TREE_MAX_TOPK * HASS_TREE_MAX_TOPK * sizeof(int32_t));
+        x->lp = hass_aligned_alloc(HASS_TREE_MAX_TOPK * HASS_TREE_MAX_TOPK * sizeof(float));
         e->seq = hass_aligned_alloc((size_t)(ctx + HASS_TREE_MAX_NODES + 1) * sizeof(int32_t));
-        e->kids = hass_aligned_alloc(HASS_TREE_MAX_TOPK * HASS_TREE_MAX_TOPK * sizeof(int32_t));
-        e->klp = hass_aligned_alloc(HASS_TREE_MAX_TOPK * HASS_TREE_MAX_TOPK * sizeof(float));
-        if (!e->pend_feat || !e->pend_tok || !e->hfeat || !e->dlogit || !e->seq || !e->kids ||
-            !e->klp) {
+        if (!e->pend_feat || !e->pend_tok || !x->feat || !x->in || !x->logits || !x->ids ||
+            !x->lp || !e->seq) {
             hass_err_set(err, HASS_STATUS_OOM, "out of memory");
             goto fail;
         }
@@ -261,16 +260,9 @@ static hass_status generate_plain(hass_engine *e, const int32_t *prompt, int64_t
 }
 
 /* ---- cost curve ---- */
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
-
 static void cost_cache_path(const hass_engine *e, char *buf, size_t cap) {
     const hass_model_config *c = &e->m->cfg;
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = HASS_FNV_OFFSET;
     int64_t key[] = {c->d,
                      c->ffn,
                      c->n_layers,
@@ -280,12 +272,12 @@ static void cost_cache_path(const hass_engine *e, char *buf, size_t cap) {
                      (int64_t)e->m->weight_bytes,
                      (int64_t)e->m->layers[0].tq,
                      hass_pool_size(e->pool)};
-    h = fnv1a(h, key, sizeof key);
+    h = hass_fnv1a(h, key, sizeof key);
     const char *isa = hass_cpu_isa_name();
-    h = fnv1a(h, isa, strlen(isa));
+    h = hass_fnv1a(h, isa, strlen(isa));
     char host[128] = "";
     gethostname(host, sizeof host - 1);
-    h = fnv1a(h, host, strlen(host));
+    h = hass_fnv1a(h, host, strlen(host));
     const char *dir = getenv("HASS_CACHE_DIR");
     char tmp[512];
     if (!dir) {
@@ -417,37 +409,8 @@ const double *hass_engine_costs(hass_engine *e, int *n_max) {
 
 /* ---- speculative decoding ---- */
 
-/* Top-k of log_softmax(logits) (V): k ids with their log-probs, descending (ties: lower id).
- * lg is overwritten (it serves as the scratch of the normaliser). */
-static void topk_logprobs(float *lg, int64_t V, int k, int32_t *ids, float *lp) {
-    int n = 0;
-    for (int64_t i = 0; i < V; i++) {
-        float v = lg[i];
-        if (n == k && v <= lp[n - 1])
-            continue;
-        int j = n < k ? n++ : n - 1;
-        while (j > 0 && v > lp[j - 1]) {
-            lp[j] = lp[j - 1];
-            ids[j] = ids[j - 1];
-            j--;
-        }
-        lp[j] = v;
-        ids[j] = (int32_t)i;
-    }
-    float mx = lp[0];
-    for (int64_t i = 0; i < V; i++)
-        lg[i] -= mx;
-    hass_exp_inplace(lg, V);
-    double sum = 0;
-    for (int64_t i = 0; i < V; i++)
-        sum += lg[i];
-    float lse = mx + (float)log(sum);
-    for (int j = 0; j < n; j++)
-        lp[j] -= lse;
-}
-
 /* Feeds the queued pairs to the draft (causal chain, committed); h of the last goes to
- * e->hfeat row 0. Pending pair j sits at target position kv.n - n_pend + j. window > 0 feeds
+ * e->ex.feat row 0. Pending pair j sits at target position kv.n - n_pend + j. window > 0 feeds
  * only the last `window` pairs (a probe after plain steps: the draft's context then has a gap,
  * which costs it some accuracy and never correctness). */
 static hass_status draft_catch_up(hass_engine *e, int64_t window, hass_err *err) {
@@ -464,98 +427,34 @@ static hass_status draft_catch_up(hass_engine *e, int64_t window, hass_err *err)
         if (st)
             return st;
         if (s + k == e->n_pend)
-            memcpy(e->hfeat, e->ds.x + (k - 1) * d, (size_t)d * sizeof(float));
+            memcpy(e->ex.feat, e->ds.x + (k - 1) * d, (size_t)d * sizeof(float));
     }
     e->n_pend = 0;
     return HASS_OK;
 }
 
-typedef struct {
-    float *lg; /* (rows, V) */
-    int64_t V;
-    int k, rows;
-    int32_t *ids;       /* (rows, k) */
-    float *lp;          /* (rows, k) */
-    const int32_t *map; /* reduced draft vocabulary: column -> target id, or NULL */
-} topk_ctx;
-
-static void topk_task(void *p, int ith, int nth) {
-    topk_ctx *c = p;
-    int64_t lo, hi;
-    hass_split(c->rows, ith, nth, &lo, &hi);
-    for (int64_t r = lo; r < hi; r++) {
-        int32_t *ids = c->ids + r * c->k;
-        topk_logprobs(c->lg + r * c->V, c->V, c->k, ids, c->lp + r * c->k);
-        for (int j = 0; c->map && j < c->k; j++)
-            ids[j] = c->map[ids[j]];
-    }
-}
-
-/* One expansion level: the frontier's pairs through the draft, top-k children of each. */
-static hass_status expand_level(hass_engine *e, int topk, int32_t *feat_rows, hass_err *err) {
+/* One expansion level: the draft's (or, in tests, the oracle's) children of the frontier. */
+static hass_status expand_level(hass_engine *e, int topk, hass_err *err) {
     hass_tree *t = &e->tree;
-    const hass_model *m = e->m;
-    int64_t d = m->cfg.d;
+    if (!e->oracle)
+        return hass_expand_level(&e->ex, e->kv.n, topk, err);
     int nf = t->n_frontier;
-    if (e->oracle) {
-        int32_t frow = *feat_rows;
-        int32_t first = t->n_cand;
-        for (int i = 0; i < nf; i++) {
-            int32_t ids[HASS_TREE_MAX_TOPK], path[HASS_MAX_DEPTH + 2];
-            float lp[HASS_TREE_MAX_TOPK];
-            int np = 0;
-            for (int32_t a = t->frontier[i]; a >= 0; a = t->cand[a].parent)
-                path[np++] = t->cand[a].tok;
-            int64_t n = e->kv.n + 1; /* committed tokens + the root */
-            for (int j = np - 1; j >= 0; j--)
-                e->seq[n++] = path[j];
-            e->oracle(e->oracle_user, e->seq, n, topk, ids, lp);
-            if (hass_tree_add_children(t, t->frontier[i], ids, lp, topk, frow + i) < 0)
-                return hass_err_set(err, HASS_STATUS_RANGE, "tree: candidate buffer full");
-        }
-        hass_tree_set_frontier(t, first, t->n_cand, topk);
-        *feat_rows = frow + nf;
-        return HASS_OK;
-    }
-    int32_t toks[HASS_TREE_MAX_TOPK], pos[HASS_TREE_MAX_TOPK];
-    float *fin = e->dlogit; /* (nf, d) gathered parent features; dlogit is free until below */
-    int64_t base = e->ds.scratch, win = base + nf, W = (win + 63) / 64;
-    memset(e->ds.mask, 0, (size_t)(nf * W) * sizeof(uint64_t));
+    int32_t frow = e->ex.n_feat, first = t->n_cand;
     for (int i = 0; i < nf; i++) {
-        hass_cand *c = &t->cand[t->frontier[i]];
-        toks[i] = c->tok;
-        pos[i] = (int32_t)(e->kv.n + c->depth - 1);
-        memcpy(fin + i * d, e->hfeat + (int64_t)c->feat * d, (size_t)d * sizeof(float));
-        uint64_t *row = e->ds.mask + i * W;
-        for (int32_t a = c->parent; a >= 0; a = t->cand[a].parent) {
-            int32_t r = t->cand[a].row;
-            HASS_ASSERT(r >= 0);
-            row[r / 64] |= 1ull << (r % 64);
-        }
-        c->row = (int32_t)(base + i);
-        row[(base + i) / 64] |= 1ull << ((base + i) % 64);
-    }
-    int32_t frow = *feat_rows;
-    hass_status st = hass_draft_forward(&e->ds, e->pool, nf, fin, toks, pos, 0, e->ds.mask,
-                                        e->hfeat + (int64_t)frow * d, err);
-    if (st)
-        return st;
-    hass_dtype ht;
-    int64_t hv;
-    const void *head = hass_draft_head(e->dr, &ht, &hv);
-    hass_matmul(e->pool, e->dlogit, e->hfeat + (int64_t)frow * d, head, ht, nf, d, hv);
-    int32_t first = t->n_cand;
-    int32_t *ids = e->kids;
-    float *lp = e->klp;
-    topk_ctx tk = {e->dlogit, hv, topk, nf, ids, lp, e->dr->n_vocab ? e->dr->vocab : NULL};
-    /* one pass over the vocabulary per row: rows in parallel when it is worth a dispatch */
-    hass_pool_run_n(e->pool, hv * nf >= 65536 ? hass_pool_size(e->pool) : 1, topk_task, &tk);
-    for (int i = 0; i < nf; i++)
-        if (hass_tree_add_children(t, t->frontier[i], ids + i * topk, lp + i * topk, topk,
-                                   frow + i) < 0)
+        int32_t ids[HASS_TREE_MAX_TOPK], path[HASS_MAX_DEPTH + 2];
+        float lp[HASS_TREE_MAX_TOPK];
+        int np = 0;
+        for (int32_t a = t->frontier[i]; a >= 0; a = t->cand[a].parent)
+            path[np++] = t->cand[a].tok;
+        int64_t n = e->kv.n + 1; /* committed tokens + the root */
+        for (int j = np - 1; j >= 0; j--)
+            e->seq[n++] = path[j];
+        e->oracle(e->oracle_user, e->seq, n, topk, ids, lp);
+        if (hass_tree_add_children(t, t->frontier[i], ids, lp, topk, frow + i) < 0)
             return hass_err_set(err, HASS_STATUS_RANGE, "tree: candidate buffer full");
+    }
     hass_tree_set_frontier(t, first, t->n_cand, topk);
-    *feat_rows = frow + nf;
+    e->ex.n_feat = frow + nf;
     return HASS_OK;
 }
 
@@ -628,26 +527,20 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
             catch_total = ta - tc0;
             catch_per = fed > 0 ? catch_total / (double)fed : 0;
             /* root's children from h (no draft forward needed) */
-            int32_t ids[HASS_TREE_MAX_TOPK];
-            float lp[HASS_TREE_MAX_TOPK];
             if (e->oracle) {
+                int32_t ids[HASS_TREE_MAX_TOPK];
+                float lp[HASS_TREE_MAX_TOPK];
                 e->seq[N] = root;
                 e->oracle(e->oracle_user, e->seq, N + 1, topk, ids, lp);
+                hass_tree_add_children(t, -1, ids, lp, topk, 0);
+                hass_tree_set_frontier(t, 0, t->n_cand, topk);
+                t->levels = 0;
+                e->ex.n_feat = 1;
             } else {
-                hass_dtype ht;
-                int64_t hv;
-                const void *head = hass_draft_head(e->dr, &ht, &hv);
-                hass_matmul(e->pool, e->dlogit, e->hfeat, head, ht, 1, d, hv);
-                topk_logprobs(e->dlogit, hv, topk, ids, lp);
-                for (int j = 0; e->dr->n_vocab && j < topk; j++)
-                    ids[j] = e->dr->vocab[ids[j]];
+                hass_expand_root(&e->ex, topk);
             }
-            hass_tree_add_children(t, -1, ids, lp, topk, 0);
-            hass_tree_set_frontier(t, 0, t->n_cand, topk);
-            t->levels = 0;
             double tb = hass_now();
             sm.t_root = sm.t_root > 0 ? 0.8 * sm.t_root + 0.2 * (tb - ta) : tb - ta;
-            int32_t feat_rows = 1;
             double calib = sm.calib_num / sm.calib_den;
             for (int lvl = 0; lvl < depth; lvl++) {
                 if (e->ds.scratch + t->n_frontier > HASS_DRAFT_MAX_SCRATCH)
@@ -673,7 +566,7 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
                         break;
                 }
                 double tl = hass_now();
-                if ((st = expand_level(e, topk, &feat_rows, err)))
+                if ((st = expand_level(e, topk, err)))
                     return st;
                 double dt = hass_now() - tl;
                 sm.t_level = sm.t_level > 0 ? 0.8 * sm.t_level + 0.2 * dt : dt;

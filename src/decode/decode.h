@@ -50,6 +50,38 @@ typedef struct {
     double draft_level_seconds;                          /* time in those forwards */
 } hass_gen_stats;
 
+/* ---- EAGLE-2 tree expansion with a draft head (HASS.md 6.3; expand.c) ----
+ * The mechanism of a cycle's drafting, apart from the policy (how many levels, how many nodes:
+ * the engine's cost model). Feature rows: row 0 = h, the draft's output at the last committed
+ * pair (the estimate of the root's feature); each level appends its frontier nodes' outputs,
+ * and every candidate's `feat` is the row of its parent's output (0 for the root's children).
+ * All buffers are the caller's; nothing is allocated. */
+typedef struct {
+    const hass_draft *dr;
+    hass_draft_state *ds; /* committed context; tree rows go to its scratch (discarded by the
+                             caller after the cycle) */
+    hass_pool *pool;
+    hass_tree *t;
+    float *feat;    /* (1 + HASS_DRAFT_MAX_SCRATCH, d); row 0 set by the caller */
+    int32_t n_feat; /* rows of feat in use */
+    float *in;      /* (HASS_TREE_MAX_TOPK, d) scratch: a level's input features */
+    float *logits;  /* (HASS_TREE_MAX_TOPK, V) scratch */
+    int32_t *ids;   /* (HASS_TREE_MAX_TOPK^2) scratch: a level's children */
+    float *lp;      /* (HASS_TREE_MAX_TOPK^2) scratch: their log-probs */
+    int32_t toks[HASS_TREE_MAX_TOPK], pos[HASS_TREE_MAX_TOPK]; /* the last level's pairs */
+} hass_expander;
+
+/* Resets the tree and adds the root's children: the top-k (1 <= topk <= HASS_TREE_MAX_TOPK and
+ * the draft's vocabulary) of the draft's distribution at feat row 0, as the first frontier. */
+void hass_expand_root(hass_expander *x, int topk);
+/* One level: each frontier node's pair (its parent's output, its token) at position
+ * n_past + depth - 1 goes through the draft as a tree row attending the committed context, the
+ * rows of its ancestors and itself (the mask is left in x->ds->mask, the positions in x->pos);
+ * its output is appended to feat; its top-k children are added and the best topk of them
+ * become the next frontier. n_past: positions committed in the target (the root's position).
+ * Errors: HASS_STATUS_RANGE when the draft scratch or the candidate buffer is full. */
+hass_status hass_expand_level(hass_expander *x, int64_t n_past, int topk, hass_err *err);
+
 typedef struct hass_engine hass_engine;
 
 /* Borrowed: model, tokenizer (may be NULL), draft (may be NULL: plain decoding only), pool.

@@ -73,28 +73,31 @@ static hass_status load_vocab(hass_draft *d, hass_err *err) {
     return HASS_OK;
 }
 
-hass_draft *hass_draft_load(const char *dir, const hass_model *m, hass_err *err) {
+hass_status hass_draft_read_config(const char *dir, hass_model_config *dc, int *has_bias,
+                                   hass_err *err) {
     char path[1024], *json = NULL;
-    if (!hass_is_dir(dir)) {
-        hass_err_set(err, HASS_STATUS_IO, "%s: not a draft directory", dir);
-        return NULL;
-    }
+    if (!hass_is_dir(dir))
+        return hass_err_set(err, HASS_STATUS_IO, "%s: not a draft directory", dir);
     snprintf(path, sizeof path, "%s/config.json", dir);
-    if (hass_read_file(path, &json, NULL, err) != HASS_OK)
-        return NULL;
-    hass_model_config dc;
-    hass_status st = hass_model_config_from_json(&dc, json, err);
-    int has_bias = 1; /* EAGLE's default when the key is absent (LLaMA-2 drafts) */
+    hass_status st = hass_read_file(path, &json, NULL, err);
+    if (st != HASS_OK)
+        return st;
+    st = hass_model_config_from_json(dc, json, err);
+    *has_bias = 1; /* EAGLE's default when the key is absent (LLaMA-2 drafts) */
     cJSON *o = cJSON_Parse(json);
     const cJSON *b = o ? cJSON_GetObjectItemCaseSensitive(o, "bias") : NULL;
     if (cJSON_IsBool(b))
-        has_bias = cJSON_IsTrue(b);
+        *has_bias = cJSON_IsTrue(b);
     cJSON_Delete(o);
     free(json);
-    if (st != HASS_OK) {
-        hass_err_prefix(err, st, "draft");
+    return st != HASS_OK ? hass_err_prefix(err, st, "draft") : HASS_OK;
+}
+
+hass_draft *hass_draft_load(const char *dir, const hass_model *m, hass_err *err) {
+    hass_model_config dc;
+    int has_bias;
+    if (hass_draft_read_config(dir, &dc, &has_bias, err) != HASS_OK)
         return NULL;
-    }
     const hass_model_config *tc = &m->cfg;
     if (dc.d != tc->d || dc.H != tc->H || dc.Hkv != tc->Hkv || dc.V != tc->V) {
         hass_err_set(err, HASS_STATUS_SHAPE,
@@ -111,18 +114,20 @@ hass_draft *hass_draft_load(const char *dir, const hass_model *m, hass_err *err)
     }
     d->target = m;
     d->has_bias = has_bias;
-    d->cfg = *tc; /* positions, rope, eps: the target's */
+    d->cfg = *tc; /* shapes and positions: the target's */
     d->cfg.n_layers = 1;
     d->cfg.ffn = dc.ffn;
     d->cfg.eps = dc.eps;
-    d->cfg.rope_theta = dc.rope_theta;
+    /* RoPE: the draft's own config.json (theta, scaling, divisors), as EAGLE's code reads it;
+     * the trainer records there the frequencies it trained with */
+    d->cfg.rope = dc.rope;
     d->cfg.rope_style = HASS_ROPE_HALF; /* EAGLE heads are Hugging Face modules */
     int64_t D = tc->d, qd = tc->H * tc->Dh, kvd = tc->Hkv * tc->Dh, F = dc.ffn;
     if (hass_arena_init(&d->arena, (size_t)(4 * D + tc->Dh + 256) * sizeof(float) + 1024, err) ||
         hass_safetensors_open_dir(&d->st, dir, err))
         goto fail;
     d->inv_freq = hass_arena_alloc(&d->arena, (size_t)(tc->Dh / 2) * sizeof(float));
-    hass_model_rope_freqs(&d->cfg, d->inv_freq);
+    hass_rope_freqs(&d->cfg.rope, tc->Dh, d->inv_freq);
     const hass_tensor *t;
     if (need2(&d->st, "fc.weight", D, 2 * D, &t, err))
         goto fail;
@@ -202,7 +207,8 @@ void hass_draft_free(hass_draft *d) {
     free(d);
 }
 
-hass_status hass_draft_save(const char *dir, const hass_model_config *tc, int has_bias, int64_t ffn,
+hass_status hass_draft_save(const char *dir, const hass_model_config *tc,
+                            const hass_rope_params *rope, int has_bias, int64_t ffn,
                             const hass_tensor *tensors, int n, hass_dtype out_dtype,
                             const char *target_name, hass_err *err) {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
@@ -252,7 +258,7 @@ hass_status hass_draft_save(const char *dir, const hass_model_config *tc, int ha
     cJSON_AddNumberToObject(o, "vocab_size", (double)tc->V);
     cJSON_AddNumberToObject(o, "max_position_embeddings", (double)tc->max_ctx);
     cJSON_AddNumberToObject(o, "rms_norm_eps", tc->eps);
-    cJSON_AddNumberToObject(o, "rope_theta", tc->rope_theta);
+    hass_model_rope_to_json(o, rope);
     cJSON_AddBoolToObject(o, "bias", has_bias);
     cJSON_AddStringToObject(o, "torch_dtype",
                             out_dtype == HASS_DTYPE_BF16 ? "bfloat16" : "float32");

@@ -3,8 +3,8 @@
  *   x_i = W_fc [Emb(t_{i+1}) ; f_i] (+ b_fc),  h_i = DecoderLayer_noInputNorm(x)_i,
  *   q(t_{i+2}) = softmax(W_h h_i)  with the target's embedding and LM head.
  * Files: a directory in the EAGLE layout (DESIGN.md section 4): config.json (the target's
- * shapes, "bias", and the target it was trained for) and model.safetensors with fc.weight,
- * fc.bias (optional), layers.0.self_attn.{q,k,v,o}_proj.weight,
+ * shapes, "bias", the draft's RoPE, and the target it was trained for) and model.safetensors with
+ * fc.weight, fc.bias (optional), layers.0.self_attn.{q,k,v,o}_proj.weight,
  * layers.0.mlp.{gate,up,down}_proj.weight, layers.0.post_attention_layernorm.weight and
  * optionally embed_tokens.weight (then checked against the target's) and draft_vocab (I32,
  * distinct target token ids: a reduced draft vocabulary).
@@ -21,7 +21,8 @@
 #include "model/model.h"
 
 typedef struct {
-    hass_model_config cfg; /* the draft layer's shapes: target's d/H/Hkv/Dh/V, n_layers = 1 */
+    hass_model_config cfg; /* the draft layer: target's d/H/Hkv/Dh/V, n_layers = 1; its own
+                              ffn, eps and RoPE (config.json) */
     int has_bias;
     const void *fc_w; /* (d, 2d) */
     hass_dtype fc_t;
@@ -36,13 +37,18 @@ typedef struct {
     int64_t n_vocab;
     void *head;
     hass_dtype head_t;
-    float *inv_freq;
+    float *inv_freq;     /* (Dh/2): hass_rope_freqs of the RoPE in the draft's config.json */
     size_t weight_bytes; /* draft layer + fc (the LM head is the target's) */
     /* owned storage */
     hass_st_set st;
     hass_arena arena;
 } hass_draft;
 
+/* Reads DIR/config.json: the draft layer's config (shapes, eps, its RoPE) and whether it has
+ * an fc bias ("bias"; absent = true, EAGLE's default). Errors: no directory, no or a bad
+ * config.json. */
+hass_status hass_draft_read_config(const char *dir, hass_model_config *dc, int *has_bias,
+                                   hass_err *err);
 /* Loads DIR (EAGLE layout) for target m. Errors (NULL + err): missing files or tensors, shapes
  * that do not fit the target (hidden size, heads, vocabulary), an embed_tokens.weight that
  * differs from the target's. */
@@ -63,9 +69,11 @@ static inline const void *hass_draft_head(const hass_draft *d, hass_dtype *t, in
 
 /* Writes a draft directory from f32 tensors in the EAGLE layout (names as in the header
  * comment; the caller gives them in any order), atomically per file. out_dtype: F32 or BF16
- * for matrices (norms and bias stay F32). target_name: recorded in config.json. */
-hass_status hass_draft_save(const char *dir, const hass_model_config *target_cfg, int has_bias,
-                            int64_t ffn, const hass_tensor *tensors, int n, hass_dtype out_dtype,
+ * for matrices (norms and bias stay F32). config.json gets the target's shapes, the draft's
+ * RoPE (rope: theta, scaling, divisors: what hass_draft_load runs it with) and target_name. */
+hass_status hass_draft_save(const char *dir, const hass_model_config *target_cfg,
+                            const hass_rope_params *rope, int has_bias, int64_t ffn,
+                            const hass_tensor *tensors, int n, hass_dtype out_dtype,
                             const char *target_name, hass_err *err);
 
 /* ---- state: KV cache (committed pairs + tree scratch) and forward buffers ---- */

@@ -129,7 +129,7 @@ static hass_status write_config(const hass_model *m, const char *dir, hass_dtype
     cJSON_AddNumberToObject(o, "vocab_size", (double)c->V);
     cJSON_AddNumberToObject(o, "max_position_embeddings", (double)c->max_ctx);
     cJSON_AddNumberToObject(o, "rms_norm_eps", c->eps);
-    cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta);
+    hass_model_rope_to_json(o, &c->rope);
     cJSON_AddBoolToObject(o, "tie_word_embeddings", m->lm_head == m->embed);
     cJSON_AddStringToObject(o, "hidden_act", "silu");
     cJSON_AddStringToObject(o, "torch_dtype", dt == HASS_DTYPE_BF16 ? "bfloat16" : "float32");
@@ -145,14 +145,6 @@ static hass_status write_config(const hass_model *m, const char *dir, hass_dtype
         cJSON_AddNumberToObject(o, "eos_token_id", eos[0]);
     else if (n_eos > 1)
         cJSON_AddItemToObject(o, "eos_token_id", cJSON_CreateIntArray(eos, n_eos));
-    if (c->rope_factor > 0) {
-        cJSON *rs = cJSON_AddObjectToObject(o, "rope_scaling");
-        cJSON_AddStringToObject(rs, "rope_type", "llama3");
-        cJSON_AddNumberToObject(rs, "factor", c->rope_factor);
-        cJSON_AddNumberToObject(rs, "low_freq_factor", c->rope_low_freq_factor);
-        cJSON_AddNumberToObject(rs, "high_freq_factor", c->rope_high_freq_factor);
-        cJSON_AddNumberToObject(rs, "original_max_position_embeddings", (double)c->rope_orig_ctx);
-    }
     char *txt = cJSON_Print(o);
     cJSON_Delete(o);
     if (!txt)

@@ -23,29 +23,12 @@ hass_status hass_model_config_check(const hass_model_config *c, hass_err *err) {
     if (c->Dh <= 0 || c->Dh % 2 != 0 || c->Dh > 1024)
         return hass_err_set(err, HASS_STATUS_FORMAT, "config: head dim %lld must be even",
                             (long long)c->Dh);
-    if (!(c->eps > 0) || !(c->rope_theta > 0))
-        return hass_err_set(err, HASS_STATUS_FORMAT, "config: eps and rope_theta must be > 0");
-    return HASS_OK;
-}
-
-void hass_model_rope_freqs(const hass_model_config *c, float *inv_freq) {
-    int64_t half = c->Dh / 2;
-    for (int64_t i = 0; i < half; i++) {
-        double f = 1.0 / pow((double)c->rope_theta, (double)(2 * i) / (double)c->Dh);
-        if (c->rope_factor > 0) { /* llama3 scaling */
-            double lo = (double)c->rope_orig_ctx / c->rope_low_freq_factor;
-            double hi = (double)c->rope_orig_ctx / c->rope_high_freq_factor;
-            double wl = 2.0 * M_PI / f;
-            if (wl > lo) {
-                f = f / c->rope_factor;
-            } else if (wl >= hi) {
-                double sm = ((double)c->rope_orig_ctx / wl - c->rope_low_freq_factor) /
-                            (c->rope_high_freq_factor - c->rope_low_freq_factor);
-                f = (1 - sm) * f / c->rope_factor + sm * f;
-            }
-        }
-        inv_freq[i] = (float)f;
-    }
+    if (!(c->eps > 0))
+        return hass_err_set(err, HASS_STATUS_FORMAT, "config: eps must be > 0");
+    hass_status st = hass_rope_params_check(&c->rope, c->Dh, err);
+    if (st != HASS_OK)
+        hass_err_prefix(err, st, "config");
+    return st;
 }
 
 int hass_mask_from_parents(uint64_t *mask, const int32_t *parents, int64_t n) {
@@ -118,7 +101,7 @@ hass_model *hass_model_from_tensors(const hass_model_config *cfg, const hass_ten
         goto fail;
     m->layers = hass_arena_alloc(&m->arena, (size_t)c->n_layers * sizeof(hass_layer));
     m->inv_freq = hass_arena_alloc(&m->arena, (size_t)(c->Dh / 2) * sizeof(float));
-    hass_model_rope_freqs(c, m->inv_freq);
+    hass_rope_freqs(&c->rope, c->Dh, m->inv_freq);
     const hass_tensor *t;
     if (need(ts, n, "model.embed_tokens.weight", c->V, d, &t, err))
         goto fail;

@@ -27,11 +27,8 @@ typedef enum { HASS_SRC_HF = 0, HASS_SRC_GGUF = 1, HASS_SRC_LLAMA2C = 2 } hass_m
 typedef struct {
     int64_t d, ffn, n_layers, H, Hkv, Dh, V, max_ctx;
     float eps;
-    float rope_theta;
+    hass_rope_params rope; /* theta, scaling (ops.h); the frequencies are hass_rope_freqs' */
     hass_rope_style rope_style;
-    /* llama3-style rope scaling (factor 0 = none) */
-    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
-    int64_t rope_orig_ctx;
     int tie_embeddings;
     int32_t bos;                     /* -1 if none */
     int32_t stop_ids[HASS_MAX_STOP]; /* EOS ids (and BOS for llama2.c checkpoints) */
@@ -39,12 +36,17 @@ typedef struct {
     hass_model_source source;
 } hass_model_config;
 
-/* Parses a Hugging Face config.json (LlamaForCausalLM / model_type llama). */
+/* Parses a Hugging Face config.json (LlamaForCausalLM / model_type llama). RoPE: rope_theta;
+ * rope_scaling of type (rope_type or type) "llama3", "linear" or "default"; "rope_freqs" (hass's
+ * own key: Dh/2 frequency divisors, as a GGUF file's rope_freqs.weight). */
 hass_status hass_model_config_from_json(hass_model_config *cfg, const char *json, hass_err *err);
+/* Writes rope_theta, rope_scaling ("llama3" in Hugging Face's form; "linear" as {"type",
+ * "factor"}, the form EAGLE's draft code reads) and rope_freqs (divisors) of r into the cJSON
+ * object o: what hass_model_config_from_json reads back. */
+struct cJSON;
+void hass_model_rope_to_json(struct cJSON *o, const hass_rope_params *r);
 /* Checks internal consistency (positive sizes, d == H*Dh, H % Hkv == 0, Dh even, ...). */
 hass_status hass_model_config_check(const hass_model_config *cfg, hass_err *err);
-/* inv_freq (Dh/2) with llama3 scaling applied when configured. */
-void hass_model_rope_freqs(const hass_model_config *cfg, float *inv_freq);
 
 typedef struct {
     const void *wq, *wk, *wv, *wo, *wg, *wu, *wd; /* (out, in) row-major, borrowed */
@@ -61,7 +63,7 @@ struct hass_model {
     hass_dtype lm_head_t;
     const float *final_norm; /* (d) */
     hass_layer *layers;      /* (n_layers) */
-    float *inv_freq;         /* (Dh/2) */
+    float *inv_freq;         /* (Dh/2): hass_rope_freqs(&cfg.rope) */
     size_t weight_bytes;     /* bytes of weights read per token (all matrices + lm_head) */
     /* owned storage */
     hass_arena arena;
@@ -130,10 +132,10 @@ void hass_layer_forward(hass_pool *pool, const hass_model_config *cfg, const has
                         float *kcache, float *vcache, int64_t n_past, int64_t n_win,
                         const uint64_t *mask, const hass_layer_scratch *s);
 
-/* Applies the RoPE adjustments a GGUF file keeps outside its base config to m->inv_freq: the
+/* Reads the RoPE adjustments a GGUF file keeps outside its base metadata into cfg->rope: the
  * "rope_freqs.weight" divisors (LLaMA-3.1 scaling as llama.cpp stores it) and linear scaling.
  * HASS_STATUS_UNSUPPORTED for other scaling types. Called by hass_model_load for .gguf files. */
-hass_status hass_model_gguf_rope(const hass_gguf *g, hass_model *m, hass_err *err);
+hass_status hass_model_gguf_rope(const hass_gguf *g, hass_model_config *cfg, hass_err *err);
 
 /* Writes m as a Hugging Face directory (config.json + model.safetensors, or shards of at most
  * shard_bytes + model.safetensors.index.json when shard_bytes > 0 and the model is larger).

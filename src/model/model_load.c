@@ -48,6 +48,77 @@ static void json_ids(const cJSON *o, const char *k, int32_t *ids, int *n, int ca
     }
 }
 
+/* rope_theta, rope_scaling and rope_freqs (see model.h); checked by the config check. */
+static hass_status rope_from_json(const cJSON *o, hass_rope_params *r, hass_err *err) {
+    double v;
+    *r = hass_rope_plain(json_num(o, "rope_theta", &v) ? (float)v : 10000.0f);
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(o, "rope_scaling");
+    if (cJSON_IsObject(rs)) {
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+        if (!cJSON_IsString(ty))
+            ty = cJSON_GetObjectItemCaseSensitive(rs, "type");
+        const char *type = cJSON_IsString(ty) ? ty->valuestring : "?";
+        double f = 0, lo, hi;
+        int64_t oc;
+        if (!strcmp(type, "llama3")) {
+            if (!json_num(rs, "factor", &f) || !json_num(rs, "low_freq_factor", &lo) ||
+                !json_num(rs, "high_freq_factor", &hi) ||
+                !json_int(rs, "original_max_position_embeddings", &oc) || f <= 0 || lo <= 0 ||
+                hi <= lo || oc <= 0)
+                return hass_err_set(err, HASS_STATUS_FORMAT,
+                                    "config.json: bad llama3 rope_scaling");
+            r->factor = (float)f;
+            r->low_freq_factor = (float)lo;
+            r->high_freq_factor = (float)hi;
+            r->orig_ctx = oc;
+        } else if (!strcmp(type, "linear")) {
+            if (!json_num(rs, "factor", &f) || !(f > 0))
+                return hass_err_set(err, HASS_STATUS_FORMAT,
+                                    "config.json: bad linear rope_scaling");
+            r->linear = (float)f;
+        } else if (strcmp(type, "default") != 0) {
+            return hass_err_set(err, HASS_STATUS_UNSUPPORTED,
+                                "config.json: rope_scaling type '%s' not supported (llama3 and "
+                                "linear are)",
+                                type);
+        }
+    }
+    const cJSON *fr = cJSON_GetObjectItemCaseSensitive(o, "rope_freqs");
+    if (fr) {
+        int n = cJSON_IsArray(fr) ? cJSON_GetArraySize(fr) : -1;
+        if (n < 1 || n > HASS_ROPE_MAX_HALF)
+            return hass_err_set(err, HASS_STATUS_FORMAT,
+                                "config.json: rope_freqs must be a list of 1..%d numbers",
+                                HASS_ROPE_MAX_HALF);
+        const cJSON *e;
+        cJSON_ArrayForEach(e, fr) {
+            if (!cJSON_IsNumber(e))
+                return hass_err_set(err, HASS_STATUS_FORMAT,
+                                    "config.json: rope_freqs: not a number");
+            r->div[r->n_div++] = (float)e->valuedouble;
+        }
+    }
+    return HASS_OK;
+}
+
+void hass_model_rope_to_json(cJSON *o, const hass_rope_params *r) {
+    cJSON_AddNumberToObject(o, "rope_theta", r->theta);
+    if (r->factor > 0) {
+        cJSON *rs = cJSON_AddObjectToObject(o, "rope_scaling");
+        cJSON_AddStringToObject(rs, "rope_type", "llama3");
+        cJSON_AddNumberToObject(rs, "factor", r->factor);
+        cJSON_AddNumberToObject(rs, "low_freq_factor", r->low_freq_factor);
+        cJSON_AddNumberToObject(rs, "high_freq_factor", r->high_freq_factor);
+        cJSON_AddNumberToObject(rs, "original_max_position_embeddings", (double)r->orig_ctx);
+    } else if (r->linear > 0) {
+        cJSON *rs = cJSON_AddObjectToObject(o, "rope_scaling");
+        cJSON_AddStringToObject(rs, "type", "linear");
+        cJSON_AddNumberToObject(rs, "factor", r->linear);
+    }
+    if (r->n_div > 0)
+        cJSON_AddItemToObject(o, "rope_freqs", cJSON_CreateFloatArray(r->div, r->n_div));
+}
+
 hass_status hass_model_config_from_json(hass_model_config *c, const char *json, hass_err *err) {
     memset(c, 0, sizeof *c);
     cJSON *o = cJSON_Parse(json);
@@ -88,36 +159,12 @@ hass_status hass_model_config_from_json(hass_model_config *c, const char *json, 
     }
     double v;
     c->eps = json_num(o, "rms_norm_eps", &v) ? (float)v : 1e-6f;
-    c->rope_theta = json_num(o, "rope_theta", &v) ? (float)v : 10000.0f;
     c->max_ctx = json_int(o, "max_position_embeddings", &hd) ? hd : 2048;
     const cJSON *tie = cJSON_GetObjectItemCaseSensitive(o, "tie_word_embeddings");
     c->tie_embeddings = cJSON_IsTrue(tie);
     c->rope_style = HASS_ROPE_HALF;
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(o, "rope_scaling");
-    if (cJSON_IsObject(rs)) {
-        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
-        if (!cJSON_IsString(ty))
-            ty = cJSON_GetObjectItemCaseSensitive(rs, "type");
-        if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "llama3") != 0) {
-            st = hass_err_set(err, HASS_STATUS_UNSUPPORTED,
-                              "config.json: rope_scaling type '%s' not supported (llama3 is)",
-                              cJSON_IsString(ty) ? ty->valuestring : "?");
-            goto done;
-        }
-        double f, lo, hi;
-        int64_t oc;
-        if (!json_num(rs, "factor", &f) || !json_num(rs, "low_freq_factor", &lo) ||
-            !json_num(rs, "high_freq_factor", &hi) ||
-            !json_int(rs, "original_max_position_embeddings", &oc) || f <= 0 || lo <= 0 ||
-            hi <= lo || oc <= 0) {
-            st = hass_err_set(err, HASS_STATUS_FORMAT, "config.json: bad llama3 rope_scaling");
-            goto done;
-        }
-        c->rope_factor = (float)f;
-        c->rope_low_freq_factor = (float)lo;
-        c->rope_high_freq_factor = (float)hi;
-        c->rope_orig_ctx = oc;
-    }
+    if ((st = rope_from_json(o, &c->rope, err)) != HASS_OK)
+        goto done;
     int32_t ids[HASS_MAX_STOP];
     int n = 0;
     json_ids(o, "bos_token_id", ids, &n, 1);
@@ -154,7 +201,8 @@ static hass_status gguf_config(const hass_gguf *g, hass_model_config *c, hass_er
     c->Hkv = hass_gguf_get_u64(g, "llama.attention.head_count_kv", &u) ? (int64_t)u : c->H;
     c->Dh = c->H > 0 ? c->d / c->H : 0;
     c->eps = hass_gguf_get_f64(g, "llama.attention.layer_norm_rms_epsilon", &f) ? (float)f : 1e-5f;
-    c->rope_theta = hass_gguf_get_f64(g, "llama.rope.freq_base", &f) ? (float)f : 10000.0f;
+    c->rope =
+        hass_rope_plain(hass_gguf_get_f64(g, "llama.rope.freq_base", &f) ? (float)f : 10000.0f);
     /* llama.cpp's llama converters permute q/k so that ggml's adjacent-pair rotation applies */
     c->rope_style = HASS_ROPE_INTERLEAVED;
     c->bos = hass_gguf_get_u64(g, "tokenizer.ggml.bos_token_id", &u) ? (int32_t)u : -1;
@@ -184,19 +232,20 @@ static const struct {
 /* RoPE frequency adjustments llama.cpp keeps out of the base config: a "rope_freqs.weight"
  * tensor (Dh/2 divisors, how llama.cpp stores LLaMA-3.1 scaling) and linear scaling
  * (positions divided by a factor, i.e. every frequency divided by it). */
-hass_status hass_model_gguf_rope(const hass_gguf *g, hass_model *m, hass_err *err) {
-    int64_t half = m->cfg.Dh / 2;
+hass_status hass_model_gguf_rope(const hass_gguf *g, hass_model_config *c, hass_err *err) {
+    int64_t half = c->Dh / 2;
     const hass_tensor *f = hass_gguf_find_tensor(g, "rope_freqs.weight");
     if (f) {
-        if (hass_tensor_numel(f) != half || f->dtype != HASS_DTYPE_F32)
+        if (hass_tensor_numel(f) != half || f->dtype != HASS_DTYPE_F32 || half > HASS_ROPE_MAX_HALF)
             return hass_err_set(err, HASS_STATUS_SHAPE, "gguf: rope_freqs.weight must be %lld F32",
                                 (long long)half);
         const float *div = f->data;
         for (int64_t i = 0; i < half; i++) {
             if (!(div[i] > 0))
                 return hass_err_set(err, HASS_STATUS_FORMAT, "gguf: rope_freqs.weight <= 0");
-            m->inv_freq[i] /= div[i];
+            c->rope.div[i] = div[i];
         }
+        c->rope.n_div = (int32_t)half;
     }
     double lin = 0;
     const char *type = hass_gguf_get_str(g, "llama.rope.scaling.type");
@@ -206,8 +255,7 @@ hass_status hass_model_gguf_rope(const hass_gguf *g, hass_model *m, hass_err *er
         return hass_err_set(err, HASS_STATUS_UNSUPPORTED, "gguf: rope scaling '%s' not supported",
                             type);
     if (lin > 0 && lin != 1)
-        for (int64_t i = 0; i < half; i++)
-            m->inv_freq[i] = (float)(m->inv_freq[i] / lin);
+        c->rope.linear = (float)lin;
     return HASS_OK;
 }
 
@@ -292,13 +340,9 @@ hass_model *hass_model_load(const char *path, hass_err *err) {
         hass_model_config cfg;
         if (hass_gguf_open(&src->gguf, path, err) == HASS_OK &&
             gguf_config(&src->gguf, &cfg, err) == HASS_OK &&
-            gguf_rename(&src->gguf, &src->renamed, err) == HASS_OK) {
+            hass_model_gguf_rope(&src->gguf, &cfg, err) == HASS_OK &&
+            gguf_rename(&src->gguf, &src->renamed, err) == HASS_OK)
             m = hass_model_from_tensors(&cfg, src->renamed, (int)src->gguf.n_tensors, err);
-            if (m && hass_model_gguf_rope(&src->gguf, m, err) != HASS_OK) {
-                hass_model_free(m);
-                m = NULL;
-            }
-        }
     } else {
         if (hass_llama2c_open(&src->l2c, path, err) == HASS_OK) {
             const hass_llama2c_config *h = &src->l2c.cfg;

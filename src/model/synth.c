@@ -22,7 +22,7 @@ hass_model_config hass_model_config_make(int64_t d, int64_t ffn, int64_t n_layer
     c.V = V;
     c.max_ctx = max_ctx;
     c.eps = 1e-5f;
-    c.rope_theta = 10000.0f;
+    c.rope = hass_rope_plain(10000.0f);
     c.rope_style = HASS_ROPE_HALF;
     c.bos = -1;
     c.source = HASS_SRC_HF;

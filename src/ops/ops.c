@@ -375,6 +375,70 @@ void hass_rope(float *x, int64_t n, int64_t nh, int64_t hd, const int32_t *pos,
         }
 }
 
+hass_rope_params hass_rope_plain(float theta) {
+    hass_rope_params r;
+    memset(&r, 0, sizeof r);
+    r.theta = theta;
+    return r;
+}
+
+hass_status hass_rope_params_check(const hass_rope_params *r, int64_t hd, hass_err *err) {
+    if (hd <= 0 || hd % 2 || hd / 2 > HASS_ROPE_MAX_HALF)
+        return hass_err_set(err, HASS_STATUS_FORMAT, "rope: head dim %lld must be even, <= %d",
+                            (long long)hd, 2 * HASS_ROPE_MAX_HALF);
+    if (!(r->theta > 0) || !isfinite(r->theta))
+        return hass_err_set(err, HASS_STATUS_FORMAT, "rope: rope_theta must be > 0");
+    if (!(r->factor >= 0) ||
+        (r->factor > 0 &&
+         !(r->low_freq_factor > 0 && r->high_freq_factor > r->low_freq_factor && r->orig_ctx > 0 &&
+           isfinite(r->factor) && isfinite(r->high_freq_factor))))
+        return hass_err_set(err, HASS_STATUS_FORMAT, "rope: bad llama3 rope_scaling");
+    if (!(r->linear >= 0) || !isfinite(r->linear))
+        return hass_err_set(err, HASS_STATUS_FORMAT, "rope: bad linear scaling factor");
+    if (r->n_div != 0 && r->n_div != hd / 2)
+        return hass_err_set(err, HASS_STATUS_FORMAT,
+                            "rope: %d frequency divisors for head dim %lld", r->n_div,
+                            (long long)hd);
+    for (int32_t i = 0; i < r->n_div; i++)
+        if (!(r->div[i] > 0) || !isfinite(r->div[i]))
+            return hass_err_set(err, HASS_STATUS_FORMAT, "rope: frequency divisor %d is not > 0",
+                                i);
+    return HASS_OK;
+}
+
+int hass_rope_params_equal(const hass_rope_params *a, const hass_rope_params *b) {
+    if (a->theta != b->theta || a->factor != b->factor || a->linear != b->linear ||
+        a->n_div != b->n_div)
+        return 0;
+    if (a->factor > 0 && (a->low_freq_factor != b->low_freq_factor ||
+                          a->high_freq_factor != b->high_freq_factor || a->orig_ctx != b->orig_ctx))
+        return 0;
+    return a->n_div == 0 || !memcmp(a->div, b->div, (size_t)a->n_div * sizeof(float));
+}
+
+void hass_rope_freqs(const hass_rope_params *r, int64_t hd, float *inv_freq) {
+    for (int64_t i = 0; i < hd / 2; i++) {
+        double f = 1.0 / pow((double)r->theta, (double)(2 * i) / (double)hd);
+        if (r->factor > 0) { /* llama3 */
+            double lo = (double)r->orig_ctx / r->low_freq_factor;
+            double hi = (double)r->orig_ctx / r->high_freq_factor;
+            double wl = 2.0 * M_PI / f;
+            if (wl > lo) {
+                f = f / r->factor;
+            } else if (wl >= hi) {
+                double sm = ((double)r->orig_ctx / wl - r->low_freq_factor) /
+                            (r->high_freq_factor - r->low_freq_factor);
+                f = (1 - sm) * f / r->factor + sm * f;
+            }
+        }
+        inv_freq[i] = (float)f;
+        if (r->n_div > 0)
+            inv_freq[i] /= r->div[i];
+        if (r->linear > 0)
+            inv_freq[i] = (float)(inv_freq[i] / (double)r->linear);
+    }
+}
+
 /* ---- attention: threads split (row, head) pairs ---- */
 size_t hass_attention_scratch(const hass_pool *pool, int64_t n_keys) {
     return (size_t)hass_pool_size(pool) * (size_t)(n_keys + 16);

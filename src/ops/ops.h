@@ -76,6 +76,40 @@ typedef enum { HASS_ROPE_INTERLEAVED = 0, HASS_ROPE_HALF = 1 } hass_rope_style;
 void hass_rope(float *x, int64_t n, int64_t nh, int64_t hd, const int32_t *pos,
                const float *inv_freq, hass_rope_style style);
 
+/* ---- RoPE frequencies: the one definition the target, the draft at inference and the draft
+ * in training all use (hass_rope_freqs). The parameters are a value (no pointers), so a
+ * config that holds them can be copied and written out as it is.
+ *   base:    f_i = 1 / theta^(2i/hd), in double;
+ *   llama3:  (factor > 0) LLaMA-3.1 scaling as Hugging Face computes it, in double: wavelengths
+ *            2 pi / f_i above orig_ctx / low_freq_factor are divided by factor, those below
+ *            orig_ctx / high_freq_factor kept, the band between interpolated; then rounded to
+ *            float;
+ *   div:     (n_div == hd/2) f_i /= div[i] in float (GGUF rope_freqs.weight: llama.cpp keeps
+ *            LLaMA-3.1 scaling as these divisors);
+ *   linear:  (linear > 0) f_i = f_i / linear (positions divided by linear; HF "linear", GGUF
+ *            scale_linear).
+ * The angle of position p is then (float)p * f_i in float (hass_rope and the training tables). */
+#define HASS_ROPE_MAX_HALF 512 /* hd / 2 for the largest head dimension a config accepts */
+typedef struct {
+    float theta;
+    float factor, low_freq_factor, high_freq_factor; /* llama3 scaling; factor 0 = none */
+    int64_t orig_ctx;                                /* its original_max_position_embeddings */
+    float linear;                                    /* 0 = none */
+    int32_t n_div;                                   /* 0 = none, else hd / 2 */
+    float div[HASS_ROPE_MAX_HALF];
+} hass_rope_params;
+
+/* Plain RoPE with base theta. */
+hass_rope_params hass_rope_plain(float theta);
+/* HASS_OK, or HASS_STATUS_FORMAT naming what is wrong: theta <= 0, bad llama3 factors
+ * (factor < 0; with factor > 0: low <= 0, high <= low or orig_ctx <= 0), linear < 0,
+ * n_div other than 0 or hd/2, a divisor <= 0 or not finite, or an odd hd / hd/2 > MAX_HALF. */
+hass_status hass_rope_params_check(const hass_rope_params *r, int64_t hd, hass_err *err);
+/* 1 if a and b give the same frequencies (every field that is used compares equal). */
+int hass_rope_params_equal(const hass_rope_params *a, const hass_rope_params *b);
+/* inv_freq: (hd/2), as described above. r must pass hass_rope_params_check. */
+void hass_rope_freqs(const hass_rope_params *r, int64_t hd, float *inv_freq);
+
 /* ---- attention over a KV cache with a mask among the new rows ----
  * q:   (n, H*Dh), already rotated.
  * k,v: cache rows (n_past + n, Hkv*Dh): rows 0..n_past-1 are the committed context, rows

@@ -20,7 +20,7 @@ hass_draft_config hass_draft_config_for(const hass_model *m, int has_bias) {
     c.V = m->cfg.V;
     c.has_bias = has_bias;
     c.rms_eps = m->cfg.eps;
-    c.rope_theta = m->cfg.rope_theta;
+    c.rope = m->cfg.rope;          /* the target's frequencies, scaling included */
     c.rope_style = HASS_ROPE_HALF; /* draft heads are Hugging Face modules (draft.c) */
     return c;
 }
@@ -44,7 +44,8 @@ hass_status hass_draft_write_params(const char *dir, const hass_model_config *ta
         x->data = params + L->off[p];
         x->nbytes = L->numel[p] * sizeof(float);
     }
-    return hass_draft_save(dir, target_cfg, c->has_bias, c->ffn, t, n, dtype, target_name, err);
+    return hass_draft_save(dir, target_cfg, &c->rope, c->has_bias, c->ffn, t, n, dtype, target_name,
+                           err);
 }
 
 hass_status hass_draft_write_fresh(const char *dir, const hass_model *m, int has_bias,

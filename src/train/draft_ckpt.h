@@ -7,8 +7,9 @@
 #include "draft/draft.h"
 #include "train/train.h"
 
-/* The draft shapes for target m (d, heads, ffn and vocabulary of the target; RoPE half style,
- * as draft heads are Hugging Face modules). */
+/* The draft shapes for target m (d, heads, ffn and vocabulary of the target) and its RoPE:
+ * the target's theta and scaling (recorded in the draft's config.json when it is written), in
+ * the half style, as draft heads are Hugging Face modules. */
 hass_draft_config hass_draft_config_for(const hass_model *m, int has_bias);
 
 /* Writes params (layout L) as a draft directory; matrices in dtype (F32 or BF16). */

@@ -155,12 +155,11 @@ void hass_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x
 /* ------------------------------------------------------------------------------------------ */
 /* RoPE                                                                                        */
 
-void hass_rope_table(float *cos_t, float *sin_t, int64_t T, int64_t hd, float theta) {
+void hass_rope_table(float *cos_t, float *sin_t, int64_t T, int64_t hd, const float *inv_freq) {
     int64_t h2 = hd / 2;
     for (int64_t i = 0; i < h2; i++) {
-        float inv = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
         for (int64_t p = 0; p < T; p++) {
-            float a = (float)p * inv;
+            float a = (float)p * inv_freq[i]; /* hass_rope's angle, bit for bit */
             cos_t[p * h2 + i] = cosf(a);
             sin_t[p * h2 + i] = sinf(a);
         }

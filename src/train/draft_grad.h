@@ -39,9 +39,10 @@ void hass_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x
                            const float *rstd, int64_t N, int64_t d);
 
 /* ---- RoPE ----
- * Tables for positions 0..T-1: cos_t, sin_t: (T, hd/2); angle = (float)pos * inv_freq[i],
- * inv_freq[i] = 1 / theta^(2i/hd) in float, as the inference kernels compute it. */
-void hass_rope_table(float *cos_t, float *sin_t, int64_t T, int64_t hd, float theta);
+ * Tables for positions 0..T-1: cos_t, sin_t: (T, hd/2); angle = (float)pos * inv_freq[i] and
+ * cosf/sinf of it, as hass_rope (ops.h) computes them: with the same inv_freq (hd/2, from
+ * hass_rope_freqs) the rotation is bit-identical to the inference kernel's. */
+void hass_rope_table(float *cos_t, float *sin_t, int64_t T, int64_t hd, const float *inv_freq);
 /* In-place rotation of x: (N, nh, hd), row r at position r % T. style as in ops.h. */
 void hass_rope_forward(float *x, int64_t N, int64_t T, int64_t nh, int64_t hd, const float *cos_t,
                        const float *sin_t, hass_rope_style style);

@@ -11,25 +11,19 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define FNV_OFF 1469598103934665603ull
-#define FNV_PRIME 1099511628211ull
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * FNV_PRIME;
-    return h;
-}
+/* the fingerprint's starting value (not FNV's usual offset basis; kept so that stores written
+ * before stay valid) */
+#define FINGERPRINT_SEED 1469598103934665603ull
 
 uint64_t hass_featstore_fingerprint(const hass_model *m) {
     const hass_model_config *c = &m->cfg;
     int64_t shape[7] = {c->d, c->ffn, c->n_layers, c->H, c->Hkv, c->V, (int64_t)m->embed_t};
-    uint64_t h = fnv(FNV_OFF, shape, sizeof shape);
+    uint64_t h = hass_fnv1a(FINGERPRINT_SEED, shape, sizeof shape);
     size_t n = (size_t)(c->V * c->d);
-    h = fnv(h, m->embed, hass_dtype_bytes(m->embed_t, n));
-    h = fnv(h, m->final_norm, (size_t)c->d * sizeof(float));
+    h = hass_fnv1a(h, m->embed, hass_dtype_bytes(m->embed_t, n));
+    h = hass_fnv1a(h, m->final_norm, (size_t)c->d * sizeof(float));
     if (m->lm_head != m->embed)
-        h = fnv(h, m->lm_head, hass_dtype_bytes(m->lm_head_t, n));
+        h = hass_fnv1a(h, m->lm_head, hass_dtype_bytes(m->lm_head_t, n));
     return h;
 }
 

@@ -55,8 +55,10 @@ hass_status hass_draft_config_check(const hass_draft_config *c, hass_err *err) {
                             (long long)c->d, (long long)c->H, (long long)c->Hkv);
     if (c->d > (1 << 20) || c->ffn > (1 << 22) || c->V > (1 << 24))
         return hass_err_set(err, HASS_STATUS_ARG, "draft config: shape too large");
-    if (!(c->rms_eps > 0.0f) || !(c->rope_theta > 0.0f))
-        return hass_err_set(err, HASS_STATUS_ARG, "draft config: rms_eps and rope_theta > 0");
+    if (!(c->rms_eps > 0.0f))
+        return hass_err_set(err, HASS_STATUS_ARG, "draft config: rms_eps must be > 0");
+    if (hass_rope_params_check(&c->rope, c->d / c->H, err) != HASS_OK)
+        return hass_err_prefix(err, HASS_STATUS_ARG, "draft config");
     if (c->rope_style != HASS_ROPE_HALF && c->rope_style != HASS_ROPE_INTERLEAVED)
         return hass_err_set(err, HASS_STATUS_ARG, "draft config: unknown rope style");
     return HASS_OK;
@@ -246,7 +248,9 @@ hass_trainer *hass_trainer_create(const hass_draft_config *cfg, const float *emb
     tr->B_max = B_max, tr->T_max = T_max, tr->n_align_max = n_align_max;
     tr->pool = pool;
     hass_draft_params_init(tr->params, &tr->layout, cfg, seed);
-    hass_rope_table(w->rope_cos, w->rope_sin, T_max, cfg->d / cfg->H, cfg->rope_theta);
+    float inv_freq[HASS_ROPE_MAX_HALF];
+    hass_rope_freqs(&cfg->rope, cfg->d / cfg->H, inv_freq);
+    hass_rope_table(w->rope_cos, w->rope_sin, T_max, cfg->d / cfg->H, inv_freq);
     return tr;
 }
 
@@ -267,27 +271,38 @@ static void zerof(float *p, int64_t n) {
     memset(p, 0, (size_t)n * sizeof(float));
 }
 
-static hass_status check_batch(const hass_trainer *tr, const hass_train_batch *b,
-                               const hass_train_opts *o, hass_err *err) {
+/* Shapes, alignment steps and tokens: what a forward needs. */
+static hass_status check_inputs(const hass_trainer *tr, const hass_train_batch *b, int n_align,
+                                hass_err *err) {
     if (b->B < 1 || b->T < 1 || b->B > tr->B_max || b->T > tr->T_max)
         return hass_err_set(err, HASS_STATUS_ARG, "batch %lldx%lld exceeds the trainer's %lldx%lld",
                             (long long)b->B, (long long)b->T, (long long)tr->B_max,
                             (long long)tr->T_max);
-    if (o->n_align < 1 || o->n_align > tr->n_align_max)
-        return hass_err_set(err, HASS_STATUS_ARG, "n_align %d outside [1, %d]", o->n_align,
+    if (n_align < 1 || n_align > tr->n_align_max)
+        return hass_err_set(err, HASS_STATUS_ARG, "n_align %d outside [1, %d]", n_align,
                             tr->n_align_max);
+    if (!b->feat || !b->tok)
+        return hass_err_set(err, HASS_STATUS_ARG, "batch: NULL tensor");
+    for (int64_t r = 0; r < b->B * b->T; r++)
+        if (b->tok[r] < 0 || b->tok[r] >= tr->cfg.V)
+            return hass_err_set(err, HASS_STATUS_ARG, "token %d at row %lld outside [0, %lld)",
+                                b->tok[r], (long long)r, (long long)tr->cfg.V);
+    return HASS_OK;
+}
+
+static hass_status check_batch(const hass_trainer *tr, const hass_train_batch *b,
+                               const hass_train_opts *o, hass_err *err) {
+    hass_status s = check_inputs(tr, b, o->n_align, err);
+    if (s != HASS_OK)
+        return s;
     if (o->w_topk != 0.0f && (o->topk < 1 || o->topk > HASS_TRAIN_MAX_TOPK || o->topk > tr->cfg.V))
         return hass_err_set(err, HASS_STATUS_ARG, "topk %d out of range", o->topk);
-    if (!b->feat || !b->tok || !b->tgt || !b->mask)
+    if (!b->tgt || !b->mask)
         return hass_err_set(err, HASS_STATUS_ARG, "batch: NULL tensor");
     for (int64_t r = 0; r < b->B * b->T; r++)
         if (!(b->mask[r] >= 0.0f) || !(b->mask[r] < 1e30f))
             return hass_err_set(err, HASS_STATUS_ARG,
                                 "loss mask at row %lld is negative or not finite", (long long)r);
-    for (int64_t r = 0; r < b->B * b->T; r++)
-        if (b->tok[r] < 0 || b->tok[r] >= tr->cfg.V)
-            return hass_err_set(err, HASS_STATUS_ARG, "token %d at row %lld outside [0, %lld)",
-                                b->tok[r], (long long)r, (long long)tr->cfg.V);
     return HASS_OK;
 }
 
@@ -306,9 +321,43 @@ static void build_stream(float *U, const float *E, const float *feat, const floa
         }
 }
 
-/* Forward and backward of alignment step j; fills the step's stats. */
-static void align_step(hass_trainer *tr, const hass_train_batch *bt, const hass_train_opts *o,
-                       int j, int64_t Nm, hass_train_stats *st) {
+/* Forward of alignment step j: stream j's X, K, V, then the query/residual path through the
+ * layer to the draft outputs w->Hs (N, d). */
+static void step_forward(hass_trainer *tr, const hass_train_batch *bt, int j) {
+    const hass_draft_config *c = &tr->cfg;
+    hass_trainer_work *w = tr->work;
+    const float *P_ = tr->params;
+    const size_t *off = tr->layout.off;
+    int64_t B = bt->B, T = bt->T, N = B * T, d = c->d, H = c->H, Hkv = c->Hkv, Dh = d / H;
+    int64_t qd = d, kvd = Hkv * Dh, f = c->ffn;
+    float *X = w->X + j * N * d;
+    const float *ks[HASS_TRAIN_MAX_ALIGN], *vs[HASS_TRAIN_MAX_ALIGN];
+    for (int s = 0; s <= j; s++)
+        ks[s] = w->K + s * N * kvd, vs[s] = w->Vv + s * N * kvd;
+    // stream j: X_j = FC(U_j), K_j = rope(X_j Wk^T), V_j = X_j Wv^T
+    hass_linear_forward(X, w->U + j * N * 2 * d, P_ + off[HASS_DP_FC_W],
+                        c->has_bias ? P_ + off[HASS_DP_FC_B] : NULL, N, 2 * d, d);
+    hass_linear_forward((float *)ks[j], X, P_ + off[HASS_DP_K], NULL, N, d, kvd);
+    hass_rope_forward((float *)ks[j], N, T, Hkv, Dh, w->rope_cos, w->rope_sin, c->rope_style);
+    hass_linear_forward((float *)vs[j], X, P_ + off[HASS_DP_V], NULL, N, d, kvd);
+    // query / residual stream j
+    hass_linear_forward(w->Q, X, P_ + off[HASS_DP_Q], NULL, N, d, qd);
+    hass_rope_forward(w->Q, N, T, H, Dh, w->rope_cos, w->rope_sin, c->rope_style);
+    hass_attn_align_forward(tr->pool, w->O, w->lse, w->Q, ks, vs, B, T, j, H, Hkv, Dh, ATTN_BQ,
+                            w->attn);
+    hass_linear_forward(w->R, w->O, P_ + off[HASS_DP_O], NULL, N, qd, d);
+    hass_residual_forward(w->R, w->R, X, N * d);
+    hass_rmsnorm_forward(w->Z, w->rstd, w->R, P_ + off[HASS_DP_NORM], N, d, c->rms_eps);
+    hass_linear_forward(w->G, w->Z, P_ + off[HASS_DP_GATE], NULL, N, d, f);
+    hass_linear_forward(w->Up, w->Z, P_ + off[HASS_DP_UP], NULL, N, d, f);
+    hass_silu_mul_forward(w->Mx, w->G, w->Up, N * f);
+    hass_linear_forward(w->Hs, w->Mx, P_ + off[HASS_DP_DOWN], NULL, N, f, d);
+    hass_residual_forward(w->Hs, w->Hs, w->R, N * d);
+}
+
+/* Losses and backward of alignment step j (after step_forward); fills the step's stats. */
+static void step_backward(hass_trainer *tr, const hass_train_batch *bt, const hass_train_opts *o,
+                          int j, int64_t Nm, hass_train_stats *st) {
     const hass_draft_config *c = &tr->cfg;
     hass_trainer_work *w = tr->work;
     const float *P_ = tr->params;
@@ -323,28 +372,7 @@ static void align_step(hass_trainer *tr, const hass_train_batch *bt, const hass_
         ks[s] = w->K + s * N * kvd, vs[s] = w->Vv + s * N * kvd;
         dks[s] = w->dK + s * N * kvd, dvs[s] = w->dV + s * N * kvd;
     }
-
-    // ---- forward ----
-    // stream j: X_j = FC(U_j), K_j = rope(X_j Wk^T), V_j = X_j Wv^T
-    hass_linear_forward(X, w->U + j * N * 2 * d, P_ + off[HASS_DP_FC_W],
-                        c->has_bias ? P_ + off[HASS_DP_FC_B] : NULL, N, 2 * d, d);
-    hass_linear_forward((float *)ks[j], X, P_ + off[HASS_DP_K], NULL, N, d, kvd);
-    hass_rope_forward((float *)ks[j], N, T, Hkv, Dh, w->rope_cos, w->rope_sin, c->rope_style);
-    hass_linear_forward((float *)vs[j], X, P_ + off[HASS_DP_V], NULL, N, d, kvd);
     zerof(dX, N * d), zerof(dks[j], N * kvd), zerof(dvs[j], N * kvd);
-    // query / residual stream j
-    hass_linear_forward(w->Q, X, P_ + off[HASS_DP_Q], NULL, N, d, qd);
-    hass_rope_forward(w->Q, N, T, H, Dh, w->rope_cos, w->rope_sin, c->rope_style);
-    hass_attn_align_forward(tr->pool, w->O, w->lse, w->Q, ks, vs, B, T, j, H, Hkv, Dh, ATTN_BQ,
-                            w->attn);
-    hass_linear_forward(w->R, w->O, P_ + off[HASS_DP_O], NULL, N, qd, d);
-    hass_residual_forward(w->R, w->R, X, N * d);
-    hass_rmsnorm_forward(w->Z, w->rstd, w->R, P_ + off[HASS_DP_NORM], N, d, c->rms_eps);
-    hass_linear_forward(w->G, w->Z, P_ + off[HASS_DP_GATE], NULL, N, d, f);
-    hass_linear_forward(w->Up, w->Z, P_ + off[HASS_DP_UP], NULL, N, d, f);
-    hass_silu_mul_forward(w->Mx, w->G, w->Up, N * f);
-    hass_linear_forward(w->Hs, w->Mx, P_ + off[HASS_DP_DOWN], NULL, N, f, d);
-    hass_residual_forward(w->Hs, w->Hs, w->R, N * d);
 
     // ---- losses: dH = w_fea dFea/dH + W_h^T dlogits (LM head on the masked rows only) ----
     zerof(w->dH, N * d);
@@ -370,9 +398,6 @@ static void align_step(hass_trainer *tr, const hass_train_batch *bt, const hass_
         st->loss[j] = o->w_fea * fea + o->w_soft * soft + o->w_topk * topk;
         st->top1[j] = cnt ? (double)hit / (double)cnt : 0.0;
     }
-    // the next stream, detached: S^(j+1)[b,0] = f_0, S^(j+1)[b,i] = h^(j)[b,i-1]
-    if (j + 1 < o->n_align)
-        build_stream(w->U + (j + 1) * N * 2 * d, w->E, bt->feat, w->Hs, B, T, d);
 
     // ---- backward ----
     memcpy(w->dR, w->dH, (size_t)(N * d) * sizeof(float)); // h = r + mlp
@@ -397,6 +422,15 @@ static void align_step(hass_trainer *tr, const hass_train_batch *bt, const hass_
                              H, Hkv, Dh, ATTN_BQ, w->attn);
     hass_rope_backward(w->dQ, N, T, H, Dh, w->rope_cos, w->rope_sin, c->rope_style);
     hass_linear_backward(dX, G_ + off[HASS_DP_Q], NULL, w->dQ, X, P_ + off[HASS_DP_Q], N, d, qd);
+}
+
+/* E = Emb(TOK) and stream 0's FC inputs U_0 = [E ; F]. */
+static void first_stream(hass_trainer *tr, const hass_train_batch *bt) {
+    hass_trainer_work *w = tr->work;
+    int64_t N = bt->B * bt->T, d = tr->cfg.d;
+    for (int64_t r = 0; r < N; r++)
+        memcpy(w->E + r * d, tr->embed + (int64_t)bt->tok[r] * d, (size_t)d * sizeof(float));
+    build_stream(w->U, w->E, bt->feat, NULL, bt->B, bt->T, d);
 }
 
 hass_status hass_train_grad(hass_trainer *tr, const hass_train_batch *bt, const hass_train_opts *o,
@@ -434,12 +468,14 @@ hass_status hass_train_grad(hass_trainer *tr, const hass_train_batch *bt, const 
         hass_softmax_rows(tr->pool, w->P, Nm, c->V);
         hass_topk_rows(tr->pool, w->topk, w->tgt_amax, w->P, Nm, c->V, K);
     }
-    for (int64_t r = 0; r < N; r++)
-        memcpy(w->E + r * d, tr->embed + (int64_t)bt->tok[r] * d, (size_t)d * sizeof(float));
-    build_stream(w->U, w->E, bt->feat, NULL, B, T, d);
-
-    for (int j = 0; j < n; j++)
-        align_step(tr, bt, o, j, Nm, st);
+    first_stream(tr, bt);
+    for (int j = 0; j < n; j++) {
+        step_forward(tr, bt, j);
+        // the next stream, detached: S^(j+1)[b,0] = f_0, S^(j+1)[b,i] = h^(j)[b,i-1]
+        if (j + 1 < n)
+            build_stream(w->U + (j + 1) * N * 2 * d, w->E, bt->feat, w->Hs, B, T, d);
+        step_backward(tr, bt, o, j, Nm, st);
+    }
 
     // streams 0..n-1 are contiguous: (n*N) rows through the k/v projections and the FC at once
     int64_t NN = n * N;
@@ -454,6 +490,23 @@ hass_status hass_train_grad(hass_trainer *tr, const hass_train_batch *bt, const 
         for (int j = 0; j < n; j++)
             st->loss_mean += st->loss[j];
         st->loss_mean /= n;
+    }
+    return HASS_OK;
+}
+
+hass_status hass_train_forward(hass_trainer *tr, const hass_train_batch *bt, int n_align, float *h,
+                               hass_err *err) {
+    hass_status s = check_inputs(tr, bt, n_align, err);
+    if (s != HASS_OK)
+        return s;
+    hass_trainer_work *w = tr->work;
+    int64_t N = bt->B * bt->T, d = tr->cfg.d;
+    first_stream(tr, bt);
+    for (int j = 0; j < n_align; j++) {
+        step_forward(tr, bt, j);
+        memcpy(h + j * N * d, w->Hs, (size_t)(N * d) * sizeof(float));
+        if (j + 1 < n_align)
+            build_stream(w->U + (j + 1) * N * 2 * d, w->E, bt->feat, w->Hs, bt->B, bt->T, d);
     }
     return HASS_OK;
 }

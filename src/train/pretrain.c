@@ -23,8 +23,8 @@ hass_status hass_lm_config_check(const hass_lm_config *c, hass_err *err) {
                             "model config: need d %% heads == 0, heads %% kv_heads == 0 and an "
                             "even head dim (d=%lld heads=%lld kv_heads=%lld)",
                             (long long)c->d, (long long)c->H, (long long)c->Hkv);
-    if (c->d > 16384 || c->ffn > 65536 || c->V > (1 << 24) || c->n_layers > 256 ||
-        c->ctx > 65536)
+    if (c->d > 16384 || c->ffn > 65536 || c->V > (1 << 24) || c->n_layers > 256 || c->ctx > 65536 ||
+        c->d / c->H > 2 * HASS_ROPE_MAX_HALF)
         return hass_err_set(err, HASS_STATUS_ARG, "model config: shape too large");
     if (!(c->rms_eps > 0.0f) || !(c->rope_theta > 0.0f))
         return hass_err_set(err, HASS_STATUS_ARG, "model config: rms_eps and rope_theta > 0");
@@ -241,7 +241,10 @@ hass_lm_trainer *hass_lm_trainer_create(const hass_lm_config *cfg, int64_t B_max
     tr->B_max = B_max;
     tr->pool = pool;
     hass_lm_params_init(tr->params, &tr->layout, cfg, seed);
-    hass_rope_table(w->rope_cos, w->rope_sin, cfg->ctx, cfg->d / cfg->H, cfg->rope_theta);
+    float inv_freq[HASS_ROPE_MAX_HALF]; /* the frequencies inference computes for the export */
+    hass_rope_params rp = hass_rope_plain(cfg->rope_theta);
+    hass_rope_freqs(&rp, cfg->d / cfg->H, inv_freq);
+    hass_rope_table(w->rope_cos, w->rope_sin, cfg->ctx, cfg->d / cfg->H, inv_freq);
     return tr;
 }
 

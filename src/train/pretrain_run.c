@@ -294,7 +294,8 @@ hass_status hass_pretrain_export(const hass_lm_config *cfg, const hass_lm_layout
         return err->code;
     hass_model_config mc = hass_model_config_make(cfg->d, cfg->ffn, cfg->n_layers, cfg->H, cfg->Hkv,
                                                   cfg->V, cfg->ctx);
-    mc.eps = cfg->rms_eps, mc.rope_theta = cfg->rope_theta, mc.tie_embeddings = cfg->tie;
+    mc.eps = cfg->rms_eps, mc.rope = hass_rope_plain(cfg->rope_theta);
+    mc.tie_embeddings = cfg->tie;
     mc.bos = hass_tokenizer_bos(tok);
     mc.n_stop = hass_tokenizer_stop_ids(tok, mc.stop_ids, HASS_MAX_STOP);
     if (mc.n_stop > HASS_MAX_STOP)

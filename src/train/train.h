@@ -29,18 +29,19 @@
 
 /* ---- shapes ---- */
 typedef struct {
-    int64_t d;        /* hidden size of the target (and of the draft layer) */
-    int64_t H, Hkv;   /* query heads, key/value heads (GQA); head dim Dh = d / H */
-    int64_t ffn;      /* intermediate size of the SwiGLU MLP */
-    int64_t V;        /* vocabulary size (rows of the embedding table and of the LM head) */
-    int has_bias;     /* fc.bias present (LLaMA-2 drafts) or not (LLaMA-3 drafts) */
-    float rms_eps;    /* RMSNorm epsilon of the target */
-    float rope_theta; /* RoPE base of the target (10000 LLaMA-2, 500000 LLaMA-3) */
+    int64_t d;             /* hidden size of the target (and of the draft layer) */
+    int64_t H, Hkv;        /* query heads, key/value heads (GQA); head dim Dh = d / H */
+    int64_t ffn;           /* intermediate size of the SwiGLU MLP */
+    int64_t V;             /* vocabulary size (rows of the embedding table and of the LM head) */
+    int has_bias;          /* fc.bias present (LLaMA-2 drafts) or not (LLaMA-3 drafts) */
+    float rms_eps;         /* RMSNorm epsilon of the target */
+    hass_rope_params rope; /* RoPE: theta and scaling; frequencies by hass_rope_freqs, the
+                              function inference uses (the target's unless the draft says else) */
     hass_rope_style rope_style; /* HASS_ROPE_HALF for Hugging Face checkpoints */
 } hass_draft_config;
 
 /* HASS_OK, or HASS_STATUS_ARG with a message when a shape is non-positive, d % H != 0,
- * H % Hkv != 0 or Dh is odd. */
+ * H % Hkv != 0, Dh is odd or the RoPE parameters are invalid (hass_rope_params_check). */
 hass_status hass_draft_config_check(const hass_draft_config *c, hass_err *err);
 
 /* ---- parameter layout (EAGLE checkpoint names, in this order in the flat array) ---- */
@@ -188,6 +189,14 @@ size_t hass_trainer_bytes(const hass_draft_config *cfg, int64_t B_max, int64_t T
  * m > 0 (exact: the other rows have no loss). */
 hass_status hass_train_grad(hass_trainer *tr, const hass_train_batch *batch,
                             const hass_train_opts *opts, hass_train_stats *st, hass_err *err);
+
+/* The forward alone of the n_align steps of hass_train_grad (same streams, same ops; no
+ * losses, no gradients; batch->tgt and batch->mask are not read): h (n_align, B*T, d) receives
+ * the draft outputs h^(j) of every step j. Errors: HASS_STATUS_ARG as hass_train_grad for the
+ * shapes, n_align and tokens. Used to check the training forward against the inference one
+ * (tests/test_draft.c). */
+hass_status hass_train_forward(hass_trainer *tr, const hass_train_batch *batch, int n_align,
+                               float *h, hass_err *err);
 
 /* hass_train_grad, then one AdamW update (with value clipping) at learning rate lr;
  * increments tr->adam_t. */

@@ -36,6 +36,7 @@ hass_train_run_opts hass_train_run_opts_default(void) {
     o.clip = 0.5f;
     o.noise_std = 0.2f;
     o.dtype = HASS_DTYPE_F32;
+    o.has_bias = 1;
     return o;
 }
 
@@ -47,8 +48,9 @@ hass_status hass_train_load_draft(const char *dir, const hass_draft_config *c,
         return st;
     const hass_tensor *b = hass_st_set_find(&set, "fc.bias");
     if (!!b != !!c->has_bias)
-        st = hass_err_set(err, HASS_STATUS_SHAPE, "%s: fc.bias is %s, the run %s one (--bias)", dir,
-                          b ? "present" : "absent", c->has_bias ? "needs" : "has no");
+        st = hass_err_set(err, HASS_STATUS_SHAPE, "%s: fc.bias is %s, the run %s one (%s)", dir,
+                          b ? "present" : "absent", c->has_bias ? "needs" : "has no",
+                          c->has_bias ? "--no-bias trains without" : "drop --no-bias");
     for (int p = 0; !st && p < HASS_DP_COUNT; p++) {
         if (L->numel[p] == 0)
             continue;
@@ -387,6 +389,13 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
     if (st)
         return st;
     hass_draft_config cfg = hass_draft_config_for(m, o->has_bias);
+    if (o->init_from) { /* a draft keeps the RoPE it was trained with (its config.json) */
+        hass_model_config ic;
+        int ib;
+        if ((st = hass_draft_read_config(o->init_from, &ic, &ib, err)))
+            return st;
+        cfg.rope = ic.rope;
+    }
     if ((st = hass_draft_config_check(&cfg, err)))
         return st;
     hass_featstore *fs = hass_featstore_open(o->data_dir, m, err);
@@ -405,15 +414,20 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
         total = 1;
     int64_t warmup = o->warmup >= 0 ? o->warmup : (int64_t)(o->warmup_frac * (double)total);
     char config[1024];
+    const hass_rope_params *rp = &cfg.rope;
+    uint64_t rope_div = hass_fnv1a(HASS_FNV_OFFSET, rp->div, (size_t)rp->n_div * sizeof(float));
     snprintf(config, sizeof config,
              "n=%d K=%d w_fea=%g w_soft=%g w_topk=%g lr=%g warmup=%lld total=%lld B=%lld "
-             "T=%lld G=%lld wd=%g clip=%g noise=%g seed=%llu bias=%d init=%s data=%lld/%lld",
+             "T=%lld G=%lld wd=%g clip=%g noise=%g seed=%llu bias=%d init=%s data=%lld/%lld "
+             "rope=%.9g/%.9g/%.9g/%.9g/%lld/%.9g/%d/%016llx",
              o->topts.n_align, o->topts.topk, (double)o->topts.w_fea, (double)o->topts.w_soft,
              (double)o->topts.w_topk, (double)o->lr, (long long)warmup, (long long)total,
              (long long)B, (long long)T, (long long)G, (double)o->weight_decay, (double)o->clip,
              (double)o->noise_std, (unsigned long long)o->seed, o->has_bias,
              o->init_from ? o->init_from : "-", (long long)n_seq,
-             (long long)hass_featstore_tokens(fs));
+             (long long)hass_featstore_tokens(fs), (double)rp->theta, (double)rp->factor,
+             (double)rp->low_freq_factor, (double)rp->high_freq_factor, (long long)rp->orig_ctx,
+             (double)rp->linear, rp->n_div, (unsigned long long)rope_div);
 
     /* frozen embedding and LM head in f32 */
     size_t vd = (size_t)(V * d);

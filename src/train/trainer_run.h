@@ -38,14 +38,15 @@ typedef struct {
     float weight_decay, clip, noise_std;
     uint64_t seed;
     int64_t ckpt_every; /* 0 = only at the end */
-    int has_bias;
-    int64_t stop_at; /* stop (with a checkpoint) once this many steps are done; 0 = never */
+    int has_bias;       /* fc.bias (default 1) */
+    int64_t stop_at;    /* stop (with a checkpoint) once this many steps are done; 0 = never */
     hass_dtype dtype; /* of the draft's matrices in out_dir: F32 (default) or BF16 (to ship; the
                          trainer state keeps f32 either way) */
 } hass_train_run_opts;
 
 /* EAGLE-1 defaults for everything but the method: lr 3e-5, warmup 1%, wd 0.01, clip 0.5,
- * noise 0.2, batch 4, seq_len 2048, grad_accum 1, epochs 1, n = 3, K = 10, w = 1. */
+ * noise 0.2, batch 4, seq_len 2048, grad_accum 1, epochs 1, n = 3, K = 10, w = 1, fc bias on
+ * (EAGLE's training script builds its FC with one; its LLaMA-2 drafts have fc.bias). */
 hass_train_run_opts hass_train_run_opts_default(void);
 
 typedef struct {
