@@ -523,7 +523,7 @@ static int32_t arr_i32(const hass_gguf_kv *kv, size_t i) {
 /* a random LLaMA-3-shaped HF directory: config.json, model.safetensors, the tokenizer */
 static hass_model_config tiny_config(int n_tok) {
     hass_model_config c = hass_model_config_make(64, 96, 2, 8, 2, n_tok + 3, 256); /* 3 pads */
-    c.rope_theta = 500000;
+    c.rope = hass_rope_plain(500000);
     c.bos = n_tok - N_SPECIAL;          /* <|begin_of_text|> */
     c.stop_ids[c.n_stop++] = n_tok - 4; /* <|end_of_text|> */
     c.stop_ids[c.n_stop++] = n_tok - 1; /* <|eot_id|> */
@@ -674,44 +674,70 @@ static void test_gguf_tiny(hass_dtype wt, const char *sub) {
     hass_model_free(b);
 }
 
-/* llama3 RoPE scaling becomes rope_freqs.weight (no keys), and the frequencies come back exact */
-static void test_gguf_rope_scaling(void) {
-    char hf[400], out[400];
-    int n_tok = tiny_dir(hf, out, "scaled", llama3_regex, 1);
-    hass_model_config c = tiny_config(n_tok);
-    c.Dh = 16, c.H = 4, c.Hkv = 4; /* 8 frequencies spread over the three bands */
-    c.rope_factor = 8, c.rope_low_freq_factor = 1, c.rope_high_freq_factor = 4;
-    c.rope_orig_ctx = 64;
-    make_hf(hf, &c, HASS_DTYPE_F32, 5);
+/* RoPE scaling: llama3 becomes rope_freqs.weight (no keys), linear the converter's
+ * llama.rope.scaling.type/factor keys, GGUF divisors stay divisors; the frequencies come back
+ * exact (k: 0 llama3, 1 linear, 2 divisors and linear, as a GGUF source may have them) */
+static void check_rope_file(const char *out, int k) {
     hass_err err = {0};
-    CHECK_MSG(export(hf, out, HASS_DTYPE_COUNT, &err) == HASS_OK, "%s", err.msg);
-    hass_model *a = hass_model_load(hf, &err), *b = hass_model_load(out, &err);
-    hass_tokenizer *t = open_tok(hf), *tb = open_tok(out);
-    CHECK(a && b && t && tb);
-    if (a && b && t && tb) {
-        CHECK(!memcmp(a->inv_freq, b->inv_freq, sizeof(float) * 8));
-        same_model(a, b, t, tb, "llama3 rope");
-        hass_gguf g;
-        if (hass_gguf_open(&g, out, &err) == HASS_OK) {
-            const hass_tensor *f = hass_gguf_find_tensor(&g, "rope_freqs.weight");
-            CHECK(f && f->dtype == HASS_DTYPE_F32 && f->ndim == 1 && f->shape[0] == 8);
-            if (f) { /* convert_hf_to_gguf.py's factors, to an ulp or so: wavelengths 6.3
-                      * (< 64/4: 1), 32.4 (smoothed), 167.. (> 64/1: 8) */
-                const float *d = f->data;
-                double wl = 2 * M_PI * pow(500000.0, 1.0 / 8), sm = (64 / wl - 1) / 3;
-                int ok = d[0] == 1.0f && fabs(d[1] - 1 / ((1 - sm) / 8 + sm)) < 1e-5 * d[1];
-                for (int i = 2; i < 8; i++)
-                    ok &= fabsf(d[i] - 8.0f) < 1e-5f;
-                CHECK_MSG(ok, "rope factors %g %g %g", d[0], d[1], d[2]);
-            }
-            CHECK(hass_gguf_find(&g, "llama.rope.scaling.type") == NULL);
-            hass_gguf_close(&g);
-        }
+    hass_gguf g;
+    if (hass_gguf_open(&g, out, &err) != HASS_OK) {
+        CHECK_MSG(0, "%s", err.msg);
+        return;
     }
-    hass_tokenizer_free(t);
-    hass_tokenizer_free(tb);
-    hass_model_free(a);
-    hass_model_free(b);
+    const hass_tensor *f = hass_gguf_find_tensor(&g, "rope_freqs.weight");
+    CHECK(k == 1 ? f == NULL : f && f->dtype == HASS_DTYPE_F32 && f->ndim == 1 && f->shape[0] == 8);
+    if (f && k == 0) { /* convert_hf_to_gguf.py's factors, to an ulp or so: wavelengths 6.3
+                        * (< 64/4: 1), 32.4 (smoothed), 167.. (> 64/1: 8) */
+        const float *d = f->data;
+        double wl = 2 * M_PI * pow(500000.0, 1.0 / 8), sm = (64 / wl - 1) / 3;
+        int ok = d[0] == 1.0f && fabs(d[1] - 1 / ((1 - sm) / 8 + sm)) < 1e-5 * d[1];
+        for (int i = 2; i < 8; i++)
+            ok &= fabsf(d[i] - 8.0f) < 1e-5f;
+        CHECK_MSG(ok, "rope factors %g %g %g", d[0], d[1], d[2]);
+    }
+    if (f && k == 2)
+        CHECK(((const float *)f->data)[1] == 1.5f && ((const float *)f->data)[2] == 2.0f);
+    const char *type = hass_gguf_get_str(&g, "llama.rope.scaling.type");
+    double lin = 0;
+    CHECK(k == 0 ? type == NULL
+                 : type && !strcmp(type, "linear") &&
+                       hass_gguf_get_f64(&g, "llama.rope.scaling.factor", &lin) && lin == 2.5);
+    hass_gguf_close(&g);
+}
+
+static void test_gguf_rope_scaling(void) {
+    for (int k = 0; k < 3; k++) {
+        char hf[400], out[400], sub[16];
+        snprintf(sub, sizeof sub, "scaled%d", k);
+        int n_tok = tiny_dir(hf, out, sub, llama3_regex, 1);
+        hass_model_config c = tiny_config(n_tok);
+        c.Dh = 16, c.H = 4, c.Hkv = 4; /* 8 frequencies spread over the three bands */
+        if (k == 0) {
+            c.rope.factor = 8, c.rope.low_freq_factor = 1, c.rope.high_freq_factor = 4;
+            c.rope.orig_ctx = 64;
+        } else {
+            c.rope.linear = 2.5f;
+        }
+        for (int i = 0; k == 2 && i < 8; i++)
+            c.rope.div[i] = 1.0f + 0.5f * (float)(i % 3);
+        c.rope.n_div = k == 2 ? 8 : 0;
+        make_hf(hf, &c, HASS_DTYPE_F32, 5);
+        hass_err err = {0};
+        CHECK_MSG(export(hf, out, HASS_DTYPE_COUNT, &err) == HASS_OK, "%s", err.msg);
+        hass_model *a = hass_model_load(hf, &err), *b = hass_model_load(out, &err);
+        hass_tokenizer *t = open_tok(hf), *tb = open_tok(out);
+        CHECK(a && b && t && tb);
+        if (a && b && t && tb) {
+            CHECK(!memcmp(a->inv_freq, b->inv_freq, sizeof(float) * 8));
+            CHECK(a->inv_freq[7] != (float)(1 / pow(500000.0, 14.0 / 16))); /* scaled at all */
+            same_model(a, b, t, tb, sub);
+            check_rope_file(out, k);
+        }
+        hass_tokenizer_free(t);
+        hass_tokenizer_free(tb);
+        hass_model_free(a);
+        hass_model_free(b);
+    }
 }
 
 /* stories260K (llama2.c + tokenizer.bin): tied embeddings, SentencePiece vocabulary */

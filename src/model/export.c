@@ -239,39 +239,39 @@ hass_status hass_model_export_hf(const hass_model *m, const char *dir, hass_dtyp
 /* ---- GGUF ---- */
 
 /* RoPE divisors for "rope_freqs.weight" (llama.cpp divides each base frequency by one), or 0
- * when m uses the plain frequencies. For llama3 scaling the start is convert_hf_to_gguf.py's
- * factor; whatever the source (llama3 config, a GGUF's own rope_freqs or linear scaling), each
- * divisor is then nudged by a few ulps until base / div reproduces m's frequency exactly, as
- * our GGUF loader computes it. */
-static int rope_divisors(const hass_model *m, float *div, float *base) {
-    hass_model_config c0 = m->cfg;
-    c0.rope_factor = 0;
-    int64_t half = m->cfg.Dh / 2;
-    hass_model_rope_freqs(&c0, base);
-    int scaled = 0;
-    for (int64_t i = 0; i < half; i++)
-        scaled |= base[i] != m->inv_freq[i];
-    for (int64_t i = 0; scaled && i < half; i++) {
-        const hass_model_config *c = &m->cfg;
-        float d0 = base[i] / m->inv_freq[i];
-        if (c->rope_factor > 0) {
-            double wl = 2 * M_PI / base[i], lo = (double)c->rope_orig_ctx / c->rope_low_freq_factor,
-                   hi = (double)c->rope_orig_ctx / c->rope_high_freq_factor;
-            double sm = ((double)c->rope_orig_ctx / wl - c->rope_low_freq_factor) /
-                        (c->rope_high_freq_factor - c->rope_low_freq_factor);
-            d0 = wl < hi   ? 1.0f
-                 : wl > lo ? c->rope_factor
-                           : (float)(1 / ((1 - sm) / c->rope_factor + sm));
-        }
-        div[i] = d0;
+ * when the frequencies before linear scaling are the plain ones (linear scaling has its own
+ * keys). A GGUF source's divisors are kept as they are; for llama3 scaling the start is
+ * convert_hf_to_gguf.py's factor, nudged by an ulp or two until base / div reproduces the
+ * frequency exactly as hass_rope_freqs computes it (our GGUF loader then reads back the same
+ * frequencies). div, base, want: Dh/2 floats. */
+static int rope_divisors(const hass_model_config *c, float *div, float *base, float *want) {
+    const hass_rope_params *r = &c->rope;
+    int64_t half = c->Dh / 2;
+    if (r->factor == 0) {
+        memcpy(div, r->div, (size_t)r->n_div * sizeof *div);
+        return r->n_div > 0;
+    }
+    hass_rope_params plain = hass_rope_plain(r->theta), scaled = *r;
+    scaled.linear = 0;
+    hass_rope_freqs(&plain, c->Dh, base);
+    hass_rope_freqs(&scaled, c->Dh, want);
+    for (int64_t i = 0; i < half; i++) {
+        double wl = 2 * M_PI / base[i], lo = (double)r->orig_ctx / r->low_freq_factor,
+               hi = (double)r->orig_ctx / r->high_freq_factor;
+        double sm = ((double)r->orig_ctx / wl - r->low_freq_factor) /
+                    (r->high_freq_factor - r->low_freq_factor);
+        float d0 = wl < hi ? 1.0f : wl > lo ? r->factor : (float)(1 / ((1 - sm) / r->factor + sm));
+        if (r->n_div > 0) /* llama3 and divisors together: one divisor for both */
+            d0 *= r->div[i];
         float up = d0, dn = d0;
-        for (int k = 0; k < 8 && base[i] / div[i] != m->inv_freq[i]; k++) {
+        div[i] = d0;
+        for (int k = 0; k < 8 && base[i] / div[i] != want[i]; k++) {
             up = nextafterf(up, INFINITY);
             dn = nextafterf(dn, 0);
-            div[i] = base[i] / up == m->inv_freq[i] ? up : dn;
+            div[i] = base[i] / up == want[i] ? up : dn;
         }
     }
-    return scaled;
+    return 1;
 }
 
 /* convert_hf_to_gguf.py's size label: 2 significant digits and K/M/B/T */
@@ -347,11 +347,15 @@ static hass_status gguf_meta(hass_gguf_kvs *l, const hass_model *m, const char *
     U32("llama.feed_forward_length", c->ffn);
     U32("llama.attention.head_count", c->H);
     U32("llama.attention.head_count_kv", c->Hkv);
-    F32("llama.rope.freq_base", c->rope_theta);
+    F32("llama.rope.freq_base", c->rope.theta);
     F32("llama.attention.layer_norm_rms_epsilon", c->eps);
     U32("general.file_type", file_type(ft));
     U32("llama.vocab_size", c->V);
     U32("llama.rope.dimension_count", c->Dh);
+    if (c->rope.linear > 0) { /* the converter's keys for linear scaling */
+        STR("llama.rope.scaling.type", "linear");
+        F32("llama.rope.scaling.factor", c->rope.linear);
+    }
 #undef U32
 #undef F32
 #undef STR
@@ -368,7 +372,7 @@ hass_status hass_model_export_gguf(const hass_model *m, const char *path,
     int n_max = 4 + 9 * (int)c->n_layers;
     mtensor *e = calloc((size_t)n_max, sizeof *e);
     hass_tensor *T = calloc((size_t)n_max, sizeof *T);
-    float *div = malloc((size_t)c->Dh * sizeof *div); /* divisors, then base frequencies */
+    float *div = malloc((size_t)c->Dh / 2 * 3 * sizeof *div); /* divisors, 2 scratch rows */
     float *row = malloc((size_t)(c->d > c->ffn ? c->d : c->ffn) * sizeof *row);
     hass_gguf_kvs l = {0};
     hass_status st = HASS_OK;
@@ -377,7 +381,7 @@ hass_status hass_model_export_gguf(const hass_model *m, const char *path,
         goto done;
     }
     int n = 0;
-    if (rope_divisors(m, div, div + c->Dh / 2)) /* first, as the converter generates it */
+    if (rope_divisors(c, div, div + c->Dh / 2, div + c->Dh)) /* first, as the converter does */
         e[n++] = (mtensor){"", "rope_freqs.weight", div, HASS_DTYPE_F32, c->Dh / 2, 1, 0};
     n += model_tensors(m, e + n);
     for (int i = 0; i < n; i++) {

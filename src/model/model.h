@@ -149,7 +149,8 @@ hass_status hass_model_export_hf(const hass_model *m, const char *dir, hass_dtyp
  * quantization_version), llama.* hyper-parameters, then `extra` (e.g. the tokenizer's
  * tokenizer.* keys, hass_tokenizer_gguf_kvs) before quantization_version; tensors token_embd,
  * blk.N.{attn_norm,attn_q,attn_k,attn_v,attn_output,ffn_norm,ffn_gate,ffn_up,ffn_down},
- * output_norm, output (absent when tied), and rope_freqs when the RoPE frequencies are scaled.
+ * output_norm, output (absent when tied), and rope_freqs for llama3 scaling or GGUF divisors
+ * (linear scaling: llama.rope.scaling.type/factor keys).
  * q/k rows of a rotate-half model are permuted to the interleaved layout, as the converter
  * does; reading the file back gives a model with bit-identical logits. Norms are F32; matrices
  * F32/F16/BF16 (dtype), or each as stored (HASS_DTYPE_COUNT; Q8_0 is copied). Written
