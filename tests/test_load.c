@@ -707,7 +707,7 @@ static void check_rope_file(const char *out, int k) {
 
 static void test_gguf_rope_scaling(void) {
     for (int k = 0; k < 3; k++) {
-        char hf[400], out[400], sub[16];
+        char hf[400], out[400], sub[32];
         snprintf(sub, sizeof sub, "scaled%d", k);
         int n_tok = tiny_dir(hf, out, sub, llama3_regex, 1);
         hass_model_config c = tiny_config(n_tok);
