@@ -32,6 +32,8 @@ static const char *usage =
     "  --eval-every N (100)  --eval-windows N (32)  --ckpt-every N (50)  --log-every N (1)\n"
     "  --stop-at STEP     stop after this step with a checkpoint (0 = run to the end)\n"
     "  --time-limit SEC   stop with a checkpoint before this many seconds have passed\n"
+    "  --reschedule       continue a run with other --steps/--lr/--min-lr/--warmup from its\n"
+    "                     last step (the result differs from a run made on the new schedule)\n"
     "  --threads N        threads (number of CPUs)\n"
     "  --gemm K           matrix products: auto (measured), f32 (OpenBLAS), bf16-avx512, bf16-amx\n"
     "                     (bf16: operands rounded to bf16, fp32 sums, fp32 master weights)\n";
@@ -108,6 +110,10 @@ int cmd_pretrain(int argc, char **argv) {
                                 s);
             if (o.gemm >= 0 && !hass_gemm_available((hass_gemm_kind)o.gemm))
                 return cli_fail(2, "--gemm %s: not available on this CPU", s);
+            continue;
+        }
+        if (!strcmp(a, "--reschedule")) {
+            o.reschedule = 1;
             continue;
         }
         if (!strcmp(a, "--tie")) {

@@ -400,9 +400,39 @@ static int md_i64(const cJSON *md, const char *k, int64_t *out) {
     return 1;
 }
 
+/* Whether two configuration strings (config_string) agree but for the learning-rate schedule
+ * (steps, lr, min_lr, warmup). */
+static int same_but_schedule(const char *a, const char *b) {
+    static const char *const sched[] = {"steps=", "lr=", "min_lr=", "warmup="};
+    for (;;) {
+        while (*a == ' ')
+            a++;
+        while (*b == ' ')
+            b++;
+        int skip_a = 0, skip_b = 0;
+        for (size_t k = 0; k < sizeof sched / sizeof sched[0]; k++) {
+            skip_a |= !strncmp(a, sched[k], strlen(sched[k]));
+            skip_b |= !strncmp(b, sched[k], strlen(sched[k]));
+        }
+        if (skip_a || skip_b) { /* drop the schedule token on either side */
+            if (skip_a)
+                a += strcspn(a, " ");
+            if (skip_b)
+                b += strcspn(b, " ");
+            continue;
+        }
+        size_t la = strcspn(a, " "), lb = strcspn(b, " ");
+        if (la != lb || strncmp(a, b, la))
+            return 0;
+        if (!la)
+            return 1;
+        a += la, b += lb;
+    }
+}
+
 /* 1 = resumed, 0 = no state, -1 = error. */
 static int load_state(const char *dir, hass_lm_trainer *tr, int64_t total, int64_t *step,
-                      int64_t *tokens, const char *config, hass_err *err) {
+                      int64_t *tokens, const char *config, int reschedule, hass_err *err) {
     char path[1100];
     snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
     if (!hass_file_exists(path))
@@ -419,10 +449,20 @@ static int load_state(const char *dir, hass_lm_trainer *tr, int64_t total, int64
         hass_err_set(err, HASS_STATUS_FORMAT, "%s: missing or out-of-range trainer metadata",
                      path);
         rc = -1;
-    } else if (strcmp(cfg->valuestring, config)) {
+    } else if (reschedule ? !same_but_schedule(cfg->valuestring, config)
+                          : strcmp(cfg->valuestring, config) != 0) {
+        /* name the first setting that differs */
+        const char *a = cfg->valuestring, *b = config;
+        while (*a && *a == *b)
+            a++, b++;
+        while (a > cfg->valuestring && a[-1] != ' ')
+            a--, b--;
         hass_err_set(err, HASS_STATUS_ARG,
-                     "%s holds a run with a different configuration (%s); use another -o", path,
-                     cfg->valuestring);
+                     "%s holds a run with %.*s where this one has %.*s; use another -o%s", path,
+                     (int)strcspn(a, " "), a, (int)strcspn(b, " "), b,
+                     same_but_schedule(cfg->valuestring, config)
+                         ? " (or --reschedule to continue it on the new schedule)"
+                         : "");
         rc = -1;
     }
     /* the run goes on with the products it was trained with when this machine has them */
@@ -627,7 +667,8 @@ hass_status hass_pretrain_run(hass_pool *pool, const hass_pretrain_opts *o,
         goto done;
     }
     int64_t step = 0, tokens_total = 0;
-    int rc = load_state(o->out_dir, tr, o->steps, &step, &tokens_total, config, err);
+    int rc = load_state(o->out_dir, tr, o->steps, &step, &tokens_total, config, o->reschedule,
+                        err);
     if (rc < 0) {
         st = err->code;
         goto done;

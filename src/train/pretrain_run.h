@@ -50,6 +50,8 @@ typedef struct {
     double time_limit;    /* stop (with a checkpoint) before this many seconds (0 = none) */
     volatile int *stop;   /* set asynchronously to stop after the current step (may be NULL) */
     int gemm;             /* hass_gemm_kind of the products, or -1: measured (hass_gemm_pick) */
+    int reschedule;       /* resume a state whose steps / lr / min_lr / warmup differ, continuing
+                             from its step on the new schedule */
 } hass_pretrain_opts;
 
 /* d 512, 16 layers, 8 heads, 4 kv heads, ffn 1408, ctx 1024, theta 10000, eps 1e-5, untied;
