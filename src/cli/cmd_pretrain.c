@@ -171,10 +171,13 @@ int cmd_pretrain(int argc, char **argv) {
     signal(SIGTERM, SIG_DFL);
     if (st)
         return cli_fail(st == HASS_STATUS_ARG ? 2 : 1, "%s", err.msg);
+    char vl[32] = "not evaluated";
+    if (r.val_loss == r.val_loss)
+        snprintf(vl, sizeof vl, "%.4f", r.val_loss);
     fprintf(stderr,
-            "hass: pretrain: steps %lld..%lld of %lld, loss %.4f, validation loss %.4f, %lld "
+            "hass: pretrain: steps %lld..%lld of %lld, loss %.4f, validation loss %s, %lld "
             "tokens in %.1f s: %.0f tokens/s, %.1f GFLOP/s (analytic count)%s -> %s/model\n",
-            (long long)r.start_step, (long long)r.step, (long long)r.total, r.loss, r.val_loss,
+            (long long)r.start_step, (long long)r.step, (long long)r.total, r.loss, vl,
             (long long)r.tokens, r.seconds, r.tokens_per_s, r.gflops,
             r.complete ? "" : " (stopped: the same command resumes)", o.out_dir);
     return 0;
