@@ -79,68 +79,23 @@ typedef struct {
     hass_err *errs;     /* per thread */
 } tok_ctx;
 
-/* Encodes one JSONL record; 0 ok, -1 with err set. */
+/* Encodes one JSONL record (hass_tokenizer_render_record: BOS + chat template or BOS + text +
+ * EOS, specials parsed); 0 ok, -1 with err set. */
 static int encode_record(const hass_tokenizer *tok, const char *s, size_t len, ivec *out,
                          hass_err *err) {
-    cJSON *o = cJSON_ParseWithLength(s, len);
-    int rc = -1;
-    char *text = NULL;
+    size_t tl = 0;
+    char *text = hass_tokenizer_render_record(tok, s, len, &tl, err);
+    if (!text)
+        return -1;
     int32_t *ids = NULL;
-    hass_chat_msg *msgs = NULL;
-    if (!cJSON_IsObject(o)) {
-        hass_err_set(err, HASS_STATUS_FORMAT, "not a JSON object");
-        goto done;
-    }
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "messages");
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "text");
-    int chat = m != NULL;
-    if (chat == (t != NULL)) {
-        hass_err_set(err, HASS_STATUS_FORMAT, "need exactly one of \"messages\" and \"text\"");
-        goto done;
-    }
-    if (chat) {
-        int n = cJSON_GetArraySize(m);
-        if (!cJSON_IsArray(m) || n < 1 || !(msgs = calloc((size_t)n, sizeof *msgs))) {
-            hass_err_set(err, HASS_STATUS_FORMAT, "\"messages\" must be a non-empty array");
-            goto done;
-        }
-        for (int i = 0; i < n; i++) {
-            const cJSON *e = cJSON_GetArrayItem(m, i);
-            const cJSON *r = cJSON_GetObjectItemCaseSensitive(e, "role");
-            const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "content");
-            if (!cJSON_IsString(r) || !cJSON_IsString(c)) {
-                hass_err_set(err, HASS_STATUS_FORMAT, "message %d needs string role and content",
-                             i);
-                goto done;
-            }
-            msgs[i].role = r->valuestring, msgs[i].content = c->valuestring;
-        }
-        if (!(text = hass_tokenizer_chat_render(tok, msgs, n, 0, err)))
-            goto done;
-    } else if (!cJSON_IsString(t)) {
-        hass_err_set(err, HASS_STATUS_FORMAT, "\"text\" must be a string");
-        goto done;
-    }
-    const char *src = chat ? text : t->valuestring;
-    size_t sl = strlen(src);
-    int bos = hass_tokenizer_wants_bos(tok);
-    int64_t n = hass_tokenizer_encode(tok, src, sl, bos, chat, NULL, 0, err);
-    if (n < 0 || !(ids = malloc((size_t)(n + 1) * sizeof *ids))) {
-        if (n >= 0)
-            hass_err_set(err, HASS_STATUS_OOM, "out of memory");
-        goto done;
-    }
-    hass_tokenizer_encode(tok, src, sl, bos, chat, ids, n, err);
-    if (!chat && hass_tokenizer_eos(tok) >= 0)
-        ids[n++] = hass_tokenizer_eos(tok);
-    if (ivec_push(out, ids, n)) {
+    int64_t n = hass_tokenizer_encode(tok, text, tl, 0, 1, NULL, 0, err);
+    int rc = -1;
+    if (n >= 0 && (ids = malloc((size_t)(n > 0 ? n : 1) * sizeof *ids)) &&
+        hass_tokenizer_encode(tok, text, tl, 0, 1, ids, n, err) == n && !ivec_push(out, ids, n))
+        rc = 0;
+    else if (n >= 0)
         hass_err_set(err, HASS_STATUS_OOM, "out of memory");
-        goto done;
-    }
-    rc = 0;
-done:
-    free(ids), free(text), free(msgs);
-    cJSON_Delete(o);
+    free(ids), free(text);
     return rc;
 }
 
