@@ -31,9 +31,9 @@ int hass_gemm_available(hass_gemm_kind k) {
     }
 }
 
-/* ---- packed-operand scratch of the calling thread, reused across calls ---- */
-static _Thread_local uint16_t *g_scratch;
-static _Thread_local size_t g_scratch_cap;
+/* packed operands, on the calling thread (pool workers pack too: the attention's products run
+ * inside pool tasks) */
+static hass_tls_scratch g_scratch = HASS_TLS_SCRATCH_INIT;
 
 typedef struct {
     hass__gemm_job *j;
@@ -77,15 +77,9 @@ void hass_gemm(hass_gemm_kind kind, hass_pool *pool, int ta, int tb, int64_t M, 
                         .ldc = ldc, .A = A, .B = B, .C = C, .alpha = alpha, .beta = beta,
                         .Mp = up32(M), .Np = up32(N), .Kp = up32(K),
                         .amx = kind == HASS_GEMM_BF16_AMX};
-    size_t need = (size_t)(j.Mp + j.Np) * (size_t)j.Kp;
-    if (need > g_scratch_cap) {
-        hass_aligned_free(g_scratch);
-        g_scratch = hass_aligned_alloc(need * sizeof(uint16_t));
-        g_scratch_cap = g_scratch ? need : 0;
-        HASS_ASSERT(g_scratch != NULL);
-    }
-    j.Ap = g_scratch;
-    j.Bp = g_scratch + (size_t)j.Mp * (size_t)j.Kp;
+    uint16_t *sc = hass_tls_scratch_get(&g_scratch, (size_t)(j.Mp + j.Np) * (size_t)j.Kp * 2);
+    j.Ap = sc;
+    j.Bp = sc + (size_t)j.Mp * (size_t)j.Kp;
     run_ctx c = {&j, j.Mp / 32, j.Np / 32};
     hass_pool_run(pool, pack_task, &c);
     hass_pool_run(pool, compute_task, &c);
