@@ -91,6 +91,13 @@ $(O)/obj/%.o: %.c
 	$(call say,CC,$<)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
+# the commit in `hass version` and in eval reports: version.c is rebuilt on every build
+HASS_COMMIT := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(O)/obj/src/cli/version.o: CFLAGS += -DHASS_COMMIT=\"$(HASS_COMMIT)\"
+$(O)/obj/src/cli/version.o: FORCE
+FORCE:
+.PHONY: FORCE
+
 $(O)/libhass.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(call say,AR,$@)
