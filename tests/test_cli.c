@@ -140,7 +140,7 @@ int main(int argc, char **argv) {
     HASS_ASSERT(system(cmd) == 0);
     snprintf(args, sizeof args, "train-tokenizer --data %s -o %s/tk", path, tmp);
     EXPECT(1, args);
-    CHECK(one_line_error() && strstr(errout, "corpus.jsonl:2:"));
+    CHECK_MSG(one_line_error() && strstr(errout, "corpus.jsonl:2:"), "stderr: %s", errout);
     snprintf(cmd, sizeof cmd,
              "printf '{\"text\": \"the cat sat on the mat, the cat sat.\", \"source\": \"a\"}\\n"
              "{\"messages\": [{\"role\": \"user\", \"content\": \"Where is the cat?\"}, "
