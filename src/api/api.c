@@ -159,7 +159,7 @@ int hass_run(hass_session *s, const char *prompt, const hass_options *o, hass_te
     hass_gen_params p = {0};
     p.max_new = o->max_new_tokens;
     p.sampling = (hass_sampler_params){o->temperature, o->top_k, o->top_p, o->seed};
-    p.tree = (hass_tree_params){o->tree_depth - 1, o->tree_topk, o->tree_tokens};
+    p.tree = (hass_tree_params){o->tree_depth, o->tree_topk, o->tree_tokens};
     hass_gen_stats st;
     if (hass_generate(s->e, ids, n, &p, o->speculative && s->dr, on_token, &tc, NULL, &st, &err))
         goto done;

@@ -196,7 +196,7 @@ int cli_gen_flag(int argc, char **argv, int *i, cli_gen_opts *o) {
     else if (!strcmp(a, "--seed"))
         bad = cli_parse_int(a, v, 0, (long long)9e18, &o->seed);
     else if (!strcmp(a, "--tree-depth"))
-        bad = cli_parse_int(a, v, 1, HASS_MAX_DEPTH + 1, &o->depth);
+        bad = cli_parse_int(a, v, 1, HASS_TREE_MAX_DEPTH, &o->depth);
     else if (!strcmp(a, "--tree-topk"))
         bad = cli_parse_int(a, v, 1, HASS_TREE_MAX_TOPK, &o->topk);
     else if (!strcmp(a, "--tree-tokens"))

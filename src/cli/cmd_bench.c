@@ -182,11 +182,11 @@ int cmd_bench(int argc, char **argv) {
     hass_gen_params gp = {0};
     gp.max_new = n_new;
     gp.sampling = (hass_sampler_params){(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
-    gp.tree = (hass_tree_params){(int)depth - 1, (int)topk, (int)tokens};
+    gp.tree = (hass_tree_params){(int)depth, (int)topk, (int)tokens};
     int identical = 1, n_done = 0;
     double tp_tok = 0, tp_sec = 0, ts_tok = 0, ts_sec = 0, t_draft = 0, t_verify = 0, t_level = 0,
            tau_num = 0, tau_den = 0, nodes = 0;
-    int64_t levels = 0, acc[HASS_MAX_DEPTH + 1] = {0};
+    int64_t levels = 0, acc[HASS_TREE_MAX_DEPTH] = {0};
     hass_progress prog;
     hass_progress_init(&prog, "bench", "prompts", pl.n);
     if (!json)
@@ -249,7 +249,7 @@ int cmd_bench(int argc, char **argv) {
         tau_num += ss.tau * (double)ss.cycles;
         tau_den += (double)ss.cycles;
         nodes += (double)ss.nodes_verified;
-        for (int k = 1; k <= HASS_MAX_DEPTH; k++)
+        for (int k = 1; k < HASS_TREE_MAX_DEPTH; k++)
             acc[k] += ss.accepted_at_depth[k];
         cJSON *r = cJSON_CreateObject();
         cJSON_AddNumberToObject(r, "prompt", i);
@@ -293,7 +293,7 @@ int cmd_bench(int argc, char **argv) {
     cJSON_AddNumberToObject(sum, "tau", tau_den > 0 ? tau_num / tau_den : 0);
     cJSON_AddNumberToObject(sum, "nodes_per_cycle", tau_den > 0 ? nodes / tau_den : 0);
     cJSON *ad = cJSON_AddArrayToObject(sum, "accept_rate_by_depth");
-    for (int k = 1; k <= HASS_MAX_DEPTH; k++)
+    for (int k = 1; k < HASS_TREE_MAX_DEPTH; k++)
         cJSON_AddItemToArray(ad, cJSON_CreateNumber(tau_den > 0 ? acc[k] / tau_den : 0));
     cJSON_AddNumberToObject(sum, "draft_fraction", ts_sec > 0 ? t_draft / ts_sec : 0);
     cJSON_AddNumberToObject(sum, "verify_fraction", ts_sec > 0 ? t_verify / ts_sec : 0);

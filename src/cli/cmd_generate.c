@@ -160,7 +160,7 @@ int cmd_generate(int argc, char **argv) {
     hass_gen_params gp = {0};
     gp.max_new = n_new;
     gp.sampling = (hass_sampler_params){(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
-    gp.tree = (hass_tree_params){(int)depth - 1, (int)topk, (int)tokens};
+    gp.tree = (hass_tree_params){(int)depth, (int)topk, (int)tokens};
     hass_gen_stats st;
     if (hass_generate(e, ids, n_ids, &gp, dr != NULL, on_token, &o, out, &st, &err))
         goto fail;
@@ -193,7 +193,7 @@ int cmd_generate(int argc, char **argv) {
             cJSON_AddNumberToObject(j, "draft_levels_per_cycle",
                                     st.cycles ? (double)st.draft_levels / (double)st.cycles : 0);
             cJSON *acc = cJSON_AddArrayToObject(j, "accept_rate_by_depth");
-            for (int k = 1; k <= HASS_MAX_DEPTH && st.cycles; k++)
+            for (int k = 1; k < HASS_TREE_MAX_DEPTH && st.cycles; k++)
                 cJSON_AddItemToArray(
                     acc, cJSON_CreateNumber((double)st.accepted_at_depth[k] / (double)st.cycles));
         }

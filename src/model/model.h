@@ -91,7 +91,7 @@ typedef struct {
     /* scratch for one forward of up to max_batch rows */
     float *x, *xb, *q, *att, *hb, *hb2, *kbuf, *vbuf, *attn_scratch;
     uint64_t *mask;
-    int32_t *pos_buf;
+    int32_t *pos_buf; /* (max_batch) positions of hass_model_prefill's forwards */
     size_t bytes;
 } hass_kv;
 
@@ -110,6 +110,12 @@ void hass_kv_free(hass_kv *kv);
 hass_status hass_model_forward(const hass_model *m, hass_kv *kv, hass_pool *pool, int64_t n,
                                const int32_t *tokens, const int32_t *pos, const int32_t *parents,
                                float *logits, int64_t logits_from, float *feats, hass_err *err);
+/* Runs tokens[0..n) (n >= 1) as a causal chain after the committed cache, at positions
+ * kv->n .. kv->n + n - 1, in forwards of kv->max_batch rows, and commits them (a prompt's
+ * prefill). logits: NULL or (V): the last row's logits. feats: NULL or (n, d): every row's
+ * features. Errors as hass_model_forward's; rows of the forwards before a failure stay committed. */
+hass_status hass_model_prefill(const hass_model *m, hass_kv *kv, hass_pool *pool, int64_t n,
+                               const int32_t *tokens, float *logits, float *feats, hass_err *err);
 /* Commits the n rows just computed. */
 void hass_kv_commit(hass_kv *kv, int64_t n);
 /* Keeps rows[0..n_keep) (increasing indices into the last forward's rows) and commits them,

@@ -5,11 +5,9 @@
 #include "train/featstore.h"
 
 #include <cJSON.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 /* the fingerprint's starting value (not FNV's usual offset basis; kept so that stores written
  * before stay valid) */
@@ -388,24 +386,6 @@ struct hass_featstore_writer {
     int64_t pend_seqs, pend_toks, pend_records;
 };
 
-static hass_status mkdir_p(const char *dir, hass_err *err) {
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *s = tmp + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = 0;
-        if (mkdir(tmp, 0755) && errno != EEXIST)
-            return hass_err_set(err, HASS_STATUS_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        *s = '/';
-    }
-    if (mkdir(tmp, 0755) && errno != EEXIST)
-        return hass_err_set(err, HASS_STATUS_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    if (!hass_is_dir(tmp))
-        return hass_err_set(err, HASS_STATUS_IO, "%s: not a directory", tmp);
-    return HASS_OK;
-}
-
 void hass_featstore_writer_destroy(hass_featstore_writer *w) {
     if (!w)
         return;
@@ -421,7 +401,7 @@ hass_featstore_writer *hass_featstore_writer_open(const char *dir, const hass_mo
         hass_err_set(err, HASS_STATUS_ARG, "%s: path too long", dir);
         return NULL;
     }
-    if (mkdir_p(dir, err))
+    if (hass_mkdir_p(dir, err))
         return NULL;
     hass_featstore_writer *w = calloc(1, sizeof *w);
     if (!w) {
