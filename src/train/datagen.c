@@ -340,18 +340,9 @@ static hass_status generate(dg *g, uint64_t seed, int64_t *answer_at, int *stopp
     if (st)
         return st;
     hass_kv_truncate(&g->kv, 0);
-    int32_t pos[GEN_BATCH];
-    for (int64_t s = 0; s < g->n; s += GEN_BATCH) {
-        int64_t k = g->n - s < GEN_BATCH ? g->n - s : GEN_BATCH;
-        for (int64_t i = 0; i < k; i++)
-            pos[i] = (int32_t)(s + i);
-        int last = s + k == g->n;
-        st = hass_model_forward(g->m, &g->kv, g->pool, k, g->ids + s, pos, NULL,
-                                last ? g->logits : NULL, k - 1, NULL, err);
-        if (st)
-            return st;
-        hass_kv_commit(&g->kv, k);
-    }
+    if ((st = hass_model_prefill(g->m, &g->kv, g->pool, g->n, g->ids, g->logits, NULL, err)))
+        return st;
+    int32_t pos;
     for (int64_t t = 0; t < limit; t++) {
         int32_t tok = hass_sample(&g->smp, g->logits, g->scratch);
         seq_push(g, &tok, 1, 1);
@@ -362,8 +353,8 @@ static hass_status generate(dg *g, uint64_t seed, int64_t *answer_at, int *stopp
         }
         if (t + 1 == limit)
             break;
-        pos[0] = (int32_t)(g->n - 1);
-        st = hass_model_forward(g->m, &g->kv, g->pool, 1, &tok, pos, NULL, g->logits, 0, NULL, err);
+        pos = (int32_t)(g->n - 1);
+        st = hass_model_forward(g->m, &g->kv, g->pool, 1, &tok, &pos, NULL, g->logits, 0, NULL, err);
         if (st)
             return st;
         hass_kv_commit(&g->kv, 1);
@@ -539,20 +530,8 @@ int64_t hass_datagen_encode_record(const hass_tokenizer *tok, const char *json, 
 /* ======================= the run ======================= */
 
 static hass_status features(dg *g, hass_err *err) {
-    int32_t pos[GEN_BATCH];
-    int64_t d = g->m->cfg.d;
     hass_kv_truncate(&g->kv, 0);
-    for (int64_t s = 0; s < g->n; s += GEN_BATCH) {
-        int64_t k = g->n - s < GEN_BATCH ? g->n - s : GEN_BATCH;
-        for (int64_t i = 0; i < k; i++)
-            pos[i] = (int32_t)(s + i);
-        hass_status st = hass_model_forward(g->m, &g->kv, g->pool, k, g->ids + s, pos, NULL, NULL,
-                                            0, g->feat + s * d, err);
-        if (st)
-            return st;
-        hass_kv_commit(&g->kv, k);
-    }
-    return HASS_OK;
+    return hass_model_prefill(g->m, &g->kv, g->pool, g->n, g->ids, NULL, g->feat, err);
 }
 
 static int64_t record_bytes_estimate(const conv *c, int regen, const hass_datagen_opts *o) {
