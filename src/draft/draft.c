@@ -83,11 +83,8 @@ hass_status hass_draft_read_config(const char *dir, hass_model_config *dc, int *
     if (st != HASS_OK)
         return st;
     st = hass_model_config_from_json(dc, json, err);
-    *has_bias = 1; /* EAGLE's default when the key is absent (LLaMA-2 drafts) */
     cJSON *o = cJSON_Parse(json);
-    const cJSON *b = o ? cJSON_GetObjectItemCaseSensitive(o, "bias") : NULL;
-    if (cJSON_IsBool(b))
-        *has_bias = cJSON_IsTrue(b);
+    *has_bias = hass_json_bool(o, "bias", 1); /* EAGLE's default when absent (LLaMA-2 drafts) */
     cJSON_Delete(o);
     free(json);
     return st != HASS_OK ? hass_err_prefix(err, st, "draft") : HASS_OK;
@@ -246,33 +243,18 @@ hass_status hass_draft_save(const char *dir, const hass_model_config *tc,
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     if ((st = hass_safetensors_write(path, out, n, NULL, err)) != HASS_OK)
         goto done;
-    cJSON *o = cJSON_CreateObject();
-    cJSON *arch = cJSON_AddArrayToObject(o, "architectures");
-    cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
-    cJSON_AddStringToObject(o, "model_type", "llama");
-    cJSON_AddNumberToObject(o, "hidden_size", (double)tc->d);
-    cJSON_AddNumberToObject(o, "intermediate_size", (double)ffn);
-    cJSON_AddNumberToObject(o, "num_hidden_layers", 1);
-    cJSON_AddNumberToObject(o, "num_attention_heads", (double)tc->H);
-    cJSON_AddNumberToObject(o, "num_key_value_heads", (double)tc->Hkv);
-    cJSON_AddNumberToObject(o, "vocab_size", (double)tc->V);
-    cJSON_AddNumberToObject(o, "max_position_embeddings", (double)tc->max_ctx);
-    cJSON_AddNumberToObject(o, "rms_norm_eps", tc->eps);
-    hass_model_rope_to_json(o, rope);
+    hass_model_config dc = *tc; /* the draft layer: the target's shapes, its own ffn and RoPE */
+    dc.ffn = ffn;
+    dc.n_layers = 1;
+    dc.rope = *rope;
+    cJSON *o = hass_model_config_to_json(&dc);
     cJSON_AddBoolToObject(o, "bias", has_bias);
     cJSON_AddStringToObject(o, "torch_dtype",
                             out_dtype == HASS_DTYPE_BF16 ? "bfloat16" : "float32");
     if (target_name)
         cJSON_AddStringToObject(o, "hass_target", target_name);
-    char *txt = cJSON_Print(o);
+    st = hass_json_save(dir, "config.json", o, err);
     cJSON_Delete(o);
-    if (!txt) {
-        st = hass_err_set(err, HASS_STATUS_OOM, "out of memory");
-        goto done;
-    }
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    st = hass_write_file_atomic(path, txt, strlen(txt), err);
-    free(txt);
 done:
     if (bufs)
         for (int i = 0; i < n; i++)

@@ -45,6 +45,10 @@ hass_status hass_model_config_from_json(hass_model_config *cfg, const char *json
  * object o: what hass_model_config_from_json reads back. */
 struct cJSON;
 void hass_model_rope_to_json(struct cJSON *o, const hass_rope_params *r);
+/* A config.json object for c as hass_model_config_from_json reads it: architectures,
+ * model_type, the shapes, max_position_embeddings, rms_norm_eps and the RoPE keys, in that
+ * order (callers add their own keys after them). Caller deletes. */
+struct cJSON *hass_model_config_to_json(const hass_model_config *c);
 /* Checks internal consistency (positive sizes, d == H*Dh, H % Hkv == 0, Dh even, ...). */
 hass_status hass_model_config_check(const hass_model_config *cfg, hass_err *err);
 

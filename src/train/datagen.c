@@ -167,11 +167,6 @@ static char *conv_own(conv *c, char *s) {
     return c->own[c->n_own++] = s;
 }
 
-static const char *str_field(const cJSON *o, const char *k) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 #define REC_FAIL(...) hass_err_set(err, HASS_STATUS_FORMAT, __VA_ARGS__)
 
 static hass_status record_conv(const record *r, hass_dg_format fmt, conv *c, const char *src,
@@ -200,11 +195,11 @@ static hass_status record_conv(const record *r, hass_dg_format fmt, conv *c, con
         const cJSON *t;
         int k = 0;
         cJSON_ArrayForEach(t, convs) {
-            const char *from = str_field(t, "from"), *val = str_field(t, "value");
+            const char *from = hass_json_str(t, "from"), *val = hass_json_str(t, "value");
             if (!from)
-                from = str_field(t, "role");
+                from = hass_json_str(t, "role");
             if (!val)
-                val = str_field(t, "content");
+                val = hass_json_str(t, "content");
             if (!from || !val)
                 return REC_FAIL("%s: record %lld: turn %d needs string 'from' and 'value'", src, ln,
                                 k);
@@ -225,10 +220,10 @@ static hass_status record_conv(const record *r, hass_dg_format fmt, conv *c, con
         return HASS_OK;
     }
     if (fmt == HASS_DG_INSTRUCT) {
-        const char *ins = str_field(o, "instruction"), *in = str_field(o, "input");
-        const char *out = str_field(o, "output");
+        const char *ins = hass_json_str(o, "instruction"), *in = hass_json_str(o, "input");
+        const char *out = hass_json_str(o, "output");
         if (!out)
-            out = str_field(o, "response");
+            out = hass_json_str(o, "response");
         if (!ins || !out)
             return REC_FAIL("%s: record %lld: instruction data needs string 'instruction' and "
                             "'output' (or 'response')",
@@ -248,9 +243,9 @@ static hass_status record_conv(const record *r, hass_dg_format fmt, conv *c, con
     }
     /* prompts */
     c->prompts = 1;
-    const char *p = str_field(o, "prompt");
+    const char *p = hass_json_str(o, "prompt");
     if (!p)
-        p = str_field(o, "question");
+        p = hass_json_str(o, "question");
     const cJSON *turns = cJSON_GetObjectItemCaseSensitive(o, "turns");
     if (p)
         return conv_push(c, "user", p) ? HASS_OK : REC_FAIL("out of memory");
