@@ -140,8 +140,8 @@ static void infer_step(const hass_draft *dr, int j, int64_t T, const float *f, c
             memcpy(h, hlast, (size_t)D * sizeof(float));
             for (int64_t p = m0; p <= i; p++) { /* the chain: tree rows, own features */
                 int32_t parent = (int32_t)(p - m0) - 1;
-                CHECK(hass_draft_forward_tree(&s, NULL, 1, h, tok + p, pos + p, &parent, h,
-                                              &err) == HASS_OK);
+                CHECK(hass_draft_forward_tree(&s, NULL, 1, h, tok + p, pos + p, &parent, h, &err) ==
+                      HASS_OK);
             }
             memcpy(out + i * D, h, (size_t)D * sizeof(float));
         }

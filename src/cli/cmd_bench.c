@@ -138,25 +138,22 @@ int cmd_bench(int argc, char **argv) {
             return 2;
         }
     }
-    const char *model = g.model, *zbin = g.zbin, *draft = g.draft;
-    long long n_new = g.n_new, seed = g.seed, top_k = g.top_k, depth = g.depth, topk = g.topk,
-              tokens = g.tokens, threads = g.threads, ctx = g.ctx;
-    double temp = g.temp, top_p = g.top_p;
-    int chat = g.chat, json = g.json;
     if (!pfile)
         return cli_fail(2, "bench: --prompts FILE is required");
-    if (all_turns && !g.chat)
+    if (all_turns && !g.gen.chat)
         return cli_fail(2, "bench: --all-turns needs --chat (turns are chat messages)");
     char defm[1024], defd[1024];
-    if (cli_default_model(&model, &draft, 1, defm, defd, sizeof defm, "bench"))
+    if (cli_default_model(&g.model, &g.open.draft, 1, defm, defd, sizeof defm, "bench"))
         return 1;
-    if (!draft)
+    if (!g.open.draft)
         return cli_fail(2, "bench: -d DRAFT is required (plain vs speculative)");
 
-    int rc = 1;
+    int rc = 1, json = g.json;
+    double temp = g.gen.temperature;
+    int64_t n_new = g.gen.max_new_tokens;
     hass_err err = {0};
     prompt_list pl = {0};
-    cli_session cs = {0};
+    hass_session *ses = NULL;
     int32_t *a = NULL, *b = NULL;
     char **answers = NULL;
     hass_chat_msg hist[64];
@@ -166,11 +163,9 @@ int cmd_bench(int argc, char **argv) {
     cJSON *rows = cJSON_CreateArray();
     if (load_prompts(pfile, (int)limit, all_turns, &pl, &err))
         goto fail;
-    if ((rc = cli_session_open(&cs, model, zbin, draft, threads, ctx, &err)))
-        goto fail;
+    if (!(ses = cli_session_open(&g, &rc)))
+        goto done; /* the error is printed */
     rc = 1;
-    hass_tokenizer *tok = cs.tok;
-    hass_engine *e = cs.e;
     if (outp && !(fo = fopen(outp, "w"))) {
         hass_err_set(&err, HASS_STATUS_IO, "%s: cannot write", outp);
         goto fail;
@@ -179,10 +174,9 @@ int cmd_bench(int argc, char **argv) {
     b = malloc((size_t)n_new * sizeof(int32_t));
     speedups = malloc((size_t)pl.n * sizeof(double));
     answers = calloc((size_t)pl.n, sizeof(char *));
-    hass_gen_params gp = {0};
-    gp.max_new = n_new;
-    gp.sampling = (hass_sampler_params){(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
-    gp.tree = (hass_tree_params){(int)depth, (int)topk, (int)tokens};
+    hass_options plain = g.gen, spec = g.gen;
+    plain.speculative = 0;
+    spec.speculative = 1;
     int identical = 1, n_done = 0;
     double tp_tok = 0, tp_sec = 0, ts_tok = 0, ts_sec = 0, t_draft = 0, t_verify = 0, t_level = 0,
            tau_num = 0, tau_den = 0, nodes = 0;
@@ -193,28 +187,23 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "%-4s %6s %6s %9s %9s %7s %6s %5s\n", "#", "n_prm", "n_gen", "plain/s",
                 "spec/s", "speedup", "tau", "same");
     for (int i = 0; i < pl.n; i++) {
-        int32_t *ids = NULL;
         if (pl.turn[i] == 0 || n_hist >= 63)
             n_hist = 0;
-        hist[n_hist++] = (hass_chat_msg){"user", pl.texts[i]};
-        int64_t np = chat ? cli_encode_chat(tok, hist, n_hist, &ids, &err)
-                          : cli_encode_prompt(tok, pl.texts[i], 0, NULL, &ids, &err);
-        if (np < 0)
-            goto fail;
+        hist[n_hist++] = (hass_chat_msg){"user", pl.texts[i]}; /* without --chat: this alone */
         /* plain and speculative alternately, reps times each; keep the median-time run */
         hass_gen_stats sp, ss, rsp[101], rss[101];
         double dp[101], ds[101];
         hass_status st = HASS_OK;
         for (int r = 0; r < reps && !st; r++) {
-            st = hass_generate(e, ids, np, &gp, 0, NULL, NULL, a, &rsp[r], &err);
+            st = hass_session_generate(ses, hist, n_hist, &plain, NULL, NULL, a, &rsp[r], &err);
             if (!st)
-                st = hass_generate(e, ids, np, &gp, 1, NULL, NULL, b, &rss[r], &err);
+                st = hass_session_generate(ses, hist, n_hist, &spec, NULL, NULL, b, &rss[r], &err);
             dp[r] = rsp[r].decode_seconds;
             ds[r] = rss[r].decode_seconds;
         }
-        free(ids);
         if (st)
             goto fail;
+        int64_t np = rsp[0].n_prompt;
         qsort(dp, (size_t)reps, sizeof(double), cmp_dbl);
         qsort(ds, (size_t)reps, sizeof(double), cmp_dbl);
         sp = rsp[0];
@@ -229,7 +218,7 @@ int cmd_bench(int argc, char **argv) {
                    !memcmp(a, b, sizeof(int32_t) * (size_t)sp.n_generated);
         if (all_turns) { /* the next turn follows plain decoding's answer */
             free(answers[i]);
-            answers[i] = hass_tokenizer_decode(tok, a, sp.n_generated, 1, NULL);
+            answers[i] = hass_tokenizer_decode(ses->tok, a, sp.n_generated, 1, NULL);
             if (n_hist < 62 && answers[i])
                 hist[n_hist++] = (hass_chat_msg){"assistant", answers[i]};
         }
@@ -326,6 +315,7 @@ int cmd_bench(int argc, char **argv) {
 fail:
     if (rc)
         cli_fail(rc, "%s", err.msg[0] ? err.msg : "bench failed");
+done:
     if (fo)
         fclose(fo);
     cJSON_Delete(rows);
@@ -340,6 +330,6 @@ fail:
     free(a);
     free(b);
     free(speedups);
-    cli_session_close(&cs);
+    hass_close(ses);
     return rc;
 }

@@ -172,8 +172,8 @@ static int emit(emitter *em, int32_t tok) {
 static hass_status generate_plain(hass_engine *e, const int32_t *prompt, int64_t n_prompt,
                                   emitter *em, hass_err *err) {
     double t0 = hass_now();
-    hass_status st = hass_model_prefill(e->m, &e->kv, e->pool, n_prompt, prompt, e->logits, NULL,
-                                        err);
+    hass_status st =
+        hass_model_prefill(e->m, &e->kv, e->pool, n_prompt, prompt, e->logits, NULL, err);
     if (st)
         return st;
     em->st->prefill_seconds = hass_now() - t0;
@@ -253,8 +253,8 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
 
     /* the prompt; its pairs (f_i, t_{i+1}) are queued, the last one waits for the root */
     double t0 = hass_now();
-    hass_status st = hass_model_prefill(e->m, &e->kv, e->pool, n_prompt, prompt, e->logits,
-                                        e->pend_feat, err);
+    hass_status st =
+        hass_model_prefill(e->m, &e->kv, e->pool, n_prompt, prompt, e->logits, e->pend_feat, err);
     if (st)
         return st;
     gs->prefill_seconds = hass_now() - t0;

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-_Static_assert(HASS_TREE_MAX_LEVELS * HASS_TREE_MAX_TOPK <= HASS_DRAFT_MAX_SCRATCH,
+_Static_assert((HASS_TREE_MAX_LEVELS * HASS_TREE_MAX_TOPK) <= HASS_DRAFT_MAX_SCRATCH,
                "a cycle's tree rows fit the draft's scratch");
 
 /* Top-k of log_softmax(logits) (V): k ids with their log-probs, descending (ties: lower id).
@@ -105,8 +105,8 @@ static hass_status expand_level(hass_expander *x, hass_tree *t, int topk, hass_e
         memcpy(x->in + i * d, x->feat + (int64_t)c->feat * d, (size_t)d * sizeof(float));
     }
     int32_t frow = x->n_feat;
-    hass_status st = hass_draft_forward_tree(x->ds, x->pool, nf, x->in, x->toks, x->pos,
-                                             x->parents, x->feat + (int64_t)frow * d, err);
+    hass_status st = hass_draft_forward_tree(x->ds, x->pool, nf, x->in, x->toks, x->pos, x->parents,
+                                             x->feat + (int64_t)frow * d, err);
     if (st)
         return st;
     for (int i = 0; i < nf; i++)
@@ -149,8 +149,8 @@ static hass_status draft_start(hass_proposer *p, const hass_cycle *c, hass_err *
         int64_t k = c->n_pend - s < B ? c->n_pend - s : B;
         for (int64_t i = 0; i < k; i++)
             pos[i] = (int32_t)(p0 + s + i);
-        hass_status st = hass_draft_forward(ds, x->pool, k, c->pend_feat + s * d,
-                                            c->pend_tok + s, pos, ds->x, err);
+        hass_status st = hass_draft_forward(ds, x->pool, k, c->pend_feat + s * d, c->pend_tok + s,
+                                            pos, ds->x, err);
         if (st)
             return st;
         if (s + k == c->n_pend)

@@ -25,7 +25,8 @@ static hass_status oracle_propose(hass_proposer *p, hass_tree *t, int topk, hass
         return HASS_OK;
     }
     if (t->levels >= HASS_TREE_MAX_LEVELS)
-        return hass_err_set(err, HASS_STATUS_RANGE, "tree: more than %d levels", HASS_TREE_MAX_LEVELS);
+        return hass_err_set(err, HASS_STATUS_RANGE, "tree: more than %d levels",
+                            HASS_TREE_MAX_LEVELS);
     int32_t first = t->n_cand;
     for (int i = 0; i < t->n_frontier; i++) {
         int np = 0;

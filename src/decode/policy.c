@@ -4,10 +4,10 @@
  */
 #include "decode/policy.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <math.h>
 #include <unistd.h>
 
 #define PROBE_WINDOW 8  /* pairs a probing cycle feeds the draft */
@@ -175,8 +175,8 @@ void hass_policy_begin(hass_policy *p, const hass_tree_params *tp, int64_t vocab
     int levels = tp->depth - 1;
     levels = levels < 0 ? 0 : (levels > HASS_TREE_MAX_LEVELS ? HASS_TREE_MAX_LEVELS : levels);
     p->fixed = tp->tokens > 0;
-    int cap = p->fixed && tp->tokens < HASS_TREE_MAX_NODES - 1 ? tp->tokens
-                                                               : HASS_TREE_MAX_NODES - 1;
+    int cap =
+        p->fixed && tp->tokens < HASS_TREE_MAX_NODES - 1 ? tp->tokens : HASS_TREE_MAX_NODES - 1;
     if (cap > topk + levels * topk * topk)
         cap = topk + levels * topk * topk;
     p->topk = topk;

@@ -53,10 +53,10 @@ typedef struct {
     double gain_ema; /* EMA of (tokens per second of drafting cycles) / (plain rate) */
     int backoff;     /* plain steps between probes of a losing draft; 0 while drafting wins */
     /* this generation */
-    int fixed;          /* tokens > 0: a fixed node count */
-    int levels, topk;   /* expansion levels per cycle, top-k */
-    int nodes_cap;      /* most nodes a cycle verifies */
-    int skip_left;      /* plain steps left before the next probe */
+    int fixed;           /* tokens > 0: a fixed node count */
+    int levels, topk;    /* expansion levels per cycle, top-k */
+    int nodes_cap;       /* most nodes a cycle verifies */
+    int skip_left;       /* plain steps left before the next probe */
     int drafting, probe; /* this cycle */
     double gain[HASS_TREE_MAX_NODES + 1];
 } hass_policy;

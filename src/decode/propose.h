@@ -27,7 +27,7 @@ typedef struct {
     int64_t n_pend;
     int64_t window; /* > 0: only the last `window` pending pairs need to be fed (a probe after
                        plain steps); 0: all */
-} hass_cycle; /* n_pend == n_past (pairs from position 0): a new context, forget the old */
+} hass_cycle;       /* n_pend == n_past (pairs from position 0): a new context, forget the old */
 
 typedef struct hass_proposer hass_proposer;
 struct hass_proposer {

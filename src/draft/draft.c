@@ -300,8 +300,8 @@ hass_status hass_draft_state_init(hass_draft_state *s, const hass_draft *d, int6
 void hass_draft_state_free(hass_draft_state *s) {
     if (!s)
         return;
-    void *ps[] = {s->k,   s->v,           s->pair, s->x,     s->xb, s->q,
-                  s->att, s->hb,          s->hb2,  s->attn_scratch, s->mask, s->parent};
+    void *ps[] = {s->k,  s->v,   s->pair,         s->x,    s->xb,    s->q, s->att,
+                  s->hb, s->hb2, s->attn_scratch, s->mask, s->parent};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         hass_aligned_free(ps[i]);
     memset(s, 0, sizeof *s);
@@ -341,8 +341,8 @@ static void run_layer(hass_draft_state *s, hass_pool *pool, int64_t n, const int
                       int64_t n_win, const uint64_t *mask, float *out) {
     const hass_draft *d = s->dr;
     hass_layer_scratch ls = {s->xb, s->q, s->att, s->hb, s->hb2, s->attn_scratch};
-    hass_layer_forward(pool, &d->cfg, &d->layer, d->inv_freq, s->x, n, pos, s->k, s->v, s->n,
-                       n_win, mask, &ls);
+    hass_layer_forward(pool, &d->cfg, &d->layer, d->inv_freq, s->x, n, pos, s->k, s->v, s->n, n_win,
+                       mask, &ls);
     if (out != s->x)
         memcpy(out, s->x, (size_t)(n * d->cfg.d) * sizeof(float));
 }

@@ -32,15 +32,14 @@ hass_file_kind hass_file_kind_of(const char *path);
  * o that is not an object all count as absent. */
 struct cJSON;
 const struct cJSON *hass_json_get(const struct cJSON *o, const char *key); /* NULL: absent */
-const char *hass_json_str(const struct cJSON *o, const char *key);       /* NULL: absent */
+const char *hass_json_str(const struct cJSON *o, const char *key);         /* NULL: absent */
 /* 1 and *out if a number (int: an integer in [lo, hi]); 0 (and *out untouched) otherwise. */
 int hass_json_num(const struct cJSON *o, const char *key, double *out);
 int hass_json_int(const struct cJSON *o, const char *key, int64_t lo, int64_t hi, int64_t *out);
 int hass_json_bool(const struct cJSON *o, const char *key, int def); /* def when absent */
 /* Writes o as cJSON_Print formats it to dir/name, atomically (o is borrowed; NULL: out of
  * memory, as a failed cJSON build leaves it). */
-hass_status hass_json_save(const char *dir, const char *name, const struct cJSON *o,
-                           hass_err *err);
+hass_status hass_json_save(const char *dir, const char *name, const struct cJSON *o, hass_err *err);
 
 /* ---------------- safetensors ---------------- */
 typedef struct {

@@ -117,7 +117,8 @@ hass_status hass_model_forward(const hass_model *m, hass_kv *kv, hass_pool *pool
 /* Runs tokens[0..n) (n >= 1) as a causal chain after the committed cache, at positions
  * kv->n .. kv->n + n - 1, in forwards of kv->max_batch rows, and commits them (a prompt's
  * prefill). logits: NULL or (V): the last row's logits. feats: NULL or (n, d): every row's
- * features. Errors as hass_model_forward's; rows of the forwards before a failure stay committed. */
+ * features. Errors as hass_model_forward's; rows of the forwards before a failure stay committed.
+ */
 hass_status hass_model_prefill(const hass_model *m, hass_kv *kv, hass_pool *pool, int64_t n,
                                const int32_t *tokens, float *logits, float *feats, hass_err *err);
 /* Commits the n rows just computed. */

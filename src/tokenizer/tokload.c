@@ -238,8 +238,8 @@ static hass_status read_config(hass_tokenizer *t, const char *path, hass_err *er
         const char *tmpl = cJSON_IsString(ct) ? ct->valuestring : NULL;
         const cJSON *e;
         if (cJSON_IsArray(ct)) /* [{"name": "default", "template": ...}, ...] */
-            cJSON_ArrayForEach(e, ct) if (!tmpl ||
-                                          (hass_json_str(e, "name") && !strcmp(hass_json_str(e, "name"), "default")))
+            cJSON_ArrayForEach(e, ct) if (!tmpl || (hass_json_str(e, "name") &&
+                                                    !strcmp(hass_json_str(e, "name"), "default")))
                 tmpl = hass_json_str(e, "template");
         if (tmpl && !(t->chat_template = strdup(tmpl))) {
             cJSON_Delete(root);
@@ -560,4 +560,55 @@ oom:
 fail:
     hass_tokenizer_free(t);
     return NULL;
+}
+
+/* ---------------- the tokenizer of a model ---------------- */
+
+static hass_tokenizer *open_gguf(const char *path, hass_err *err) {
+    hass_gguf g;
+    if (hass_gguf_open(&g, path, err) != HASS_OK)
+        return NULL;
+    hass_tokenizer *t = hass_tokenizer_load_gguf(&g, err);
+    hass_gguf_close(&g);
+    return t;
+}
+
+hass_tokenizer *hass_tokenizer_open(const char *model, const char *tokenizer, hass_err *err) {
+    hass_file_kind mk = model ? hass_file_kind_of(model) : HASS_FILE_MISSING;
+    if (tokenizer) {
+        hass_file_kind tk = hass_file_kind_of(tokenizer);
+        if (tk == HASS_FILE_JSON)
+            return hass_tokenizer_load_json(tokenizer, err);
+        if (tk == HASS_FILE_GGUF)
+            return open_gguf(tokenizer, err);
+        int32_t vocab = 0; /* a llama2.c checkpoint's header tells how many tokens it has */
+        if (mk != HASS_FILE_MISSING && mk != HASS_FILE_DIR && mk != HASS_FILE_GGUF) {
+            hass_llama2c ck;
+            if (hass_llama2c_open(&ck, model, err) != HASS_OK)
+                return NULL;
+            vocab = ck.cfg.vocab_size;
+            hass_llama2c_close(&ck);
+        }
+        return hass_tokenizer_load_bin(tokenizer, vocab, err);
+    }
+    char path[1024];
+    switch (mk) {
+    case HASS_FILE_MISSING:
+        hass_err_set(err, model ? HASS_STATUS_IO : HASS_STATUS_ARG, "%s: no such file or directory",
+                     model ? model : "(no model or tokenizer)");
+        return NULL;
+    case HASS_FILE_DIR:
+        if (snprintf(path, sizeof path, "%s/tokenizer.json", model) >= (int)sizeof path) {
+            hass_err_set(err, HASS_STATUS_ARG, "%s: path too long", model);
+            return NULL;
+        }
+        return hass_tokenizer_load_json(path, err);
+    case HASS_FILE_GGUF:
+        return open_gguf(model, err);
+    default:
+        hass_err_set(err, HASS_STATUS_ARG,
+                     "%s: a llama2.c checkpoint needs its tokenizer.bin (-z FILE, or --tokenizer)",
+                     model);
+        return NULL;
+    }
 }

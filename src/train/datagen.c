@@ -349,7 +349,8 @@ static hass_status generate(dg *g, uint64_t seed, int64_t *answer_at, int *stopp
         if (t + 1 == limit)
             break;
         pos = (int32_t)(g->n - 1);
-        st = hass_model_forward(g->m, &g->kv, g->pool, 1, &tok, &pos, NULL, g->logits, 0, NULL, err);
+        st =
+            hass_model_forward(g->m, &g->kv, g->pool, 1, &tok, &pos, NULL, g->logits, 0, NULL, err);
         if (st)
             return st;
         hass_kv_commit(&g->kv, 1);
