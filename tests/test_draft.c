@@ -191,7 +191,7 @@ static void test_train_vs_inference(const fwd_case *fc, double *worst) {
         for (int b = 0; b < B; b++) {
             const float *h_tr = ht + (j * N + b * T) * D;
             infer_step(dr, j, T, f + b * T * D, tok + b * T, hi);
-            hass_linear_forward(lt, h_tr, m->lm_head, NULL, T, D, V);
+            hass_train_linear_forward(lt, h_tr, m->lm_head, NULL, T, D, V);
             hass_matmul(NULL, li, hi, m->lm_head, m->lm_head_t, T, D, V);
             double e1 = norm_err(h_tr, hi, T * D), e2 = norm_err(lt, li, T * V);
             char label[160];
