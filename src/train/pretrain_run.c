@@ -664,7 +664,7 @@ hass_status hass_pretrain_run(hass_pool *pool, const hass_pretrain_opts *o,
     double step_time = 0.0;
     while (step < o->steps) {
         double t0 = hass_now();
-        memset(tr->grads, 0, tr->layout.total * sizeof(float));
+        hass_lm_zero_grads(tr);
         double loss = 0.0;
         int64_t cnt_all = 0;
         for (int64_t a = 0; a < o->accum; a++) {
