@@ -452,10 +452,7 @@ int main(void) {
     /* fp32 products in training: the bf16 kernels (gemm.h, chosen by train-draft where they are
      * faster) round the operands on purpose, as mixed-precision training does */
     hass_gemm_set_default(HASS_GEMM_F32, NULL);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/hass_test_draft_%ld", (long)getpid());
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s", tmpdir);
-    HASS_ASSERT(system(cmd) == 0);
+    snprintf(tmpdir, sizeof tmpdir, "%s", check_tmp());
 
     const fwd_case cases[] = {
         {64, 4, 2, 96, 61, 1, ROPE_PLAIN, 1},    {64, 4, 2, 96, 61, 1, ROPE_PLAIN, 9},
@@ -482,8 +479,5 @@ int main(void) {
         for (uint64_t seed = 1; seed <= 3; seed++)
             test_tree_expansion(&trees[i], 100 * i + seed);
 
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "warning: could not remove %s\n", tmpdir);
     return check_exit();
 }
