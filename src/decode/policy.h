@@ -15,7 +15,8 @@
  *
  * Apart from measuring the cost curve, the policy runs nothing and has no clock: the engine
  * passes it the times it measured, so its decisions are a function of what it observed.
- * A fixed node count (tree_tokens > 0) bypasses the model: every cycle drafts every level.
+ * A fixed node count (tokens > 0, --tree-tokens N) bypasses the model: every cycle drafts every
+ * level.
  */
 #ifndef HASS_POLICY_H
 #define HASS_POLICY_H
