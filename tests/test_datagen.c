@@ -232,20 +232,6 @@ static void test_prompts_regen(const hass_model *m, const hass_tokenizer *tok) {
     check_store_features(m, "p");
 }
 
-static int files_equal(const char *a, const char *b) {
-    char *x = NULL, *y = NULL;
-    size_t nx = 0, ny = 0;
-    hass_err err = {0};
-    if (hass_read_file(a, &x, &nx, &err) || hass_read_file(b, &y, &ny, &err)) {
-        free(x);
-        return 0;
-    }
-    int eq = nx == ny && !memcmp(x, y, nx);
-    free(x);
-    free(y);
-    return eq;
-}
-
 static void test_resume(const hass_model *m, const hass_tokenizer *tok) {
     write_text(check_path("r.txt"), "Once upon a time\nThe dog ran\nLily saw a bird\n"
                                     "Tom had a ball\nThe sun was hot\nA big tree\n");
@@ -263,7 +249,7 @@ static void test_resume(const hass_model *m, const hass_tokenizer *tok) {
     o.stop_after_shards = 0;
     CHECK(run_dg(m, tok, "r.txt", "rB", &o, &r, &err) == HASS_OK);
     CHECK(r.complete);
-    CHECK(files_equal(check_path("rA/index.json"), check_path("rB/index.json")));
+    CHECK(check_same_file(check_path("rA/index.json"), check_path("rB/index.json")));
     int same = 1, n = 0;
     for (int s = 0; s < 16; s++) {
         char a[64], b[64];
@@ -272,7 +258,7 @@ static void test_resume(const hass_model *m, const hass_tokenizer *tok) {
         if (!hass_file_exists(check_path(a)))
             break;
         n++;
-        same &= files_equal(check_path(a), check_path(b));
+        same &= check_same_file(check_path(a), check_path(b));
     }
     CHECK(n >= 3 && same);
     /* a third run is a no-op; another seed is refused */

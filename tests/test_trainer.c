@@ -14,20 +14,6 @@
 
 #include <unistd.h>
 
-static int files_equal(const char *a, const char *b) {
-    char *x = NULL, *y = NULL;
-    size_t nx = 0, ny = 0;
-    hass_err err = {0};
-    if (hass_read_file(a, &x, &nx, &err) || hass_read_file(b, &y, &ny, &err)) {
-        free(x);
-        return 0;
-    }
-    int eq = nx == ny && !memcmp(x, y, nx);
-    free(x);
-    free(y);
-    return eq;
-}
-
 typedef struct {
     double loss[512];
     int n;
@@ -144,15 +130,15 @@ int main(void) {
     o.stop_at = K;
     CHECK(train(m, &o, NULL, &r, &err) == HASS_OK);
     CHECK(r.steps_done == K && !r.complete);
-    CHECK(!files_equal(check_path("straight/trainer_state.safetensors"),
+    CHECK(!check_same_file(check_path("straight/trainer_state.safetensors"),
                        check_path("resumed/trainer_state.safetensors")));
     o.stop_at = 0;
     CHECK(train(m, &o, NULL, &r, &err) == HASS_OK);
     CHECK(r.start_step == K && r.steps_done == 2 * K && r.complete);
-    CHECK_MSG(files_equal(check_path("straight/trainer_state.safetensors"),
+    CHECK_MSG(check_same_file(check_path("straight/trainer_state.safetensors"),
                           check_path("resumed/trainer_state.safetensors")),
               "params, AdamW m/v, step, rng and cursor after a resume == straight run");
-    CHECK(files_equal(check_path("straight/model.safetensors"),
+    CHECK(check_same_file(check_path("straight/model.safetensors"),
                       check_path("resumed/model.safetensors")));
     /* a different configuration in the same directory is refused */
     o.lr = 1e-3f;
