@@ -131,15 +131,15 @@ int main(void) {
     CHECK(train(m, &o, NULL, &r, &err) == HASS_OK);
     CHECK(r.steps_done == K && !r.complete);
     CHECK(!check_same_file(check_path("straight/trainer_state.safetensors"),
-                       check_path("resumed/trainer_state.safetensors")));
+                           check_path("resumed/trainer_state.safetensors")));
     o.stop_at = 0;
     CHECK(train(m, &o, NULL, &r, &err) == HASS_OK);
     CHECK(r.start_step == K && r.steps_done == 2 * K && r.complete);
     CHECK_MSG(check_same_file(check_path("straight/trainer_state.safetensors"),
-                          check_path("resumed/trainer_state.safetensors")),
+                              check_path("resumed/trainer_state.safetensors")),
               "params, AdamW m/v, step, rng and cursor after a resume == straight run");
     CHECK(check_same_file(check_path("straight/model.safetensors"),
-                      check_path("resumed/model.safetensors")));
+                          check_path("resumed/model.safetensors")));
     /* a different configuration in the same directory is refused */
     o.lr = 1e-3f;
     CHECK(train(m, &o, NULL, &r, &err) == HASS_STATUS_ARG);

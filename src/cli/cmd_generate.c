@@ -67,6 +67,67 @@ static char *read_prompt_file(const char *path, hass_err *err) {
     return s;
 }
 
+/* --json: one object with the text, the tokens and the metrics (the speculative ones with a
+ * draft). */
+static void print_json(const hass_gen_stats *st, const int32_t *out, const char *text, int spec) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "text", text ? text : "");
+    cJSON *ta = cJSON_AddArrayToObject(j, "tokens");
+    for (int64_t i = 0; i < st->n_generated; i++)
+        cJSON_AddItemToArray(ta, cJSON_CreateNumber(out[i]));
+    cJSON_AddStringToObject(j, "stop", st->stop == HASS_STOP_EOS ? "eos" : "length");
+    cJSON_AddNumberToObject(j, "n_prompt", (double)st->n_prompt);
+    cJSON_AddNumberToObject(j, "n_generated", (double)st->n_generated);
+    cJSON_AddNumberToObject(j, "target_forwards", (double)st->target_forwards);
+    cJSON_AddNumberToObject(j, "tau", st->tau);
+    cJSON_AddNumberToObject(j, "seconds", st->seconds);
+    cJSON_AddNumberToObject(j, "tokens_per_s", st->tokens_per_s);
+    cJSON_AddNumberToObject(j, "prefill_seconds", st->prefill_seconds);
+    cJSON_AddNumberToObject(j, "peak_rss_mb", (double)hass_peak_rss_bytes() / 1048576.0);
+    cJSON_AddNumberToObject(j, "decode_tokens_per_s",
+                            st->decode_seconds > 0 ? (double)st->n_generated / st->decode_seconds
+                                                   : 0);
+    if (spec) {
+        cJSON_AddNumberToObject(j, "draft_seconds", st->draft_seconds);
+        cJSON_AddNumberToObject(j, "verify_seconds", st->verify_seconds);
+        cJSON_AddNumberToObject(j, "other_seconds", st->other_seconds);
+        cJSON_AddNumberToObject(j, "nodes_per_cycle",
+                                st->cycles ? (double)st->nodes_verified / (double)st->cycles : 0);
+        cJSON_AddNumberToObject(j, "draft_levels_per_cycle",
+                                st->cycles ? (double)st->draft_levels / (double)st->cycles : 0);
+        cJSON *acc = cJSON_AddArrayToObject(j, "accept_rate_by_depth");
+        for (int k = 1; k < HASS_TREE_MAX_DEPTH && st->cycles; k++)
+            cJSON_AddItemToArray(
+                acc, cJSON_CreateNumber((double)st->accepted_at_depth[k] / (double)st->cycles));
+    }
+    char *s = cJSON_PrintUnformatted(j);
+    if (s)
+        printf("%s\n", s);
+    free(s);
+    cJSON_Delete(j);
+}
+
+/* The summary lines on stderr after the streamed text. */
+static void print_summary(const hass_gen_stats *st, const hass_options *o, int spec) {
+    fputc('\n', stdout);
+    fflush(stdout);
+    fprintf(stderr,
+            "hass: %lld prompt + %lld generated tokens, %.2f s (%.1f tokens/s), tau %.2f, "
+            "stop %s, peak RSS %.0f MiB\n",
+            (long long)st->n_prompt, (long long)st->n_generated, st->seconds, st->tokens_per_s,
+            st->tau, st->stop == HASS_STOP_EOS ? "eos" : "length",
+            (double)hass_peak_rss_bytes() / 1048576.0);
+    if (spec)
+        fprintf(stderr,
+                "hass: tree %s: %.1f nodes and %.1f draft levels per cycle (depth <= %d, "
+                "top-k %d); time: draft %.0f%%, verify %.0f%%\n",
+                o->tree_tokens ? "fixed" : "auto",
+                st->cycles ? (double)st->nodes_verified / st->cycles : 0,
+                st->cycles ? (double)st->draft_levels / st->cycles : 0, o->tree_depth, o->tree_topk,
+                st->seconds > 0 ? 100 * st->draft_seconds / st->seconds : 0,
+                st->seconds > 0 ? 100 * st->verify_seconds / st->seconds : 0);
+}
+
 int cmd_generate(int argc, char **argv) {
     const char *prompt = NULL, *pfile = NULL, *system = NULL;
     int no_draft = 0;
@@ -131,61 +192,10 @@ int cmd_generate(int argc, char **argv) {
     }
     if (hass_session_generate(ses, &msg, 1, &g.gen, on_text, &o, out, &st, &err))
         goto fail;
-    if (json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "text", o.text ? o.text : "");
-        cJSON *ta = cJSON_AddArrayToObject(j, "tokens");
-        for (int64_t i = 0; i < st.n_generated; i++)
-            cJSON_AddItemToArray(ta, cJSON_CreateNumber(out[i]));
-        cJSON_AddStringToObject(j, "stop", st.stop == HASS_STOP_EOS ? "eos" : "length");
-        cJSON_AddNumberToObject(j, "n_prompt", (double)st.n_prompt);
-        cJSON_AddNumberToObject(j, "n_generated", (double)st.n_generated);
-        cJSON_AddNumberToObject(j, "target_forwards", (double)st.target_forwards);
-        cJSON_AddNumberToObject(j, "tau", st.tau);
-        cJSON_AddNumberToObject(j, "seconds", st.seconds);
-        cJSON_AddNumberToObject(j, "tokens_per_s", st.tokens_per_s);
-        cJSON_AddNumberToObject(j, "prefill_seconds", st.prefill_seconds);
-        cJSON_AddNumberToObject(j, "peak_rss_mb", (double)hass_peak_rss_bytes() / 1048576.0);
-        cJSON_AddNumberToObject(j, "decode_tokens_per_s",
-                                st.decode_seconds > 0 ? (double)st.n_generated / st.decode_seconds
-                                                      : 0);
-        if (ses->dr) {
-            cJSON_AddNumberToObject(j, "draft_seconds", st.draft_seconds);
-            cJSON_AddNumberToObject(j, "verify_seconds", st.verify_seconds);
-            cJSON_AddNumberToObject(j, "other_seconds", st.other_seconds);
-            cJSON_AddNumberToObject(j, "nodes_per_cycle",
-                                    st.cycles ? (double)st.nodes_verified / (double)st.cycles : 0);
-            cJSON_AddNumberToObject(j, "draft_levels_per_cycle",
-                                    st.cycles ? (double)st.draft_levels / (double)st.cycles : 0);
-            cJSON *acc = cJSON_AddArrayToObject(j, "accept_rate_by_depth");
-            for (int k = 1; k < HASS_TREE_MAX_DEPTH && st.cycles; k++)
-                cJSON_AddItemToArray(
-                    acc, cJSON_CreateNumber((double)st.accepted_at_depth[k] / (double)st.cycles));
-        }
-        char *s = cJSON_PrintUnformatted(j);
-        if (s)
-            printf("%s\n", s);
-        free(s);
-        cJSON_Delete(j);
-    } else {
-        fputc('\n', stdout);
-        fflush(stdout);
-        fprintf(stderr,
-                "hass: %lld prompt + %lld generated tokens, %.2f s (%.1f tokens/s), tau %.2f, "
-                "stop %s, peak RSS %.0f MiB\n",
-                (long long)st.n_prompt, (long long)st.n_generated, st.seconds, st.tokens_per_s,
-                st.tau, st.stop == HASS_STOP_EOS ? "eos" : "length",
-                (double)hass_peak_rss_bytes() / 1048576.0);
-        if (ses->dr)
-            fprintf(stderr,
-                    "hass: tree %s: %.1f nodes and %.1f draft levels per cycle (depth <= %d, "
-                    "top-k %d); time: draft %.0f%%, verify %.0f%%\n",
-                    g.gen.tree_tokens ? "fixed" : "auto",
-                    st.cycles ? (double)st.nodes_verified / st.cycles : 0,
-                    st.cycles ? (double)st.draft_levels / st.cycles : 0, g.gen.tree_depth,
-                    g.gen.tree_topk, st.seconds > 0 ? 100 * st.draft_seconds / st.seconds : 0,
-                    st.seconds > 0 ? 100 * st.verify_seconds / st.seconds : 0);
-    }
+    if (json)
+        print_json(&st, out, o.text, ses->dr != NULL);
+    else
+        print_summary(&st, &g.gen, ses->dr != NULL);
     rc = 0;
 fail:
     if (rc)
