@@ -32,14 +32,16 @@ typedef struct hass_session hass_session;
 typedef struct {
     int64_t max_new_tokens; /* 256 */
     float temperature;      /* 0 = greedy */
-    int top_k;              /* 0 = off */
-    float top_p;            /* 1 = off */
+    int top_k;              /* sampling: only the k most probable tokens, 0 = off */
+    float top_p;            /* sampling: nucleus mass, 1 = off */
     uint64_t seed;          /* 0 */
     int chat;               /* apply the model's chat template to the prompt */
     const char *system;     /* with chat: a system turn before the prompt (NULL: none) */
     int speculative;        /* use the draft head if the session has one (1) */
-    int tree_depth;         /* max draft tree depth (6) */
-    int tree_topk;          /* children per expanded node (10) */
+    int tree_depth;         /* draft tree: its deepest node, the root's children being depth 1;
+                               depth - 1 expansion levels (6) */
+    int tree_topk;          /* draft tree: children per expanded node and nodes expanded per
+                               level (10); not the sampling top_k */
     int tree_tokens;        /* draft nodes verified per cycle, 0 = auto (cost model) */
 } hass_options;
 

@@ -6,6 +6,7 @@
  */
 #include "cli/cli.h"
 #include "decode/decode.h"
+#include "eval/eval.h"
 
 #include <cJSON.h>
 #include <math.h>
@@ -38,62 +39,28 @@ typedef struct {
     int n;
 } prompt_list;
 
+/* The prompt file as a suite (hass_eval_suite_load: the one reader of prompt files), flattened:
+ * each question's first turn, or all its turns with all_turns. */
 static int load_prompts(const char *path, int limit, int all_turns, prompt_list *pl,
                         hass_err *err) {
-    char *buf = NULL;
-    if (hass_read_file(path, &buf, NULL, err) != HASS_OK)
+    hass_eval_suite su;
+    if (hass_eval_suite_load(&su, "bench", path, limit, err))
         return -1;
-    int cap = 64, lineno = 0;
-    pl->texts = malloc((size_t)cap * sizeof(char *));
-    pl->turn = malloc((size_t)cap * sizeof(int));
+    int n = 0;
+    for (int q = 0; q < su.n; q++)
+        n += all_turns ? su.q[q].n_turns : 1;
+    pl->texts = calloc((size_t)n, sizeof(char *));
+    pl->turn = calloc((size_t)n, sizeof(int));
     pl->n = 0;
-    int n_q = 0;
-    for (char *line = strtok(buf, "\n"); line && (limit <= 0 || n_q < limit);
-         line = strtok(NULL, "\n")) {
-        lineno++;
-        while (*line == ' ' || *line == '\t' || *line == '\r')
-            line++;
-        if (!*line)
-            continue;
-        cJSON *o = cJSON_Parse(line);
-        const cJSON *v = NULL, *turns = NULL;
-        if (cJSON_IsObject(o)) {
-            v = cJSON_GetObjectItemCaseSensitive(o, "prompt");
-            if (!cJSON_IsString(v)) {
-                const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "turns");
-                v = cJSON_IsArray(t) ? cJSON_GetArrayItem(t, 0) : NULL;
-                turns = cJSON_IsString(v) ? t : NULL;
-            }
-            if (!cJSON_IsString(v))
-                v = cJSON_GetObjectItemCaseSensitive(o, "question");
-        }
-        if (!cJSON_IsString(v)) {
-            cJSON_Delete(o);
-            free(buf);
-            hass_err_set(err, HASS_STATUS_FORMAT,
-                         "%s:%d: not a JSON object with \"prompt\", \"turns\" or \"question\"",
-                         path, lineno);
-            return -1;
-        }
-        int nt = all_turns && turns ? cJSON_GetArraySize(turns) : 1;
-        for (int k = 0; k < nt; k++) {
-            const cJSON *tv = k == 0 ? v : cJSON_GetArrayItem(turns, k);
-            if (!cJSON_IsString(tv))
-                break;
-            if (pl->n == cap) {
-                cap *= 2;
-                pl->texts = realloc(pl->texts, (size_t)cap * sizeof(char *));
-                pl->turn = realloc(pl->turn, (size_t)cap * sizeof(int));
-            }
+    for (int q = 0; q < su.n && pl->texts && pl->turn; q++)
+        for (int k = 0; k < (all_turns ? su.q[q].n_turns : 1); k++) {
             pl->turn[pl->n] = k;
-            pl->texts[pl->n++] = strdup(tv->valuestring);
+            pl->texts[pl->n++] = su.q[q].turns[k];
+            su.q[q].turns[k] = NULL; /* moved */
         }
-        n_q++;
-        cJSON_Delete(o);
-    }
-    free(buf);
-    if (pl->n == 0) {
-        hass_err_set(err, HASS_STATUS_FORMAT, "%s: no prompts", path);
+    hass_eval_suite_free(&su);
+    if (!pl->texts || !pl->turn) {
+        hass_err_set(err, HASS_STATUS_OOM, "out of memory");
         return -1;
     }
     return 0;
