@@ -136,7 +136,7 @@ static void spec_oracle(const hass_model *m, hass_pool *pool, const char *dn, in
     memcpy(ref, prompt, sizeof prompt);
     hass_gen_params p = {0};
     p.max_new = n_new;
-    p.tree = (hass_tree_params){5, 4, 0};
+    p.tree = (hass_tree_params){6, 4, 0};
     hass_gen_stats sp, ss;
     double accs[] = {1.0, 0.8, 0.6};
     for (size_t a = 0; a < sizeof accs / sizeof accs[0]; a++) {
