@@ -11,9 +11,11 @@
  *    the model's own greedy token first with probability `acc` per node (else ranks it 2nd or
  *    leaves it out): tau and speedup over plain decoding as a function of draft quality, on a
  *    model whose verification cost is measured, not assumed.
- * Also the tiny real model stories260K (single thread), if ../shared is present.
+ * Also the tiny real model stories260K (single thread, every kernel set side by side), if
+ * ../shared is present.
  * Output: CSV rows, then one JSON line per case (machine-readable summary).
- * Flags: --quick (fewer sizes and reps), --threads N (default: all CPUs).
+ * Flags: --quick (fewer sizes and reps), --threads N (default: all CPUs), --model PATH (a real
+ * model instead, every kernel set), --stories (stories260K only).
  */
 #include "bench_util.h"
 #include "decode/decode.h"
@@ -218,8 +220,76 @@ static int kernel_sets(int *fs) {
     return n;
 }
 
+/* Every kernel set the CPU has, widest first, down to scalar (stories260K's f32 products see no
+ * difference between amx, avx512bf16 and avx512, its attention and exp do not either). */
+static int all_kernel_sets(int *fs) {
+    int f = hass_cpu_available(), n = 0;
+    static const int caps[] = {HASS_CPU_AMX, HASS_CPU_AVX512BF16, HASS_CPU_AVX512, HASS_CPU_AVX2};
+    fs[n++] = f;
+    for (int i = 0; i < 4; i++)
+        if (f & caps[i]) {
+            int g = f & (caps[i] * 2 - 1) & ~caps[i]; /* everything below caps[i] */
+            if (g != fs[n - 1])
+                fs[n++] = g;
+        }
+    if (fs[n - 1] != 0)
+        fs[n++] = 0;
+    return n;
+}
+
+/* stories260K, single thread, as llama2.c's run.c runs it: 256 positions (a 1-token prompt,
+ * then 255 greedy steps), for every kernel set, the sets alternating rep by rep so that they
+ * see the same machine. Tokens/s from the wall clock and from the thread's CPU clock (the
+ * latter does not count time the process waited for a core on a shared machine). */
+static void stories260k(int quick) {
+    const char *root = getenv("HASS_SHARED") ? getenv("HASS_SHARED") : "../shared";
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/stories260K.bin", root);
+    hass_err err = {0};
+    hass_model *m = hass_file_exists(path) ? hass_model_load(path, &err) : NULL;
+    if (!m)
+        return;
+    hass_kv kv;
+    HASS_ASSERT(hass_kv_init(&kv, m, 512, 64, NULL, &err) == HASS_OK);
+    float lg[512];
+    int fs[6], nfs = all_kernel_sets(fs), reps = quick ? 5 : 15;
+    double tw[6][16], tc[6][16];
+    for (int r = 0; r < reps; r++)
+        for (int k = 0; k < nfs; k++) {
+            hass_cpu_force(fs[k]);
+            hass_kv_truncate(&kv, 0);
+            int32_t tk = 1;
+            double t0 = hass_now(), c0 = bench_cpu_now();
+            for (int s = 0; s < 256; s++) {
+                int32_t p = s;
+                hass_model_forward(m, &kv, NULL, 1, &tk, &p, NULL, lg, 0, NULL, &err);
+                hass_kv_commit(&kv, 1);
+                tk = 0;
+                for (int v = 1; v < 512; v++)
+                    if (lg[v] > lg[tk])
+                        tk = v;
+            }
+            tc[k][r] = bench_cpu_now() - c0;
+            tw[k][r] = hass_now() - t0;
+        }
+    for (int k = 0; k < nfs; k++) {
+        hass_cpu_force(fs[k]);
+        const char *isa = hass_cpu_isa_name();
+        double w = bench_median(tw[k], reps), c = bench_median(tc[k], reps);
+        printf("decode_tok_s,stories260K-%s,1,256,%.4f,%.1f\n", isa, w * 1e3 / 256, 256 / w);
+        printf("decode_tok_s_cpu,stories260K-%s,1,256,%.4f,%.1f\n", isa, c * 1e3 / 256, 256 / c);
+        printf(
+            "{\"case\":\"stories260K\",\"threads\":1,\"isa\":\"%s\",\"decode_tokens_per_s\":%.1f,"
+            "\"decode_tokens_per_cpu_s\":%.1f}\n",
+            isa, 256 / w, 256 / c);
+    }
+    hass_cpu_force(-1);
+    hass_kv_free(&kv);
+    hass_model_free(m);
+}
+
 int main(int argc, char **argv) {
-    int quick = 0, threads = 0;
+    int quick = 0, threads = 0, only_stories = 0;
     const char *model = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
@@ -228,10 +298,18 @@ int main(int argc, char **argv) {
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--model") && i + 1 < argc)
             model = argv[++i];
+        else if (!strcmp(argv[i], "--stories"))
+            only_stories = 1;
         else {
-            fprintf(stderr, "usage: bench_model [--quick] [--threads N] [--model PATH]\n");
+            fprintf(stderr,
+                    "usage: bench_model [--quick] [--threads N] [--model PATH] [--stories]\n");
             return 2;
         }
+    }
+    if (only_stories) {
+        printf("name,shape,threads,iters,ms,value\n");
+        stories260k(quick);
+        return 0;
     }
     hass_pool *pool = hass_pool_create(threads);
     int nt = hass_pool_size(pool);
@@ -271,39 +349,7 @@ int main(int argc, char **argv) {
         spec_oracle(m, pool, dn, quick);
         hass_model_free(m);
     }
-    /* stories260K, single thread, as llama2.c's run.c runs it */
-    const char *root = getenv("HASS_SHARED") ? getenv("HASS_SHARED") : "../shared";
-    char path[1024];
-    snprintf(path, sizeof path, "%s/models/stories260K.bin", root);
-    hass_model *m = hass_file_exists(path) ? hass_model_load(path, &err) : NULL;
-    if (m) {
-        /* 256 positions like run.c -n 256: a 1-token prompt then 255 steps */
-        hass_kv kv;
-        HASS_ASSERT(hass_kv_init(&kv, m, 512, 64, NULL, &err) == HASS_OK);
-        float lg[512];
-        double t[16];
-        int reps = quick ? 5 : 15;
-        for (int r = 0; r < reps; r++) {
-            hass_kv_truncate(&kv, 0);
-            int32_t tk = 1;
-            double t0 = hass_now();
-            for (int s = 0; s < 256; s++) {
-                int32_t p = s;
-                hass_model_forward(m, &kv, NULL, 1, &tk, &p, NULL, lg, 0, NULL, &err);
-                hass_kv_commit(&kv, 1);
-                tk = 0;
-                for (int v = 1; v < 512; v++)
-                    if (lg[v] > lg[tk])
-                        tk = v;
-            }
-            t[r] = hass_now() - t0;
-        }
-        double tm = bench_median(t, reps);
-        printf("decode_tok_s,stories260K,1,256,%.3f,%.1f\n", tm * 1e3 / 256, 256 / tm);
-        printf("{\"case\":\"stories260K\",\"threads\":1,\"decode_tokens_per_s\":%.1f}\n", 256 / tm);
-        hass_kv_free(&kv);
-        hass_model_free(m);
-    }
+    stories260k(quick);
     hass_pool_destroy(pool);
     return 0;
 }

@@ -32,12 +32,6 @@ static double median(double *t, int n) {
     return bench_median(t, n);
 }
 
-static double cpu_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* ---- (a) read bandwidth and FMA peak ---- */
 /* 12 independent FMA chains per thread: the f32 FMA throughput of one core. */
 typedef struct {
@@ -77,9 +71,9 @@ static double bench_fma_cpu(int64_t iters) {
     fma_ctx c = {iters, {0}};
     double t[5];
     for (int r = 0; r < 5; r++) {
-        double t0 = cpu_now();
+        double t0 = bench_cpu_now();
         fma_task(&c, 0, 1);
-        t[r] = cpu_now() - t0;
+        t[r] = bench_cpu_now() - t0;
     }
     double tm = median(t, 5), gf = (double)c.iters * 12 * 16 / tm * 1e-9;
     printf("fma_peak_cpu_gflops,12x8lanes,1,5,%.3f,%.1f\n", tm * 1e3, gf);
@@ -124,13 +118,13 @@ static void bench_incache(hass_rng *rng, int quick) {
             double tt[MAXREP];
             int reps = quick ? 3 : 9, iters = 0;
             for (int r = 0; r < reps; r++) {
-                double t0 = cpu_now();
+                double t0 = bench_cpu_now();
                 int it = 0;
                 do {
                     hass_matmul(NULL, y, x, w, t, n, in, out);
                     it++;
-                } while (cpu_now() - t0 < 0.01);
-                tt[r] = (cpu_now() - t0) / it;
+                } while (bench_cpu_now() - t0 < 0.01);
+                tt[r] = (bench_cpu_now() - t0) / it;
                 iters += it;
             }
             double tm = median(tt, reps);

@@ -9,6 +9,7 @@
 
 #include <immintrin.h>
 #include <stdlib.h>
+#include <time.h>
 
 static inline int bench_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -17,6 +18,13 @@ static inline int bench_cmp_double(const void *a, const void *b) {
 static inline double bench_median(double *t, int n) {
     qsort(t, (size_t)n, sizeof(double), bench_cmp_double);
     return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+/* Seconds of CPU time of the calling thread (not counting time spent waiting for a core). */
+static inline double bench_cpu_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 typedef struct {

@@ -5,8 +5,12 @@
  * batch-invariance properties speculative decoding relies on: a row computed alone equals,
  * bit for bit, the same row computed in a batch, whatever the thread count.
  *
+ * The per-ISA helpers (ops.h internal section) are also checked one by one at the lengths of real
+ * head dimensions (8 .. 128) and odd ones: the dot of several keys equals the dot of one, bit for
+ * bit; the weighted average of v rows is elementwise and blind to keys of probability 0.
+ *
  * Tolerances. matmul: |y - ref| <= (in/L + 24) * 2^-24 * sum_i |x_i w_i| per element (L = 8 or
- * 16 lanes: the float rounding bound of L chains of in/L terms, the horizontal sum and the tail);
+ * 16 lanes: the float rounding bound of L chains of in/L terms and the horizontal sum);
  * with AVX512_BF16 for bf16 weights x is rounded to bf16 first, adding 2^-8 * sum_i |x_i w_i|.
  * rmsnorm, softmax, attention: relative 1e-5 / absolute 1e-6 (attention 2e-5 / 2e-6), a few
  * float roundings per element against double references; rope: see test_rope.
@@ -114,7 +118,7 @@ static void check_matmul_err(const float *y, const float *ref, const float *x, c
 }
 
 static void test_matmul_vs_ref(const isa_case *ic) {
-    static const int64_t ins[] = {1, 7, 31, 33, 257, 1000, 32, 96, 384};
+    static const int64_t ins[] = {1, 7, 8, 16, 31, 33, 64, 80, 128, 257, 1000, 32, 96, 384};
     static const int64_t ins_q8[] = {32, 64, 288, 1024};
     static const int64_t outs[] = {1, 3, 17, 65, 16, 48, 50, 100};
     static const hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16, HASS_DTYPE_F16,
@@ -124,7 +128,7 @@ static void test_matmul_vs_ref(const isa_case *ic) {
     for (int d = 0; d < 4; d++) {
         hass_dtype t = dts[d];
         int bf16x = t == HASS_DTYPE_BF16 && (ic->features & HASS_CPU_AVX512BF16);
-        int nin = t == HASS_DTYPE_Q8_0 ? 4 : 9;
+        int nin = t == HASS_DTYPE_Q8_0 ? 4 : (int)(sizeof ins / sizeof ins[0]);
         for (int a = 0; a < nin; a++)
             for (int b = 0; b < 8; b++) {
                 int64_t in = t == HASS_DTYPE_Q8_0 ? ins_q8[a] : ins[a], out = outs[b];
@@ -355,6 +359,132 @@ static void test_attention(const isa_case *ic, hass_pool **pools) {
             for (int c = 0; c < 4; c++)
                 for (int tree = 0; tree < 2; tree++)
                     attn_case(ic, pools, dhs[a], pasts[b], ns[c], tree);
+    /* the other head dimensions of real models, fewer shapes */
+    static const int64_t dhs2[] = {16, 32, 80, 96, 128};
+    for (int a = 0; a < 5; a++) {
+        attn_case(ic, pools, dhs2[a], 37, 1, 0);
+        attn_case(ic, pools, dhs2[a], 5, 20, 1);
+    }
+}
+
+/* The per-ISA helpers at head-dimension lengths: dot against a double reference and against
+ * the matrix product (the same element arithmetic), dots against dot bit for bit (every group
+ * size, partial groups included), wavg against a double reference, element by element against
+ * itself, and with zero-probability keys spliced in; scale_max and exp. */
+static const int64_t KLENS[] = {1,  2,  6,  7,  8,  9,  15, 16,  17, 24,
+                                31, 32, 33, 48, 64, 80, 96, 128, 130};
+#define NKLENS ((int)(sizeof KLENS / sizeof KLENS[0]))
+
+static void test_dot_kernels(const isa_case *ic) {
+    hass__kernels kn = hass__kernels_get();
+    int lanes = (ic->features & HASS_CPU_AVX512) ? 16 : 8;
+    for (int a = 0; a < NKLENS; a++) {
+        int64_t Dh = KLENS[a], nk = 37, ks = 3 * Dh + 1;
+        float *q = randn(Dh, 1.0f), *k = randn(nk * ks, 1.0f);
+        float *s = malloc((size_t)nk * sizeof(float)), *y = malloc(sizeof(float));
+        float *ref = malloc((size_t)nk * sizeof(float)), *w = malloc((size_t)(nk * Dh) * 4);
+        HASS_ASSERT(s && y && ref && w);
+        for (int64_t j = 0; j < nk; j++)
+            memcpy(w + j * Dh, k + j * ks, (size_t)Dh * sizeof(float));
+        hass_ref_matmul(ref, q, w, HASS_DTYPE_F32, 1, Dh, nk);
+        int same_mm = 1, dots_ok = 1;
+        float *d1 = malloc((size_t)nk * sizeof(float));
+        HASS_ASSERT(d1);
+        for (int64_t j = 0; j < nk; j++) {
+            d1[j] = kn.dot(q, k + j * ks, Dh);
+            hass_matmul(NULL, y, q, w + j * Dh, HASS_DTYPE_F32, 1, Dh, 1);
+            same_mm &= y[0] == d1[j];
+        }
+        char label[96];
+        snprintf(label, sizeof label, "dot %s n=%lld", ic->name, (long long)Dh);
+        check_matmul_err(d1, ref, q, w, 1, Dh, nk, lanes, 0, label);
+        CHECK_MSG(same_mm, "%s: != the matrix product's element", label);
+        for (int64_t m = 1; m <= nk; m += (m < 20 ? 1 : 7)) { /* every partial group size */
+            memset(s, 0xff, (size_t)nk * sizeof(float));
+            kn.dots(s, q, k, ks, m, Dh);
+            for (int64_t j = 0; j < nk; j++)
+                dots_ok &= j < m ? s[j] == d1[j] : s[j] != s[j]; /* untouched past m: NaN */
+        }
+        CHECK_MSG(dots_ok, "dots %s Dh=%lld: != dot per key (or wrote past nk)", ic->name,
+                  (long long)Dh);
+        free(q), free(k), free(s), free(y), free(ref), free(w), free(d1);
+    }
+}
+
+static void test_wavg(const isa_case *ic) {
+    hass__kernels kn = hass__kernels_get();
+    for (int a = 0; a < NKLENS; a++) {
+        int64_t Dh = KLENS[a], nk = 45, vs = 2 * Dh + 3;
+        float *v = randn(nk * vs, 1.0f), *p = randn(nk, 1.0f);
+        float *o = malloc((size_t)(Dh + 1) * sizeof(float)), *o1 = malloc(sizeof(float));
+        double *ref = malloc((size_t)Dh * sizeof(double));
+        HASS_ASSERT(o && o1 && ref);
+        double sum = 0;
+        for (int64_t j = 0; j < nk; j++) {
+            p[j] = j % 5 == 3 ? 0.0f : fabsf(p[j]) + 0.01f; /* some keys masked */
+            sum += p[j];
+        }
+        for (int64_t e = 0; e < Dh; e++) {
+            ref[e] = 0;
+            for (int64_t j = 0; j < nk; j++)
+                ref[e] += (double)p[j] * v[j * vs + e];
+            ref[e] /= sum;
+        }
+        o[Dh] = 12345.0f;
+        kn.wavg(o, p, v, vs, nk, Dh);
+        int64_t bad = 0;
+        int elem_ok = 1;
+        for (int64_t e = 0; e < Dh; e++) {
+            double mag = 0;
+            for (int64_t j = 0; j < nk; j++)
+                mag += (double)p[j] * fabs(v[j * vs + e]);
+            bad += !(fabs(o[e] - ref[e]) <= 1e-5 * mag / sum + 1e-30);
+            kn.wavg(o1, p, v + e, vs, nk, 1); /* each element alone */
+            elem_ok &= o1[0] == o[e];
+        }
+        CHECK_MSG(bad == 0 && o[Dh] == 12345.0f,
+                  "wavg %s Dh=%lld: %lld elements off (or wrote past)", ic->name, (long long)Dh,
+                  (long long)bad);
+        CHECK_MSG(elem_ok, "wavg %s Dh=%lld: an element alone != in the row", ic->name,
+                  (long long)Dh);
+        /* the keys with p = 0 removed: the same bits */
+        float *vc = malloc((size_t)(nk * vs) * sizeof(float)), *pc = malloc((size_t)nk * 4);
+        float *oc = malloc((size_t)Dh * sizeof(float));
+        HASS_ASSERT(vc && pc && oc);
+        int64_t m = 0;
+        for (int64_t j = 0; j < nk; j++)
+            if (p[j] != 0.0f) {
+                pc[m] = p[j];
+                memcpy(vc + m * vs, v + j * vs, (size_t)vs * sizeof(float));
+                m++;
+            }
+        kn.wavg(oc, pc, vc, vs, m, Dh);
+        CHECK_MSG(!memcmp(oc, o, (size_t)Dh * sizeof(float)), "wavg %s Dh=%lld: masked keys count",
+                  ic->name, (long long)Dh);
+        free(v), free(p), free(o), free(o1), free(ref), free(vc), free(pc), free(oc);
+    }
+}
+
+static void test_scale_max(const isa_case *ic) {
+    hass__kernels kn = hass__kernels_get();
+    CHECK(kn.scale_max(NULL, 0, 2.0f) == -INFINITY);
+    for (int a = 0; a < NKLENS; a++) {
+        int64_t n = KLENS[a];
+        float *x = randn(n + 1, 3.0f), *y = malloc((size_t)(n + 1) * sizeof(float));
+        HASS_ASSERT(y);
+        memcpy(y, x, (size_t)(n + 1) * sizeof(float));
+        x[n] = 1e30f; /* past the end: neither scaled nor counted */
+        y[n] = 1e30f;
+        float mx = kn.scale_max(y, n, 0.3535f), want = -INFINITY;
+        int ok = y[n] == 1e30f;
+        for (int64_t i = 0; i < n; i++) {
+            float t = x[i] * 0.3535f;
+            ok &= y[i] == t;
+            want = t > want ? t : want;
+        }
+        CHECK_MSG(ok && mx == want, "scale_max %s n=%lld", ic->name, (long long)n);
+        free(x), free(y);
+    }
 }
 
 static void test_convert(void) {
@@ -369,37 +499,40 @@ static void test_convert(void) {
     }
 }
 
-/* the vector exp against expf: ~1 ulp on [-88, 88], exactly 0 below -88 and for -inf */
-static void test_exp(void) {
+/* the exp of every ISA against expf: exact for the scalar build, ~1 ulp for the vector ones on
+ * [-88, 88]; exactly 0 below -88 and for -inf; x - sub formed first; odd lengths for the
+ * masked tails, which must not write past n. */
+static void test_exp(const isa_case *ic) {
     enum { N = 4099 };
-    static float x[N], want[N], got[N];
-    for (int i = 0; i < N; i++)
-        x[i] = -90.0f + 178.0f * (float)i / (N - 1);
-    x[0] = -INFINITY;
-    x[1] = -88.5f;
-    for (int i = 0; i < N; i++)
-        want[i] = x[i] < -88.0f ? 0.0f : expf(x[i]);
-    memcpy(got, x, sizeof x);
-    hass__exp_scalar(got, N);
-    CHECK_CLOSE(got, want, N, 0, 0, "exp scalar");
-    if (!(hass_cpu_features() & HASS_CPU_AVX2)) {
-        CHECK_SKIP("no AVX2: vector exp not run");
-        return;
-    }
-    for (int n = 1; n <= 19; n += 3) { /* odd lengths exercise the tail */
+    static float x[N + 1], want[N], got[N + 1];
+    hass__kernels kn = hass__kernels_get();
+    for (int si = 0; si < 2; si++) {
+        float sub = si ? 3.25f : 0.0f;
+        for (int i = 0; i < N; i++)
+            x[i] = -90.0f + 178.0f * (float)i / (N - 1) + sub;
+        x[0] = -INFINITY;
+        x[1] = -88.5f + sub;
+        for (int i = 0; i < N; i++)
+            want[i] = x[i] - sub < -88.0f ? 0.0f : expf(x[i] - sub);
+        double tol = ic->features ? 4e-7 : 0.0, atol = ic->features ? 1e-38 : 0.0;
+        for (int n = 1; n <= 40; n += 3) {
+            memcpy(got, x, sizeof x);
+            got[n] = 777.0f;
+            kn.exp(got, n, sub);
+            CHECK_CLOSE(got, want, n, atol, tol, "exp (short)");
+            CHECK(got[n] == 777.0f);
+        }
         memcpy(got, x, sizeof x);
-        hass__exp_avx2(got, n);
-        CHECK_CLOSE(got, want, n, 1e-38, 4e-7, "exp avx2 (short)");
+        kn.exp(got, N, sub);
+        char label[64];
+        snprintf(label, sizeof label, "exp %s sub=%g", ic->name, (double)sub);
+        CHECK_CLOSE(got, want, N, atol, tol, label);
+        CHECK(got[0] == 0.0f && got[1] == 0.0f);
     }
-    memcpy(got, x, sizeof x);
-    hass__exp_avx2(got, N);
-    CHECK_CLOSE(got, want, N, 1e-38, 4e-7, "exp avx2");
-    CHECK(got[0] == 0.0f && got[1] == 0.0f);
 }
 
 int main(void) {
     check_init("test_ops");
-    test_exp();
     hass_rng_seed(&rng, 1234);
     hass_pool *pools[3] = {hass_pool_create(1), hass_pool_create(2), hass_pool_create(3)};
     HASS_ASSERT(pools[0] && pools[1] && pools[2]);
@@ -408,6 +541,10 @@ int main(void) {
     for (int i = 0; i < ncs; i++) {
         hass_cpu_force(cs[i].features);
         CHECK(strcmp(hass_cpu_isa_name(), cs[i].name) == 0);
+        test_exp(&cs[i]);
+        test_dot_kernels(&cs[i]);
+        test_wavg(&cs[i]);
+        test_scale_max(&cs[i]);
         test_matmul_vs_ref(&cs[i]);
         test_matmul_threads(&cs[i], pools);
         test_rows(&cs[i]);

@@ -94,17 +94,18 @@ const char *hass_cpu_isa_name(void) {
     return "scalar";
 }
 
-/* ---- portable kernels: 8 lanes, the same element order as the AVX2 file (without FMA) ---- */
+/* ---- portable kernels: 8 lanes, the same element order as the AVX2 file (without FMA): lane j
+ * sums elements j, j + 8, ... (the tail is one more, partial, step), then the fixed pairwise
+ * horizontal sum ---- */
+static float hsum8_scalar(const float *a) {
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+}
+
 static float dot_scalar(const float *a, const float *b, int64_t n) {
     float acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++)
-            acc[j] += a[i + j] * b[i + j];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < n; i++)
-        s += a[i] * b[i];
-    return s;
+    for (int64_t i = 0; i < n; i++)
+        acc[i % 8] += a[i] * b[i];
+    return hsum8_scalar(acc);
 }
 
 static void dots_scalar(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
@@ -113,12 +114,35 @@ static void dots_scalar(float *s, const float *q, const float *k, int64_t ks, in
         s[j] = dot_scalar(q, k + j * ks, Dh);
 }
 
-static void axpys_scalar(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
-                         int64_t Dh) {
+static void wavg_scalar(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
+                        int64_t Dh) {
+    float sum = 0;
+    memset(o, 0, (size_t)Dh * sizeof(float));
     for (int64_t j = 0; j < nk; j++)
-        if (p[j] != 0.0f)
+        if (p[j] != 0.0f) {
+            sum += p[j];
             for (int64_t e = 0; e < Dh; e++)
                 o[e] += p[j] * v[j * vs + e];
+        }
+    float inv = 1.0f / sum;
+    for (int64_t e = 0; e < Dh; e++)
+        o[e] *= inv;
+}
+
+static void exp_scalar(float *x, int64_t n, float sub) {
+    for (int64_t i = 0; i < n; i++) {
+        float t = x[i] - sub;
+        x[i] = t < -88.0f ? 0.0f : expf(t);
+    }
+}
+
+static float scale_max_scalar(float *x, int64_t n, float scale) {
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] *= scale;
+        mx = x[i] > mx ? x[i] : mx;
+    }
+    return mx;
 }
 
 /* m weights of row w from element k, as f32 (q8_0: within one block of 32). */
@@ -139,63 +163,49 @@ static void wconv(float *out, const uint8_t *w, hass_dtype wt, int64_t k, int m)
 static void matmul_rows_scalar(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                                const void *W, hass_dtype wt, int64_t o0, int64_t o1) {
     size_t rb = hass_dtype_bytes(wt, (size_t)in);
-    int64_t in8 = in & ~(int64_t)7;
     float wb[8];
     for (int64_t o = o0; o < o1; o++) {
         const uint8_t *w = (const uint8_t *)W + (size_t)o * rb;
         for (int64_t r0 = 0; r0 < n; r0 += 4) {
             int R = n - r0 < 4 ? (int)(n - r0) : 4;
             float acc[4][8] = {{0}};
-            for (int64_t k = 0; k < in8; k += 8) {
-                wconv(wb, w, wt, k, 8);
+            for (int64_t k = 0; k < in; k += 8) {
+                int m = in - k < 8 ? (int)(in - k) : 8;
+                wconv(wb, w, wt, k, m);
                 for (int r = 0; r < R; r++)
-                    for (int j = 0; j < 8; j++)
+                    for (int j = 0; j < m; j++)
                         acc[r][j] += x[(r0 + r) * in + k + j] * wb[j];
             }
-            for (int r = 0; r < R; r++) {
-                const float *a = acc[r];
-                float s = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
-                for (int64_t k = in8; k < in; k++) {
-                    wconv(wb, w, wt, k, 1);
-                    s += x[(r0 + r) * in + k] * wb[0];
-                }
-                y[(r0 + r) * ys + o] = s;
-            }
+            for (int r = 0; r < R; r++)
+                y[(r0 + r) * ys + o] = hsum8_scalar(acc[r]);
         }
     }
 }
 
-typedef struct {
-    hass__matmul_rows_fn rows;
-    hass__dot_fn dot;
-    hass__dots_fn dots;
-    hass__axpys_fn axpys;
-    hass__exp_fn exp;
-} isa_kernels;
-
-void hass__exp_scalar(float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
-        x[i] = x[i] < -88.0f ? 0.0f : expf(x[i]);
-}
-
-static isa_kernels isa(void) {
+hass__kernels hass__kernels_get(void) {
     int f = hass_cpu_features();
     (void)f;
 #if defined(__x86_64__)
 #if !defined(HASS_NO_AVX512)
-    if (f & HASS_CPU_AVX512BF16)
-        return (isa_kernels){hass__matmul_rows_avx512bf16, hass__dot_avx512, hass__dots_avx512,
-                             hass__axpys_avx512, hass__exp_avx2};
     if (f & HASS_CPU_AVX512)
-        return (isa_kernels){hass__matmul_rows_avx512, hass__dot_avx512, hass__dots_avx512,
-                             hass__axpys_avx512, hass__exp_avx2};
+        return (hass__kernels){(f & HASS_CPU_AVX512BF16) ? hass__matmul_rows_avx512bf16
+                                                         : hass__matmul_rows_avx512,
+                               hass__dot_avx512,
+                               hass__dots_avx512,
+                               hass__wavg_avx512,
+                               hass__exp_avx512,
+                               hass__scale_max_avx512};
 #endif
     if (f & HASS_CPU_AVX2)
-        return (isa_kernels){hass__matmul_rows_avx2, hass__dot_avx2, hass__dots_avx2,
-                             hass__axpys_avx2, hass__exp_avx2};
+        return (hass__kernels){hass__matmul_rows_avx2, hass__dot_avx2, hass__dots_avx2,
+                               hass__wavg_avx2,        hass__exp_avx2, hass__scale_max_avx2};
 #endif
-    return (isa_kernels){matmul_rows_scalar, dot_scalar, dots_scalar, axpys_scalar,
-                         hass__exp_scalar};
+    return (hass__kernels){matmul_rows_scalar, dot_scalar, dots_scalar,
+                           wavg_scalar,        exp_scalar, scale_max_scalar};
+}
+
+static hass__kernels isa(void) {
+    return hass__kernels_get();
 }
 
 /* ---- matmul: threads take output rows in chunks of MM_UNIT-row units (a multiple of every
@@ -203,7 +213,7 @@ static isa_kernels isa(void) {
  * is computed the same way by whichever thread gets it); taking chunks dynamically instead of a
  * fixed half each keeps both threads busy when one of them is slowed down (other processes on
  * a shared machine, frequency differences), where a static split waits for the slower half. */
-#define MM_UNIT 12
+#define MM_UNIT 48 /* 16 rows (the n == 1 block of the AVX-512 product) x 3 (its CB) */
 #define MM_CHUNKS_PER_THREAD 8
 /* Products below this many multiply-adds run on the calling thread: waking the pool costs
  * more than they do (stories260K's largest product, 512x64 at n = 1, is 32768). */
@@ -343,14 +353,14 @@ void hass_silu_mul(float *g, const float *u, int64_t n) {
         int64_t k = n - b < 256 ? n - b : 256;
         for (int64_t i = 0; i < k; i++)
             t[i] = -g[b + i];
-        ex(t, k);
+        ex(t, k, 0.0f);
         for (int64_t i = 0; i < k; i++)
             g[b + i] = g[b + i] / (1.0f + t[i]) * u[b + i];
     }
 }
 
 void hass_exp_inplace(float *x, int64_t n) {
-    isa().exp(x, n);
+    isa().exp(x, n, 0.0f);
 }
 
 void hass_add(float *x, const float *y, int64_t n) {
@@ -445,7 +455,7 @@ size_t hass_attention_scratch(const hass_pool *pool, int64_t n_keys) {
 }
 
 typedef struct {
-    isa_kernels k_;
+    hass__kernels k_;
     float *out;
     const float *q, *k, *v;
     int64_t n_past, n_win, n, H, Hkv, Dh;
@@ -453,9 +463,10 @@ typedef struct {
     float *scratch;
 } attn_ctx;
 
-/* One (row i, head h): scores over the visible keys in slot order, max-subtracted exp, the
- * probability-weighted sum of v rows (axpy per key, in slot order), then one scale by 1/sum.
- * Masked keys contribute nothing at all, so the result depends only on the visible set. */
+/* One (row i, head h): scores over every key in slot order (masked ones set to -inf), exp of
+ * them less their max, then the probability-weighted average of the v rows (wavg: sums in slot
+ * order, masked keys skipped). Masked keys contribute nothing at all, so the result depends only
+ * on the visible set. */
 static void attn_one(const attn_ctx *c, int64_t i, int64_t h, float *sc) {
     int64_t nk = c->n_past + c->n_win, W = (c->n_win + 63) / 64, kvd = c->Hkv * c->Dh, Dh = c->Dh;
     int64_t self = c->n_win - c->n + i; /* this query's own row in the window */
@@ -463,26 +474,17 @@ static void attn_one(const attn_ctx *c, int64_t i, int64_t h, float *sc) {
     const float *qi = c->q + (i * c->H + h) * Dh;
     const float *kb = c->k + kh * Dh, *vb = c->v + kh * Dh;
     const uint64_t *mrow = c->mask ? c->mask + i * W : NULL;
-    float scale = 1.0f / sqrtf((float)Dh), mx = -INFINITY;
+    float scale = 1.0f / sqrtf((float)Dh);
     c->k_.dots(sc, qi, kb, kvd, nk, Dh); /* masked keys too: cheaper than branching per key */
-    for (int64_t j = 0; j < nk; j++) {
-        int64_t jj = j - c->n_past;
-        int ok = jj < 0 || (mrow ? (int)((mrow[jj / 64] >> (jj % 64)) & 1) : jj <= self);
-        sc[j] = ok ? sc[j] * scale : -INFINITY;
-        mx = sc[j] > mx ? sc[j] : mx;
+    float mx = c->k_.scale_max(sc, c->n_past, scale); /* the committed context: all visible */
+    for (int64_t jj = 0; jj < c->n_win; jj++) {       /* the window: the mask, or causal */
+        int ok = mrow ? (int)((mrow[jj / 64] >> (jj % 64)) & 1) : jj <= self;
+        float s = ok ? sc[c->n_past + jj] * scale : -INFINITY;
+        sc[c->n_past + jj] = s;
+        mx = s > mx ? s : mx;
     }
-    for (int64_t j = 0; j < nk; j++)
-        sc[j] -= mx; /* -inf stays -inf, and exp gives exactly 0 for it */
-    c->k_.exp(sc, nk);
-    float sum = 0; /* in slot order: masked zeros leave the sum of the visible keys unchanged */
-    for (int64_t j = 0; j < nk; j++)
-        sum += sc[j];
-    float *o = c->out + (i * c->H + h) * Dh;
-    memset(o, 0, (size_t)Dh * sizeof(float));
-    c->k_.axpys(o, sc, vb, kvd, nk, Dh);
-    float inv = 1.0f / sum;
-    for (int64_t e = 0; e < Dh; e++)
-        o[e] *= inv;
+    c->k_.exp(sc, nk, mx); /* -inf stays -inf, and exp gives exactly 0 for it */
+    c->k_.wavg(c->out + (i * c->H + h) * Dh, sc, vb, kvd, nk, Dh);
 }
 
 static void attn_task(void *p, int ith, int nth) {

@@ -33,10 +33,11 @@ void hass_cpu_force(int features);
  * y: (n, out) f32; x: (n, in) f32; W: (out, in) row-major of dtype wt (F32, BF16, F16, Q8_0).
  * y[r][o] = sum_i x[r][i] * W[o][i]. Overwrites y. Thread-safe for distinct y.
  * BF16 weights on AVX512_BF16 machines round x to bf16 (pairs summed by vdpbf16ps, or on
- * AMX machines by the tile unit, 32 k at a time, when in % 32 == 0); elsewhere x stays f32. Either way the result is batch invariant. Q8_0 needs in % 32 == 0.
- * Threads split output rows in units of 12; a product of fewer than 65536 multiply-adds runs on
- * the calling thread without touching the pool. The weights are streamed from memory once per
- * call for any n (blocks of rows of W stay in L1 while all n rows of x pass over them). */
+ * AMX machines by the tile unit, 32 k at a time, when in % 32 == 0); elsewhere x stays f32. Either
+ * way the result is batch invariant. Q8_0 needs in % 32 == 0. Threads split output rows in units of
+ * 12; a product of fewer than 65536 multiply-adds runs on the calling thread without touching the
+ * pool. The weights are streamed from memory once per call for any n (blocks of rows of W stay in
+ * L1 while all n rows of x pass over them). */
 void hass_matmul(hass_pool *pool, float *y, const float *x, const void *W, hass_dtype wt, int64_t n,
                  int64_t in, int64_t out);
 
@@ -148,9 +149,13 @@ void hass_ref_attention(float *out, const float *q, const float *k, const float 
  *
  * Every dot product of length `in` is computed the same way whatever the caller batches:
  * L lanes (8 for avx2 and scalar, 16 for avx512), one L-lane accumulator per output element
- * fed in order k = 0, L, 2L, ..., then a fixed pairwise horizontal sum, then the in % L tail
- * added element by element. Blocking over rows only decides which elements are computed
- * together, never how one is computed.
+ * fed in order k = 0, L, 2L, ..., the last step zero-padded past `in` (masked loads: the
+ * in % L tail goes into lanes 0 .. in % L - 1 of one more step), then a fixed pairwise
+ * horizontal sum: ((a0+a4) + (a1+a5)) + ((a2+a6) + (a3+a7)) after folding 16 lanes onto 8
+ * (a_i + a_{i+8}). (bf16 weights with AVX512_BF16: 32 k per step, lane i taking the pair
+ * 2i, 2i+1 through vdpbf16ps, the tail zero-padded the same way.) Blocking over rows only
+ * decides which elements are computed together, never how one is computed: a block of 8 or
+ * 16 rows may run its horizontal sums together, transposed, with exactly these additions.
  *
  * matmul_rows: y[r*ys + o] = x[r*in ..] . W[o] for r in [0, n), o in [o0, o1). */
 typedef void (*hass__matmul_rows_fn)(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
@@ -159,33 +164,50 @@ typedef float (*hass__dot_fn)(const float *a, const float *b, int64_t n);
 /* s[j] = dot(q, k + j*ks, Dh) for j < nk, each exactly as the dot above. */
 typedef void (*hass__dots_fn)(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
                               int64_t Dh);
-/* o[e] = fma(p[j], v[j*vs + e], o[e]) for j = 0..nk-1 in order, skipping p[j] == 0 (scalar
- * build: o[e] += p[j] * v[..]); elementwise, so the lane layout cannot change a result. */
-typedef void (*hass__axpys_fn)(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
-                               int64_t Dh);
-/* x[i] = exp(x[i]) in place; inputs below -88 (and -inf) give exactly 0. Elementwise. */
-typedef void (*hass__exp_fn)(float *x, int64_t n);
-void hass__exp_avx2(float *x, int64_t n);
-void hass__exp_scalar(float *x, int64_t n);
+/* The probability-weighted average of nk rows of v: o[e] = a[e] * (1 / sum), where from 0,
+ * for j = 0..nk-1 in order and skipping p[j] == 0, a[e] = fma(p[j], v[j*vs + e], a[e])
+ * (scalar build: a[e] += p[j] * v[..]) and sum += p[j]. Elementwise in e, so the lane layout
+ * cannot change a result; a key with p[j] == 0 changes nothing at all. p[j] >= 0, sum > 0. */
+typedef void (*hass__wavg_fn)(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
+                              int64_t Dh);
+/* x[i] = exp(x[i] - sub) in place; arguments below -88 (and -inf) give exactly 0. Elementwise. */
+typedef void (*hass__exp_fn)(float *x, int64_t n, float sub);
+/* x[i] *= scale in place; returns the largest result (-inf when n == 0). */
+typedef float (*hass__scale_max_fn)(float *x, int64_t n, float scale);
+typedef struct {
+    hass__matmul_rows_fn rows;
+    hass__dot_fn dot;
+    hass__dots_fn dots;
+    hass__wavg_fn wavg;
+    hass__exp_fn exp;
+    hass__scale_max_fn scale_max;
+} hass__kernels;
+/* The kernels of the ISA in use (hass_cpu_features()); the tests call them directly. */
+hass__kernels hass__kernels_get(void);
+
 void hass__matmul_rows_avx2(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                             const void *W, hass_dtype wt, int64_t o0, int64_t o1);
 float hass__dot_avx2(const float *a, const float *b, int64_t n);
 void hass__dots_avx2(float *s, const float *q, const float *k, int64_t ks, int64_t nk, int64_t Dh);
-void hass__axpys_avx2(float *o, const float *p, const float *v, int64_t vs, int64_t nk, int64_t Dh);
+void hass__wavg_avx2(float *o, const float *p, const float *v, int64_t vs, int64_t nk, int64_t Dh);
+void hass__exp_avx2(float *x, int64_t n, float sub);
+float hass__scale_max_avx2(float *x, int64_t n, float scale);
 void hass__matmul_rows_avx512(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                               const void *W, hass_dtype wt, int64_t o0, int64_t o1);
 void hass__matmul_rows_avx512bf16(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                                   const void *W, hass_dtype wt, int64_t o0, int64_t o1);
 float hass__dot_avx512(const float *a, const float *b, int64_t n);
+void hass__dots_avx512(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
+                       int64_t Dh);
+void hass__wavg_avx512(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
+                       int64_t Dh);
+void hass__exp_avx512(float *x, int64_t n, float sub);
+float hass__scale_max_avx512(float *x, int64_t n, float scale);
 /* AMX (ops_amx.c), bf16 weights, in % 32 == 0: x packed once per product into bf16 tiles
  * (xp: ceil(n/16) * 16 * in bf16), then rows [o0, o1) (o0 % 16 == 0) of y = x W^T. */
 int hass__amx_ready(void);
 void hass__amx_pack_x(uint16_t *xp, const float *x, int64_t n, int64_t in);
 void hass__matmul_rows_amx(float *y, int64_t ys, const uint16_t *xp, int64_t n, int64_t in,
                            const uint16_t *W, int64_t o0, int64_t o1);
-void hass__dots_avx512(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
-                       int64_t Dh);
-void hass__axpys_avx512(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
-                        int64_t Dh);
 
 #endif

@@ -6,13 +6,15 @@
  * The matrix product register-blocks RB rows of x against CB rows of W: each W vector is loaded
  * (and converted from bf16/f16/q8_0) once per x-row block and feeds RB FMAs, and the CB rows of
  * W stay in L1 while all n rows of x pass over them, so the weight stream is read from memory
- * once per call. Every output element still has its own 8-lane accumulator fed in k order, the
- * fixed horizontal sum of hsum8, then a scalar FMA per tail element: the arithmetic of one
- * element does not depend on n, on the block it fell in, or on the thread that computed it.
+ * once per call. Every output element still has its own 8-lane accumulator fed in k order (the
+ * in % 8 tail as one more step, zero-padded by masked loads), then the fixed horizontal sum of
+ * hsum8: the arithmetic of one element does not depend on n, on the block it fell in, or on the
+ * thread that computed it.
  */
 #include "ops/ops.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #define RB 4 /* x rows per register block */
@@ -24,7 +26,7 @@
 #if defined(__clang__)
 #define UNROLL _Pragma("unroll")
 #else
-#define UNROLL _Pragma("GCC unroll 8")
+#define UNROLL _Pragma("GCC unroll 16")
 #endif
 
 /* ((a0+a4) + (a1+a5)) + ((a2+a6) + (a3+a7)): the one horizontal order every AVX2 dot uses. */
@@ -35,8 +37,28 @@ static ALWAYS_INLINE float hsum8(__m256 a) {
     return _mm_cvtss_f32(t);
 }
 
-static ALWAYS_INLINE float fma1(float a, float b, float c) {
-    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+/* The mask of lanes [0, m), 0 <= m <= 8, for vmaskmovps. */
+static ALWAYS_INLINE __m256i lanes8(int64_t m) {
+    static const int32_t tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256((const __m256i *)(tab + 8 - m));
+}
+
+/* hsum8 of 8 accumulators at once, transposed: lane p of the result is hsum8(a[2 (p % 4) + p /
+ * 4]), computed with exactly hsum8's additions: 256 -> 128 bits (lo + hi), then (t0 + t1) +
+ * (t2 + t3). So 8 dots end in one register in order when accumulator i holds dot K8(i). */
+#define K8(i) (4 * ((i) % 2) + (i) / 2)
+
+static ALWAYS_INLINE __m256 hsum8x8(const __m256 *a) {
+    __m256 X[4], Z[2];
+    UNROLL for (int m = 0; m < 4; m++) {
+        X[m] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * m], a[2 * m + 1], 0x20),
+                             _mm256_permute2f128_ps(a[2 * m], a[2 * m + 1], 0x31));
+    }
+    UNROLL for (int m = 0; m < 2; m++) {
+        Z[m] = _mm256_add_ps(_mm256_shuffle_ps(X[2 * m], X[2 * m + 1], 0x88),
+                             _mm256_shuffle_ps(X[2 * m], X[2 * m + 1], 0xDD));
+    }
+    return _mm256_add_ps(_mm256_shuffle_ps(Z[0], Z[1], 0x88), _mm256_shuffle_ps(Z[0], Z[1], 0xDD));
 }
 
 static ALWAYS_INLINE float q8_scale(const uint8_t *blk) {
@@ -66,22 +88,18 @@ static ALWAYS_INLINE __m256 wload(hass_dtype dt, const uint8_t *w, int64_t k) {
     }
 }
 
-/* One weight (tail elements; q8_0 rows have no tail since in % 32 == 0). */
-static ALWAYS_INLINE float wscalar(hass_dtype dt, const uint8_t *w, int64_t k) {
-    uint16_t h;
-    switch (dt) {
-    case HASS_DTYPE_BF16:
-        memcpy(&h, w + 2 * k, 2);
-        return hass_bf16_to_f32(h);
-    case HASS_DTYPE_F16:
-        memcpy(&h, w + 2 * k, 2);
-        return _cvtsh_ss(h);
-    default: {
-        float f;
-        memcpy(&f, w + 4 * k, 4);
-        return f;
-    }
-    }
+/* The m < 8 weights of row `w` from element k, zero in lanes m..7 (nothing past element k + m
+ * is read: 16-bit weights through a zeroed copy, AVX2 has no 16-bit masked load). q8_0 rows
+ * never need it: in % 32 == 0. */
+static ALWAYS_INLINE __m256 wload_part(hass_dtype dt, const uint8_t *w, int64_t k, int64_t m) {
+    if (dt == HASS_DTYPE_F32)
+        return _mm256_maskload_ps((const float *)w + k, lanes8(m));
+    uint16_t h[8] = {0};
+    memcpy(h, w + 2 * k, (size_t)m * 2);
+    __m128i v = _mm_loadu_si128((const __m128i *)h);
+    if (dt == HASS_DTYPE_F16)
+        return _mm256_cvtph_ps(v);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
 }
 
 /* ---- the blocked product; below this line ops_avx512.c has the same code ---- */
@@ -89,11 +107,12 @@ static ALWAYS_INLINE float wscalar(hass_dtype dt, const uint8_t *w, int64_t k) {
 #define VLANES 8
 #define VZERO() _mm256_setzero_ps()
 #define VLOAD(p) _mm256_loadu_ps(p)
+#define VLOADM(p, m) _mm256_maskload_ps((p), lanes8(m))
 #define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define VHSUM(v) hsum8(v)
-
-#define C1 6 /* W rows per block when n == 1: six independent FMA chains (8 spill ymm) */
-#define CMAX (C1 > CB ? C1 : CB)
+#define VHSUMN(a) hsum8x8(a) /* lane p = row p if a[i] holds row VROW(i) */
+#define VROW(i) K8(i)
+#define VSTOREM(p, m, v) _mm256_maskstore_ps((p), lanes8(m), (v))
 
 /* The paced prefetch of the next W block (see kern): the C*rb bytes after this block, up to
  * pf_lim (nothing when pf_lim is NULL or already passed), `step` bytes more per k step. */
@@ -118,11 +137,12 @@ static ALWAYS_INLINE void pacer_advance(pacer *p) {
 }
 
 /* The R x C register block: y[r*ys + c] = x[r] . w[c] for r < R, c < C, each element as its
- * own VLANES-lane accumulator over k, the fixed horizontal sum, then the tail in order. */
+ * own VLANES-lane accumulator over k (the in % VLANES tail as one more step, zero-padded by
+ * masked loads), then the fixed horizontal sum. */
 static ALWAYS_INLINE void kern(const int R, const int C, hass_dtype dt, float *y, int64_t ys,
                                const float *x, int64_t in, const uint8_t *w, size_t rb,
                                const uint8_t *pf_lim) {
-    VEC acc[RB][CMAX];
+    VEC acc[RB][CB];
     UNROLL for (int r = 0; r < R; r++) {
         UNROLL for (int c = 0; c < C; c++) {
             acc[r][c] = VZERO();
@@ -134,7 +154,7 @@ static ALWAYS_INLINE void kern(const int R, const int C, hass_dtype dt, float *y
      * too short for the hardware prefetcher to ramp up on each. */
     pacer pf = pacer_make(w, C, rb, in, VLANES, pf_lim);
     for (int64_t k = 0; k < inv; k += VLANES) {
-        VEC wv[CMAX];
+        VEC wv[CB];
         pacer_advance(&pf);
         UNROLL for (int c = 0; c < C; c++) {
             wv[c] = wload(dt, w + (size_t)c * rb, k);
@@ -146,14 +166,56 @@ static ALWAYS_INLINE void kern(const int R, const int C, hass_dtype dt, float *y
             }
         }
     }
-    UNROLL for (int r = 0; r < R; r++) {
+    if (inv < in) {
+        VEC wv[CB];
         UNROLL for (int c = 0; c < C; c++) {
-            float s = VHSUM(acc[r][c]);
-            for (int64_t t = inv; t < in; t++)
-                s = fma1(x[r * in + t], wscalar(dt, w + (size_t)c * rb, t), s);
-            y[r * ys + c] = s;
+            wv[c] = wload_part(dt, w + (size_t)c * rb, inv, in - inv);
+        }
+        UNROLL for (int r = 0; r < R; r++) {
+            VEC xv = VLOADM(x + r * in + inv, in - inv);
+            UNROLL for (int c = 0; c < C; c++) {
+                acc[r][c] = VFMA(xv, wv[c], acc[r][c]);
+            }
         }
     }
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int c = 0; c < C; c++) {
+            y[r * ys + c] = VHSUM(acc[r][c]);
+        }
+    }
+}
+
+/* n == 1: a block of C <= VLANES rows of W, one accumulator per row (accumulator i holds row
+ * VROW(i); rows past C repeat row C - 1 and are not stored), each fed exactly as in kern, then
+ * all reduced at once by VHSUMN, which adds like VHSUM, into one vector of C outputs. The rows
+ * are read in passes of 8, so that their pointers stay in registers. */
+static ALWAYS_INLINE void kern_row(hass_dtype dt, float *y, const float *x, int64_t in,
+                                   const uint8_t *w, size_t rb, int C, const uint8_t *pf_lim) {
+    VEC acc[VLANES];
+    int64_t inv = in & ~(int64_t)(VLANES - 1);
+    pacer pf = pacer_make(w, C, rb, in * (VLANES / 8), VLANES, pf_lim);
+    UNROLL for (int h = 0; h < VLANES / 8; h++) {
+        const uint8_t *wr[8];
+        VEC *a = acc + 8 * h;
+        UNROLL for (int i = 0; i < 8; i++) {
+            wr[i] = w + (size_t)(VROW(8 * h + i) < C ? VROW(8 * h + i) : C - 1) * rb;
+            a[i] = VZERO();
+        }
+        for (int64_t k = 0; k < inv; k += VLANES) {
+            pacer_advance(&pf);
+            VEC xv = VLOAD(x + k);
+            UNROLL for (int i = 0; i < 8; i++) {
+                a[i] = VFMA(xv, wload(dt, wr[i], k), a[i]);
+            }
+        }
+        if (inv < in) {
+            VEC xv = VLOADM(x + inv, in - inv);
+            UNROLL for (int i = 0; i < 8; i++) {
+                a[i] = VFMA(xv, wload_part(dt, wr[i], inv, in - inv), a[i]);
+            }
+        }
+    }
+    VSTOREM(y, C, VHSUMN(acc));
 }
 
 #define KCASE(R, C)                                                                                \
@@ -167,9 +229,6 @@ static ALWAYS_INLINE void block(int R, int C, hass_dtype dt, float *y, int64_t y
         KCASE(1, 1);
         KCASE(1, 2);
         KCASE(1, 3);
-        KCASE(1, 4);
-        KCASE(1, 5);
-        KCASE(1, 6);
         KCASE(2, 1);
         KCASE(2, 2);
         KCASE(2, 3);
@@ -184,14 +243,14 @@ static ALWAYS_INLINE void block(int R, int C, hass_dtype dt, float *y, int64_t y
     }
 }
 
-/* W blocks of CB rows (C1 when n == 1) outside, x blocks of RB rows inside: a W block is read
- * from memory once and stays in L1 while every x row passes over it. (Tiling k as well, with
- * the lane sums parked between tiles, measured ~10% slower at n = 8..64: the x rows stream
+/* W blocks of CB rows (VLANES when n == 1) outside, x blocks of RB rows inside: a W block is
+ * read from memory once and stays in L1 while every x row passes over it. (Tiling k as well,
+ * with the lane sums parked between tiles, measured ~10% slower at n = 8..64: the x rows stream
  * from L2 fast enough.) */
 static ALWAYS_INLINE void rows_dt(hass_dtype dt, float *y, int64_t ys, const float *x, int64_t n,
                                   int64_t in, const void *W, int64_t o0, int64_t o1) {
     size_t rb = hass_dtype_bytes(dt, (size_t)in);
-    int cmax = n == 1 ? C1 : CB;
+    int cmax = n == 1 ? VLANES : CB;
     /* Software prefetch of the next W block (see kern), measured single-threaded on 2048x768 /
      * 32000x768 streamed from memory: bf16 n = 1 4.9 -> 3.3 ms, bf16 n = 4 410 -> 205 us, f32
      * n = 4 600 -> 450 us, f32 n = 16 16.4 -> 13.6 ms; but f32 n = 1 300 -> 390 us (its 3 KiB+
@@ -201,6 +260,10 @@ static ALWAYS_INLINE void rows_dt(hass_dtype dt, float *y, int64_t ys, const flo
     for (int64_t o = o0; o < o1; o += cmax) {
         int C = o1 - o < cmax ? (int)(o1 - o) : cmax;
         const uint8_t *w = (const uint8_t *)W + (size_t)o * rb;
+        if (n == 1) {
+            kern_row(dt, y + o, x, in, w, rb, C, wend);
+            continue;
+        }
         for (int64_t r = 0; r < n; r += RB) {
             int R = n - r < RB ? (int)(n - r) : RB;
             block(R, C, dt, y + r * ys + o, ys, x + r * in, in, w, rb, r == 0 ? wend : NULL);
@@ -249,87 +312,129 @@ void hass__matmul_rows_avx2(float *y, int64_t ys, const float *x, int64_t n, int
 /* The same element arithmetic as the matrix product, for one pair of vectors. */
 static ALWAYS_INLINE float dot1(const float *a, const float *b, int64_t n) {
     __m256 acc = _mm256_setzero_ps();
-    int64_t nv = n & ~(int64_t)7;
-    for (int64_t k = 0; k < nv; k += 8)
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
         acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc);
-    float s = hsum8(acc);
-    for (int64_t k = nv; k < n; k++)
-        s = fma1(a[k], b[k], s);
-    return s;
+    if (k < n)
+        acc = _mm256_fmadd_ps(VLOADM(a + k, n - k), VLOADM(b + k, n - k), acc);
+    return hsum8(acc);
 }
 
 float hass__dot_avx2(const float *a, const float *b, int64_t n) {
     return dot1(a, b, n);
 }
 
-/* Four keys at a time (four independent FMA chains); each key's dot is still exactly dot1. */
+/* Eight keys per step, each exactly dot1; a last partial group repeats its last key in the
+ * unused lanes and stores only the valid ones. */
 void hass__dots_avx2(float *s, const float *q, const float *k, int64_t ks, int64_t nk, int64_t Dh) {
-    int64_t nv = Dh & ~(int64_t)7, j = 0;
-    for (; j + 4 <= nk; j += 4) {
-        const float *k0 = k + j * ks, *k1 = k0 + ks, *k2 = k1 + ks, *k3 = k2 + ks;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t e = 0; e < nv; e += 8) {
+    for (int64_t j = 0; j < nk; j += 8) {
+        int64_t m = nk - j < 8 ? nk - j : 8;
+        const float *kp[8];
+        __m256 acc[8];
+        UNROLL for (int i = 0; i < 8; i++) {
+            kp[i] = k + (j + (K8(i) < m ? K8(i) : m - 1)) * ks;
+            acc[i] = _mm256_setzero_ps();
+        }
+        int64_t e = 0;
+        for (; e + 8 <= Dh; e += 8) {
             __m256 qv = _mm256_loadu_ps(q + e);
-            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + e), a0);
-            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + e), a1);
-            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + e), a2);
-            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + e), a3);
+            UNROLL for (int i = 0; i < 8; i++) {
+                acc[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kp[i] + e), acc[i]);
+            }
         }
-        float r0 = hsum8(a0), r1 = hsum8(a1), r2 = hsum8(a2), r3 = hsum8(a3);
-        for (int64_t e = nv; e < Dh; e++) {
-            r0 = fma1(q[e], k0[e], r0);
-            r1 = fma1(q[e], k1[e], r1);
-            r2 = fma1(q[e], k2[e], r2);
-            r3 = fma1(q[e], k3[e], r3);
+        if (e < Dh) {
+            __m256 qv = VLOADM(q + e, Dh - e);
+            UNROLL for (int i = 0; i < 8; i++) {
+                acc[i] = _mm256_fmadd_ps(qv, VLOADM(kp[i] + e, Dh - e), acc[i]);
+            }
         }
-        s[j] = r0, s[j + 1] = r1, s[j + 2] = r2, s[j + 3] = r3;
+        _mm256_maskstore_ps(s + j, lanes8(m), hsum8x8(acc));
     }
-    for (; j < nk; j++)
-        s[j] = dot1(q, k + j * ks, Dh);
 }
 
-/* Four vectors of o stay in registers across all keys, then the next four: each element still
- * gets one FMA per key in key order. */
-void hass__axpys_avx2(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
-                      int64_t Dh) {
-    int64_t e = 0;
-    for (; e + 32 <= Dh; e += 32) {
-        __m256 o0 = _mm256_loadu_ps(o + e), o1 = _mm256_loadu_ps(o + e + 8);
-        __m256 o2 = _mm256_loadu_ps(o + e + 16), o3 = _mm256_loadu_ps(o + e + 24);
-        for (int64_t j = 0; j < nk; j++) {
-            if (p[j] == 0.0f)
-                continue;
-            __m256 a = _mm256_set1_ps(p[j]);
-            const float *vj = v + j * vs + e;
-            o0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vj), o0);
-            o1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vj + 8), o1);
-            o2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vj + 16), o2);
-            o3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vj + 24), o3);
+/* o[e0 .. e1) of the weighted average (ops.h): NV <= 4 vectors of o (the last masked to e1)
+ * stay in registers over all keys, each element getting one FMA per key in key order. The first
+ * block also sums p (in key order, a chain beside the FMA chains) and returns 1 / sum; later
+ * blocks are given it. */
+static ALWAYS_INLINE float wavg_block(const int NV, const int FIRST, float *o, const float *p,
+                                      const float *v, int64_t vs, int64_t nk, int64_t e0,
+                                      int64_t e1, float inv) {
+    __m256 acc[4];
+    __m256i mk[4];
+    UNROLL for (int u = 0; u < NV; u++) {
+        int64_t left = e1 - e0 - 8 * u;
+        mk[u] = lanes8(left < 8 ? left : 8);
+        acc[u] = _mm256_setzero_ps();
+    }
+    float sum = 0;
+    for (int64_t j = 0; j < nk; j++) {
+        if (p[j] == 0.0f)
+            continue;
+        if (FIRST)
+            sum += p[j];
+        __m256 a = _mm256_set1_ps(p[j]);
+        const float *vj = v + j * vs + e0;
+        UNROLL for (int u = 0; u < NV; u++) {
+            acc[u] = _mm256_fmadd_ps(a, _mm256_maskload_ps(vj + 8 * u, mk[u]), acc[u]);
         }
-        _mm256_storeu_ps(o + e, o0);
-        _mm256_storeu_ps(o + e + 8, o1);
-        _mm256_storeu_ps(o + e + 16, o2);
-        _mm256_storeu_ps(o + e + 24, o3);
     }
-    for (; e + 8 <= Dh; e += 8) {
-        __m256 o0 = _mm256_loadu_ps(o + e);
-        for (int64_t j = 0; j < nk; j++)
-            if (p[j] != 0.0f)
-                o0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * vs + e), o0);
-        _mm256_storeu_ps(o + e, o0);
+    if (FIRST)
+        inv = 1.0f / sum;
+    UNROLL for (int u = 0; u < NV; u++) {
+        _mm256_maskstore_ps(o + e0 + 8 * u, mk[u], _mm256_mul_ps(acc[u], _mm256_set1_ps(inv)));
     }
-    for (; e < Dh; e++) {
-        float t = o[e];
-        for (int64_t j = 0; j < nk; j++)
-            if (p[j] != 0.0f)
-                t = fma1(p[j], v[j * vs + e], t);
-        o[e] = t;
+    return inv;
+}
+
+#define WAVG_CASE(NV)                                                                              \
+    case 2 * (NV):                                                                                 \
+        inv = wavg_block(NV, 0, o, p, v, vs, nk, e, e1, inv);                                      \
+        break;                                                                                     \
+    case 2 * (NV) + 1:                                                                             \
+        inv = wavg_block(NV, 1, o, p, v, vs, nk, e, e1, inv);                                      \
+        break
+
+/* Blocks of up to four vectors of o (the last one masked), one pass over the keys each. */
+void hass__wavg_avx2(float *o, const float *p, const float *v, int64_t vs, int64_t nk, int64_t Dh) {
+    float inv = 0;
+    for (int64_t e = 0; e < Dh; e += 32) {
+        int64_t e1 = Dh - e < 32 ? Dh : e + 32;
+        switch (2 * (int)((e1 - e + 7) / 8) + (e == 0)) {
+            WAVG_CASE(1);
+            WAVG_CASE(2);
+            WAVG_CASE(3);
+            WAVG_CASE(4);
+        default:
+            HASS_ASSERT(!"wavg block");
+        }
     }
+}
+
+/* x[i] *= scale; the largest result. */
+float hass__scale_max_avx2(float *x, int64_t n, float scale) {
+    __m256 s = _mm256_set1_ps(scale), mx = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 t = _mm256_mul_ps(_mm256_loadu_ps(x + i), s);
+        _mm256_storeu_ps(x + i, t);
+        mx = _mm256_max_ps(mx, t);
+    }
+    if (i < n) {
+        __m256i m = lanes8(n - i);
+        __m256 t = _mm256_mul_ps(_mm256_maskload_ps(x + i, m), s);
+        _mm256_maskstore_ps(x + i, m, t);
+        mx = _mm256_max_ps(mx,
+                           _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), t, _mm256_castsi256_ps(m)));
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
 }
 
 /* exp by range reduction x = n ln2 + r and a degree-6 polynomial on r (the Cephes constants);
  * about 1 ulp on [-88, 88]. Deterministic and elementwise, so batch invariance holds. */
-void hass__exp_avx2(float *x, int64_t n) {
+static ALWAYS_INLINE __m256 exp8(__m256 x0) {
     const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.0f);
     const __m256 log2e = _mm256_set1_ps(1.44269504088896341f), half = _mm256_set1_ps(0.5f);
     const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f);
@@ -337,32 +442,29 @@ void hass__exp_avx2(float *x, int64_t n) {
     const __m256 p2 = _mm256_set1_ps(8.3334519073e-3f), p3 = _mm256_set1_ps(4.1665795894e-2f);
     const __m256 p4 = _mm256_set1_ps(1.6666665459e-1f), p5 = _mm256_set1_ps(5.0000001201e-1f);
     const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    __m256 under = _mm256_cmp_ps(x0, lo, _CMP_LT_OQ); /* also -inf */
+    __m256 v = _mm256_max_ps(_mm256_min_ps(x0, hi), lo);
+    __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(v, log2e, half));
+    v = _mm256_fnmadd_ps(fx, c1, v);
+    v = _mm256_fnmadd_ps(fx, c2, v);
+    __m256 z = _mm256_mul_ps(v, v);
+    __m256 y = _mm256_fmadd_ps(p0, v, p1);
+    y = _mm256_fmadd_ps(y, v, p2);
+    y = _mm256_fmadd_ps(y, v, p3);
+    y = _mm256_fmadd_ps(y, v, p4);
+    y = _mm256_fmadd_ps(y, v, p5);
+    y = _mm256_fmadd_ps(y, z, _mm256_add_ps(v, one));
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
+    y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+    return _mm256_blendv_ps(y, zero, under);
+}
+
+void hass__exp_avx2(float *x, int64_t n, float sub) {
+    __m256 s = _mm256_set1_ps(sub);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 x0 = _mm256_loadu_ps(x + i);
-        __m256 under = _mm256_cmp_ps(x0, lo, _CMP_LT_OQ); /* also -inf */
-        __m256 v = _mm256_max_ps(_mm256_min_ps(x0, hi), lo);
-        __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(v, log2e, half));
-        v = _mm256_fnmadd_ps(fx, c1, v);
-        v = _mm256_fnmadd_ps(fx, c2, v);
-        __m256 z = _mm256_mul_ps(v, v);
-        __m256 y = _mm256_fmadd_ps(p0, v, p1);
-        y = _mm256_fmadd_ps(y, v, p2);
-        y = _mm256_fmadd_ps(y, v, p3);
-        y = _mm256_fmadd_ps(y, v, p4);
-        y = _mm256_fmadd_ps(y, v, p5);
-        y = _mm256_fmadd_ps(y, z, _mm256_add_ps(v, one));
-        __m256i e = _mm256_slli_epi32(
-            _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
-        y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-        _mm256_storeu_ps(x + i, _mm256_blendv_ps(y, zero, under));
-    }
-    if (i < n) { /* the tail through the same vector code */
-        float t[8];
-        int64_t k = n - i;
-        for (int j = 0; j < 8; j++)
-            t[j] = j < k ? x[i + j] : 0.0f;
-        hass__exp_avx2(t, 8);
-        memcpy(x + i, t, (size_t)k * sizeof(float));
-    }
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s)));
+    if (i < n) /* the tail through the same vector code, masked */
+        _mm256_maskstore_ps(x + i, lanes8(n - i), exp8(_mm256_sub_ps(VLOADM(x + i, n - i), s)));
 }
