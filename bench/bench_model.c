@@ -15,7 +15,8 @@
  * ../shared is present.
  * Output: CSV rows, then one JSON line per case (machine-readable summary).
  * Flags: --quick (fewer sizes and reps), --threads N (default: all CPUs), --model PATH (a real
- * model instead, every kernel set), --stories (stories260K only).
+ * model instead, every kernel set), --stories (stories260K only), --decode (plain decoding of
+ * the synthetic model only).
  */
 #include "bench_util.h"
 #include "decode/decode.h"
@@ -25,17 +26,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Decoding rate, measured side by side with the read bandwidth: each rep times a 256 MiB read
- * and then `steps` decode steps, and the fraction of the bandwidth limit is computed per rep
- * (the machine is shared: bandwidth moves by 30% between seconds). Medians over reps. */
-static double decode_rate(const hass_model *m, hass_pool *pool, int steps, int reps, double *out_ms,
-                          double *out_frac, double *out_bw) {
+/* Decoding rate, measured side by side with the read bandwidth: each rep streams the 1 GiB
+ * yardstick (bw, bench_util.h), times `steps` decode steps, streams it again, and the fraction of
+ * the bandwidth limit is computed per rep against the mean of the two reads (the machine is
+ * shared: bandwidth moves by 30% between seconds). Medians over reps. */
+static double decode_rate(const hass_model *m, hass_pool *pool, const bench_bw_buf *bw, int steps,
+                          int reps, double *out_ms, double *out_frac, double *out_bw) {
     hass_err err = {0};
     hass_kv kv;
     HASS_ASSERT(hass_kv_init(&kv, m, 512, 64, pool, &err) == HASS_OK);
     float *lg = malloc(sizeof(float) * (size_t)m->cfg.V);
     int32_t tok[32], pos[32];
     double t[32], fr[32], bws[32];
+    int nt = hass_pool_size(pool);
     if (reps > 32)
         reps = 32;
     for (int r = 0; r < reps; r++) {
@@ -46,7 +49,7 @@ static double decode_rate(const hass_model *m, hass_pool *pool, int steps, int r
         }
         hass_model_forward(m, &kv, pool, 32, tok, pos, NULL, lg, 31, NULL, &err);
         hass_kv_commit(&kv, 32);
-        bws[r] = bench_read_bandwidth(pool, hass_pool_size(pool), (size_t)256 << 20, 3);
+        double b0 = bench_bw_measure(bw, pool, nt, 1);
         double t0 = hass_now();
         for (int s = 0; s < steps; s++) {
             int32_t tk = (int32_t)((s * 31) % m->cfg.V), p = (int32_t)kv.n;
@@ -54,6 +57,7 @@ static double decode_rate(const hass_model *m, hass_pool *pool, int steps, int r
             hass_kv_commit(&kv, 1);
         }
         t[r] = (hass_now() - t0) / steps;
+        bws[r] = 0.5 * (b0 + bench_bw_measure(bw, pool, nt, 1));
         fr[r] = (double)m->weight_bytes / t[r] / (bws[r] * 1e9);
     }
     double tm = bench_median(t, reps);
@@ -165,16 +169,19 @@ static void spec_oracle(const hass_model *m, hass_pool *pool, const char *dn, in
 }
 
 /* Decode rate and cost curve of m with the kernels `features` (hass_cpu_force). */
-static void measure(const hass_model *m, hass_pool *pool, const char *label, int quick, double bw) {
+static void measure(const hass_model *m, hass_pool *pool, const bench_bw_buf *yard,
+                    const char *label, int quick, int only_decode, double bw) {
     static const int NS[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
     int nns = quick ? 8 : (int)(sizeof NS / sizeof NS[0]), nt = hass_pool_size(pool);
     hass_err err = {0};
     double ms, frac, bw_side;
-    double tps = decode_rate(m, pool, quick ? 16 : 32, quick ? 3 : 9, &ms, &frac, &bw_side);
+    double tps = decode_rate(m, pool, yard, quick ? 16 : 32, quick ? 5 : 9, &ms, &frac, &bw_side);
     const char *isa = hass_cpu_isa_name();
-    printf("read_bw_gbs_side_by_side,256MiB,%d,,,%.2f\n", nt, bw_side);
+    printf("read_bw_gbs_side_by_side,1GiB-%s,%d,,,%.2f\n", bench_bw_loads_name(), nt, bw_side);
     printf("decode_tok_s,%s-%s,%d,%d,%.3f,%.2f\n", label, isa, nt, quick ? 16 : 32, ms, tps);
     printf("bw_fraction,%s-%s,%d,,,%.3f\n", label, isa, nt, frac);
+    if (only_decode)
+        return;
     /* cost curve over a 128-token context */
     hass_kv kv;
     HASS_ASSERT(hass_kv_init(&kv, m, 512, 64, pool, &err) == HASS_OK);
@@ -289,7 +296,7 @@ static void stories260k(int quick) {
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, threads = 0, only_stories = 0;
+    int quick = 0, threads = 0, only_stories = 0, only_decode = 0;
     const char *model = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
@@ -300,9 +307,11 @@ int main(int argc, char **argv) {
             model = argv[++i];
         else if (!strcmp(argv[i], "--stories"))
             only_stories = 1;
+        else if (!strcmp(argv[i], "--decode"))
+            only_decode = 1;
         else {
-            fprintf(stderr,
-                    "usage: bench_model [--quick] [--threads N] [--model PATH] [--stories]\n");
+            fprintf(stderr, "usage: bench_model [--quick] [--threads N] [--model PATH] [--stories] "
+                            "[--decode]\n");
             return 2;
         }
     }
@@ -313,9 +322,11 @@ int main(int argc, char **argv) {
     }
     hass_pool *pool = hass_pool_create(threads);
     int nt = hass_pool_size(pool);
-    double bw = bench_read_bandwidth(pool, nt, (size_t)1 << 30, quick ? 3 : 7);
+    bench_bw_buf yard = bench_bw_open((size_t)1 << 30);
+    bench_bw_measure(&yard, pool, nt, 1);
+    double bw = bench_bw_measure(&yard, pool, nt, quick ? 3 : 7);
     printf("name,shape,threads,iters,ms,value\n");
-    printf("read_bw_gbs,1GiB,%d,%d,,%.2f\n", nt, quick ? 3 : 7, bw);
+    printf("read_bw_gbs,1GiB-%s,%d,%d,,%.2f\n", bench_bw_loads_name(), nt, quick ? 3 : 7, bw);
     hass_err err = {0};
     int fs[4], nfs = kernel_sets(fs);
     if (model) { /* a real model: every kernel set side by side */
@@ -326,10 +337,11 @@ int main(int argc, char **argv) {
         }
         for (int k = 0; k < nfs; k++) {
             hass_cpu_force(fs[k]);
-            measure(m, pool, "model", quick, bw);
+            measure(m, pool, &yard, "model", quick, 0, bw);
         }
         hass_cpu_force(-1);
         hass_model_free(m);
+        bench_bw_close(&yard);
         hass_pool_destroy(pool);
         return 0;
     }
@@ -343,13 +355,16 @@ int main(int argc, char **argv) {
         snprintf(label, sizeof label, "125M-%s", dn);
         for (int f = 0; f < (quick ? 1 : nfs); f++) {
             hass_cpu_force(fs[f]);
-            measure(m, pool, label, quick, bw);
+            measure(m, pool, &yard, label, quick, only_decode, bw);
         }
         hass_cpu_force(-1);
-        spec_oracle(m, pool, dn, quick);
+        if (!only_decode)
+            spec_oracle(m, pool, dn, quick);
         hass_model_free(m);
     }
-    stories260k(quick);
+    if (!only_decode)
+        stories260k(quick);
+    bench_bw_close(&yard);
     hass_pool_destroy(pool);
     return 0;
 }

@@ -128,8 +128,16 @@ static double bench_fma_peak(hass_pool *pool, int wide) {
  * --heads --kv --seq --batch, tied embedding as there). Rows: the FMA peaks of this machine and
  * the step, with GFLOP/s by our analytic count and by the script's 6 * params * tokens. */
 static int bench_pretrain(hass_pool *pool, int threads, int iters, int argc, char **argv) {
-    hass_lm_config c = {.d = 512, .n_layers = 12, .H = 8, .Hkv = 4, .ffn = 1408, .V = 8192,
-                        .ctx = 512, .rms_eps = 1e-5f, .rope_theta = 10000.0f, .tie = 1};
+    hass_lm_config c = {.d = 512,
+                        .n_layers = 12,
+                        .H = 8,
+                        .Hkv = 4,
+                        .ffn = 1408,
+                        .V = 8192,
+                        .ctx = 512,
+                        .rms_eps = 1e-5f,
+                        .rope_theta = 10000.0f,
+                        .tie = 1};
     int64_t B = 4;
     for (int i = 0; i + 1 < argc; i += 2) {
         int64_t v = atoll(argv[i + 1]);

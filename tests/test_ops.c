@@ -411,57 +411,68 @@ static void test_dot_kernels(const isa_case *ic) {
     }
 }
 
+/* G heads (G = 1..8 over the lengths) with their own probabilities and v rows (two heads per
+ * v head, as with GQA): against a double reference, each element alone (G 1, Dh 1), each head
+ * alone, and each head with its zero-probability keys removed, the last three bit for bit. */
 static void test_wavg(const isa_case *ic) {
     hass__kernels kn = hass__kernels_get();
     for (int a = 0; a < NKLENS; a++) {
-        int64_t Dh = KLENS[a], nk = 45, vs = 2 * Dh + 3;
-        float *v = randn(nk * vs, 1.0f), *p = randn(nk, 1.0f);
-        float *o = malloc((size_t)(Dh + 1) * sizeof(float)), *o1 = malloc(sizeof(float));
-        double *ref = malloc((size_t)Dh * sizeof(double));
-        HASS_ASSERT(o && o1 && ref);
-        double sum = 0;
-        for (int64_t j = 0; j < nk; j++) {
-            p[j] = j % 5 == 3 ? 0.0f : fabsf(p[j]) + 0.01f; /* some keys masked */
-            sum += p[j];
-        }
-        for (int64_t e = 0; e < Dh; e++) {
-            ref[e] = 0;
-            for (int64_t j = 0; j < nk; j++)
-                ref[e] += (double)p[j] * v[j * vs + e];
-            ref[e] /= sum;
-        }
-        o[Dh] = 12345.0f;
-        kn.wavg(o, p, v, vs, nk, Dh);
-        int64_t bad = 0;
-        int elem_ok = 1;
-        for (int64_t e = 0; e < Dh; e++) {
-            double mag = 0;
-            for (int64_t j = 0; j < nk; j++)
-                mag += (double)p[j] * fabs(v[j * vs + e]);
-            bad += !(fabs(o[e] - ref[e]) <= 1e-5 * mag / sum + 1e-30);
-            kn.wavg(o1, p, v + e, vs, nk, 1); /* each element alone */
-            elem_ok &= o1[0] == o[e];
-        }
-        CHECK_MSG(bad == 0 && o[Dh] == 12345.0f,
-                  "wavg %s Dh=%lld: %lld elements off (or wrote past)", ic->name, (long long)Dh,
-                  (long long)bad);
-        CHECK_MSG(elem_ok, "wavg %s Dh=%lld: an element alone != in the row", ic->name,
-                  (long long)Dh);
-        /* the keys with p = 0 removed: the same bits */
+        int64_t Dh = KLENS[a], nk = 45, ps = nk + 5, vs = 4 * Dh + 3;
+        int G = 1 + a % 8;
+        float *v = randn(nk * vs, 1.0f), *p = randn(G * ps, 1.0f);
+        float *o = malloc((size_t)(G * Dh + 1) * sizeof(float)), *o1 = malloc((size_t)Dh * 4);
         float *vc = malloc((size_t)(nk * vs) * sizeof(float)), *pc = malloc((size_t)nk * 4);
-        float *oc = malloc((size_t)Dh * sizeof(float));
-        HASS_ASSERT(vc && pc && oc);
-        int64_t m = 0;
-        for (int64_t j = 0; j < nk; j++)
-            if (p[j] != 0.0f) {
-                pc[m] = p[j];
-                memcpy(vc + m * vs, v + j * vs, (size_t)vs * sizeof(float));
-                m++;
+        HASS_ASSERT(o && o1 && vc && pc);
+        int64_t voff[8], zero = 0;
+        for (int g = 0; g < G; g++) {
+            voff[g] = (g / 2) * Dh + (g % 3); /* shared and unaligned v rows */
+            for (int64_t j = 0; j < nk; j++)
+                p[g * ps + j] = (j + g) % 5 == 3 ? 0.0f : fabsf(p[g * ps + j]) + 0.01f;
+        }
+        o[G * Dh] = 12345.0f;
+        kn.wavg(o, p, ps, v, voff, vs, nk, Dh, G);
+        int64_t bad = 0;
+        int elem_ok = 1, head_ok = 1, mask_ok = 1;
+        for (int g = 0; g < G; g++) {
+            const float *pg = p + g * ps, *vg = v + voff[g];
+            double sum = 0;
+            for (int64_t j = 0; j < nk; j++)
+                sum += pg[j];
+            for (int64_t e = 0; e < Dh; e++) {
+                double r = 0, mag = 0;
+                for (int64_t j = 0; j < nk; j++) {
+                    r += (double)pg[j] * vg[j * vs + e];
+                    mag += (double)pg[j] * fabs(vg[j * vs + e]);
+                }
+                bad += !(fabs(o[g * Dh + e] - r / sum) <= 1e-5 * mag / sum + 1e-30);
+                int64_t off1 = voff[g] + e;
+                kn.wavg(o1, pg, ps, v, &off1, vs, nk, 1, 1); /* this element alone */
+                elem_ok &= o1[0] == o[g * Dh + e];
             }
-        kn.wavg(oc, pc, vc, vs, m, Dh);
-        CHECK_MSG(!memcmp(oc, o, (size_t)Dh * sizeof(float)), "wavg %s Dh=%lld: masked keys count",
-                  ic->name, (long long)Dh);
-        free(v), free(p), free(o), free(o1), free(ref), free(vc), free(pc), free(oc);
+            kn.wavg(o1, pg, ps, v, voff + g, vs, nk, Dh, 1); /* this head alone */
+            head_ok &= !memcmp(o1, o + g * Dh, (size_t)Dh * sizeof(float));
+            int64_t m = 0; /* the keys with p = 0 removed */
+            for (int64_t j = 0; j < nk; j++)
+                if (pg[j] != 0.0f) {
+                    pc[m] = pg[j];
+                    memcpy(vc + m * vs, vg + j * vs, (size_t)Dh * sizeof(float));
+                    m++;
+                }
+            zero += nk - m;
+            int64_t off0 = 0;
+            kn.wavg(o1, pc, nk, vc, &off0, vs, m, Dh, 1);
+            mask_ok &= !memcmp(o1, o + g * Dh, (size_t)Dh * sizeof(float));
+        }
+        CHECK(zero > 0);
+        CHECK_MSG(bad == 0 && o[G * Dh] == 12345.0f,
+                  "wavg %s Dh=%lld G=%d: %lld elements off (or wrote past)", ic->name,
+                  (long long)Dh, G, (long long)bad);
+        CHECK_MSG(elem_ok && head_ok,
+                  "wavg %s Dh=%lld G=%d: an element or head alone != in the group", ic->name,
+                  (long long)Dh, G);
+        CHECK_MSG(mask_ok, "wavg %s Dh=%lld G=%d: keys with p = 0 count", ic->name, (long long)Dh,
+                  G);
+        free(v), free(p), free(o), free(o1), free(vc), free(pc);
     }
 }
 

@@ -114,19 +114,22 @@ static void dots_scalar(float *s, const float *q, const float *k, int64_t ks, in
         s[j] = dot_scalar(q, k + j * ks, Dh);
 }
 
-static void wavg_scalar(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
-                        int64_t Dh) {
-    float sum = 0;
-    memset(o, 0, (size_t)Dh * sizeof(float));
-    for (int64_t j = 0; j < nk; j++)
-        if (p[j] != 0.0f) {
-            sum += p[j];
-            for (int64_t e = 0; e < Dh; e++)
-                o[e] += p[j] * v[j * vs + e];
-        }
-    float inv = 1.0f / sum;
-    for (int64_t e = 0; e < Dh; e++)
-        o[e] *= inv;
+static void wavg_scalar(float *o, const float *p, int64_t ps, const float *v, const int64_t *voff,
+                        int64_t vs, int64_t nk, int64_t Dh, int G) {
+    for (int g = 0; g < G; g++) {
+        const float *pg = p + g * ps, *vg = v + voff[g];
+        float *og = o + g * Dh, sum = 0;
+        memset(og, 0, (size_t)Dh * sizeof(float));
+        for (int64_t j = 0; j < nk; j++)
+            if (pg[j] != 0.0f) {
+                sum += pg[j];
+                for (int64_t e = 0; e < Dh; e++)
+                    og[e] += pg[j] * vg[j * vs + e];
+            }
+        float inv = 1.0f / sum;
+        for (int64_t e = 0; e < Dh; e++)
+            og[e] *= inv;
+    }
 }
 
 static void exp_scalar(float *x, int64_t n, float sub) {
@@ -449,9 +452,11 @@ void hass_rope_freqs(const hass_rope_params *r, int64_t hd, float *inv_freq) {
     }
 }
 
-/* ---- attention: threads split (row, head) pairs ---- */
+/* ---- attention: threads split (row, group of heads) units ---- */
+#define ATTN_GMAX 8 /* heads per group: their weighted averages run side by side */
+
 size_t hass_attention_scratch(const hass_pool *pool, int64_t n_keys) {
-    return (size_t)hass_pool_size(pool) * (size_t)(n_keys + 16);
+    return (size_t)hass_pool_size(pool) * ATTN_GMAX * (size_t)(n_keys + 16);
 }
 
 typedef struct {
@@ -461,21 +466,19 @@ typedef struct {
     int64_t n_past, n_win, n, H, Hkv, Dh;
     const uint64_t *mask;
     float *scratch;
+    int G; /* heads per group */
 } attn_ctx;
 
-/* One (row i, head h): scores over every key in slot order (masked ones set to -inf), exp of
- * them less their max, then the probability-weighted average of the v rows (wavg: sums in slot
- * order, masked keys skipped). Masked keys contribute nothing at all, so the result depends only
- * on the visible set. */
-static void attn_one(const attn_ctx *c, int64_t i, int64_t h, float *sc) {
+/* Scores of (row i, head h) into sc: over every key in slot order (masked ones -inf), exp of
+ * them less their max. Masked keys end as exact zeros. */
+static void attn_probs(const attn_ctx *c, int64_t i, int64_t h, float *sc) {
     int64_t nk = c->n_past + c->n_win, W = (c->n_win + 63) / 64, kvd = c->Hkv * c->Dh, Dh = c->Dh;
     int64_t self = c->n_win - c->n + i; /* this query's own row in the window */
     int64_t kh = h / (c->H / c->Hkv);
-    const float *qi = c->q + (i * c->H + h) * Dh;
-    const float *kb = c->k + kh * Dh, *vb = c->v + kh * Dh;
     const uint64_t *mrow = c->mask ? c->mask + i * W : NULL;
     float scale = 1.0f / sqrtf((float)Dh);
-    c->k_.dots(sc, qi, kb, kvd, nk, Dh); /* masked keys too: cheaper than branching per key */
+    /* masked keys too: cheaper than branching per key */
+    c->k_.dots(sc, c->q + (i * c->H + h) * Dh, c->k + kh * Dh, kvd, nk, Dh);
     float mx = c->k_.scale_max(sc, c->n_past, scale); /* the committed context: all visible */
     for (int64_t jj = 0; jj < c->n_win; jj++) {       /* the window: the mask, or causal */
         int ok = mrow ? (int)((mrow[jj / 64] >> (jj % 64)) & 1) : jj <= self;
@@ -484,27 +487,48 @@ static void attn_one(const attn_ctx *c, int64_t i, int64_t h, float *sc) {
         mx = s > mx ? s : mx;
     }
     c->k_.exp(sc, nk, mx); /* -inf stays -inf, and exp gives exactly 0 for it */
-    c->k_.wavg(c->out + (i * c->H + h) * Dh, sc, vb, kvd, nk, Dh);
+}
+
+/* Heads [h0, h0 + G) of row i: their probabilities, then the probability-weighted averages of
+ * their v rows together (wavg: sums in slot order, masked keys skipped). Each head's result
+ * depends only on its own visible keys, never on G or on which heads share the group. */
+static void attn_group(const attn_ctx *c, int64_t i, int64_t h0, int G, float *sc) {
+    int64_t ss = c->n_past + c->n_win + 16, rep = c->H / c->Hkv, voff[ATTN_GMAX];
+    for (int g = 0; g < G; g++) {
+        attn_probs(c, i, h0 + g, sc + g * ss);
+        voff[g] = (h0 + g) / rep * c->Dh;
+    }
+    c->k_.wavg(c->out + (i * c->H + h0) * c->Dh, sc, ss, c->v, voff, c->Hkv * c->Dh,
+               c->n_past + c->n_win, c->Dh, G);
 }
 
 static void attn_task(void *p, int ith, int nth) {
     attn_ctx *c = p;
-    int64_t lo, hi;
-    hass_split(c->n * c->H, ith, nth, &lo, &hi);
-    float *sc = c->scratch + (size_t)ith * (size_t)(c->n_past + c->n_win + 16);
-    for (int64_t t = lo; t < hi; t++)
-        attn_one(c, t / c->H, t % c->H, sc);
+    int64_t ng = (c->H + c->G - 1) / c->G, lo, hi;
+    hass_split(c->n * ng, ith, nth, &lo, &hi);
+    float *sc = c->scratch + (size_t)ith * ATTN_GMAX * (size_t)(c->n_past + c->n_win + 16);
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t h0 = t % ng * c->G;
+        attn_group(c, t / ng, h0, (int)(c->H - h0 < c->G ? c->H - h0 : c->G), sc);
+    }
 }
 
 void hass_attention_win(hass_pool *pool, float *out, const float *q, const float *k, const float *v,
                         int64_t n_past, int64_t n_win, int64_t n, const uint64_t *mask, int64_t H,
                         int64_t Hkv, int64_t Dh, float *scratch) {
     HASS_ASSERT(n_past >= 0 && n >= 0 && n_win >= n && H > 0 && Hkv > 0 && H % Hkv == 0 && Dh > 0);
-    attn_ctx c = {isa(), out, q, k, v, n_past, n_win, n, H, Hkv, Dh, mask, scratch};
     double work = (double)n * (double)H * (double)(n_past + n_win) * (double)Dh;
     int nt = work < 16384.0 ? 1 : hass_pool_size(pool);
-    if (nt > n * H)
-        nt = (int)(n * H);
+    /* Groups of up to 128 / Dh heads (8 vectors of 16 lanes in flight in wavg), fewer when the
+     * threads would otherwise run out of groups. */
+    int G = Dh >= 128 ? 1 : (int)(128 / Dh);
+    G = G > ATTN_GMAX ? ATTN_GMAX : G;
+    while (G > 1 && n * ((H + G - 1) / G) < nt)
+        G--;
+    attn_ctx c = {isa(), out, q, k, v, n_past, n_win, n, H, Hkv, Dh, mask, scratch, G};
+    int64_t units = n * ((H + G - 1) / G);
+    if (nt > units)
+        nt = (int)units;
     if (nt <= 1) {
         attn_task(&c, 0, 1);
         return;

@@ -164,12 +164,14 @@ typedef float (*hass__dot_fn)(const float *a, const float *b, int64_t n);
 /* s[j] = dot(q, k + j*ks, Dh) for j < nk, each exactly as the dot above. */
 typedef void (*hass__dots_fn)(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
                               int64_t Dh);
-/* The probability-weighted average of nk rows of v: o[e] = a[e] * (1 / sum), where from 0,
- * for j = 0..nk-1 in order and skipping p[j] == 0, a[e] = fma(p[j], v[j*vs + e], a[e])
- * (scalar build: a[e] += p[j] * v[..]) and sum += p[j]. Elementwise in e, so the lane layout
- * cannot change a result; a key with p[j] == 0 changes nothing at all. p[j] >= 0, sum > 0. */
-typedef void (*hass__wavg_fn)(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
-                              int64_t Dh);
+/* The probability-weighted average of nk rows of v, for G heads at once: for g < G,
+ * o[g*Dh + e] = a[e] * (1 / sum), where from 0, for j = 0..nk-1 in order and skipping
+ * p[g*ps + j] == 0, a[e] = fma(p[g*ps + j], v[voff[g] + j*vs + e], a[e]) (scalar build:
+ * a[e] += p * v) and sum += p[g*ps + j]. Every element alone is computed so, whatever G or the
+ * lane layout (the heads only run side by side); a key with p == 0 changes nothing at all.
+ * p >= 0, every sum > 0. */
+typedef void (*hass__wavg_fn)(float *o, const float *p, int64_t ps, const float *v,
+                              const int64_t *voff, int64_t vs, int64_t nk, int64_t Dh, int G);
 /* x[i] = exp(x[i] - sub) in place; arguments below -88 (and -inf) give exactly 0. Elementwise. */
 typedef void (*hass__exp_fn)(float *x, int64_t n, float sub);
 /* x[i] *= scale in place; returns the largest result (-inf when n == 0). */
@@ -189,7 +191,8 @@ void hass__matmul_rows_avx2(float *y, int64_t ys, const float *x, int64_t n, int
                             const void *W, hass_dtype wt, int64_t o0, int64_t o1);
 float hass__dot_avx2(const float *a, const float *b, int64_t n);
 void hass__dots_avx2(float *s, const float *q, const float *k, int64_t ks, int64_t nk, int64_t Dh);
-void hass__wavg_avx2(float *o, const float *p, const float *v, int64_t vs, int64_t nk, int64_t Dh);
+void hass__wavg_avx2(float *o, const float *p, int64_t ps, const float *v, const int64_t *voff,
+                     int64_t vs, int64_t nk, int64_t Dh, int G);
 void hass__exp_avx2(float *x, int64_t n, float sub);
 float hass__scale_max_avx2(float *x, int64_t n, float scale);
 void hass__matmul_rows_avx512(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
@@ -199,8 +202,8 @@ void hass__matmul_rows_avx512bf16(float *y, int64_t ys, const float *x, int64_t 
 float hass__dot_avx512(const float *a, const float *b, int64_t n);
 void hass__dots_avx512(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
                        int64_t Dh);
-void hass__wavg_avx512(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
-                       int64_t Dh);
+void hass__wavg_avx512(float *o, const float *p, int64_t ps, const float *v, const int64_t *voff,
+                       int64_t vs, int64_t nk, int64_t Dh, int G);
 void hass__exp_avx512(float *x, int64_t n, float sub);
 float hass__scale_max_avx512(float *x, int64_t n, float scale);
 /* AMX (ops_amx.c), bf16 weights, in % 32 == 0: x packed once per product into bf16 tiles

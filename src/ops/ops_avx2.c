@@ -189,11 +189,12 @@ static ALWAYS_INLINE void kern(const int R, const int C, hass_dtype dt, float *y
  * VROW(i); rows past C repeat row C - 1 and are not stored), each fed exactly as in kern, then
  * all reduced at once by VHSUMN, which adds like VHSUM, into one vector of C outputs. The rows
  * are read in passes of 8, so that their pointers stay in registers. */
-static ALWAYS_INLINE void kern_row(hass_dtype dt, float *y, const float *x, int64_t in,
-                                   const uint8_t *w, size_t rb, int C, const uint8_t *pf_lim) {
+static ALWAYS_INLINE void kern_row(const int PF, hass_dtype dt, float *y, const float *x,
+                                   int64_t in, const uint8_t *w, size_t rb, int C,
+                                   const uint8_t *pf_lim) {
     VEC acc[VLANES];
     int64_t inv = in & ~(int64_t)(VLANES - 1);
-    pacer pf = pacer_make(w, C, rb, in * (VLANES / 8), VLANES, pf_lim);
+    pacer pf = pacer_make(w, C, rb, in * (VLANES / 8), VLANES, PF ? pf_lim : NULL);
     UNROLL for (int h = 0; h < VLANES / 8; h++) {
         const uint8_t *wr[8];
         VEC *a = acc + 8 * h;
@@ -202,7 +203,8 @@ static ALWAYS_INLINE void kern_row(hass_dtype dt, float *y, const float *x, int6
             a[i] = VZERO();
         }
         for (int64_t k = 0; k < inv; k += VLANES) {
-            pacer_advance(&pf);
+            if (PF)
+                pacer_advance(&pf);
             VEC xv = VLOAD(x + k);
             UNROLL for (int i = 0; i < 8; i++) {
                 a[i] = VFMA(xv, wload(dt, wr[i], k), a[i]);
@@ -260,8 +262,11 @@ static ALWAYS_INLINE void rows_dt(hass_dtype dt, float *y, int64_t ys, const flo
     for (int64_t o = o0; o < o1; o += cmax) {
         int C = o1 - o < cmax ? (int)(o1 - o) : cmax;
         const uint8_t *w = (const uint8_t *)W + (size_t)o * rb;
-        if (n == 1) {
-            kern_row(dt, y + o, x, in, w, rb, C, wend);
+        if (n == 1) { /* without the prefetch code when there is none (registers) */
+            if (wend)
+                kern_row(1, dt, y + o, x, in, w, rb, C, wend);
+            else
+                kern_row(0, dt, y + o, x, in, w, rb, C, NULL);
             continue;
         }
         for (int64_t r = 0; r < n; r += RB) {
@@ -324,88 +329,101 @@ float hass__dot_avx2(const float *a, const float *b, int64_t n) {
     return dot1(a, b, n);
 }
 
+/* dot1(q, k + off[K8(p)], Dh) in lane p, for 8 key rows. */
+static ALWAYS_INLINE __m256 dots8(const float *q, const float *k, const int64_t *off, int64_t Dh) {
+    __m256 acc[8];
+    UNROLL for (int i = 0; i < 8; i++) {
+        acc[i] = _mm256_setzero_ps();
+    }
+    int64_t e = 0;
+    for (; e + 8 <= Dh; e += 8) {
+        __m256 qv = _mm256_loadu_ps(q + e);
+        UNROLL for (int i = 0; i < 8; i++) {
+            acc[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + off[i] + e), acc[i]);
+        }
+    }
+    if (e < Dh) {
+        __m256 qv = VLOADM(q + e, Dh - e);
+        UNROLL for (int i = 0; i < 8; i++) {
+            acc[i] = _mm256_fmadd_ps(qv, VLOADM(k + off[i] + e, Dh - e), acc[i]);
+        }
+    }
+    return hsum8x8(acc);
+}
+
 /* Eight keys per step, each exactly dot1; a last partial group repeats its last key in the
  * unused lanes and stores only the valid ones. */
 void hass__dots_avx2(float *s, const float *q, const float *k, int64_t ks, int64_t nk, int64_t Dh) {
-    for (int64_t j = 0; j < nk; j += 8) {
-        int64_t m = nk - j < 8 ? nk - j : 8;
-        const float *kp[8];
-        __m256 acc[8];
-        UNROLL for (int i = 0; i < 8; i++) {
-            kp[i] = k + (j + (K8(i) < m ? K8(i) : m - 1)) * ks;
-            acc[i] = _mm256_setzero_ps();
-        }
-        int64_t e = 0;
-        for (; e + 8 <= Dh; e += 8) {
-            __m256 qv = _mm256_loadu_ps(q + e);
-            UNROLL for (int i = 0; i < 8; i++) {
-                acc[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kp[i] + e), acc[i]);
-            }
-        }
-        if (e < Dh) {
-            __m256 qv = VLOADM(q + e, Dh - e);
-            UNROLL for (int i = 0; i < 8; i++) {
-                acc[i] = _mm256_fmadd_ps(qv, VLOADM(kp[i] + e, Dh - e), acc[i]);
-            }
-        }
-        _mm256_maskstore_ps(s + j, lanes8(m), hsum8x8(acc));
+    int64_t off[8], j = 0;
+    for (int i = 0; i < 8; i++)
+        off[i] = K8(i) * ks;
+    for (; j + 8 <= nk; j += 8)
+        _mm256_storeu_ps(s + j, dots8(q, k + j * ks, off, Dh));
+    if (j < nk) {
+        int64_t m = nk - j;
+        for (int i = 0; i < 8; i++)
+            off[i] = (K8(i) < m ? K8(i) : m - 1) * ks;
+        _mm256_maskstore_ps(s + j, lanes8(m), dots8(q, k + j * ks, off, Dh));
     }
 }
 
-/* o[e0 .. e1) of the weighted average (ops.h): NV <= 4 vectors of o (the last masked to e1)
- * stay in registers over all keys, each element getting one FMA per key in key order. The first
- * block also sums p (in key order, a chain beside the FMA chains) and returns 1 / sum; later
- * blocks are given it. */
-static ALWAYS_INLINE float wavg_block(const int NV, const int FIRST, float *o, const float *p,
-                                      const float *v, int64_t vs, int64_t nk, int64_t e0,
-                                      int64_t e1, float inv) {
-    __m256 acc[4];
-    __m256i mk[4];
-    UNROLL for (int u = 0; u < NV; u++) {
-        int64_t left = e1 - e0 - 8 * u;
-        mk[u] = lanes8(left < 8 ? left : 8);
+/* The weighted average (ops.h) of G heads at once, as units (head g, vector u of its Dh) taken
+ * up to 8 at a time: each unit keeps its vector of o in a register over all keys, one FMA per
+ * key in key order, and its own sum of p in the same order, so every element is computed exactly
+ * as for one head alone while up to 8 independent chains hide the FMA latency. */
+static ALWAYS_INLINE void wavg_units(const int U, int64_t u0, float *o, const float *p, int64_t ps,
+                                     const float *v, const int64_t *voff, int64_t vs, int64_t nk,
+                                     int64_t Dh) {
+    int64_t nvh = (Dh + 7) / 8;
+    const float *pu[8], *vu[8];
+    __m256 acc[8];
+    __m256i mk[8];
+    float sum[8];
+    UNROLL for (int u = 0; u < U; u++) {
+        int64_t g = (u0 + u) / nvh, e = (u0 + u) % nvh * 8;
+        pu[u] = p + g * ps;
+        vu[u] = v + voff[g] + e;
+        mk[u] = lanes8(Dh - e < 8 ? Dh - e : 8);
         acc[u] = _mm256_setzero_ps();
+        sum[u] = 0;
     }
-    float sum = 0;
     for (int64_t j = 0; j < nk; j++) {
-        if (p[j] == 0.0f)
-            continue;
-        if (FIRST)
-            sum += p[j];
-        __m256 a = _mm256_set1_ps(p[j]);
-        const float *vj = v + j * vs + e0;
-        UNROLL for (int u = 0; u < NV; u++) {
-            acc[u] = _mm256_fmadd_ps(a, _mm256_maskload_ps(vj + 8 * u, mk[u]), acc[u]);
+        UNROLL for (int u = 0; u < U; u++) {
+            float pj = pu[u][j];
+            if (pj != 0.0f) {
+                sum[u] += pj;
+                acc[u] = _mm256_fmadd_ps(_mm256_set1_ps(pj),
+                                         _mm256_maskload_ps(vu[u] + j * vs, mk[u]), acc[u]);
+            }
         }
     }
-    if (FIRST)
-        inv = 1.0f / sum;
-    UNROLL for (int u = 0; u < NV; u++) {
-        _mm256_maskstore_ps(o + e0 + 8 * u, mk[u], _mm256_mul_ps(acc[u], _mm256_set1_ps(inv)));
+    UNROLL for (int u = 0; u < U; u++) {
+        int64_t g = (u0 + u) / nvh, e = (u0 + u) % nvh * 8;
+        _mm256_maskstore_ps(o + g * Dh + e, mk[u],
+                            _mm256_mul_ps(acc[u], _mm256_set1_ps(1.0f / sum[u])));
     }
-    return inv;
 }
 
-#define WAVG_CASE(NV)                                                                              \
-    case 2 * (NV):                                                                                 \
-        inv = wavg_block(NV, 0, o, p, v, vs, nk, e, e1, inv);                                      \
-        break;                                                                                     \
-    case 2 * (NV) + 1:                                                                             \
-        inv = wavg_block(NV, 1, o, p, v, vs, nk, e, e1, inv);                                      \
+#define WAVG_CASE(U)                                                                               \
+    case U:                                                                                        \
+        wavg_units(U, u0, o, p, ps, v, voff, vs, nk, Dh);                                          \
         break
 
-/* Blocks of up to four vectors of o (the last one masked), one pass over the keys each. */
-void hass__wavg_avx2(float *o, const float *p, const float *v, int64_t vs, int64_t nk, int64_t Dh) {
-    float inv = 0;
-    for (int64_t e = 0; e < Dh; e += 32) {
-        int64_t e1 = Dh - e < 32 ? Dh : e + 32;
-        switch (2 * (int)((e1 - e + 7) / 8) + (e == 0)) {
+/* All G heads' units, 8 at a time. */
+void hass__wavg_avx2(float *o, const float *p, int64_t ps, const float *v, const int64_t *voff,
+                     int64_t vs, int64_t nk, int64_t Dh, int G) {
+    int64_t nu = (int64_t)G * ((Dh + 7) / 8);
+    for (int64_t u0 = 0; u0 < nu; u0 += 8) {
+        switch (nu - u0 < 8 ? (int)(nu - u0) : 8) {
             WAVG_CASE(1);
             WAVG_CASE(2);
             WAVG_CASE(3);
             WAVG_CASE(4);
+            WAVG_CASE(5);
+            WAVG_CASE(6);
+            WAVG_CASE(7);
         default:
-            HASS_ASSERT(!"wavg block");
+            wavg_units(8, u0, o, p, ps, v, voff, vs, nk, Dh);
         }
     }
 }

@@ -204,11 +204,12 @@ static ALWAYS_INLINE void kern(const int R, const int C, hass_dtype dt, float *y
  * VROW(i); rows past C repeat row C - 1 and are not stored), each fed exactly as in kern, then
  * all reduced at once by VHSUMN, which adds like VHSUM, into one vector of C outputs. The rows
  * are read in passes of 8, so that their pointers stay in registers. */
-static ALWAYS_INLINE void kern_row(hass_dtype dt, float *y, const float *x, int64_t in,
-                                   const uint8_t *w, size_t rb, int C, const uint8_t *pf_lim) {
+static ALWAYS_INLINE void kern_row(const int PF, hass_dtype dt, float *y, const float *x,
+                                   int64_t in, const uint8_t *w, size_t rb, int C,
+                                   const uint8_t *pf_lim) {
     VEC acc[VLANES];
     int64_t inv = in & ~(int64_t)(VLANES - 1);
-    pacer pf = pacer_make(w, C, rb, in * (VLANES / 8), VLANES, pf_lim);
+    pacer pf = pacer_make(w, C, rb, in * (VLANES / 8), VLANES, PF ? pf_lim : NULL);
     UNROLL for (int h = 0; h < VLANES / 8; h++) {
         const uint8_t *wr[8];
         VEC *a = acc + 8 * h;
@@ -217,7 +218,8 @@ static ALWAYS_INLINE void kern_row(hass_dtype dt, float *y, const float *x, int6
             a[i] = VZERO();
         }
         for (int64_t k = 0; k < inv; k += VLANES) {
-            pacer_advance(&pf);
+            if (PF)
+                pacer_advance(&pf);
             VEC xv = VLOAD(x + k);
             UNROLL for (int i = 0; i < 8; i++) {
                 a[i] = VFMA(xv, wload(dt, wr[i], k), a[i]);
@@ -275,8 +277,11 @@ static ALWAYS_INLINE void rows_dt(hass_dtype dt, float *y, int64_t ys, const flo
     for (int64_t o = o0; o < o1; o += cmax) {
         int C = o1 - o < cmax ? (int)(o1 - o) : cmax;
         const uint8_t *w = (const uint8_t *)W + (size_t)o * rb;
-        if (n == 1) {
-            kern_row(dt, y + o, x, in, w, rb, C, wend);
+        if (n == 1) { /* without the prefetch code when there is none (registers) */
+            if (wend)
+                kern_row(1, dt, y + o, x, in, w, rb, C, wend);
+            else
+                kern_row(0, dt, y + o, x, in, w, rb, C, NULL);
             continue;
         }
         for (int64_t r = 0; r < n; r += RB) {
@@ -339,8 +344,8 @@ float hass__dot_avx512(const float *a, const float *b, int64_t n) {
     return dot1(a, b, n);
 }
 
-/* dot1(q, kp[T16(p)], Dh) in lane p, for 16 key rows. */
-static ALWAYS_INLINE __m512 dots16(const float *q, const float *const *kp, int64_t Dh) {
+/* dot1(q, k + off[T16(p)], Dh) in lane p, for 16 key rows. */
+static ALWAYS_INLINE __m512 dots16(const float *q, const float *k, const int64_t *off, int64_t Dh) {
     __m512 acc[16];
     UNROLL for (int i = 0; i < 16; i++) {
         acc[i] = _mm512_setzero_ps();
@@ -349,13 +354,13 @@ static ALWAYS_INLINE __m512 dots16(const float *q, const float *const *kp, int64
     for (; e + 16 <= Dh; e += 16) {
         __m512 qv = _mm512_loadu_ps(q + e);
         UNROLL for (int i = 0; i < 16; i++) {
-            acc[i] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kp[i] + e), acc[i]);
+            acc[i] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k + off[i] + e), acc[i]);
         }
     }
     if (e < Dh) {
         __m512 qv = VLOADM(q + e, Dh - e);
         UNROLL for (int i = 0; i < 16; i++) {
-            acc[i] = _mm512_fmadd_ps(qv, VLOADM(kp[i] + e, Dh - e), acc[i]);
+            acc[i] = _mm512_fmadd_ps(qv, VLOADM(k + off[i] + e, Dh - e), acc[i]);
         }
     }
     return hsum16x16(acc);
@@ -363,87 +368,99 @@ static ALWAYS_INLINE __m512 dots16(const float *q, const float *const *kp, int64
 
 /* The same for Dh <= 8, two keys per register: dot1's upper eight lanes would hold +0 (the
  * products are never -0 after adding +0), so its first fold is the identity and is skipped. */
-static ALWAYS_INLINE __m512 dots16_short(const float *q, const float *const *kp, int64_t Dh) {
+static ALWAYS_INLINE __m512 dots16_short(const float *q, const float *k, const int64_t *off,
+                                         int64_t Dh) {
     __mmask8 m = (__mmask8)((1u << Dh) - 1);
     __m256 qh = _mm256_maskz_loadu_ps(m, q);
     __m512 qv = _mm512_insertf32x8(_mm512_castps256_ps512(qh), qh, 1), X[8];
     UNROLL for (int i = 0; i < 8; i++) {
-        __m512 kv = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(m, kp[2 * i])),
-                                       _mm256_maskz_loadu_ps(m, kp[2 * i + 1]), 1);
+        __m256 lo = _mm256_maskz_loadu_ps(m, k + off[2 * i]);
+        __m512 kv = _mm512_insertf32x8(_mm512_castps256_ps512(lo),
+                                       _mm256_maskz_loadu_ps(m, k + off[2 * i + 1]), 1);
         X[i] = _mm512_fmadd_ps(qv, kv, _mm512_setzero_ps());
     }
     return hsum16x16_folded(X);
+}
+
+static ALWAYS_INLINE __m512 dots16_any(const float *q, const float *k, const int64_t *off,
+                                       int64_t Dh) {
+    return Dh <= 8 ? dots16_short(q, k, off, Dh) : dots16(q, k, off, Dh);
 }
 
 /* Sixteen keys per step, each exactly dot1; a last partial group repeats its last key in the
  * unused lanes and stores only the valid ones. */
 void hass__dots_avx512(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
                        int64_t Dh) {
-    for (int64_t j = 0; j < nk; j += 16) {
-        int64_t m = nk - j < 16 ? nk - j : 16;
-        const float *kp[16];
+    int64_t off[16], j = 0;
+    for (int i = 0; i < 16; i++)
+        off[i] = T16(i) * ks;
+    for (; j + 16 <= nk; j += 16)
+        _mm512_storeu_ps(s + j, dots16_any(q, k + j * ks, off, Dh));
+    if (j < nk) {
+        int64_t m = nk - j;
         for (int i = 0; i < 16; i++)
-            kp[i] = k + (j + (T16(i) < m ? T16(i) : m - 1)) * ks;
-        __m512 r = Dh <= 8 ? dots16_short(q, kp, Dh) : dots16(q, kp, Dh);
-        _mm512_mask_storeu_ps(s + j, lanes16(m), r);
+            off[i] = (T16(i) < m ? T16(i) : m - 1) * ks;
+        _mm512_mask_storeu_ps(s + j, lanes16(m), dots16_any(q, k + j * ks, off, Dh));
     }
 }
 
-/* o[e0 .. e1) of the weighted average (ops.h): NV <= 4 vectors of o (the last masked to e1)
- * stay in registers over all keys, each element getting one FMA per key in key order. The first
- * block also sums p (in key order, a chain beside the FMA chains) and returns 1 / sum; later
- * blocks are given it. */
-static ALWAYS_INLINE float wavg_block(const int NV, const int FIRST, float *o, const float *p,
-                                      const float *v, int64_t vs, int64_t nk, int64_t e0,
-                                      int64_t e1, float inv) {
-    __m512 acc[4];
-    __mmask16 mk[4];
-    UNROLL for (int u = 0; u < NV; u++) {
-        int64_t left = e1 - e0 - 16 * u;
-        mk[u] = lanes16(left < 16 ? left : 16);
+/* The weighted average (ops.h) of G heads at once, as units (head g, vector u of its Dh) taken
+ * up to 8 at a time: each unit keeps its vector of o in a register over all keys, one FMA per
+ * key in key order, and its own sum of p in the same order, so every element is computed exactly
+ * as for one head alone while up to 8 independent chains hide the FMA latency. */
+static ALWAYS_INLINE void wavg_units(const int U, int64_t u0, float *o, const float *p, int64_t ps,
+                                     const float *v, const int64_t *voff, int64_t vs, int64_t nk,
+                                     int64_t Dh) {
+    int64_t nvh = (Dh + 15) / 16;
+    const float *pu[8], *vu[8];
+    __m512 acc[8];
+    __mmask16 mk[8];
+    float sum[8];
+    UNROLL for (int u = 0; u < U; u++) {
+        int64_t g = (u0 + u) / nvh, e = (u0 + u) % nvh * 16;
+        pu[u] = p + g * ps;
+        vu[u] = v + voff[g] + e;
+        mk[u] = lanes16(Dh - e < 16 ? Dh - e : 16);
         acc[u] = _mm512_setzero_ps();
+        sum[u] = 0;
     }
-    float sum = 0;
     for (int64_t j = 0; j < nk; j++) {
-        if (p[j] == 0.0f)
-            continue;
-        if (FIRST)
-            sum += p[j];
-        __m512 a = _mm512_set1_ps(p[j]);
-        const float *vj = v + j * vs + e0;
-        UNROLL for (int u = 0; u < NV; u++) {
-            acc[u] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(mk[u], vj + 16 * u), acc[u]);
+        UNROLL for (int u = 0; u < U; u++) {
+            float pj = pu[u][j];
+            if (pj != 0.0f) {
+                sum[u] += pj;
+                acc[u] = _mm512_fmadd_ps(_mm512_set1_ps(pj),
+                                         _mm512_maskz_loadu_ps(mk[u], vu[u] + j * vs), acc[u]);
+            }
         }
     }
-    if (FIRST)
-        inv = 1.0f / sum;
-    UNROLL for (int u = 0; u < NV; u++) {
-        _mm512_mask_storeu_ps(o + e0 + 16 * u, mk[u], _mm512_mul_ps(acc[u], _mm512_set1_ps(inv)));
+    UNROLL for (int u = 0; u < U; u++) {
+        int64_t g = (u0 + u) / nvh, e = (u0 + u) % nvh * 16;
+        _mm512_mask_storeu_ps(o + g * Dh + e, mk[u],
+                              _mm512_mul_ps(acc[u], _mm512_set1_ps(1.0f / sum[u])));
     }
-    return inv;
 }
 
-#define WAVG_CASE(NV)                                                                              \
-    case 2 * (NV):                                                                                 \
-        inv = wavg_block(NV, 0, o, p, v, vs, nk, e, e1, inv);                                      \
-        break;                                                                                     \
-    case 2 * (NV) + 1:                                                                             \
-        inv = wavg_block(NV, 1, o, p, v, vs, nk, e, e1, inv);                                      \
+#define WAVG_CASE(U)                                                                               \
+    case U:                                                                                        \
+        wavg_units(U, u0, o, p, ps, v, voff, vs, nk, Dh);                                          \
         break
 
-/* Blocks of up to four vectors of o (the last one masked), one pass over the keys each. */
-void hass__wavg_avx512(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
-                       int64_t Dh) {
-    float inv = 0;
-    for (int64_t e = 0; e < Dh; e += 64) {
-        int64_t e1 = Dh - e < 64 ? Dh : e + 64;
-        switch (2 * (int)((e1 - e + 15) / 16) + (e == 0)) {
+/* All G heads' units, 8 at a time. */
+void hass__wavg_avx512(float *o, const float *p, int64_t ps, const float *v, const int64_t *voff,
+                       int64_t vs, int64_t nk, int64_t Dh, int G) {
+    int64_t nu = (int64_t)G * ((Dh + 15) / 16);
+    for (int64_t u0 = 0; u0 < nu; u0 += 8) {
+        switch (nu - u0 < 8 ? (int)(nu - u0) : 8) {
             WAVG_CASE(1);
             WAVG_CASE(2);
             WAVG_CASE(3);
             WAVG_CASE(4);
+            WAVG_CASE(5);
+            WAVG_CASE(6);
+            WAVG_CASE(7);
         default:
-            HASS_ASSERT(!"wavg block");
+            wavg_units(8, u0, o, p, ps, v, voff, vs, nk, Dh);
         }
     }
 }
