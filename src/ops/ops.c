@@ -212,18 +212,18 @@ static hass__kernels isa(void) {
 }
 
 /* ---- matmul: threads take output rows in chunks of MM_UNIT-row units (a multiple of every
- * register block height) from a shared counter. The split never changes a result (every element
- * is computed the same way by whichever thread gets it); taking chunks dynamically instead of a
- * fixed half each keeps both threads busy when one of them is slowed down (other processes on
- * a shared machine, frequency differences), where a static split waits for the slower half. */
-#define MM_UNIT 48 /* 16 rows (the n == 1 block of the AVX-512 product) x 3 (its CB) */
-#define MM_CHUNKS_PER_THREAD 8
+ * register block height) from a shared counter, each chunk a share of what is left (guided:
+ * long runs of rows first, in which the kernels prefetch the next block, small ones at the end).
+ * The split never changes a result (every element is computed the same way by whichever thread
+ * gets it); taking chunks dynamically instead of a fixed half each keeps both threads busy when
+ * one of them is slowed down (other processes on a shared machine, frequency differences),
+ * where a static split waits for the slower half. */
+/* 48 rows: 16 (the n == 1 block of the AVX-512 product) x 3 (its CB), and AMX's groups of 3
+ * tiles of 16 rows */
+#define MM_UNIT 48
 /* Products below this many multiply-adds run on the calling thread: waking the pool costs
  * more than they do (stories260K's largest product, 512x64 at n = 1, is 32768). */
 #define MM_SERIAL_MACS 65536.0
-
-/* AMX takes rows in groups of 3 tiles of 16 */
-#define MM_UNIT_AMX 48
 
 typedef struct {
     hass__matmul_rows_fn rows;
@@ -231,9 +231,8 @@ typedef struct {
     int64_t n, in;
     const hass_matmul_job *jobs;
     int njobs;
-    int64_t units, chunk;
+    int64_t units;
     atomic_llong next;  /* first unit not yet taken */
-    int64_t unit;       /* rows per unit */
     const uint16_t *xp; /* x packed for AMX, or NULL */
 } matmul_ctx;
 
@@ -242,7 +241,7 @@ static void matmul_range(const matmul_ctx *c, int64_t lo, int64_t hi) {
     int64_t base = 0;
     for (int j = 0; j < c->njobs && base < hi; j++) {
         const hass_matmul_job *jb = &c->jobs[j];
-        int64_t U = c->unit, nu = (jb->out + U - 1) / U;
+        int64_t U = MM_UNIT, nu = (jb->out + U - 1) / U;
         int64_t a = lo > base ? lo - base : 0, b = hi - base < nu ? hi - base : nu;
         if (a < b) {
             int64_t o0 = a * U, o1 = b * U < jb->out ? b * U : jb->out;
@@ -256,13 +255,20 @@ static void matmul_range(const matmul_ctx *c, int64_t lo, int64_t hi) {
 }
 
 static void matmul_task(void *p, int ith, int nth) {
-    (void)ith, (void)nth;
+    (void)ith;
     matmul_ctx *c = p;
+    long long lo = atomic_load_explicit(&c->next, memory_order_relaxed);
     for (;;) {
-        int64_t lo = (int64_t)atomic_fetch_add_explicit(&c->next, c->chunk, memory_order_relaxed);
-        if (lo >= c->units)
-            return;
-        matmul_range(c, lo, lo + c->chunk < c->units ? lo + c->chunk : c->units);
+        int64_t take;
+        do { /* a 1/(2 nth) share of the units left, at least one */
+            if (lo >= c->units)
+                return;
+            take = (c->units - lo) / (2 * nth);
+            take = take < 1 ? 1 : take;
+        } while (!atomic_compare_exchange_weak_explicit(
+            &c->next, &lo, lo + take, memory_order_relaxed, memory_order_relaxed));
+        matmul_range(c, lo, lo + take);
+        lo = atomic_load_explicit(&c->next, memory_order_relaxed);
     }
 }
 
@@ -285,7 +291,7 @@ static int use_amx(const hass_matmul_job *jobs, int njobs, int64_t in) {
 void hass_matmul_multi(hass_pool *pool, const float *x, int64_t n, int64_t in,
                        const hass_matmul_job *jobs, int njobs) {
     HASS_ASSERT(n >= 0 && in > 0 && njobs >= 0);
-    matmul_ctx c = {isa().rows, x, n, in, jobs, njobs, 0, 0, 0, MM_UNIT, NULL};
+    matmul_ctx c = {isa().rows, x, n, in, jobs, njobs, 0, 0, NULL};
     if (n > 0 && use_amx(jobs, njobs, in)) {
         size_t need = (size_t)((n + 15) / 16 * 16) * (size_t)in;
         if (need > amx_xp_cap) {
@@ -295,13 +301,13 @@ void hass_matmul_multi(hass_pool *pool, const float *x, int64_t n, int64_t in,
             amx_xp_cap = need;
         }
         hass__amx_pack_x(amx_xp, x, n, in);
-        c.xp = amx_xp, c.unit = MM_UNIT_AMX;
+        c.xp = amx_xp;
     }
     double macs = 0;
     for (int j = 0; j < njobs; j++) {
         HASS_ASSERT(jobs[j].out >= 0);
         HASS_ASSERT(jobs[j].wt != HASS_DTYPE_Q8_0 || in % 32 == 0);
-        c.units += (jobs[j].out + c.unit - 1) / c.unit;
+        c.units += (jobs[j].out + MM_UNIT - 1) / MM_UNIT;
         macs += (double)jobs[j].out * (double)in * (double)n;
     }
     if (n == 0 || c.units == 0)
@@ -312,8 +318,6 @@ void hass_matmul_multi(hass_pool *pool, const float *x, int64_t n, int64_t in,
         return;
     }
     nt = c.units < nt ? (int)c.units : nt;
-    c.chunk = c.units / ((int64_t)nt * MM_CHUNKS_PER_THREAD);
-    c.chunk = c.chunk < 1 ? 1 : c.chunk;
     hass_pool_run_n(pool, nt, matmul_task, &c);
 }
 
