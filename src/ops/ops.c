@@ -523,12 +523,14 @@ void hass_attention_win(hass_pool *pool, float *out, const float *q, const float
     HASS_ASSERT(n_past >= 0 && n >= 0 && n_win >= n && H > 0 && Hkv > 0 && H % Hkv == 0 && Dh > 0);
     double work = (double)n * (double)H * (double)(n_past + n_win) * (double)Dh;
     int nt = work < 16384.0 ? 1 : hass_pool_size(pool);
-    /* Groups of up to 128 / Dh heads (8 vectors of 16 lanes in flight in wavg), fewer when the
-     * threads would otherwise run out of groups. */
-    int G = Dh >= 128 ? 1 : (int)(128 / Dh);
-    G = G > ATTN_GMAX ? ATTN_GMAX : G;
-    while (G > 1 && n * ((H + G - 1) / G) < nt)
-        G--;
+    /* Groups of up to 128 / Dh heads (8 vectors of 16 lanes in flight in wavg), more and smaller
+     * groups when the threads would otherwise run out of them, equal in size. */
+    int64_t gmax = Dh >= 128 ? 1 : 128 / Dh;
+    gmax = gmax > ATTN_GMAX ? ATTN_GMAX : gmax;
+    int64_t ng = (H + gmax - 1) / gmax;
+    if (n * ng < nt)
+        ng = (nt + n - 1) / n < H ? (nt + n - 1) / n : H;
+    int G = (int)((H + ng - 1) / ng);
     attn_ctx c = {isa(), out, q, k, v, n_past, n_win, n, H, Hkv, Dh, mask, scratch, G};
     int64_t units = n * ((H + G - 1) / G);
     if (nt > units)
