@@ -246,8 +246,9 @@ static int all_kernel_sets(int *fs) {
 
 /* stories260K, single thread, as llama2.c's run.c runs it: 256 positions (a 1-token prompt,
  * then 255 greedy steps), for every kernel set, the sets alternating rep by rep so that they
- * see the same machine. Tokens/s from the wall clock and from the thread's CPU clock (the
- * latter does not count time the process waited for a core on a shared machine). */
+ * see the same machine. Tokens/s from the wall clock (median, and the best rep: what an idle
+ * machine gives) and from the thread's CPU clock (not counting time the process waited for a
+ * core on a shared machine). */
 static void stories260k(int quick) {
     const char *root = getenv("HASS_SHARED") ? getenv("HASS_SHARED") : "../shared";
     char path[1024];
@@ -282,13 +283,14 @@ static void stories260k(int quick) {
     for (int k = 0; k < nfs; k++) {
         hass_cpu_force(fs[k]);
         const char *isa = hass_cpu_isa_name();
-        double w = bench_median(tw[k], reps), c = bench_median(tc[k], reps);
+        double w = bench_median(tw[k], reps), c = bench_median(tc[k], reps), wb = tw[k][0];
         printf("decode_tok_s,stories260K-%s,1,256,%.4f,%.1f\n", isa, w * 1e3 / 256, 256 / w);
+        printf("decode_tok_s_best,stories260K-%s,1,256,%.4f,%.1f\n", isa, wb * 1e3 / 256, 256 / wb);
         printf("decode_tok_s_cpu,stories260K-%s,1,256,%.4f,%.1f\n", isa, c * 1e3 / 256, 256 / c);
         printf(
             "{\"case\":\"stories260K\",\"threads\":1,\"isa\":\"%s\",\"decode_tokens_per_s\":%.1f,"
-            "\"decode_tokens_per_cpu_s\":%.1f}\n",
-            isa, 256 / w, 256 / c);
+            "\"best_tokens_per_s\":%.1f,\"decode_tokens_per_cpu_s\":%.1f}\n",
+            isa, 256 / w, 256 / wb, 256 / c);
     }
     hass_cpu_force(-1);
     hass_kv_free(&kv);

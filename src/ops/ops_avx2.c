@@ -389,14 +389,17 @@ static ALWAYS_INLINE void wavg_units(const int U, int64_t u0, float *o, const fl
         acc[u] = _mm256_setzero_ps();
         sum[u] = 0;
     }
+    /* Branch-free skipping of p == 0: v is then not read (its lanes load as 0), so the FMA adds
+     * an exact +0 (a and sum are never -0: they start at +0 and p >= 0), which leaves them as
+     * they were: the same bits as not visiting the key. */
     for (int64_t j = 0; j < nk; j++) {
         UNROLL for (int u = 0; u < U; u++) {
             float pj = pu[u][j];
-            if (pj != 0.0f) {
-                sum[u] += pj;
-                acc[u] = _mm256_fmadd_ps(_mm256_set1_ps(pj),
-                                         _mm256_maskload_ps(vu[u] + j * vs, mk[u]), acc[u]);
-            }
+            __m256 pv = _mm256_set1_ps(pj);
+            __m256i k = _mm256_and_si256(
+                mk[u], _mm256_castps_si256(_mm256_cmp_ps(pv, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+            acc[u] = _mm256_fmadd_ps(pv, _mm256_maskload_ps(vu[u] + j * vs, k), acc[u]);
+            sum[u] += pj;
         }
     }
     UNROLL for (int u = 0; u < U; u++) {

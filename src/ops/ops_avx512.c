@@ -415,31 +415,30 @@ static ALWAYS_INLINE void wavg_units(const int U, int64_t u0, float *o, const fl
                                      int64_t Dh) {
     int64_t nvh = (Dh + 15) / 16;
     const float *pu[8], *vu[8];
-    __m512 acc[8];
+    __m512 acc[8], sum[8];
     __mmask16 mk[8];
-    float sum[8];
     UNROLL for (int u = 0; u < U; u++) {
         int64_t g = (u0 + u) / nvh, e = (u0 + u) % nvh * 16;
         pu[u] = p + g * ps;
         vu[u] = v + voff[g] + e;
         mk[u] = lanes16(Dh - e < 16 ? Dh - e : 16);
-        acc[u] = _mm512_setzero_ps();
-        sum[u] = 0;
+        acc[u] = sum[u] = _mm512_setzero_ps();
     }
+    /* Branch-free skipping of p == 0: v is then not read (its lanes load as 0), so the FMA adds
+     * an exact +0 (a and sum are never -0: they start at +0 and p >= 0), which leaves them as
+     * they were: the same bits as not visiting the key. The sum runs in every lane. */
     for (int64_t j = 0; j < nk; j++) {
         UNROLL for (int u = 0; u < U; u++) {
-            float pj = pu[u][j];
-            if (pj != 0.0f) {
-                sum[u] += pj;
-                acc[u] = _mm512_fmadd_ps(_mm512_set1_ps(pj),
-                                         _mm512_maskz_loadu_ps(mk[u], vu[u] + j * vs), acc[u]);
-            }
+            __m512 pj = _mm512_set1_ps(pu[u][j]);
+            __mmask16 k = _mm512_mask_cmp_ps_mask(mk[u], pj, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+            acc[u] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(k, vu[u] + j * vs), acc[u]);
+            sum[u] = _mm512_add_ps(sum[u], pj);
         }
     }
     UNROLL for (int u = 0; u < U; u++) {
         int64_t g = (u0 + u) / nvh, e = (u0 + u) % nvh * 16;
-        _mm512_mask_storeu_ps(o + g * Dh + e, mk[u],
-                              _mm512_mul_ps(acc[u], _mm512_set1_ps(1.0f / sum[u])));
+        __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), sum[u]);
+        _mm512_mask_storeu_ps(o + g * Dh + e, mk[u], _mm512_mul_ps(acc[u], inv));
     }
 }
 
