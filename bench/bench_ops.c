@@ -43,36 +43,10 @@ typedef struct {
     float out[16];
 } fma_ctx;
 
-__attribute__((target("avx2,fma"))) static float fma_chains8(int64_t iters) {
-    __m256 a[12], m = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-    for (int j = 0; j < 12; j++)
-        a[j] = _mm256_set1_ps((float)j);
-    for (int64_t i = 0; i < iters; i++)
-#pragma GCC unroll 12
-        for (int j = 0; j < 12; j++)
-            a[j] = _mm256_fmadd_ps(a[j], m, b);
-    for (int j = 1; j < 12; j++)
-        a[0] = _mm256_add_ps(a[0], a[j]);
-    return _mm256_cvtss_f32(a[0]);
-}
-
-__attribute__((target("avx512f"))) static float fma_chains16(int64_t iters) {
-    __m512 a[12], m = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
-    for (int j = 0; j < 12; j++)
-        a[j] = _mm512_set1_ps((float)j);
-    for (int64_t i = 0; i < iters; i++)
-#pragma GCC unroll 12
-        for (int j = 0; j < 12; j++)
-            a[j] = _mm512_fmadd_ps(a[j], m, b);
-    for (int j = 1; j < 12; j++)
-        a[0] = _mm512_add_ps(a[0], a[j]);
-    return _mm512_reduce_add_ps(a[0]);
-}
-
 static void fma_task(void *p, int ith, int nth) {
     (void)nth;
     fma_ctx *c = p;
-    c->out[ith & 15] = c->lanes == 16 ? fma_chains16(c->iters) : fma_chains8(c->iters);
+    c->out[ith & 15] = c->lanes == 16 ? bench_fma_chains16(c->iters) : bench_fma_chains8(c->iters);
 }
 
 static void empty_task(void *p, int ith, int nth) {

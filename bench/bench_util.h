@@ -30,6 +30,34 @@ static inline double bench_cpu_now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* The f32 FMA throughput of one core: 12 independent FMA chains of 8 (AVX2) or 16 (AVX-512)
+ * lanes; iters x 12 x 2 x lanes flops. Returns a value that depends on every chain. */
+__attribute__((target("avx2,fma"))) static inline float bench_fma_chains8(int64_t iters) {
+    __m256 a[12], m = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+    for (int j = 0; j < 12; j++)
+        a[j] = _mm256_set1_ps((float)j);
+    for (int64_t i = 0; i < iters; i++)
+#pragma GCC unroll 12
+        for (int j = 0; j < 12; j++)
+            a[j] = _mm256_fmadd_ps(a[j], m, b);
+    for (int j = 1; j < 12; j++)
+        a[0] = _mm256_add_ps(a[0], a[j]);
+    return _mm256_cvtss_f32(a[0]);
+}
+
+__attribute__((target("avx512f"))) static inline float bench_fma_chains16(int64_t iters) {
+    __m512 a[12], m = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+    for (int j = 0; j < 12; j++)
+        a[j] = _mm512_set1_ps((float)j);
+    for (int64_t i = 0; i < iters; i++)
+#pragma GCC unroll 12
+        for (int j = 0; j < 12; j++)
+            a[j] = _mm512_fmadd_ps(a[j], m, b);
+    for (int j = 1; j < 12; j++)
+        a[0] = _mm512_add_ps(a[0], a[j]);
+    return _mm512_reduce_add_ps(a[0]);
+}
+
 typedef struct {
     const uint64_t *buf;
     int64_t n;

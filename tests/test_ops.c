@@ -7,7 +7,8 @@
  *
  * The per-ISA helpers (ops.h internal section) are also checked one by one at the lengths of real
  * head dimensions (8 .. 128) and odd ones: the dot of several keys equals the dot of one, bit for
- * bit; the weighted average of v rows is elementwise and blind to keys of probability 0.
+ * bit; the weighted average of v rows is elementwise and blind to keys of probability 0; exp
+ * and the weighted average give the same bits on AVX2 and AVX-512 (one sequence per element).
  *
  * Tolerances. matmul: |y - ref| <= (in/L + 24) * 2^-24 * sum_i |x_i w_i| per element (L = 8 or
  * 16 lanes: the float rounding bound of L chains of in/L terms and the horizontal sum);
@@ -542,6 +543,39 @@ static void test_exp(const isa_case *ic) {
     }
 }
 
+/* exp and the weighted average are elementwise with one fixed sequence of operations per
+ * element (the same FMAs, the same polynomial), written once per vector width: the AVX2 and
+ * AVX-512 kernels must agree bit for bit. */
+static void test_isas_agree(void) {
+    int f = hass_cpu_available();
+    if (!(f & HASS_CPU_AVX512) || !(f & HASS_CPU_AVX2)) {
+        CHECK_SKIP("AVX2 and AVX-512 not both available: cross-ISA identity not run");
+        return;
+    }
+    enum { N = 1003, NK = 77, DH = 80 };
+    float *x = randn(N, 30.0f), *e2 = malloc(N * sizeof(float)), *e5 = malloc(N * sizeof(float));
+    float *v = randn(NK * 2 * DH, 1.0f), *p = randn(2 * NK, 1.0f), *o2 = malloc(2 * DH * 4);
+    float *o5 = malloc(2 * DH * sizeof(float));
+    HASS_ASSERT(e2 && e5 && o2 && o5);
+    for (int j = 0; j < 2 * NK; j++)
+        p[j] = j % 7 == 2 ? 0.0f : fabsf(p[j]);
+    int64_t voff[2] = {0, DH};
+    hass_cpu_force(HASS_CPU_AVX2);
+    hass__kernels k2 = hass__kernels_get();
+    hass_cpu_force(HASS_CPU_AVX2 | HASS_CPU_AVX512);
+    hass__kernels k5 = hass__kernels_get();
+    hass_cpu_force(-1);
+    memcpy(e2, x, N * sizeof(float));
+    memcpy(e5, x, N * sizeof(float));
+    k2.exp(e2, N, 1.5f);
+    k5.exp(e5, N, 1.5f);
+    CHECK_MSG(!memcmp(e2, e5, N * sizeof(float)), "exp: avx2 != avx512");
+    k2.wavg(o2, p, NK, v, voff, 2 * DH, NK, DH, 2);
+    k5.wavg(o5, p, NK, v, voff, 2 * DH, NK, DH, 2);
+    CHECK_MSG(!memcmp(o2, o5, 2 * DH * sizeof(float)), "wavg: avx2 != avx512");
+    free(x), free(e2), free(e5), free(v), free(p), free(o2), free(o5);
+}
+
 int main(void) {
     check_init("test_ops");
     hass_rng_seed(&rng, 1234);
@@ -562,6 +596,7 @@ int main(void) {
         test_attention(&cs[i], pools);
     }
     hass_cpu_force(-1);
+    test_isas_agree();
 #if defined(HASS_AVX512_EMU)
     /* the emulation build must really run the AVX-512 kernels, and use them by default */
     CHECK(ncs == 4);

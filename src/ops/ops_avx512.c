@@ -3,9 +3,11 @@
  * blocking with 16-lane accumulators, and for bf16 weights on CPUs with AVX512_BF16 the
  * vdpbf16ps dot (x rounded to bf16 on the fly, pairs summed by the instruction). Compiled with
  * the AVX-512 flags (Makefile) and called only when hass_cpu_features() reports them.
- * Structurally identical to the AVX2 file on purpose: the same blocking, the same per-element
- * order (one 16-lane accumulator per element whose last step is zero-padded by masked loads,
- * then a fixed horizontal sum), so short and odd lengths stay vectorised.
+ * The blocked product, the dots and the weighted average's dispatch are the AVX2 file's code
+ * (ops_blocked.h) over 16 lanes: the same blocking, the same per-element order (one 16-lane
+ * accumulator per element whose last step is zero-padded by masked loads, then a fixed
+ * horizontal sum), so short and odd lengths stay vectorised. Here: the 16-lane helpers, 16 keys'
+ * dots (two keys per register for head dims up to 8), the weighted average's units, exp.
  */
 #include "ops/ops.h"
 
@@ -117,7 +119,7 @@ static ALWAYS_INLINE __m512 wload_part(hass_dtype dt, const uint8_t *w, int64_t 
     }
 }
 
-/* ---- the blocked product; the same code as ops_avx2.c below this line ---- */
+/* ---- the vector width of the code shared with ops_avx2.c (ops_blocked.h) ---- */
 #define VEC __m512
 #define VLANES 16
 #define VZERO() _mm512_setzero_ps()
@@ -128,245 +130,8 @@ static ALWAYS_INLINE __m512 wload_part(hass_dtype dt, const uint8_t *w, int64_t 
 #define VHSUMN(a) hsum16x16(a) /* lane p = row p if a[i] holds row VROW(i) */
 #define VROW(i) T16(i)
 #define VSTOREM(p, m, v) _mm512_mask_storeu_ps((p), lanes16(m), (v))
-
-/* The paced prefetch of the next W block (see kern): the C*rb bytes after this block, up to
- * pf_lim (nothing when pf_lim is NULL or already passed), `step` bytes more per k step. */
-typedef struct {
-    const char *at;
-    size_t done, len, step, goal;
-} pacer;
-
-static ALWAYS_INLINE pacer pacer_make(const uint8_t *w, int C, size_t rb, int64_t in, int64_t kstep,
-                                      const uint8_t *pf_lim) {
-    const uint8_t *at = w + (size_t)C * rb;
-    size_t left = pf_lim && pf_lim > at ? (size_t)(pf_lim - at) : 0;
-    pacer p = {(const char *)at, 0, left < (size_t)C * rb ? left : (size_t)C * rb,
-               ((size_t)C * rb * (size_t)kstep + (size_t)in - 1) / (size_t)in, 0};
-    return p;
-}
-
-/* Into L2 (T1): on a Xeon with AMX 3-5% faster than into L1 for bf16 at n = 1 (bench/PERF.md,
- * 2026-11-27): the next block does not fit beside the current one in L1 anyway. */
-static ALWAYS_INLINE void pacer_advance(pacer *p) {
-    p->goal += p->step;
-    for (; p->done < p->goal && p->done < p->len; p->done += 64)
-        _mm_prefetch(p->at + p->done, _MM_HINT_T1);
-}
-
-/* The R x C register block: y[r*ys + c] = x[r] . w[c] for r < R, c < C, each element as its
- * own VLANES-lane accumulator over k (the in % VLANES tail as one more step, zero-padded by
- * masked loads), then the fixed horizontal sum. */
-static ALWAYS_INLINE void kern(const int R, const int C, hass_dtype dt, float *y, int64_t ys,
-                               const float *x, int64_t in, const uint8_t *w, size_t rb,
-                               const uint8_t *pf_lim) {
-    VEC acc[RB][CB];
-    UNROLL for (int r = 0; r < R; r++) {
-        UNROLL for (int c = 0; c < C; c++) {
-            acc[r][c] = VZERO();
-        }
-    }
-    int64_t inv = in & ~(int64_t)(VLANES - 1);
-    /* Unless pf_lim is NULL, prefetch the next block of W (the C*rb bytes after this one, up to
-     * pf_lim) at the pace this block is consumed: blocks are short streams (C rows of a few KiB),
-     * too short for the hardware prefetcher to ramp up on each. */
-    pacer pf = pacer_make(w, C, rb, in, VLANES, pf_lim);
-    for (int64_t k = 0; k < inv; k += VLANES) {
-        VEC wv[CB];
-        pacer_advance(&pf);
-        UNROLL for (int c = 0; c < C; c++) {
-            wv[c] = wload(dt, w + (size_t)c * rb, k);
-        }
-        UNROLL for (int r = 0; r < R; r++) {
-            VEC xv = VLOAD(x + r * in + k);
-            UNROLL for (int c = 0; c < C; c++) {
-                acc[r][c] = VFMA(xv, wv[c], acc[r][c]);
-            }
-        }
-    }
-    if (inv < in) {
-        VEC wv[CB];
-        UNROLL for (int c = 0; c < C; c++) {
-            wv[c] = wload_part(dt, w + (size_t)c * rb, inv, in - inv);
-        }
-        UNROLL for (int r = 0; r < R; r++) {
-            VEC xv = VLOADM(x + r * in + inv, in - inv);
-            UNROLL for (int c = 0; c < C; c++) {
-                acc[r][c] = VFMA(xv, wv[c], acc[r][c]);
-            }
-        }
-    }
-    UNROLL for (int r = 0; r < R; r++) {
-        UNROLL for (int c = 0; c < C; c++) {
-            y[r * ys + c] = VHSUM(acc[r][c]);
-        }
-    }
-}
-
-/* n == 1: a block of C <= VLANES rows of W, one accumulator per row (accumulator i holds row
- * VROW(i); rows past C repeat row C - 1 and are not stored), each fed exactly as in kern, then
- * all reduced at once by VHSUMN, which adds like VHSUM, into one vector of C outputs. The rows
- * are read in passes of 8, so that their pointers stay in registers. */
-static ALWAYS_INLINE void kern_row(const int PF, hass_dtype dt, float *y, const float *x,
-                                   int64_t in, const uint8_t *w, size_t rb, int C,
-                                   const uint8_t *pf_lim) {
-    VEC acc[VLANES];
-    int64_t inv = in & ~(int64_t)(VLANES - 1);
-    pacer pf = pacer_make(w, C, rb, in * (VLANES / 8), VLANES, PF ? pf_lim : NULL);
-    UNROLL for (int h = 0; h < VLANES / 8; h++) {
-        const uint8_t *wr[8];
-        VEC *a = acc + 8 * h;
-        UNROLL for (int i = 0; i < 8; i++) {
-            wr[i] = w + (size_t)(VROW(8 * h + i) < C ? VROW(8 * h + i) : C - 1) * rb;
-            a[i] = VZERO();
-        }
-        for (int64_t k = 0; k < inv; k += VLANES) {
-            if (PF)
-                pacer_advance(&pf);
-            VEC xv = VLOAD(x + k);
-            UNROLL for (int i = 0; i < 8; i++) {
-                a[i] = VFMA(xv, wload(dt, wr[i], k), a[i]);
-            }
-        }
-        if (inv < in) {
-            VEC xv = VLOADM(x + inv, in - inv);
-            UNROLL for (int i = 0; i < 8; i++) {
-                a[i] = VFMA(xv, wload_part(dt, wr[i], inv, in - inv), a[i]);
-            }
-        }
-    }
-    VSTOREM(y, C, VHSUMN(acc));
-}
-
-#define KCASE(R, C)                                                                                \
-    case (R)*16 + (C):                                                                             \
-        kern(R, C, dt, y, ys, x, in, w, rb, pf_lim);                                               \
-        break
-
-static ALWAYS_INLINE void block(int R, int C, hass_dtype dt, float *y, int64_t ys, const float *x,
-                                int64_t in, const uint8_t *w, size_t rb, const uint8_t *pf_lim) {
-    switch (R * 16 + C) {
-        KCASE(1, 1);
-        KCASE(1, 2);
-        KCASE(1, 3);
-        KCASE(2, 1);
-        KCASE(2, 2);
-        KCASE(2, 3);
-        KCASE(3, 1);
-        KCASE(3, 2);
-        KCASE(3, 3);
-        KCASE(4, 1);
-        KCASE(4, 2);
-        KCASE(4, 3);
-    default:
-        HASS_ASSERT(!"matmul block shape");
-    }
-}
-
-/* W blocks of CB rows (VLANES when n == 1) outside, x blocks of RB rows inside: a W block is
- * read from memory once and stays in L1 while every x row passes over it. (Tiling k as well,
- * with the lane sums parked between tiles, measured ~10% slower at n = 8..64: the x rows stream
- * from L2 fast enough.) */
-static ALWAYS_INLINE void rows_dt(hass_dtype dt, float *y, int64_t ys, const float *x, int64_t n,
-                                  int64_t in, const void *W, int64_t o0, int64_t o1) {
-    size_t rb = hass_dtype_bytes(dt, (size_t)in);
-    int cmax = n == 1 ? VLANES : CB;
-    /* Software prefetch of the next W block (see kern), measured single-threaded on 2048x768 /
-     * 32000x768 streamed from memory: bf16 n = 1 4.9 -> 3.3 ms, bf16 n = 4 410 -> 205 us, f32
-     * n = 4 600 -> 450 us, f32 n = 16 16.4 -> 13.6 ms; but f32 n = 1 300 -> 390 us (its 3 KiB+
-     * rows are long enough for the hardware prefetcher), so not there. */
-    const uint8_t *wend =
-        dt != HASS_DTYPE_F32 || n > 1 ? (const uint8_t *)W + (size_t)o1 * rb : NULL;
-    for (int64_t o = o0; o < o1; o += cmax) {
-        int C = o1 - o < cmax ? (int)(o1 - o) : cmax;
-        const uint8_t *w = (const uint8_t *)W + (size_t)o * rb;
-        if (n == 1) { /* without the prefetch code when there is none (registers) */
-            if (wend)
-                kern_row(1, dt, y + o, x, in, w, rb, C, wend);
-            else
-                kern_row(0, dt, y + o, x, in, w, rb, C, NULL);
-            continue;
-        }
-        for (int64_t r = 0; r < n; r += RB) {
-            int R = n - r < RB ? (int)(n - r) : RB;
-            block(R, C, dt, y + r * ys + o, ys, x + r * in, in, w, rb, r == 0 ? wend : NULL);
-        }
-    }
-}
-
-static void rows_f32(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
-                     int64_t o0, int64_t o1) {
-    rows_dt(HASS_DTYPE_F32, y, ys, x, n, in, W, o0, o1);
-}
-static void rows_bf16(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
-                      int64_t o0, int64_t o1) {
-    rows_dt(HASS_DTYPE_BF16, y, ys, x, n, in, W, o0, o1);
-}
-static void rows_f16(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
-                     int64_t o0, int64_t o1) {
-    rows_dt(HASS_DTYPE_F16, y, ys, x, n, in, W, o0, o1);
-}
-static void rows_q8(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
-                    int64_t o0, int64_t o1) {
-    rows_dt(HASS_DTYPE_Q8_0, y, ys, x, n, in, W, o0, o1);
-}
-
-void hass__matmul_rows_avx512(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
-                              const void *W, hass_dtype wt, int64_t o0, int64_t o1) {
-    switch (wt) {
-    case HASS_DTYPE_F32:
-        rows_f32(y, ys, x, n, in, W, o0, o1);
-        break;
-    case HASS_DTYPE_BF16:
-        rows_bf16(y, ys, x, n, in, W, o0, o1);
-        break;
-    case HASS_DTYPE_F16:
-        rows_f16(y, ys, x, n, in, W, o0, o1);
-        break;
-    case HASS_DTYPE_Q8_0:
-        HASS_ASSERT(in % 32 == 0);
-        rows_q8(y, ys, x, n, in, W, o0, o1);
-        break;
-    default:
-        HASS_ASSERT(!"hass_matmul: unsupported weight dtype");
-    }
-}
-
-/* The same element arithmetic as the matrix product, for one pair of vectors. */
-static ALWAYS_INLINE float dot1(const float *a, const float *b, int64_t n) {
-    __m512 acc = _mm512_setzero_ps();
-    int64_t k = 0;
-    for (; k + 16 <= n; k += 16)
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), acc);
-    if (k < n)
-        acc = _mm512_fmadd_ps(VLOADM(a + k, n - k), VLOADM(b + k, n - k), acc);
-    return hsum16(acc);
-}
-
-float hass__dot_avx512(const float *a, const float *b, int64_t n) {
-    return dot1(a, b, n);
-}
-
-/* dot1(q, k + off[T16(p)], Dh) in lane p, for 16 key rows. */
-static ALWAYS_INLINE __m512 dots16(const float *q, const float *k, const int64_t *off, int64_t Dh) {
-    __m512 acc[16];
-    UNROLL for (int i = 0; i < 16; i++) {
-        acc[i] = _mm512_setzero_ps();
-    }
-    int64_t e = 0;
-    for (; e + 16 <= Dh; e += 16) {
-        __m512 qv = _mm512_loadu_ps(q + e);
-        UNROLL for (int i = 0; i < 16; i++) {
-            acc[i] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k + off[i] + e), acc[i]);
-        }
-    }
-    if (e < Dh) {
-        __m512 qv = VLOADM(q + e, Dh - e);
-        UNROLL for (int i = 0; i < 16; i++) {
-            acc[i] = _mm512_fmadd_ps(qv, VLOADM(k + off[i] + e, Dh - e), acc[i]);
-        }
-    }
-    return hsum16x16(acc);
-}
+#define VSTORE(p, v) _mm512_storeu_ps((p), (v))
+#define DOTSN(q, k, off, Dh) dots16_any((q), (k), (off), (Dh))
 
 /* The same for Dh <= 8, two keys per register: dot1's upper eight lanes would hold +0 (the
  * products are never -0 after adding +0), so its first fold is the identity and is skipped. */
@@ -384,27 +149,9 @@ static ALWAYS_INLINE __m512 dots16_short(const float *q, const float *k, const i
     return hsum16x16_folded(X);
 }
 
+/* 16 keys' dots (ops_blocked.h's dots_any): two keys per register up to head dim 8. */
 static ALWAYS_INLINE __m512 dots16_any(const float *q, const float *k, const int64_t *off,
-                                       int64_t Dh) {
-    return Dh <= 8 ? dots16_short(q, k, off, Dh) : dots16(q, k, off, Dh);
-}
-
-/* Sixteen keys per step, each exactly dot1; a last partial group repeats its last key in the
- * unused lanes and stores only the valid ones. */
-void hass__dots_avx512(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
-                       int64_t Dh) {
-    int64_t off[16], j = 0;
-    for (int i = 0; i < 16; i++)
-        off[i] = T16(i) * ks;
-    for (; j + 16 <= nk; j += 16)
-        _mm512_storeu_ps(s + j, dots16_any(q, k + j * ks, off, Dh));
-    if (j < nk) {
-        int64_t m = nk - j;
-        for (int i = 0; i < 16; i++)
-            off[i] = (T16(i) < m ? T16(i) : m - 1) * ks;
-        _mm512_mask_storeu_ps(s + j, lanes16(m), dots16_any(q, k + j * ks, off, Dh));
-    }
-}
+                                       int64_t Dh);
 
 /* The weighted average (ops.h) of G heads at once, as units (head g, vector u of its Dh) taken
  * up to 8 at a time: each unit keeps its vector of o in a register over all keys, one FMA per
@@ -442,28 +189,30 @@ static ALWAYS_INLINE void wavg_units(const int U, int64_t u0, float *o, const fl
     }
 }
 
-#define WAVG_CASE(U)                                                                               \
-    case U:                                                                                        \
-        wavg_units(U, u0, o, p, ps, v, voff, vs, nk, Dh);                                          \
-        break
+#include "ops/ops_blocked.h"
 
-/* All G heads' units, 8 at a time. */
+static ALWAYS_INLINE __m512 dots16_any(const float *q, const float *k, const int64_t *off,
+                                       int64_t Dh) {
+    return Dh <= 8 ? dots16_short(q, k, off, Dh) : dots_rows(q, k, off, Dh);
+}
+
+void hass__matmul_rows_avx512(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
+                              const void *W, hass_dtype wt, int64_t o0, int64_t o1) {
+    matmul_rows(y, ys, x, n, in, W, wt, o0, o1);
+}
+
+float hass__dot_avx512(const float *a, const float *b, int64_t n) {
+    return dot1(a, b, n);
+}
+
+void hass__dots_avx512(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
+                       int64_t Dh) {
+    dots_any(s, q, k, ks, nk, Dh);
+}
+
 void hass__wavg_avx512(float *o, const float *p, int64_t ps, const float *v, const int64_t *voff,
                        int64_t vs, int64_t nk, int64_t Dh, int G) {
-    int64_t nu = (int64_t)G * ((Dh + 15) / 16);
-    for (int64_t u0 = 0; u0 < nu; u0 += 8) {
-        switch (nu - u0 < 8 ? (int)(nu - u0) : 8) {
-            WAVG_CASE(1);
-            WAVG_CASE(2);
-            WAVG_CASE(3);
-            WAVG_CASE(4);
-            WAVG_CASE(5);
-            WAVG_CASE(6);
-            WAVG_CASE(7);
-        default:
-            wavg_units(8, u0, o, p, ps, v, voff, vs, nk, Dh);
-        }
-    }
+    wavg_any(o, p, ps, v, voff, vs, nk, Dh, G);
 }
 
 /* x[i] *= scale; the largest result. */
