@@ -177,7 +177,7 @@ static ALWAYS_INLINE void wavg_units(const int U, int64_t u0, float *o, const fl
     for (int64_t j = 0; j < nk; j++) {
         UNROLL for (int u = 0; u < U; u++) {
             __m512 pj = _mm512_set1_ps(pu[u][j]);
-            __mmask16 k = _mm512_mask_cmp_ps_mask(mk[u], pj, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+            __mmask16 k = mk[u] & _mm512_cmp_ps_mask(pj, _mm512_setzero_ps(), _CMP_NEQ_UQ);
             acc[u] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(k, vu[u] + j * vs), acc[u]);
             sum[u] = _mm512_add_ps(sum[u], pj);
         }
