@@ -47,15 +47,21 @@ static ALWAYS_INLINE float hsum16(__m512 v) {
  * in one register in order when accumulator i holds dot T16(i). */
 #define T16(p) (4 * ((p) % 4) + (p) / 4)
 
-static ALWAYS_INLINE __m512 sum_pairs(__m512 a, __m512 b, int lo, int hi) {
-    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, lo), _mm512_shuffle_f32x4(a, b, hi));
+/* [a.lo256 + a.hi256 | b.lo256 + b.hi256] */
+static ALWAYS_INLINE __m512 fold256(__m512 a, __m512 b) {
+    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+}
+
+/* 128-bit lanes: [a0 + a1, a2 + a3, b0 + b1, b2 + b3] */
+static ALWAYS_INLINE __m512 fold128(__m512 a, __m512 b) {
+    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xDD));
 }
 
 /* The same from the first fold on: X[m] holds accumulators 2m and 2m+1 folded to 256 bits. */
 static ALWAYS_INLINE __m512 hsum16x16_folded(const __m512 *X) {
     __m512 Y[4], Z[2];
     UNROLL for (int m = 0; m < 4; m++) {
-        Y[m] = sum_pairs(X[2 * m], X[2 * m + 1], 0x88, 0xDD);
+        Y[m] = fold128(X[2 * m], X[2 * m + 1]);
     }
     UNROLL for (int m = 0; m < 2; m++) {
         Z[m] = _mm512_add_ps(_mm512_shuffle_ps(Y[2 * m], Y[2 * m + 1], 0x88),
@@ -67,7 +73,7 @@ static ALWAYS_INLINE __m512 hsum16x16_folded(const __m512 *X) {
 static ALWAYS_INLINE __m512 hsum16x16(const __m512 *a) {
     __m512 X[8];
     UNROLL for (int m = 0; m < 8; m++) {
-        X[m] = sum_pairs(a[2 * m], a[2 * m + 1], 0x44, 0xEE);
+        X[m] = fold256(a[2 * m], a[2 * m + 1]);
     }
     return hsum16x16_folded(X);
 }
