@@ -19,7 +19,7 @@
  * Output: CSV rows `name,shape,threads,iters,ms,gflops_or_gbs` on stdout (the unit is in the
  * name: *_gbs rows are GB/s, *_gflops rows GFLOP/s, *_ratio rows t(n)/t(1), *_nspe ns per
  * element; in (b) the shape ends in @isa), and '#' comment lines with readable tables.
- * `--quick` runs a subset (CI).
+ * `--quick` runs a subset (CI); `--table` stops after (a) and (b).
  */
 #include "core/core.h"
 #include "ops/ops.h"
@@ -462,12 +462,14 @@ static void layer_sweep(hass_pool *pool, int maxt, hass_rng *rng, int quick, con
 }
 
 int main(int argc, char **argv) {
-    int quick = 0;
+    int quick = 0, only_table = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             quick = 1;
+        } else if (strcmp(argv[i], "--table") == 0) {
+            only_table = 1;
         } else {
-            fprintf(stderr, "usage: bench_ops [--quick]\n");
+            fprintf(stderr, "usage: bench_ops [--quick] [--table]\n");
             return 2;
         }
     }
@@ -521,6 +523,10 @@ int main(int argc, char **argv) {
         printf("pool_dispatch_us,empty,%d,%d,%.5f,%.3f\n", maxt, 1000 * reps_d, td * 1e3, td * 1e6);
     }
     isa_table(pool, maxt, &rng, quick); /* (b) */
+    if (only_table) {
+        hass_pool_destroy(pool);
+        return 0;
+    }
     if (hass_cpu_available() & HASS_CPU_AVX2)
         bench_incache(&rng, quick);            /* (d) */
     layer_sweep(pool, maxt, &rng, quick, fma); /* (c) */
