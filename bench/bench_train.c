@@ -114,9 +114,17 @@ static int bench_pretrain(hass_pool *pool, int threads, int iters, int argc, cha
                         .rope_theta = 10000.0f,
                         .tie = 1};
     int64_t B = 4;
-    for (int i = 0; i + 1 < argc; i += 2) {
-        int64_t v = atoll(argv[i + 1]);
+    for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
+        if (!strcmp(a, "--untied")) {
+            c.tie = 0;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "bench_train --pretrain: %s needs a value\n", a);
+            return 2;
+        }
+        int64_t v = atoll(argv[++i]);
         if (!strcmp(a, "--d"))
             c.d = v;
         else if (!strcmp(a, "--layers"))
@@ -133,8 +141,6 @@ static int bench_pretrain(hass_pool *pool, int threads, int iters, int argc, cha
             c.ctx = v;
         else if (!strcmp(a, "--batch"))
             B = v;
-        else if (!strcmp(a, "--untied"))
-            c.tie = 0, i--;
         else {
             fprintf(stderr, "bench_train --pretrain: unknown flag %s\n", a);
             return 2;
