@@ -206,6 +206,72 @@ static void test_matmul_threads(const isa_case *ic, hass_pool **pools) {
     }
 }
 
+/* hass_ops_tune's block heights and prefetch switches change nothing in any result: every
+ * setting gives the default's bits, for every dtype, batch size and thread count. */
+static void test_tune_bits(const isa_case *ic, hass_pool **pools) {
+    static const hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16, HASS_DTYPE_F16,
+                                     HASS_DTYPE_Q8_0};
+    static const int64_t ns[] = {1, 3, 8, 9, 23};
+    const int64_t out = 301, NMAX = 23;
+    for (int d = 0; d < 4; d++)
+        for (int a = 0; a < 2; a++) {
+            hass_dtype t = dts[d];
+            int64_t in = a ? 320 : t == HASS_DTYPE_Q8_0 ? 96 : 100;
+            float *wf, *x = randn(NMAX * in, 1.0f);
+            void *W = rand_weights(t, out, in, &wf);
+            float *ref = malloc((size_t)(NMAX * out) * sizeof(float));
+            float *y = malloc((size_t)(NMAX * out) * sizeof(float));
+            HASS_ASSERT(ref && y);
+            int ok = 1;
+            for (int k = 0; k < 5; k++) {
+                hass_ops_tune_set(NULL);
+                hass_matmul(pools[1], ref, x, W, t, ns[k], in, out);
+                for (int rb = 1; rb <= 4; rb++)
+                    for (int pf = 1; pf <= 2; pf++) {
+                        hass_ops_tune tu = {0, {rb, rb}, {pf, pf, pf}};
+                        hass_ops_tune_set(&tu);
+                        memset(y, 0xff, (size_t)(ns[k] * out) * sizeof(float));
+                        hass_matmul(pools[(rb + pf) % 3], y, x, W, t, ns[k], in, out);
+                        ok &= memcmp(y, ref, (size_t)(ns[k] * out) * sizeof(float)) == 0;
+                    }
+            }
+            hass_ops_tune_set(NULL);
+            CHECK_MSG(ok, "matmul %s %s in=%lld: a tuned block height or prefetch changed bits",
+                      ic->name, hass_dtype_name(t), (long long)in);
+            free(wf), free(x), free(W), free(ref), free(y);
+        }
+}
+
+/* hass_ops_tune's bf16 choice: the kernels of the narrower ISA, bit for bit, for bf16 products;
+ * never wider than what the CPU (and hass_cpu_force) allow. */
+static void test_tune_bf16(void) {
+    hass_cpu_force(-1);
+    int f = hass_cpu_available();
+    static const int choice[] = {HASS_BF16_AMX, HASS_BF16_DP, HASS_BF16_FMA};
+    const int mask[] = {f, f & ~HASS_CPU_AMX, f & ~(HASS_CPU_AMX | HASS_CPU_AVX512BF16)};
+    const int64_t in = 256, out = 100, n = 5;
+    float *wf, *x = randn(n * in, 1.0f);
+    void *W = rand_weights(HASS_DTYPE_BF16, out, in, &wf);
+    float *a = malloc((size_t)(n * out) * sizeof(float)), *b = malloc((size_t)(n * out) * 4);
+    HASS_ASSERT(a && b);
+    for (int c = 0; c < 3; c++) {
+        hass_cpu_force(mask[c]);
+        hass_matmul(NULL, a, x, W, HASS_DTYPE_BF16, n, in, out);
+        const char *want = hass_cpu_isa_name();
+        hass_cpu_force(-1);
+        hass_ops_tune tu = {choice[c], {0, 0}, {0, 0, 0}};
+        hass_ops_tune_set(&tu);
+        CHECK_MSG(strcmp(hass_cpu_isa_name(), want) == 0, "bf16 choice %d: isa %s, want %s",
+                  choice[c], hass_cpu_isa_name(), want);
+        CHECK_MSG((hass_cpu_features() & ~f) == 0, "bf16 choice %d: wider than the CPU", choice[c]);
+        hass_matmul(NULL, b, x, W, HASS_DTYPE_BF16, n, in, out);
+        CHECK_MSG(!memcmp(a, b, (size_t)(n * out) * sizeof(float)),
+                  "bf16 choice %d: not the %s kernel's bits", choice[c], want);
+        hass_ops_tune_set(NULL);
+    }
+    free(wf), free(x), free(W), free(a), free(b);
+}
+
 static void test_rows(const isa_case *ic) {
     static const int64_t ds[] = {1, 7, 31, 64, 257, 1000};
     for (int a = 0; a < 6; a++) {
@@ -592,11 +658,13 @@ int main(void) {
         test_scale_max(&cs[i]);
         test_matmul_vs_ref(&cs[i]);
         test_matmul_threads(&cs[i], pools);
+        test_tune_bits(&cs[i], pools);
         test_rows(&cs[i]);
         test_attention(&cs[i], pools);
     }
     hass_cpu_force(-1);
     test_isas_agree();
+    test_tune_bf16();
 #if defined(HASS_AVX512_EMU)
     /* the emulation build must really run the AVX-512 kernels, and use them by default */
     CHECK(ncs == 4);

@@ -71,10 +71,53 @@ int hass_cpu_available(void) {
  * hass_cpu_force narrowed it in-process. The AVX-512 and AVX512_BF16 kernels are checked against
  * the naive twins, the golden outputs and the batch-invariance tests by the BUILD=avx512emu test
  * build (SIMDe) on machines without AVX-512, and natively wherever the CPU has it. */
+/* hass_ops_tune, field by field */
+static atomic_int g_tune_bf16, g_tune_rb[2], g_tune_pf[3];
+
+void hass_ops_tune_set(const hass_ops_tune *t) {
+    hass_ops_tune z = {0};
+    if (!t)
+        t = &z;
+    atomic_store_explicit(&g_tune_bf16, t->bf16, memory_order_relaxed);
+    for (int b = 0; b < 2; b++)
+        atomic_store_explicit(&g_tune_rb[b], t->rb[b] >= 0 && t->rb[b] <= 4 ? t->rb[b] : 0,
+                              memory_order_relaxed);
+    for (int b = 0; b < 3; b++)
+        atomic_store_explicit(&g_tune_pf[b], t->pf[b], memory_order_relaxed);
+}
+
+hass_ops_tune hass_ops_tune_get(void) {
+    hass_ops_tune t;
+    t.bf16 = atomic_load_explicit(&g_tune_bf16, memory_order_relaxed);
+    for (int b = 0; b < 2; b++)
+        t.rb[b] = atomic_load_explicit(&g_tune_rb[b], memory_order_relaxed);
+    for (int b = 0; b < 3; b++)
+        t.pf[b] = atomic_load_explicit(&g_tune_pf[b], memory_order_relaxed);
+    return t;
+}
+
+int hass__mm_rb(int64_t n) {
+    int r = atomic_load_explicit(&g_tune_rb[n > 8], memory_order_relaxed);
+    return r > 0 ? r : 4;
+}
+
+int hass__mm_pf(int64_t n, int dflt) {
+    int p = atomic_load_explicit(&g_tune_pf[n == 1 ? 0 : n <= 8 ? 1 : 2], memory_order_relaxed);
+    return p == 1 ? 1 : p == 2 ? 0 : dflt;
+}
+
 int hass_cpu_features(void) {
     int f = hass_cpu_available();
     int m = atomic_load_explicit(&g_forced, memory_order_relaxed);
-    return m >= 0 ? f & m : f;
+    f = m >= 0 ? f & m : f;
+    switch (atomic_load_explicit(&g_tune_bf16, memory_order_relaxed)) { /* hass_ops_tune */
+    case HASS_BF16_DP:
+        return f & ~HASS_CPU_AMX;
+    case HASS_BF16_FMA:
+        return f & ~(HASS_CPU_AMX | HASS_CPU_AVX512BF16);
+    default:
+        return f;
+    }
 }
 
 void hass_cpu_force(int features) {

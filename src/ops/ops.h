@@ -29,6 +29,32 @@ const char *hass_cpu_isa_name(void);
  * For tests and benchmarks: call it between kernel calls, never while one runs. */
 void hass_cpu_force(int features);
 
+/* ---- kernel choices made by measurement ----
+ * Where two correct kernels exist for one op, the engine times them once per machine (CPU model),
+ * thread count and model shape (decode.c: a short calibration cached with the verify cost curve)
+ * and sets the winners here; hass_ops_tune_set(NULL) or an all-zero struct means the built-in
+ * defaults. One setting per process: set it between kernel calls, never while one runs.
+ *  bf16:  the product for bf16 weights: HASS_BF16_AMX (tiles), HASS_BF16_DP (vdpbf16ps, x rounded
+ *         to bf16), HASS_BF16_FMA (weights widened to f32, x kept f32), or HASS_BF16_WIDEST (the
+ *         widest the CPU and HASS_CPU allow). Their results differ in the last bits, so this
+ *         choice is made per machine and model and never depends on how many rows a call has;
+ *         it only narrows what hass_cpu_features reports, so HASS_CPU caps it.
+ *  rb[b]: x rows per register block (1..4; 0 = 4) for products of 2..8 rows (b = 0) and of more
+ *         (b = 1);
+ *  pf[b]: prefetch of the next weight block (0 = the default, 1 = on, 2 = off) for products of
+ *         one row (b = 0), 2..8 (b = 1) and more (b = 2).
+ * rb and pf decide only which elements are computed together and what is fetched early, never how
+ * an element is computed: every setting gives bit-identical results (test_ops checks it), so they
+ * may differ by the number of rows. */
+enum { HASS_BF16_WIDEST = 0, HASS_BF16_AMX = 1, HASS_BF16_DP = 2, HASS_BF16_FMA = 3 };
+typedef struct {
+    int bf16;
+    int rb[2];
+    int pf[3];
+} hass_ops_tune;
+void hass_ops_tune_set(const hass_ops_tune *t);
+hass_ops_tune hass_ops_tune_get(void);
+
 /* ---- matrix products ----
  * y: (n, out) f32; x: (n, in) f32; W: (out, in) row-major of dtype wt (F32, BF16, F16, Q8_0).
  * y[r][o] = sum_i x[r][i] * W[o][i]. Overwrites y. Thread-safe for distinct y.
@@ -206,6 +232,10 @@ void hass__wavg_avx512(float *o, const float *p, int64_t ps, const float *v, con
                        int64_t vs, int64_t nk, int64_t Dh, int G);
 void hass__exp_avx512(float *x, int64_t n, float sub);
 float hass__scale_max_avx512(float *x, int64_t n, float scale);
+/* The tuned register-block height (1..4) for a product of n > 1 rows, and whether to prefetch
+ * the next weight block (dflt: the kernel's own default) for n rows (hass_ops_tune). */
+int hass__mm_rb(int64_t n);
+int hass__mm_pf(int64_t n, int dflt);
 /* AMX (ops_amx.c), bf16 weights, in % 32 == 0: x packed once per product into bf16 tiles
  * (xp: ceil(n/16) * 16 * in bf16), then rows [o0, o1) (o0 % 16 == 0) of y = x W^T. */
 int hass__amx_ready(void);

@@ -400,8 +400,8 @@ void hass__matmul_rows_avx512bf16(float *y, int64_t ys, const float *x, int64_t 
         return;
     }
     size_t rb = hass_dtype_bytes(wt, (size_t)in);
-    int cmax = n == 1 ? 16 : CB;
-    const uint8_t *wend = (const uint8_t *)W + (size_t)o1 * rb;
+    int cmax = n == 1 ? 16 : CB, rbm = n > 1 ? hass__mm_rb(n) : RB; /* hass_ops_tune */
+    const uint8_t *wend = hass__mm_pf(n, 1) ? (const uint8_t *)W + (size_t)o1 * rb : NULL;
     for (int64_t o = o0; o < o1; o += cmax) {
         int C = o1 - o < cmax ? (int)(o1 - o) : cmax;
         const uint8_t *w = (const uint8_t *)W + (size_t)o * rb;
@@ -409,8 +409,8 @@ void hass__matmul_rows_avx512bf16(float *y, int64_t ys, const float *x, int64_t 
             kern_row_bh(y + o, x, in, w, rb, C, wend);
             continue;
         }
-        for (int64_t r = 0; r < n; r += RB) {
-            int R = n - r < RB ? (int)(n - r) : RB;
+        for (int64_t r = 0; r < n; r += rbm) {
+            int R = n - r < rbm ? (int)(n - r) : rbm;
             block_bh(R, C, y + r * ys + o, ys, x + r * in, in, w, rb, r == 0 ? wend : NULL);
         }
     }

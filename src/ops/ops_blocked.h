@@ -163,7 +163,8 @@ static ALWAYS_INLINE void rows_dt(hass_dtype dt, float *y, int64_t ys, const flo
      * n = 4 600 -> 450 us, f32 n = 16 16.4 -> 13.6 ms; but f32 n = 1 300 -> 390 us (its 3 KiB+
      * rows are long enough for the hardware prefetcher), so not there. */
     const uint8_t *wend =
-        dt != HASS_DTYPE_F32 || n > 1 ? (const uint8_t *)W + (size_t)o1 * rb : NULL;
+        hass__mm_pf(n, dt != HASS_DTYPE_F32 || n > 1) ? (const uint8_t *)W + (size_t)o1 * rb : NULL;
+    int rbm = n > 1 ? hass__mm_rb(n) : RB; /* the tuned block height (hass_ops_tune) */
     for (int64_t o = o0; o < o1; o += cmax) {
         int C = o1 - o < cmax ? (int)(o1 - o) : cmax;
         const uint8_t *w = (const uint8_t *)W + (size_t)o * rb;
@@ -174,8 +175,8 @@ static ALWAYS_INLINE void rows_dt(hass_dtype dt, float *y, int64_t ys, const flo
                 kern_row(0, dt, y + o, x, in, w, rb, C, NULL);
             continue;
         }
-        for (int64_t r = 0; r < n; r += RB) {
-            int R = n - r < RB ? (int)(n - r) : RB;
+        for (int64_t r = 0; r < n; r += rbm) {
+            int R = n - r < rbm ? (int)(n - r) : rbm;
             block(R, C, dt, y + r * ys + o, ys, x + r * in, in, w, rb, r == 0 ? wend : NULL);
         }
     }
