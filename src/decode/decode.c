@@ -65,6 +65,8 @@ struct hass_engine {
     double cost[COST_N + 1]; /* cost(n) / cost(1) */
     double t1;               /* seconds of one single-row target forward */
     int have_costs;
+    hass_ops_tune tune; /* the kernel choices for this model on this machine */
+    int have_tune;
     spec_model sm;
     int have_sm;
     hass_oracle_fn oracle;
@@ -259,7 +261,8 @@ static hass_status generate_plain(hass_engine *e, const int32_t *prompt, int64_t
     return HASS_OK;
 }
 
-/* ---- cost curve ---- */
+/* ---- kernel choices and the cost curve: measured once per machine (CPU model), thread count and
+ * model shape, kept in one cache file: a line "tune ..." (hass_ops_tune), then the curve ---- */
 static void cost_cache_path(const hass_engine *e, char *buf, size_t cap) {
     const hass_model_config *c = &e->m->cfg;
     uint64_t h = HASS_FNV_OFFSET;
@@ -271,10 +274,11 @@ static void cost_cache_path(const hass_engine *e, char *buf, size_t cap) {
                      c->V,
                      (int64_t)e->m->weight_bytes,
                      (int64_t)e->m->layers[0].tq,
-                     hass_pool_size(e->pool)};
+                     hass_pool_size(e->pool),
+                     hass_cpu_allowed()};
     h = hass_fnv1a(h, key, sizeof key);
-    const char *isa = hass_cpu_isa_name();
-    h = hass_fnv1a(h, isa, strlen(isa));
+    const char *cpu = hass_cpu_model();
+    h = hass_fnv1a(h, cpu, strlen(cpu));
     char host[128] = "";
     gethostname(host, sizeof host - 1);
     h = hass_fnv1a(h, host, strlen(host));
@@ -291,20 +295,27 @@ static void cost_cache_path(const hass_engine *e, char *buf, size_t cap) {
     snprintf(buf, cap, "%s/cost-%016llx.txt", dir, (unsigned long long)h);
 }
 
-static int load_costs(hass_engine *e, const char *path) {
-    FILE *f = fopen(path, "r");
+/* The tune line (required) into e->tune, then the curve if the file has one. */
+static void load_cache(hass_engine *e, const char *path) {
+    FILE *f = getenv("HASS_NO_COST_CACHE") ? NULL : fopen(path, "r");
     if (!f)
-        return 0;
-    int ok = fscanf(f, "t1 %lf\n", &e->t1) == 1 && e->t1 > 0;
-    for (int n = 1; ok && n <= COST_N; n++) {
-        int k;
-        ok = fscanf(f, "%d %lf\n", &k, &e->cost[n]) == 2 && k == n && e->cost[n] > 0;
+        return;
+    hass_ops_tune *t = &e->tune;
+    if (fscanf(f, "tune %d %d %d %d %d %d\n", &t->bf16, &t->rb[0], &t->rb[1], &t->pf[0], &t->pf[1],
+               &t->pf[2]) == 6 &&
+        t->bf16 >= HASS_BF16_WIDEST && t->bf16 <= HASS_BF16_FMA) {
+        e->have_tune = 1;
+        int ok = fscanf(f, "t1 %lf\n", &e->t1) == 1 && e->t1 > 0;
+        for (int n = 1; ok && n <= COST_N; n++) {
+            int k;
+            ok = fscanf(f, "%d %lf\n", &k, &e->cost[n]) == 2 && k == n && e->cost[n] > 0;
+        }
+        e->have_costs = ok;
     }
     fclose(f);
-    return ok;
 }
 
-static void save_costs(const hass_engine *e, const char *path) {
+static void save_cache(const hass_engine *e, const char *path) {
     char dir[1024], buf[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *sl = strrchr(dir, '/');
@@ -319,9 +330,14 @@ static void save_costs(const hass_engine *e, const char *path) {
             }
         mkdir(dir, 0755);
     }
-    int len = snprintf(buf, sizeof buf, "t1 %.9g\n", e->t1);
-    for (int n = 1; n <= COST_N && len < (int)sizeof buf - 64; n++)
-        len += snprintf(buf + len, sizeof buf - (size_t)len, "%d %.6f\n", n, e->cost[n]);
+    const hass_ops_tune *t = &e->tune;
+    int len = snprintf(buf, sizeof buf, "tune %d %d %d %d %d %d\n", t->bf16, t->rb[0], t->rb[1],
+                       t->pf[0], t->pf[1], t->pf[2]);
+    if (e->have_costs) {
+        len += snprintf(buf + len, sizeof buf - (size_t)len, "t1 %.9g\n", e->t1);
+        for (int n = 1; n <= COST_N && len < (int)sizeof buf - 64; n++)
+            len += snprintf(buf + len, sizeof buf - (size_t)len, "%d %.6f\n", n, e->cost[n]);
+    }
     hass_write_file_atomic(path, buf, (size_t)len, NULL); /* best effort: a cache */
 }
 
@@ -330,9 +346,12 @@ static int cmp_dbl(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Median time of forwards of n rows over a 64-position context (nothing committed). */
+/* Median time of forwards of n rows over the current context (nothing committed); 0 when n rows
+ * do not fit, -1 on error. */
 static double time_forward(hass_engine *e, int64_t n, hass_err *err) {
     int32_t tok[TGT_BATCH], pos[TGT_BATCH], par[TGT_BATCH];
+    if (n > e->kv.max_batch || e->kv.n + n > e->kv.cap)
+        return 0;
     for (int64_t i = 0; i < n; i++) {
         tok[i] = (int32_t)(i % e->m->cfg.V);
         pos[i] = (int32_t)(e->kv.n + i);
@@ -352,20 +371,13 @@ static double time_forward(hass_engine *e, int64_t n, hass_err *err) {
     return ts[reps / 2];
 }
 
-const double *hass_engine_costs(hass_engine *e, int *n_max) {
-    *n_max = COST_N;
-    if (e->have_costs)
-        return e->cost;
-    char path[1024];
-    cost_cache_path(e, path, sizeof path);
-    if (!getenv("HASS_NO_COST_CACHE") && load_costs(e, path)) {
-        e->have_costs = 1;
-        return e->cost;
-    }
+/* A little context, as in real decoding (64 positions when they fit beside a full batch); returns
+ * the cache length to give back to measure_end. */
+static int64_t measure_begin(hass_engine *e) {
     hass_err err = {0};
     int64_t saved = e->kv.n, ctxn = 64 < e->kv.cap - TGT_BATCH ? 64 : 0;
     hass_kv_truncate(&e->kv, 0);
-    if (ctxn > 0) { /* a little context, as in real decoding */
+    if (ctxn > 0) {
         int32_t tok[64], pos[64];
         for (int i = 0; i < 64; i++) {
             tok[i] = i % (int32_t)e->m->cfg.V;
@@ -375,16 +387,114 @@ const double *hass_engine_costs(hass_engine *e, int *n_max) {
             HASS_OK)
             hass_kv_commit(&e->kv, 64);
     }
+    time_forward(e, 1, &err); /* warm-up */
+    return saved;
+}
+
+static void measure_end(hass_engine *e, int64_t saved) {
+    hass_kv_truncate(&e->kv, saved < e->kv.n ? saved : e->kv.n);
+}
+
+static int model_has_bf16(const hass_model *m) {
+    int any = m->lm_head_t == HASS_DTYPE_BF16;
+    for (int64_t l = 0; l < m->cfg.n_layers; l++) {
+        const hass_layer *L = &m->layers[l];
+        hass_dtype t[] = {L->tq, L->tk, L->tv, L->to, L->tg, L->tu, L->td};
+        for (int i = 0; i < 7; i++)
+            any |= t[i] == HASS_DTYPE_BF16;
+    }
+    return any;
+}
+
+/* Sum of the forward times of the sizes in ns (n rows each) with tune t; a failed or impossible
+ * size counts 0 for every candidate alike. */
+static double tune_score(hass_engine *e, const hass_ops_tune *t, const int64_t *ns, int k) {
+    hass_err err = {0};
+    hass_ops_tune_set(t);
+    double s = 0;
+    for (int i = 0; i < k; i++) {
+        double v = time_forward(e, ns[i], &err);
+        s += v > 0 ? v : 0;
+    }
+    return s;
+}
+
+/* Of the values vals[0..nv) of the int *field of e->tune, the one whose score is lowest; the first
+ * (the default) is kept unless another is faster by more than 2% (noise on a shared machine). */
+static void tune_pick(hass_engine *e, int *field, const int *vals, int nv, const int64_t *ns,
+                      int k) {
+    double best = 0;
+    int bv = vals[0];
+    for (int i = 0; i < nv; i++) {
+        *field = vals[i];
+        double s = tune_score(e, &e->tune, ns, k);
+        if (i == 0 || s < 0.98 * best)
+            best = s, bv = vals[i];
+    }
+    *field = bv;
+}
+
+/* The kernel choices (hass_ops_tune) for this model here, from the cache or measured now (a
+ * short calibration of whole forwards: about 20 medians of 3+ forwards), then applied. The bf16
+ * product (which changes results in the last bits) is chosen once for the model, by the sum of
+ * the times of 1 and 8 rows, never per row count, and not at all when HASS_CPU is set (then it
+ * is the widest HASS_CPU allows); block heights and prefetch (bit-identical) per batch size. */
+static void engine_tune(hass_engine *e) {
+    if (!e->have_tune) {
+        char path[1024];
+        cost_cache_path(e, path, sizeof path);
+        load_cache(e, path);
+        if (!e->have_tune) {
+            memset(&e->tune, 0, sizeof e->tune);
+            int64_t saved = measure_begin(e);
+            int f = hass_cpu_allowed(), cand[3], nc = 0;
+            if (model_has_bf16(e->m) && !getenv("HASS_CPU")) {
+                if (f & HASS_CPU_AMX)
+                    cand[nc++] = HASS_BF16_AMX;
+                if (f & HASS_CPU_AVX512BF16)
+                    cand[nc++] = HASS_BF16_DP;
+                if (f & HASS_CPU_AVX512)
+                    cand[nc++] = HASS_BF16_FMA;
+            }
+            static const int64_t n1[] = {1}, n8[] = {8}, n16[] = {16}, both[] = {1, 8};
+            if (nc > 1)
+                tune_pick(e, &e->tune.bf16, cand, nc, both, 2);
+            static const int pfs[] = {0, 2, 1}, rbs[] = {0, 3, 2};
+            tune_pick(e, &e->tune.pf[0], pfs, 3, n1, 1);
+            tune_pick(e, &e->tune.pf[1], pfs, 3, n8, 1);
+            tune_pick(e, &e->tune.pf[2], pfs, 3, n16, 1);
+            tune_pick(e, &e->tune.rb[0], rbs, 3, n8, 1);
+            tune_pick(e, &e->tune.rb[1], rbs, 3, n16, 1);
+            measure_end(e, saved);
+            e->have_tune = 1;
+            e->have_costs = 0; /* a curve measured with other kernels */
+            save_cache(e, path);
+        }
+    }
+    hass_ops_tune_set(&e->tune);
+}
+
+const hass_ops_tune *hass_engine_tune(hass_engine *e) {
+    engine_tune(e);
+    return &e->tune;
+}
+
+const double *hass_engine_costs(hass_engine *e, int *n_max) {
+    *n_max = COST_N;
+    engine_tune(e);
+    if (e->have_costs)
+        return e->cost;
+    hass_err err = {0};
+    int64_t saved = measure_begin(e);
     static const int sizes[] = {1, 2, 3, 4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 56, 64};
     double t[sizeof sizes / sizeof sizes[0]];
     int ns = 0;
-    time_forward(e, 1, &err); /* warm-up */
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         if (sizes[i] > e->kv.max_batch || e->kv.n + sizes[i] > e->kv.cap)
             break;
         t[ns++] = time_forward(e, sizes[i], &err);
     }
-    hass_kv_truncate(&e->kv, saved < e->kv.n ? saved : e->kv.n);
+    measure_end(e, saved);
     e->t1 = t[0] > 0 ? t[0] : 1e-3;
     /* piecewise-linear interpolation, monotone non-decreasing */
     for (int n = 1; n <= COST_N; n++) {
@@ -403,7 +513,9 @@ const double *hass_engine_costs(hass_engine *e, int *n_max) {
     }
     e->cost[1] = 1.0;
     e->have_costs = 1;
-    save_costs(e, path);
+    char path[1024];
+    cost_cache_path(e, path, sizeof path);
+    save_cache(e, path);
     return e->cost;
 }
 
@@ -685,6 +797,7 @@ hass_status hass_generate(hass_engine *e, const int32_t *prompt, int64_t n_promp
     hass_status st = hass_sampler_reset(&e->sampler, &p->sampling, err);
     if (st)
         return st;
+    engine_tune(e); /* before any forward: plain and speculative runs use the same kernels */
     hass_kv_truncate(&e->kv, 0);
     emitter em = {e, p, on_token, user, tokens_out, stats};
     if (spec && (e->dr || e->oracle) && p->tree.tree_tokens <= 0) {

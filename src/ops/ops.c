@@ -10,7 +10,9 @@
 #include "ops/ops.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__)
@@ -106,10 +108,45 @@ int hass__mm_pf(int64_t n, int dflt) {
     return p == 1 ? 1 : p == 2 ? 0 : dflt;
 }
 
-int hass_cpu_features(void) {
+int hass_cpu_allowed(void) {
     int f = hass_cpu_available();
     int m = atomic_load_explicit(&g_forced, memory_order_relaxed);
-    f = m >= 0 ? f & m : f;
+    return m >= 0 ? f & m : f;
+}
+
+static char g_cpu_model[128] = "unknown";
+static pthread_once_t g_cpu_model_once = PTHREAD_ONCE_INIT;
+
+static void cpu_model_init(void) {
+#if defined(__x86_64__)
+    unsigned r[12] = {0}, a, b, c, d;
+    char vendor[13] = "", brand[49] = "";
+    if (__get_cpuid(0, &a, &b, &c, &d)) {
+        memcpy(vendor, &b, 4), memcpy(vendor + 4, &d, 4), memcpy(vendor + 8, &c, 4);
+        vendor[12] = 0;
+    }
+    unsigned sig = __get_cpuid(1, &a, &b, &c, &d) ? a : 0;
+    unsigned fam = (sig >> 8) & 15, model = (sig >> 4) & 15;
+    if (fam == 15)
+        fam += (sig >> 20) & 255;
+    if (fam == 6 || fam >= 15)
+        model |= ((sig >> 16) & 15) << 4;
+    for (unsigned i = 0; i < 3; i++)
+        if (__get_cpuid(0x80000002u + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]))
+            memcpy(brand + 16 * i, &r[4 * i], 16);
+    brand[48] = 0;
+    snprintf(g_cpu_model, sizeof g_cpu_model, "%s %u.%u.%u %s", vendor, fam, model, sig & 15,
+             brand);
+#endif
+}
+
+const char *hass_cpu_model(void) {
+    pthread_once(&g_cpu_model_once, cpu_model_init);
+    return g_cpu_model;
+}
+
+int hass_cpu_features(void) {
+    int f = hass_cpu_allowed();
     switch (atomic_load_explicit(&g_tune_bf16, memory_order_relaxed)) { /* hass_ops_tune */
     case HASS_BF16_DP:
         return f & ~HASS_CPU_AMX;

@@ -25,6 +25,11 @@ int hass_cpu_available(void);
 /* "amx" (AVX-512 + AVX512_BF16 + AMX tiles for bf16 products), "avx512bf16", "avx512", "avx2"
  * or "scalar" */
 const char *hass_cpu_isa_name(void);
+/* What the CPU, HASS_CPU and hass_cpu_force allow, before hass_ops_tune's bf16 choice narrows
+ * it (hass_cpu_features = this, narrowed). */
+int hass_cpu_allowed(void);
+/* The CPU model: "vendor family.model.stepping brand" from cpuid ("unknown" elsewhere). */
+const char *hass_cpu_model(void);
 /* Restricts the kernels to features & (what the CPU and HASS_CPU allow); features < 0 undoes it.
  * For tests and benchmarks: call it between kernel calls, never while one runs. */
 void hass_cpu_force(int features);
