@@ -213,6 +213,26 @@ static void measure(const hass_model *m, hass_pool *pool, const bench_bw_buf *ya
     hass_kv_free(&kv);
 }
 
+/* The same with the kernel choices the engine's calibration makes for m here (hass_engine_tune:
+ * measured afresh unless HASS_CACHE_DIR holds them), as every generation uses them. */
+static void measure_tuned(const hass_model *m, hass_pool *pool, const bench_bw_buf *bw,
+                          const char *label, int quick, int only_decode, double bw_gbs) {
+    hass_err err = {0};
+    hass_engine *e = hass_engine_create(m, NULL, NULL, pool, 512, &err);
+    HASS_ASSERT(e);
+    double t0 = hass_now();
+    const hass_ops_tune *t = hass_engine_tune(e);
+    static const char *bn[] = {"widest", "amx", "vdpbf16ps", "widened-fma"};
+    printf("# %s: calibrated kernel choice (%.1f s or cached): bf16 %s, block rows %d (n <= 8) %d "
+           "(n > 8), prefetch %d/%d/%d (n = 1, <= 8, > 8; 0 default, 1 on, 2 off)\n",
+           label, hass_now() - t0, bn[t->bf16], t->rb[0] ? t->rb[0] : 4, t->rb[1] ? t->rb[1] : 4,
+           t->pf[0], t->pf[1], t->pf[2]);
+    char lt[80];
+    snprintf(lt, sizeof lt, "%s-tuned", label);
+    measure(m, pool, bw, lt, quick, only_decode, bw_gbs);
+    hass_engine_destroy(e);
+}
+
 /* The kernel sets to compare side by side: the default, and each narrower one the CPU has for
  * the dtype's products (bf16: amx, avx512bf16, avx512; f32: avx512, avx2). */
 static int kernel_sets(int *fs) {
@@ -360,8 +380,10 @@ int main(int argc, char **argv) {
             measure(m, pool, &yard, label, quick, only_decode, bw);
         }
         hass_cpu_force(-1);
+        measure_tuned(m, pool, &yard, label, quick, only_decode, bw);
         if (!only_decode)
             spec_oracle(m, pool, dn, quick);
+        hass_ops_tune_set(NULL); /* the engine's choice for this model only */
         hass_model_free(m);
     }
     if (!only_decode)
