@@ -16,7 +16,7 @@
  * Output: CSV rows, then one JSON line per case (machine-readable summary).
  * Flags: --quick (fewer sizes and reps), --threads N (default: all CPUs), --model PATH (a real
  * model instead, every kernel set), --stories (stories260K only), --decode (plain decoding of
- * the synthetic model only).
+ * the synthetic model only), --curve R (the cost curve alone, sizes interleaved over R rounds).
  */
 #include "bench_util.h"
 #include "decode/decode.h"
@@ -233,6 +233,46 @@ static void measure_tuned(const hass_model *m, hass_pool *pool, const bench_bw_b
     hass_engine_destroy(e);
 }
 
+/* The verify cost curve alone, with the engine's calibrated kernels, the sizes interleaved round
+ * by round (every size sees the same machine: on a shared one the load moves by the second), the
+ * median per size over `rounds`. */
+static void curve_interleaved(const hass_model *m, hass_pool *pool, const char *label, int rounds) {
+    static const int NS[] = {1, 2, 4, 8, 16, 32, 64};
+    enum { K = sizeof NS / sizeof NS[0] };
+    hass_err err = {0};
+    hass_engine *e = hass_engine_create(m, NULL, NULL, pool, 512, &err);
+    HASS_ASSERT(e);
+    hass_engine_tune(e);
+    hass_kv kv;
+    HASS_ASSERT(hass_kv_init(&kv, m, 512, 64, pool, &err) == HASS_OK);
+    float *lg = malloc(sizeof(float) * 64 * (size_t)m->cfg.V);
+    int32_t tok[64], pos[64];
+    for (int s = 0; s < 128; s += 64) {
+        for (int i = 0; i < 64; i++) {
+            tok[i] = (s + i) % 1000 % (int32_t)m->cfg.V;
+            pos[i] = s + i;
+        }
+        hass_model_forward(m, &kv, pool, 64, tok, pos, NULL, NULL, 0, NULL, &err);
+        hass_kv_commit(&kv, 64);
+    }
+    double t[K][64];
+    rounds = rounds > 64 ? 64 : rounds;
+    forward_time(m, &kv, pool, 1, 2, lg);
+    for (int r = 0; r < rounds; r++)
+        for (int i = 0; i < K; i++)
+            t[i][r] = forward_time(m, &kv, pool, NS[i], 1, lg);
+    double t1 = bench_median(t[0], rounds);
+    for (int i = 0; i < K; i++) {
+        double tn = bench_median(t[i], rounds);
+        printf("verify_cost_interleaved,%s-%s-n%d,%d,%d,%.3f,%.3f\n", label, hass_cpu_isa_name(),
+               NS[i], hass_pool_size(pool), rounds, tn * 1e3, tn / t1);
+    }
+    free(lg);
+    hass_kv_free(&kv);
+    hass_engine_destroy(e);
+    hass_ops_tune_set(NULL);
+}
+
 /* The kernel sets to compare side by side: the default, and each narrower one the CPU has for
  * the dtype's products (bf16: amx, avx512bf16, avx512; f32: avx512, avx2). */
 static int kernel_sets(int *fs) {
@@ -318,7 +358,7 @@ static void stories260k(int quick) {
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, threads = 0, only_stories = 0, only_decode = 0;
+    int quick = 0, threads = 0, only_stories = 0, only_decode = 0, curve_rounds = 0;
     const char *model = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
@@ -331,9 +371,11 @@ int main(int argc, char **argv) {
             only_stories = 1;
         else if (!strcmp(argv[i], "--decode"))
             only_decode = 1;
+        else if (!strcmp(argv[i], "--curve") && i + 1 < argc)
+            curve_rounds = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: bench_model [--quick] [--threads N] [--model PATH] [--stories] "
-                            "[--decode]\n");
+                            "[--decode] [--curve ROUNDS]\n");
             return 2;
         }
     }
@@ -344,6 +386,22 @@ int main(int argc, char **argv) {
     }
     hass_pool *pool = hass_pool_create(threads);
     int nt = hass_pool_size(pool);
+    if (curve_rounds > 0) {
+        hass_model_config cc = hass_model_config_make(768, 2048, 12, 12, 4, 32000, 2048);
+        hass_dtype cd[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16};
+        hass_err cerr = {0};
+        printf("name,shape,threads,iters,ms,value\n");
+        for (int k = 0; k < 2; k++) {
+            hass_model *m = hass_model_synthetic(&cc, cd[k], 1, &cerr);
+            HASS_ASSERT(m);
+            char label[64];
+            snprintf(label, sizeof label, "125M-%s", hass_dtype_name(cd[k]));
+            curve_interleaved(m, pool, label, curve_rounds);
+            hass_model_free(m);
+        }
+        hass_pool_destroy(pool);
+        return 0;
+    }
     bench_bw_buf yard = bench_bw_open((size_t)1 << 30);
     bench_bw_measure(&yard, pool, nt, 1);
     double bw = bench_bw_measure(&yard, pool, nt, quick ? 3 : 7);
