@@ -168,12 +168,26 @@ static void spec_oracle(const hass_model *m, hass_pool *pool, const char *dn, in
     hass_engine_destroy(e);
 }
 
+/* A KV cache for 512 positions and batches of 64, holding a 128-token context. */
+static void context128(const hass_model *m, hass_pool *pool, hass_kv *kv) {
+    hass_err err = {0};
+    HASS_ASSERT(hass_kv_init(kv, m, 512, 64, pool, &err) == HASS_OK);
+    int32_t tok[64], pos[64];
+    for (int s = 0; s < 128; s += 64) {
+        for (int i = 0; i < 64; i++) {
+            tok[i] = (s + i) % 1000 % (int32_t)m->cfg.V;
+            pos[i] = s + i;
+        }
+        hass_model_forward(m, kv, pool, 64, tok, pos, NULL, NULL, 0, NULL, &err);
+        hass_kv_commit(kv, 64);
+    }
+}
+
 /* Decode rate and cost curve of m with the kernels `features` (hass_cpu_force). */
 static void measure(const hass_model *m, hass_pool *pool, const bench_bw_buf *yard,
                     const char *label, int quick, int only_decode, double bw) {
     static const int NS[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
     int nns = quick ? 8 : (int)(sizeof NS / sizeof NS[0]), nt = hass_pool_size(pool);
-    hass_err err = {0};
     double ms, frac, bw_side;
     double tps = decode_rate(m, pool, yard, quick ? 16 : 32, quick ? 5 : 9, &ms, &frac, &bw_side);
     const char *isa = hass_cpu_isa_name();
@@ -184,17 +198,8 @@ static void measure(const hass_model *m, hass_pool *pool, const bench_bw_buf *ya
         return;
     /* cost curve over a 128-token context */
     hass_kv kv;
-    HASS_ASSERT(hass_kv_init(&kv, m, 512, 64, pool, &err) == HASS_OK);
+    context128(m, pool, &kv);
     float *lg = malloc(sizeof(float) * 64 * (size_t)m->cfg.V);
-    int32_t tok[64], pos[64];
-    for (int s = 0; s < 128; s += 64) {
-        for (int i = 0; i < 64; i++) {
-            tok[i] = (s + i) % 1000 % (int32_t)m->cfg.V;
-            pos[i] = s + i;
-        }
-        hass_model_forward(m, &kv, pool, 64, tok, pos, NULL, NULL, 0, NULL, &err);
-        hass_kv_commit(&kv, 64);
-    }
     forward_time(m, &kv, pool, 1, 2, lg);
     double t1 = forward_time(m, &kv, pool, 1, quick ? 5 : 9, lg);
     char curve[2048];
@@ -244,17 +249,8 @@ static void curve_interleaved(const hass_model *m, hass_pool *pool, const char *
     HASS_ASSERT(e);
     hass_engine_tune(e);
     hass_kv kv;
-    HASS_ASSERT(hass_kv_init(&kv, m, 512, 64, pool, &err) == HASS_OK);
+    context128(m, pool, &kv);
     float *lg = malloc(sizeof(float) * 64 * (size_t)m->cfg.V);
-    int32_t tok[64], pos[64];
-    for (int s = 0; s < 128; s += 64) {
-        for (int i = 0; i < 64; i++) {
-            tok[i] = (s + i) % 1000 % (int32_t)m->cfg.V;
-            pos[i] = s + i;
-        }
-        hass_model_forward(m, &kv, pool, 64, tok, pos, NULL, NULL, 0, NULL, &err);
-        hass_kv_commit(&kv, 64);
-    }
     double t[K][64];
     rounds = rounds > 64 ? 64 : rounds;
     forward_time(m, &kv, pool, 1, 2, lg);
