@@ -420,7 +420,7 @@ static double tune_score(hass_engine *e, const hass_ops_tune *t, const int64_t *
 }
 
 /* Of the values vals[0..nv) of the int *field of e->tune, the one whose score is lowest; the first
- * (the default) is kept unless another is faster by more than 2% (noise on a shared machine). */
+ * (the default) is kept unless another is faster by more than 5% (noise on a shared machine). */
 static void tune_pick(hass_engine *e, int *field, const int *vals, int nv, const int64_t *ns,
                       int k) {
     double best = 0;
@@ -428,7 +428,7 @@ static void tune_pick(hass_engine *e, int *field, const int *vals, int nv, const
     for (int i = 0; i < nv; i++) {
         *field = vals[i];
         double s = tune_score(e, &e->tune, ns, k);
-        if (i == 0 || s < 0.98 * best)
+        if (i == 0 || s < 0.95 * best)
             best = s, bv = vals[i];
     }
     *field = bv;
