@@ -20,7 +20,10 @@
 #endif
 
 #define RB 4 /* x rows per register block */
-#define CB 3 /* W rows per register block (RB*CB accumulators + CB weights + 1 x) */
+/* W rows per register block: RB*CB accumulators + CB weights + 1 x = 31 of the 32 registers. Six
+ * rather than three halves how often the x rows are re-read from L2 per weight row, which set the
+ * slope of the cost curve past n = 8 (f32, one thread, CPU clock: bench/PERF.md). */
+#define CB 6
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 /* Full unrolling of the register-block loops (constant bounds after inlining) lets the compiler
@@ -388,6 +391,18 @@ static void block_bh(int R, int C, float *y, int64_t ys, const float *x, int64_t
         KCASE_BH(4, 1);
         KCASE_BH(4, 2);
         KCASE_BH(4, 3);
+        KCASE_BH(1, 4);
+        KCASE_BH(1, 5);
+        KCASE_BH(1, 6);
+        KCASE_BH(2, 4);
+        KCASE_BH(2, 5);
+        KCASE_BH(2, 6);
+        KCASE_BH(3, 4);
+        KCASE_BH(3, 5);
+        KCASE_BH(3, 6);
+        KCASE_BH(4, 4);
+        KCASE_BH(4, 5);
+        KCASE_BH(4, 6);
     default:
         HASS_ASSERT(!"matmul block shape");
     }

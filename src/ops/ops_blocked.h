@@ -4,7 +4,7 @@
  * n == 1 block of VLANES rows with its horizontal sums run together, the paced prefetch of the
  * next weight block), the dot of two vectors, the dots of many keys and the weighted average's
  * dispatch. Included once by each of those files (never elsewhere), after it defines:
- *   RB, CB, ALWAYS_INLINE, UNROLL;
+ *   RB (4), CB (3 or 6), ALWAYS_INLINE, UNROLL;
  *   VEC, VLANES, VZERO(), VLOAD(p), VLOADM(p, m) (lanes >= m zero, not read), VSTORE(p, v),
  *   VSTOREM(p, m, v) (lanes < m only), VFMA(a, b, c), VHSUM(v) (the fixed horizontal sum),
  *   VHSUMN(a) (VLANES of them at once: lane p = row p when a[i] holds row VROW(i)), VROW(i);
@@ -145,6 +145,20 @@ static ALWAYS_INLINE void block(int R, int C, hass_dtype dt, float *y, int64_t y
         KCASE(4, 1);
         KCASE(4, 2);
         KCASE(4, 3);
+#if CB >= 6
+        KCASE(1, 4);
+        KCASE(1, 5);
+        KCASE(1, 6);
+        KCASE(2, 4);
+        KCASE(2, 5);
+        KCASE(2, 6);
+        KCASE(3, 4);
+        KCASE(3, 5);
+        KCASE(3, 6);
+        KCASE(4, 4);
+        KCASE(4, 5);
+        KCASE(4, 6);
+#endif
     default:
         HASS_ASSERT(!"matmul block shape");
     }
