@@ -14,6 +14,7 @@
 #include "decode/decode.h"
 #include "train/draft_ckpt.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,6 +218,58 @@ static void test_stories(hass_pool *pool) {
     hass_engine_destroy(e);
     hass_draft_free(dr);
     hass_tokenizer_free(tok);
+    hass_model_free(m);
+}
+
+/* The kernel calibration: measured once, written beside the cost curve (a "tune" line first),
+ * read back by the next engine of the same model; with HASS_CPU set the bf16 product is not
+ * measured but the widest allowed; the choice is applied to the process. */
+static void test_tune(hass_pool *pool) {
+    hass_err err = {0};
+    hass_model_config c = hass_model_config_make(64, 96, 2, 4, 2, 101, 256);
+    hass_model *m = hass_model_synthetic(&c, HASS_DTYPE_BF16, 5, &err);
+    CHECK(m != NULL);
+    char dir[300], path[600];
+    snprintf(dir, sizeof dir, "%s/tunecache", tmpdir);
+    setenv("HASS_CACHE_DIR", dir, 1);
+    hass_engine *e1 = hass_engine_create(m, NULL, NULL, pool, 200, &err);
+    hass_engine *e2 = hass_engine_create(m, NULL, NULL, pool, 200, &err);
+    CHECK(e1 && e2);
+    if (e1 && e2) {
+        hass_ops_tune t1 = *hass_engine_tune(e1), now = hass_ops_tune_get();
+        CHECK(!memcmp(&t1, &now, sizeof t1));
+        hass_ops_tune_set(NULL);
+        hass_ops_tune t2 = *hass_engine_tune(e2); /* from the file */
+        CHECK(!memcmp(&t1, &t2, sizeof t1));
+        int nmax;
+        hass_engine_costs(e1, &nmax);
+        int found = 0;
+        DIR *dd = opendir(dir);
+        for (struct dirent *de; dd && (de = readdir(dd));) {
+            if (strncmp(de->d_name, "cost-", 5))
+                continue;
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            FILE *f = fopen(path, "r");
+            char line[64] = "";
+            found += f && fgets(line, sizeof line, f) && !strncmp(line, "tune ", 5);
+            if (f)
+                fclose(f);
+        }
+        if (dd)
+            closedir(dd);
+        CHECK_MSG(found == 1, "%d cache files with a tune line in %s", found, dir);
+    }
+    hass_engine_destroy(e1), hass_engine_destroy(e2);
+    /* HASS_CPU set: the bf16 product is the widest allowed, not measured */
+    snprintf(dir, sizeof dir, "%s/tunecache2", tmpdir);
+    setenv("HASS_CACHE_DIR", dir, 1);
+    setenv("HASS_CPU", "native", 1);
+    hass_engine *e3 = hass_engine_create(m, NULL, NULL, pool, 200, &err);
+    CHECK(e3 && hass_engine_tune(e3)->bf16 == HASS_BF16_WIDEST);
+    hass_engine_destroy(e3);
+    unsetenv("HASS_CPU");
+    hass_ops_tune_set(NULL);
+    setenv("HASS_CACHE_DIR", tmpdir, 1);
     hass_model_free(m);
 }
 
@@ -430,6 +483,7 @@ int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "%s", check_tmp());
     hass_pool *pool = hass_pool_create(2);
     double t0 = hass_now();
+    test_tune(pool);
     test_synthetic(pool);
     double t1 = hass_now();
     test_stories(pool);

@@ -344,6 +344,8 @@ hass_status hass_generate(hass_engine *e, const int32_t *prompt, int64_t n_promp
     hass_status st = hass_sampler_reset(&e->sampler, &p->sampling, err);
     if (st)
         return st;
+    /* before any forward: plain and speculative runs use the same kernels */
+    hass_policy_tune(&e->policy, e->m, &e->kv, e->pool, e->logits);
     hass_kv_truncate(&e->kv, 0);
     emitter em = {e, p, on_token, user, tokens_out, stats};
     spec = spec && e->prop;
@@ -363,4 +365,13 @@ hass_status hass_generate(hass_engine *e, const int32_t *prompt, int64_t n_promp
     }
     stats->tokens_per_s = stats->seconds > 0 ? (double)stats->n_generated / stats->seconds : 0;
     return st;
+}
+
+const hass_ops_tune *hass_engine_tune(hass_engine *e) {
+    return hass_policy_tune(&e->policy, e->m, &e->kv, e->pool, e->logits);
+}
+
+const double *hass_engine_costs(hass_engine *e, int *n_max) {
+    *n_max = HASS_COST_N;
+    return hass_policy_costs(&e->policy, e->m, &e->kv, e->pool, e->logits);
 }

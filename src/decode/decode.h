@@ -76,4 +76,14 @@ const int32_t *hass_engine_seq(const hass_engine *e);
 /* 1 if tok is one of the engine's stop ids (model EOS ids, tokenizer end-of-turn ids). */
 int hass_engine_is_stop(const hass_engine *e, int32_t tok);
 
+/* The kernel choices (hass_ops_tune) for the engine's model on this machine and thread count:
+ * loaded from the cost cache file or measured by a short calibration on first use (the first
+ * generation, or this call), then applied to the process (and again at each generation);
+ * hass_policy_tune. */
+const hass_ops_tune *hass_engine_tune(hass_engine *e);
+
+/* The target's cost curve cost(n)/cost(1), n = 1..*n_max, that prices the auto tree size:
+ * measured on first use (or loaded from the cache file); hass_policy_costs. */
+const double *hass_engine_costs(hass_engine *e, int *n_max);
+
 #endif

@@ -20,7 +20,9 @@ void hass_policy_init(hass_policy *p) {
     p->gain_ema = 1.0;
 }
 
-/* ---- the cost curve ---- */
+/* ---- the kernel choices and the cost curve: measured once per machine (CPU model), thread
+ * count and model shape, kept in one cache file: a line "tune ..." (hass_ops_tune), then the
+ * curve ---- */
 
 static void cache_path(const hass_model *m, hass_pool *pool, char *buf, size_t cap) {
     const hass_model_config *c = &m->cfg;
@@ -33,10 +35,11 @@ static void cache_path(const hass_model *m, hass_pool *pool, char *buf, size_t c
                      c->V,
                      (int64_t)m->weight_bytes,
                      (int64_t)m->layers[0].tq,
-                     hass_pool_size(pool)};
+                     hass_pool_size(pool),
+                     hass_cpu_allowed()};
     h = hass_fnv1a(h, key, sizeof key);
-    const char *isa = hass_cpu_isa_name();
-    h = hass_fnv1a(h, isa, strlen(isa));
+    const char *cpu = hass_cpu_model();
+    h = hass_fnv1a(h, cpu, strlen(cpu));
     char host[128] = "";
     gethostname(host, sizeof host - 1);
     h = hass_fnv1a(h, host, strlen(host));
@@ -53,20 +56,27 @@ static void cache_path(const hass_model *m, hass_pool *pool, char *buf, size_t c
     snprintf(buf, cap, "%s/cost-%016llx.txt", dir, (unsigned long long)h);
 }
 
-static int load_costs(hass_policy *p, const char *path) {
-    FILE *f = fopen(path, "r");
+/* The tune line (required) into p->tune, then the curve if the file has one. */
+static void load_cache(hass_policy *p, const char *path) {
+    FILE *f = getenv("HASS_NO_COST_CACHE") ? NULL : fopen(path, "r");
     if (!f)
-        return 0;
-    int ok = fscanf(f, "t1 %lf\n", &p->t1) == 1 && p->t1 > 0;
-    for (int n = 1; ok && n <= HASS_COST_N; n++) {
-        int k;
-        ok = fscanf(f, "%d %lf\n", &k, &p->cost[n]) == 2 && k == n && p->cost[n] > 0;
+        return;
+    hass_ops_tune *t = &p->tune;
+    if (fscanf(f, "tune %d %d %d %d %d %d\n", &t->bf16, &t->rb[0], &t->rb[1], &t->pf[0], &t->pf[1],
+               &t->pf[2]) == 6 &&
+        t->bf16 >= HASS_BF16_WIDEST && t->bf16 <= HASS_BF16_FMA) {
+        p->have_tune = 1;
+        int ok = fscanf(f, "t1 %lf\n", &p->t1) == 1 && p->t1 > 0;
+        for (int n = 1; ok && n <= HASS_COST_N; n++) {
+            int k;
+            ok = fscanf(f, "%d %lf\n", &k, &p->cost[n]) == 2 && k == n && p->cost[n] > 0;
+        }
+        p->have_costs = ok;
     }
     fclose(f);
-    return ok;
 }
 
-static void save_costs(const hass_policy *p, const char *path) {
+static void save_cache(const hass_policy *p, const char *path) {
     char dir[1024], buf[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *sl = strrchr(dir, '/');
@@ -75,9 +85,14 @@ static void save_costs(const hass_policy *p, const char *path) {
         if (hass_mkdir_p(dir, NULL))
             return;
     }
-    int len = snprintf(buf, sizeof buf, "t1 %.9g\n", p->t1);
-    for (int n = 1; n <= HASS_COST_N && len < (int)sizeof buf - 64; n++)
-        len += snprintf(buf + len, sizeof buf - (size_t)len, "%d %.6f\n", n, p->cost[n]);
+    const hass_ops_tune *t = &p->tune;
+    int len = snprintf(buf, sizeof buf, "tune %d %d %d %d %d %d\n", t->bf16, t->rb[0], t->rb[1],
+                       t->pf[0], t->pf[1], t->pf[2]);
+    if (p->have_costs) {
+        len += snprintf(buf + len, sizeof buf - (size_t)len, "t1 %.9g\n", p->t1);
+        for (int n = 1; n <= HASS_COST_N && len < (int)sizeof buf - 64; n++)
+            len += snprintf(buf + len, sizeof buf - (size_t)len, "%d %.6f\n", n, p->cost[n]);
+    }
     hass_write_file_atomic(path, buf, (size_t)len, NULL); /* best effort: a cache */
 }
 
@@ -86,10 +101,12 @@ static int cmp_dbl(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Median time of forwards of n rows (nothing committed). */
+/* Median time of forwards of n rows (nothing committed); 0 when n rows do not fit, -1 on error. */
 static double time_forward(const hass_model *m, hass_kv *kv, hass_pool *pool, float *logits,
                            int64_t n) {
     int32_t tok[HASS_COST_N], pos[HASS_COST_N], par[HASS_COST_N];
+    if (n > HASS_COST_N || n > kv->max_batch || kv->n + n > kv->cap)
+        return 0;
     for (int64_t i = 0; i < n; i++) {
         tok[i] = (int32_t)(i % m->cfg.V);
         pos[i] = (int32_t)(kv->n + i);
@@ -109,10 +126,9 @@ static double time_forward(const hass_model *m, hass_kv *kv, hass_pool *pool, fl
     return ts[reps / 2];
 }
 
-/* Forwards of a few sizes over a 64-position context (as in real decoding), interpolated
- * piecewise-linearly into cost[1..HASS_COST_N], monotone non-decreasing. */
-static void measure_costs(hass_policy *p, const hass_model *m, hass_kv *kv, hass_pool *pool,
-                          float *logits) {
+/* A 64-position context (as in real decoding, when it fits beside a full batch) and a warm-up
+ * forward; returns the committed length to give back to measure_end. */
+static int64_t measure_begin(const hass_model *m, hass_kv *kv, hass_pool *pool, float *logits) {
     int64_t saved = kv->n, ctxn = 64 < kv->cap - kv->max_batch ? 64 : 0;
     hass_kv_truncate(kv, 0);
     if (ctxn > 0) {
@@ -124,16 +140,28 @@ static void measure_costs(hass_policy *p, const hass_model *m, hass_kv *kv, hass
         if (hass_model_forward(m, kv, pool, 64, tok, pos, NULL, NULL, 0, NULL, NULL) == HASS_OK)
             hass_kv_commit(kv, 64);
     }
+    time_forward(m, kv, pool, logits, 1); /* warm-up */
+    return saved;
+}
+
+static void measure_end(hass_kv *kv, int64_t saved) {
+    hass_kv_truncate(kv, saved < kv->n ? saved : kv->n);
+}
+
+/* Forwards of a few sizes, interpolated piecewise-linearly into cost[1..HASS_COST_N], monotone
+ * non-decreasing. */
+static void measure_costs(hass_policy *p, const hass_model *m, hass_kv *kv, hass_pool *pool,
+                          float *logits) {
+    int64_t saved = measure_begin(m, kv, pool, logits);
     static const int sizes[] = {1, 2, 3, 4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 56, 64};
     double t[sizeof sizes / sizeof sizes[0]];
     int ns = 0;
-    time_forward(m, kv, pool, logits, 1); /* warm-up */
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         if (sizes[i] > kv->max_batch || kv->n + sizes[i] > kv->cap)
             break;
         t[ns++] = time_forward(m, kv, pool, logits, sizes[i]);
     }
-    hass_kv_truncate(kv, saved < kv->n ? saved : kv->n);
+    measure_end(kv, saved);
     p->t1 = t[0] > 0 ? t[0] : 1e-3;
     for (int n = 1; n <= HASS_COST_N; n++) {
         int j = 0;
@@ -152,17 +180,104 @@ static void measure_costs(hass_policy *p, const hass_model *m, hass_kv *kv, hass
     p->cost[1] = 1.0;
 }
 
+static int model_has_bf16(const hass_model *m) {
+    int any = m->lm_head_t == HASS_DTYPE_BF16;
+    for (int64_t l = 0; l < m->cfg.n_layers; l++) {
+        const hass_layer *L = &m->layers[l];
+        hass_dtype t[] = {L->tq, L->tk, L->tv, L->to, L->tg, L->tu, L->td};
+        for (int i = 0; i < 7; i++)
+            any |= t[i] == HASS_DTYPE_BF16;
+    }
+    return any;
+}
+
+typedef struct {
+    const hass_model *m;
+    hass_kv *kv;
+    hass_pool *pool;
+    float *logits;
+} bench_ctx;
+
+/* Sum of the forward times of the sizes ns (n rows each) with tune t; a size that does not fit
+ * counts 0 for every candidate alike. */
+static double tune_score(const bench_ctx *b, const hass_ops_tune *t, const int64_t *ns, int k) {
+    hass_ops_tune_set(t);
+    double s = 0;
+    for (int i = 0; i < k; i++) {
+        double v = time_forward(b->m, b->kv, b->pool, b->logits, ns[i]);
+        s += v > 0 ? v : 0;
+    }
+    return s;
+}
+
+/* Of the values vals[0..nv) of the field *field of *t, the one whose score is lowest; the first
+ * (the default) is kept unless another is faster by more than 5% (noise on a shared machine). */
+static void tune_pick(const bench_ctx *b, hass_ops_tune *t, int *field, const int *vals, int nv,
+                      const int64_t *ns, int k) {
+    double best = 0;
+    int bv = vals[0];
+    for (int i = 0; i < nv; i++) {
+        *field = vals[i];
+        double s = tune_score(b, t, ns, k);
+        if (i == 0 || s < 0.95 * best)
+            best = s, bv = vals[i];
+    }
+    *field = bv;
+}
+
+static void calibrate(hass_policy *p, const bench_ctx *b) {
+    hass_ops_tune *t = &p->tune;
+    memset(t, 0, sizeof *t);
+    int64_t saved = measure_begin(b->m, b->kv, b->pool, b->logits);
+    int f = hass_cpu_allowed(), cand[3], nc = 0;
+    if (model_has_bf16(b->m) && !getenv("HASS_CPU")) {
+        if (f & HASS_CPU_AMX)
+            cand[nc++] = HASS_BF16_AMX;
+        if (f & HASS_CPU_AVX512BF16)
+            cand[nc++] = HASS_BF16_DP;
+        if (f & HASS_CPU_AVX512)
+            cand[nc++] = HASS_BF16_FMA;
+    }
+    static const int64_t n1[] = {1}, n8[] = {8}, n16[] = {16}, both[] = {1, 8};
+    if (nc > 1)
+        tune_pick(b, t, &t->bf16, cand, nc, both, 2);
+    static const int pfs[] = {0, 2, 1}, rbs[] = {0, 3, 2};
+    tune_pick(b, t, &t->pf[0], pfs, 3, n1, 1);
+    tune_pick(b, t, &t->pf[1], pfs, 3, n8, 1);
+    tune_pick(b, t, &t->pf[2], pfs, 3, n16, 1);
+    tune_pick(b, t, &t->rb[0], rbs, 3, n8, 1);
+    tune_pick(b, t, &t->rb[1], rbs, 3, n16, 1);
+    measure_end(b->kv, saved);
+}
+
+const hass_ops_tune *hass_policy_tune(hass_policy *p, const hass_model *m, hass_kv *kv,
+                                      hass_pool *pool, float *logits) {
+    if (!p->have_tune) {
+        char path[1024];
+        cache_path(m, pool, path, sizeof path);
+        load_cache(p, path);
+        if (!p->have_tune) {
+            bench_ctx b = {m, kv, pool, logits};
+            calibrate(p, &b);
+            p->have_tune = 1;
+            p->have_costs = 0; /* a curve measured with other kernels */
+            save_cache(p, path);
+        }
+    }
+    hass_ops_tune_set(&p->tune);
+    return &p->tune;
+}
+
 const double *hass_policy_costs(hass_policy *p, const hass_model *m, hass_kv *kv, hass_pool *pool,
                                 float *logits) {
+    hass_policy_tune(p, m, kv, pool, logits);
     if (p->have_costs)
         return p->cost;
+    measure_costs(p, m, kv, pool, logits);
+    p->have_costs = 1;
     char path[1024];
     cache_path(m, pool, path, sizeof path);
-    if (getenv("HASS_NO_COST_CACHE") || !load_costs(p, path)) {
-        measure_costs(p, m, kv, pool, logits);
-        save_costs(p, path);
-    }
-    p->have_costs = 1;
+    save_cache(p, path);
     return p->cost;
 }
 

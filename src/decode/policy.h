@@ -22,6 +22,7 @@
 #define HASS_POLICY_H
 
 #include "model/model.h"
+#include "ops/ops.h"
 #include "tree/tree.h"
 
 /* Tree settings of speculative decoding (the CLI's --tree-depth, --tree-topk, --tree-tokens). */
@@ -47,6 +48,8 @@ typedef struct {
     double cost[HASS_COST_N + 1];
     double t1; /* seconds of a one-row forward; re-estimated from every verification */
     int have_costs;
+    hass_ops_tune tune; /* the kernel choices for the model on this machine */
+    int have_tune;
     /* learnt about the draft on this machine; kept across generations */
     double t_level;   /* seconds per expansion level (EMA) */
     double calib_num; /* decayed sums: accepted drafts, predicted accepted drafts */
@@ -65,13 +68,24 @@ typedef struct {
 /* Nothing learnt, no cost curve. */
 void hass_policy_init(hass_policy *p);
 
-/* The target's cost curve for the model on this machine: read from the cache file, or measured
- * with forwards of 1..64 rows on kv (its committed length is restored; logits: (kv->max_batch,
- * V) scratch) and written there (best effort). The file is
- * $HASS_CACHE_DIR/cost-<key>.txt (else $XDG_CACHE_HOME/hass, else $HOME/.cache/hass), key = a
- * hash of the model's shapes and weight bytes, the thread count, the instruction set and the
- * host name; HASS_NO_COST_CACHE set: the file is not read. Done once: later calls return at
- * once. Returns p->cost. */
+/* The kernel choices (hass_ops_tune) for the model on this machine and thread count, applied to
+ * the process (hass_ops_tune_set): read from the cache file, or measured by a short calibration
+ * of whole forwards on kv (its committed length is restored; logits: (kv->max_batch, V) scratch)
+ * and written there. The bf16 product (which changes results in the last bits) is chosen once
+ * for the model, by the times of 1 and 8 rows together, never per row count, and not at all
+ * when HASS_CPU is set (then it is the widest HASS_CPU allows); block heights and prefetch
+ * distances (bit-identical results) per batch size. A candidate replaces the built-in default
+ * only when it is more than 5% faster. Measured once: later calls apply the choice again. */
+const hass_ops_tune *hass_policy_tune(hass_policy *p, const hass_model *m, hass_kv *kv,
+                                      hass_pool *pool, float *logits);
+
+/* The target's cost curve for the model on this machine, with the kernels of hass_policy_tune
+ * (called first): read from the cache file, or measured with forwards of 1..64 rows on kv and
+ * written there (best effort). The file is $HASS_CACHE_DIR/cost-<key>.txt (else
+ * $XDG_CACHE_HOME/hass, else $HOME/.cache/hass): a line "tune ..." then the curve; key = a hash
+ * of the model's shapes and weight bytes, the thread count, the instruction sets allowed, the
+ * CPU model and the host name; HASS_NO_COST_CACHE set: the file is not read. Done once: later
+ * calls return at once. Returns p->cost. */
 const double *hass_policy_costs(hass_policy *p, const hass_model *m, hass_kv *kv, hass_pool *pool,
                                 float *logits);
 
