@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 HASS=${HASS:-build/hass}
 W=${W:-build/default}
 THREADS=${THREADS:-$(nproc)}
-DRAFT_STEPS=${DRAFT_STEPS:-6000}
+DRAFT_STEPS=${DRAFT_STEPS:-1400}
 DRAFT_VOCAB=${DRAFT_VOCAB:-2048}
 mkdir -p "$W"
 stages=${*:-corpus tokenizer pretrain chatdata datagen eagle hass vocab install}
@@ -34,7 +34,7 @@ for s in $stages; do
         "$HASS" pretrain --data "$W/corpus/train.jsonl" --valid "$W/corpus/valid.jsonl" \
             --tokenizer "$W/tokenizer/tokenizer.json" -o "$W/target" \
             --dim 384 --layers 20 --heads 6 --kv-heads 2 --ffn 1024 --ctx 1024 \
-            --batch 4 --accum 2 --steps 1600 --lr 1e-3 --min-lr 1e-4 --warmup 100 \
+            --batch 4 --accum 2 --steps 650 --lr 1e-3 --min-lr 1e-4 --warmup 100 \
             --weight-decay 0.1 --clip 1.0 --seed 1 --eval-every 100 --eval-windows 64 \
             --ckpt-every 50 --threads "$THREADS" ${PRETRAIN_FLAGS:-} ;;
     chatdata) # the corpus's conversations, once each (the corpus repeats them), the first
@@ -66,7 +66,9 @@ for s in $stages; do
         for m in eagle hass; do
             rm -rf "models/default/draft-$m"
             mkdir -p "models/default/draft-$m"
-            cp "$W/draft-$m/config.json" "$W/draft-$m/model.safetensors" "models/default/draft-$m/"
+            cp "$W/draft-$m/model.safetensors" "models/default/draft-$m/"
+            jq '.hass_target = "../target"' "$W/draft-$m/config.json" \
+                > "models/default/draft-$m/config.json"
         done ;;
     *)
         echo "unknown stage $s" >&2
