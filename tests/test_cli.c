@@ -78,6 +78,22 @@ int main(int argc, char **argv) {
     EXPECT(2, "");
     EXPECT(2, "frobnicate");
     EXPECT(0, "--help");
+
+    /* the shipped default model (the README's first command, shortened): no -m, no -d */
+    if (access("models/default/target/model.safetensors", R_OK) == 0 &&
+        access("bench/prompts/demo.jsonl", R_OK) == 0) {
+        EXPECT(0, "bench --chat --prompts bench/prompts/demo.jsonl --limit 2 -n 12 --json");
+        CHECK(strstr(out, "\"identical\":true") != NULL);
+        /* with a fixed tree the shipped draft is used (greedy: deterministic) and accepts */
+        EXPECT(0, "bench --chat --prompts bench/prompts/demo.jsonl --limit 2 -n 12 --json "
+                  "--tree-tokens 4");
+        const char *tau = strstr(out, "\"tau\":");
+        CHECK(tau && atof(tau + 6) > 1.2 && strstr(out, "\"identical\":true"));
+        EXPECT(0, "generate --chat -p \"What is 2 + 3?\" -n 8");
+        CHECK(out[0] != 0);
+    } else {
+        CHECK_SKIP("models/default not found (run from the repository's root)");
+    }
     EXPECT(0, "generate --help");
     CHECK(strstr(out, "--tree-tokens") != NULL);
     EXPECT(2, "generate -m x");
