@@ -41,7 +41,7 @@ typedef struct {
 static int load_prompts(const char *path, int limit, int all_turns, prompt_list *pl,
                         hass_err *err) {
     char *buf = NULL;
-    if (hass_read_file(path, &buf, NULL, err) != HASS_OK)
+    if (hass_read_text(path, HASS_READ_MAX, &buf, NULL, err) != HASS_OK)
         return -1;
     int cap = 64, lineno = 0;
     pl->texts = malloc((size_t)cap * sizeof(char *));

@@ -62,7 +62,7 @@ static int on_text(const char *b, size_t n, void *user) {
 
 static char *read_prompt_file(const char *path, hass_err *err) {
     char *s = NULL;
-    if (hass_read_file(path, &s, NULL, err) != HASS_OK)
+    if (hass_read_text(path, HASS_READ_MAX, &s, NULL, err) != HASS_OK)
         return NULL;
     return s;
 }

@@ -54,15 +54,19 @@ static void cache_path(const hass_model *m, hass_pool *pool, char *buf, size_t c
 }
 
 static int load_costs(hass_policy *p, const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f)
+    char *text = NULL;
+    hass_err err = {0};
+    if (!hass_file_exists(path) || hass_read_file_max(path, 1 << 16, &text, NULL, &err))
         return 0;
-    int ok = fscanf(f, "t1 %lf\n", &p->t1) == 1 && p->t1 > 0;
-    for (int n = 1; ok && n <= HASS_COST_N; n++) {
+    int used = 0;
+    int ok = sscanf(text, "t1 %lf\n%n", &p->t1, &used) == 1 && p->t1 > 0 && used > 0;
+    for (int n = 1, at = used; ok && n <= HASS_COST_N; n++, at += used) {
         int k;
-        ok = fscanf(f, "%d %lf\n", &k, &p->cost[n]) == 2 && k == n && p->cost[n] > 0;
+        used = 0;
+        ok = sscanf(text + at, "%d %lf\n%n", &k, &p->cost[n], &used) == 2 && k == n &&
+             p->cost[n] > 0 && used > 0;
     }
-    fclose(f);
+    free(text);
     return ok;
 }
 

@@ -565,7 +565,7 @@ hass_status hass_bpe_trainer_add_jsonl(hass_bpe_trainer *tr, const char *path, h
     double t0 = hass_now();
     char *text = NULL;
     size_t size = 0;
-    hass_status st = hass_read_file(path, &text, &size, err);
+    hass_status st = hass_read_file_max(path, HASS_READ_DATA_MAX, &text, &size, err);
     if (st != HASS_OK)
         return st;
     int64_t n = 0;
@@ -1056,7 +1056,7 @@ static hass_status verify(const hass_bpe_trainer *tr, const hass_tokenizer *t, c
 static hass_status evaluate(const hass_tokenizer *t, const char *path, cJSON *out, hass_err *err) {
     char *text = NULL;
     size_t size = 0;
-    hass_status st = hass_read_file(path, &text, &size, err);
+    hass_status st = hass_read_file_max(path, HASS_READ_DATA_MAX, &text, &size, err);
     if (st != HASS_OK)
         return st;
     int64_t n = 0, used = 0;

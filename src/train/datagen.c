@@ -56,7 +56,7 @@ static void dataset_free(dataset *ds) {
 static hass_status dataset_load(dataset *ds, const char *path, hass_dg_format fmt, hass_err *err) {
     memset(ds, 0, sizeof *ds);
     size_t size = 0;
-    hass_status st = hass_read_file(path, &ds->text, &size, err);
+    hass_status st = hass_read_file_max(path, HASS_READ_DATA_MAX, &ds->text, &size, err);
     if (st)
         return st;
     if (strlen(ds->text) != size)

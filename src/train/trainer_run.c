@@ -11,6 +11,7 @@
 #include "ops/ops.h"
 #include "train/draft_ckpt.h"
 #include "train/featstore.h"
+#include "train/train_state.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -19,8 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-#define STATE_FILE "trainer_state.safetensors"
 
 hass_train_run_opts hass_train_run_opts_default(void) {
     hass_train_run_opts o;
@@ -99,112 +98,57 @@ static void make_perm(int32_t *perm, int64_t n, uint64_t seed, int64_t epoch) {
 
 static hass_status save_state(const char *dir, const hass_trainer *tr, const run_pos *p,
                               const char *config, hass_err *err) {
-    hass_tensor t[3];
-    const char *names[3] = {"params", "adam_m", "adam_v"};
-    const float *data[3] = {tr->params, tr->adam_m, tr->adam_v};
-    for (int i = 0; i < 3; i++) {
-        memset(&t[i], 0, sizeof t[i]);
-        snprintf(t[i].name, sizeof t[i].name, "%s", names[i]);
-        t[i].dtype = HASS_DTYPE_F32;
-        t[i].ndim = 1;
-        t[i].shape[0] = (int64_t)tr->layout.total;
-        t[i].data = data[i];
-        t[i].nbytes = tr->layout.total * sizeof(float);
-    }
-    cJSON *md = cJSON_CreateObject();
-    char b[64];
-    snprintf(b, sizeof b, "%lld", (long long)p->step);
-    cJSON_AddStringToObject(md, "step", b);
-    snprintf(b, sizeof b, "%lld", (long long)p->adam_t);
-    cJSON_AddStringToObject(md, "adam_t", b);
-    snprintf(b, sizeof b, "%lld", (long long)p->epoch);
-    cJSON_AddStringToObject(md, "epoch", b);
-    snprintf(b, sizeof b, "%lld", (long long)p->cursor);
-    cJSON_AddStringToObject(md, "cursor", b);
-    snprintf(b, sizeof b, "%016llx", (unsigned long long)p->rng);
-    cJSON_AddStringToObject(md, "rng", b);
-    cJSON_AddStringToObject(md, "gemm", hass_gemm_name((hass_gemm_kind)p->gemm));
-    cJSON_AddStringToObject(md, "config", config);
-    char *js = cJSON_PrintUnformatted(md);
-    cJSON_Delete(md);
-    if (!js)
-        return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
-    char path[1100];
-    snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
-    hass_status st = hass_safetensors_write(path, t, 3, js, err);
-    free(js);
-    return st;
+    hass_train_state s = {.step = p->step,
+                          .adam_t = p->adam_t,
+                          .epoch = p->epoch,
+                          .cursor = p->cursor,
+                          .tokens = -1,
+                          .rng = p->rng,
+                          .has_rng = 1,
+                          .config = (char *)config};
+    snprintf(s.gemm, sizeof s.gemm, "%s", hass_gemm_name((hass_gemm_kind)p->gemm));
+    return hass_train_state_write(dir, &s, tr->params, tr->adam_m, tr->adam_v, tr->layout.total,
+                                  err);
 }
 
-static int md_i64(const cJSON *md, const char *k, int64_t *out, int hex) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, k);
-    if (!cJSON_IsString(v) || !v->valuestring[0])
-        return 0;
-    char *end;
-    errno = 0;
-    unsigned long long x = hex ? strtoull(v->valuestring, &end, 16)
-                               : (unsigned long long)strtoll(v->valuestring, &end, 10);
-    if (errno || *end)
-        return 0;
-    *out = (int64_t)x;
-    return 1;
-}
-
-/* 1 = resumed, 0 = no state file, <0 = error (err set). */
+/* 1 = resumed, 0 = no state file, <0 = error (err set). The data position must be the one
+ * step steps of seq_per_step sequences reach: epoch * n_seq + cursor == step * seq_per_step. */
 static int load_state(const char *dir, hass_trainer *tr, run_pos *p, const char *config,
-                      hass_err *err) {
-    char path[1100];
-    snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
-    if (!hass_file_exists(path))
-        return 0;
-    hass_safetensors sf;
-    if (hass_safetensors_open(&sf, path, err))
-        return -1;
-    int rc = 1;
-    cJSON *md = sf.metadata_json ? cJSON_Parse(sf.metadata_json) : NULL;
-    const cJSON *cfg = md ? cJSON_GetObjectItemCaseSensitive(md, "config") : NULL;
-    int64_t rng = 0;
-    if (!cJSON_IsString(cfg) || !md_i64(md, "step", &p->step, 0) ||
-        !md_i64(md, "adam_t", &p->adam_t, 0) || !md_i64(md, "epoch", &p->epoch, 0) ||
-        !md_i64(md, "cursor", &p->cursor, 0) || !md_i64(md, "rng", &rng, 1) || p->step < 0 ||
-        p->epoch < 0 || p->cursor < 0) {
-        hass_err_set(err, HASS_STATUS_FORMAT, "%s: missing or bad trainer metadata", path);
+                      int64_t total, int64_t n_seq, int64_t seq_per_step, hass_err *err) {
+    hass_train_state s;
+    int rc = hass_train_state_read(dir, total, tr->layout.total, tr->params, tr->adam_m, tr->adam_v,
+                                   &s, err);
+    if (rc <= 0)
+        return rc;
+    int64_t pos = 0, want = 0;
+    if (s.epoch < 0 || s.cursor < 0 || !s.has_rng) {
+        hass_err_set(err, HASS_STATUS_FORMAT,
+                     "%s/%s: trainer metadata epoch, cursor or rng missing", dir,
+                     HASS_TRAIN_STATE_FILE);
         rc = -1;
-    } else if (strcmp(cfg->valuestring, config)) {
+    } else if (__builtin_mul_overflow(s.epoch, n_seq, &pos) ||
+               __builtin_add_overflow(pos, s.cursor, &pos) || s.cursor > n_seq ||
+               __builtin_mul_overflow(s.step, seq_per_step, &want) || pos != want) {
+        hass_err_set(err, HASS_STATUS_FORMAT,
+                     "%s/%s: data position (epoch %lld, sequence %lld of %lld) does not follow "
+                     "from step %lld of %lld sequences",
+                     dir, HASS_TRAIN_STATE_FILE, (long long)s.epoch, (long long)s.cursor,
+                     (long long)n_seq, (long long)s.step, (long long)seq_per_step);
+        rc = -1;
+    } else if (strcmp(s.config, config)) {
         hass_err_set(err, HASS_STATUS_ARG,
-                     "%s holds a run with a different configuration (%s); use another -o", path,
-                     cfg->valuestring);
+                     "%s/%s holds a run with a different configuration (%s); use another -o", dir,
+                     HASS_TRAIN_STATE_FILE, s.config);
         rc = -1;
     }
-    p->rng = (uint64_t)rng;
-    /* the run goes on with the products it was trained with when this machine has them */
-    const cJSON *gk = md ? cJSON_GetObjectItemCaseSensitive(md, "gemm") : NULL;
-    for (int k = 0; rc == 1 && cJSON_IsString(gk) && k < HASS_GEMM_COUNT; k++)
-        if (!strcmp(gk->valuestring, hass_gemm_name((hass_gemm_kind)k))) {
-            if (hass_gemm_available((hass_gemm_kind)k))
-                hass_gemm_set_default((hass_gemm_kind)k, hass_gemm_default_pool());
-            else
-                hass_log(HASS_LOG_WARN, "%s: trained with %s products, which this CPU lacks; "
-                                        "continuing with %s (not bit-identical)",
-                         path, gk->valuestring, hass_gemm_name(hass_gemm_get_default()));
-        }
-    p->gemm = hass_gemm_get_default();
-    float *dst[3] = {tr->params, tr->adam_m, tr->adam_v};
-    const char *names[3] = {"params", "adam_m", "adam_v"};
-    for (int i = 0; rc == 1 && i < 3; i++) {
-        const hass_tensor *t = hass_safetensors_find(&sf, names[i]);
-        if (!t || t->dtype != HASS_DTYPE_F32 || t->ndim != 1 ||
-            t->shape[0] != (int64_t)tr->layout.total) {
-            hass_err_set(err, HASS_STATUS_FORMAT, "%s: tensor %s missing or of the wrong shape",
-                         path, names[i]);
-            rc = -1;
-            break;
-        }
-        memcpy(dst[i], t->data, tr->layout.total * sizeof(float));
+    if (rc == 1) {
+        p->step = s.step, p->adam_t = s.adam_t, p->epoch = s.epoch, p->cursor = s.cursor;
+        p->rng = s.rng;
+        hass_train_state_use_gemm(&s, dir);
+        p->gemm = hass_gemm_get_default();
+        tr->adam_t = p->adam_t;
     }
-    tr->adam_t = p->adam_t;
-    cJSON_Delete(md);
-    hass_safetensors_close(&sf);
+    hass_train_state_free(&s);
     return rc;
 }
 
@@ -464,7 +408,7 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
     }
     run_pos pos = {0};
     pos.gemm = hass_gemm_get_default();
-    int resumed = load_state(o->out_dir, tr, &pos, config, err);
+    int resumed = load_state(o->out_dir, tr, &pos, config, total, n_seq, B * G, err);
     if (resumed < 0) {
         st = err->code;
         goto out;
@@ -479,10 +423,6 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
     } else {
         hass_log(HASS_LOG_INFO, "train-draft: resuming %s at step %lld of %lld", o->out_dir,
                  (long long)pos.step, (long long)total);
-    }
-    if (pos.cursor > n_seq) {
-        st = hass_err_set(err, HASS_STATUS_FORMAT, "trainer state: cursor past the data");
-        goto out;
     }
     make_perm(bt.perm, n_seq, o->seed, pos.epoch);
     rep->start_step = pos.step;
