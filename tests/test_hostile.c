@@ -5,6 +5,9 @@
 #include "check.h"
 #include "core/core.h"
 #include "formats/formats.h"
+#include "draft/draft.h"
+#include "model/model.h"
+#include "train/featstore.h"
 #include "train/train_state.h"
 
 #include <math.h>
@@ -12,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- trainer state: metadata out of range, tensors of the wrong kind or not finite ---- */
@@ -121,8 +125,198 @@ static void test_train_state(void) {
     free(buf);
 }
 
+/* ---- feature stores: an index listing a shard twice, marked incomplete, counts that the
+ * shards cannot hold, ids outside the vocabulary ---- */
+
+#define FD 4
+/* Writes dir/index.json (shards listed: the entries given) and dir/s0.bin holding two
+ * sequences with the given first token id. */
+static void make_store(const char *dir, const char *shards_json, int complete, int32_t id0,
+                       float feat0) {
+    mkdir(dir, 0755);
+    char path[1100], idx[2048];
+    snprintf(idx, sizeof idx,
+             "{\"format\":\"hass-features\",\"version\":1,\"d\":%d,\"dtype\":\"bf16\","
+             "\"model\":{\"path\":\"m\",\"fingerprint\":\"00000000000000aa\"},"
+             "\"args\":\"a\",\"records_consumed\":2,\"complete\":%s,\"shards\":%s}",
+             FD, complete ? "true" : "false", shards_json);
+    snprintf(path, sizeof path, "%s/index.json", dir);
+    CHECK(check_write(path, "wb", idx, -1) == 0);
+    uint8_t buf[512];
+    size_t n = 0;
+    uint32_t u32[2] = {1, 2};
+    int64_t i64[3] = {FD, 2, 0xaa};
+    memcpy(buf, "HASSFEAT", 8), n = 8;
+    memcpy(buf + n, u32, 8), n += 8;
+    memcpy(buf + n, i64, 24), n += 24;
+    for (int sq = 0; sq < 2; sq++) {
+        int64_t len = 3;
+        memcpy(buf + n, &len, 8), n += 8;
+        int32_t ids[3] = {sq ? 5 : id0, 6, 7};
+        memcpy(buf + n, ids, 12), n += 12;
+        memset(buf + n, 1, 3), n += 3;
+        for (int k = 0; k < 3 * FD; k++) {
+            uint16_t h = hass_f32_to_bf16(k == 5 && !sq ? feat0 : 0.5f);
+            memcpy(buf + n, &h, 2), n += 2;
+        }
+    }
+    snprintf(path, sizeof path, "%s/s0.bin", dir);
+    CHECK(check_write(path, "wb", buf, (long)n) == 0);
+}
+
+static void test_featstore(void) {
+    hass_err err = {0};
+    const char *one = "[{\"file\":\"s0.bin\",\"sequences\":2,\"tokens\":6}]";
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", check_path("fs"));
+    make_store(dir, one, 1, 4, 0.5f);
+    hass_featstore *fs = hass_featstore_open(dir, NULL, &err);
+    CHECK_MSG(fs && hass_featstore_count(fs) == 2, "%s", err.msg);
+    hass_featstore_close(fs);
+    /* the class: each is refused by name, never read as something else */
+    static const struct {
+        const char *shards;
+        int complete, allow;
+        int32_t id0;
+        const char *what;
+    } bad[] = {
+        {"[{\"file\":\"s0.bin\",\"sequences\":2,\"tokens\":6},"
+         "{\"file\":\"s0.bin\",\"sequences\":2,\"tokens\":6}]",
+         1, 0, 4, "listed twice"},
+        {"[{\"file\":\"s0.bin\",\"sequences\":2,\"tokens\":6}]", 0, 0, 4, "incomplete"},
+        {"[{\"file\":\"s0.bin\",\"sequences\":2000000000000,\"tokens\":6}]", 1, 0, 4,
+         "can hold"},
+        {"[{\"file\":\"s0.bin\",\"sequences\":2,\"tokens\":6}]", 1, 0, -3, "token id"},
+        {"[{\"file\":\"s0.bin\",\"sequences\":2,\"tokens\":6,\"tokens\":7}]", 1, 0, 4,
+         "twice"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        check_rmtree(dir);
+        make_store(dir, bad[i].shards, bad[i].complete, bad[i].id0, 0.5f);
+        fs = hass_featstore_open_ex(dir, NULL, bad[i].allow, &err);
+        CHECK_MSG(!fs && err.code == HASS_STATUS_FORMAT && strstr(err.msg, bad[i].what),
+                  "case %zu: %s", i, err.msg);
+        hass_featstore_close(fs);
+    }
+    /* an incomplete store opens with the explicit flag */
+    check_rmtree(dir);
+    make_store(dir, one, 0, 4, 0.5f);
+    fs = hass_featstore_open_ex(dir, NULL, 1, &err);
+    CHECK_MSG(fs != NULL, "%s", err.msg);
+    hass_featstore_close(fs);
+    /* trailing garbage after the index's JSON */
+    char path[1100];
+    snprintf(path, sizeof path, "%s/index.json", dir);
+    CHECK(check_write(path, "ab", "}", -1) == 0);
+    CHECK(!hass_featstore_open_ex(dir, NULL, 1, &err) && strstr(err.msg, "trailing"));
+}
+
+/* ---- config.json: wrong types, out-of-range values, duplicate keys, trailing bytes ---- */
+static void test_config_json(void) {
+    const char *base = "\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":64,"
+                       "\"intermediate_size\":128,\"num_hidden_layers\":2,"
+                       "\"num_attention_heads\":4,\"vocab_size\":512";
+    char js[1024];
+    hass_model_config c;
+    hass_err err = {0};
+    snprintf(js, sizeof js, "{%s}", base);
+    CHECK_MSG(hass_model_config_from_json(&c, js, &err) == HASS_OK, "%s", err.msg);
+    static const char *const extra[] = {
+        ",\"rms_norm_eps\":\"1e-5\"",         /* a string for a number */
+        ",\"rms_norm_eps\":-1",                 /* out of range */
+        ",\"rms_norm_eps\":2",                  /* out of range */
+        ",\"max_position_embeddings\":1.5",     /* not an integer */
+        ",\"max_position_embeddings\":\"4096\"", /* a string for an integer */
+        ",\"max_position_embeddings\":-4",      /* out of range */
+        ",\"tie_word_embeddings\":1",           /* a number for a boolean */
+        ",\"num_key_value_heads\":3",           /* not a divisor of the heads */
+        ",\"num_key_value_heads\":true",        /* a boolean for an integer */
+        ",\"rope_theta\":\"big\"",
+        ",\"rope_theta\":-5",
+        ",\"rope_scaling\":7",
+        ",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4}",
+        ",\"bos_token_id\":512", /* outside the vocabulary */
+        ",\"bos_token_id\":-1",
+        ",\"bos_token_id\":1e300",
+        ",\"eos_token_id\":[1,\"2\"]",
+        ",\"eos_token_id\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]",
+        ",\"hidden_size\":64",   /* a duplicate key */
+        ",\"hidden_size\":128",  /* a duplicate key with another value */
+        ",\"head_dim\":32",
+        ",\"vocab_size\":0",
+        NULL};
+    for (int i = 0; extra[i]; i++) {
+        snprintf(js, sizeof js, "{%s%s}", base, extra[i]);
+        hass_status st = hass_model_config_from_json(&c, js, &err);
+        CHECK_MSG(st != HASS_OK && err.msg[0] && !strchr(err.msg, '\n'), "%s accepted",
+                  extra[i]);
+    }
+    static const char *const trail[] = {"x", "}", "{}", ",", "\"a\"", NULL};
+    for (int i = 0; trail[i]; i++) {
+        snprintf(js, sizeof js, "{%s} %s", base, trail[i]);
+        CHECK_MSG(hass_model_config_from_json(&c, js, &err) == HASS_STATUS_FORMAT,
+                  "trailing %s accepted", trail[i]);
+    }
+    snprintf(js, sizeof js, "{%s} \n\t", base);
+    CHECK(hass_model_config_from_json(&c, js, &err) == HASS_OK);
+    int bias = 0;
+    snprintf(js, sizeof js, "{%s,\"bias\":\"yes\"}", base);
+    CHECK(hass_draft_config_from_json(js, &c, &bias, &err) == HASS_STATUS_FORMAT);
+    snprintf(js, sizeof js, "{%s,\"bias\":false}", base);
+    CHECK(hass_draft_config_from_json(js, &c, &bias, &err) == HASS_OK && bias == 0);
+}
+
+/* ---- files that are not regular files, or too large, or text with a NUL byte ---- */
+static void test_files(void) {
+    hass_err err = {0};
+    char *buf = NULL;
+    size_t n = 0;
+    const char *fifo = check_path("fifo");
+    CHECK(mkfifo(fifo, 0600) == 0);
+    double t0 = hass_now();
+    CHECK(hass_read_file(fifo, &buf, &n, &err) == HASS_STATUS_IO && strstr(err.msg, "regular"));
+    hass_mapfile mf;
+    CHECK(hass_mapfile_open(&mf, fifo, &err) == HASS_STATUS_IO);
+    CHECK(hass_file_kind_of(fifo) == HASS_FILE_OTHER); /* probed without blocking */
+    CHECK(hass_read_file("/dev/zero", &buf, &n, &err) == HASS_STATUS_IO);
+    CHECK(hass_mapfile_open(&mf, "/dev/zero", &err) == HASS_STATUS_IO);
+    CHECK(hass_read_file(check_tmp(), &buf, &n, &err) == HASS_STATUS_IO);
+    CHECK_MSG(hass_now() - t0 < 5.0, "refused at once, not after a wait");
+    const char *p = check_path("big.txt");
+    CHECK(check_write(p, "wb", "0123456789", -1) == 0);
+    CHECK(hass_read_file_max(p, 9, &buf, &n, &err) == HASS_STATUS_RANGE);
+    CHECK(hass_read_file_max(p, 10, &buf, &n, &err) == HASS_OK && n == 10 && buf[10] == 0);
+    free(buf);
+    CHECK(check_write(p, "wb", "ab\0cd", 5) == 0);
+    CHECK(hass_read_text(p, 100, &buf, &n, &err) == HASS_STATUS_FORMAT &&
+          strstr(err.msg, "offset 2"));
+}
+
+/* ---- leftovers of a killed write are removed by the next write of the same file ---- */
+static void test_stale_temps(void) {
+    pid_t child = fork();
+    if (child == 0)
+        _exit(0);
+    int ws;
+    waitpid(child, &ws, 0); /* a pid that no longer runs */
+    char stale[1100], live[1100], other[1100];
+    snprintf(stale, sizeof stale, "%s.tmp.%d", check_path("out.bin"), (int)child);
+    snprintf(live, sizeof live, "%s.tmp.1", check_path("out.bin")); /* init runs */
+    snprintf(other, sizeof other, "%s.tmp.%d", check_path("else.bin"), (int)child);
+    CHECK(check_write(stale, "wb", "x", -1) == 0 && check_write(live, "wb", "x", -1) == 0 &&
+          check_write(other, "wb", "x", -1) == 0);
+    hass_err err = {0};
+    CHECK(hass_write_file_atomic(check_path("out.bin"), "abc", 3, &err) == HASS_OK);
+    CHECK_MSG(access(stale, F_OK) != 0, "a dead writer's temporary file is removed");
+    CHECK(access(live, F_OK) == 0 && access(other, F_OK) == 0);
+}
+
 int main(void) {
     check_init("test_hostile");
+    test_stale_temps();
     test_train_state();
+    test_featstore();
+    test_config_json();
+    test_files();
     return check_exit();
 }

@@ -150,7 +150,8 @@ hass_status hass_session_generate(hass_session *s, const hass_chat_msg *msgs, in
     }
     if (sys)
         all[0] = (hass_chat_msg){"system", o->system};
-    memcpy(all + sys, msgs, (size_t)n * sizeof *all);
+    if (n > 0)
+        memcpy(all + sys, msgs, (size_t)n * sizeof *all);
     int64_t n_ids = hass_tokenizer_encode_prompt(s->tok, all, n + sys, o->chat, &ids, err);
     if (n_ids < 0) {
         st = err ? err->code : HASS_STATUS_ARG;

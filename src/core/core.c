@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -322,8 +324,39 @@ hass_status hass_read_text(const char *path, size_t max, char **out, size_t *siz
     return HASS_OK;
 }
 
+/* Removes path.tmp.<pid> files left by writers of path that were killed: those whose pid no
+ * longer runs (a writer still running keeps its file). */
+static void remove_stale_temps(const char *path) {
+    char dir[1024];
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (slash)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path) + (slash == path), path);
+    else
+        snprintf(dir, sizeof dir, ".");
+    size_t bl = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        if (strncmp(n, base, bl) || strncmp(n + bl, ".tmp.", 5) || !n[bl + 5])
+            continue;
+        char *end;
+        long pid = strtol(n + bl + 5, &end, 10);
+        if (*end || pid <= 0 || pid > INT32_MAX || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue; /* not such a name, or its writer still runs */
+        char full[2200];
+        snprintf(full, sizeof full, "%s/%s", dir, n);
+        unlink(full);
+    }
+    closedir(d);
+}
+
 hass_status hass_afile_open(hass_afile *f, const char *path, hass_err *err) {
     f->fd = -1;
+    remove_stale_temps(path);
     f->tmp[0] = 0;
     if (snprintf(f->path, sizeof f->path, "%s", path) >= (int)sizeof f->path)
         return hass_err_set(err, HASS_STATUS_ARG, "%.64s...: path too long", path);

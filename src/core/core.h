@@ -198,6 +198,8 @@ typedef struct {
     int fd; /* -1 when closed */
     char path[1024], tmp[1100];
 } hass_afile;
+/* open also removes path.tmp.<pid> files of writers that were killed (pid no longer running),
+ * so a killed write leaves nothing behind once the same file is written again. */
 hass_status hass_afile_open(hass_afile *f, const char *path, hass_err *err);
 hass_status hass_afile_write(hass_afile *f, const void *data, size_t size, hass_err *err);
 hass_status hass_afile_commit(hass_afile *f, hass_err *err);

@@ -966,7 +966,7 @@ int64_t hass_bpe_trainer_encode(const hass_bpe_trainer *tr, const char *text, si
     static const hass__walk_fns fns = {tenc_text, tenc_special};
     tenc c = {.tr = tr};
     hass_status st = hass__tok_walk(tr->t0, text, len, 1, &fns, &c, err);
-    if (st == HASS_OK && cap > 0)
+    if (st == HASS_OK && cap > 0 && c.out.n > 0) /* an empty text leaves c.out.p NULL */
         memcpy(ids, c.out.p, (size_t)(c.out.n < cap ? c.out.n : cap) * sizeof *ids);
     int64_t n = c.out.n;
     free(c.out.p);

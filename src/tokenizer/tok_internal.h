@@ -80,7 +80,6 @@ struct hass_tokenizer {
     /* byte-level */
     pcre2_code *re;
     char *re_src;     /* the pre-tokenizer regex (owned) */
-    int pre_fallback; /* GGUF: an unknown tokenizer.ggml.pre, approximated by GPT-2's regex */
     int ignore_merges;
 
     int chat;

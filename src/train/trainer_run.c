@@ -40,6 +40,14 @@ hass_train_run_opts hass_train_run_opts_default(void) {
     return o;
 }
 
+/* the index of the first NaN or infinity in x[0..n), or -1 */
+static int64_t first_nonfinite(const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return i;
+    return -1;
+}
+
 hass_status hass_train_load_draft(const char *dir, const hass_draft_config *c,
                                   const hass_draft_layout *L, float *params, hass_err *err) {
     hass_st_set set;
@@ -71,6 +79,12 @@ hass_status hass_train_load_draft(const char *dir, const hass_draft_config *c,
             break;
         }
         hass_to_f32(params + L->off[p], t->data, t->dtype, (int64_t)L->numel[p]);
+        int64_t bad = first_nonfinite(params + L->off[p], (int64_t)L->numel[p]);
+        if (bad >= 0) {
+            st = hass_err_set(err, HASS_STATUS_FORMAT, "%s: tensor %s element %lld is %g", dir,
+                              name, (long long)bad, (double)params[L->off[p] + (size_t)bad]);
+            break;
+        }
     }
     hass_st_set_close(&set);
     return st;
@@ -165,8 +179,10 @@ typedef struct {
     float noise;
 } batcher;
 
-/* Fills one micro-batch; returns T of the batch (longest sequence), and real tokens/rows. */
-static int64_t next_batch(batcher *bt, run_pos *p, hass_rng *rng, int64_t *tokens, int64_t *nmask) {
+/* Fills one micro-batch; returns T of the batch (longest sequence), and real tokens/rows; -1 if
+ * a sequence holds a NaN or infinite feature (*bad_seq, *bad_pos say where). */
+static int64_t next_batch(batcher *bt, run_pos *p, hass_rng *rng, int64_t *tokens, int64_t *nmask,
+                          int64_t *bad_seq, int64_t *bad_pos) {
     int64_t d = bt->d, Tb = 0, lens[64];
     int64_t idx[64];
     for (int64_t b = 0; b < bt->B; b++) {
@@ -185,6 +201,11 @@ static int64_t next_batch(batcher *bt, run_pos *p, hass_rng *rng, int64_t *token
     *nmask = 0;
     for (int64_t b = 0; b < bt->B; b++) {
         int64_t L = hass_featstore_read(bt->fs, idx[b], bt->T, bt->ids, bt->m8, bt->rowf);
+        int64_t bad = first_nonfinite(bt->rowf, L * d);
+        if (bad >= 0) {
+            *bad_seq = idx[b], *bad_pos = bad / d;
+            return -1;
+        }
         float *F = bt->feat + b * Tb * d, *G = bt->tgt + b * Tb * d, *M = bt->mask + b * Tb;
         int32_t *K = bt->tok + b * Tb;
         memset(F, 0, (size_t)(Tb * d) * sizeof(float));
@@ -283,6 +304,15 @@ static void batcher_free(batcher *bt) {
     hass_aligned_free(bt->tok);
 }
 
+/* the name of the first parameter whose gradient holds a NaN or infinity ("-" if none) */
+static const char *nonfinite_param(const hass_trainer *tr) {
+    for (int p = 0; p < HASS_DP_COUNT; p++)
+        if (tr->layout.numel[p] &&
+            first_nonfinite(tr->grads + tr->layout.off[p], (int64_t)tr->layout.numel[p]) >= 0)
+            return hass_draft_param_name((hass_draft_param)p);
+    return "-";
+}
+
 /* One optimizer step: G micro-batches of gradients (averaged when G > 1, into acc), then AdamW
  * at the scheduled learning rate. Advances pos (data cursor, rng, step). */
 static hass_status train_one_step(hass_trainer *tr, batcher *bt, run_pos *pos, float *acc,
@@ -294,13 +324,23 @@ static hass_status train_one_step(hass_trainer *tr, batcher *bt, run_pos *pos, f
     memset(acc_st, 0, sizeof *acc_st);
     *tokens = 0;
     for (int64_t g = 0; g < G; g++) {
-        int64_t tk, nm;
-        int64_t Tb = next_batch(bt, pos, &rng, &tk, &nm);
+        int64_t tk, nm, bad_seq = 0, bad_pos = 0;
+        int64_t Tb = next_batch(bt, pos, &rng, &tk, &nm, &bad_seq, &bad_pos);
+        if (Tb < 0)
+            return hass_err_set(err, HASS_STATUS_FORMAT,
+                                "step %lld: feature store sequence %lld position %lld: a NaN or "
+                                "infinite feature (tensor features); stopped before any write",
+                                (long long)pos->step + 1, (long long)bad_seq, (long long)bad_pos);
         hass_train_batch batch = {bt->B, Tb, bt->feat, bt->tok, bt->tgt, bt->mask};
         hass_train_stats s;
         hass_status st = hass_train_grad(tr, &batch, &o->topts, &s, err);
         if (st)
             return st;
+        if (!isfinite(s.loss_mean) || first_nonfinite(tr->grads, (int64_t)tr->layout.total) >= 0)
+            return hass_err_set(err, HASS_STATUS_RANGE,
+                                "step %lld: the loss (%g) or the gradient (tensor %s) is not "
+                                "finite; stopped before any write",
+                                (long long)pos->step + 1, s.loss_mean, nonfinite_param(tr));
         stats_add(acc_st, &s);
         *tokens += tk;
         *gflop += hass_train_step_flops(cfg, bt->B, Tb, nm, o->topts.n_align) * 1e-9;
@@ -343,7 +383,7 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
     }
     if ((st = hass_draft_config_check(&cfg, err)))
         return st;
-    hass_featstore *fs = hass_featstore_open(o->data_dir, m, err);
+    hass_featstore *fs = hass_featstore_open_ex(o->data_dir, m, o->allow_incomplete, err);
     if (!fs)
         return err->code;
     /* the linear layers' products: f32 or bf16, whichever this machine runs fastest */

@@ -39,6 +39,7 @@ typedef struct {
     uint64_t seed;
     int64_t ckpt_every; /* 0 = only at the end */
     int has_bias;       /* fc.bias (default 1) */
+    int allow_incomplete; /* train on a feature store marked incomplete */
     int64_t stop_at;    /* stop (with a checkpoint) once this many steps are done; 0 = never */
     hass_dtype dtype; /* of the draft's matrices in out_dir: F32 (default) or BF16 (to ship; the
                          trainer state keeps f32 either way) */
