@@ -5,6 +5,7 @@
 #include "check.h"
 #include "core/core.h"
 #include "formats/formats.h"
+#include "decode/decode.h"
 #include "draft/draft.h"
 #include "model/model.h"
 #include "train/featstore.h"
@@ -311,8 +312,35 @@ static void test_stale_temps(void) {
     CHECK(access(live, F_OK) == 0 && access(other, F_OK) == 0);
 }
 
+/* ---- NaN weights in a target: an error at the first non-finite logit, not tokens ---- */
+static void test_nan_target(void) {
+    hass_err err = {0};
+    hass_model_config c = hass_model_config_make(32, 48, 1, 2, 1, 64, 128);
+    hass_model *m = hass_model_synthetic(&c, HASS_DTYPE_F32, 3, &err);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    hass_engine *e = hass_engine_create(m, NULL, NULL, NULL, 64, &err);
+    CHECK_MSG(e != NULL, "%s", err.msg);
+    int32_t prompt[3] = {1, 5, 9}, out[8];
+    hass_gen_params p = {0};
+    p.max_new = 8;
+    hass_gen_stats gs;
+    CHECK(e && hass_generate(e, prompt, 3, &p, 0, NULL, NULL, out, &gs, &err) == HASS_OK);
+    hass_engine_destroy(e);
+    ((float *)m->final_norm)[3] = NAN; /* as if the file held a NaN */
+    e = hass_engine_create(m, NULL, NULL, NULL, 64, &err);
+    hass_status st = e ? hass_generate(e, prompt, 3, &p, 0, NULL, NULL, out, &gs, &err) : 0;
+    CHECK_MSG(st == HASS_STATUS_RANGE && strstr(err.msg, "logit"), "%d %s", st, err.msg);
+    hass_engine_destroy(e);
+    /* --ctx above the model's context is refused */
+    CHECK(!hass_engine_create(m, NULL, NULL, NULL, 129, &err) && err.code == HASS_STATUS_ARG);
+    hass_model_free(m);
+}
+
 int main(void) {
     check_init("test_hostile");
+    test_nan_target();
     test_stale_temps();
     test_train_state();
     test_featstore();

@@ -723,9 +723,41 @@ static void test_bad_files(void) {
     expect_json_fail("bad added token",
                      "{\"added_tokens\": [{\"id\": \"x\"}], \"model\": {\"type\": \"BPE\", "
                      "\"byte_fallback\": true, \"vocab\": {\"a\": 0}, \"merges\": []}}");
+    /* normalizers and pre-tokenizers whose content is not what hass applies: refused by name */
+    static const char *const unlike[][2] = {
+        {"{\"type\": \"Prepend\", \"prepend\": \"_\"}", "Prepend"},
+        {"{\"type\": \"Prepend\", \"prepend\": \"\\u2581\"}", "Replace"},
+        {"{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": "
+         "\"\\u2581\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": \"\\t\"}, "
+         "\"content\": \"\\u2581\"}]}",
+         "Replace"},
+        {"{\"type\": \"Replace\", \"pattern\": {\"Regex\": \" \"}, \"content\": \"\\u2581\"}",
+         "Replace"},
+        {"{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"_\"}",
+         "Replace"},
+        {"{\"type\": \"NFKC\"}", "NFKC"},
+        {"{\"type\": \"Lowercase\"}", "Lowercase"},
+    };
+    for (size_t i = 0; i < sizeof unlike / sizeof unlike[0]; i++) {
+        char js[1024];
+        snprintf(js, sizeof js,
+                 "{\"normalizer\": %s, \"model\": {\"type\": \"BPE\", \"byte_fallback\": true, "
+                 "\"vocab\": {\"a\": 0}, \"merges\": []}}",
+                 unlike[i][0]);
+        hass_tokenizer *u =
+            hass_tokenizer_load_json(write_tmp("tokenizer.json", js, strlen(js)), &err);
+        CHECK_MSG(!u && err.code == HASS_STATUS_UNSUPPORTED && strstr(err.msg, unlike[i][1]),
+                  "%s: %s", unlike[i][0], err.msg);
+        hass_tokenizer_free(u);
+    }
+    const char *meta = "{\"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"_\"}, "
+                       "\"model\": {\"type\": \"BPE\", \"byte_fallback\": true, "
+                       "\"vocab\": {\"a\": 0}, \"merges\": []}}";
+    expect_json_fail("Metaspace replacement", meta);
     /* a minimal valid SPM-BPE file loads and encodes with byte fallback */
     const char *ok = "{\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": "
-                     "\"Prepend\", \"prepend\": \"\\u2581\"}, {\"type\": \"Replace\"}]}, "
+                     "\"Prepend\", \"prepend\": \"\\u2581\"}, {\"type\": \"Replace\", "
+                     "\"pattern\": {\"String\": \" \"}, \"content\": \"\\u2581\"}]}, "
                      "\"model\": {\"type\": \"BPE\", \"byte_fallback\": true, \"vocab\": "
                      "{\"<0x7A>\": 0, \"\\u2581\": 1, \"a\": 2, \"\\u2581a\": 3}, "
                      "\"merges\": [\"\\u2581 a\"]}}";

@@ -156,6 +156,7 @@ static const char *jtoken(const cJSON *o, const char *k) {
 typedef struct {
     int spm, bbpe;     /* evidence for each algorithm */
     int prefix, split; /* SPM dummy prefix mode, Metaspace split */
+    int replace;       /* spaces become U+2581 (a Replace normalizer or Metaspace) */
     const char *regex; /* byte-level pre-tokenizer regex */
     const char *why;   /* unsupported component */
 } json_kind;
@@ -168,10 +169,20 @@ static void scan_normalizer(const cJSON *n, json_kind *k) {
         const cJSON *e;
         cJSON_ArrayForEach(e, hass_json_get(n, "normalizers")) scan_normalizer(e, k);
     } else if (!strcmp(ty, "Prepend")) {
+        /* what hass applies: a U+2581 before the text, spaces replaced by U+2581 (both
+         * SentencePiece's); any other content is refused by name, not treated as these */
+        const char *pre = hass_json_str(n, "prepend");
+        if (!pre || strcmp(pre, "\xe2\x96\x81"))
+            k->why = "Prepend normalizer with a prepend other than U+2581";
         k->spm = 1;
         k->prefix = 1;
     } else if (!strcmp(ty, "Replace")) {
+        const char *pat = hass_json_str(hass_json_get(n, "pattern"), "String");
+        const char *content = hass_json_str(n, "content");
+        if (!pat || strcmp(pat, " ") || !content || strcmp(content, "\xe2\x96\x81"))
+            k->why = "Replace normalizer other than ' ' -> U+2581";
         k->spm = 1;
+        k->replace = 1;
     } else {
         k->why = ty;
     }
@@ -185,7 +196,11 @@ static void scan_pretok(const cJSON *p, json_kind *k) {
         const cJSON *e;
         cJSON_ArrayForEach(e, hass_json_get(p, "pretokenizers")) scan_pretok(e, k);
     } else if (!strcmp(ty, "Metaspace")) {
+        const char *rep = hass_json_str(p, "replacement");
+        if (rep && strcmp(rep, "\xe2\x96\x81"))
+            k->why = "Metaspace with a replacement other than U+2581";
         k->spm = 1;
+        k->replace = 1;
         const char *scheme = hass_json_str(p, "prepend_scheme");
         k->prefix = scheme ? (!strcmp(scheme, "always")  ? 1
                               : !strcmp(scheme, "first") ? 2
@@ -340,6 +355,8 @@ static hass_tokenizer *json_build(const cJSON *root, const char *path, const cha
     scan_pretok(hass_json_get(root, "pre_tokenizer"), &k);
     if (hass_json_bool(model, "byte_fallback", 0) && !k.bbpe)
         k.spm = 1;
+    if (!k.why && k.prefix && !k.replace)
+        k.why = "a Prepend normalizer without the Replace of spaces";
     if (k.why || k.spm == k.bbpe || (k.bbpe && !k.regex)) {
         hass_err_set(err, HASS_STATUS_UNSUPPORTED, "%s: unsupported tokenizer (%s)", path,
                      k.why ? k.why : "neither SentencePiece-BPE nor byte-level BPE");
