@@ -6,13 +6,13 @@
  */
 #include "check.h"
 
-#include <sys/stat.h>
 #include "core/core.h"
 
 #include <cJSON.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 

@@ -4,9 +4,9 @@
  */
 #include "check.h"
 #include "core/core.h"
-#include "formats/formats.h"
 #include "decode/decode.h"
 #include "draft/draft.h"
+#include "formats/formats.h"
 #include "model/model.h"
 #include "train/featstore.h"
 #include "train/train_state.h"
@@ -185,11 +185,9 @@ static void test_featstore(void) {
          "{\"file\":\"s0.bin\",\"sequences\":2,\"tokens\":6}]",
          1, 0, 4, "listed twice"},
         {"[{\"file\":\"s0.bin\",\"sequences\":2,\"tokens\":6}]", 0, 0, 4, "incomplete"},
-        {"[{\"file\":\"s0.bin\",\"sequences\":2000000000000,\"tokens\":6}]", 1, 0, 4,
-         "can hold"},
+        {"[{\"file\":\"s0.bin\",\"sequences\":2000000000000,\"tokens\":6}]", 1, 0, 4, "can hold"},
         {"[{\"file\":\"s0.bin\",\"sequences\":2,\"tokens\":6}]", 1, 0, -3, "token id"},
-        {"[{\"file\":\"s0.bin\",\"sequences\":2,\"tokens\":6,\"tokens\":7}]", 1, 0, 4,
-         "twice"},
+        {"[{\"file\":\"s0.bin\",\"sequences\":2,\"tokens\":6,\"tokens\":7}]", 1, 0, 4, "twice"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         check_rmtree(dir);
@@ -223,15 +221,15 @@ static void test_config_json(void) {
     snprintf(js, sizeof js, "{%s}", base);
     CHECK_MSG(hass_model_config_from_json(&c, js, &err) == HASS_OK, "%s", err.msg);
     static const char *const extra[] = {
-        ",\"rms_norm_eps\":\"1e-5\"",         /* a string for a number */
-        ",\"rms_norm_eps\":-1",                 /* out of range */
-        ",\"rms_norm_eps\":2",                  /* out of range */
-        ",\"max_position_embeddings\":1.5",     /* not an integer */
+        ",\"rms_norm_eps\":\"1e-5\"",            /* a string for a number */
+        ",\"rms_norm_eps\":-1",                  /* out of range */
+        ",\"rms_norm_eps\":2",                   /* out of range */
+        ",\"max_position_embeddings\":1.5",      /* not an integer */
         ",\"max_position_embeddings\":\"4096\"", /* a string for an integer */
-        ",\"max_position_embeddings\":-4",      /* out of range */
-        ",\"tie_word_embeddings\":1",           /* a number for a boolean */
-        ",\"num_key_value_heads\":3",           /* not a divisor of the heads */
-        ",\"num_key_value_heads\":true",        /* a boolean for an integer */
+        ",\"max_position_embeddings\":-4",       /* out of range */
+        ",\"tie_word_embeddings\":1",            /* a number for a boolean */
+        ",\"num_key_value_heads\":3",            /* not a divisor of the heads */
+        ",\"num_key_value_heads\":true",         /* a boolean for an integer */
         ",\"rope_theta\":\"big\"",
         ",\"rope_theta\":-5",
         ",\"rope_scaling\":7",
@@ -241,16 +239,15 @@ static void test_config_json(void) {
         ",\"bos_token_id\":1e300",
         ",\"eos_token_id\":[1,\"2\"]",
         ",\"eos_token_id\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]",
-        ",\"hidden_size\":64",   /* a duplicate key */
-        ",\"hidden_size\":128",  /* a duplicate key with another value */
+        ",\"hidden_size\":64",  /* a duplicate key */
+        ",\"hidden_size\":128", /* a duplicate key with another value */
         ",\"head_dim\":32",
         ",\"vocab_size\":0",
         NULL};
     for (int i = 0; extra[i]; i++) {
         snprintf(js, sizeof js, "{%s%s}", base, extra[i]);
         hass_status st = hass_model_config_from_json(&c, js, &err);
-        CHECK_MSG(st != HASS_OK && err.msg[0] && !strchr(err.msg, '\n'), "%s accepted",
-                  extra[i]);
+        CHECK_MSG(st != HASS_OK && err.msg[0] && !strchr(err.msg, '\n'), "%s accepted", extra[i]);
     }
     static const char *const trail[] = {"x", "}", "{}", ",", "\"a\"", NULL};
     for (int i = 0; trail[i]; i++) {

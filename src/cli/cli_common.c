@@ -130,8 +130,7 @@ hass_session *cli_session_open(const cli_gen_opts *g, int *rc) {
     return s;
 }
 
-int cli_check_output(const char *cmd, const char *path, int is_dir, const char *marker,
-                     int force) {
+int cli_check_output(const char *cmd, const char *path, int is_dir, const char *marker, int force) {
     if (is_dir) {
         char m[1200];
         snprintf(m, sizeof m, "%s/%s", path, marker);

@@ -184,8 +184,7 @@ static hass_status check_logits(const hass_engine *e, int64_t rows, int64_t pos,
             return hass_err_set(err, HASS_STATUS_RANGE,
                                 "target: logit %lld at position %lld is %g (NaN or infinite "
                                 "weights in the model?)",
-                                (long long)(i % V), (long long)(pos + i / V),
-                                (double)e->logits[i]);
+                                (long long)(i % V), (long long)(pos + i / V), (double)e->logits[i]);
     return HASS_OK;
 }
 

@@ -56,11 +56,21 @@ static const struct {
     const char *key;
     char kind;
 } config_keys[] = {
-    {"hidden_size", 'i'},       {"intermediate_size", 'i'},       {"num_hidden_layers", 'i'},
-    {"num_attention_heads", 'i'}, {"num_key_value_heads", 'i'},   {"vocab_size", 'i'},
-    {"head_dim", 'i'},          {"max_position_embeddings", 'i'}, {"rms_norm_eps", 'n'},
-    {"rope_theta", 'n'},        {"tie_word_embeddings", 'b'},     {"model_type", 's'},
-    {"architectures", 'a'},     {"rope_scaling", 'o'},            {"rope_freqs", 'a'},
+    {"hidden_size", 'i'},
+    {"intermediate_size", 'i'},
+    {"num_hidden_layers", 'i'},
+    {"num_attention_heads", 'i'},
+    {"num_key_value_heads", 'i'},
+    {"vocab_size", 'i'},
+    {"head_dim", 'i'},
+    {"max_position_embeddings", 'i'},
+    {"rms_norm_eps", 'n'},
+    {"rope_theta", 'n'},
+    {"tie_word_embeddings", 'b'},
+    {"model_type", 's'},
+    {"architectures", 'a'},
+    {"rope_scaling", 'o'},
+    {"rope_freqs", 'a'},
 };
 
 static hass_status check_types(const cJSON *o, hass_err *err) {

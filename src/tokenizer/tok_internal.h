@@ -79,7 +79,7 @@ struct hass_tokenizer {
     int spm_split;      /* Metaspace split: each U+2581 starts a new word */
     /* byte-level */
     pcre2_code *re;
-    char *re_src;     /* the pre-tokenizer regex (owned) */
+    char *re_src; /* the pre-tokenizer regex (owned) */
     int ignore_merges;
 
     int chat;

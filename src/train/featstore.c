@@ -270,8 +270,7 @@ static hass_status scan_shard(hass_featstore *fs, int32_t si, const uint8_t *p, 
     uint32_t ver = get_u32(p + 8), dt = get_u32(p + 12);
     int64_t d = (int64_t)get_u64(p + 16), n = (int64_t)get_u64(p + 24);
     if (ver != HASS_FEATSTORE_VERSION)
-        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: unsupported shard version %u", name,
-                            ver);
+        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: unsupported shard version %u", name, ver);
     if (dt != (uint32_t)HASS_DTYPE_BF16 || d != fs->d)
         return hass_err_set(err, HASS_STATUS_FORMAT, "%s: dtype %u / d %lld, expected bf16 / %lld",
                             name, dt, (long long)d, (long long)fs->d);

@@ -476,7 +476,7 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
         double t0 = hass_now();
         hass_train_stats acc_st;
         int64_t tokens;
-        float lr;
+        float lr = 0;
         if ((st = train_one_step(tr, &bt, &pos, acc, o, &cfg, warmup, total, &acc_st, &tokens,
                                  &rep->gflop, &lr, err)))
             goto out;
