@@ -18,9 +18,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         HASS_ASSERT(s.step >= 0 && s.step <= 1000 && s.adam_t == s.step && s.config);
         for (int i = 0; i < 5; i++)
             HASS_ASSERT(isfinite(p[i]) && isfinite(m[i]) && v[i] >= 0.0f);
-        hass_train_state_free(&s);
     } else {
         HASS_ASSERT(err.msg[0] != 0);
     }
+    hass_train_state_free(&s);
     return 0;
 }

@@ -60,11 +60,13 @@ static int one_line_error(void) {
 }
 
 /* Every error path the suite walks: exit 1 (runtime or data) or 2 (usage), never a signal, an
- * abort or a silent exit, and a line of stderr that says "hass..." what went wrong. */
+ * abort or a silent exit, and a line of stderr that says "hass..." what went wrong (or the
+ * usage, for a command line without a command). */
 static int error_class_ok(int rc) {
     if (rc == 0)
         return 1;
-    int line = !strncmp(errout, "hass", 4) || strstr(errout, "\nhass") != NULL;
+    int line = !strncmp(errout, "hass", 4) || strstr(errout, "\nhass") != NULL ||
+               !strncmp(errout, "usage: hass", 11);
     return (rc == 1 || rc == 2) && line;
 }
 static int n_error_paths;
@@ -377,7 +379,7 @@ int main(int argc, char **argv) {
             snprintf(args, sizeof args, "generate %s -f %s", mt, nf);
             EXPECT(1, args);
             CHECK_MSG(one_line_error() && strstr(errout, "regular"), "%s", errout);
-            snprintf(args, sizeof args, "bench %s --prompts %s", mt, nf);
+            snprintf(args, sizeof args, "bench %s -d %s/d --prompts %s", mt, tmp, nf);
             EXPECT(1, args);
             snprintf(args, sizeof args, "train-tokenizer --data %s -o %s/tkf", nf, tmp);
             EXPECT(1, args);

@@ -358,15 +358,12 @@ static int load_state(const char *dir, hass_lm_trainer *tr, int64_t total, int64
     hass_train_state s;
     int rc = hass_train_state_read(dir, total, tr->layout.total, tr->params, tr->adam_m, tr->adam_v,
                                    &s, err);
-    if (rc <= 0)
+    if (rc == 0 || (rc < 0 && !s.config)) {
+        hass_train_state_free(&s);
         return rc;
+    }
     int64_t cap = 0;
-    if (s.tokens < 0 || __builtin_mul_overflow(s.step, max_tokens_step, &cap) || s.tokens > cap) {
-        hass_err_set(err, HASS_STATUS_FORMAT,
-                     "%s/%s: trainer metadata tokens missing or more than %lld steps can train",
-                     dir, HASS_TRAIN_STATE_FILE, (long long)s.step);
-        rc = -1;
-    } else if (reschedule ? !same_but_schedule(s.config, config) : strcmp(s.config, config) != 0) {
+    if (reschedule ? !same_but_schedule(s.config, config) : strcmp(s.config, config) != 0) {
         /* name the first setting that differs */
         const char *a = s.config, *b = config;
         while (*a && *a == *b)
@@ -379,6 +376,14 @@ static int load_state(const char *dir, hass_lm_trainer *tr, int64_t total, int64
                      same_but_schedule(s.config, config)
                          ? " (or --reschedule to continue it on the new schedule)"
                          : "");
+        rc = -1;
+    } else if (rc < 0) {
+        /* the arrays' error stands */
+    } else if (s.tokens < 0 || __builtin_mul_overflow(s.step, max_tokens_step, &cap) ||
+               s.tokens > cap) {
+        hass_err_set(err, HASS_STATUS_FORMAT,
+                     "%s/%s: trainer metadata tokens missing or more than %lld steps can train",
+                     dir, HASS_TRAIN_STATE_FILE, (long long)s.step);
         rc = -1;
     }
     if (rc == 1) {

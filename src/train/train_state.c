@@ -127,10 +127,14 @@ hass_status hass_train_state_parse(const uint8_t *data, size_t size, const char 
                           : r_cur < 0 ? "cursor"
                           : r_tok < 0 ? "tokens"
                                       : "rng");
+    /* the configuration is known from here on, also when the arrays do not fit this run (the
+     * caller names a different configuration before a size mismatch) */
+    if (!st && !(s->config = strdup(cfg->valuestring)))
+        st = hass_err_set(err, HASS_STATUS_OOM, "out of memory");
     for (int i = 0; !st && i < 3; i++) {
         const hass_tensor *t = hass_safetensors_find(&sf, k_names[i]);
         if (!t || t->dtype != HASS_DTYPE_F32 || t->ndim != 1 || t->shape[0] != (int64_t)n)
-            st = hass_err_set(err, HASS_STATUS_FORMAT,
+            st = hass_err_set(err, HASS_STATUS_SHAPE,
                               "%s: tensor %s missing or not F32 of %zu elements", name, k_names[i],
                               n);
     }
@@ -143,8 +147,6 @@ hass_status hass_train_state_parse(const uint8_t *data, size_t size, const char 
                 break;
             }
     }
-    if (!st && !(s->config = strdup(cfg->valuestring)))
-        st = hass_err_set(err, HASS_STATUS_OOM, "out of memory");
     if (!st) {
         float *dst[3] = {params, m, v};
         for (int i = 0; i < 3; i++)

@@ -30,9 +30,10 @@ hass_status hass_train_state_write(const char *dir, const hass_train_state *s, c
  * (which are written only when everything checks). Every check is a one-line
  * HASS_STATUS_FORMAT error, never an assertion: metadata step, adam_t and config present;
  * every counter a decimal integer in [0, max_step] (epoch, cursor and tokens in [0, 2^62]);
- * adam_t == step; the three tensors present, F32, 1-D of n elements; params and adam_m finite,
- * adam_v finite and >= 0. The caller checks what depends on its run (the configuration string,
- * the data position). */
+ * adam_t == step; the three tensors present, F32, 1-D of n elements (else HASS_STATUS_SHAPE,
+ * with s->config set: the caller reports a different configuration first); params and adam_m
+ * finite, adam_v finite and >= 0. The caller checks what depends on its run (the configuration
+ * string, the data position) and calls hass_train_state_free after success and failure alike. */
 hass_status hass_train_state_parse(const uint8_t *data, size_t size, const char *name,
                                    int64_t max_step, size_t n, float *params, float *m, float *v,
                                    hass_train_state *s, hass_err *err);

@@ -132,10 +132,19 @@ static int load_state(const char *dir, hass_trainer *tr, run_pos *p, const char 
     hass_train_state s;
     int rc = hass_train_state_read(dir, total, tr->layout.total, tr->params, tr->adam_m, tr->adam_v,
                                    &s, err);
-    if (rc <= 0)
+    if (rc == 0 || (rc < 0 && !s.config)) {
+        hass_train_state_free(&s);
         return rc;
+    }
     int64_t pos = 0, want = 0;
-    if (s.epoch < 0 || s.cursor < 0 || !s.has_rng) {
+    if (strcmp(s.config, config)) { /* named before anything that follows from it */
+        hass_err_set(err, HASS_STATUS_ARG,
+                     "%s/%s holds a run with a different configuration (%s); use another -o", dir,
+                     HASS_TRAIN_STATE_FILE, s.config);
+        rc = -1;
+    } else if (rc < 0) {
+        /* the arrays' error stands */
+    } else if (s.epoch < 0 || s.cursor < 0 || !s.has_rng) {
         hass_err_set(err, HASS_STATUS_FORMAT,
                      "%s/%s: trainer metadata epoch, cursor or rng missing", dir,
                      HASS_TRAIN_STATE_FILE);
@@ -148,11 +157,6 @@ static int load_state(const char *dir, hass_trainer *tr, run_pos *p, const char 
                      "from step %lld of %lld sequences",
                      dir, HASS_TRAIN_STATE_FILE, (long long)s.epoch, (long long)s.cursor,
                      (long long)n_seq, (long long)s.step, (long long)seq_per_step);
-        rc = -1;
-    } else if (strcmp(s.config, config)) {
-        hass_err_set(err, HASS_STATUS_ARG,
-                     "%s/%s holds a run with a different configuration (%s); use another -o", dir,
-                     HASS_TRAIN_STATE_FILE, s.config);
         rc = -1;
     }
     if (rc == 1) {
