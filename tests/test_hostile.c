@@ -28,7 +28,7 @@
  * then parses it with max_step 100. */
 static hass_status state_case(const char *md, int64_t n, hass_dtype dt, int bad, float badv,
                               hass_train_state *s, hass_err *err) {
-    static float a[3][NS];
+    static float a[3][NS + 1]; /* room for the wrong-size case */
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < NS; j++)
             a[i][j] = 0.25f * (float)(j + i);
