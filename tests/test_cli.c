@@ -396,6 +396,8 @@ int main(int argc, char **argv) {
         snprintf(args, sizeof args, "generate %s -p hi --ctx 100000", mt);
         EXPECT(2, args);
         CHECK(one_line_error() && strstr(errout, "context"));
+        snprintf(args, sizeof args, "generate %s -p hi --ctx 600 --ctx-beyond-model -n 2", mt);
+        EXPECT(0, args);
         /* outputs are not overwritten without --force */
         snprintf(args, sizeof args, "draft-init %s -o %s/d", mt, tmp);
         EXPECT(1, args);

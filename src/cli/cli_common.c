@@ -67,6 +67,10 @@ int cli_gen_flag(int argc, char **argv, int *i, cli_gen_opts *o) {
         o->gen.chat = 1;
         return 1;
     }
+    if (!strcmp(a, "--ctx-beyond-model")) {
+        o->open.ctx_beyond_model = 1;
+        return 1;
+    }
     if (!strcmp(a, "--json")) {
         o->json = 1;
         return 1;

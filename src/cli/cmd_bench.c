@@ -26,6 +26,7 @@ static const char *usage =
     "  --tree-depth D, --tree-topk K, --tree-tokens N|auto   as in generate\n"
     "  --threads N        threads (number of CPUs)\n"
     "  --ctx N            context length (the model's)\n"
+    "  --ctx-beyond-model allow --ctx above the model's context (a file that understates it)\n"
     "  --reps R           runs of each mode per prompt, alternating; medians are kept (1)\n"
     "  --json             one JSON object on stdout (per-prompt rows and the summary)\n"
     "  --out FILE.jsonl   also write one JSON line per prompt and a summary line\n";

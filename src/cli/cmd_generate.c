@@ -29,6 +29,7 @@ static const char *usage =
     "  --tree-tokens N    draft nodes verified per cycle, or auto (auto: cost model)\n"
     "  --threads N        threads (number of CPUs)\n"
     "  --ctx N            context length in positions (the model's)\n"
+    "  --ctx-beyond-model allow --ctx above the model's context (a file that understates it)\n"
     "  --json             print one JSON object instead of streaming the text\n"
     "  -h, --help         this help\n";
 

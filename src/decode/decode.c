@@ -91,11 +91,6 @@ hass_engine *hass_engine_create(const hass_model *m, const hass_tokenizer *tok,
         hass_err_set(err, HASS_STATUS_ARG, "context too small");
         return NULL;
     }
-    if (ctx > c->max_ctx) { /* positions past the trained context: garbage, not an error later */
-        hass_err_set(err, HASS_STATUS_ARG, "--ctx %lld is above the model's context of %lld",
-                     (long long)ctx, (long long)c->max_ctx);
-        return NULL;
-    }
     hass_engine *e = calloc(1, sizeof *e);
     if (!e) {
         hass_err_set(err, HASS_STATUS_OOM, "out of memory");
