@@ -61,7 +61,9 @@ typedef struct {
                               tokenizer.bin or GGUF file instead of the model's own */
     const char *draft;     /* NULL or a draft-head directory */
     int threads;           /* 0 = all CPUs */
-    int64_t ctx;           /* context length in positions, 0 = the model's */
+    int64_t ctx;           /* context length in positions, 0 = the model's; more than the
+                              model's is refused unless ctx_beyond_model */
+    int ctx_beyond_model;  /* allow ctx above the model's context (a file that understates it) */
 } hass_open_options;
 
 hass_open_options hass_open_options_default(void);

@@ -5,12 +5,14 @@
  * than the context) handled without a crash.
  */
 #include "check.h"
+
 #include "core/core.h"
 
 #include <cJSON.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,7 +24,8 @@ static int run(const char *args) {
     char cmd[4096], of[300], ef[300];
     snprintf(of, sizeof of, "%s/out", tmp);
     snprintf(ef, sizeof ef, "%s/err", tmp);
-    snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s </dev/null", hass, args, of, ef);
+    /* a hang is a failure (exit 124), not a stuck suite */
+    snprintf(cmd, sizeof cmd, "timeout -k 5 600 %s %s >%s 2>%s </dev/null", hass, args, of, ef);
     int st = system(cmd);
     out[0] = errout[0] = 0;
     FILE *f = fopen(of, "rb");
@@ -56,11 +59,26 @@ static int one_line_error(void) {
     return errout[0] && nl && nl[1] == 0 && !strncmp(errout, "hass", 4);
 }
 
+/* Every error path the suite walks: exit 1 (runtime or data) or 2 (usage), never a signal, an
+ * abort or a silent exit, and a line of stderr that says "hass..." what went wrong (or the
+ * usage, for a command line without a command). */
+static int error_class_ok(int rc) {
+    if (rc == 0)
+        return 1;
+    int line = !strncmp(errout, "hass", 4) || strstr(errout, "\nhass") != NULL ||
+               !strncmp(errout, "usage: hass", 11);
+    return (rc == 1 || rc == 2) && line;
+}
+static int n_error_paths;
+
 #define EXPECT(code, args)                                                                         \
     do {                                                                                           \
         int rc_ = run(args);                                                                       \
         CHECK_MSG(rc_ == (code), "hass %s: exit %d, want %d (stderr: %.200s)", (args), rc_,        \
                   (code), errout);                                                                 \
+        CHECK_MSG(error_class_ok(rc_), "hass %s: exit %d with stderr '%.200s'", (args), rc_,       \
+                  errout);                                                                         \
+        n_error_paths += rc_ != 0;                                                                 \
     } while (0)
 
 int main(int argc, char **argv) {
@@ -376,8 +394,60 @@ int main(int argc, char **argv) {
         EXPECT(0, args);
         snprintf(args, sizeof args, "convert -m %s -o %s/hf2", mp, tmp);
         EXPECT(0, args);
+        /* inputs that are not regular files: refused at once, never read or waited on */
+        char fifo[700], nul[700];
+        snprintf(fifo, sizeof fifo, "%s/fifo", tmp);
+        HASS_ASSERT(mkfifo(fifo, 0600) == 0);
+        const char *const not_files[] = {fifo, "/dev/zero"};
+        for (int i = 0; i < 2; i++) {
+            const char *nf = not_files[i];
+            snprintf(args, sizeof args, "generate -m %s -z %s -p hi", nf, tp);
+            EXPECT(1, args);
+            snprintf(args, sizeof args, "generate -m %s -z %s -p hi", mp, nf);
+            EXPECT(1, args);
+            snprintf(args, sizeof args, "generate %s -f %s", mt, nf);
+            EXPECT(1, args);
+            CHECK_MSG(one_line_error() && strstr(errout, "regular"), "%s", errout);
+            snprintf(args, sizeof args, "bench %s -d %s/d --prompts %s", mt, tmp, nf);
+            EXPECT(1, args);
+            snprintf(args, sizeof args, "train-tokenizer --data %s -o %s/tkf", nf, tmp);
+            EXPECT(1, args);
+            snprintf(args, sizeof args, "tokenize --tokenizer %s -p hi", nf);
+            EXPECT(1, args);
+        }
+        /* a prompt file with a NUL byte is refused, not cut there */
+        snprintf(nul, sizeof nul, "%s/nul.txt", tmp);
+        HASS_ASSERT(check_write(nul, "wb", "Once upon\0 a time", 18) == 0);
+        snprintf(args, sizeof args, "generate %s -f %s -n 4", mt, nul);
+        EXPECT(1, args);
+        CHECK_MSG(one_line_error() && strstr(errout, "NUL"), "%s", errout);
+        /* a context above the model's */
+        snprintf(args, sizeof args, "generate %s -p hi --ctx 100000", mt);
+        EXPECT(2, args);
+        CHECK(one_line_error() && strstr(errout, "context"));
+        snprintf(args, sizeof args, "generate %s -p hi --ctx 600 --ctx-beyond-model -n 2", mt);
+        EXPECT(0, args);
+        /* outputs are not overwritten without --force */
+        snprintf(args, sizeof args, "draft-init %s -o %s/d", mt, tmp);
+        EXPECT(1, args);
+        CHECK(one_line_error() && strstr(errout, "--force"));
+        snprintf(args, sizeof args, "draft-init %s -o %s/d --force", mt, tmp);
+        EXPECT(0, args);
+        snprintf(args, sizeof args, "export %s --gguf %s/s.gguf", mt, tmp);
+        EXPECT(1, args);
+        CHECK(one_line_error() && strstr(errout, "--force"));
+        snprintf(args, sizeof args, "export %s --gguf %s/s.gguf --force", mt, tmp);
+        EXPECT(0, args);
+        snprintf(args, sizeof args, "convert -m %s -o %s/hf2", mp, tmp);
+        EXPECT(1, args);
+        snprintf(args, sizeof args, "export %s --hf %s/hf --dtype f32", mt, tmp);
+        EXPECT(1, args);
+        snprintf(args, sizeof args, "export %s --hf /proc/hass-not-writable", mt);
+        EXPECT(1, args);
+        CHECK(one_line_error());
     } else {
         CHECK_SKIP("stories260K not found");
     }
+    CHECK_MSG(n_error_paths >= 40, "%d error paths walked", n_error_paths);
     return check_exit();
 }

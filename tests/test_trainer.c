@@ -10,6 +10,7 @@
 #include "train/datagen.h"
 #include "train/draft_ckpt.h"
 #include "train/featstore.h"
+#include "train/train_state.h"
 #include "train/trainer_run.h"
 
 #include <unistd.h>
@@ -140,6 +141,40 @@ int main(void) {
               "params, AdamW m/v, step, rng and cursor after a resume == straight run");
     CHECK(check_same_file(check_path("straight/model.safetensors"),
                           check_path("resumed/model.safetensors")));
+    /* a state whose counters disagree with the run is refused with a one-line error */
+    {
+        hass_draft_config bc = hass_draft_config_for(m, 1);
+        hass_draft_layout bl;
+        hass_draft_layout_init(&bl, &bc);
+        float *pa = hass_aligned_alloc(3 * bl.total * sizeof(float));
+        hass_train_state s0;
+        CHECK(hass_train_state_read(check_path("resumed"), 2 * K, bl.total, pa, pa + bl.total,
+                                    pa + 2 * bl.total, &s0, &err) == 1);
+        const int64_t cases[4][3] = {{2 * K + 1, 0, 0}, {K, 0, 0}, {K, 1000, 1}, {-3, 0, 0}};
+        char bad_dir[1024], feat_dir[1024], res_dir[1024];
+        snprintf(bad_dir, sizeof bad_dir, "%s", check_path("badstate"));
+        snprintf(feat_dir, sizeof feat_dir, "%s", check_path("feat"));
+        snprintf(res_dir, sizeof res_dir, "%s", check_path("resumed"));
+        for (int i = 0; i < 4 && s0.config; i++) {
+            CHECK(check_copy(res_dir, bad_dir) == 0);
+            hass_train_state bs = s0;
+            bs.step = bs.adam_t = cases[i][0], bs.epoch = cases[i][1], bs.cursor = cases[i][2];
+            CHECK(hass_train_state_write(bad_dir, &bs, pa, pa + bl.total, pa + 2 * bl.total,
+                                         bl.total, &err) == HASS_OK);
+            o.out_dir = bad_dir;
+            o.data_dir = feat_dir;
+            o.stop_at = 0;
+            st = train(m, &o, NULL, &r, &err);
+            CHECK_MSG(st == HASS_STATUS_FORMAT && !strchr(err.msg, '\n'), "case %d: %d %s", i, st,
+                      err.msg);
+            check_rmtree(bad_dir);
+        }
+        hass_train_state_free(&s0);
+        hass_aligned_free(pa);
+        o = opts("resumed", 1);
+        o.steps = 2 * K;
+        o.grad_accum = 2;
+    }
     /* a different configuration in the same directory is refused */
     o.lr = 1e-3f;
     CHECK(train(m, &o, NULL, &r, &err) == HASS_STATUS_ARG);

@@ -65,6 +65,14 @@ hass_session *hass_session_create(const char *model, const hass_open_options *o,
                      hass_tokenizer_vocab_size(s->tok), (long long)s->m->cfg.V);
         goto fail;
     }
+    if (o->ctx > s->m->cfg.max_ctx && !o->ctx_beyond_model) {
+        /* positions past the context the model was made for: garbage, not an error, later */
+        hass_err_set(err, HASS_STATUS_ARG,
+                     "--ctx %lld is above the model's context of %lld (--ctx-beyond-model "
+                     "allows it)",
+                     (long long)o->ctx, (long long)s->m->cfg.max_ctx);
+        goto fail;
+    }
     if (o->draft && !(s->dr = hass_draft_load(o->draft, s->m, err)))
         goto fail;
     if (!(s->pool = hass_pool_create(o->threads))) {
@@ -88,7 +96,7 @@ int hass_session_open(const char *model, const hass_open_options *o, hass_sessio
 
 hass_session *hass_open(const char *model, const char *tokenizer, const char *draft, int threads,
                         char *errbuf, size_t err_len) {
-    hass_open_options o = {tokenizer, draft, threads, 0};
+    hass_open_options o = {tokenizer, draft, threads, 0, 0};
     hass_session *s = NULL;
     hass_session_open(model, &o, &s, errbuf, err_len);
     return s;
@@ -150,7 +158,8 @@ hass_status hass_session_generate(hass_session *s, const hass_chat_msg *msgs, in
     }
     if (sys)
         all[0] = (hass_chat_msg){"system", o->system};
-    memcpy(all + sys, msgs, (size_t)n * sizeof *all);
+    if (n > 0)
+        memcpy(all + sys, msgs, (size_t)n * sizeof *all);
     int64_t n_ids = hass_tokenizer_encode_prompt(s->tok, all, n + sys, o->chat, &ids, err);
     if (n_ids < 0) {
         st = err ? err->code : HASS_STATUS_ARG;

@@ -29,6 +29,11 @@ int cli_parse_float(const char *flag, const char *s, double lo, double hi, doubl
 /* argv[*i] is a flag that needs a value: returns it and advances *i, or NULL (after a usage
  * error message) if missing. */
 const char *cli_need_value(int argc, char **argv, int *i);
+/* Checks an output before the work starts; 0 if it may be written, else the exit code after a
+ * one-line message. A directory (is_dir) is created if missing and must be writable; one that
+ * already holds marker (e.g. "model.safetensors") is refused unless force. A file must not be
+ * a directory, must not exist unless force, and its directory must exist and be writable. */
+int cli_check_output(const char *cmd, const char *path, int is_dir, const char *marker, int force);
 
 /* With no model given: the shipped models/default/target, and (if want_draft and none given)
  * models/default/draft-hass. Buffers hold the paths (cap bytes each). Returns 0, or 1 after a

@@ -67,6 +67,10 @@ int cli_gen_flag(int argc, char **argv, int *i, cli_gen_opts *o) {
         o->gen.chat = 1;
         return 1;
     }
+    if (!strcmp(a, "--ctx-beyond-model")) {
+        o->open.ctx_beyond_model = 1;
+        return 1;
+    }
     if (!strcmp(a, "--json")) {
         o->json = 1;
         return 1;
@@ -128,4 +132,33 @@ hass_session *cli_session_open(const cli_gen_opts *g, int *rc) {
     if (!s)
         *rc = cli_fail(err.code == HASS_STATUS_ARG ? 2 : 1, "%s", err.msg);
     return s;
+}
+
+int cli_check_output(const char *cmd, const char *path, int is_dir, const char *marker, int force) {
+    if (is_dir) {
+        char m[1200];
+        snprintf(m, sizeof m, "%s/%s", path, marker);
+        if (!force && hass_file_exists(m))
+            return cli_fail(1, "%s: %s already holds %s; pass --force to overwrite it", cmd, path,
+                            marker);
+        hass_err err = {0};
+        if (hass_mkdir_p(path, &err))
+            return cli_fail(1, "%s: %s", cmd, err.msg);
+        if (access(path, W_OK) != 0)
+            return cli_fail(1, "%s: %s: not writable", cmd, path);
+        return 0;
+    }
+    if (hass_is_dir(path))
+        return cli_fail(1, "%s: %s is a directory", cmd, path);
+    if (!force && access(path, F_OK) == 0)
+        return cli_fail(1, "%s: %s exists; pass --force to overwrite it", cmd, path);
+    char dir[1024];
+    const char *slash = strrchr(path, '/');
+    if (slash)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path) + (slash == path), path);
+    else
+        snprintf(dir, sizeof dir, ".");
+    if (!hass_is_dir(dir) || access(dir, W_OK) != 0)
+        return cli_fail(1, "%s: %s: the directory %s is missing or not writable", cmd, path, dir);
+    return 0;
 }

@@ -17,12 +17,13 @@ static const char *usage =
     "  --seed S       initialisation seed (0)\n"
     "  --no-bias      no fc bias (EAGLE's LLaMA-3 drafts); default: a bias, as in EAGLE's\n"
     "                 training and its LLaMA-2 drafts (--bias says so explicitly)\n"
-    "  --dtype T      f32 or bf16 weights (f32)\n";
+    "  --dtype T      f32 or bf16 weights (f32)\n"
+    "  --force        overwrite a draft already in DIR\n";
 
 int cmd_draft_init(int argc, char **argv) {
     const char *model = NULL, *outdir = NULL, *dt = "f32";
     long long seed = 0;
-    int bias = 1;
+    int bias = 1, force = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -42,6 +43,8 @@ int cmd_draft_init(int argc, char **argv) {
                 return 2;
         } else if (!strcmp(a, "--bias") || !strcmp(a, "--no-bias")) {
             bias = !strcmp(a, "--bias");
+        } else if (!strcmp(a, "--force")) {
+            force = 1;
         } else {
             fprintf(stderr, "hass draft-init: unknown flag '%s'\n%s", a, usage);
             return 2;
@@ -51,6 +54,9 @@ int cmd_draft_init(int argc, char **argv) {
         return cli_fail(2, "draft-init: -m MODEL and -o DIR are required");
     if (strcmp(dt, "f32") && strcmp(dt, "bf16"))
         return cli_fail(2, "draft-init: --dtype must be f32 or bf16");
+    int rc = cli_check_output("draft-init", outdir, 1, "model.safetensors", force);
+    if (rc)
+        return rc;
     hass_err err = {0};
     hass_model *m = hass_model_load(model, &err);
     if (!m)

@@ -20,7 +20,8 @@ static const char *usage_export =
     "  --hf DIR       write a Hugging Face directory (config.json + safetensors), like convert\n"
     "  --dtype T      matrices as f32, f16 or bf16 (GGUF: as stored; HF: bf16, f32|bf16 only)\n"
     "  --name NAME    GGUF general.name (the model's file or directory name)\n"
-    "  --shard-mb N   HF: shards of at most N MiB with an index (0 = one file)\n";
+    "  --shard-mb N   HF: shards of at most N MiB with an index (0 = one file)\n"
+    "  --force        overwrite an existing output\n";
 
 static const char *usage_convert =
     "usage: hass convert -m MODEL -o DIR [--dtype f32|bf16] [--shard-mb N]\n"
@@ -28,12 +29,14 @@ static const char *usage_convert =
     "  -o DIR         output Hugging Face directory (config.json + safetensors)\n"
     "  --dtype T      f32 or bf16 matrices (bf16)\n"
     "  --shard-mb N   split into shards of at most N MiB with an index (0 = one file)\n"
+    "  --force        overwrite a model already in DIR\n"
     "The tokenizer is not converted: copy tokenizer.json beside the output yourself.\n"
     "(`hass export --gguf` writes a GGUF file.)\n";
 
 typedef struct {
     const char *src, *zbin, *gguf, *hf, *dtype, *name;
     long long shard;
+    int force;
 } export_opts;
 
 /* Returns 0, or the exit code after a usage message. */
@@ -46,6 +49,10 @@ static int parse(int argc, char **argv, int convert, export_opts *o) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
             return -1;
+        }
+        if (!strcmp(a, "--force")) {
+            o->force = 1;
+            continue;
         }
         size_t k = 0;
         while (k < sizeof flags / sizeof flags[0] && strcmp(a, flags[k]))
@@ -100,6 +107,9 @@ static int export_gguf(const export_opts *o, hass_model *m) {
         else
             return cli_fail(2, "export: --dtype must be f32, f16 or bf16");
     }
+    int rc = cli_check_output("export", o->gguf, 0, NULL, o->force);
+    if (rc)
+        return rc;
     hass_err err = {0};
     hass_tokenizer *tok = hass_tokenizer_open(o->src, o->zbin, &err);
     if (!tok)
@@ -132,7 +142,7 @@ static int run(int argc, char **argv, int convert) {
         return cli_fail(1, "%s", err.msg);
     if (o.gguf) {
         rc = export_gguf(&o, m);
-    } else {
+    } else if (!(rc = cli_check_output(argv[0], o.hf, 1, "config.json", o.force))) {
         hass_dtype dt = o.dtype && !strcmp(o.dtype, "f32") ? HASS_DTYPE_F32 : HASS_DTYPE_BF16;
         hass_status st = hass_model_export_hf(m, o.hf, dt, (size_t)o.shard << 20, &err);
         rc = st ? cli_fail(1, "%s", err.msg) : 0;

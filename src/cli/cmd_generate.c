@@ -29,6 +29,7 @@ static const char *usage =
     "  --tree-tokens N    draft nodes verified per cycle, or auto (auto: cost model)\n"
     "  --threads N        threads (number of CPUs)\n"
     "  --ctx N            context length in positions (the model's)\n"
+    "  --ctx-beyond-model allow --ctx above the model's context (a file that understates it)\n"
     "  --json             print one JSON object instead of streaming the text\n"
     "  -h, --help         this help\n";
 
@@ -62,7 +63,7 @@ static int on_text(const char *b, size_t n, void *user) {
 
 static char *read_prompt_file(const char *path, hass_err *err) {
     char *s = NULL;
-    if (hass_read_file(path, &s, NULL, err) != HASS_OK)
+    if (hass_read_text(path, HASS_READ_MAX, &s, NULL, err) != HASS_OK)
         return NULL;
     return s;
 }

@@ -41,7 +41,10 @@ static const char *usage =
     "  --threads N        threads (number of CPUs)\n"
     "  --dtype f32|bf16   dtype of the draft's matrices in OUTDIR (f32; bf16 to ship)\n"
     "  --no-bias          no fc bias (EAGLE's LLaMA-3 drafts); default: a bias, as in\n"
-    "                     EAGLE's training and its LLaMA-2 drafts (--bias says so explicitly)\n";
+    "                     EAGLE's training and its LLaMA-2 drafts (--bias says so explicitly)\n"
+    "  --force            overwrite a trained draft in OUTDIR that has no trainer state to\n"
+    "                     resume (a run with its state resumes without it)\n"
+    "  --allow-incomplete train on a feature store datagen has not finished\n";
 
 typedef struct {
     FILE *log;
@@ -71,6 +74,7 @@ int cmd_train_draft(int argc, char **argv) {
     hass_train_run_opts o = hass_train_run_opts_default();
     const char *model = NULL, *method = NULL, *logpath = NULL;
     long long threads = 0, v, every = 1, align = -1;
+    int force = 0;
     double fv, topk_w = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *s;
@@ -82,15 +86,38 @@ int cmd_train_draft(int argc, char **argv) {
             o.has_bias = !strcmp(a, "--bias");
             continue;
         }
-        static const char *valued[] = {"--method",      "-m",           "-z",
-                                       "--data",        "-o",           "--init-from",
-                                       "--steps",       "--epochs",     "--batch",
-                                       "--seq-len",     "--grad-accum", "--lr",
-                                       "--warmup-frac", "--warmup",     "--weight-decay",
-                                       "--clip",        "--topk",       "--topk-w",
-                                       "--align-steps", "--noise-std",  "--seed",
-                                       "--ckpt-every",  "--stop-at",    "--log",
-                                       "--log-every",   "--threads",    "--dtype",      NULL};
+        if (!strcmp(a, "--force") || !strcmp(a, "--allow-incomplete")) {
+            *(!strcmp(a, "--force") ? &force : &o.allow_incomplete) = 1;
+            continue;
+        }
+        static const char *valued[] = {"--method",
+                                       "-m",
+                                       "-z",
+                                       "--data",
+                                       "-o",
+                                       "--init-from",
+                                       "--steps",
+                                       "--epochs",
+                                       "--batch",
+                                       "--seq-len",
+                                       "--grad-accum",
+                                       "--lr",
+                                       "--warmup-frac",
+                                       "--warmup",
+                                       "--weight-decay",
+                                       "--clip",
+                                       "--topk",
+                                       "--topk-w",
+                                       "--align-steps",
+                                       "--noise-std",
+                                       "--seed",
+                                       "--ckpt-every",
+                                       "--stop-at",
+                                       "--log",
+                                       "--log-every",
+                                       "--threads",
+                                       "--dtype",
+                                       NULL};
         int known = 0;
         for (int k = 0; valued[k]; k++)
             known |= !strcmp(a, valued[k]);
@@ -119,8 +146,7 @@ int cmd_train_draft(int argc, char **argv) {
             if (strcmp(s, "f32") && strcmp(s, "bf16"))
                 return cli_fail(2, "--dtype: expected f32 or bf16, got '%s'", s);
             o.dtype = !strcmp(s, "bf16") ? HASS_DTYPE_BF16 : HASS_DTYPE_F32;
-        }
-        else if (!strcmp(a, "--epochs")) {
+        } else if (!strcmp(a, "--epochs")) {
             if (cli_parse_float(a, s, 1e-6, 1e6, &o.epochs))
                 return 2;
         } else if (!strcmp(a, "--lr") || !strcmp(a, "--weight-decay") || !strcmp(a, "--clip") ||
@@ -184,6 +210,12 @@ int cmd_train_draft(int argc, char **argv) {
         return cli_fail(2, "train-draft: --method eagle|hass is required");
     if (!model || !o.data_dir || !o.out_dir)
         return cli_fail(2, "train-draft: -m MODEL, --data DIR and -o OUTDIR are required");
+    char state[1200];
+    snprintf(state, sizeof state, "%s/trainer_state.safetensors", o.out_dir);
+    int rc = cli_check_output("train-draft", o.out_dir, 1, "model.safetensors",
+                              force || hass_file_exists(state));
+    if (rc)
+        return rc;
     int hass = !strcmp(method, "hass");
     o.topts.n_align = align > 0 ? (int)align : hass ? 3 : 1;
     o.topts.w_topk = topk_w >= 0 ? (float)topk_w : hass ? 1.0f : 0.0f;

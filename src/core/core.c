@@ -6,9 +6,11 @@
 
 #include <stdatomic.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,18 +215,40 @@ uint16_t hass_f32_to_f16(float f) {
 }
 
 /* ---- files ---- */
-hass_status hass_mapfile_open(hass_mapfile *mf, const char *path, hass_err *err) {
-    memset(mf, 0, sizeof *mf);
-    snprintf(mf->path, sizeof mf->path, "%s", path);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return hass_err_set(err, HASS_STATUS_IO, "%s: %s", path, strerror(errno));
+/* Opens path for reading without blocking (a FIFO opens at once) and checks that it is a
+ * regular file of at most max bytes: a FIFO, a device such as /dev/zero or a directory is
+ * refused before a byte is read. Returns the descriptor (size in *size) or -1 (err set). */
+static int open_regular(const char *path, size_t max, size_t *size, hass_err *err) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        hass_err_set(err, HASS_STATUS_IO, "%s: %s", path, strerror(errno));
+        return -1;
+    }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return hass_err_set(err, HASS_STATUS_IO, "%s: not a regular file", path);
+        hass_err_set(err, HASS_STATUS_IO, "%s: not a regular file", path);
+        return -1;
     }
-    mf->size = (size_t)st.st_size;
+    if ((uint64_t)st.st_size > (uint64_t)max) {
+        close(fd);
+        hass_err_set(err, HASS_STATUS_RANGE, "%s: %lld bytes, more than the %zu bytes allowed",
+                     path, (long long)st.st_size, max);
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *size = (size_t)st.st_size;
+    return fd;
+}
+
+hass_status hass_mapfile_open(hass_mapfile *mf, const char *path, hass_err *err) {
+    memset(mf, 0, sizeof *mf);
+    snprintf(mf->path, sizeof mf->path, "%s", path);
+    int fd = open_regular(path, SIZE_MAX, &mf->size, err);
+    if (fd < 0)
+        return err->code;
     if (mf->size == 0) {
         close(fd);
         return hass_err_set(err, HASS_STATUS_FORMAT, "%s: empty file", path);
@@ -243,36 +267,33 @@ void hass_mapfile_close(hass_mapfile *mf) {
         mf->data = NULL;
 }
 
-hass_status hass_read_file(const char *path, char **out, size_t *size, hass_err *err) {
+hass_status hass_read_file_max(const char *path, size_t max, char **out, size_t *size,
+                               hass_err *err) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return hass_err_set(err, HASS_STATUS_IO, "%s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf)
+    size_t n = 0;
+    int fd = open_regular(path, max, &n, err);
+    if (fd < 0)
+        return err->code;
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        close(fd);
         return hass_err_set(err, HASS_STATUS_OOM, "%s: out of memory", path);
+    }
+    /* the size fstat gave, no more: a file that grows while it is read is cut there */
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    int bad = got != n;
+    close(fd);
     if (bad) {
         free(buf);
-        return hass_err_set(err, HASS_STATUS_IO, "%s: read error", path);
+        return hass_err_set(err, HASS_STATUS_IO, "%s: read error (%zu of %zu bytes)", path, got, n);
     }
     buf[n] = 0;
     *out = buf;
@@ -281,8 +302,61 @@ hass_status hass_read_file(const char *path, char **out, size_t *size, hass_err 
     return HASS_OK;
 }
 
+hass_status hass_read_file(const char *path, char **out, size_t *size, hass_err *err) {
+    return hass_read_file_max(path, HASS_READ_MAX, out, size, err);
+}
+
+hass_status hass_read_text(const char *path, size_t max, char **out, size_t *size, hass_err *err) {
+    size_t n = 0;
+    hass_status st = hass_read_file_max(path, max, out, &n, err);
+    if (st)
+        return st;
+    const char *nul = memchr(*out, 0, n);
+    if (nul) {
+        st = hass_err_set(err, HASS_STATUS_FORMAT, "%s: a NUL byte at offset %zu (not text)", path,
+                          (size_t)(nul - *out));
+        free(*out);
+        *out = NULL;
+        return st;
+    }
+    if (size)
+        *size = n;
+    return HASS_OK;
+}
+
+/* Removes path.tmp.<pid> files left by writers of path that were killed: those whose pid no
+ * longer runs (a writer still running keeps its file). */
+static void remove_stale_temps(const char *path) {
+    char dir[1024];
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (slash)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path) + (slash == path), path);
+    else
+        snprintf(dir, sizeof dir, ".");
+    size_t bl = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        if (strncmp(n, base, bl) || strncmp(n + bl, ".tmp.", 5) || !n[bl + 5])
+            continue;
+        char *end;
+        long pid = strtol(n + bl + 5, &end, 10);
+        if (*end || pid <= 0 || pid > INT32_MAX || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue; /* not such a name, or its writer still runs */
+        char full[2200];
+        snprintf(full, sizeof full, "%s/%s", dir, n);
+        unlink(full);
+    }
+    closedir(d);
+}
+
 hass_status hass_afile_open(hass_afile *f, const char *path, hass_err *err) {
     f->fd = -1;
+    remove_stale_temps(path);
     f->tmp[0] = 0;
     if (snprintf(f->path, sizeof f->path, "%s", path) >= (int)sizeof f->path)
         return hass_err_set(err, HASS_STATUS_ARG, "%.64s...: path too long", path);

@@ -12,9 +12,9 @@
 #ifndef HASS_CORE_H
 #define HASS_CORE_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <pthread.h>
 #include <stdint.h>
 
 /* ---- status codes: one X-macro table gives the enum and hass_status_str() ---- */
@@ -90,7 +90,8 @@ typedef struct {
     _Atomic int made;
     pthread_key_t key;
 } hass_tls_scratch;
-#define HASS_TLS_SCRATCH_INIT {PTHREAD_MUTEX_INITIALIZER, 0, 0}
+#define HASS_TLS_SCRATCH_INIT                                                                      \
+    { PTHREAD_MUTEX_INITIALIZER, 0, 0 }
 /* At least `bytes` bytes, 64-byte aligned, contents undefined; valid on the calling thread
  * until its next call with the same s. Aborts when out of memory. */
 void *hass_tls_scratch_get(hass_tls_scratch *s, size_t bytes);
@@ -175,8 +176,19 @@ typedef struct {
 hass_status hass_mapfile_open(hass_mapfile *mf, const char *path, hass_err *err);
 void hass_mapfile_close(hass_mapfile *mf);
 
-/* Reads a whole file into a NUL-terminated heap buffer (caller frees). */
+/* Reads a whole file into a NUL-terminated heap buffer (caller frees). Only regular files are
+ * read (a FIFO, a device or a directory is refused at once, before any read), and at most max
+ * bytes of them (a larger file is refused, HASS_STATUS_RANGE). hass_read_file's cap,
+ * HASS_READ_MAX, is for configuration-sized files (JSON, tokenizers, prompts); data files
+ * (corpora) use HASS_READ_DATA_MAX. hass_mapfile_open refuses non-regular files the same way. */
+#define HASS_READ_MAX ((size_t)1 << 30)
+#define HASS_READ_DATA_MAX ((size_t)1 << 36)
 hass_status hass_read_file(const char *path, char **out, size_t *size, hass_err *err);
+hass_status hass_read_file_max(const char *path, size_t max, char **out, size_t *size,
+                               hass_err *err);
+/* The same for text (prompts, corpora): a NUL byte anywhere is an error naming its offset
+ * (HASS_STATUS_FORMAT), never a string cut short. */
+hass_status hass_read_text(const char *path, size_t max, char **out, size_t *size, hass_err *err);
 /* Writes `size` bytes to path atomically: path.tmp.<pid>, fsync, rename. */
 hass_status hass_write_file_atomic(const char *path, const void *data, size_t size, hass_err *err);
 /* The same, streamed: open writes to path.tmp.<pid>; commit fsyncs, closes and renames it to
@@ -186,6 +198,8 @@ typedef struct {
     int fd; /* -1 when closed */
     char path[1024], tmp[1100];
 } hass_afile;
+/* open also removes path.tmp.<pid> files of writers that were killed (pid no longer running),
+ * so a killed write leaves nothing behind once the same file is written again. */
 hass_status hass_afile_open(hass_afile *f, const char *path, hass_err *err);
 hass_status hass_afile_write(hass_afile *f, const void *data, size_t size, hass_err *err);
 hass_status hass_afile_commit(hass_afile *f, hass_err *err);

@@ -17,6 +17,7 @@
  */
 #include "decode/decode.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -169,12 +170,25 @@ static int emit(emitter *em, int32_t tok) {
     return 0;
 }
 
+/* NaN or infinite weights show up as non-finite logits: an error at the first one (the rows
+ * decoding reads), never a token drawn from garbage. */
+static hass_status check_logits(const hass_engine *e, int64_t rows, int64_t pos, hass_err *err) {
+    int64_t V = e->m->cfg.V;
+    for (int64_t i = 0; i < rows * V; i++)
+        if (!isfinite(e->logits[i]))
+            return hass_err_set(err, HASS_STATUS_RANGE,
+                                "target: logit %lld at position %lld is %g (NaN or infinite "
+                                "weights in the model?)",
+                                (long long)(i % V), (long long)(pos + i / V), (double)e->logits[i]);
+    return HASS_OK;
+}
+
 static hass_status generate_plain(hass_engine *e, const int32_t *prompt, int64_t n_prompt,
                                   emitter *em, hass_err *err) {
     double t0 = hass_now();
     hass_status st =
         hass_model_prefill(e->m, &e->kv, e->pool, n_prompt, prompt, e->logits, NULL, err);
-    if (st)
+    if (st || (st = check_logits(e, 1, n_prompt - 1, err)))
         return st;
     em->st->prefill_seconds = hass_now() - t0;
     int32_t tok = hass_sample(&e->sampler, e->logits, e->probs);
@@ -185,7 +199,8 @@ static hass_status generate_plain(hass_engine *e, const int32_t *prompt, int64_t
         }
         int32_t pos = (int32_t)e->kv.n;
         if ((st = hass_model_forward(e->m, &e->kv, e->pool, 1, &tok, &pos, NULL, e->logits, 0, NULL,
-                                     err)))
+                                     err)) ||
+            (st = check_logits(e, 1, pos, err)))
             return st;
         hass_kv_commit(&e->kv, 1);
         em->st->target_forwards++;
@@ -255,7 +270,7 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
     double t0 = hass_now();
     hass_status st =
         hass_model_prefill(e->m, &e->kv, e->pool, n_prompt, prompt, e->logits, e->pend_feat, err);
-    if (st)
+    if (st || (st = check_logits(e, 1, n_prompt - 1, err)))
         return st;
     gs->prefill_seconds = hass_now() - t0;
     memcpy(e->seq, prompt, (size_t)n_prompt * sizeof(int32_t));
@@ -289,7 +304,8 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
         for (int32_t i = 0; i < t->n; i++)
             pos[i] = (int32_t)(N + t->depth[i]);
         if ((st = hass_model_forward(e->m, &e->kv, e->pool, t->n, t->tokens, pos, t->parents,
-                                     e->logits, 0, e->feats, err)))
+                                     e->logits, 0, e->feats, err)) ||
+            (st = check_logits(e, t->n, N, err)))
             return st;
         /* 3. accept */
         int32_t bonus;

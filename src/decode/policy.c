@@ -56,24 +56,35 @@ static void cache_path(const hass_model *m, hass_pool *pool, char *buf, size_t c
     snprintf(buf, cap, "%s/cost-%016llx.txt", dir, (unsigned long long)h);
 }
 
-/* The tune line (required) into p->tune, then the curve if the file has one. */
+/* The tune line (required) into p->tune, then the curve if the file has one (a regular file of at
+ * most 64 KiB: a cache is never trusted to be sane). */
 static void load_cache(hass_policy *p, const char *path) {
-    FILE *f = getenv("HASS_NO_COST_CACHE") ? NULL : fopen(path, "r");
-    if (!f)
+    char *text = NULL;
+    hass_err err = {0};
+    if (getenv("HASS_NO_COST_CACHE") || !hass_file_exists(path) ||
+        hass_read_file_max(path, 1 << 16, &text, NULL, &err))
         return;
     hass_ops_tune *t = &p->tune;
-    if (fscanf(f, "tune %d %d %d %d %d %d\n", &t->bf16, &t->rb[0], &t->rb[1], &t->pf[0], &t->pf[1],
-               &t->pf[2]) == 6 &&
-        t->bf16 >= HASS_BF16_WIDEST && t->bf16 <= HASS_BF16_FMA) {
+    int used = 0;
+    if (sscanf(text, "tune %d %d %d %d %d %d\n%n", &t->bf16, &t->rb[0], &t->rb[1], &t->pf[0],
+               &t->pf[1], &t->pf[2], &used) == 6 &&
+        used > 0 && t->bf16 >= HASS_BF16_WIDEST && t->bf16 <= HASS_BF16_FMA) {
         p->have_tune = 1;
-        int ok = fscanf(f, "t1 %lf\n", &p->t1) == 1 && p->t1 > 0;
+        int at = used;
+        used = 0;
+        int ok = sscanf(text + at, "t1 %lf\n%n", &p->t1, &used) == 1 && p->t1 > 0 && used > 0;
         for (int n = 1; ok && n <= HASS_COST_N; n++) {
             int k;
-            ok = fscanf(f, "%d %lf\n", &k, &p->cost[n]) == 2 && k == n && p->cost[n] > 0;
+            at += used;
+            used = 0;
+            ok = sscanf(text + at, "%d %lf\n%n", &k, &p->cost[n], &used) == 2 && k == n &&
+                 p->cost[n] > 0 && used > 0;
         }
         p->have_costs = ok;
+    } else {
+        memset(t, 0, sizeof *t);
     }
-    fclose(f);
+    free(text);
 }
 
 static void save_cache(const hass_policy *p, const char *path) {

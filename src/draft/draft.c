@@ -73,19 +73,30 @@ static hass_status load_vocab(hass_draft *d, hass_err *err) {
     return HASS_OK;
 }
 
+hass_status hass_draft_config_from_json(const char *json, hass_model_config *dc, int *has_bias,
+                                        hass_err *err) {
+    hass_status st = hass_model_config_from_json(dc, json, err);
+    if (st)
+        return st;
+    cJSON *o = cJSON_Parse(json);
+    const cJSON *b = hass_json_get(o, "bias");
+    if (b && !cJSON_IsBool(b))
+        st = hass_err_set(err, HASS_STATUS_FORMAT, "config.json: bias is not true or false");
+    *has_bias = hass_json_bool(o, "bias", 1); /* EAGLE's default when absent (LLaMA-2 drafts) */
+    cJSON_Delete(o);
+    return st;
+}
+
 hass_status hass_draft_read_config(const char *dir, hass_model_config *dc, int *has_bias,
                                    hass_err *err) {
     char path[1024], *json = NULL;
     if (!hass_is_dir(dir))
         return hass_err_set(err, HASS_STATUS_IO, "%s: not a draft directory", dir);
     snprintf(path, sizeof path, "%s/config.json", dir);
-    hass_status st = hass_read_file(path, &json, NULL, err);
+    hass_status st = hass_read_text(path, HASS_READ_MAX, &json, NULL, err);
     if (st != HASS_OK)
         return st;
-    st = hass_model_config_from_json(dc, json, err);
-    cJSON *o = cJSON_Parse(json);
-    *has_bias = hass_json_bool(o, "bias", 1); /* EAGLE's default when absent (LLaMA-2 drafts) */
-    cJSON_Delete(o);
+    st = hass_draft_config_from_json(json, dc, has_bias, err);
     free(json);
     return st != HASS_OK ? hass_err_prefix(err, st, "draft") : HASS_OK;
 }

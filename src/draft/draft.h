@@ -49,6 +49,9 @@ typedef struct {
  * config.json. */
 hass_status hass_draft_read_config(const char *dir, hass_model_config *dc, int *has_bias,
                                    hass_err *err);
+/* The same from config.json's text (a "bias" that is not a boolean is an error). */
+hass_status hass_draft_config_from_json(const char *json, hass_model_config *dc, int *has_bias,
+                                        hass_err *err);
 /* Loads DIR (EAGLE layout) for target m. Errors (NULL + err): missing files or tensors, shapes
  * that do not fit the target (hidden size, heads, vocabulary), an embed_tokens.weight that
  * differs from the target's. */

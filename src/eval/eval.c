@@ -44,7 +44,7 @@ hass_status hass_eval_suite_load(hass_eval_suite *s, const char *name, const cha
     snprintf(s->name, sizeof s->name, "%s", name);
     char *buf = NULL;
     size_t size = 0;
-    if (hass_read_file(path, &buf, &size, err))
+    if (hass_read_text(path, HASS_READ_MAX, &buf, &size, err)) /* a NUL byte is an error */
         return hass_err_prefix(err, err->code, path);
     int cap = 0, lineno = 0;
     hass_status st = HASS_OK;

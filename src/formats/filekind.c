@@ -4,8 +4,10 @@
  */
 #include "formats/formats.h"
 
-#include <stdio.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int ends_with(const char *s, const char *suf) {
     size_t n = strlen(s), k = strlen(suf);
@@ -19,11 +21,16 @@ hass_file_kind hass_file_kind_of(const char *path) {
         return HASS_FILE_MISSING;
     unsigned char head[9] = {0};
     size_t got = 0;
-    FILE *f = fopen(path, "rb");
-    if (f) {
-        got = fread(head, 1, sizeof head, f);
-        fclose(f);
+    /* only a regular file's first bytes are read: a FIFO or a device is left for the loader to
+     * refuse (opening a FIFO for reading would wait for a writer) */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        ssize_t r = read(fd, head, sizeof head);
+        got = r > 0 ? (size_t)r : 0;
     }
+    if (fd >= 0)
+        close(fd);
     if ((got >= 4 && !memcmp(head, "GGUF", 4)) || ends_with(path, ".gguf"))
         return HASS_FILE_GGUF;
     if (ends_with(path, ".safetensors"))

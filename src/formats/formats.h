@@ -37,6 +37,10 @@ const char *hass_json_str(const struct cJSON *o, const char *key);         /* NU
 int hass_json_num(const struct cJSON *o, const char *key, double *out);
 int hass_json_int(const struct cJSON *o, const char *key, int64_t lo, int64_t hi, int64_t *out);
 int hass_json_bool(const struct cJSON *o, const char *key, int def); /* def when absent */
+/* Parses len bytes of text as one JSON value, strictly: a NUL byte, bytes other than
+ * whitespace after the value, or a key repeated in one object (anywhere in the tree) are
+ * HASS_STATUS_FORMAT errors naming `what` (the file), as is invalid JSON. NULL on error. */
+struct cJSON *hass_json_parse_strict(const char *text, size_t len, const char *what, hass_err *err);
 /* Writes o as cJSON_Print formats it to dir/name, atomically (o is borrowed; NULL: out of
  * memory, as a failed cJSON build leaves it). */
 hass_status hass_json_save(const char *dir, const char *name, const struct cJSON *o, hass_err *err);

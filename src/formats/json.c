@@ -52,3 +52,68 @@ hass_status hass_json_save(const char *dir, const char *name, const cJSON *o, ha
     free(txt);
     return st;
 }
+
+static int cmp_names(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The first key that appears twice in one object anywhere under o, or NULL (*oom on failure). */
+static const char *dup_key(const cJSON *o, int *oom) {
+    if (!cJSON_IsObject(o) && !cJSON_IsArray(o))
+        return NULL;
+    size_t n = 0;
+    for (const cJSON *c = o->child; c; c = c->next) {
+        const char *d = dup_key(c, oom);
+        if (d || *oom)
+            return d;
+        n++;
+    }
+    if (!cJSON_IsObject(o) || n < 2)
+        return NULL;
+    const char **names = malloc(n * sizeof *names);
+    if (!names) {
+        *oom = 1;
+        return NULL;
+    }
+    size_t k = 0;
+    for (const cJSON *c = o->child; c; c = c->next)
+        names[k++] = c->string ? c->string : "";
+    qsort(names, n, sizeof *names, cmp_names);
+    const char *d = NULL;
+    for (size_t i = 1; i < n && !d; i++)
+        if (!strcmp(names[i - 1], names[i]))
+            d = names[i];
+    free(names);
+    return d;
+}
+
+cJSON *hass_json_parse_strict(const char *text, size_t len, const char *what, hass_err *err) {
+    if (memchr(text, 0, len)) {
+        hass_err_set(err, HASS_STATUS_FORMAT, "%s: a NUL byte at offset %zu", what,
+                     (size_t)((const char *)memchr(text, 0, len) - text));
+        return NULL;
+    }
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!o) {
+        const char *at = cJSON_GetErrorPtr();
+        hass_err_set(err, HASS_STATUS_FORMAT, "%s: not valid JSON (near byte %zu)", what,
+                     at && at >= text && at <= text + len ? (size_t)(at - text) : (size_t)0);
+        return NULL;
+    }
+    while (end && end < text + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+        end++;
+    int oom = 0;
+    const char *d = NULL;
+    if (end && end < text + len)
+        hass_err_set(err, HASS_STATUS_FORMAT, "%s: trailing bytes after the JSON value (byte %zu)",
+                     what, (size_t)(end - text));
+    else if ((d = dup_key(o, &oom)) || oom)
+        hass_err_set(err, oom ? HASS_STATUS_OOM : HASS_STATUS_FORMAT,
+                     oom ? "%s: out of memory" : "%s: key \"%.64s\" appears twice in one object",
+                     what, d ? d : "");
+    else
+        return o;
+    cJSON_Delete(o);
+    return NULL;
+}

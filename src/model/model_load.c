@@ -7,6 +7,7 @@
 #include "model/model.h"
 
 #include <cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,16 +24,92 @@ typedef struct {
 static int json_int(const cJSON *o, const char *k, int64_t *out) {
     return hass_json_int(o, k, -2147483648LL, 1000000000000LL, out);
 }
-/* bos/eos may be an int or a list of ints */
-static void json_ids(const cJSON *o, const char *k, int32_t *ids, int *n, int cap) {
+static int is_id(const cJSON *v, int64_t V) {
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < (double)V &&
+           v->valuedouble == (double)(int64_t)v->valuedouble;
+}
+/* bos/eos: absent, null, a token id or a list of them (every one in [0, V)); 0 if anything
+ * else, or more than cap ids */
+static int json_ids(const cJSON *o, const char *k, int64_t V, int32_t *ids, int *n, int cap) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (cJSON_IsNumber(v) && *n < cap) {
+    if (!v || cJSON_IsNull(v))
+        return 1;
+    if (is_id(v, V) && *n < cap) {
         ids[(*n)++] = (int32_t)v->valuedouble;
-    } else if (cJSON_IsArray(v)) {
-        const cJSON *e;
-        cJSON_ArrayForEach(e, v) if (cJSON_IsNumber(e) && *n < cap) ids[(*n)++] =
-            (int32_t)e->valuedouble;
+        return 1;
     }
+    if (!cJSON_IsArray(v))
+        return 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v) {
+        if (!is_id(e, V) || *n >= cap)
+            return 0;
+        ids[(*n)++] = (int32_t)e->valuedouble;
+    }
+    return 1;
+}
+
+/* The members hass reads from config.json, with the JSON type each must have when present
+ * (null counts as absent): 'i' an integer, 'n' a number, 'b' a boolean, 's' a string, 'o' an
+ * object, 'a' an array. A member of another type is an error, never a default. */
+static const struct {
+    const char *key;
+    char kind;
+} config_keys[] = {
+    {"hidden_size", 'i'},
+    {"intermediate_size", 'i'},
+    {"num_hidden_layers", 'i'},
+    {"num_attention_heads", 'i'},
+    {"num_key_value_heads", 'i'},
+    {"vocab_size", 'i'},
+    {"head_dim", 'i'},
+    {"max_position_embeddings", 'i'},
+    {"rms_norm_eps", 'n'},
+    {"rope_theta", 'n'},
+    {"tie_word_embeddings", 'b'},
+    {"model_type", 's'},
+    {"architectures", 'a'},
+    {"rope_scaling", 'o'},
+    {"rope_freqs", 'a'},
+};
+
+static hass_status check_types(const cJSON *o, hass_err *err) {
+    for (size_t i = 0; i < sizeof config_keys / sizeof config_keys[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, config_keys[i].key);
+        if (!v || cJSON_IsNull(v))
+            continue;
+        int64_t x;
+        int ok = 0;
+        switch (config_keys[i].kind) {
+        case 'i':
+            ok = json_int(o, config_keys[i].key, &x);
+            break;
+        case 'n':
+            ok = cJSON_IsNumber(v) && isfinite(v->valuedouble);
+            break;
+        case 'b':
+            ok = cJSON_IsBool(v);
+            break;
+        case 's':
+            ok = cJSON_IsString(v);
+            break;
+        case 'o':
+            ok = cJSON_IsObject(v);
+            break;
+        default:
+            ok = cJSON_IsArray(v);
+        }
+        if (!ok)
+            return hass_err_set(err, HASS_STATUS_FORMAT, "config.json: %s is not %s",
+                                config_keys[i].key,
+                                config_keys[i].kind == 'i'   ? "an integer in range"
+                                : config_keys[i].kind == 'n' ? "a finite number"
+                                : config_keys[i].kind == 'b' ? "true or false"
+                                : config_keys[i].kind == 's' ? "a string"
+                                : config_keys[i].kind == 'o' ? "an object"
+                                                             : "a list");
+    }
+    return HASS_OK;
 }
 
 /* rope_theta, rope_scaling and rope_freqs (see model.h); checked by the config check. */
@@ -126,12 +203,16 @@ void hass_model_rope_to_json(cJSON *o, const hass_rope_params *r) {
 
 hass_status hass_model_config_from_json(hass_model_config *c, const char *json, hass_err *err) {
     memset(c, 0, sizeof *c);
-    cJSON *o = cJSON_Parse(json);
-    if (!o || !cJSON_IsObject(o)) {
+    cJSON *o = hass_json_parse_strict(json, strlen(json), "config.json", err);
+    if (!o)
+        return err->code;
+    if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
         return hass_err_set(err, HASS_STATUS_FORMAT, "config.json: not a JSON object");
     }
-    hass_status st = HASS_OK;
+    hass_status st = check_types(o, err);
+    if (st)
+        goto done;
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
     const cJSON *archs = cJSON_GetObjectItemCaseSensitive(o, "architectures");
     const char *arch = NULL;
@@ -164,6 +245,11 @@ hass_status hass_model_config_from_json(hass_model_config *c, const char *json, 
     }
     double v;
     c->eps = hass_json_num(o, "rms_norm_eps", &v) ? (float)v : 1e-6f;
+    if (!(c->eps > 0 && c->eps < 1)) {
+        st = hass_err_set(err, HASS_STATUS_FORMAT, "config.json: rms_norm_eps %g not in (0, 1)",
+                          (double)c->eps);
+        goto done;
+    }
     c->max_ctx = json_int(o, "max_position_embeddings", &hd) ? hd : 2048;
     c->tie_embeddings = hass_json_bool(o, "tie_word_embeddings", 0);
     c->rope_style = HASS_ROPE_HALF;
@@ -171,9 +257,15 @@ hass_status hass_model_config_from_json(hass_model_config *c, const char *json, 
         goto done;
     int32_t ids[HASS_MAX_STOP];
     int n = 0;
-    json_ids(o, "bos_token_id", ids, &n, 1);
+    if (!json_ids(o, "bos_token_id", c->V, ids, &n, 1) ||
+        !json_ids(o, "eos_token_id", c->V, c->stop_ids, &c->n_stop, HASS_MAX_STOP)) {
+        st = hass_err_set(err, HASS_STATUS_FORMAT,
+                          "config.json: bos_token_id or eos_token_id is not a token id in [0, "
+                          "%lld) (or a list of at most %d of them)",
+                          (long long)c->V, HASS_MAX_STOP);
+        goto done;
+    }
     c->bos = n ? ids[0] : -1;
-    json_ids(o, "eos_token_id", c->stop_ids, &c->n_stop, HASS_MAX_STOP);
     c->source = HASS_SRC_HF;
     st = hass_model_config_check(c, err);
 done:
@@ -303,7 +395,7 @@ static void src_free(void *p) {
 static hass_model *load_hf(const char *dir, model_src *src, hass_err *err) {
     char path[1024], *json = NULL;
     snprintf(path, sizeof path, "%s/config.json", dir);
-    if (hass_read_file(path, &json, NULL, err) != HASS_OK)
+    if (hass_read_text(path, HASS_READ_MAX, &json, NULL, err) != HASS_OK)
         return NULL;
     hass_model_config cfg;
     hass_status st = hass_model_config_from_json(&cfg, json, err);

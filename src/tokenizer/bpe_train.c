@@ -565,7 +565,7 @@ hass_status hass_bpe_trainer_add_jsonl(hass_bpe_trainer *tr, const char *path, h
     double t0 = hass_now();
     char *text = NULL;
     size_t size = 0;
-    hass_status st = hass_read_file(path, &text, &size, err);
+    hass_status st = hass_read_file_max(path, HASS_READ_DATA_MAX, &text, &size, err);
     if (st != HASS_OK)
         return st;
     int64_t n = 0;
@@ -966,7 +966,7 @@ int64_t hass_bpe_trainer_encode(const hass_bpe_trainer *tr, const char *text, si
     static const hass__walk_fns fns = {tenc_text, tenc_special};
     tenc c = {.tr = tr};
     hass_status st = hass__tok_walk(tr->t0, text, len, 1, &fns, &c, err);
-    if (st == HASS_OK && cap > 0)
+    if (st == HASS_OK && cap > 0 && c.out.n > 0) /* an empty text leaves c.out.p NULL */
         memcpy(ids, c.out.p, (size_t)(c.out.n < cap ? c.out.n : cap) * sizeof *ids);
     int64_t n = c.out.n;
     free(c.out.p);
@@ -1056,7 +1056,7 @@ static hass_status verify(const hass_bpe_trainer *tr, const hass_tokenizer *t, c
 static hass_status evaluate(const hass_tokenizer *t, const char *path, cJSON *out, hass_err *err) {
     char *text = NULL;
     size_t size = 0;
-    hass_status st = hass_read_file(path, &text, &size, err);
+    hass_status st = hass_read_file_max(path, HASS_READ_DATA_MAX, &text, &size, err);
     if (st != HASS_OK)
         return st;
     int64_t n = 0, used = 0;

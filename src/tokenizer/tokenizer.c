@@ -609,7 +609,7 @@ int64_t hass_tokenizer_encode(const hass_tokenizer *t, const char *text, size_t 
         st = encode_special(&c, t->bos, err);
     if (st == HASS_OK)
         st = hass__tok_walk(t, text, len, parse_special, &fns, &c, err);
-    if (st == HASS_OK && cap > 0)
+    if (st == HASS_OK && cap > 0 && c.out.n > 0) /* an empty text leaves c.out.p NULL */
         memcpy(ids, c.out.p, (size_t)(c.out.n < cap ? c.out.n : cap) * sizeof *ids);
     int64_t n = c.out.n;
     free(c.out.p);
@@ -634,7 +634,7 @@ typedef struct {
 } sink;
 
 static void sink_put(sink *k, const void *s, size_t n) {
-    if (k->n + n <= k->cap) { /* whole characters only: never a partial one */
+    if (n && k->n + n <= k->cap) { /* whole characters only: never a partial one */
         memcpy(k->out + k->n, s, n);
         k->n += n;
     }

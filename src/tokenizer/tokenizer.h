@@ -37,6 +37,10 @@ typedef enum { HASS_TOK_SPM = 0, HASS_TOK_BYTE_BPE = 1 } hass_tok_kind;
  * ' ' for U+2581; they are restored to U+2581 on load, so piece() returns SentencePiece's text.
  * Returns NULL and sets err on a missing, truncated or malformed file. Caller frees. */
 hass_tokenizer *hass_tokenizer_load_bin(const char *path, int32_t vocab_size_hint, hass_err *err);
+/* The same over size bytes in memory (path names it in messages). */
+hass_tokenizer *hass_tokenizer_load_bin_mem(const uint8_t *data, size_t size,
+                                            int32_t vocab_size_hint, const char *path,
+                                            hass_err *err);
 
 /* HF tokenizer.json with model.type "BPE": either SPM-BPE with byte_fallback (Prepend/Replace
  * normalizer or Metaspace pre-tokenizer, as LLaMA-2) or ByteLevel BPE (Split regex + ByteLevel,

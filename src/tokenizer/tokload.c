@@ -53,11 +53,17 @@ static int64_t bin_scan(const uint8_t *d, size_t size, int32_t maxlen, int64_t w
 
 hass_tokenizer *hass_tokenizer_load_bin(const char *path, int32_t vocab_size_hint, hass_err *err) {
     hass_mapfile mf = {0};
-    hass_tokenizer *t = NULL;
     if (hass_mapfile_open(&mf, path, err) != HASS_OK)
         return NULL;
-    const uint8_t *d = mf.data;
-    if (mf.size < 4) {
+    hass_tokenizer *t = hass_tokenizer_load_bin_mem(mf.data, mf.size, vocab_size_hint, path, err);
+    hass_mapfile_close(&mf);
+    return t;
+}
+
+hass_tokenizer *hass_tokenizer_load_bin_mem(const uint8_t *d, size_t size, int32_t vocab_size_hint,
+                                            const char *path, hass_err *err) {
+    hass_tokenizer *t = NULL;
+    if (size < 4) {
         hass_err_set(err, HASS_STATUS_FORMAT, "%s: too short for a tokenizer.bin", path);
         goto fail;
     }
@@ -66,7 +72,7 @@ hass_tokenizer *hass_tokenizer_load_bin(const char *path, int32_t vocab_size_hin
         hass_err_set(err, HASS_STATUS_FORMAT, "%s: max_token_length %d out of range", path, maxlen);
         goto fail;
     }
-    int64_t n = bin_scan(d, mf.size, maxlen, vocab_size_hint, path, err);
+    int64_t n = bin_scan(d, size, maxlen, vocab_size_hint, path, err);
     if (n < 0)
         goto fail;
     if (n < 3 || n > (1 << 24)) {
@@ -122,13 +128,11 @@ hass_tokenizer *hass_tokenizer_load_bin(const char *path, int32_t vocab_size_hin
     free(tmp.p);
     if (hass__tok_finish(t, err) != HASS_OK)
         goto fail;
-    hass_mapfile_close(&mf);
     return t;
 oom:
     hass_err_set(err, HASS_STATUS_OOM, "%s: out of memory", path);
 fail:
     hass_tokenizer_free(t);
-    hass_mapfile_close(&mf);
     return NULL;
 }
 
@@ -152,6 +156,7 @@ static const char *jtoken(const cJSON *o, const char *k) {
 typedef struct {
     int spm, bbpe;     /* evidence for each algorithm */
     int prefix, split; /* SPM dummy prefix mode, Metaspace split */
+    int replace;       /* spaces become U+2581 (a Replace normalizer or Metaspace) */
     const char *regex; /* byte-level pre-tokenizer regex */
     const char *why;   /* unsupported component */
 } json_kind;
@@ -164,10 +169,20 @@ static void scan_normalizer(const cJSON *n, json_kind *k) {
         const cJSON *e;
         cJSON_ArrayForEach(e, hass_json_get(n, "normalizers")) scan_normalizer(e, k);
     } else if (!strcmp(ty, "Prepend")) {
+        /* what hass applies: a U+2581 before the text, spaces replaced by U+2581 (both
+         * SentencePiece's); any other content is refused by name, not treated as these */
+        const char *pre = hass_json_str(n, "prepend");
+        if (!pre || strcmp(pre, "\xe2\x96\x81"))
+            k->why = "Prepend normalizer with a prepend other than U+2581";
         k->spm = 1;
         k->prefix = 1;
     } else if (!strcmp(ty, "Replace")) {
+        const char *pat = hass_json_str(hass_json_get(n, "pattern"), "String");
+        const char *content = hass_json_str(n, "content");
+        if (!pat || strcmp(pat, " ") || !content || strcmp(content, "\xe2\x96\x81"))
+            k->why = "Replace normalizer other than ' ' -> U+2581";
         k->spm = 1;
+        k->replace = 1;
     } else {
         k->why = ty;
     }
@@ -181,7 +196,11 @@ static void scan_pretok(const cJSON *p, json_kind *k) {
         const cJSON *e;
         cJSON_ArrayForEach(e, hass_json_get(p, "pretokenizers")) scan_pretok(e, k);
     } else if (!strcmp(ty, "Metaspace")) {
+        const char *rep = hass_json_str(p, "replacement");
+        if (rep && strcmp(rep, "\xe2\x96\x81"))
+            k->why = "Metaspace with a replacement other than U+2581";
         k->spm = 1;
+        k->replace = 1;
         const char *scheme = hass_json_str(p, "prepend_scheme");
         k->prefix = scheme ? (!strcmp(scheme, "always")  ? 1
                               : !strcmp(scheme, "first") ? 2
@@ -336,6 +355,8 @@ static hass_tokenizer *json_build(const cJSON *root, const char *path, const cha
     scan_pretok(hass_json_get(root, "pre_tokenizer"), &k);
     if (hass_json_bool(model, "byte_fallback", 0) && !k.bbpe)
         k.spm = 1;
+    if (!k.why && k.prefix && !k.replace)
+        k.why = "a Prepend normalizer without the Replace of spaces";
     if (k.why || k.spm == k.bbpe || (k.bbpe && !k.regex)) {
         hass_err_set(err, HASS_STATUS_UNSUPPORTED, "%s: unsupported tokenizer (%s)", path,
                      k.why ? k.why : "neither SentencePiece-BPE nor byte-level BPE");
@@ -545,11 +566,19 @@ hass_tokenizer *hass_tokenizer_load_gguf(const hass_gguf *g, hass_err *err) {
     const char *tmpl = hass_gguf_get_str(g, "tokenizer.chat_template");
     if (tmpl && !(t->chat_template = strdup(tmpl)))
         goto oom;
+    /* a byte-level vocabulary's pre-tokenizer, by llama.cpp's name: only those hass applies
+     * exactly; any other (or none) is refused by name, never replaced by another regex */
     const char *pre = hass_gguf_get_str(g, "tokenizer.ggml.pre");
     int llama3 =
         pre && (!strcmp(pre, "llama-bpe") || !strcmp(pre, "llama3") || !strcmp(pre, "llama-v3"));
     t->ignore_merges = llama3;
-    t->pre_fallback = !spm && !llama3 && !(pre && !strcmp(pre, "gpt-2"));
+    if (!spm && !llama3 && !(pre && !strcmp(pre, "gpt-2"))) {
+        hass_err_set(err, HASS_STATUS_UNSUPPORTED,
+                     "gguf tokenizer: tokenizer.ggml.pre '%.64s' is not supported (gpt-2, "
+                     "llama-bpe are)",
+                     pre ? pre : "(missing)");
+        goto fail;
+    }
     if (hass__tok_finish(t, err) != HASS_OK ||
         (!spm && (gguf_merges(t, merges, err) != HASS_OK ||
                   hass__bpe_compile(t, llama3 ? hass__re_llama3 : hass__re_gpt2, err) != HASS_OK)))

@@ -180,10 +180,6 @@ static hass_status spm_check(const hass_tokenizer *t, hass_err *err) {
 /* tokenizer.ggml.pre of a byte-level vocabulary: only pre-tokenizers llama.cpp runs the same way */
 static hass_status bpe_pre(const hass_tokenizer *t, const char **pre, hass_err *err) {
     const char *re = t->re_src ? t->re_src : "";
-    if (t->pre_fallback)
-        return hass_err_set(err, HASS_STATUS_UNSUPPORTED,
-                            "tokenizer: the source GGUF's tokenizer.ggml.pre is one we only "
-                            "approximate (by GPT-2's regex); not written");
     if (!strcmp(re, hass__re_llama3)) {
         *pre = "llama-bpe";
         if (!t->ignore_merges)

@@ -56,7 +56,7 @@ static void dataset_free(dataset *ds) {
 static hass_status dataset_load(dataset *ds, const char *path, hass_dg_format fmt, hass_err *err) {
     memset(ds, 0, sizeof *ds);
     size_t size = 0;
-    hass_status st = hass_read_file(path, &ds->text, &size, err);
+    hass_status st = hass_read_file_max(path, HASS_READ_DATA_MAX, &ds->text, &size, err);
     if (st)
         return st;
     if (strlen(ds->text) != size)
@@ -507,7 +507,7 @@ int64_t hass_datagen_encode_record(const hass_tokenizer *tok, const char *json, 
     if (!st)
         st = record_conv(&r, HASS_DG_AUTO, &c, "record", err);
     if (!st && c.prompts)
-        st = hass_err_set(err, HASS_STATUS_ARG, "a prompt record has no answer to encode");
+        st = hass_err_set(err, HASS_STATUS_FORMAT, "a prompt record has no answer to encode");
     if (!st)
         st = chat ? build_chat(&g, &c, 0, 0, err) : build_plain(&g, &c, 0, 0, err);
     int64_t n = g.n;

@@ -85,18 +85,31 @@ static int64_t json_int(const cJSON *o, const char *k, int64_t dflt) {
     return v;
 }
 
-static hass_status index_read(const char *dir, index_info *x, hass_err *err) {
+static int cmp_file(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+/* a file name listed by two shard entries (they sorted side by side), or NULL */
+static const char *listed_twice(const shard_entry *e, int64_t n) {
+    const char **names = malloc((size_t)n * sizeof *names + 1), *twice = NULL;
+    for (int64_t i = 0; names && i < n; i++)
+        names[i] = e[i].file;
+    if (names && n > 1)
+        qsort(names, (size_t)n, sizeof *names, cmp_file);
+    for (int64_t i = 1; names && i < n && !twice; i++)
+        if (!strcmp(names[i - 1], names[i]))
+            twice = names[i];
+    free(names);
+    return twice;
+}
+
+/* Parses the index text (path names it in messages). A shard listed twice is an error. */
+static hass_status index_parse(const char *txt, size_t sz, const char *path, index_info *x,
+                               hass_err *err) {
     memset(x, 0, sizeof *x);
-    char path[1024];
-    if (!path_join(path, sizeof path, dir, "index.json"))
-        return hass_err_set(err, HASS_STATUS_ARG, "%s: path too long", dir);
-    char *txt = NULL;
-    size_t sz = 0;
-    hass_status st = hass_read_file(path, &txt, &sz, err);
-    if (st)
-        return st;
-    cJSON *root = cJSON_Parse(txt);
-    free(txt);
+    hass_status st = HASS_OK;
+    cJSON *root = hass_json_parse_strict(txt, sz, path, err);
+    if (!root)
+        return err->code;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return hass_err_set(err, HASS_STATUS_FORMAT, "%s: not a JSON object", path);
@@ -151,10 +164,28 @@ static hass_status index_read(const char *dir, index_info *x, hass_err *err) {
             snprintf(s->file, sizeof s->file, "%s", f->valuestring);
             x->n_shards++;
         }
+        const char *twice = st ? NULL : listed_twice(x->shards, x->n_shards);
+        if (twice)
+            st = hass_err_set(err, HASS_STATUS_FORMAT, "%s: shard %s is listed twice", path, twice);
     }
     cJSON_Delete(root);
     if (st)
         index_free(x);
+    return st;
+}
+
+static hass_status index_read(const char *dir, index_info *x, hass_err *err) {
+    memset(x, 0, sizeof *x);
+    char path[1024];
+    if (!path_join(path, sizeof path, dir, "index.json"))
+        return hass_err_set(err, HASS_STATUS_ARG, "%s: path too long", dir);
+    char *txt = NULL;
+    size_t sz = 0;
+    hass_status st = hass_read_text(path, HASS_READ_MAX, &txt, &sz, err);
+    if (st)
+        return st;
+    st = index_parse(txt, sz, path, x, err);
+    free(txt);
     return st;
 }
 
@@ -228,35 +259,33 @@ void hass_featstore_close(hass_featstore *fs) {
     free(fs);
 }
 
-/* Validates one shard and appends its sequences to fs->seqs (capacity pre-sized). */
-static hass_status scan_shard(hass_featstore *fs, int32_t si, const shard_entry *e, uint64_t fp,
-                              int check_fp, hass_err *err) {
-    const hass_mapfile *mf = &fs->maps[si].mf;
-    const uint8_t *p = mf->data;
-    size_t size = mf->size;
+/* Validates one shard (size bytes at p, named name) and appends its sequences to fs->seqs
+ * (capacity pre-sized from the index's counts). Token ids must lie in [0, V) (V 0: >= 0),
+ * mask bytes be 0 or 1. */
+static hass_status scan_shard(hass_featstore *fs, int32_t si, const uint8_t *p, size_t size,
+                              const char *name, const shard_entry *e, uint64_t fp, int check_fp,
+                              int64_t V, hass_err *err) {
     if (size < HASS_FEATSTORE_HEADER || memcmp(p, HASS_FEATSTORE_MAGIC, 8))
-        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: not a feature shard (bad magic)",
-                            mf->path);
+        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: not a feature shard (bad magic)", name);
     uint32_t ver = get_u32(p + 8), dt = get_u32(p + 12);
     int64_t d = (int64_t)get_u64(p + 16), n = (int64_t)get_u64(p + 24);
     if (ver != HASS_FEATSTORE_VERSION)
-        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: unsupported shard version %u", mf->path,
-                            ver);
+        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: unsupported shard version %u", name, ver);
     if (dt != (uint32_t)HASS_DTYPE_BF16 || d != fs->d)
         return hass_err_set(err, HASS_STATUS_FORMAT, "%s: dtype %u / d %lld, expected bf16 / %lld",
-                            mf->path, dt, (long long)d, (long long)fs->d);
+                            name, dt, (long long)d, (long long)fs->d);
     if (check_fp && get_u64(p + 32) != fp)
         return hass_err_set(err, HASS_STATUS_SHAPE,
                             "%s: features were made with another model (fingerprint differs)",
-                            mf->path);
+                            name);
     if (n != e->sequences)
-        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: %lld sequences, index says %lld",
-                            mf->path, (long long)n, (long long)e->sequences);
+        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: %lld sequences, index says %lld", name,
+                            (long long)n, (long long)e->sequences);
     size_t off = HASS_FEATSTORE_HEADER;
     int64_t toks = 0;
     for (int64_t k = 0; k < n; k++) {
         if (size - off < 8)
-            return hass_err_set(err, HASS_STATUS_FORMAT, "%s: truncated at sequence %lld", mf->path,
+            return hass_err_set(err, HASS_STATUS_FORMAT, "%s: truncated at sequence %lld", name,
                                 (long long)k);
         int64_t len = (int64_t)get_u64(p + off);
         size_t per = 0, body = 0;
@@ -264,38 +293,63 @@ static hass_status scan_shard(hass_featstore *fs, int32_t si, const shard_entry 
             !hass_add_ok(per, 5, &per) || !hass_mul_ok(per, (size_t)len, &body) ||
             body > size - off - 8)
             return hass_err_set(err, HASS_STATUS_FORMAT,
-                                "%s: sequence %lld has a bad length or is truncated", mf->path,
+                                "%s: sequence %lld has a bad length or is truncated", name,
                                 (long long)k);
+        const uint8_t *ids = p + off + 8, *mask = ids + (size_t)len * 4;
+        for (int64_t j = 0; j < len; j++) {
+            int32_t id = (int32_t)get_u32(ids + 4 * (size_t)j);
+            if (id < 0 || (V > 0 && id >= V) || mask[j] > 1)
+                return hass_err_set(err, HASS_STATUS_FORMAT,
+                                    "%s: sequence %lld position %lld: token id %d (vocabulary "
+                                    "%lld) or mask byte %u out of range",
+                                    name, (long long)k, (long long)j, id, (long long)V, mask[j]);
+        }
         fs->seqs[fs->n_seq++] = (seq_ref){si, off + 8, len};
         off += 8 + body;
         toks += len;
     }
     if (off != size)
-        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: %zu trailing bytes", mf->path,
-                            size - off);
+        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: %zu trailing bytes", name, size - off);
     if (toks != e->tokens)
-        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: %lld tokens, index says %lld", mf->path,
+        return hass_err_set(err, HASS_STATUS_FORMAT, "%s: %lld tokens, index says %lld", name,
                             (long long)toks, (long long)e->tokens);
     fs->n_tok += toks;
     return HASS_OK;
 }
 
-hass_featstore *hass_featstore_open(const char *dir, const hass_model *m, hass_err *err) {
+/* The sequence table for x's shards of the given sizes: each listed sequence needs at least
+ * 8 + 5 + 2d bytes of its shard, so the counts are checked against the sizes before the table
+ * is allocated (an index cannot make the reader allocate more than its shards can fill). */
+static hass_status alloc_seqs(hass_featstore *fs, const index_info *x, const size_t *sizes,
+                              hass_err *err) {
+    int64_t total = 0;
+    size_t min_seq = 8 + 5 + 2 * (size_t)x->d;
+    for (int64_t i = 0; i < x->n_shards; i++) {
+        size_t room = sizes[i] > HASS_FEATSTORE_HEADER ? sizes[i] - HASS_FEATSTORE_HEADER : 0;
+        if ((uint64_t)x->shards[i].sequences > room / min_seq)
+            return hass_err_set(err, HASS_STATUS_FORMAT,
+                                "%s: %lld sequences listed, more than its %zu bytes can hold",
+                                x->shards[i].file, (long long)x->shards[i].sequences, sizes[i]);
+        total += x->shards[i].sequences;
+    }
+    fs->d = x->d;
+    if (!(fs->seqs = calloc((size_t)total + 1, sizeof *fs->seqs)))
+        return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+    return HASS_OK;
+}
+
+hass_featstore *hass_featstore_open_ex(const char *dir, const hass_model *m, int allow_incomplete,
+                                       hass_err *err) {
     index_info x;
     if (index_read(dir, &x, err))
         return NULL;
     hass_featstore *fs = calloc(1, sizeof *fs);
-    int64_t total = 0;
-    for (int64_t i = 0; i < x.n_shards; i++)
-        total += x.shards[i].sequences;
     hass_status st = HASS_OK;
     uint64_t fp = m ? hass_featstore_fingerprint(m) : 0;
-    if (fs) {
-        fs->d = x.d;
+    size_t *sizes = calloc((size_t)x.n_shards + 1, sizeof *sizes);
+    if (fs)
         fs->maps = calloc((size_t)x.n_shards + 1, sizeof *fs->maps);
-        fs->seqs = calloc((size_t)total + 1, sizeof *fs->seqs);
-    }
-    if (!fs || !fs->maps || !fs->seqs)
+    if (!fs || !fs->maps || !sizes)
         st = hass_err_set(err, HASS_STATUS_OOM, "out of memory");
     else if (m && x.d != m->cfg.d)
         st = hass_err_set(err, HASS_STATUS_SHAPE, "%s: features have d = %lld, the model %lld", dir,
@@ -307,6 +361,11 @@ hass_featstore *hass_featstore_open(const char *dir, const hass_model *m, hass_e
                           dir, (unsigned long long)x.fp, (unsigned long long)fp);
     else if (x.n_shards == 0)
         st = hass_err_set(err, HASS_STATUS_FORMAT, "%s: the store has no shards", dir);
+    else if (!x.complete && !allow_incomplete)
+        st = hass_err_set(err, HASS_STATUS_FORMAT,
+                          "%s: the store is marked incomplete (datagen did not finish; resume it, "
+                          "or pass --allow-incomplete to train on the %lld shards written)",
+                          dir, (long long)x.n_shards);
     for (int64_t i = 0; !st && i < x.n_shards; i++) {
         char path[1024];
         if (!path_join(path, sizeof path, dir, x.shards[i].file)) {
@@ -316,15 +375,45 @@ hass_featstore *hass_featstore_open(const char *dir, const hass_model *m, hass_e
         st = hass_mapfile_open(&fs->maps[i].mf, path, err);
         if (st)
             break;
+        sizes[i] = fs->maps[i].mf.size;
         fs->n_maps++;
-        st = scan_shard(fs, (int32_t)i, &x.shards[i], x.fp, 1, err);
     }
+    if (!st)
+        st = alloc_seqs(fs, &x, sizes, err);
+    for (int64_t i = 0; !st && i < x.n_shards; i++)
+        st = scan_shard(fs, (int32_t)i, fs->maps[i].mf.data, fs->maps[i].mf.size,
+                        fs->maps[i].mf.path, &x.shards[i], x.fp, 1, m ? m->cfg.V : 0, err);
     index_free(&x);
+    free(sizes);
     if (st) {
         hass_featstore_close(fs);
         return NULL;
     }
     return fs;
+}
+
+hass_featstore *hass_featstore_open(const char *dir, const hass_model *m, hass_err *err) {
+    return hass_featstore_open_ex(dir, m, 0, err);
+}
+
+hass_status hass_featstore_check_mem(const char *index, size_t index_len, const uint8_t *shard,
+                                     size_t shard_len, hass_err *err) {
+    index_info x;
+    hass_status st = index_parse(index, index_len, "index.json", &x, err);
+    if (st)
+        return st;
+    hass_featstore fs = {0};
+    size_t sizes[1] = {shard_len};
+    if (x.n_shards < 1)
+        st = hass_err_set(err, HASS_STATUS_FORMAT, "index.json: no shards");
+    x.n_shards = x.n_shards > 1 ? 1 : x.n_shards;
+    if (!st)
+        st = alloc_seqs(&fs, &x, sizes, err);
+    if (!st)
+        st = scan_shard(&fs, 0, shard, shard_len, x.shards[0].file, &x.shards[0], x.fp, 1, 0, err);
+    free(fs.seqs);
+    index_free(&x);
+    return st;
 }
 
 int64_t hass_featstore_count(const hass_featstore *fs) {

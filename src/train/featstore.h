@@ -43,6 +43,16 @@ typedef struct hass_featstore hass_featstore;
  * HASS_STATUS_IO (missing files), HASS_STATUS_FORMAT (bad JSON, wrong magic/version, truncated
  * or inconsistent shard), HASS_STATUS_SHAPE (store made for another model). */
 hass_featstore *hass_featstore_open(const char *dir, const hass_model *m, hass_err *err);
+/* The same; a store whose index is marked incomplete (datagen stopped before the end) opens
+ * only with allow_incomplete (hass_featstore_open refuses it). Also refused: a shard listed
+ * twice, counts the shard sizes cannot hold, token ids outside [0, V) of m, mask bytes other
+ * than 0 and 1. */
+hass_featstore *hass_featstore_open_ex(const char *dir, const hass_model *m, int allow_incomplete,
+                                       hass_err *err);
+/* The index parser and the shard walker over memory (fuzzing): index.json's text and the
+ * bytes of its first listed shard. */
+hass_status hass_featstore_check_mem(const char *index, size_t index_len, const uint8_t *shard,
+                                     size_t shard_len, hass_err *err);
 void hass_featstore_close(hass_featstore *fs); /* NULL-safe */
 
 int64_t hass_featstore_count(const hass_featstore *fs);          /* sequences */

@@ -285,7 +285,7 @@ static hass_status check_inputs(const hass_trainer *tr, const hass_train_batch *
         return hass_err_set(err, HASS_STATUS_ARG, "batch: NULL tensor");
     for (int64_t r = 0; r < b->B * b->T; r++)
         if (b->tok[r] < 0 || b->tok[r] >= tr->cfg.V)
-            return hass_err_set(err, HASS_STATUS_ARG, "token %d at row %lld outside [0, %lld)",
+            return hass_err_set(err, HASS_STATUS_FORMAT, "token %d at row %lld outside [0, %lld)",
                                 b->tok[r], (long long)r, (long long)tr->cfg.V);
     return HASS_OK;
 }
@@ -301,7 +301,7 @@ static hass_status check_batch(const hass_trainer *tr, const hass_train_batch *b
         return hass_err_set(err, HASS_STATUS_ARG, "batch: NULL tensor");
     for (int64_t r = 0; r < b->B * b->T; r++)
         if (!(b->mask[r] >= 0.0f) || !(b->mask[r] < 1e30f))
-            return hass_err_set(err, HASS_STATUS_ARG,
+            return hass_err_set(err, HASS_STATUS_FORMAT,
                                 "loss mask at row %lld is negative or not finite", (long long)r);
     return HASS_OK;
 }

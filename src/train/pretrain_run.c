@@ -5,10 +5,11 @@
  */
 #include "train/pretrain_run.h"
 #include "formats/formats.h"
-#include "train/blas.h"
-#include "train/gemm.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
+#include "train/blas.h"
+#include "train/gemm.h"
+#include "train/train_state.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -17,8 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-#define STATE_FILE "trainer_state.safetensors"
 
 hass_pretrain_opts hass_pretrain_opts_default(void) {
     hass_pretrain_opts o = {0};
@@ -75,9 +74,9 @@ typedef struct {
     const char *text;
     const size_t *line; /* n_lines + 1 starts */
     int64_t n_lines;
-    ivec *out;          /* per thread */
-    int64_t *bad_line;  /* per thread: first failing line (1-based), 0 = none */
-    hass_err *errs;     /* per thread */
+    ivec *out;         /* per thread */
+    int64_t *bad_line; /* per thread: first failing line (1-based), 0 = none */
+    hass_err *errs;    /* per thread */
 } tok_ctx;
 
 /* Encodes one JSONL record (hass_tokenizer_render_record: BOS + chat template or BOS + text +
@@ -126,7 +125,7 @@ static hass_status tokenize_file(const hass_tokenizer *tok, const char *path, ha
                                  ivec *out, size_t *bytes, hass_err *err) {
     char *text = NULL;
     size_t size = 0;
-    if (hass_read_file(path, &text, &size, err))
+    if (hass_read_file_max(path, HASS_READ_DATA_MAX, &text, &size, err))
         return hass_err_prefix(err, err->code, path);
     if (memchr(text, 0, size)) {
         free(text);
@@ -248,8 +247,8 @@ hass_status hass_pretrain_export(const hass_lm_config *cfg, const hass_lm_layout
     hass_tokenizer *tok = hass_tokenizer_load_json(tokenizer_json, err);
     if (!tok)
         return err->code;
-    hass_model_config mc = hass_model_config_make(cfg->d, cfg->ffn, cfg->n_layers, cfg->H, cfg->Hkv,
-                                                  cfg->V, cfg->ctx);
+    hass_model_config mc =
+        hass_model_config_make(cfg->d, cfg->ffn, cfg->n_layers, cfg->H, cfg->Hkv, cfg->V, cfg->ctx);
     mc.eps = cfg->rms_eps, mc.rope = hass_rope_plain(cfg->rope_theta);
     mc.tie_embeddings = cfg->tie;
     mc.bos = hass_tokenizer_bos(tok);
@@ -290,8 +289,9 @@ hass_status hass_pretrain_export(const hass_lm_config *cfg, const hass_lm_layout
     if (hass_file_exists(from) && (st = copy_file(from, to, err)))
         goto done;
     char gen[512];
-    int k = snprintf(gen, sizeof gen, "{\n  \"_from_model_config\": true,\n  \"bos_token_id\": %d,\n"
-                                       "  \"eos_token_id\": [",
+    int k = snprintf(gen, sizeof gen,
+                     "{\n  \"_from_model_config\": true,\n  \"bos_token_id\": %d,\n"
+                     "  \"eos_token_id\": [",
                      mc.bos);
     for (int i = 0; i < mc.n_stop; i++)
         k += snprintf(gen + k, sizeof gen - (size_t)k, "%s%d", i ? ", " : "", mc.stop_ids[i]);
@@ -310,50 +310,15 @@ done:
 
 static hass_status save_state(const char *dir, const hass_lm_trainer *tr, int64_t step,
                               int64_t tokens, const char *config, hass_err *err) {
-    hass_tensor t[3];
-    const char *names[3] = {"params", "adam_m", "adam_v"};
-    const float *data[3] = {tr->params, tr->adam_m, tr->adam_v};
-    for (int i = 0; i < 3; i++) {
-        memset(&t[i], 0, sizeof t[i]);
-        snprintf(t[i].name, sizeof t[i].name, "%s", names[i]);
-        t[i].dtype = HASS_DTYPE_F32;
-        t[i].ndim = 1;
-        t[i].shape[0] = (int64_t)tr->layout.total;
-        t[i].data = data[i];
-        t[i].nbytes = tr->layout.total * sizeof(float);
-    }
-    cJSON *md = cJSON_CreateObject();
-    char b[64];
-    snprintf(b, sizeof b, "%lld", (long long)step);
-    cJSON_AddStringToObject(md, "step", b);
-    snprintf(b, sizeof b, "%lld", (long long)tr->adam_t);
-    cJSON_AddStringToObject(md, "adam_t", b);
-    snprintf(b, sizeof b, "%lld", (long long)tokens);
-    cJSON_AddStringToObject(md, "tokens", b);
-    cJSON_AddStringToObject(md, "gemm", hass_gemm_name(hass_gemm_get_default()));
-    cJSON_AddStringToObject(md, "config", config);
-    char *js = cJSON_PrintUnformatted(md);
-    cJSON_Delete(md);
-    if (!js)
-        return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
-    char path[1100];
-    snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
-    hass_status st = hass_safetensors_write(path, t, 3, js, err);
-    free(js);
-    return st;
-}
-
-static int md_i64(const cJSON *md, const char *k, int64_t *out) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, k);
-    if (!cJSON_IsString(v) || !v->valuestring[0])
-        return 0;
-    char *end;
-    errno = 0;
-    long long x = strtoll(v->valuestring, &end, 10);
-    if (errno || *end || x < 0)
-        return 0;
-    *out = (int64_t)x;
-    return 1;
+    hass_train_state s = {.step = step,
+                          .adam_t = tr->adam_t,
+                          .epoch = -1,
+                          .cursor = -1,
+                          .tokens = tokens,
+                          .config = (char *)config};
+    snprintf(s.gemm, sizeof s.gemm, "%s", hass_gemm_name(hass_gemm_get_default()));
+    return hass_train_state_write(dir, &s, tr->params, tr->adam_m, tr->adam_v, tr->layout.total,
+                                  err);
 }
 
 /* Whether two configuration strings (config_string) agree but for the learning-rate schedule
@@ -386,74 +351,47 @@ static int same_but_schedule(const char *a, const char *b) {
     }
 }
 
-/* 1 = resumed, 0 = no state, -1 = error. */
-static int load_state(const char *dir, hass_lm_trainer *tr, int64_t total, int64_t *step,
-                      int64_t *tokens, const char *config, int reschedule, hass_err *err) {
-    char path[1100];
-    snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
-    if (!hass_file_exists(path))
-        return 0;
-    hass_safetensors sf;
-    if (hass_safetensors_open(&sf, path, err))
-        return -1;
-    int rc = 1;
-    cJSON *md = sf.metadata_json ? cJSON_Parse(sf.metadata_json) : NULL;
-    const cJSON *cfg = md ? cJSON_GetObjectItemCaseSensitive(md, "config") : NULL;
-    int64_t at = 0;
-    if (!cJSON_IsString(cfg) || !md_i64(md, "step", step) || !md_i64(md, "adam_t", &at) ||
-        !md_i64(md, "tokens", tokens) || *step > total || at != *step) {
-        hass_err_set(err, HASS_STATUS_FORMAT, "%s: missing or out-of-range trainer metadata",
-                     path);
-        rc = -1;
-    } else if (reschedule ? !same_but_schedule(cfg->valuestring, config)
-                          : strcmp(cfg->valuestring, config) != 0) {
+/* 1 = resumed, 0 = no state, -1 = error. A step trains at most max_tokens_step tokens. */
+static int load_state(const char *dir, hass_lm_trainer *tr, int64_t total, int64_t max_tokens_step,
+                      int64_t *step, int64_t *tokens, const char *config, int reschedule,
+                      hass_err *err) {
+    hass_train_state s;
+    int rc = hass_train_state_read(dir, total, tr->layout.total, tr->params, tr->adam_m, tr->adam_v,
+                                   &s, err);
+    if (rc == 0 || (rc < 0 && !s.config)) {
+        hass_train_state_free(&s);
+        return rc;
+    }
+    int64_t cap = 0;
+    if (reschedule ? !same_but_schedule(s.config, config) : strcmp(s.config, config) != 0) {
         /* name the first setting that differs */
-        const char *a = cfg->valuestring, *b = config;
+        const char *a = s.config, *b = config;
         while (*a && *a == *b)
             a++, b++;
-        while (a > cfg->valuestring && a[-1] != ' ')
+        while (a > s.config && a[-1] != ' ')
             a--, b--;
         hass_err_set(err, HASS_STATUS_ARG,
-                     "%s holds a run with %.*s where this one has %.*s; use another -o%s", path,
-                     (int)strcspn(a, " "), a, (int)strcspn(b, " "), b,
-                     same_but_schedule(cfg->valuestring, config)
+                     "%s/%s holds a run with %.*s where this one has %.*s; use another -o%s", dir,
+                     HASS_TRAIN_STATE_FILE, (int)strcspn(a, " "), a, (int)strcspn(b, " "), b,
+                     same_but_schedule(s.config, config)
                          ? " (or --reschedule to continue it on the new schedule)"
                          : "");
         rc = -1;
+    } else if (rc < 0) {
+        /* the arrays' error stands */
+    } else if (s.tokens < 0 || __builtin_mul_overflow(s.step, max_tokens_step, &cap) ||
+               s.tokens > cap) {
+        hass_err_set(err, HASS_STATUS_FORMAT,
+                     "%s/%s: trainer metadata tokens missing or more than %lld steps can train",
+                     dir, HASS_TRAIN_STATE_FILE, (long long)s.step);
+        rc = -1;
     }
-    /* the run goes on with the products it was trained with when this machine has them */
-    const cJSON *gk = md ? cJSON_GetObjectItemCaseSensitive(md, "gemm") : NULL;
-    for (int k = 0; rc == 1 && cJSON_IsString(gk) && k < HASS_GEMM_COUNT; k++)
-        if (!strcmp(gk->valuestring, hass_gemm_name((hass_gemm_kind)k))) {
-            if (hass_gemm_available((hass_gemm_kind)k))
-                hass_gemm_set_default((hass_gemm_kind)k, hass_gemm_default_pool());
-            else
-                hass_log(HASS_LOG_WARN, "%s: trained with %s products, which this CPU lacks; "
-                                        "continuing with %s (not bit-identical)",
-                         path, gk->valuestring, hass_gemm_name(hass_gemm_get_default()));
-        }
-    float *dst[3] = {tr->params, tr->adam_m, tr->adam_v};
-    const char *names[3] = {"params", "adam_m", "adam_v"};
-    for (int i = 0; rc == 1 && i < 3; i++) {
-        const hass_tensor *t = hass_safetensors_find(&sf, names[i]);
-        if (!t || t->dtype != HASS_DTYPE_F32 || t->ndim != 1 ||
-            t->shape[0] != (int64_t)tr->layout.total) {
-            hass_err_set(err, HASS_STATUS_FORMAT, "%s: tensor %s missing or of the wrong shape",
-                         path, names[i]);
-            rc = -1;
-            break;
-        }
-        memcpy(dst[i], t->data, tr->layout.total * sizeof(float));
+    if (rc == 1) {
+        hass_train_state_use_gemm(&s, dir);
+        *step = s.step, *tokens = s.tokens;
+        tr->adam_t = s.adam_t;
     }
-    for (size_t i = 0; rc == 1 && i < tr->layout.total; i++)
-        if (!isfinite(tr->params[i]) || !isfinite(tr->adam_m[i]) || !(tr->adam_v[i] >= 0.0f)) {
-            hass_err_set(err, HASS_STATUS_FORMAT, "%s: non-finite value in the trainer state",
-                         path);
-            rc = -1;
-        }
-    tr->adam_t = at;
-    cJSON_Delete(md);
-    hass_safetensors_close(&sf);
+    hass_train_state_free(&s);
     return rc;
 }
 
@@ -515,8 +453,8 @@ static hass_status check_opts(const hass_pretrain_opts *o, hass_err *err) {
 }
 
 /* The configuration a resumed run must match (everything that changes the trajectory). */
-static void config_string(char *s, size_t cap, const hass_pretrain_opts *o,
-                          const hass_lm_config *c, uint64_t data_key) {
+static void config_string(char *s, size_t cap, const hass_pretrain_opts *o, const hass_lm_config *c,
+                          uint64_t data_key) {
     snprintf(s, cap,
              "d=%lld L=%lld H=%lld Hkv=%lld ffn=%lld V=%lld ctx=%lld eps=%g theta=%g tie=%d "
              "batch=%lld accum=%lld steps=%lld lr=%g min_lr=%g warmup=%lld wd=%g clip=%g "
@@ -610,10 +548,10 @@ hass_status hass_pretrain_run(hass_pool *pool, const hass_pretrain_opts *o,
     char config[1024];
     config_string(config, sizeof config, o, &cfg, data_key);
 
-    hass_gemm_kind gk = o->gemm >= 0 && o->gemm < HASS_GEMM_COUNT &&
-                                hass_gemm_available((hass_gemm_kind)o->gemm)
-                            ? (hass_gemm_kind)o->gemm
-                            : hass_gemm_pick(pool);
+    hass_gemm_kind gk =
+        o->gemm >= 0 && o->gemm < HASS_GEMM_COUNT && hass_gemm_available((hass_gemm_kind)o->gemm)
+            ? (hass_gemm_kind)o->gemm
+            : hass_gemm_pick(pool);
     hass_gemm_set_default(gk, pool);
     rep->gemm = gk;
     hass_log(HASS_LOG_INFO, "pretrain: matrix products in %s (%s kernels; BLAS: %s)",
@@ -623,8 +561,8 @@ hass_status hass_pretrain_run(hass_pool *pool, const hass_pretrain_opts *o,
         goto done;
     }
     int64_t step = 0, tokens_total = 0;
-    int rc = load_state(o->out_dir, tr, o->steps, &step, &tokens_total, config, o->reschedule,
-                        err);
+    int rc = load_state(o->out_dir, tr, o->steps, o->accum * o->batch * T, &step, &tokens_total,
+                        config, o->reschedule, err);
     if (rc < 0) {
         st = err->code;
         goto done;
@@ -677,8 +615,8 @@ hass_status hass_pretrain_run(hass_pool *pool, const hass_pretrain_opts *o,
                        (size_t)(T + 1) * 4);
             }
             int64_t cnt;
-            loss += hass_lm_forward_backward(tr, batch, o->batch, 1.0f / (float)tokens_step, 1,
-                                             &cnt);
+            loss +=
+                hass_lm_forward_backward(tr, batch, o->batch, 1.0f / (float)tokens_step, 1, &cnt);
             cnt_all += cnt;
         }
         double norm = hass_lm_grad_norm(tr);
@@ -713,9 +651,9 @@ hass_status hass_pretrain_run(hass_pool *pool, const hass_pretrain_opts *o,
             hass_log(HASS_LOG_INFO, "step %lld: loss %.4f, validation loss %.4f, %.0f tokens/s",
                      (long long)step, rep->loss, rep->val_loss, rep->tokens_per_s);
         }
-        int stop_now = (o->stop_at > 0 && step >= o->stop_at) || (o->stop && *o->stop) ||
-                       (o->time_limit > 0 && hass_now() - t_start + 1.5 * step_time + 10.0 >
-                                                 o->time_limit);
+        int stop_now =
+            (o->stop_at > 0 && step >= o->stop_at) || (o->stop && *o->stop) ||
+            (o->time_limit > 0 && hass_now() - t_start + 1.5 * step_time + 10.0 > o->time_limit);
         if (step == o->steps || stop_now || (o->ckpt_every > 0 && step % o->ckpt_every == 0)) {
             if ((st = save_state(o->out_dir, tr, step, tokens_total, config, err)) ||
                 (st = hass_pretrain_export(&cfg, &tr->layout, tr->params, o->tokenizer, model_dir,

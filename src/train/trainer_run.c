@@ -11,6 +11,7 @@
 #include "ops/ops.h"
 #include "train/draft_ckpt.h"
 #include "train/featstore.h"
+#include "train/train_state.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -19,8 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-#define STATE_FILE "trainer_state.safetensors"
 
 hass_train_run_opts hass_train_run_opts_default(void) {
     hass_train_run_opts o;
@@ -39,6 +38,14 @@ hass_train_run_opts hass_train_run_opts_default(void) {
     o.dtype = HASS_DTYPE_F32;
     o.has_bias = 1;
     return o;
+}
+
+/* the index of the first NaN or infinity in x[0..n), or -1 */
+static int64_t first_nonfinite(const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return i;
+    return -1;
 }
 
 hass_status hass_train_load_draft(const char *dir, const hass_draft_config *c,
@@ -72,6 +79,12 @@ hass_status hass_train_load_draft(const char *dir, const hass_draft_config *c,
             break;
         }
         hass_to_f32(params + L->off[p], t->data, t->dtype, (int64_t)L->numel[p]);
+        int64_t bad = first_nonfinite(params + L->off[p], (int64_t)L->numel[p]);
+        if (bad >= 0) {
+            st = hass_err_set(err, HASS_STATUS_FORMAT, "%s: tensor %s element %lld is %g", dir,
+                              name, (long long)bad, (double)params[L->off[p] + (size_t)bad]);
+            break;
+        }
     }
     hass_st_set_close(&set);
     return st;
@@ -99,112 +112,61 @@ static void make_perm(int32_t *perm, int64_t n, uint64_t seed, int64_t epoch) {
 
 static hass_status save_state(const char *dir, const hass_trainer *tr, const run_pos *p,
                               const char *config, hass_err *err) {
-    hass_tensor t[3];
-    const char *names[3] = {"params", "adam_m", "adam_v"};
-    const float *data[3] = {tr->params, tr->adam_m, tr->adam_v};
-    for (int i = 0; i < 3; i++) {
-        memset(&t[i], 0, sizeof t[i]);
-        snprintf(t[i].name, sizeof t[i].name, "%s", names[i]);
-        t[i].dtype = HASS_DTYPE_F32;
-        t[i].ndim = 1;
-        t[i].shape[0] = (int64_t)tr->layout.total;
-        t[i].data = data[i];
-        t[i].nbytes = tr->layout.total * sizeof(float);
-    }
-    cJSON *md = cJSON_CreateObject();
-    char b[64];
-    snprintf(b, sizeof b, "%lld", (long long)p->step);
-    cJSON_AddStringToObject(md, "step", b);
-    snprintf(b, sizeof b, "%lld", (long long)p->adam_t);
-    cJSON_AddStringToObject(md, "adam_t", b);
-    snprintf(b, sizeof b, "%lld", (long long)p->epoch);
-    cJSON_AddStringToObject(md, "epoch", b);
-    snprintf(b, sizeof b, "%lld", (long long)p->cursor);
-    cJSON_AddStringToObject(md, "cursor", b);
-    snprintf(b, sizeof b, "%016llx", (unsigned long long)p->rng);
-    cJSON_AddStringToObject(md, "rng", b);
-    cJSON_AddStringToObject(md, "gemm", hass_gemm_name((hass_gemm_kind)p->gemm));
-    cJSON_AddStringToObject(md, "config", config);
-    char *js = cJSON_PrintUnformatted(md);
-    cJSON_Delete(md);
-    if (!js)
-        return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
-    char path[1100];
-    snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
-    hass_status st = hass_safetensors_write(path, t, 3, js, err);
-    free(js);
-    return st;
+    hass_train_state s = {.step = p->step,
+                          .adam_t = p->adam_t,
+                          .epoch = p->epoch,
+                          .cursor = p->cursor,
+                          .tokens = -1,
+                          .rng = p->rng,
+                          .has_rng = 1,
+                          .config = (char *)config};
+    snprintf(s.gemm, sizeof s.gemm, "%s", hass_gemm_name((hass_gemm_kind)p->gemm));
+    return hass_train_state_write(dir, &s, tr->params, tr->adam_m, tr->adam_v, tr->layout.total,
+                                  err);
 }
 
-static int md_i64(const cJSON *md, const char *k, int64_t *out, int hex) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, k);
-    if (!cJSON_IsString(v) || !v->valuestring[0])
-        return 0;
-    char *end;
-    errno = 0;
-    unsigned long long x = hex ? strtoull(v->valuestring, &end, 16)
-                               : (unsigned long long)strtoll(v->valuestring, &end, 10);
-    if (errno || *end)
-        return 0;
-    *out = (int64_t)x;
-    return 1;
-}
-
-/* 1 = resumed, 0 = no state file, <0 = error (err set). */
+/* 1 = resumed, 0 = no state file, <0 = error (err set). The data position must be the one
+ * step steps of seq_per_step sequences reach: epoch * n_seq + cursor == step * seq_per_step. */
 static int load_state(const char *dir, hass_trainer *tr, run_pos *p, const char *config,
-                      hass_err *err) {
-    char path[1100];
-    snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
-    if (!hass_file_exists(path))
-        return 0;
-    hass_safetensors sf;
-    if (hass_safetensors_open(&sf, path, err))
-        return -1;
-    int rc = 1;
-    cJSON *md = sf.metadata_json ? cJSON_Parse(sf.metadata_json) : NULL;
-    const cJSON *cfg = md ? cJSON_GetObjectItemCaseSensitive(md, "config") : NULL;
-    int64_t rng = 0;
-    if (!cJSON_IsString(cfg) || !md_i64(md, "step", &p->step, 0) ||
-        !md_i64(md, "adam_t", &p->adam_t, 0) || !md_i64(md, "epoch", &p->epoch, 0) ||
-        !md_i64(md, "cursor", &p->cursor, 0) || !md_i64(md, "rng", &rng, 1) || p->step < 0 ||
-        p->epoch < 0 || p->cursor < 0) {
-        hass_err_set(err, HASS_STATUS_FORMAT, "%s: missing or bad trainer metadata", path);
-        rc = -1;
-    } else if (strcmp(cfg->valuestring, config)) {
+                      int64_t total, int64_t n_seq, int64_t seq_per_step, hass_err *err) {
+    hass_train_state s;
+    int rc = hass_train_state_read(dir, total, tr->layout.total, tr->params, tr->adam_m, tr->adam_v,
+                                   &s, err);
+    if (rc == 0 || (rc < 0 && !s.config)) {
+        hass_train_state_free(&s);
+        return rc;
+    }
+    int64_t pos = 0, want = 0;
+    if (strcmp(s.config, config)) { /* named before anything that follows from it */
         hass_err_set(err, HASS_STATUS_ARG,
-                     "%s holds a run with a different configuration (%s); use another -o", path,
-                     cfg->valuestring);
+                     "%s/%s holds a run with a different configuration (%s); use another -o", dir,
+                     HASS_TRAIN_STATE_FILE, s.config);
+        rc = -1;
+    } else if (rc < 0) {
+        /* the arrays' error stands */
+    } else if (s.epoch < 0 || s.cursor < 0 || !s.has_rng) {
+        hass_err_set(err, HASS_STATUS_FORMAT,
+                     "%s/%s: trainer metadata epoch, cursor or rng missing", dir,
+                     HASS_TRAIN_STATE_FILE);
+        rc = -1;
+    } else if (__builtin_mul_overflow(s.epoch, n_seq, &pos) ||
+               __builtin_add_overflow(pos, s.cursor, &pos) || s.cursor > n_seq ||
+               __builtin_mul_overflow(s.step, seq_per_step, &want) || pos != want) {
+        hass_err_set(err, HASS_STATUS_FORMAT,
+                     "%s/%s: data position (epoch %lld, sequence %lld of %lld) does not follow "
+                     "from step %lld of %lld sequences",
+                     dir, HASS_TRAIN_STATE_FILE, (long long)s.epoch, (long long)s.cursor,
+                     (long long)n_seq, (long long)s.step, (long long)seq_per_step);
         rc = -1;
     }
-    p->rng = (uint64_t)rng;
-    /* the run goes on with the products it was trained with when this machine has them */
-    const cJSON *gk = md ? cJSON_GetObjectItemCaseSensitive(md, "gemm") : NULL;
-    for (int k = 0; rc == 1 && cJSON_IsString(gk) && k < HASS_GEMM_COUNT; k++)
-        if (!strcmp(gk->valuestring, hass_gemm_name((hass_gemm_kind)k))) {
-            if (hass_gemm_available((hass_gemm_kind)k))
-                hass_gemm_set_default((hass_gemm_kind)k, hass_gemm_default_pool());
-            else
-                hass_log(HASS_LOG_WARN, "%s: trained with %s products, which this CPU lacks; "
-                                        "continuing with %s (not bit-identical)",
-                         path, gk->valuestring, hass_gemm_name(hass_gemm_get_default()));
-        }
-    p->gemm = hass_gemm_get_default();
-    float *dst[3] = {tr->params, tr->adam_m, tr->adam_v};
-    const char *names[3] = {"params", "adam_m", "adam_v"};
-    for (int i = 0; rc == 1 && i < 3; i++) {
-        const hass_tensor *t = hass_safetensors_find(&sf, names[i]);
-        if (!t || t->dtype != HASS_DTYPE_F32 || t->ndim != 1 ||
-            t->shape[0] != (int64_t)tr->layout.total) {
-            hass_err_set(err, HASS_STATUS_FORMAT, "%s: tensor %s missing or of the wrong shape",
-                         path, names[i]);
-            rc = -1;
-            break;
-        }
-        memcpy(dst[i], t->data, tr->layout.total * sizeof(float));
+    if (rc == 1) {
+        p->step = s.step, p->adam_t = s.adam_t, p->epoch = s.epoch, p->cursor = s.cursor;
+        p->rng = s.rng;
+        hass_train_state_use_gemm(&s, dir);
+        p->gemm = hass_gemm_get_default();
+        tr->adam_t = p->adam_t;
     }
-    tr->adam_t = p->adam_t;
-    cJSON_Delete(md);
-    hass_safetensors_close(&sf);
+    hass_train_state_free(&s);
     return rc;
 }
 
@@ -221,8 +183,10 @@ typedef struct {
     float noise;
 } batcher;
 
-/* Fills one micro-batch; returns T of the batch (longest sequence), and real tokens/rows. */
-static int64_t next_batch(batcher *bt, run_pos *p, hass_rng *rng, int64_t *tokens, int64_t *nmask) {
+/* Fills one micro-batch; returns T of the batch (longest sequence), and real tokens/rows; -1 if
+ * a sequence holds a NaN or infinite feature (*bad_seq, *bad_pos say where). */
+static int64_t next_batch(batcher *bt, run_pos *p, hass_rng *rng, int64_t *tokens, int64_t *nmask,
+                          int64_t *bad_seq, int64_t *bad_pos) {
     int64_t d = bt->d, Tb = 0, lens[64];
     int64_t idx[64];
     for (int64_t b = 0; b < bt->B; b++) {
@@ -241,6 +205,11 @@ static int64_t next_batch(batcher *bt, run_pos *p, hass_rng *rng, int64_t *token
     *nmask = 0;
     for (int64_t b = 0; b < bt->B; b++) {
         int64_t L = hass_featstore_read(bt->fs, idx[b], bt->T, bt->ids, bt->m8, bt->rowf);
+        int64_t bad = first_nonfinite(bt->rowf, L * d);
+        if (bad >= 0) {
+            *bad_seq = idx[b], *bad_pos = bad / d;
+            return -1;
+        }
         float *F = bt->feat + b * Tb * d, *G = bt->tgt + b * Tb * d, *M = bt->mask + b * Tb;
         int32_t *K = bt->tok + b * Tb;
         memset(F, 0, (size_t)(Tb * d) * sizeof(float));
@@ -339,6 +308,15 @@ static void batcher_free(batcher *bt) {
     hass_aligned_free(bt->tok);
 }
 
+/* the name of the first parameter whose gradient holds a NaN or infinity ("-" if none) */
+static const char *nonfinite_param(const hass_trainer *tr) {
+    for (int p = 0; p < HASS_DP_COUNT; p++)
+        if (tr->layout.numel[p] &&
+            first_nonfinite(tr->grads + tr->layout.off[p], (int64_t)tr->layout.numel[p]) >= 0)
+            return hass_draft_param_name((hass_draft_param)p);
+    return "-";
+}
+
 /* One optimizer step: G micro-batches of gradients (averaged when G > 1, into acc), then AdamW
  * at the scheduled learning rate. Advances pos (data cursor, rng, step). */
 static hass_status train_one_step(hass_trainer *tr, batcher *bt, run_pos *pos, float *acc,
@@ -350,13 +328,23 @@ static hass_status train_one_step(hass_trainer *tr, batcher *bt, run_pos *pos, f
     memset(acc_st, 0, sizeof *acc_st);
     *tokens = 0;
     for (int64_t g = 0; g < G; g++) {
-        int64_t tk, nm;
-        int64_t Tb = next_batch(bt, pos, &rng, &tk, &nm);
+        int64_t tk, nm, bad_seq = 0, bad_pos = 0;
+        int64_t Tb = next_batch(bt, pos, &rng, &tk, &nm, &bad_seq, &bad_pos);
+        if (Tb < 0)
+            return hass_err_set(err, HASS_STATUS_FORMAT,
+                                "step %lld: feature store sequence %lld position %lld: a NaN or "
+                                "infinite feature (tensor features); stopped before any write",
+                                (long long)pos->step + 1, (long long)bad_seq, (long long)bad_pos);
         hass_train_batch batch = {bt->B, Tb, bt->feat, bt->tok, bt->tgt, bt->mask};
         hass_train_stats s;
         hass_status st = hass_train_grad(tr, &batch, &o->topts, &s, err);
         if (st)
             return st;
+        if (!isfinite(s.loss_mean) || first_nonfinite(tr->grads, (int64_t)tr->layout.total) >= 0)
+            return hass_err_set(err, HASS_STATUS_RANGE,
+                                "step %lld: the loss (%g) or the gradient (tensor %s) is not "
+                                "finite; stopped before any write",
+                                (long long)pos->step + 1, s.loss_mean, nonfinite_param(tr));
         stats_add(acc_st, &s);
         *tokens += tk;
         *gflop += hass_train_step_flops(cfg, bt->B, Tb, nm, o->topts.n_align) * 1e-9;
@@ -399,7 +387,7 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
     }
     if ((st = hass_draft_config_check(&cfg, err)))
         return st;
-    hass_featstore *fs = hass_featstore_open(o->data_dir, m, err);
+    hass_featstore *fs = hass_featstore_open_ex(o->data_dir, m, o->allow_incomplete, err);
     if (!fs)
         return err->code;
     /* the linear layers' products: f32 or bf16, whichever this machine runs fastest */
@@ -464,7 +452,7 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
     }
     run_pos pos = {0};
     pos.gemm = hass_gemm_get_default();
-    int resumed = load_state(o->out_dir, tr, &pos, config, err);
+    int resumed = load_state(o->out_dir, tr, &pos, config, total, n_seq, B * G, err);
     if (resumed < 0) {
         st = err->code;
         goto out;
@@ -480,10 +468,6 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
         hass_log(HASS_LOG_INFO, "train-draft: resuming %s at step %lld of %lld", o->out_dir,
                  (long long)pos.step, (long long)total);
     }
-    if (pos.cursor > n_seq) {
-        st = hass_err_set(err, HASS_STATUS_FORMAT, "trainer state: cursor past the data");
-        goto out;
-    }
     make_perm(bt.perm, n_seq, o->seed, pos.epoch);
     rep->start_step = pos.step;
     rep->total_steps = total;
@@ -496,7 +480,7 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
         double t0 = hass_now();
         hass_train_stats acc_st;
         int64_t tokens;
-        float lr;
+        float lr = 0;
         if ((st = train_one_step(tr, &bt, &pos, acc, o, &cfg, warmup, total, &acc_st, &tokens,
                                  &rep->gflop, &lr, err)))
             goto out;

@@ -37,11 +37,12 @@ typedef struct {
     int64_t warmup;
     float weight_decay, clip, noise_std;
     uint64_t seed;
-    int64_t ckpt_every; /* 0 = only at the end */
-    int has_bias;       /* fc.bias (default 1) */
-    int64_t stop_at;    /* stop (with a checkpoint) once this many steps are done; 0 = never */
-    hass_dtype dtype; /* of the draft's matrices in out_dir: F32 (default) or BF16 (to ship; the
-                         trainer state keeps f32 either way) */
+    int64_t ckpt_every;   /* 0 = only at the end */
+    int has_bias;         /* fc.bias (default 1) */
+    int allow_incomplete; /* train on a feature store marked incomplete */
+    int64_t stop_at;      /* stop (with a checkpoint) once this many steps are done; 0 = never */
+    hass_dtype dtype;     /* of the draft's matrices in out_dir: F32 (default) or BF16 (to ship; the
+                             trainer state keeps f32 either way) */
 } hass_train_run_opts;
 
 /* EAGLE-1 defaults for everything but the method: lr 3e-5, warmup 1%, wd 0.01, clip 0.5,
