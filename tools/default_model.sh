@@ -60,7 +60,7 @@ for s in $stages; do
         done ;;
     install) # BF16 weights into models/default
         mkdir -p models/default
-        "$HASS" convert -m "$W/target/model" -o models/default/target --dtype bf16
+        "$HASS" convert -m "$W/target/model" -o models/default/target --dtype bf16 --force
         cp "$W/target/model/tokenizer.json" "$W/target/model/tokenizer_config.json" \
             "$W/target/model/generation_config.json" models/default/target/
         for m in eagle hass; do
