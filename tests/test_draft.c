@@ -263,7 +263,7 @@ typedef struct {
     rope_kind rope;
     int64_t n_past;
     int topk, levels; /* expansion levels after the root's children */
-    int64_t n_vocab; /* reduced draft vocabulary (0 = full) */
+    int64_t n_vocab;  /* reduced draft vocabulary (0 = full) */
 } tree_case;
 
 /* tokens of the path root -> c (depth of c entries) */

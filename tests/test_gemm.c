@@ -67,8 +67,9 @@ static int one_case(hass_gemm_kind kind, hass_pool *p1, hass_pool *p2, int ta, i
         }
     int same = !memcmp(C1, C2, (size_t)(M * ldc) * 4);
     char lab[160];
-    snprintf(lab, sizeof lab, "%s ta=%d tb=%d %lldx%lldx%lld alpha=%g beta=%g", hass_gemm_name(kind),
-             ta, tb, (long long)M, (long long)N, (long long)K, (double)alpha, (double)beta);
+    snprintf(lab, sizeof lab, "%s ta=%d tb=%d %lldx%lldx%lld alpha=%g beta=%g",
+             hass_gemm_name(kind), ta, tb, (long long)M, (long long)N, (long long)K, (double)alpha,
+             (double)beta);
     CHECK_MSG(bad == 0, "%s: %d elements off (worst %.2f of tolerance)", lab, bad, worst);
     if (kind != HASS_GEMM_F32) /* ours: deterministic for any thread count */
         CHECK_MSG(same, "%s: 1 vs 2 threads differ", lab);
@@ -79,8 +80,8 @@ static int one_case(hass_gemm_kind kind, hass_pool *p1, hass_pool *p2, int ta, i
 int main(void) {
     check_init("test_gemm");
     hass_pool *p1 = hass_pool_create(1), *p2 = hass_pool_create(2);
-    static const int64_t sizes[][3] = {{1, 1, 1},    {5, 7, 3},     {16, 16, 32},  {17, 33, 31},
-                                       {32, 32, 64}, {33, 17, 65},  {64, 100, 96}, {100, 64, 130},
+    static const int64_t sizes[][3] = {{1, 1, 1},     {5, 7, 3},    {16, 16, 32},  {17, 33, 31},
+                                       {32, 32, 64},  {33, 17, 65}, {64, 100, 96}, {100, 64, 130},
                                        {130, 47, 33}, {7, 200, 300}};
     for (int kind = 0; kind < HASS_GEMM_COUNT; kind++) {
         if (!hass_gemm_available((hass_gemm_kind)kind)) {
@@ -96,8 +97,7 @@ int main(void) {
                 for (int tb = 0; tb < 2; tb++)
                     for (int b = 0; b < 2; b++)
                         one_case((hass_gemm_kind)kind, p1, p2, ta, tb, sizes[s][0], sizes[s][1],
-                                 sizes[s][2], (float)b, b ? 0.125f + (float)(s % 3) : 1.0f,
-                                 seed++);
+                                 sizes[s][2], (float)b, b ? 0.125f + (float)(s % 3) : 1.0f, seed++);
     }
     // the two bf16 kernels sum the same rounded products: they agree closely
     if (hass_gemm_available(HASS_GEMM_BF16_AMX) && hass_gemm_available(HASS_GEMM_BF16_AVX512)) {

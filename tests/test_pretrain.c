@@ -266,7 +266,8 @@ static void test_matches_inference(void) {
     if (m && hass_kv_init(&kv, m, TT, TT, NULL, &err) == HASS_OK) {
         CHECK_EQ_INT(hass_model_forward(m, &kv, NULL, TT, tok, pos, NULL, logits, 0, NULL, &err),
                      HASS_OK);
-        CHECK_CLOSE(logits, hass_lm_logits(tr), TT * VOC, 2e-5, 1e-4, "trainer vs inference logits");
+        CHECK_CLOSE(logits, hass_lm_logits(tr), TT * VOC, 2e-5, 1e-4,
+                    "trainer vs inference logits");
         hass_kv_free(&kv);
     }
     free(logits);
@@ -312,7 +313,8 @@ static void test_layout_and_misc(void) {
     CHECK(!strcmp(L.t[0].name, "model.embed_tokens.weight"));
     CHECK(!strcmp(L.t[L.layer0 + HASS_LW_COUNT + HASS_LW_DOWN].name,
                   "model.layers.1.mlp.down_proj.weight"));
-    CHECK(L.t[L.layer0 + HASS_LW_K].shape[0] == NKV * DH && L.t[L.layer0 + HASS_LW_K].shape[1] == D);
+    CHECK(L.t[L.layer0 + HASS_LW_K].shape[0] == NKV * DH &&
+          L.t[L.layer0 + HASS_LW_K].shape[1] == D);
     CHECK(!strcmp(L.t[L.head].name, "lm_head.weight") && L.head == L.n - 1);
     CHECK_EQ_INT(L.n_param, hass_lm_n_params(&c));
     for (int i = 0; i < L.n; i++)
@@ -333,8 +335,15 @@ static void test_layout_and_misc(void) {
     CHECK(fabsf(hass_lr_cosine(500, 10, 100, 1.0f, 0.1f) - 0.1f) < 1e-6f);
 
     // FLOPs: the linear part is 6 * (params without embedding/norms) * tokens
-    hass_lm_config big = {.d = 512, .n_layers = 16, .H = 8, .Hkv = 4, .ffn = 1408, .V = 8192,
-                          .ctx = 1024, .rms_eps = 1e-5f, .rope_theta = 1e4f};
+    hass_lm_config big = {.d = 512,
+                          .n_layers = 16,
+                          .H = 8,
+                          .Hkv = 4,
+                          .ffn = 1408,
+                          .V = 8192,
+                          .ctx = 1024,
+                          .rms_eps = 1e-5f,
+                          .rope_theta = 1e4f};
     double per_layer = 512.0 * 512 * 2 + 2 * 512.0 * 256 + 3 * 512.0 * 1408;
     double lin = 6.0 * (16 * per_layer + 8192.0 * 512) * 1024 * 4;
     double fl = hass_lm_step_flops(&big, 4);

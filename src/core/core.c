@@ -484,7 +484,9 @@ void hass_progress_update(hass_progress *p, int64_t done) {
     hass_log(HASS_LOG_INFO, "%s %lld/%lld %s  %s  elapsed %.0fs  ETA %.0fs", p->label,
              (long long)done, (long long)p->total, p->unit, r, el, eta);
 }
-void hass_progress_start_at(hass_progress *p, int64_t start) { p->start = start; }
+void hass_progress_start_at(hass_progress *p, int64_t start) {
+    p->start = start;
+}
 
 /* ---- per-thread scratch ---- */
 typedef struct {

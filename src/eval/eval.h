@@ -42,8 +42,8 @@ typedef struct {
 /* Reads a prompt file: JSONL whose lines carry "turns" (all kept), "prompt" or "question".
  * limit > 0 keeps the first `limit` questions. Errors: unreadable file, a line that is not such
  * an object (HASS_STATUS_FORMAT, with the line number), no questions. */
-hass_status hass_eval_suite_load(hass_eval_suite *s, const char *name, const char *path,
-                                 int limit, hass_err *err);
+hass_status hass_eval_suite_load(hass_eval_suite *s, const char *name, const char *path, int limit,
+                                 hass_err *err);
 void hass_eval_suite_free(hass_eval_suite *s);
 
 typedef struct {
@@ -57,16 +57,16 @@ typedef struct {
     int n_suites;
     float temps[HASS_EVAL_MAX_TEMPS];
     int n_temps;
-    int64_t max_new;      /* generated tokens per turn (256) */
-    int64_t ctx;          /* KV capacity (0 = the model's) */
-    int chat;             /* apply the chat template (1) */
+    int64_t max_new; /* generated tokens per turn (256) */
+    int64_t ctx;     /* KV capacity (0 = the model's) */
+    int chat;        /* apply the chat template (1) */
     hass_tree_params tree;
-    float top_p;          /* for T > 0 (1) */
-    int top_k;            /* for T > 0 (0) */
-    uint64_t seed;        /* base of the per-item seeds (0) */
-    int dist_prompts;     /* distribution check: prompts (of the first suite) (4; 0 = off) */
-    int dist_reps;        /* seeds per prompt and method (64) */
-    const char *out_dir;  /* created if needed */
+    float top_p;           /* for T > 0 (1) */
+    int top_k;             /* for T > 0 (0) */
+    uint64_t seed;         /* base of the per-item seeds (0) */
+    int dist_prompts;      /* distribution check: prompts (of the first suite) (4; 0 = off) */
+    int dist_reps;         /* seeds per prompt and method (64) */
+    const char *out_dir;   /* created if needed */
     const char *info_json; /* a JSON object describing the run (machine, ISA, threads, commit,
                               model files), copied into results.json and report.html; may be
                               NULL */

@@ -51,11 +51,20 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
 static void sb_esc(sbuf *b, const char *s) {
     for (; s && *s; s++) {
         switch (*s) {
-        case '&': sb_printf(b, "&amp;"); break;
-        case '<': sb_printf(b, "&lt;"); break;
-        case '>': sb_printf(b, "&gt;"); break;
-        case '"': sb_printf(b, "&quot;"); break;
-        default: sb_printf(b, "%c", *s);
+        case '&':
+            sb_printf(b, "&amp;");
+            break;
+        case '<':
+            sb_printf(b, "&lt;");
+            break;
+        case '>':
+            sb_printf(b, "&gt;");
+            break;
+        case '"':
+            sb_printf(b, "&quot;");
+            break;
+        default:
+            sb_printf(b, "%c", *s);
         }
     }
 }
@@ -196,11 +205,12 @@ static void plot_speedup(sbuf *b, const results *r) {
         int y0 = 40 + (t + 1) * ph - 40, y1 = 40 + t * ph + 30, x0 = 70;
         axis_y(b, x0, y0, y1, W - 130, vmax, "speedup (x)");
         double y1x = y0 - (y0 - y1) * 1.0 / vmax;
-        sb_printf(b, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"black\" "
-                     "stroke-dasharray=\"4 3\"/>\n",
+        sb_printf(b,
+                  "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"black\" "
+                  "stroke-dasharray=\"4 3\"/>\n",
                   x0, y1x, W - 130, y1x);
-        sb_printf(b, "<text x=\"%d\" y=\"%d\" font-weight=\"bold\">T = %g</text>\n", x0 + 8,
-                  y1 - 4, cJSON_GetArrayItem(r->temps, t)->valuedouble);
+        sb_printf(b, "<text x=\"%d\" y=\"%d\" font-weight=\"bold\">T = %g</text>\n", x0 + 8, y1 - 4,
+                  cJSON_GetArrayItem(r->temps, t)->valuedouble);
         for (int f = 0; f < r->nf; f++) {
             int gx = x0 + 20 + f * (nd * 26 + 30);
             for (int m = 1; m < r->nm; m++) {
@@ -210,8 +220,7 @@ static void plot_speedup(sbuf *b, const results *r) {
                           "<rect x=\"%d\" y=\"%.1f\" width=\"22\" height=\"%.1f\" fill=\"%s\"/>"
                           "<text x=\"%d\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"10\">"
                           "%.2f</text>\n",
-                          gx + (m - 1) * 26, y, y0 - y, COLOR(m), gx + (m - 1) * 26 + 11, y - 3,
-                          v);
+                          gx + (m - 1) * 26, y, y0 - y, COLOR(m), gx + (m - 1) * 26 + 11, y - 3, v);
             }
             sb_printf(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">", gx + nd * 13, y0 + 16);
             sb_esc(b, cJSON_GetArrayItem(r->families, f)->valuestring);
@@ -229,8 +238,8 @@ static void plot_tau(sbuf *b, const results *r) {
     double vmax = 2;
     for (int m = 1; m < r->nm; m++)
         for (int f = 0; f < r->nf; f++) {
-            const cJSON *v, *a = cJSON_GetObjectItemCaseSensitive(cell_of(r, m, f, 0),
-                                                                   "tau_per_item");
+            const cJSON *v,
+                *a = cJSON_GetObjectItemCaseSensitive(cell_of(r, m, f, 0), "tau_per_item");
             cJSON_ArrayForEach(v, a) vmax = fmax(vmax, v->valuedouble);
         }
     vmax = ceil(vmax);
@@ -247,14 +256,16 @@ static void plot_tau(sbuf *b, const results *r) {
             cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(c, "tau_per_item")) {
                 double y = y0 - (y0 - y1) * v->valuedouble / vmax;
                 double jx = ((i * 37) % 21 - 10) * 0.9;
-                sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2\" fill=\"%s\" "
-                             "fill-opacity=\"0.5\"/>",
+                sb_printf(b,
+                          "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2\" fill=\"%s\" "
+                          "fill-opacity=\"0.5\"/>",
                           cx + jx, y, COLOR(m));
                 i++;
             }
             double ym = y0 - (y0 - y1) * num(c, "tau") / vmax;
-            sb_printf(b, "\n<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"black\" "
-                         "stroke-width=\"2\"/>\n",
+            sb_printf(b,
+                      "\n<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"black\" "
+                      "stroke-width=\"2\"/>\n",
                       cx - 14, ym, cx + 14, ym);
         }
         sb_printf(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">", gx + nd * 20, y0 + 16);
@@ -270,8 +281,8 @@ static void plot_accept(sbuf *b, const results *r) {
     int W = 560, H = 320, x0 = 70, x1 = 420, y0 = 280, y1 = 40, fall = r->nf - 1;
     int dmax = 1;
     for (int m = 1; m < r->nm; m++) {
-        const cJSON *a = cJSON_GetObjectItemCaseSensitive(cell_of(r, m, fall, 0),
-                                                          "accept_rate_by_depth");
+        const cJSON *a =
+            cJSON_GetObjectItemCaseSensitive(cell_of(r, m, fall, 0), "accept_rate_by_depth");
         for (int d = 0; d < cJSON_GetArraySize(a); d++)
             if (cJSON_GetArrayItem(a, d)->valuedouble > 0.005 && d + 1 > dmax)
                 dmax = d + 1;
@@ -284,8 +295,8 @@ static void plot_accept(sbuf *b, const results *r) {
     sb_printf(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">depth d</text>\n", (x0 + x1) / 2,
               y0 + 32);
     for (int m = 1; m < r->nm; m++) {
-        const cJSON *a = cJSON_GetObjectItemCaseSensitive(cell_of(r, m, fall, 0),
-                                                          "accept_rate_by_depth");
+        const cJSON *a =
+            cJSON_GetObjectItemCaseSensitive(cell_of(r, m, fall, 0), "accept_rate_by_depth");
         sb_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"",
                   COLOR(m));
         for (int d = 1; d <= dmax && d <= cJSON_GetArraySize(a); d++)
@@ -327,8 +338,9 @@ hass_status hass_eval_write_report(const char *out_dir, hass_err *err) {
     const cJSON *dist = cJSON_GetObjectItemCaseSensitive(r.root, "distribution");
     sbuf md = {0}, s1 = {0}, s2 = {0}, s3 = {0}, h = {0};
     /* Markdown */
-    sb_printf(&md, "Speculative decoding: speedup over plain decoding / tau (tokens per target "
-                   "forward); plain: tokens/s. %d new tokens per turn.\n\n",
+    sb_printf(&md,
+              "Speculative decoding: speedup over plain decoding / tau (tokens per target "
+              "forward); plain: tokens/s. %d new tokens per turn.\n\n",
               (int)num(r.root, "max_new"));
     table(&md, &r, 0);
     const cJSON *kv;
@@ -347,14 +359,15 @@ hass_status hass_eval_write_report(const char *out_dir, hass_err *err) {
         plot_accept(&s3, &r);
     }
     /* HTML */
-    sb_printf(&h, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>hass eval</title>\n"
-                  "<style>body{font-family:sans-serif;margin:2em;max-width:72em}"
-                  "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;"
-                  "padding:4px 8px;text-align:right}th{background:#eee}"
-                  "td:first-child,th:first-child{text-align:left}</style></head><body>\n"
-                  "<h1>hass eval</h1>\n<h2>Speedup / &tau;</h2>\n<p>Speculative rows: speedup "
-                  "over plain decoding / tau (tokens per target forward); plain row: tokens/s. "
-                  "%d new tokens per turn.</p>\n",
+    sb_printf(&h,
+              "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>hass eval</title>\n"
+              "<style>body{font-family:sans-serif;margin:2em;max-width:72em}"
+              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;"
+              "padding:4px 8px;text-align:right}th{background:#eee}"
+              "td:first-child,th:first-child{text-align:left}</style></head><body>\n"
+              "<h1>hass eval</h1>\n<h2>Speedup / &tau;</h2>\n<p>Speculative rows: speedup "
+              "over plain decoding / tau (tokens per target forward); plain row: tokens/s. "
+              "%d new tokens per turn.</p>\n",
               (int)num(r.root, "max_new"));
     table(&h, &r, 1);
     if (r.nm > 1)
@@ -372,8 +385,9 @@ hass_status hass_eval_write_report(const char *out_dir, hass_err *err) {
             sb_printf(&h, "<tr><td>");
             const cJSON *mn = cJSON_GetObjectItemCaseSensitive(e, "method");
             sb_esc(&h, cJSON_IsString(mn) ? mn->valuestring : "?");
-            sb_printf(&h, "</td><td>%g</td><td>%d</td><td>%d</td><td>%d</td><td>%.3f</td>"
-                          "<td>%.3f</td></tr>\n",
+            sb_printf(&h,
+                      "</td><td>%g</td><td>%d</td><td>%d</td><td>%d</td><td>%.3f</td>"
+                      "<td>%.3f</td></tr>\n",
                       num(e, "temp"), (int)num(e, "prompt"), (int)num(e, "position"),
                       (int)num(e, "reps"), num(e, "tv_distance"), num(e, "chi2_p"));
         }

@@ -46,8 +46,16 @@ static void adamw_task(void *vc, int ith, int nth) {
 void hass_adamw_update(float *params, float *grads, float *m, float *v, size_t n, float lr,
                        int64_t t, const hass_adamw_config *c) {
     HASS_ASSERT(t >= 1);
-    adamw_ctx a = {params, grads, m, v, n, lr, 1.0f - (float)pow(c->beta1, (double)t),
-                   1.0f - (float)pow(c->beta2, (double)t), 1.0f - lr * c->weight_decay, c};
+    adamw_ctx a = {params,
+                   grads,
+                   m,
+                   v,
+                   n,
+                   lr,
+                   1.0f - (float)pow(c->beta1, (double)t),
+                   1.0f - (float)pow(c->beta2, (double)t),
+                   1.0f - lr * c->weight_decay,
+                   c};
     /* elementwise, so the result does not depend on the split */
     hass_pool *pool = n >= (1u << 16) ? hass_gemm_default_pool() : NULL;
     hass_pool_run(pool, adamw_task, &a);

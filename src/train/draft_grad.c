@@ -10,8 +10,8 @@
 
 #include "train/blas.h"
 #include <float.h>
-#include <stdatomic.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -85,13 +85,26 @@ void hass_gemm(hass_gemm_kind kind, hass_pool *pool, int ta, int tb, int64_t M, 
     if (kind == HASS_GEMM_F32 || K == 0 || !hass_gemm_available(kind)) {
         HASS_ASSERT(M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX);
         hass_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
-                         tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A,
-                         (int)lda, B, (int)ldb, beta, C, (int)ldc);
+                         tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A, (int)lda,
+                         B, (int)ldb, beta, C, (int)ldc);
         return;
     }
-    hass__gemm_job j = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb,
-                        .ldc = ldc, .A = A, .B = B, .C = C, .alpha = alpha, .beta = beta,
-                        .Mp = up32(M), .Np = up32(N), .Kp = up32(K),
+    hass__gemm_job j = {.ta = ta,
+                        .tb = tb,
+                        .M = M,
+                        .N = N,
+                        .K = K,
+                        .lda = lda,
+                        .ldb = ldb,
+                        .ldc = ldc,
+                        .A = A,
+                        .B = B,
+                        .C = C,
+                        .alpha = alpha,
+                        .beta = beta,
+                        .Mp = up32(M),
+                        .Np = up32(N),
+                        .Kp = up32(K),
                         .amx = kind == HASS_GEMM_BF16_AMX};
     uint16_t *sc = hass_tls_scratch_get(&g_scratch, (size_t)(j.Mp + j.Np) * (size_t)j.Kp * 2);
     j.Ap = sc;
@@ -144,7 +157,8 @@ hass_gemm_kind hass_gemm_pick(hass_pool *pool) {
         if (!strcmp(env, names[k]) && hass_gemm_available((hass_gemm_kind)k))
             return (hass_gemm_kind)k;
     const int64_t M = 1024, N = 1408, K = 512;
-    float *a = hass_aligned_alloc((size_t)(M * K) * 4), *b = hass_aligned_alloc((size_t)(N * K) * 4);
+    float *a = hass_aligned_alloc((size_t)(M * K) * 4),
+          *b = hass_aligned_alloc((size_t)(N * K) * 4);
     float *c = hass_aligned_alloc((size_t)(M * N) * 4);
     hass_gemm_kind best = HASS_GEMM_F32;
     if (!a || !b || !c)
@@ -160,7 +174,7 @@ hass_gemm_kind hass_gemm_pick(hass_pool *pool) {
     double t[HASS_GEMM_COUNT];
     for (int k = 0; k < HASS_GEMM_COUNT; k++)
         t[k] = hass_gemm_available((hass_gemm_kind)k) ? time_kind((hass_gemm_kind)k, pool, a, b, c)
-                                                       : 1e30;
+                                                      : 1e30;
     hass_blas_set_threads(bs);
     double tb = t[HASS_GEMM_F32] / 1.3;
     for (int k = 1; k < HASS_GEMM_COUNT; k++)

@@ -34,9 +34,9 @@ const char *hass_gemm_name(hass_gemm_kind k);
 /* Whether this CPU (and kernel, for AMX: the tile-data permission) runs kind k. */
 int hass_gemm_available(hass_gemm_kind k);
 
-/* C (M, N) = alpha op(A) op(B) + beta C, row-major. op(A) is (M, K): A stored (M, K) with row stride
- * lda, or when ta (K, M) with stride lda. op(B) is (K, N): B stored (K, N) with stride ldb, or
- * when tb (N, K) with stride ldb. beta is 0 or 1. pool: threads for the bf16 kernels (NULL =
+/* C (M, N) = alpha op(A) op(B) + beta C, row-major. op(A) is (M, K): A stored (M, K) with row
+ * stride lda, or when ta (K, M) with stride lda. op(B) is (K, N): B stored (K, N) with stride ldb,
+ * or when tb (N, K) with stride ldb. beta is 0 or 1. pool: threads for the bf16 kernels (NULL =
  * one); the f32 kernel uses OpenBLAS's threads. bf16 kernels scale A by alpha before rounding
  * it. Thread-safe: each calling thread packs into its own scratch. */
 void hass_gemm(hass_gemm_kind kind, hass_pool *pool, int ta, int tb, int64_t M, int64_t N,

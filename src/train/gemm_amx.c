@@ -14,7 +14,7 @@
  */
 #include "train/gemm.h"
 
-#if defined(__AVX512BF16__) && defined(__AMX_TILE__) && defined(__AMX_BF16__) &&                 \
+#if defined(__AVX512BF16__) && defined(__AMX_TILE__) && defined(__AMX_BF16__) &&                   \
     !defined(HASS_AVX512_EMU) && !defined(HASS_NO_AVX512)
 
 #include "ops/amx_tiles.h"
@@ -67,8 +67,7 @@ static void pack_b_tile(const hass__gemm_job *j, int64_t n0, int64_t k0, uint16_
         _mm512_storeu_si512(dst + i * 32, r[i]);
 }
 
-void hass__gemm_pack(const hass__gemm_job *j, int64_t ib0, int64_t ib1, int64_t jp0,
-                     int64_t jp1) {
+void hass__gemm_pack(const hass__gemm_job *j, int64_t ib0, int64_t ib1, int64_t jp0, int64_t jp1) {
     int64_t KS = j->Kp / 32;
     for (int64_t jp = jp0; jp < jp1; jp++)
         for (int64_t s = 0; s < KS; s++)
@@ -109,7 +108,7 @@ static void edge_store(const hass__gemm_job *j, int64_t r0, int64_t c0, const fl
             if (j->beta == 0.0f)                                                                   \
                 _tile_zero(T);                                                                     \
             else                                                                                   \
-                _tile_loadd(T, j->C + (r0)*j->ldc + (c0), j->ldc * 4);                              \
+                _tile_loadd(T, j->C + (r0)*j->ldc + (c0), j->ldc * 4);                             \
         } else {                                                                                   \
             edge_load(j, r0, c0, buf);                                                             \
             _tile_loadd(T, buf, 64);                                                               \
@@ -118,7 +117,7 @@ static void edge_store(const hass__gemm_job *j, int64_t r0, int64_t c0, const fl
 #define TILE_C_OUT(T, r0, c0, buf)                                                                 \
     do {                                                                                           \
         if (full16(j, r0, c0)) {                                                                   \
-            _tile_stored(T, j->C + (r0)*j->ldc + (c0), j->ldc * 4);                                 \
+            _tile_stored(T, j->C + (r0)*j->ldc + (c0), j->ldc * 4);                                \
         } else {                                                                                   \
             _tile_stored(T, buf, 64);                                                              \
             edge_store(j, r0, c0, buf);                                                            \
@@ -214,8 +213,7 @@ void hass__gemm_compute(const hass__gemm_job *j, int64_t ib0, int64_t ib1) {
 int hass__gemm_amx_ready(void) {
     return -1;
 }
-void hass__gemm_pack(const hass__gemm_job *j, int64_t ib0, int64_t ib1, int64_t jp0,
-                     int64_t jp1) {
+void hass__gemm_pack(const hass__gemm_job *j, int64_t ib0, int64_t ib1, int64_t jp0, int64_t jp1) {
     (void)j, (void)ib0, (void)ib1, (void)jp0, (void)jp1;
     HASS_ASSERT(!"bf16 GEMM kernels are not compiled in");
 }

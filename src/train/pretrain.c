@@ -59,12 +59,11 @@ hass_status hass_lm_layout_init(hass_lm_layout *L, const hass_lm_config *c, hass
     if (!L->t)
         return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
     static const char *const sfx[HASS_LW_COUNT] = {
-        "input_layernorm.weight",          "self_attn.q_proj.weight", "self_attn.k_proj.weight",
-        "self_attn.v_proj.weight",         "self_attn.o_proj.weight",
-        "post_attention_layernorm.weight", "mlp.gate_proj.weight",    "mlp.up_proj.weight",
-        "mlp.down_proj.weight"};
-    const int64_t shp[HASS_LW_COUNT][2] = {{d, 0},   {qd, d}, {kvd, d}, {kvd, d}, {d, qd},
-                                           {d, 0},   {f, d},  {f, d},   {d, f}};
+        "input_layernorm.weight",  "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+        "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+        "mlp.gate_proj.weight",    "mlp.up_proj.weight",      "mlp.down_proj.weight"};
+    const int64_t shp[HASS_LW_COUNT][2] = {{d, 0}, {qd, d}, {kvd, d}, {kvd, d}, {d, qd},
+                                           {d, 0}, {f, d},  {f, d},   {d, f}};
     L->emb = L->n;
     add_tensor(L, "model.embed_tokens.weight", c->V, d, 1);
     L->layer0 = L->n;
@@ -114,23 +113,23 @@ void hass_lm_params_init(float *params, const hass_lm_layout *L, const hass_lm_c
 /* work buffers                                                                                */
 
 typedef struct {
-    float *X;                  /* (N, d) layer input (residual stream) */
-    float *Z1, *rstd1;         /* (N, d), (N) */
+    float *X;                   /* (N, d) layer input (residual stream) */
+    float *Z1, *rstd1;          /* (N, d), (N) */
     float *Q, *K, *V, *O, *lse; /* (N, qd), (N, kvd) x2, (N, qd), (N, H) */
-    float *R;                  /* (N, d) after attention */
-    float *Z2, *rstd2;         /* (N, d), (N) */
-    float *G, *U, *M;          /* (N, f) */
+    float *R;                   /* (N, d) after attention */
+    float *Z2, *rstd2;          /* (N, d), (N) */
+    float *G, *U, *M;           /* (N, f) */
 } layer_acts;
 
 struct hass_lm_work {
-    layer_acts *la;         /* n_layers */
-    float *Xf;              /* (N, d) output of the last layer */
-    float *XN, *rstdF;      /* (N, d), (N) after the final norm */
-    float *logits;          /* (N, V), then dlogits */
-    int32_t *tgt;           /* (N) */
-    float *dX, *dR, *dZ, *dXN; /* (N, d) */
-    float *dO, *dQ, *dK, *dV;  /* (N, qd), (N, qd), (N, kvd) x2 */
-    float *dG, *dU, *dM;       /* (N, f) */
+    layer_acts *la;             /* n_layers */
+    float *Xf;                  /* (N, d) output of the last layer */
+    float *XN, *rstdF;          /* (N, d), (N) after the final norm */
+    float *logits;              /* (N, V), then dlogits */
+    int32_t *tgt;               /* (N) */
+    float *dX, *dR, *dZ, *dXN;  /* (N, d) */
+    float *dO, *dQ, *dK, *dV;   /* (N, qd), (N, qd), (N, kvd) x2 */
+    float *dG, *dU, *dM;        /* (N, f) */
     float *rope_cos, *rope_sin; /* (T, Dh/2) */
     float *attn;                /* attention scratch */
     double *row_loss;           /* (N) */
@@ -140,11 +139,10 @@ struct hass_lm_work {
 static size_t work_carve(hass_lm_work *w, uint8_t *base, const hass_lm_config *c, int64_t B,
                          int nth) {
     size_t off = 0;
-    int64_t N = B * c->ctx, d = c->d, Dh = d / c->H, qd = c->H * Dh, kvd = c->Hkv * Dh,
-            f = c->ffn;
+    int64_t N = B * c->ctx, d = c->d, Dh = d / c->H, qd = c->H * Dh, kvd = c->Hkv * Dh, f = c->ffn;
 #define CARVE(ptr, count, esz)                                                                     \
     do {                                                                                           \
-        size_t bytes_ = ((size_t)(count) * (esz) + 63) & ~(size_t)63;                             \
+        size_t bytes_ = ((size_t)(count) * (esz) + 63) & ~(size_t)63;                              \
         if (base)                                                                                  \
             *(void **)&(ptr) = base + off;                                                         \
         off += bytes_;                                                                             \
@@ -266,9 +264,9 @@ void hass_lm_trainer_destroy(hass_lm_trainer *tr) {
 /* loss                                                                                        */
 
 typedef struct {
-    float *x;          /* (N, V) logits -> dlogits */
-    const int32_t *y;  /* (N) */
-    double *loss;      /* (N) */
+    float *x;         /* (N, V) logits -> dlogits */
+    const int32_t *y; /* (N) */
+    double *loss;     /* (N) */
     int64_t N, V;
     float gscale;
     int grad;
@@ -340,10 +338,9 @@ static void fillf(hass_pool *pool, float *dst, const float *src, int64_t n) {
 
 /* dx = dy W, overwriting dx (dy: (N, out), W: (out, in)): the first input gradient of a buffer,
  * which then needs no zeroing. */
-static void dx_set(float *dx, const float *dy, const float *W, int64_t N, int64_t in,
-                   int64_t out) {
-    hass_gemm(hass_gemm_get_default(), hass_gemm_default_pool(), 0, 0, N, in, out, 1.0f, dy, out,
-              W, in, 0.0f, dx, in);
+static void dx_set(float *dx, const float *dy, const float *W, int64_t N, int64_t in, int64_t out) {
+    hass_gemm(hass_gemm_get_default(), hass_gemm_default_pool(), 0, 0, N, in, out, 1.0f, dy, out, W,
+              in, 0.0f, dx, in);
 }
 
 const float *hass_lm_logits(const hass_lm_trainer *tr) {
@@ -543,7 +540,7 @@ double hass_lm_step_flops(const hass_lm_config *c, int64_t B) {
     double T = (double)c->ctx, N = (double)B * T, d = (double)c->d, Dh = d / (double)c->H;
     double qd = (double)c->H * Dh, kvd = (double)c->Hkv * Dh, f = (double)c->ffn;
     double lin = 2 * N * (d * qd + 2 * d * kvd + qd * d + 3 * d * f); /* per layer, forward */
-    double keys = (double)B * (double)c->H * T * (T + 1) / 2;          /* causal */
+    double keys = (double)B * (double)c->H * T * (T + 1) / 2;         /* causal */
     double layer = 3 * lin + (4 + 10) * Dh * keys; /* fwd + 2x bwd products; attention */
     double head = 3 * 2 * N * d * (double)c->V;
     return (double)c->n_layers * layer + head;

@@ -4,12 +4,12 @@
  *
  * Data: JSONL records {"messages": [{"role", "content"}, ...]} (BOS + the tokenizer's chat
  * template) or {"text": S} (BOS + S + EOS), rendered by hass_tokenizer_render_record exactly as
- * the tokenizer trainer saw them and encoded with special tokens parsed. The encoded records are concatenated into one token stream (cached
- * in out_dir/cache, keyed by the bytes of the data and of the tokenizer), cut into windows of
- * ctx+1 tokens (stride ctx) visited in a seeded random order per epoch; window k of the run
- * (k = step*accum*batch + micro*batch + b) is window perm_e[k mod n] of epoch e = k div n, so
- * the data order depends only on the seed and the step. Validation: the first eval_windows
- * windows of the validation stream, in order.
+ * the tokenizer trainer saw them and encoded with special tokens parsed. The encoded records are
+ * concatenated into one token stream (cached in out_dir/cache, keyed by the bytes of the data and
+ * of the tokenizer), cut into windows of ctx+1 tokens (stride ctx) visited in a seeded random order
+ * per epoch; window k of the run (k = step*accum*batch + micro*batch + b) is window perm_e[k mod n]
+ * of epoch e = k div n, so the data order depends only on the seed and the step. Validation: the
+ * first eval_windows windows of the validation stream, in order.
  *
  * Per optimizer step: accum micro-batches of batch windows, forward/backward with the CE
  * averaged over the step's targets, gradient-norm clipping, AdamW (decay on matrices), warmup +
@@ -40,18 +40,18 @@ typedef struct {
     const char *out_dir;
     hass_lm_config cfg; /* V = 0: the tokenizer's vocabulary size */
     int64_t batch, accum;
-    int64_t steps; /* total optimizer steps (fixes the schedule) */
+    int64_t steps;    /* total optimizer steps (fixes the schedule) */
     float lr, min_lr; /* peak, and the floor of the cosine */
     int64_t warmup;
     float weight_decay, clip;
     uint64_t seed;
     int64_t eval_every, eval_windows, ckpt_every, log_every;
-    int64_t stop_at;      /* stop after this step (0 = never) */
-    double time_limit;    /* stop (with a checkpoint) before this many seconds (0 = none) */
-    volatile int *stop;   /* set asynchronously to stop after the current step (may be NULL) */
-    int gemm;             /* hass_gemm_kind of the products, or -1: measured (hass_gemm_pick) */
-    int reschedule;       /* resume a state whose steps / lr / min_lr / warmup differ, continuing
-                             from its step on the new schedule */
+    int64_t stop_at;    /* stop after this step (0 = never) */
+    double time_limit;  /* stop (with a checkpoint) before this many seconds (0 = none) */
+    volatile int *stop; /* set asynchronously to stop after the current step (may be NULL) */
+    int gemm;           /* hass_gemm_kind of the products, or -1: measured (hass_gemm_pick) */
+    int reschedule;     /* resume a state whose steps / lr / min_lr / warmup differ, continuing
+                           from its step on the new schedule */
 } hass_pretrain_opts;
 
 /* d 512, 16 layers, 8 heads, 4 kv heads, ffn 1408, ctx 1024, theta 10000, eps 1e-5, untied;
@@ -63,10 +63,10 @@ hass_pretrain_opts hass_pretrain_opts_default(void);
 
 typedef struct {
     int64_t start_step, step, total;
-    int64_t tokens;           /* trained in this run */
+    int64_t tokens; /* trained in this run */
     double seconds, tokens_per_s, gflops;
-    double loss, val_loss;    /* last training loss (mean per token); last validation loss (or
-                                 NaN) */
+    double loss, val_loss; /* last training loss (mean per token); last validation loss (or
+                              NaN) */
     int64_t train_tokens, valid_tokens; /* stream sizes */
     double train_bytes_per_token;
     int gemm; /* the kind used */
