@@ -41,6 +41,9 @@ typedef struct {
     int tree_depth;         /* max draft tree depth (6) */
     int tree_topk;          /* children per expanded node (10) */
     int tree_tokens;        /* draft nodes verified per cycle, 0 = auto (cost model) */
+    int keep_prefix;        /* 1: the prompt's tokens shared (from its start) with the session's
+                               last context stay in the KV cache instead of being run again (a
+                               conversation's earlier turns); the output is the same (0) */
 } hass_options;
 
 typedef struct {
