@@ -112,6 +112,8 @@ $(O)/bench/%: bench/%.c $(O)/libhass.a
 
 # the server's test is a libcurl client
 $(O)/tests/test_serve: LDLIBS += -lcurl
+# the chat's test drives it through a pseudo terminal (forkpty)
+$(O)/tests/test_chat: LDLIBS += -lutil
 
 tests-bin: $(TEST_BIN) $(O)/hass
 .PHONY: tests-bin

@@ -14,6 +14,7 @@ static int cmd_version(int argc, char **argv);
 static const cli_command commands[] = {
     /* one line per subcommand; keep alphabetical */
     {"bench", cmd_bench, "plain vs speculative decoding on a prompt file: speed, tau, identity"},
+    {"chat", cmd_chat, "an interactive multi-turn chat in the terminal (streaming)"},
     {"convert", cmd_convert, "write a model as a Hugging Face directory (f32/bf16)"},
     {"datagen", cmd_datagen, "target features of conversations / prompts for draft training"},
     {"draft-init", cmd_draft_init, "write a freshly initialised draft head for a model"},
