@@ -551,10 +551,10 @@ static job *parse_request(req *r, enum MHD_Result *ret, int *stream) {
             goto bad;
         }
         if (strcmp(model->valuestring, sv->model_id)) {
-            job_free(j);
             *ret = send_error(sv, c, 400, "model_not_found", "model",
                               "the model '%.100s' does not exist (this server has '%.100s')",
                               model->valuestring, sv->model_id);
+            job_free(j); /* after: the name lives in the body */
             return NULL;
         }
     }
