@@ -242,6 +242,18 @@ int main(int argc, char **argv) {
     if (mp && tp) {
         char mt[1200];
         snprintf(mt, sizeof mt, "-m %s -z %s", mp, tp);
+        /* eval: the smoke run (two questions of a suite, both drafts in models/) and bad flags */
+        EXPECT(0, "eval --help");
+        EXPECT(2, "eval -m x --drafts a,b --names a");
+        CHECK(one_line_error());
+        EXPECT(2, "eval -m x --drafts a -t hot");
+        snprintf(args, sizeof args,
+                 "eval %s --drafts models/stories260K-eagle,models/stories260K-hass --suite "
+                 "bench/prompts/demo.jsonl --limit 2 -n 16 --no-chat --out %s/ev", mt, tmp);
+        EXPECT(0, args);
+        CHECK(strstr(out, "| stories260K-eagle |") && strstr(out, "| stories260K-hass |"));
+        snprintf(args, sizeof args, "eval %s --drafts models/nonexistent --out %s/ev2", mt, tmp);
+        EXPECT(1, args);
         snprintf(args, sizeof args, "generate %s -p 'Once upon a time' -n 20", mt);
         EXPECT(0, args);
         CHECK_MSG(!strncmp(out, ", there was a little girl named Lily", 36),

@@ -2,7 +2,7 @@
 # Installs the Debian packages hass builds and tests with, and the npm test clients of
 # tests/npm/package.json (the official openai package). Nothing else is downloaded.
 set -euo pipefail
-PKGS="build-essential clang libclang-rt-dev libopenblas-dev libcjson-dev libpcre2-dev libmicrohttpd-dev libcurl4-openssl-dev curl libsimde-dev jq python3.11-doc"
+PKGS="build-essential clang libclang-rt-dev libopenblas-dev libcjson-dev libpcre2-dev libmicrohttpd-dev libcurl4-openssl-dev curl libsimde-dev jq python3.11-doc chromium"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 # node and npm run the test clients (tests/npm): Debian's unless some node is already there

@@ -391,6 +391,7 @@ void hass_progress_init(hass_progress *p, const char *label, const char *unit, i
     p->t0 = hass_now();
     p->last = 0;
     p->total = total;
+    p->start = 0;
     p->label = label;
     p->unit = unit;
 }
@@ -399,11 +400,17 @@ void hass_progress_update(hass_progress *p, int64_t done) {
     if (done < p->total && now - p->last < 0.5)
         return;
     p->last = now;
-    double el = now - p->t0, rate = el > 0 ? (double)done / el : 0.0;
+    double el = now - p->t0, rate = el > 0 ? (double)(done - p->start) / el : 0.0;
     double eta = rate > 0 ? (double)(p->total - done) / rate : 0.0;
-    hass_log(HASS_LOG_INFO, "%s %lld/%lld %s  %.1f %s/s  elapsed %.0fs  ETA %.0fs", p->label,
-             (long long)done, (long long)p->total, p->unit, rate, p->unit, el, eta);
+    char r[48];
+    if (rate >= 1.0 || rate <= 0.0)
+        snprintf(r, sizeof r, "%.1f %s/s", rate, p->unit);
+    else
+        snprintf(r, sizeof r, "%.1f s/%s", 1.0 / rate, p->unit);
+    hass_log(HASS_LOG_INFO, "%s %lld/%lld %s  %s  elapsed %.0fs  ETA %.0fs", p->label,
+             (long long)done, (long long)p->total, p->unit, r, el, eta);
 }
+void hass_progress_start_at(hass_progress *p, int64_t start) { p->start = start; }
 
 /* ---- per-thread scratch ---- */
 typedef struct {

@@ -203,11 +203,14 @@ size_t hass_peak_rss_bytes(void); /* peak resident set size of this process so f
 /* ---- progress line on stderr-like sink: "label  done/total  rate unit/s  ETA" ---- */
 typedef struct {
     double t0, last;
-    int64_t total;
+    int64_t total, start;
     const char *label, *unit;
 } hass_progress;
 void hass_progress_init(hass_progress *p, const char *label, const char *unit, int64_t total);
-/* Logs at most every 0.5 s (and always when done == total). */
+/* A resumed job counts from done = start: the rate and ETA cover this run's work only. */
+void hass_progress_start_at(hass_progress *p, int64_t start);
+/* Logs at most every 0.5 s (and always when done == total); a rate under one unit per
+   second is shown as seconds per unit. */
 void hass_progress_update(hass_progress *p, int64_t done);
 
 #endif

@@ -660,6 +660,7 @@ hass_status hass_pretrain_run(hass_pool *pool, const hass_pretrain_opts *o,
     }
     hass_progress prog;
     hass_progress_init(&prog, "pretrain", "step", o->steps);
+    hass_progress_start_at(&prog, step);
     int64_t last_ckpt = step;
     double step_time = 0.0;
     while (step < o->steps) {
