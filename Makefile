@@ -107,7 +107,7 @@ $(O)/hass: $(CLI_OBJ) $(O)/libhass.a
 	$(call say,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $(CLI_OBJ) $(O)/libhass.a $(LDLIBS) -o $@
 
-$(O)/tests/%: tests/%.c $(O)/libhass.a tests/check.h
+$(O)/tests/%: tests/%.c $(O)/libhass.a tests/check.h tests/stories_fixture.h
 	@mkdir -p $(dir $@)
 	$(call say,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS) -Itests $(LDFLAGS) $< $(O)/libhass.a $(LDLIBS) -o $@

@@ -5,18 +5,14 @@
  * first one in the KV cache (only the new turn is prefilled), /reset starting over.
  */
 #include "check.h"
-#include "model/model.h"
-#include "train/draft_ckpt.h"
+#include "stories_fixture.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <poll.h>
 #include <pty.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
-
-static char hass_bin[1100], model[1100], tokp[1100], draft[1100];
 
 /* Reads what the terminal shows into buf (appending) until want appears after position from,
  * or the time is up. Returns 1 when it appeared. */
@@ -133,23 +129,8 @@ static void test_pipe(void) {
 int main(int argc, char **argv) {
     (void)argc;
     check_init("test_chat");
-    const char *mp = check_shared("models/stories260K.bin"),
-               *tp = check_shared("models/tok512.bin");
-    if (!mp || !tp) {
-        CHECK_SKIP("../shared/models/stories260K.bin not found");
+    if (!stories_fixture(argv[0]))
         return check_exit();
-    }
-    snprintf(model, sizeof model, "%s", mp);
-    snprintf(tokp, sizeof tokp, "%s", tp);
-    char self[1024];
-    snprintf(self, sizeof self, "%s", argv[0]);
-    snprintf(hass_bin, sizeof hass_bin, "%s/../hass", dirname(self));
-    snprintf(draft, sizeof draft, "%s/draft", check_tmp());
-    hass_err err = {0};
-    hass_model *m = hass_model_load(model, &err);
-    CHECK(m &&
-          hass_draft_write_fresh(draft, m, 0, 1, HASS_DTYPE_F32, "stories260K", &err) == HASS_OK);
-    hass_model_free(m);
     test_pipe();
     test_pty();
     return check_exit();

@@ -6,52 +6,12 @@
  * Skipped, with a message, without node or tests/npm/node_modules/openai.
  */
 #include "check.h"
-#include "model/model.h"
-#include "train/draft_ckpt.h"
+#include "stories_fixture.h"
 
 #include <cJSON.h>
-#include <libgen.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
-
-static char hass_bin[1100], model[1100], tokp[1100], draft[1100];
-static const char *TREE = "--threads 1 --tree-depth 3 --tree-topk 4 --tree-tokens 4";
-
-/* The stdout of a shell command (NULL if it failed). */
-static char *run(const char *cmd) {
-    FILE *f = popen(cmd, "r");
-    if (!f)
-        return NULL;
-    char *b = NULL;
-    size_t len = 0, k;
-    char buf[4096];
-    while ((k = fread(buf, 1, sizeof buf, f)) > 0) {
-        char *t = realloc(b, len + k + 1);
-        if (!t)
-            break;
-        b = t;
-        memcpy(b + len, buf, k);
-        len += k;
-        b[len] = 0;
-    }
-    if (pclose(f) != 0 || !b) {
-        free(b);
-        return NULL;
-    }
-    return b;
-}
-
-static char *generate(const char *args) {
-    char cmd[6000];
-    snprintf(cmd, sizeof cmd, "%s generate -m %s -z %s -d %s %s %s 2>/dev/null", hass_bin, model,
-             tokp, draft, TREE, args);
-    char *s = run(cmd);
-    size_t n = s ? strlen(s) : 0;
-    if (n && s[n - 1] == '\n')
-        s[n - 1] = 0;
-    return s;
-}
 
 static void same(cJSON *j, const char *field, const char *want) {
     cJSON *v = cJSON_GetObjectItem(j, field);
@@ -63,28 +23,13 @@ static void same(cJSON *j, const char *field, const char *want) {
 int main(int argc, char **argv) {
     (void)argc;
     check_init("test_openai");
-    const char *mp = check_shared("models/stories260K.bin"),
-               *tp = check_shared("models/tok512.bin");
-    if (!mp || !tp) {
-        CHECK_SKIP("../shared/models/stories260K.bin not found");
+    if (!stories_fixture(argv[0]))
         return check_exit();
-    }
     if (system("node --version >/dev/null 2>&1") != 0 ||
         access("tests/npm/node_modules/openai/package.json", R_OK) != 0) {
         CHECK_SKIP("node or the openai package (tests/npm: make deps) not found");
         return check_exit();
     }
-    snprintf(model, sizeof model, "%s", mp);
-    snprintf(tokp, sizeof tokp, "%s", tp);
-    char self[1024];
-    snprintf(self, sizeof self, "%s", argv[0]);
-    snprintf(hass_bin, sizeof hass_bin, "%s/../hass", dirname(self));
-    snprintf(draft, sizeof draft, "%s/draft", check_tmp());
-    hass_err err = {0};
-    hass_model *m = hass_model_load(model, &err);
-    CHECK(m &&
-          hass_draft_write_fresh(draft, m, 0, 1, HASS_DTYPE_F32, "stories260K", &err) == HASS_OK);
-    hass_model_free(m);
 
     /* the server, its log on a pipe: the first line says the port */
     int pe[2];
@@ -121,11 +66,11 @@ int main(int argc, char **argv) {
         char cmd[512];
         snprintf(cmd, sizeof cmd,
                  "node tests/npm/openai_client.mjs http://127.0.0.1:%d/v1 k-123 stories", port);
-        char *out = run(cmd);
+        char *out = stories_run(cmd);
         CHECK_MSG(out != NULL, "the openai client failed");
         cJSON *j = cJSON_Parse(out ? out : "");
-        char *chat = generate("--chat --system 'Be kind.' -p 'Tell me a story' -n 20");
-        char *text = generate("-p 'Once upon a time' -n 20");
+        char *chat = stories_generate("--chat --system 'Be kind.' -p 'Tell me a story' -n 20");
+        char *text = stories_generate("-p 'Once upon a time' -n 20");
         same(j, "chat", chat);
         same(j, "streamed", chat);
         same(j, "text", text);

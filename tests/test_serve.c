@@ -13,12 +13,11 @@
  */
 #include "check.h"
 #include "serve/serve.h"
-#include "train/draft_ckpt.h"
+#include "stories_fixture.h"
 
 #include <arpa/inet.h>
 #include <cJSON.h>
 #include <curl/curl.h>
-#include <libgen.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -26,7 +25,6 @@
 
 #define KEY "test-key-0123"
 
-static char hass_bin[1100], model[1100], tokp[1100], draft[1100];
 static int port;
 
 /* ---- a libcurl client ---- */
@@ -171,35 +169,6 @@ static char *stream_text(const char *body, char *finish, size_t fcap, int *done,
 }
 
 /* The stdout of `hass generate ARGS` (its trailing newline removed). */
-static char *generate(const char *args) {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-             "%s generate -m %s -z %s -d %s --threads 1 --tree-depth 3 --tree-topk 4 --tree-tokens "
-             "4 %s 2>/dev/null",
-             hass_bin, model, tokp, draft, args);
-    FILE *f = popen(cmd, "r");
-    if (!f)
-        return NULL;
-    char *b = NULL;
-    size_t len = 0;
-    char buf[4096];
-    size_t k;
-    while ((k = fread(buf, 1, sizeof buf, f)) > 0) {
-        b = realloc(b, len + k + 1);
-        memcpy(b + len, buf, k);
-        len += k;
-        b[len] = 0;
-    }
-    int rc = pclose(f);
-    if (rc != 0 || !b) {
-        free(b);
-        return NULL;
-    }
-    if (len && b[len - 1] == '\n')
-        b[len - 1] = 0;
-    return b;
-}
-
 /* ---- the checks ---- */
 
 static void test_routes_and_errors(void) {
@@ -279,7 +248,7 @@ static void test_identity(void) {
          "--chat -p Lily -n 16 -t 0.7 --top-p 0.9 --top-k 20 --seed 3"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *want = generate(cases[i].args);
+        char *want = stories_generate(cases[i].args);
         CHECK_MSG(want != NULL, "hass generate %s failed", cases[i].args);
         /* whole */
         resp r = {0};
@@ -313,7 +282,7 @@ static void test_identity(void) {
 }
 
 static void test_stop_and_turns(void) {
-    char *full = generate("-p 'Once upon a time' -n 30");
+    char *full = stories_generate("-p 'Once upon a time' -n 30");
     CHECK(full != NULL);
     const char *cut = full ? strstr(full, "Lily") : NULL;
     if (!cut) {
@@ -625,23 +594,9 @@ static void test_curl_cli(void) {
 int main(int argc, char **argv) {
     (void)argc;
     check_init("test_serve");
-    const char *mp = check_shared("models/stories260K.bin"),
-               *tp = check_shared("models/tok512.bin");
-    if (!mp || !tp) {
-        CHECK_SKIP("../shared/models/stories260K.bin not found");
+    if (!stories_fixture(argv[0]))
         return check_exit();
-    }
-    snprintf(model, sizeof model, "%s", mp);
-    snprintf(tokp, sizeof tokp, "%s", tp);
-    char self[1024];
-    snprintf(self, sizeof self, "%s", argv[0]);
-    snprintf(hass_bin, sizeof hass_bin, "%s/../hass", dirname(self));
-    snprintf(draft, sizeof draft, "%s/draft", check_tmp());
     hass_err err = {0};
-    hass_model *m = hass_model_load(model, &err);
-    CHECK(m &&
-          hass_draft_write_fresh(draft, m, 0, 1, HASS_DTYPE_F32, "stories260K", &err) == HASS_OK);
-    hass_model_free(m);
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     hass_open_options oo = hass_open_options_default();
@@ -662,7 +617,7 @@ int main(int argc, char **argv) {
     o.max_body = 16384;
     o.max_tokens = 300;
     o.timeout = 60;
-    o.gen.tree_depth = 3; /* as generate() runs `hass generate` */
+    o.gen.tree_depth = 3; /* as stories_generate() runs `hass generate` */
     o.gen.tree_topk = 4;
     o.gen.tree_tokens = 4;
     o.log = getenv("HASS_TEST_LOG") ? stderr : NULL;
