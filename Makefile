@@ -18,7 +18,7 @@ endif
 WARN   := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 CFLAGS_BASE := -std=c17 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -pthread -MMD -MP \
                -Iinclude -Isrc -I/usr/include/cjson
-LDLIBS := -lcjson -lpcre2-8 -ldl -lpthread -lm
+LDLIBS := -lcjson -lpcre2-8 -lmicrohttpd -ldl -lpthread -lm
 
 ifeq ($(BUILD),release)
 OPT := -O2 -g
@@ -107,7 +107,7 @@ $(O)/hass: $(CLI_OBJ) $(O)/libhass.a
 	$(call say,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $(CLI_OBJ) $(O)/libhass.a $(LDLIBS) -o $@
 
-$(O)/tests/%: tests/%.c $(O)/libhass.a tests/check.h
+$(O)/tests/%: tests/%.c $(O)/libhass.a tests/check.h tests/stories_fixture.h
 	@mkdir -p $(dir $@)
 	$(call say,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS) -Itests $(LDFLAGS) $< $(O)/libhass.a $(LDLIBS) -o $@
@@ -117,6 +117,11 @@ $(O)/bench/%: bench/%.c $(O)/libhass.a
 	$(call say,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(O)/libhass.a $(LDLIBS) -o $@
 
+# the server's test is a libcurl client
+$(O)/tests/test_serve: LDLIBS += -lcurl
+# the chat's test drives it through a pseudo terminal (forkpty)
+$(O)/tests/test_chat: LDLIBS += -lutil
+
 tests-bin: $(TEST_BIN) $(O)/hass
 .PHONY: tests-bin
 
@@ -124,13 +129,14 @@ tests-bin: $(TEST_BIN) $(O)/hass
 # kernels (incl. the model's batch-invariance tests) under ThreadSanitizer, and the kernel, model,
 # golden-output and speculative tests with the AVX-512 kernels over SIMDe (BUILD=avx512emu) where
 # the CPU has no AVX-512 (where it has, the release build already runs them natively).
-TSAN_TESTS := test_threadpool test_ops test_model test_bpe_train test_gemm test_pretrain
+TSAN_TESTS := test_threadpool test_ops test_model test_bpe_train test_gemm test_pretrain \
+              test_serve
 EMU_TESTS  := test_ops test_model test_generate test_spec test_api
 EMU_BUILD  := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null || echo build/avx512emu)
 test:
 	$(MAKE) --no-print-directory BUILD=release tests-bin
 	$(MAKE) --no-print-directory BUILD=asan tests-bin
-	$(MAKE) --no-print-directory BUILD=tsan $(TSAN_TESTS:%=build/tsan/tests/%)
+	$(MAKE) --no-print-directory BUILD=tsan $(TSAN_TESTS:%=build/tsan/tests/%) build/tsan/hass
 	$(if $(EMU_BUILD),$(MAKE) --no-print-directory BUILD=avx512emu $(EMU_TESTS:%=$(EMU_BUILD)/tests/%))
 	HASS_BUILDS="build build/asan build/tsan $(EMU_BUILD)" tests/run_tests.sh
 

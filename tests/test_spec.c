@@ -273,6 +273,46 @@ static void test_tune(hass_pool *pool) {
     hass_model_free(m);
 }
 
+/* keep_prefix: a conversation whose every prompt extends the last context (prompt, generated
+ * tokens, a new turn) gives on one engine that keeps the shared prefix in its cache the same
+ * tokens as a fresh engine that prefills everything, and runs only the new part. */
+static void test_keep_prefix(const hass_model *m, const hass_draft *dr, hass_pool *pool) {
+    hass_err err = {0};
+    hass_engine *e1 = hass_engine_create(m, NULL, dr, pool, 300, &err),
+                *e2 = hass_engine_create(m, NULL, dr, pool, 300, &err);
+    CHECK(e1 && e2);
+    hass_rng rng;
+    hass_rng_seed(&rng, 7);
+    int32_t conv[300], a[40], b[40];
+    int64_t n = 0, kept_min = 0;
+    for (int turn = 0; e1 && e2 && turn < 6; turn++) {
+        for (int j = 0; j < 12; j++)
+            conv[n++] = (int32_t)(hass_rng_u64(&rng) % 101);
+        hass_gen_params p = {0};
+        p.max_new = 40;
+        p.tree = (hass_tree_params){5, 6, turn % 2 ? 12 : 0}; /* auto first: it measures costs */
+        if (turn == 3) /* plain sampling: one draw per token, the same with a kept prefix */
+            p.sampling = (hass_sampler_params){0.9f, 0, 1.0f, 11};
+        int spec = turn != 3 && turn != 4;
+        hass_gen_stats s1, s2;
+        p.keep_prefix = 1;
+        CHECK(hass_generate(e1, conv, n, &p, spec, NULL, NULL, a, &s1, &err) == HASS_OK);
+        p.keep_prefix = 0;
+        CHECK(hass_generate(e2, conv, n, &p, spec, NULL, NULL, b, &s2, &err) == HASS_OK);
+        CHECK_MSG(s1.n_generated == s2.n_generated &&
+                      !memcmp(a, b, sizeof(int32_t) * (size_t)s1.n_generated),
+                  "turn %d: kept prefix changes the output", turn);
+        CHECK_MSG(s1.n_prompt_cached >= kept_min && s2.n_prompt_cached == 0,
+                  "turn %d: %lld cached, expected >= %lld", turn, (long long)s1.n_prompt_cached,
+                  (long long)kept_min);
+        kept_min = n;
+        for (int64_t j = 0; j < s1.n_generated && n < 220; j++)
+            conv[n++] = a[j];
+    }
+    hass_engine_destroy(e1);
+    hass_engine_destroy(e2);
+}
+
 static void test_synthetic(hass_pool *pool) {
     hass_err err = {0};
     hass_model_config c = hass_model_config_make(48, 80, 2, 4, 2, 101, 1024);
@@ -308,6 +348,8 @@ static void test_synthetic(hass_pool *pool) {
     CHECK(hass_generate(e, huge, 400, &p, 1, NULL, NULL, NULL, NULL, &err) == HASS_STATUS_RANGE);
     test_perfect_draft(m, NULL, pool, big, 20);
     hass_engine_destroy(e);
+    if (dr)
+        test_keep_prefix(m, dr, pool);
 
     /* a reduced draft vocabulary: proposals come from 40 of the 101 tokens; output unchanged */
     int32_t voc[40];

@@ -122,6 +122,7 @@ hass_gen_params hass_gen_params_of(const hass_options *o) {
     p.max_new = o->max_new_tokens;
     p.sampling = (hass_sampler_params){o->temperature, o->top_k, o->top_p, o->seed};
     p.tree = (hass_tree_params){o->tree_depth, o->tree_topk, o->tree_tokens};
+    p.keep_prefix = o->keep_prefix != 0;
     return p;
 }
 

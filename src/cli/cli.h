@@ -62,12 +62,14 @@ hass_session *cli_session_open(const cli_gen_opts *g, int *rc);
 
 /* subcommands (one file each: src/cli/cmd_<name>.c; convert is in cmd_export.c) */
 int cmd_bench(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_datagen(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_draft_init(int argc, char **argv);
 int cmd_draft_vocab(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

@@ -14,6 +14,7 @@ static int cmd_version(int argc, char **argv);
 static const cli_command commands[] = {
     /* one line per subcommand; keep alphabetical */
     {"bench", cmd_bench, "plain vs speculative decoding on a prompt file: speed, tau, identity"},
+    {"chat", cmd_chat, "an interactive multi-turn chat in the terminal (streaming)"},
     {"convert", cmd_convert, "write a model as a Hugging Face directory (f32/bf16)"},
     {"datagen", cmd_datagen, "target features of conversations / prompts for draft training"},
     {"draft-init", cmd_draft_init, "write a freshly initialised draft head for a model"},
@@ -23,6 +24,7 @@ static const cli_command commands[] = {
     {"generate", cmd_generate, "generate text (speculative with a draft head, -d)"},
     {"inspect", cmd_inspect, "print the header, metadata and tensor table of a model file"},
     {"pretrain", cmd_pretrain, "train a LLaMA-family model from scratch on a JSONL corpus"},
+    {"serve", cmd_serve, "an OpenAI-compatible HTTP server (streaming, speculative decoding)"},
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer and print the token ids"},
     {"train-draft", cmd_train_draft, "train an EAGLE / HASS draft head on datagen features"},
     {"train-tokenizer", cmd_train_tokenizer, "train a byte-level BPE tokenizer on JSONL records"},

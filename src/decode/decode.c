@@ -43,8 +43,9 @@ struct hass_engine {
     hass_oracle oracle;
     hass_policy policy; /* kept across generations: the same target and proposer */
     hass_tree tree;
-    float *pend_feat;  /* (ctx, d): committed pairs the proposer has not seen */
-    int32_t *pend_tok; /* (ctx) */
+    float *feat_pos;   /* (ctx, d): the target's feature at every committed position */
+    int32_t *pend_tok; /* (ctx): committed pairs the proposer has not seen (their features: the
+                          last n_pend positions of feat_pos) */
     int64_t n_pend;
 };
 
@@ -75,7 +76,7 @@ void hass_engine_destroy(hass_engine *e) {
     hass_expander_free(&e->ex);
     hass_draft_state_free(&e->ds);
     hass_tree_free(&e->tree);
-    void *ps[] = {e->logits, e->feats, e->probs, e->pend_feat, e->pend_tok, e->seq};
+    void *ps[] = {e->logits, e->feats, e->probs, e->feat_pos, e->pend_tok, e->seq};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         hass_aligned_free(ps[i]);
     free(e);
@@ -127,10 +128,10 @@ hass_engine *hass_engine_create(const hass_model *m, const hass_tokenizer *tok,
     e->logits = hass_aligned_alloc((size_t)(B * V) * sizeof(float));
     e->feats = hass_aligned_alloc((size_t)(B * d) * sizeof(float));
     e->probs = hass_aligned_alloc((size_t)V * sizeof(float));
-    e->pend_feat = hass_aligned_alloc((size_t)(ctx * d) * sizeof(float));
+    e->feat_pos = hass_aligned_alloc((size_t)(ctx * d) * sizeof(float));
     e->pend_tok = hass_aligned_alloc((size_t)ctx * sizeof(int32_t));
     e->seq = hass_aligned_alloc((size_t)(ctx + 1 + HASS_TREE_MAX_DEPTH) * sizeof(int32_t));
-    if (!e->logits || !e->feats || !e->probs || !e->pend_feat || !e->pend_tok || !e->seq) {
+    if (!e->logits || !e->feats || !e->probs || !e->feat_pos || !e->pend_tok || !e->seq) {
         hass_err_set(err, HASS_STATUS_OOM, "out of memory");
         goto fail;
     }
@@ -183,14 +184,24 @@ static hass_status check_logits(const hass_engine *e, int64_t rows, int64_t pos,
     return HASS_OK;
 }
 
+/* The prompt after the kept prefix (kv.n tokens, already in the cache) into the cache and
+ * e->seq, the features of its positions into feat_pos, the last row's logits into e->logits. */
+static hass_status prefill(hass_engine *e, const int32_t *prompt, int64_t n_prompt, emitter *em,
+                           hass_err *err) {
+    double t0 = hass_now();
+    int64_t keep = e->kv.n;
+    hass_status st = hass_model_prefill(e->m, &e->kv, e->pool, n_prompt - keep, prompt + keep,
+                                        e->logits, e->feat_pos + keep * e->m->cfg.d, err);
+    memcpy(e->seq, prompt, (size_t)n_prompt * sizeof(int32_t));
+    em->st->prefill_seconds = hass_now() - t0;
+    return st;
+}
+
 static hass_status generate_plain(hass_engine *e, const int32_t *prompt, int64_t n_prompt,
                                   emitter *em, hass_err *err) {
-    double t0 = hass_now();
-    hass_status st =
-        hass_model_prefill(e->m, &e->kv, e->pool, n_prompt, prompt, e->logits, NULL, err);
+    hass_status st = prefill(e, prompt, n_prompt, em, err);
     if (st || (st = check_logits(e, 1, n_prompt - 1, err)))
         return st;
-    em->st->prefill_seconds = hass_now() - t0;
     int32_t tok = hass_sample(&e->sampler, e->logits, e->probs);
     while (!emit(em, tok)) {
         if (e->kv.n + 1 > e->kv.cap) {
@@ -198,11 +209,12 @@ static hass_status generate_plain(hass_engine *e, const int32_t *prompt, int64_t
             break;
         }
         int32_t pos = (int32_t)e->kv.n;
-        if ((st = hass_model_forward(e->m, &e->kv, e->pool, 1, &tok, &pos, NULL, e->logits, 0, NULL,
-                                     err)) ||
+        if ((st = hass_model_forward(e->m, &e->kv, e->pool, 1, &tok, &pos, NULL, e->logits, 0,
+                                     e->feat_pos + pos * e->m->cfg.d, err)) ||
             (st = check_logits(e, 1, pos, err)))
             return st;
         hass_kv_commit(&e->kv, 1);
+        e->seq[pos] = tok;
         em->st->target_forwards++;
         tok = hass_sample(&e->sampler, e->logits, e->probs);
     }
@@ -221,7 +233,8 @@ static hass_status draft(hass_engine *e, int32_t root, int64_t room, int64_t win
     hass_policy *pol = &e->policy;
     int64_t N = e->kv.n;
     e->seq[N] = root;
-    hass_cycle c = {e->seq, N, e->pend_feat, e->pend_tok, e->n_pend, window};
+    hass_cycle c = {e->seq,      N,         e->feat_pos + (N - e->n_pend) * e->m->cfg.d,
+                    e->pend_tok, e->n_pend, window};
     tm->fed = window > 0 && e->n_pend > window ? window : e->n_pend;
     hass_status st = p->start(p, &c, err);
     if (st)
@@ -252,7 +265,7 @@ static void commit(hass_engine *e, const int32_t *path, int32_t np, int32_t bonu
         e->seq[N + j] = t->tokens[path[j]];
     hass_kv_keep(&e->kv, path, np);
     for (int32_t j = 0; j < np; j++) {
-        memcpy(e->pend_feat + e->n_pend * d, e->feats + (int64_t)path[j] * d,
+        memcpy(e->feat_pos + (N + j) * d, e->feats + (int64_t)path[j] * d,
                (size_t)d * sizeof(float));
         e->pend_tok[e->n_pend++] = j + 1 < np ? t->tokens[path[j + 1]] : bonus;
     }
@@ -266,14 +279,11 @@ static hass_status generate_spec(hass_engine *e, const int32_t *prompt, int64_t 
     int64_t V = e->m->cfg.V;
     hass_policy_begin(pol, &em->p->tree, e->prop->vocab < V ? e->prop->vocab : V);
 
-    /* the prompt; its pairs (f_i, t_{i+1}) are queued, the last one waits for the root */
-    double t0 = hass_now();
-    hass_status st =
-        hass_model_prefill(e->m, &e->kv, e->pool, n_prompt, prompt, e->logits, e->pend_feat, err);
+    /* the prompt; its pairs (f_i, t_{i+1}) are queued (all of them, the kept prefix's too: the
+     * proposer starts afresh as for a new context), the last one waits for the root */
+    hass_status st = prefill(e, prompt, n_prompt, em, err);
     if (st || (st = check_logits(e, 1, n_prompt - 1, err)))
         return st;
-    gs->prefill_seconds = hass_now() - t0;
-    memcpy(e->seq, prompt, (size_t)n_prompt * sizeof(int32_t));
     int32_t root = hass_sample(&e->sampler, e->logits, e->probs);
     memcpy(e->pend_tok, prompt + 1, (size_t)(n_prompt - 1) * sizeof(int32_t));
     e->pend_tok[n_prompt - 1] = root;
@@ -360,13 +370,27 @@ hass_status hass_generate(hass_engine *e, const int32_t *prompt, int64_t n_promp
     hass_status st = hass_sampler_reset(&e->sampler, &p->sampling, err);
     if (st)
         return st;
-    /* before any forward: plain and speculative runs use the same kernels */
+    /* before any forward: plain and speculative runs use the same kernels (measured once, on the
+     * cache, which then holds nothing to keep) */
+    int fresh_tune = !e->policy.have_tune;
     hass_policy_tune(&e->policy, e->m, &e->kv, e->pool, e->logits);
-    hass_kv_truncate(&e->kv, 0);
+    if (fresh_tune)
+        hass_kv_truncate(&e->kv, 0);
     emitter em = {e, p, on_token, user, tokens_out, stats};
     spec = spec && e->prop;
-    if (spec && p->tree.tokens <= 0) /* measured (or read) once, outside the timed generation */
+    if (spec && p->tree.tokens <= 0 && !e->policy.have_costs) {
+        /* measured (or read) once, outside the timed generation; it overwrites the cache */
         hass_policy_costs(&e->policy, e->m, &e->kv, e->pool, e->logits);
+        hass_kv_truncate(&e->kv, 0);
+    }
+    /* the cached prefix the prompt shares with the last context; at least the prompt's last
+     * token is run again, for its logits */
+    int64_t keep = 0;
+    if (p->keep_prefix)
+        while (keep < e->kv.n && keep < n_prompt - 1 && e->seq[keep] == prompt[keep])
+            keep++;
+    hass_kv_truncate(&e->kv, keep);
+    stats->n_prompt_cached = keep;
     double t0 = hass_now();
     if (spec)
         st = generate_spec(e, prompt, n_prompt, &em, err);

@@ -26,6 +26,11 @@ typedef struct {
     int64_t max_new; /* generated-token limit (stop token excluded) */
     hass_sampler_params sampling;
     hass_tree_params tree;
+    int keep_prefix; /* 1: the prompt's tokens that the last context (prompt and generated
+                        tokens) shares from its start stay in the cache and are not run again:
+                        the same output (the cache rows are those a fresh prefill computes, the
+                        proposer is fed the whole prompt again), the prefill of a multi-turn
+                        conversation's earlier turns saved */
 } hass_gen_params;
 
 /* Called with every generated token as soon as it is final; return non-zero to stop. */
@@ -33,6 +38,7 @@ typedef int (*hass_token_fn)(int32_t token, void *user);
 
 typedef struct {
     int64_t n_prompt, n_generated;
+    int64_t n_prompt_cached; /* prompt tokens kept in the cache (keep_prefix) */
     hass_stop_reason stop;
     int64_t target_forwards; /* after prefill */
     int64_t cycles;          /* speculative cycles (== target_forwards) */
