@@ -578,7 +578,9 @@ static void test_gguf_corrupt(void) {
         {{.bad_type = 0x7fffffff}, "unknown value type"},
         {{.alignment = 3}, "alignment"},
         {{.alignment = -1}, "alignment"},
-        {{.ggml_type = 12}, "Q4_K"},
+        {{.ggml_type = 10}, "Q2_K"},
+        {{.ggml_type = 12}, "Q4_K row length 32 not a multiple of 256"},
+        {{.ggml_type = 14}, "Q6_K row length 32 not a multiple of 256"},
         {{.ggml_type = 9999}, "not supported"},
         {{.ggml_type = 1}, NULL}, /* F16 b: 128 bytes at 64 overlaps nothing: valid, see below */
         {{.off_b = 48}, "alignment"},

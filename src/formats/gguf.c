@@ -238,22 +238,19 @@ static const char *ggml_type_name(uint32_t t) {
 }
 
 static int ggml_to_dtype(uint32_t t, hass_dtype *out) {
-    switch (t) {
-    case 0:
-        *out = HASS_DTYPE_F32;
-        return 1;
-    case 1:
-        *out = HASS_DTYPE_F16;
-        return 1;
-    case 8:
-        *out = HASS_DTYPE_Q8_0;
-        return 1;
-    case 30:
-        *out = HASS_DTYPE_BF16;
-        return 1;
-    default:
-        return 0;
-    }
+    static const struct {
+        uint32_t ggml;
+        hass_dtype dt;
+    } map[] = {{0, HASS_DTYPE_F32},   {1, HASS_DTYPE_F16},   {2, HASS_DTYPE_Q4_0},
+               {3, HASS_DTYPE_Q4_1},  {6, HASS_DTYPE_Q5_0},  {7, HASS_DTYPE_Q5_1},
+               {8, HASS_DTYPE_Q8_0},  {12, HASS_DTYPE_Q4_K}, {13, HASS_DTYPE_Q5_K},
+               {14, HASS_DTYPE_Q6_K}, {30, HASS_DTYPE_BF16}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (map[i].ggml == t) {
+            *out = map[i].dt;
+            return 1;
+        }
+    return 0;
 }
 
 /* Tensor info i: name, dims (reversed into t->shape), type, byte size; *off its data offset. */
@@ -293,12 +290,14 @@ static hass_status parse_tensor_info(hass_gguf *g, reader *r, hass_tensor *t, ui
         return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: truncated", name);
     if (!ggml_to_dtype(type, &t->dtype))
         return hass_err_set(err, HASS_STATUS_UNSUPPORTED,
-                            "tensor %s: ggml type %s (%u) not supported (F32, F16, BF16, Q8_0)",
+                            "tensor %s: ggml type %s (%u) not supported (F32, F16, BF16, Q8_0, "
+                            "Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)",
                             name, ggml_type_name(type), type);
-    if (t->dtype == HASS_DTYPE_Q8_0 && ne0 % 32)
+    if (ne0 % (uint64_t)hass_dtype_block(t->dtype))
         return hass_err_set(err, HASS_STATUS_FORMAT,
-                            "tensor %s: Q8_0 row length %llu not a multiple of 32", name,
-                            (unsigned long long)ne0);
+                            "tensor %s: %s row length %llu not a multiple of %d (its block)", name,
+                            hass_dtype_name(t->dtype), (unsigned long long)ne0,
+                            hass_dtype_block(t->dtype));
     t->nbytes = hass_dtype_bytes(t->dtype, numel);
     if (numel && !t->nbytes)
         return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: byte size overflows", name);

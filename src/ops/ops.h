@@ -52,7 +52,8 @@ void hass_matmul_multi(hass_pool *pool, const float *x, int64_t n, int64_t in,
 
 /* Row `row` of an embedding table (V, d) of dtype t, as f32. */
 void hass_embed_row(float *out, const void *table, hass_dtype t, int64_t row, int64_t d);
-/* Converts n elements of dtype t to f32 (t: F32, F16, BF16, Q8_0). */
+/* Converts n elements of dtype t to f32 (t: F32, F16, BF16, or a GGUF block type, dequantized
+ * as ggml does; n a multiple of its block). */
 void hass_to_f32(float *out, const void *src, hass_dtype t, int64_t n);
 
 /* ---- elementwise / row ops (x, y: (n, d) row-major) ---- */
