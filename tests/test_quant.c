@@ -1,10 +1,19 @@
 /*
  * test_quant.c — the GGUF quantized block types: dequantization and the reference quantizers
  * against llama.cpp's own output (shared/models/quant/blocks.gguf: for every type T, T.src,
- * ggml's quantization T.q and ggml's dequantization T.deq), bit for bit; the scale check.
+ * ggml's quantization T.q and ggml's dequantization T.deq), bit for bit; the scale check; the
+ * integer matrix product (ops/quant.h) on every ISA this CPU can run against the scalar twin,
+ * bit for bit, on odd sizes, alone, in batches and on 1-3 threads, and the scalar twin against
+ * double-precision products of the dequantized weights.
+ *
+ * Tolerances (twin vs double): with activations chosen so that their quantization is exact
+ * (integers, a block maximum of 127), the only errors are float roundings: (in/8 + 64) * 2^-24 *
+ * sum |w x|. With random activations the int8 rounding adds sum_j |w_j| |x_j - dx a_j| and, for
+ * Q4_1/Q5_1, sum_b |m_b| |sx_b - dx_b s_b| (the f16 sum ggml keeps).
  */
 #include "check.h"
 #include "formats/formats.h"
+#include "ops/quant.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -119,9 +128,259 @@ static void test_check_and_errors(void) {
     CHECK_EQ_INT(hass_ggml_quantize(HASS_DTYPE_F32, x, q, 32, &err), HASS_STATUS_ARG);
 }
 
+/* ---- the integer matrix product ---- */
+static hass_rng rng;
+
+typedef struct {
+    int features;
+    const char *name;
+} isa_case;
+
+static int isa_cases(isa_case *cs) {
+    hass_cpu_force(-1);
+    int f = hass_cpu_available(), k = 0;
+    cs[k++] = (isa_case){0, "scalar"};
+    if (f & HASS_CPU_AVX2)
+        cs[k++] = (isa_case){HASS_CPU_AVX2, "avx2"};
+    if (f & HASS_CPU_AVXVNNI)
+        cs[k++] = (isa_case){HASS_CPU_AVX2 | HASS_CPU_AVXVNNI, "avxvnni"};
+    if (f & HASS_CPU_AVX512VNNI)
+        cs[k++] = (isa_case){f, "avx512vnni"};
+    return k;
+}
+
+/* (out, in) weights of type t: random normal rows quantized by the reference quantizer, or
+ * (raw) random bytes with small finite scales (every integer value, Q8_0's -128 included). */
+static uint8_t *rand_qweights(hass_dtype t, int64_t out, int64_t in, int raw, float **wf) {
+    size_t rb = hass_dtype_bytes(t, (size_t)in), bb = hass_dtype_bytes(t, hass_dtype_block(t));
+    uint8_t *w = malloc((size_t)out * rb);
+    float *x = malloc((size_t)in * sizeof(float));
+    HASS_ASSERT(w && x);
+    hass_err err = {0};
+    for (int64_t o = 0; o < out; o++) {
+        for (int64_t i = 0; i < in; i++)
+            x[i] = hass_rng_normal(&rng) * (o % 5 == 4 ? 1e-6f : 0.05f);
+        HASS_ASSERT(hass_ggml_quantize(t, x, w + (size_t)o * rb, in, &err) == HASS_OK);
+    }
+    if (raw) {
+        for (size_t i = 0; i < (size_t)out * rb; i++)
+            w[i] = (uint8_t)hass_rng_u64(&rng);
+        static const int off[8][2] = {{0, -1}, {0, -1}, {0, 2}, {0, -1},
+                                      {0, 2},  {0, 2},  {0, 2}, {208, -1}};
+        int k = 0;
+        while (qtypes[k] != t)
+            k++;
+        for (size_t b = 0; b < (size_t)out * rb / bb; b++)
+            for (int s = 0; s < 2; s++)
+                if (off[k][s] >= 0) {
+                    uint16_t h = hass_f32_to_f16(0.001f + 0.01f * hass_rng_uniform(&rng));
+                    memcpy(w + b * bb + off[k][s], &h, 2);
+                }
+    }
+    *wf = malloc((size_t)(out * in) * sizeof(float));
+    HASS_ASSERT(*wf);
+    hass_ggml_dequantize(t, w, *wf, out * in);
+    free(x);
+    return w;
+}
+
+/* n rows of activations: exact = integers whose quantization is exact (see the header). */
+static float *rand_x(int64_t n, int64_t in, int exact) {
+    float *x = malloc((size_t)(n * in) * sizeof(float));
+    HASS_ASSERT(x);
+    for (int64_t i = 0; i < n * in; i++) {
+        if (!exact)
+            x[i] = hass_rng_normal(&rng) * (i % 97 == 3 ? 30.f : 1.f);
+        else if (i % 32 == 0)
+            x[i] = -127; /* the first largest magnitude of its block and super-block */
+        else
+            x[i] = (float)((int)(hass_rng_u64(&rng) % 121) - 60);
+    }
+    return x;
+}
+
+/* The twin against double products of the dequantized weights. */
+static void check_twin(hass_dtype t, const float *y, const float *x, const float *wf,
+                       const hass__qgroup *xa, int64_t n, int64_t in, int64_t out, int exact,
+                       const uint8_t *W, const char *label) {
+    int64_t ng = hass__qgroups(in), bad = 0;
+    int k = hass__qkind_k(t), has_min = t == HASS_DTYPE_Q4_1 || t == HASS_DTYPE_Q5_1;
+    size_t rb = hass_dtype_bytes(t, (size_t)in), bb = hass_dtype_bytes(t, 32);
+    double worst = 0;
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t o = 0; o < out; o++) {
+            double ref = 0, mag = 0, qerr = 0;
+            for (int64_t j = 0; j < in; j++) {
+                const hass__qgroup *g = &xa[r * ng + (k ? j / 256 : j / 256)];
+                int blk = (int)(j % 256 / 32), e = (int)(j % 32);
+                double dx = k ? g->d[0] : g->d[blk];
+                double a = (int8_t)g->qs[32 * (e / 4) + 4 * blk + e % 4] * dx;
+                double w = wf[o * in + j], xv = x[r * in + j];
+                ref += w * xv;
+                mag += fabs(w * xv);
+                qerr += fabs(w) * fabs(xv - a);
+            }
+            if (has_min)
+                for (int64_t b = 0; b < in / 32; b++) {
+                    const hass__qgroup *g = &xa[r * ng + b / 8];
+                    uint16_t h;
+                    memcpy(&h, W + (size_t)o * rb + (size_t)b * bb + 2, 2);
+                    qerr += fabs(hass_f16_to_f32(h)) *
+                            fabs((double)g->sx[b % 8] - (double)g->d[b % 8] * g->s[b % 8]);
+                }
+            double tol =
+                ((double)in / 8 + 64) * ldexp(1.0, -24) * (mag + qerr) + 1.001 * qerr + 1e-30;
+            double e = fabs((double)y[r * out + o] - ref);
+            bad += !(e <= tol);
+            worst = e / tol > worst ? e / tol : worst;
+        }
+    CHECK_MSG(bad == 0, "%s (%s): %lld outputs off the double reference (worst err/tol %.3g)",
+              label, exact ? "exact x" : "random x", (long long)bad, worst);
+}
+
+static void test_matmul_cases(const isa_case *cs, int ncs, hass_pool **pools) {
+    static const int64_t ins32[] = {32, 96, 288, 1024}, insk[] = {256, 768, 2304};
+    static const int64_t outs[] = {1, 2, 5, 13, 37};
+    const int64_t NMAX = 9;
+    for (int q = 0; q < NQT; q++) {
+        hass_dtype t = qtypes[q];
+        int kq = hass__qkind_k(t);
+        for (int a = 0; a < (kq ? 3 : 4); a++)
+            for (int b = 0; b < 5; b++)
+                for (int v = 0; v < 3; v++) { /* v: 0 exact x, 1 random x, 2 raw weights */
+                    int64_t in = kq ? insk[a] : ins32[a], out = outs[b], ng = hass__qgroups(in);
+                    float *wf, *x = rand_x(NMAX, in, v == 0);
+                    uint8_t *W = rand_qweights(t, out, in, v == 2, &wf);
+                    size_t ys = (size_t)(NMAX * out) * sizeof(float);
+                    float *twin = malloc(ys), *one = malloc(ys), *y = malloc(ys);
+                    hass__qgroup *xa = hass_aligned_alloc((size_t)(NMAX * ng) * sizeof *xa);
+                    HASS_ASSERT(twin && one && y && xa);
+                    (kq ? hass__qact_k : hass__qact_32)(xa, x, NMAX, in);
+                    hass__qrows_scalar(twin, out, xa, NMAX, in, W, t, 0, out);
+                    char label[128];
+                    snprintf(label, sizeof label, "%s in=%lld out=%lld%s", hass_dtype_name(t),
+                             (long long)in, (long long)out, v == 2 ? " raw" : "");
+                    if (v < 2)
+                        check_twin(t, twin, x, wf, xa, NMAX, in, out, v == 0, W, label);
+                    for (int c = 0; c < ncs; c++) {
+                        hass_cpu_force(cs[c].features);
+                        for (int64_t r = 0; r < NMAX; r++)
+                            hass_matmul(NULL, one + r * out, x + r * in, W, t, 1, in, out);
+                        int ok = memcmp(one, twin, ys) == 0;
+                        for (int64_t nn = 2; nn <= NMAX; nn++) {
+                            memset(y, 0xff, ys);
+                            hass_matmul(pools[nn % 3], y, x, W, t, nn, in, out);
+                            ok &= memcmp(y, twin, (size_t)(nn * out) * sizeof(float)) == 0;
+                        }
+                        CHECK_MSG(ok, "%s %s: != scalar twin", cs[c].name, label);
+                    }
+                    hass_cpu_force(-1);
+                    free(wf), free(x), free(W), free(twin), free(one), free(y);
+                    hass_aligned_free(xa);
+                }
+    }
+}
+
+/* Above the serial threshold, on 1-3 threads, every ISA: batches of several sizes == rows
+ * alone; one dispatch of mixed jobs (32-types, K types, f32) == separate products; non-finite
+ * activations give NaN only in their own rows. */
+static void test_matmul_threads(const isa_case *cs, int ncs, hass_pool **pools) {
+    const int64_t in = 512, out = 301, N = 23;
+    float *x = rand_x(N, in, 0);
+    size_t ys = (size_t)(N * out) * sizeof(float);
+    float *one = malloc(ys), *y = malloc(ys);
+    HASS_ASSERT(one && y);
+    for (int q = 0; q < NQT; q++) {
+        hass_dtype t = qtypes[q];
+        float *wf;
+        uint8_t *W = rand_qweights(t, out, in, 0, &wf);
+        for (int c = 0; c < ncs; c++) {
+            hass_cpu_force(cs[c].features);
+            for (int64_t r = 0; r < N; r++)
+                hass_matmul(pools[0], one + r * out, x + r * in, W, t, 1, in, out);
+            int ok = 1;
+            static const int64_t ns[] = {2, 5, 16, 23};
+            for (int p = 0; p < 3; p++)
+                for (int k = 0; k < 4; k++) {
+                    memset(y, 0xff, ys);
+                    hass_matmul(pools[p], y, x, W, t, ns[k], in, out);
+                    ok &= memcmp(y, one, (size_t)(ns[k] * out) * sizeof(float)) == 0;
+                }
+            CHECK_MSG(ok, "%s %s: threaded batches != rows alone", cs[c].name, hass_dtype_name(t));
+        }
+        free(W), free(wf);
+    }
+    /* mixed jobs in one dispatch: Q4_0 (32), Q6_K (256), F32, Q4_K */
+    const hass_dtype mt[4] = {HASS_DTYPE_Q4_0, HASS_DTYPE_Q6_K, HASS_DTYPE_F32, HASS_DTYPE_Q4_K};
+    const int64_t mo[4] = {100, 37, 64, 100};
+    uint8_t *mw[4];
+    float *mwf[4], *my[4], *ref[4];
+    for (int j = 0; j < 4; j++) {
+        if (mt[j] == HASS_DTYPE_F32) {
+            mwf[j] = malloc((size_t)(mo[j] * in) * sizeof(float));
+            for (int64_t i = 0; i < mo[j] * in; i++)
+                mwf[j][i] = hass_rng_normal(&rng) * 0.05f;
+            mw[j] = (uint8_t *)mwf[j];
+        } else {
+            mw[j] = rand_qweights(mt[j], mo[j], in, 0, &mwf[j]);
+        }
+        my[j] = malloc((size_t)(N * mo[j]) * sizeof(float));
+        ref[j] = malloc((size_t)(N * mo[j]) * sizeof(float));
+    }
+    for (int c = 0; c < ncs; c++) {
+        hass_cpu_force(cs[c].features);
+        hass_matmul_job jobs[4];
+        for (int j = 0; j < 4; j++) {
+            hass_matmul(pools[0], ref[j], x, mw[j], mt[j], N, in, mo[j]);
+            jobs[j] = (hass_matmul_job){my[j], mw[j], mt[j], mo[j]};
+        }
+        for (int p = 0; p < 3; p++) {
+            hass_matmul_multi(pools[p], x, N, in, jobs, 4);
+            int ok = 1;
+            for (int j = 0; j < 4; j++)
+                ok &= memcmp(my[j], ref[j], (size_t)(N * mo[j]) * sizeof(float)) == 0;
+            CHECK_MSG(ok, "%s: mixed matmul_multi on %d threads != separate products", cs[c].name,
+                      p + 1);
+        }
+        /* an inf in row 3: NaN in row 3 only, the other rows unchanged */
+        float keep = x[3 * in + 7];
+        x[3 * in + 7] = INFINITY;
+        hass_matmul(pools[1], y, x, mw[0], mt[0], N, in, mo[0]);
+        int nan_ok = 1;
+        for (int64_t r = 0; r < N; r++)
+            for (int64_t o = 0; o < mo[0]; o++)
+                nan_ok &=
+                    r == 3 ? isnan(y[r * mo[0] + o]) : y[r * mo[0] + o] == ref[0][r * mo[0] + o];
+        CHECK_MSG(nan_ok, "%s: a non-finite activation leaks out of its row", cs[c].name);
+        x[3 * in + 7] = keep;
+    }
+    hass_cpu_force(-1);
+    for (int j = 0; j < 4; j++) {
+        if (mt[j] != HASS_DTYPE_F32)
+            free(mw[j]);
+        free(mwf[j]), free(my[j]), free(ref[j]);
+    }
+    free(x), free(one), free(y);
+}
+
 int main(void) {
     check_init("test_quant");
     test_blocks_fixture();
     test_check_and_errors();
+    hass_rng_seed(&rng, 4321);
+    hass_pool *pools[3] = {hass_pool_create(1), hass_pool_create(2), hass_pool_create(3)};
+    HASS_ASSERT(pools[0] && pools[1] && pools[2]);
+    isa_case cs[4];
+    int ncs = isa_cases(cs);
+    test_matmul_cases(cs, ncs, pools);
+    test_matmul_threads(cs, ncs, pools);
+#if defined(HASS_AVX512_EMU)
+    CHECK(ncs == 4); /* the emulation build runs the VNNI kernels over SIMDe */
+#endif
+    if (ncs < 4)
+        CHECK_SKIP(
+            "this CPU lacks AVX-VNNI or AVX512-VNNI: those kernels run in the avx512emu build");
+    for (int i = 0; i < 3; i++)
+        hass_pool_destroy(pools[i]);
     return check_exit();
 }

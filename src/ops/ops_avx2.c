@@ -4,7 +4,7 @@
  * when hass_cpu_features() reports AVX2.
  *
  * The matrix product register-blocks RB rows of x against CB rows of W: each W vector is loaded
- * (and converted from bf16/f16/q8_0) once per x-row block and feeds RB FMAs, and the CB rows of
+ * (and converted from bf16/f16) once per x-row block and feeds RB FMAs, and the CB rows of
  * W stay in L1 while all n rows of x pass over them, so the weight stream is read from memory
  * once per call. Every output element still has its own 8-lane accumulator fed in k order, the
  * fixed horizontal sum of hsum8, then a scalar FMA per tail element: the arithmetic of one
@@ -39,14 +39,7 @@ static ALWAYS_INLINE float fma1(float a, float b, float c) {
     return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
 }
 
-static ALWAYS_INLINE float q8_scale(const uint8_t *blk) {
-    uint16_t h;
-    memcpy(&h, blk, 2);
-    return _cvtsh_ss(h);
-}
-
-/* 8 weights of row `w` starting at element k (k % 8 == 0), as exact f32 (q8_0: d * q rounded
- * once, as hass_to_f32 does). */
+/* 8 weights of row `w` starting at element k (k % 8 == 0), as exact f32. */
 static ALWAYS_INLINE __m256 wload(hass_dtype dt, const uint8_t *w, int64_t k) {
     switch (dt) {
     case HASS_DTYPE_BF16: {
@@ -55,18 +48,12 @@ static ALWAYS_INLINE __m256 wload(hass_dtype dt, const uint8_t *w, int64_t k) {
     }
     case HASS_DTYPE_F16:
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * k)));
-    case HASS_DTYPE_Q8_0: {
-        const uint8_t *blk = w + (k / 32) * 34;
-        __m128i q = _mm_loadl_epi64((const __m128i *)(blk + 2 + k % 32));
-        __m256 qf = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
-        return _mm256_mul_ps(_mm256_set1_ps(q8_scale(blk)), qf);
-    }
     default:
         return _mm256_loadu_ps((const float *)w + k);
     }
 }
 
-/* One weight (tail elements; q8_0 rows have no tail since in % 32 == 0). */
+/* One weight (tail elements). */
 static ALWAYS_INLINE float wscalar(hass_dtype dt, const uint8_t *w, int64_t k) {
     uint16_t h;
     switch (dt) {
@@ -220,11 +207,6 @@ static void rows_f16(float *y, int64_t ys, const float *x, int64_t n, int64_t in
                      int64_t o0, int64_t o1) {
     rows_dt(HASS_DTYPE_F16, y, ys, x, n, in, W, o0, o1);
 }
-static void rows_q8(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
-                    int64_t o0, int64_t o1) {
-    rows_dt(HASS_DTYPE_Q8_0, y, ys, x, n, in, W, o0, o1);
-}
-
 void hass__matmul_rows_avx2(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                             const void *W, hass_dtype wt, int64_t o0, int64_t o1) {
     switch (wt) {
@@ -236,10 +218,6 @@ void hass__matmul_rows_avx2(float *y, int64_t ys, const float *x, int64_t n, int
         break;
     case HASS_DTYPE_F16:
         rows_f16(y, ys, x, n, in, W, o0, o1);
-        break;
-    case HASS_DTYPE_Q8_0:
-        HASS_ASSERT(in % 32 == 0);
-        rows_q8(y, ys, x, n, in, W, o0, o1);
         break;
     default:
         HASS_ASSERT(!"hass_matmul: unsupported weight dtype");

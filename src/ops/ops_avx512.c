@@ -41,14 +41,7 @@ static ALWAYS_INLINE float fma1(float a, float b, float c) {
     return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
 }
 
-static ALWAYS_INLINE float q8_scale(const uint8_t *blk) {
-    uint16_t h;
-    memcpy(&h, blk, 2);
-    return _cvtsh_ss(h);
-}
-
-/* 16 weights of row `w` starting at element k (k % 16 == 0), as exact f32 (q8_0: d * q rounded
- * once, as hass_to_f32 does). */
+/* 16 weights of row `w` starting at element k (k % 16 == 0), as exact f32. */
 static ALWAYS_INLINE __m512 wload(hass_dtype dt, const uint8_t *w, int64_t k) {
     switch (dt) {
     case HASS_DTYPE_BF16: {
@@ -57,18 +50,12 @@ static ALWAYS_INLINE __m512 wload(hass_dtype dt, const uint8_t *w, int64_t k) {
     }
     case HASS_DTYPE_F16:
         return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * k)));
-    case HASS_DTYPE_Q8_0: {
-        const uint8_t *blk = w + (k / 32) * 34;
-        __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2 + k % 32));
-        __m512 qf = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
-        return _mm512_mul_ps(_mm512_set1_ps(q8_scale(blk)), qf);
-    }
     default:
         return _mm512_loadu_ps((const float *)w + k);
     }
 }
 
-/* One weight (tail elements; q8_0 rows have no tail since in % 32 == 0). */
+/* One weight (tail elements). */
 static ALWAYS_INLINE float wscalar(hass_dtype dt, const uint8_t *w, int64_t k) {
     uint16_t h;
     switch (dt) {
@@ -222,11 +209,6 @@ static void rows_f16(float *y, int64_t ys, const float *x, int64_t n, int64_t in
                      int64_t o0, int64_t o1) {
     rows_dt(HASS_DTYPE_F16, y, ys, x, n, in, W, o0, o1);
 }
-static void rows_q8(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
-                    int64_t o0, int64_t o1) {
-    rows_dt(HASS_DTYPE_Q8_0, y, ys, x, n, in, W, o0, o1);
-}
-
 void hass__matmul_rows_avx512(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                               const void *W, hass_dtype wt, int64_t o0, int64_t o1) {
     switch (wt) {
@@ -238,10 +220,6 @@ void hass__matmul_rows_avx512(float *y, int64_t ys, const float *x, int64_t n, i
         break;
     case HASS_DTYPE_F16:
         rows_f16(y, ys, x, n, in, W, o0, o1);
-        break;
-    case HASS_DTYPE_Q8_0:
-        HASS_ASSERT(in % 32 == 0);
-        rows_q8(y, ys, x, n, in, W, o0, o1);
         break;
     default:
         HASS_ASSERT(!"hass_matmul: unsupported weight dtype");

@@ -1,0 +1,306 @@
+/*
+ * quant.c — the portable half of the quantized matrix product (quant.h): the activation
+ * quantizers (ggml's Q8_0/Q8_1 and Q8_K arithmetic, in the group layout), the scalar twin that
+ * defines every output's arithmetic and runs on CPUs without AVX2, and the kernel choice.
+ */
+#include "ops/quant.h"
+#include "formats/formats.h"
+
+#include <math.h>
+#include <string.h>
+
+static float f16_round(float f) {
+    return hass_f16_to_f32(hass_f32_to_f16(f));
+}
+
+static float f16_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return hass_f16_to_f32(h);
+}
+
+/* byte of element j (0..31) of block i (0..7) in a group */
+static inline int gidx(int i, int j) {
+    return 32 * (j / 4) + 4 * i + j % 4;
+}
+
+static int finite_all(const float *x, int n) {
+    for (int j = 0; j < n; j++)
+        if (!isfinite(x[j]))
+            return 0;
+    return 1;
+}
+
+/* ---- activation quantizers ---- */
+void hass__qact_32(hass__qgroup *dst, const float *x, int64_t n, int64_t in) {
+    int64_t nb = in / 32, ng = hass__qgroups(in);
+    for (int64_t r = 0; r < n; r++) {
+        hass__qgroup *G = dst + r * ng;
+        memset(G, 0, (size_t)ng * sizeof *G);
+        for (int64_t b = 0; b < nb; b++) {
+            const float *xb = x + r * in + b * 32;
+            hass__qgroup *g = G + b / 8;
+            int i = (int)(b % 8);
+            if (!finite_all(xb, 32)) {
+                g->d[i] = g->sx[i] = NAN;
+                continue;
+            }
+            float amax = 0;
+            for (int j = 0; j < 32; j++)
+                amax = fabsf(xb[j]) > amax ? fabsf(xb[j]) : amax;
+            float d = amax / 127.f, id = amax != 0 ? 127.f / amax : 0.f;
+            int s = 0;
+            for (int j = 0; j < 32; j++) {
+                int q = (int)nearbyintf(xb[j] * id);
+                g->qs[gidx(i, j)] = (uint8_t)(int8_t)q;
+                s += q;
+            }
+            g->d[i] = f16_round(d);
+            g->s[i] = s;
+            g->sx[i] = f16_round(d * (float)s);
+        }
+    }
+}
+
+void hass__qact_k(hass__qgroup *dst, const float *x, int64_t n, int64_t in) {
+    int64_t ng = in / 256;
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t b = 0; b < ng; b++) {
+            const float *xb = x + r * in + b * 256;
+            hass__qgroup *g = dst + r * ng + b;
+            memset(g, 0, sizeof *g);
+            if (!finite_all(xb, 256)) {
+                g->d[0] = NAN;
+                continue;
+            }
+            float max = 0, amax = 0;
+            for (int j = 0; j < 256; j++)
+                if (fabsf(xb[j]) > amax) {
+                    amax = fabsf(xb[j]);
+                    max = xb[j];
+                }
+            if (amax == 0)
+                continue;
+            float iscale = -127.f / max;
+            for (int j = 0; j < 256; j++) {
+                float v = iscale * xb[j] + 12582912.f; /* ggml's nearest_int */
+                int32_t bits;
+                memcpy(&bits, &v, 4);
+                int q = (bits & 0x007fffff) - 0x00400000;
+                q = q < 127 ? q : 127;
+                g->qs[gidx(j / 32, j % 32)] = (uint8_t)(int8_t)q;
+                if (j % 32 < 16)
+                    g->s[j / 32] += q;
+                else
+                    g->s2[j / 32] += q;
+            }
+            g->d[0] = 1 / iscale;
+        }
+}
+
+static _Thread_local hass__qgroup *qbuf[2];
+static _Thread_local size_t qbuf_cap[2];
+
+int hass__qact_prepare(const hass__qgroup *xq[2], const float *x, int64_t n, int64_t in,
+                       const hass_matmul_job *jobs, int njobs) {
+    int need[2] = {0, 0};
+    for (int j = 0; j < njobs; j++) {
+        HASS_ASSERT(in % hass_dtype_block(jobs[j].wt) == 0);
+        if (hass_dtype_is_quant(jobs[j].wt))
+            need[hass__qkind_k(jobs[j].wt)] = 1;
+    }
+    for (int k = 0; k < 2; k++) {
+        xq[k] = NULL;
+        if (!need[k])
+            continue;
+        size_t bytes = (size_t)n * (size_t)hass__qgroups(in) * sizeof(hass__qgroup);
+        if (bytes > qbuf_cap[k]) {
+            hass_aligned_free(qbuf[k]);
+            qbuf[k] = hass_aligned_alloc(bytes);
+            HASS_ASSERT(qbuf[k] != NULL);
+            qbuf_cap[k] = bytes;
+        }
+        if (k)
+            hass__qact_k(qbuf[k], x, n, in);
+        else
+            hass__qact_32(qbuf[k], x, n, in);
+        xq[k] = qbuf[k];
+    }
+    return need[0] || need[1];
+}
+
+/* ---- the scalar twin ---- */
+static inline int act(const hass__qgroup *g, int i, int j) {
+    return (int8_t)g->qs[gidx(i, j)];
+}
+
+/* Integer values v_j of block b of a 32-type row (q - offset; q for Q4_1/Q5_1), d and m. */
+static void unpack32(hass_dtype t, const uint8_t *b, int *v, float *d, float *m) {
+    *d = f16_at(b);
+    *m = 0;
+    uint32_t qh = 0;
+    switch (t) {
+    case HASS_DTYPE_Q8_0:
+        for (int j = 0; j < 32; j++)
+            v[j] = (int8_t)b[2 + j];
+        return;
+    case HASS_DTYPE_Q4_0:
+    case HASS_DTYPE_Q4_1: {
+        const uint8_t *qs = b + (t == HASS_DTYPE_Q4_0 ? 2 : 4);
+        int off = t == HASS_DTYPE_Q4_0 ? 8 : 0;
+        if (t == HASS_DTYPE_Q4_1)
+            *m = f16_at(b + 2);
+        for (int j = 0; j < 16; j++) {
+            v[j] = (qs[j] & 0xF) - off;
+            v[j + 16] = (qs[j] >> 4) - off;
+        }
+        return;
+    }
+    case HASS_DTYPE_Q5_0:
+    case HASS_DTYPE_Q5_1: {
+        int o = t == HASS_DTYPE_Q5_0 ? 2 : 4, off = t == HASS_DTYPE_Q5_0 ? 16 : 0;
+        if (t == HASS_DTYPE_Q5_1)
+            *m = f16_at(b + 2);
+        memcpy(&qh, b + o, 4);
+        const uint8_t *qs = b + o + 4;
+        for (int j = 0; j < 16; j++) {
+            v[j] = ((qs[j] & 0xF) | (int)((qh >> j) & 1) << 4) - off;
+            v[j + 16] = ((qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4) - off;
+        }
+        return;
+    }
+    default:
+        HASS_ASSERT(!"unpack32: not a 32-element type");
+    }
+}
+
+static float hsum8_scalar(const float *a) {
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+}
+
+static float dot32_scalar(hass_dtype t, const uint8_t *w, const hass__qgroup *xa, int64_t nb) {
+    size_t bb = hass_dtype_bytes(t, 32);
+    int has_min = t == HASS_DTYPE_Q4_1 || t == HASS_DTYPE_Q5_1;
+    float acc[8] = {0};
+    for (int64_t b = 0; b < nb; b++) {
+        const hass__qgroup *g = xa + b / 8;
+        int i = (int)(b % 8), v[32];
+        float dw, mw;
+        unpack32(t, w + (size_t)b * bb, v, &dw, &mw);
+        int32_t I = 0;
+        for (int j = 0; j < 32; j++)
+            I += v[j] * act(g, i, j);
+        acc[i] = fmaf(dw * g->d[i], (float)I, acc[i]);
+        if (has_min)
+            acc[i] = fmaf(mw, g->sx[i], acc[i]);
+    }
+    return hsum8_scalar(acc);
+}
+
+/* The 256 levels of a K super-block in element order (Q6_K: q - 32). */
+static void unpack_k(hass_dtype t, const uint8_t *b, int *q) {
+    if (t == HASS_DTYPE_Q4_K || t == HASS_DTYPE_Q5_K) {
+        const uint8_t *qh = b + 16, *ql = b + (t == HASS_DTYPE_Q4_K ? 16 : 48);
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                int h0 = 0, h1 = 0;
+                if (t == HASS_DTYPE_Q5_K) {
+                    h0 = ((qh[l] >> (2 * c)) & 1) << 4;
+                    h1 = ((qh[l] >> (2 * c + 1)) & 1) << 4;
+                }
+                q[64 * c + l] = (ql[32 * c + l] & 0xF) | h0;
+                q[64 * c + 32 + l] = (ql[32 * c + l] >> 4) | h1;
+            }
+        return;
+    }
+    const uint8_t *ql = b, *qh = b + 128;
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++) {
+            const uint8_t *L = ql + 64 * h, H = qh[32 * h + l];
+            q[128 * h + l] = ((L[l] & 0xF) | ((H & 3) << 4)) - 32;
+            q[128 * h + 32 + l] = ((L[32 + l] & 0xF) | (((H >> 2) & 3) << 4)) - 32;
+            q[128 * h + 64 + l] = ((L[l] >> 4) | (((H >> 4) & 3) << 4)) - 32;
+            q[128 * h + 96 + l] = ((L[32 + l] >> 4) | (((H >> 6) & 3) << 4)) - 32;
+        }
+}
+
+static float dotk_scalar(hass_dtype t, const uint8_t *w, const hass__qgroup *xa, int64_t nsb) {
+    size_t bb = hass_dtype_bytes(t, 256);
+    float y = 0;
+    int q[256];
+    for (int64_t b = 0; b < nsb; b++) {
+        const uint8_t *blk = w + (size_t)b * bb;
+        const hass__qgroup *g = xa + b;
+        float dx = g->d[0];
+        unpack_k(t, blk, q);
+        if (t == HASS_DTYPE_Q6_K) {
+            const int8_t *sc = (const int8_t *)(blk + 192);
+            int32_t T = 0;
+            for (int gi = 0; gi < 16; gi++) {
+                int32_t I = 0;
+                for (int j = 0; j < 16; j++)
+                    I += q[16 * gi + j] * act(g, gi / 2, 16 * (gi % 2) + j);
+                T += sc[gi] * I;
+            }
+            y = fmaf(dx * f16_at(blk + 208), (float)T, y);
+            continue;
+        }
+        uint8_t sc[8], m[8];
+        hass_ggml_scale_min(blk + 4, sc, m);
+        int32_t T = 0, M = 0;
+        for (int i = 0; i < 8; i++) {
+            int32_t I = 0;
+            for (int j = 0; j < 32; j++)
+                I += q[32 * i + j] * act(g, i, j);
+            T += sc[i] * I;
+            M += m[i] * (g->s[i] + g->s2[i]);
+        }
+        y = fmaf(dx * f16_at(blk), (float)T, y);
+        y = fmaf(-(dx * f16_at(blk + 2)), (float)M, y);
+    }
+    return y;
+}
+
+void hass__qrows_scalar(float *y, int64_t ys, const hass__qgroup *xa, int64_t n, int64_t in,
+                        const void *W, hass_dtype wt, int64_t o0, int64_t o1) {
+    size_t rb = hass_dtype_bytes(wt, (size_t)in);
+    int64_t ng = hass__qgroups(in);
+    for (int64_t o = o0; o < o1; o++) {
+        const uint8_t *w = (const uint8_t *)W + (size_t)o * rb;
+        for (int64_t r = 0; r < n; r++)
+            y[r * ys + o] = hass__qkind_k(wt) ? dotk_scalar(wt, w, xa + r * ng, in / 256)
+                                              : dot32_scalar(wt, w, xa + r * ng, in / 32);
+    }
+}
+
+hass__qrows_fn hass__qrows_pick(void) {
+    int f = hass_cpu_features();
+    (void)f;
+#if defined(__x86_64__)
+#if !defined(HASS_NO_AVX512)
+    if (f & HASS_CPU_AVX512VNNI)
+        return hass__qrows_avx512vnni;
+    if (f & HASS_CPU_AVXVNNI)
+        return hass__qrows_avxvnni;
+#endif
+    if (f & HASS_CPU_AVX2)
+        return hass__qrows_avx2;
+#endif
+    return hass__qrows_scalar;
+}
+
+const char *hass_cpu_quant_isa_name(void) {
+    hass__qrows_fn f = hass__qrows_pick();
+#if defined(__x86_64__)
+#if !defined(HASS_NO_AVX512)
+    if (f == hass__qrows_avx512vnni)
+        return "avx512vnni";
+    if (f == hass__qrows_avxvnni)
+        return "avxvnni";
+#endif
+    if (f == hass__qrows_avx2)
+        return "avx2";
+#endif
+    (void)f;
+    return "scalar";
+}
