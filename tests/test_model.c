@@ -2,7 +2,7 @@
  * test_model.c — properties of the target forward pass on synthetic models:
  * batch invariance (a row alone == the same row inside a batch, bit for bit), thread-count
  * invariance, tree-masked forward == running each root-to-node path sequentially, and KV
- * keep() == a fresh prefill of the kept text.
+ * keep() == a fresh prefill of the kept text; for float weights and for every GGUF block type.
  */
 #include "check.h"
 #include "model/model.h"
@@ -258,6 +258,33 @@ int main(void) {
         if (k == 0)
             test_bad_input(m);
         hass_model_free(m);
+    }
+    /* quantized weights, every block type (d, ffn multiples of 256) */
+    hass_model_config cq = hass_model_config_make(256, 512, 2, 4, 2, 97, 512);
+    static const hass_dtype qts[] = {HASS_DTYPE_Q8_0, HASS_DTYPE_Q4_0, HASS_DTYPE_Q4_1,
+                                     HASS_DTYPE_Q5_0, HASS_DTYPE_Q5_1, HASS_DTYPE_Q4_K,
+                                     HASS_DTYPE_Q5_K, HASS_DTYPE_Q6_K};
+    for (int k = 0; k < 8; k++) {
+        hass_model *m = hass_model_synthetic(&cq, qts[k], 7 + (uint64_t)k, &err);
+        CHECK_MSG(m != NULL, "%s", err.msg);
+        if (!m)
+            continue;
+        test_batch_invariance(m, hass_dtype_name(qts[k]));
+        test_tree(m, hass_dtype_name(qts[k]));
+        hass_model_free(m);
+    }
+    /* a mixed file as llama.cpp writes it (Q4_K_M: Q4_K, Q6_K and F32 tensors) */
+    const char *mixed = check_shared("models/quant/tiny-q4_k_m.gguf");
+    hass_model *mm = mixed ? hass_model_load(mixed, &err) : NULL;
+    if (!mixed) {
+        CHECK_SKIP("shared/models/quant/tiny-q4_k_m.gguf not found");
+    } else {
+        CHECK_MSG(mm != NULL, "%s", err.msg);
+        if (mm) {
+            test_batch_invariance(mm, "tiny-q4_k_m");
+            test_tree(mm, "tiny-q4_k_m");
+            hass_model_free(mm);
+        }
     }
     /* odd shapes: d not a multiple of 8, GQA 3:1, interleaved rope */
     hass_model_config c2 = hass_model_config_make(36, 50, 3, 6, 2, 61, 256);

@@ -141,9 +141,10 @@ hass_status hass_model_gguf_rope(const hass_gguf *g, hass_model_config *cfg, has
 hass_status hass_model_export_hf(const hass_model *m, const char *dir, hass_dtype dt,
                                  size_t shard_bytes, hass_err *err);
 
-/* A model of the given shape with seeded random weights of dtype wt (F32/BF16/F16), for tests
- * and benchmarks. Weights are scaled so activations stay O(1) through many layers. The model
- * owns the weights. */
+/* A model of the given shape with seeded random weights of dtype wt (F32/BF16/F16, or a GGUF
+ * block type: the same draws quantized by the reference quantizer; d, ffn and H*Dh multiples of
+ * its block), for tests and benchmarks. Weights are scaled so activations stay O(1) through many
+ * layers. The model owns the weights. */
 hass_model *hass_model_synthetic(const hass_model_config *cfg, hass_dtype wt, uint64_t seed,
                                  hass_err *err);
 /* A LLaMA-shaped config (rope half style, eps 1e-5, theta 10000, no stop ids). */

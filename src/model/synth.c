@@ -2,6 +2,7 @@
  * synth.c — models with seeded random weights: the subjects of the batch-invariance and
  * tree-mask tests, and of the benchmarks of LLaMA-shaped models we cannot download.
  */
+#include "formats/formats.h"
 #include "model/model.h"
 
 #include <math.h>
@@ -35,7 +36,22 @@ typedef struct {
     void *blob;
 } synth_src;
 
-static void fill(void *dst, hass_dtype wt, int64_t n, float scale, float offset, hass_rng *rng) {
+/* n values offset + scale * U(-1, 1) as dtype wt; block types row by row (rows of `cols`),
+ * through the reference quantizer. */
+static void fill(void *dst, hass_dtype wt, int64_t n, int64_t cols, float scale, float offset,
+                 hass_rng *rng) {
+    if (hass_dtype_is_quant(wt)) {
+        float *row = malloc((size_t)cols * sizeof(float));
+        HASS_ASSERT(row);
+        size_t rb = hass_dtype_bytes(wt, (size_t)cols);
+        for (int64_t r = 0; r < n / cols; r++) {
+            fill(row, HASS_DTYPE_F32, cols, cols, scale, offset, rng);
+            HASS_ASSERT(hass_ggml_quantize(wt, row, (uint8_t *)dst + (size_t)r * rb, cols, NULL) ==
+                        HASS_OK);
+        }
+        free(row);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         float v = offset + scale * (2.0f * hass_rng_uniform(rng) - 1.0f);
         if (wt == HASS_DTYPE_F32)
@@ -60,8 +76,12 @@ hass_model *hass_model_synthetic(const hass_model_config *cfg, hass_dtype wt, ui
                                  hass_err *err) {
     if (hass_model_config_check(cfg, err) != HASS_OK)
         return NULL;
-    if (wt != HASS_DTYPE_F32 && wt != HASS_DTYPE_BF16 && wt != HASS_DTYPE_F16) {
-        hass_err_set(err, HASS_STATUS_ARG, "synthetic: unsupported dtype");
+    int64_t bk = hass_dtype_block(wt);
+    if ((wt != HASS_DTYPE_F32 && wt != HASS_DTYPE_BF16 && wt != HASS_DTYPE_F16 &&
+         !hass_dtype_is_quant(wt)) ||
+        cfg->d % bk || cfg->ffn % bk || (cfg->H * cfg->Dh) % bk) {
+        hass_err_set(err, HASS_STATUS_ARG, "synthetic: unsupported dtype %s for this shape",
+                     hass_dtype_name(wt));
         return NULL;
     }
     const hass_model_config *c = cfg;
@@ -122,11 +142,11 @@ hass_model *hass_model_synthetic(const hass_model_config *cfg, hass_dtype wt, ui
         off += (t[i].nbytes + 63) & ~(size_t)63;
         int64_t cols = t[i].ndim == 2 ? t[i].shape[1] : 1, numel = hass_tensor_numel(&t[i]);
         if (t[i].ndim == 1)
-            fill((void *)t[i].data, t[i].dtype, numel, 0.1f, 1.0f, &rng);
+            fill((void *)t[i].data, t[i].dtype, numel, cols, 0.1f, 1.0f, &rng);
         else if (!strcmp(t[i].name, "model.embed_tokens.weight"))
-            fill((void *)t[i].data, t[i].dtype, numel, 1.0f, 0.0f, &rng);
+            fill((void *)t[i].data, t[i].dtype, numel, cols, 1.0f, 0.0f, &rng);
         else /* uniform with variance 1/cols: unit-scale outputs */
-            fill((void *)t[i].data, t[i].dtype, numel, sqrtf(3.0f / (float)cols), 0.0f, &rng);
+            fill((void *)t[i].data, t[i].dtype, numel, cols, sqrtf(3.0f / (float)cols), 0.0f, &rng);
     }
     src->t = t;
     src->n = k;
