@@ -3,7 +3,8 @@
  * bandwidth, and the verification cost curve cost(n)/cost(1).
  *
  * The model is synthetic (made here from a seed, never stored): d=768, 12 layers, 12 heads,
- * 4 KV heads, FFN 2048, vocabulary 32000 (about 125M parameters), in F32 and BF16.
+ * 4 KV heads, FFN 2048, vocabulary 32000 (about 125M parameters), in F32, BF16, Q8_0 and Q4_K
+ * (every matrix, the embedding and the LM head included; --dtype chooses).
  *  - plain decoding tokens/s after a 32-token prompt, and the fraction of the bandwidth limit
  *    it reaches: weight bytes per token x tokens/s / read bandwidth (measured here);
  *  - cost(n)/cost(1) of one forward of n tree rows with logits for every row, n = 1..64.
@@ -13,7 +14,8 @@
  *    model whose verification cost is measured, not assumed.
  * Also the tiny real model stories260K (single thread), if ../shared is present.
  * Output: CSV rows, then one JSON line per case (machine-readable summary).
- * Flags: --quick (fewer sizes and reps), --threads N (default: all CPUs).
+ * Flags: --quick (fewer sizes and reps), --threads N (default: all CPUs), --dtype LIST
+ * (f32,bf16,q8_0,q4_k), --model PATH (a real model instead, every kernel set side by side).
  */
 #include "bench_util.h"
 #include "decode/decode.h"
@@ -163,13 +165,13 @@ static void spec_oracle(const hass_model *m, hass_pool *pool, const char *dn, in
 }
 
 /* Decode rate and cost curve of m with the kernels `features` (hass_cpu_force). */
-static void measure(const hass_model *m, hass_pool *pool, const char *label, int quick, double bw) {
+static void measure(const hass_model *m, hass_pool *pool, const char *label, int quick, double bw,
+                    const char *isa) {
     static const int NS[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
     int nns = quick ? 8 : (int)(sizeof NS / sizeof NS[0]), nt = hass_pool_size(pool);
     hass_err err = {0};
     double ms, frac, bw_side;
     double tps = decode_rate(m, pool, quick ? 16 : 32, quick ? 3 : 9, &ms, &frac, &bw_side);
-    const char *isa = hass_cpu_isa_name();
     printf("read_bw_gbs_side_by_side,256MiB,%d,,,%.2f\n", nt, bw_side);
     printf("decode_tok_s,%s-%s,%d,%d,%.3f,%.2f\n", label, isa, nt, quick ? 16 : 32, ms, tps);
     printf("bw_fraction,%s-%s,%d,,,%.3f\n", label, isa, nt, frac);
@@ -205,10 +207,18 @@ static void measure(const hass_model *m, hass_pool *pool, const char *label, int
 }
 
 /* The kernel sets to compare side by side: the default, and each narrower one the CPU has for
- * the dtype's products (bf16: amx, avx512bf16, avx512; f32: avx512, avx2). */
-static int kernel_sets(int *fs) {
+ * the dtype's products (bf16: amx, avx512bf16, avx512; f32: avx512, avx2; quantized:
+ * avx512vnni, avxvnni, avx2). */
+static int kernel_sets(int *fs, hass_dtype dt) {
     int f = hass_cpu_available(), n = 0;
     fs[n++] = f;
+    if (hass_dtype_is_quant(dt)) {
+        if ((f & HASS_CPU_AVX512VNNI) && (f & HASS_CPU_AVXVNNI))
+            fs[n++] = HASS_CPU_AVX2 | HASS_CPU_AVXVNNI;
+        if (f & (HASS_CPU_AVX512VNNI | HASS_CPU_AVXVNNI))
+            fs[n++] = HASS_CPU_AVX2;
+        return n;
+    }
     if (f & HASS_CPU_AMX)
         fs[n++] = f & ~HASS_CPU_AMX;
     if (f & HASS_CPU_AVX512BF16)
@@ -218,9 +228,31 @@ static int kernel_sets(int *fs) {
     return n;
 }
 
+static const char *isa_of(hass_dtype dt) {
+    return hass_dtype_is_quant(dt) ? hass_cpu_quant_isa_name() : hass_cpu_isa_name();
+}
+
+static int parse_dtype(const char *s, hass_dtype *out) {
+    for (int t = 0; t < HASS_DTYPE_COUNT; t++) {
+        const char *nm = hass_dtype_name((hass_dtype)t);
+        size_t i = 0;
+        while (nm[i] && s[i] && (nm[i] | 0x20) == (s[i] | 0x20))
+            i++;
+        if (!nm[i] && !s[i] &&
+            (t == HASS_DTYPE_F32 || t == HASS_DTYPE_BF16 || t == HASS_DTYPE_F16 ||
+             hass_dtype_is_quant((hass_dtype)t))) {
+            *out = (hass_dtype)t;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    int quick = 0, threads = 0;
+    int quick = 0, threads = 0, ndts = 0;
     const char *model = NULL;
+    hass_dtype dts[8];
+    char dlist[128] = "f32,bf16,q8_0,q4_k";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
@@ -228,27 +260,36 @@ int main(int argc, char **argv) {
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--model") && i + 1 < argc)
             model = argv[++i];
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc)
+            snprintf(dlist, sizeof dlist, "%s", argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_model [--quick] [--threads N] [--model PATH]\n");
+            fprintf(stderr, "usage: bench_model [--quick] [--threads N] [--model PATH] "
+                            "[--dtype f32,bf16,q8_0,q4_k]\n");
             return 2;
         }
     }
+    for (char *tok = strtok(dlist, ","); tok && ndts < 8; tok = strtok(NULL, ","))
+        if (!parse_dtype(tok, &dts[ndts++])) {
+            fprintf(stderr, "bench_model: unknown dtype %s\n", tok);
+            return 2;
+        }
     hass_pool *pool = hass_pool_create(threads);
     int nt = hass_pool_size(pool);
     double bw = bench_read_bandwidth(pool, nt, (size_t)1 << 30, quick ? 3 : 7);
     printf("name,shape,threads,iters,ms,value\n");
     printf("read_bw_gbs,1GiB,%d,%d,,%.2f\n", nt, quick ? 3 : 7, bw);
     hass_err err = {0};
-    int fs[4], nfs = kernel_sets(fs);
+    int fs[4], nfs;
     if (model) { /* a real model: every kernel set side by side */
         hass_model *m = hass_model_load(model, &err);
         if (!m) {
             fprintf(stderr, "bench_model: %s\n", err.msg);
             return 1;
         }
+        nfs = kernel_sets(fs, m->lm_head_t);
         for (int k = 0; k < nfs; k++) {
             hass_cpu_force(fs[k]);
-            measure(m, pool, "model", quick, bw);
+            measure(m, pool, "model", quick, bw, isa_of(m->lm_head_t));
         }
         hass_cpu_force(-1);
         hass_model_free(m);
@@ -256,16 +297,16 @@ int main(int argc, char **argv) {
         return 0;
     }
     hass_model_config c = hass_model_config_make(768, 2048, 12, 12, 4, 32000, 2048);
-    hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16};
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < ndts; k++) {
         hass_model *m = hass_model_synthetic(&c, dts[k], 1, &err);
         HASS_ASSERT(m);
         const char *dn = hass_dtype_name(dts[k]);
         char label[64];
         snprintf(label, sizeof label, "125M-%s", dn);
+        nfs = kernel_sets(fs, dts[k]);
         for (int f = 0; f < (quick ? 1 : nfs); f++) {
             hass_cpu_force(fs[f]);
-            measure(m, pool, label, quick, bw);
+            measure(m, pool, label, quick, bw, isa_of(dts[k]));
         }
         hass_cpu_force(-1);
         spec_oracle(m, pool, dn, quick);

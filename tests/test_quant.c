@@ -235,7 +235,7 @@ static void check_twin(hass_dtype t, const float *y, const float *x, const float
                     uint16_t h;
                     memcpy(&h, W + (size_t)o * rb + (size_t)b * bb + 2, 2);
                     qerr += fabs(hass_f16_to_f32(h)) *
-                            fabs((double)g->sx[b % 8] - (double)g->d[b % 8] * g->s[b % 8]);
+                            fabs((double)g->sf[b % 8] - (double)g->d[b % 8] * g->s[b % 8]);
                 }
             double tol =
                 ((double)in / 8 + 64) * ldexp(1.0, -24) * (mag + qerr) + 1.001 * qerr + 1e-30;

@@ -42,7 +42,7 @@ void hass__qact_32(hass__qgroup *dst, const float *x, int64_t n, int64_t in) {
             hass__qgroup *g = G + b / 8;
             int i = (int)(b % 8);
             if (!finite_all(xb, 32)) {
-                g->d[i] = g->sx[i] = NAN;
+                g->d[i] = g->sf[i] = NAN;
                 continue;
             }
             float amax = 0;
@@ -57,7 +57,7 @@ void hass__qact_32(hass__qgroup *dst, const float *x, int64_t n, int64_t in) {
             }
             g->d[i] = f16_round(d);
             g->s[i] = s;
-            g->sx[i] = f16_round(d * (float)s);
+            g->sf[i] = f16_round(d * (float)s);
         }
     }
 }
@@ -70,7 +70,8 @@ void hass__qact_k(hass__qgroup *dst, const float *x, int64_t n, int64_t in) {
             hass__qgroup *g = dst + r * ng + b;
             memset(g, 0, sizeof *g);
             if (!finite_all(xb, 256)) {
-                g->d[0] = NAN;
+                for (int i = 0; i < 8; i++)
+                    g->d[i] = NAN;
                 continue;
             }
             float max = 0, amax = 0;
@@ -94,7 +95,10 @@ void hass__qact_k(hass__qgroup *dst, const float *x, int64_t n, int64_t in) {
                 else
                     g->s2[j / 32] += q;
             }
-            g->d[0] = 1 / iscale;
+            for (int i = 0; i < 8; i++) {
+                g->d[i] = 1 / iscale;
+                g->sf[i] = (float)(g->s[i] + g->s2[i]);
+            }
         }
 }
 
@@ -192,7 +196,7 @@ static float dot32_scalar(hass_dtype t, const uint8_t *w, const hass__qgroup *xa
             I += v[j] * act(g, i, j);
         acc[i] = fmaf(dw * g->d[i], (float)I, acc[i]);
         if (has_min)
-            acc[i] = fmaf(mw, g->sx[i], acc[i]);
+            acc[i] = fmaf(mw, g->sf[i], acc[i]);
     }
     return hsum8_scalar(acc);
 }
@@ -226,39 +230,40 @@ static void unpack_k(hass_dtype t, const uint8_t *b, int *q) {
 
 static float dotk_scalar(hass_dtype t, const uint8_t *w, const hass__qgroup *xa, int64_t nsb) {
     size_t bb = hass_dtype_bytes(t, 256);
-    float y = 0;
+    float acc[8] = {0};
     int q[256];
     for (int64_t b = 0; b < nsb; b++) {
         const uint8_t *blk = w + (size_t)b * bb;
         const hass__qgroup *g = xa + b;
-        float dx = g->d[0];
         unpack_k(t, blk, q);
         if (t == HASS_DTYPE_Q6_K) {
             const int8_t *sc = (const int8_t *)(blk + 192);
-            int32_t T = 0;
-            for (int gi = 0; gi < 16; gi++) {
-                int32_t I = 0;
-                for (int j = 0; j < 16; j++)
-                    I += q[16 * gi + j] * act(g, gi / 2, 16 * (gi % 2) + j);
-                T += sc[gi] * I;
+            float d = f16_at(blk + 208);
+            for (int i = 0; i < 8; i++) {
+                int32_t I0 = 0, I1 = 0;
+                for (int j = 0; j < 16; j++) {
+                    I0 += q[32 * i + j] * act(g, i, j);
+                    I1 += q[32 * i + 16 + j] * act(g, i, 16 + j);
+                }
+                acc[i] = fmaf(g->d[i] * (d * (float)sc[2 * i]), (float)I0, acc[i]);
+                acc[i] = fmaf(g->d[i] * (d * (float)sc[2 * i + 1]), (float)I1, acc[i]);
             }
-            y = fmaf(dx * f16_at(blk + 208), (float)T, y);
             continue;
         }
         uint8_t sc[8], m[8];
         hass_ggml_scale_min(blk + 4, sc, m);
-        int32_t T = 0, M = 0;
+        float d = f16_at(blk), dmin = f16_at(blk + 2);
         for (int i = 0; i < 8; i++) {
-            int32_t I = 0;
-            for (int j = 0; j < 32; j++)
+            int32_t I = 0, S = 0;
+            for (int j = 0; j < 32; j++) {
                 I += q[32 * i + j] * act(g, i, j);
-            T += sc[i] * I;
-            M += m[i] * (g->s[i] + g->s2[i]);
+                S += act(g, i, j);
+            }
+            acc[i] = fmaf(g->d[i] * (d * (float)sc[i]), (float)I, acc[i]);
+            acc[i] = fmaf(g->d[i] * -(dmin * (float)m[i]), (float)S, acc[i]);
         }
-        y = fmaf(dx * f16_at(blk), (float)T, y);
-        y = fmaf(-(dx * f16_at(blk + 2)), (float)M, y);
     }
-    return y;
+    return hsum8_scalar(acc);
 }
 
 void hass__qrows_scalar(float *y, int64_t ys, const hass__qgroup *xa, int64_t n, int64_t in,

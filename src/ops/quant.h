@@ -22,32 +22,33 @@
  *
  * The arithmetic of one output element, identical on every ISA, every batch size and every
  * thread count (the scalar twin hass__qrows_scalar defines it; integer sums are exact, so only
- * the float operations need an order):
- *   32-element types (block b, weight integer v = q - offset, offset 128/8/16 for
- *   Q8_0/Q4_0/Q5_0 after storing Q8_0 as q + 128, 0 for Q4_1/Q5_1):
- *     I_b = sum_j v_j a_j;  acc[b % 8] = fma(dw_b * dx_b, (float)I_b, acc[b % 8]);
- *     Q4_1/Q5_1 then acc[b % 8] = fma(m_b, sx_b, acc[b % 8]);
- *     y = ((acc0 + acc4) + (acc1 + acc5)) + ((acc2 + acc6) + (acc3 + acc7)).
- *   K types, super-block b in order, y from +0:
- *     Q4_K/Q5_K: T_b = sum_i sc_i sum_j q_j a_j, M_b = sum_i m_i sum_j a_j (i = sub-block);
- *                y = fma(dx_b * d_b, (float)T_b, y); y = fma(-(dx_b * dmin_b), (float)M_b, y)
- *     Q6_K:      T_b = sum_g sc_g sum_j (q_j - 32) a_j (g = group of 16);
- *                y = fma(dx_b * d_b, (float)T_b, y)
+ * the float operations need an order). Eight float lanes acc[0..7] start at +0; lane i takes
+ * block i of every group of 8 blocks (32-element types) or sub-block i of every super-block (K
+ * types), in order:
+ *   32-element types, block b, weight integers v = q - offset (offset 128 / 8 / 16 for Q8_0 /
+ *   Q4_0 / Q5_0, Q8_0 being stored as q + 128; 0 for Q4_1 / Q5_1), I = sum_j v_j a_j:
+ *     acc[i] = fma(dw * dx, (float)I, acc[i]);   Q4_1/Q5_1 then acc[i] = fma(m, sx, acc[i])
+ *   Q4_K/Q5_K, sub-block i of super-block b, I = sum_j q_j a_j, S = sum_j a_j:
+ *     acc[i] = fma(dx * (d * sc_i), (float)I, acc[i]);
+ *     acc[i] = fma(dx * -(dmin * m_i), (float)S, acc[i])
+ *   Q6_K, sub-block i = groups 2i and 2i+1 of 16, I0 / I1 = sum_j (q_j - 32) a_j over each:
+ *     acc[i] = fma(dx * (d * sc_2i), (float)I0, acc[i]);
+ *     acc[i] = fma(dx * (d * sc_2i+1), (float)I1, acc[i])
+ *   y = ((acc0 + acc4) + (acc1 + acc5)) + ((acc2 + acc6) + (acc3 + acc7)).
+ * (d * sc_i, dmin * m_i and I, S are exact in float; each product with dx rounds once.)
  */
 #ifndef HASS_OPS_QUANT_H
 #define HASS_OPS_QUANT_H
 
 #include "ops/ops.h"
 
-/* One group of 256 activations of one row (352 bytes, 32-byte aligned in the buffers). */
+/* One group of 256 activations of one row (384 bytes, 32-byte aligned in the buffers). */
 typedef struct {
     uint8_t qs[256]; /* int8, in the group layout above */
-    float d[8];      /* per block scale (K types: d[0] for the super-block, the rest 0) */
-    int32_t s[8];    /* 32-types: sum of q per block; K: sum of the first 16 q of sub-block i */
-    union {
-        float sx[8];   /* 32-types: f16(d * s), for Q4_1/Q5_1 */
-        int32_t s2[8]; /* K: sum of the last 16 q of sub-block i */
-    };
+    float d[8];      /* dx per block (K types: the super-block's dx in every lane) */
+    int32_t s[8];    /* sum of q per block (K: of the first 16 of sub-block i) */
+    int32_t s2[8];   /* K: sum of q over the last 16 of sub-block i */
+    float sf[8];     /* 32-types: sx = f16(d * s) (Q4_1/Q5_1); K: (float)(s + s2) */
 } hass__qgroup;
 
 /* Groups per row of `in` activations (in % 32 == 0: ceil(in / 256)). */
@@ -87,21 +88,20 @@ hass__qrows_fn hass__qrows_pick(void);
 
 /* ---- prepared weights (quant_avx2.c, used by the three SIMD kernels) ----
  * One group of a weight row: the integers in the group layout, unsigned (Q8_0 as q + 128) or,
- * for AVX2's Q8_0 (signed = 1), signed q with |q| in u2; and the scales:
- *   32-types: a.f = d per block, b.f = m per block (Q4_1/Q5_1);
- *   Q4_K/Q5_K: a.i = sc, b.i = m per sub-block, c[0] = d, c[1] = dmin;
- *   Q6_K: a.i = scales of the first / b.i of the second 16 of each sub-block, c[0] = d.
+ * for AVX2's Q8_0 (signed = 1), signed q followed by 256 bytes of |q| (a record of
+ * hass__wstride(1) bytes); and two float vectors:
+ *   32-types: a = d per block, b = m per block (Q4_1/Q5_1, else 0);
+ *   Q4_K/Q5_K: a = d * sc_i, b = -(dmin * m_i);   Q6_K: a = d * sc_2i, b = d * sc_2i+1.
  * Blocks past the end of a row (the last group of a 32-type row) are zero. */
 typedef struct {
     uint8_t u[256];
-    union {
-        float f[8];
-        int32_t i[8];
-    } a, b;
-    float c[8];
+    float a[8], b[8];
 } hass__wgroup;
-/* dst: hass__qgroups(in) groups (plus as many of 256 bytes of |q| after each when signed). */
-void hass__qprep_avx2(hass__wgroup *dst, const uint8_t *row, hass_dtype wt, int64_t in,
+static inline size_t hass__wstride(int signed_q8) {
+    return sizeof(hass__wgroup) + (signed_q8 ? 256 : 0);
+}
+/* Group g of a weight row (type wt, in elements) into dst. */
+void hass__qprep_avx2(hass__wgroup *dst, const uint8_t *row, hass_dtype wt, int64_t in, int64_t g,
                       int signed_q8);
 
 #endif

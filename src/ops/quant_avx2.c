@@ -59,10 +59,15 @@ static void transpose_store(uint8_t *u, const __m256i n[8]) {
     }
 }
 
-static inline float f16_at(const uint8_t *p) {
+/* 8 f16 values (blocks past the row end as 0) as a float vector. */
+static inline __m256 f16x8(const uint16_t h[8]) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+}
+
+static inline uint16_t u16_at(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
+    return h;
 }
 
 /* Block b's 32 integers in element order (unsigned; Q8_0 signed, or + 128 when !sgn). */
@@ -83,99 +88,106 @@ static inline __m256i block32(hass_dtype t, const uint8_t *b, int sgn) {
     }
 }
 
-static void prep32(hass__wgroup *dst, const uint8_t *row, hass_dtype t, int64_t in, int sgn) {
-    size_t bb = hass_dtype_bytes(t, 32), ws = sizeof(hass__wgroup) + (sgn ? 256 : 0);
-    int64_t nb = in / 32, ng = hass__qgroups(in);
+static void prep32(hass__wgroup *w, const uint8_t *row, hass_dtype t, int64_t in, int64_t g,
+                   int sgn) {
+    size_t bb = hass_dtype_bytes(t, 32);
+    int64_t nb = in / 32;
     int has_min = t == HASS_DTYPE_Q4_1 || t == HASS_DTYPE_Q5_1;
-    for (int64_t g = 0; g < ng; g++) {
-        hass__wgroup *w = (hass__wgroup *)((uint8_t *)dst + (size_t)g * ws);
-        __m256i n[8];
-        for (int i = 0; i < 8; i++) {
-            int64_t b = 8 * g + i;
-            if (b < nb) {
-                const uint8_t *blk = row + (size_t)b * bb;
-                n[i] = block32(t, blk, sgn);
-                w->a.f[i] = f16_at(blk);
-                w->b.f[i] = has_min ? f16_at(blk + 2) : 0.f;
-            } else {
-                n[i] = _mm256_setzero_si256();
-                w->a.f[i] = w->b.f[i] = 0.f;
-            }
-        }
-        transpose_store(w->u, n);
-        if (sgn)
-            for (int k = 0; k < 8; k++)
-                _mm256_storeu_si256(
-                    (__m256i *)((uint8_t *)(w + 1) + 32 * k),
-                    _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)(w->u + 32 * k))));
-    }
-}
-
-static void prep_k(hass__wgroup *dst, const uint8_t *row, hass_dtype t, int64_t in) {
-    size_t bb = hass_dtype_bytes(t, 256);
-    for (int64_t g = 0; g < in / 256; g++) {
-        const uint8_t *b = row + (size_t)g * bb;
-        hass__wgroup *w = dst + g;
-        __m256i n[8];
-        if (t == HASS_DTYPE_Q6_K) {
-            const __m256i m3 = _mm256_set1_epi8(3);
-            for (int h = 0; h < 2; h++) {
-                __m256i l0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h));
-                __m256i l1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
-                __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
-                __m256i h0 = _mm256_and_si256(qh, m3);
-                __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2), m3);
-                __m256i h2 = _mm256_and_si256(_mm256_srli_epi16(qh, 4), m3);
-                __m256i h3 = _mm256_and_si256(_mm256_srli_epi16(qh, 6), m3);
-                n[4 * h] = _mm256_or_si256(lo_nibbles(l0), _mm256_slli_epi16(h0, 4));
-                n[4 * h + 1] = _mm256_or_si256(lo_nibbles(l1), _mm256_slli_epi16(h1, 4));
-                n[4 * h + 2] = _mm256_or_si256(hi_nibbles(l0), _mm256_slli_epi16(h2, 4));
-                n[4 * h + 3] = _mm256_or_si256(hi_nibbles(l1), _mm256_slli_epi16(h3, 4));
-            }
-            const int8_t *sc = (const int8_t *)(b + 192);
-            for (int i = 0; i < 8; i++) {
-                w->a.i[i] = sc[2 * i];
-                w->b.i[i] = sc[2 * i + 1];
-            }
-            memset(w->c, 0, sizeof w->c);
-            w->c[0] = f16_at(b + 208);
+    __m256i n[8];
+    uint16_t dh[8], mh[8];
+    for (int i = 0; i < 8; i++) {
+        int64_t b = 8 * g + i;
+        if (b < nb) {
+            const uint8_t *blk = row + (size_t)b * bb;
+            n[i] = block32(t, blk, sgn);
+            dh[i] = u16_at(blk);
+            mh[i] = has_min ? u16_at(blk + 2) : 0;
         } else {
-            int q5 = t == HASS_DTYPE_Q5_K;
-            const uint8_t *ql = b + (q5 ? 48 : 16);
-            __m256i qh =
-                q5 ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
-            const __m256i one = _mm256_set1_epi8(1);
-            for (int c = 0; c < 4; c++) {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(ql + 32 * c));
-                n[2 * c] = lo_nibbles(v);
-                n[2 * c + 1] = hi_nibbles(v);
-                if (q5) {
-                    __m256i b0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one);
-                    __m256i b1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one);
-                    n[2 * c] = _mm256_or_si256(n[2 * c], _mm256_slli_epi16(b0, 4));
-                    n[2 * c + 1] = _mm256_or_si256(n[2 * c + 1], _mm256_slli_epi16(b1, 4));
-                }
-            }
-            uint8_t sc[8], m[8];
-            hass_ggml_scale_min(b + 4, sc, m);
-            for (int i = 0; i < 8; i++) {
-                w->a.i[i] = sc[i];
-                w->b.i[i] = m[i];
-            }
-            memset(w->c, 0, sizeof w->c);
-            w->c[0] = f16_at(b);
-            w->c[1] = f16_at(b + 2);
+            n[i] = _mm256_setzero_si256();
+            dh[i] = mh[i] = 0;
         }
-        transpose_store(w->u, n);
     }
+    _mm256_storeu_ps(w->a, f16x8(dh));
+    _mm256_storeu_ps(w->b, f16x8(mh));
+    transpose_store(w->u, n);
+    if (sgn)
+        for (int k = 0; k < 8; k++)
+            _mm256_storeu_si256(
+                (__m256i *)((uint8_t *)(w + 1) + 32 * k),
+                _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)(w->u + 32 * k))));
 }
 
-void hass__qprep_avx2(hass__wgroup *dst, const uint8_t *row, hass_dtype wt, int64_t in,
+static inline __m256 bcast_f16(const uint8_t *p) {
+    return _mm256_set1_ps(_cvtsh_ss(u16_at(p)));
+}
+
+static void prep_k(hass__wgroup *w, const uint8_t *row, hass_dtype t, int64_t g) {
+    const uint8_t *b = row + (size_t)g * hass_dtype_bytes(t, 256);
+    __m256i n[8];
+    if (t == HASS_DTYPE_Q6_K) {
+        const __m256i m3 = _mm256_set1_epi8(3);
+        for (int h = 0; h < 2; h++) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h));
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+            __m256i h0 = _mm256_and_si256(qh, m3);
+            __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2), m3);
+            __m256i h2 = _mm256_and_si256(_mm256_srli_epi16(qh, 4), m3);
+            __m256i h3 = _mm256_and_si256(_mm256_srli_epi16(qh, 6), m3);
+            n[4 * h] = _mm256_or_si256(lo_nibbles(l0), _mm256_slli_epi16(h0, 4));
+            n[4 * h + 1] = _mm256_or_si256(lo_nibbles(l1), _mm256_slli_epi16(h1, 4));
+            n[4 * h + 2] = _mm256_or_si256(hi_nibbles(l0), _mm256_slli_epi16(h2, 4));
+            n[4 * h + 3] = _mm256_or_si256(hi_nibbles(l1), _mm256_slli_epi16(h3, 4));
+        }
+        /* int8 scales: even ones (first 16 of each sub-block) and odd ones */
+        __m128i sc = _mm_loadu_si128((const __m128i *)(b + 192));
+        __m128i ev = _mm_shuffle_epi8(
+            sc, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+        __m256 d = bcast_f16(b + 208);
+        _mm256_storeu_ps(w->a, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(ev))));
+        _mm256_storeu_ps(w->b, _mm256_mul_ps(d, _mm256_cvtepi32_ps(
+                                                    _mm256_cvtepi8_epi32(_mm_srli_si128(ev, 8)))));
+    } else {
+        int q5 = t == HASS_DTYPE_Q5_K;
+        const uint8_t *ql = b + (q5 ? 48 : 16);
+        __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
+        const __m256i one = _mm256_set1_epi8(1);
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(ql + 32 * c));
+            n[2 * c] = lo_nibbles(v);
+            n[2 * c + 1] = hi_nibbles(v);
+            if (q5) {
+                __m256i b0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one);
+                __m256i b1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one);
+                n[2 * c] = _mm256_or_si256(n[2 * c], _mm256_slli_epi16(b0, 4));
+                n[2 * c + 1] = _mm256_or_si256(n[2 * c + 1], _mm256_slli_epi16(b1, 4));
+            }
+        }
+        /* the 8 6-bit scales and mins (hass_ggml_scale_min), 32 bits at a time */
+        uint32_t u[4];
+        memcpy(u, b + 4, 12);
+        const uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
+        u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
+        uint32_t m03 = u[1] & k1;
+        u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
+        u[2] = m03;
+        u[0] &= k1;
+        __m128i sm = _mm_loadu_si128((const __m128i *)u); /* sc[0..7], m[0..7] */
+        __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
+        __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
+        _mm256_storeu_ps(w->a, _mm256_mul_ps(bcast_f16(b), sc));
+        _mm256_storeu_ps(w->b,
+                         _mm256_xor_ps(_mm256_mul_ps(bcast_f16(b + 2), mn), _mm256_set1_ps(-0.0f)));
+    }
+    transpose_store(w->u, n);
+}
+
+void hass__qprep_avx2(hass__wgroup *dst, const uint8_t *row, hass_dtype wt, int64_t in, int64_t g,
                       int signed_q8) {
     if (hass__qkind_k(wt))
-        prep_k(dst, row, wt, in);
+        prep_k(dst, row, wt, g);
     else
-        prep32(dst, row, wt, in, signed_q8 && wt == HASS_DTYPE_Q8_0);
+        prep32(dst, row, wt, in, g, signed_q8 && wt == HASS_DTYPE_Q8_0);
 }
 
 /* ---- the AVX2 kernel ---- */

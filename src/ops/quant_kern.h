@@ -9,10 +9,12 @@
  *   QROWS            the exported function's name
  * and includes <immintrin.h> (or its SIMDe stand-in) first.
  *
- * A block of CQ weight rows is prepared once (hass__qprep_avx2: integers in the group layout,
- * scales as vectors) into a per-thread scratch that stays in L1/L2, then every activation row
- * passes over it RQ at a time: per group of 8 blocks, 8 vectors of weights feed RQ*CQ integer
- * accumulators whose lanes end as the 8 exact block sums; then the float step of quant.h.
+ * CQ weight rows are prepared (hass__qprep_avx2: integers in the group layout, scales as
+ * vectors) into a per-thread scratch, then the activation rows pass over them RQ at a time:
+ * per group of 8 blocks, 8 vectors of weights feed RQ*CQ integer accumulators whose lanes end
+ * as the 8 exact block sums, then the float step of quant.h. For up to RQ rows each group is
+ * prepared just before its use (the scratch stays in L1); for more, whole rows first (L1/L2),
+ * so the preparation is paid once per weight row whatever the batch.
  */
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
@@ -50,13 +52,17 @@ static ALWAYS_INLINE __m256i qdot_signed(__m256i acc, __m256i w, __m256i absw, _
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
 }
 
-/* 32-element types. R activation rows x CQ prepared weight rows (wp, stride ws bytes per
- * group, ng groups per row); cc of the CQ are real (the rest are padding, not stored).
- * off_shift: log2 of the weight offset (128, 8, 16) or 0 for none; has_min: Q4_1/Q5_1;
- * sgn: signed Q8_0 (AVX2). */
-static ALWAYS_INLINE void k32(const int R, const int off_shift, const int has_min, const int sgn,
-                              float *y, int64_t ys, int cc, const hass__qgroup *xa,
-                              const uint8_t *wp, size_t ws, int64_t ng) {
+/* Weight-side kinds of the float step (quant.h). */
+enum { K_PLAIN, K_MIN32, K_MINK, K_Q6 };
+
+/* R activation rows x CQ weight rows over all ng groups. Group g of weight row c is at
+ * wg(c, g): the prepared scratch, or (fused, small batches) prepared right here into `fz`.
+ * off_shift: log2 of the 32-type weight offset (128, 8, 16) or 0; sgn: signed Q8_0 (AVX2).
+ * cc of the CQ rows are real (the rest are zero padding, not stored). */
+static ALWAYS_INLINE void kq(const int R, const int kind, const int off_shift, const int sgn,
+                             float *y, int64_t ys, int cc, const hass__qgroup *xa, int64_t ng,
+                             const uint8_t *wp, size_t ws, uint8_t *fz, const uint8_t *W, size_t rb,
+                             hass_dtype wt, int64_t in) {
     __m256 facc[RQ][CQ];
     UNROLL for (int r = 0; r < R; r++) {
         UNROLL for (int c = 0; c < CQ; c++) {
@@ -65,28 +71,45 @@ static ALWAYS_INLINE void k32(const int R, const int off_shift, const int has_mi
     }
     size_t wrow = (size_t)ng * ws;
     for (int64_t g = 0; g < ng; g++) {
-        __m256i acc[RQ][CQ];
+        const uint8_t *wb = wp + (size_t)g * ws;
+        size_t cs = wrow;
+        if (fz) { /* prepare group g of the CQ rows now */
+            for (int c = 0; c < cc; c++)
+                hass__qprep_avx2((hass__wgroup *)(fz + (size_t)c * ws), W + (size_t)c * rb, wt, in,
+                                 g, sgn);
+            wb = fz, cs = ws;
+        }
+        __m256i acc[RQ][CQ], acc2[RQ][CQ];
         UNROLL for (int r = 0; r < R; r++) {
-            __m256i init = _mm256_setzero_si256();
+            __m256i i1 = _mm256_setzero_si256(), i2 = i1;
             if (off_shift)
-                init = _mm256_sub_epi32(init, _mm256_slli_epi32(ld(xa[r * ng + g].s), off_shift));
+                i1 = _mm256_sub_epi32(i1, _mm256_slli_epi32(ld(xa[r * ng + g].s), off_shift));
+            if (kind == K_Q6) { /* the -32 of every level */
+                i1 = _mm256_sub_epi32(i1, _mm256_slli_epi32(ld(xa[r * ng + g].s), 5));
+                i2 = _mm256_sub_epi32(i2, _mm256_slli_epi32(ld(xa[r * ng + g].s2), 5));
+            }
             UNROLL for (int c = 0; c < CQ; c++) {
-                acc[r][c] = init;
+                acc[r][c] = i1;
+                acc2[r][c] = i2;
             }
         }
-        for (int k = 0; k < 8; k++) {
+        UNROLL for (int k = 0; k < 8; k++) {
             __m256i u[CQ], au[CQ];
             UNROLL for (int c = 0; c < CQ; c++) {
-                const hass__wgroup *wg = (const hass__wgroup *)(wp + c * wrow + (size_t)g * ws);
-                u[c] = ld(wg->u + 32 * k);
+                const hass__wgroup *w = (const hass__wgroup *)(wb + c * cs);
+                u[c] = ld(w->u + 32 * k);
                 if (sgn)
-                    au[c] = ld((const uint8_t *)(wg + 1) + 32 * k);
+                    au[c] = ld((const uint8_t *)(w + 1) + 32 * k);
             }
             UNROLL for (int r = 0; r < R; r++) {
                 __m256i a = ld(xa[r * ng + g].qs + 32 * k);
                 UNROLL for (int c = 0; c < CQ; c++) {
-                    acc[r][c] =
-                        sgn ? qdot_signed(acc[r][c], u[c], au[c], a) : QDOT(acc[r][c], u[c], a);
+                    if (sgn)
+                        acc[r][c] = qdot_signed(acc[r][c], u[c], au[c], a);
+                    else if (kind == K_Q6 && k >= 4)
+                        acc2[r][c] = QDOT(acc2[r][c], u[c], a);
+                    else
+                        acc[r][c] = QDOT(acc[r][c], u[c], a);
                 }
             }
         }
@@ -94,12 +117,18 @@ static ALWAYS_INLINE void k32(const int R, const int off_shift, const int has_mi
             const hass__qgroup *xg = &xa[r * ng + g];
             __m256 dx = _mm256_loadu_ps(xg->d);
             UNROLL for (int c = 0; c < CQ; c++) {
-                const hass__wgroup *wg = (const hass__wgroup *)(wp + c * wrow + (size_t)g * ws);
-                __m256 s = _mm256_mul_ps(_mm256_loadu_ps(wg->a.f), dx);
-                facc[r][c] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(acc[r][c]), facc[r][c]);
-                if (has_min)
-                    facc[r][c] = _mm256_fmadd_ps(_mm256_loadu_ps(wg->b.f), _mm256_loadu_ps(xg->sx),
+                const hass__wgroup *w = (const hass__wgroup *)(wb + c * cs);
+                __m256 wa = _mm256_loadu_ps(w->a), wbv = _mm256_loadu_ps(w->b);
+                facc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(wa, dx), _mm256_cvtepi32_ps(acc[r][c]),
+                                             facc[r][c]);
+                if (kind == K_MIN32)
+                    facc[r][c] = _mm256_fmadd_ps(wbv, _mm256_loadu_ps(xg->sf), facc[r][c]);
+                else if (kind == K_MINK)
+                    facc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dx, wbv), _mm256_loadu_ps(xg->sf),
                                                  facc[r][c]);
+                else if (kind == K_Q6)
+                    facc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dx, wbv),
+                                                 _mm256_cvtepi32_ps(acc2[r][c]), facc[r][c]);
             }
         }
     }
@@ -111,117 +140,55 @@ static ALWAYS_INLINE void k32(const int R, const int off_shift, const int has_mi
     }
 }
 
-/* K types (q6: Q6_K, else Q4_K/Q5_K), the same blocking over super-blocks. */
-static ALWAYS_INLINE void kk(const int R, const int q6, float *y, int64_t ys, int cc,
-                             const hass__qgroup *xa, const uint8_t *wp, size_t ws, int64_t ng) {
-    float yacc[RQ][CQ];
-    UNROLL for (int r = 0; r < R; r++) {
-        UNROLL for (int c = 0; c < CQ; c++) {
-            yacc[r][c] = 0;
-        }
-    }
-    size_t wrow = (size_t)ng * ws;
-    for (int64_t g = 0; g < ng; g++) {
-        __m256i acc[RQ][CQ], acc2[RQ][CQ];
-        UNROLL for (int r = 0; r < R; r++) {
-            __m256i i1 = _mm256_setzero_si256(), i2 = i1;
-            if (q6) { /* the -32 of every level, per 16 */
-                i1 = _mm256_sub_epi32(i1, _mm256_slli_epi32(ld(xa[r * ng + g].s), 5));
-                i2 = _mm256_sub_epi32(i2, _mm256_slli_epi32(ld(xa[r * ng + g].s2), 5));
-            }
-            UNROLL for (int c = 0; c < CQ; c++) {
-                acc[r][c] = i1;
-                acc2[r][c] = i2;
-            }
-        }
-        for (int k = 0; k < 8; k++) {
-            __m256i u[CQ];
-            UNROLL for (int c = 0; c < CQ; c++) {
-                const hass__wgroup *wg = (const hass__wgroup *)(wp + c * wrow + (size_t)g * ws);
-                u[c] = ld(wg->u + 32 * k);
-            }
-            UNROLL for (int r = 0; r < R; r++) {
-                __m256i a = ld(xa[r * ng + g].qs + 32 * k);
-                UNROLL for (int c = 0; c < CQ; c++) {
-                    if (q6 && k >= 4)
-                        acc2[r][c] = QDOT(acc2[r][c], u[c], a);
-                    else
-                        acc[r][c] = QDOT(acc[r][c], u[c], a);
-                }
-            }
-        }
-        UNROLL for (int r = 0; r < R; r++) {
-            const hass__qgroup *xg = &xa[r * ng + g];
-            __m256i bs = _mm256_add_epi32(ld(xg->s), ld(xg->s2));
-            float dx = xg->d[0];
-            UNROLL for (int c = 0; c < CQ; c++) {
-                const hass__wgroup *wg = (const hass__wgroup *)(wp + c * wrow + (size_t)g * ws);
-                __m256i t = _mm256_mullo_epi32(acc[r][c], ld(wg->a.i));
-                if (q6) {
-                    t = _mm256_add_epi32(t, _mm256_mullo_epi32(acc2[r][c], ld(wg->b.i)));
-                    yacc[r][c] = fma1(dx * wg->c[0], (float)hsum8i(t), yacc[r][c]);
-                } else {
-                    int32_t M = hsum8i(_mm256_mullo_epi32(bs, ld(wg->b.i)));
-                    yacc[r][c] = fma1(dx * wg->c[0], (float)hsum8i(t), yacc[r][c]);
-                    yacc[r][c] = fma1(-(dx * wg->c[1]), (float)M, yacc[r][c]);
-                }
-            }
-        }
-    }
-    UNROLL for (int r = 0; r < R; r++) {
-        UNROLL for (int c = 0; c < CQ; c++) {
-            if (c < cc)
-                y[r * ys + c] = yacc[r][c];
-        }
-    }
-}
-
-/* One R-row block against the prepared weights, by weight type. */
-static ALWAYS_INLINE void kblock(const int R, hass_dtype wt, float *y, int64_t ys, int cc,
-                                 const hass__qgroup *xa, const uint8_t *wp, size_t ws, int64_t ng) {
+#define KQ_ARGS y, ys, cc, xa, ng, wp, ws, fz, W, rb, wt, in
+/* One R-row block, by weight type. */
+static ALWAYS_INLINE void kblock(const int R, float *y, int64_t ys, int cc, const hass__qgroup *xa,
+                                 int64_t ng, const uint8_t *wp, size_t ws, uint8_t *fz,
+                                 const uint8_t *W, size_t rb, hass_dtype wt, int64_t in) {
     switch (wt) {
     case HASS_DTYPE_Q8_0:
         if (QSIGNED)
-            k32(R, 0, 0, 1, y, ys, cc, xa, wp, ws, ng);
+            kq(R, K_PLAIN, 0, 1, KQ_ARGS);
         else
-            k32(R, 7, 0, 0, y, ys, cc, xa, wp, ws, ng);
+            kq(R, K_PLAIN, 7, 0, KQ_ARGS);
         break;
     case HASS_DTYPE_Q4_0:
-        k32(R, 3, 0, 0, y, ys, cc, xa, wp, ws, ng);
+        kq(R, K_PLAIN, 3, 0, KQ_ARGS);
         break;
     case HASS_DTYPE_Q5_0:
-        k32(R, 4, 0, 0, y, ys, cc, xa, wp, ws, ng);
+        kq(R, K_PLAIN, 4, 0, KQ_ARGS);
         break;
     case HASS_DTYPE_Q4_1:
     case HASS_DTYPE_Q5_1:
-        k32(R, 0, 1, 0, y, ys, cc, xa, wp, ws, ng);
+        kq(R, K_MIN32, 0, 0, KQ_ARGS);
         break;
     case HASS_DTYPE_Q6_K:
-        kk(R, 1, y, ys, cc, xa, wp, ws, ng);
+        kq(R, K_Q6, 0, 0, KQ_ARGS);
         break;
     default:
-        kk(R, 0, y, ys, cc, xa, wp, ws, ng);
+        kq(R, K_MINK, 0, 0, KQ_ARGS);
     }
 }
 
-static void rows_r(int R, hass_dtype wt, float *y, int64_t ys, int cc, const hass__qgroup *xa,
-                   const uint8_t *wp, size_t ws, int64_t ng) {
+static void rows_r(int R, float *y, int64_t ys, int cc, const hass__qgroup *xa, int64_t ng,
+                   const uint8_t *wp, size_t ws, uint8_t *fz, const uint8_t *W, size_t rb,
+                   hass_dtype wt, int64_t in) {
     switch (R) {
 #if RQ >= 4
     case 4:
-        kblock(4, wt, y, ys, cc, xa, wp, ws, ng);
+        kblock(4, KQ_ARGS);
         break;
 #endif
 #if RQ >= 3
     case 3:
-        kblock(3, wt, y, ys, cc, xa, wp, ws, ng);
+        kblock(3, KQ_ARGS);
         break;
 #endif
     case 2:
-        kblock(2, wt, y, ys, cc, xa, wp, ws, ng);
+        kblock(2, KQ_ARGS);
         break;
     default:
-        kblock(1, wt, y, ys, cc, xa, wp, ws, ng);
+        kblock(1, KQ_ARGS);
     }
 }
 
@@ -232,9 +199,12 @@ static _Thread_local size_t wscratch_cap;
 void QROWS(float *y, int64_t ys, const hass__qgroup *xa, int64_t n, int64_t in, const void *W,
            hass_dtype wt, int64_t o0, int64_t o1) {
     int sgn = QSIGNED && wt == HASS_DTYPE_Q8_0;
-    size_t ws = sizeof(hass__wgroup) + (sgn ? 256 : 0), rb = hass_dtype_bytes(wt, (size_t)in);
+    size_t ws = hass__wstride(sgn), rb = hass_dtype_bytes(wt, (size_t)in);
     int64_t ng = hass__qgroups(in);
-    size_t need = (size_t)CQ * (size_t)ng * ws;
+    /* up to RQ rows: each group of the CQ weight rows is prepared just before its use (in L1);
+     * more: the CQ rows are prepared whole, then every block of RQ rows passes over them */
+    int fused = n <= RQ;
+    size_t need = (size_t)CQ * (fused ? 1 : (size_t)ng) * ws;
     if (need > wscratch_cap) {
         hass_aligned_free(wscratch);
         wscratch = hass_aligned_alloc(need);
@@ -243,17 +213,24 @@ void QROWS(float *y, int64_t ys, const hass__qgroup *xa, int64_t n, int64_t in, 
     }
     for (int64_t o = o0; o < o1; o += CQ) {
         int cc = o1 - o < CQ ? (int)(o1 - o) : CQ;
-        for (int c = 0; c < CQ; c++) {
-            uint8_t *dst = wscratch + (size_t)c * (size_t)ng * ws;
-            if (c < cc)
-                hass__qprep_avx2((hass__wgroup *)dst, (const uint8_t *)W + (size_t)(o + c) * rb, wt,
-                                 in, sgn);
-            else
-                memset(dst, 0, (size_t)ng * ws);
+        const uint8_t *Wo = (const uint8_t *)W + (size_t)o * rb;
+        if (fused) {
+            if (cc < CQ) /* rows past cc stay zero */
+                memset(wscratch, 0, need);
+            rows_r((int)n, y + o, ys, cc, xa, ng, wscratch, ws, wscratch, Wo, rb, wt, in);
+            continue;
         }
+        for (int c = 0; c < CQ; c++)
+            for (int64_t g = 0; g < ng; g++) {
+                uint8_t *dst = wscratch + ((size_t)c * (size_t)ng + (size_t)g) * ws;
+                if (c < cc)
+                    hass__qprep_avx2((hass__wgroup *)dst, Wo + (size_t)c * rb, wt, in, g, sgn);
+                else
+                    memset(dst, 0, ws);
+            }
         for (int64_t r = 0; r < n; r += RQ) {
             int R = n - r < RQ ? (int)(n - r) : RQ;
-            rows_r(R, wt, y + r * ys + o, ys, cc, xa + r * ng, wscratch, ws, ng);
+            rows_r(R, y + r * ys + o, ys, cc, xa + r * ng, ng, wscratch, ws, NULL, Wo, rb, wt, in);
         }
     }
 }
