@@ -40,6 +40,17 @@ static int run(const char *args) {
     return WEXITSTATUS(st);
 }
 
+/* The last line of stderr is the error (progress lines may come before it). */
+static int last_line_error(const char *what) {
+    size_t n = strlen(errout);
+    if (n < 2 || errout[n - 1] != '\n')
+        return 0;
+    const char *p = errout + n - 1;
+    while (p > errout && p[-1] != '\n')
+        p--;
+    return !strncmp(p, "hass: ", 6) && strstr(p, what) != NULL;
+}
+
 static int one_line_error(void) {
     char *nl = strchr(errout, '\n');
     return errout[0] && nl && nl[1] == 0 && !strncmp(errout, "hass", 4);
@@ -88,6 +99,12 @@ int main(int argc, char **argv) {
     EXPECT(1, "inspect /nonexistent");
     EXPECT(2, "inspect");
     EXPECT(2, "convert -m x");
+    EXPECT(2, "export -m x");
+    EXPECT(2, "export --gguf x.gguf");
+    EXPECT(2, "export -m x --gguf a.gguf --hf b");
+    EXPECT(2, "export -m x -o b");
+    EXPECT(0, "export --help");
+    CHECK(strstr(out, "--gguf") != NULL);
 
     /* garbage and truncated model files */
     char path[600], args[3000];
@@ -156,6 +173,67 @@ int main(int argc, char **argv) {
               "tokenize with the trained tokenizer: '%s' (BOS %d)", out, bos);
     snprintf(args, sizeof args, "tokenize --tokenizer %s/tk/tokenizer.json -p 'the cat' --no-bos",
              tmp);
+    EXPECT(0, args);
+
+    /* pretrain: flags, bad data, a tiny run, bit-exact resume, schedule changes, the model it
+     * writes loads and generates */
+    EXPECT(0, "pretrain --help");
+    CHECK(strstr(out, "--steps") != NULL);
+    EXPECT(2, "pretrain --data x.jsonl -o x");
+    CHECK(one_line_error());
+    EXPECT(2, "pretrain --data x.jsonl --tokenizer t.json -o x --steps 0");
+    EXPECT(2, "pretrain --data x.jsonl --tokenizer t.json -o x --steps 5 --warmup 5");
+    CHECK(one_line_error());
+    EXPECT(2, "pretrain --data x.jsonl --tokenizer t.json -o x --steps 5 --lr abc");
+    EXPECT(2, "pretrain --data x.jsonl --tokenizer t.json -o x --steps 5 --gemm fast");
+    EXPECT(2, "pretrain --data x.jsonl --tokenizer t.json -o x --steps 5 --bogus 1");
+    char pt[1200];
+    snprintf(pt, sizeof pt,
+             "pretrain --tokenizer %s/tk/tokenizer.json --dim 16 --layers 2 --heads 2 --kv-heads 1 "
+             "--ffn 24 --ctx 8 --batch 2 --accum 2 --warmup 1 --eval-every 2 --eval-windows 2 "
+             "--ckpt-every 3 --threads 2 --gemm f32",
+             tmp);
+    snprintf(args, sizeof args, "%s --data /nonexistent.jsonl -o %s/pt0 --steps 4", pt, tmp);
+    EXPECT(1, args);
+    CHECK(one_line_error());
+    char bad[700];
+    snprintf(bad, sizeof bad, "%s/bad.jsonl", tmp);
+    snprintf(cmd, sizeof cmd, "printf '{\"text\": \"ok\"}\n{\"messages\": 3}\n' > %s", bad);
+    HASS_ASSERT(system(cmd) == 0);
+    snprintf(args, sizeof args, "%s --data %s -o %s/pt0 --steps 4", pt, bad, tmp);
+    EXPECT(1, args);
+    CHECK_MSG(last_line_error("bad.jsonl: line 2:"), "%s", errout);
+    snprintf(cmd, sizeof cmd, "for i in 1 2 3 4 5 6; do cat %s; done > %s/big.jsonl", path, tmp);
+    HASS_ASSERT(system(cmd) == 0);
+    snprintf(args, sizeof args, "%s --data %s/big.jsonl --valid %s -o %s/ptA --steps 5", pt, tmp,
+             path, tmp);
+    EXPECT(0, args);
+    snprintf(args, sizeof args, "%s --data %s/big.jsonl --valid %s -o %s/ptB --steps 5 --stop-at 2",
+             pt, tmp, path, tmp);
+    EXPECT(0, args);
+    CHECK(strstr(errout, "stopped") != NULL);
+    snprintf(args, sizeof args, "%s --data %s/big.jsonl --valid %s -o %s/ptB --steps 6", pt, tmp,
+             path, tmp);
+    EXPECT(2, args); /* another schedule: refused, with the way out named */
+    CHECK_MSG(last_line_error("--reschedule"), "%s", errout);
+    snprintf(args, sizeof args, "%s --data %s/big.jsonl --valid %s -o %s/ptB --steps 5", pt, tmp,
+             path, tmp);
+    EXPECT(0, args);
+    snprintf(cmd, sizeof cmd, "cmp -s %s/ptA/trainer_state.safetensors %s/ptB/trainer_state.safetensors",
+             tmp, tmp);
+    CHECK_MSG(system(cmd) == 0, "a resumed pretraining run equals an uninterrupted one");
+    snprintf(cmd, sizeof cmd, "cmp -s %s/ptA/model/model.safetensors %s/ptB/model/model.safetensors",
+             tmp, tmp);
+    CHECK(system(cmd) == 0);
+    snprintf(args, sizeof args, "%s --data %s/big.jsonl -o %s/ptB --steps 7 --reschedule", pt, tmp,
+             tmp);
+    EXPECT(0, args);
+    snprintf(args, sizeof args, "%s --data %s/big.jsonl -o %s/ptB --steps 7 --dim 32 --reschedule",
+             pt, tmp, tmp);
+    EXPECT(2, args); /* the model itself cannot change */
+    snprintf(args, sizeof args, "generate -m %s/ptA/model -p 'the cat' -n 3", tmp);
+    EXPECT(0, args);
+    snprintf(args, sizeof args, "inspect %s/ptA/model", tmp);
     EXPECT(0, args);
 
     const char *mp = check_shared("models/stories260K.bin"),
@@ -250,6 +328,26 @@ int main(int argc, char **argv) {
         EXPECT(0, args);
         CHECK(!strncmp(out, "1 403 407 261 378", 17));
         snprintf(args, sizeof args, "inspect %s", mp);
+        EXPECT(0, args);
+        /* export: GGUF (tokenizer included) that generates what the checkpoint does */
+        snprintf(args, sizeof args, "export %s --gguf %s/s.gguf", mt, tmp);
+        EXPECT(0, args);
+        snprintf(args, sizeof args, "generate -m %s/s.gguf -p 'Once upon a time' -n 20", tmp);
+        EXPECT(0, args);
+        CHECK(!strncmp(out, ", there was a little girl named Lily", 36));
+        snprintf(args, sizeof args, "inspect %s/s.gguf", tmp);
+        EXPECT(0, args);
+        CHECK(strstr(out, "\"stories260K\"") && strstr(out, "tokenizer.ggml.scores"));
+        snprintf(args, sizeof args, "export %s --gguf %s/s.gguf --dtype q4", mt, tmp);
+        EXPECT(2, args);
+        snprintf(args, sizeof args, "export -m %s --gguf %s/t.gguf", mp, tmp);
+        EXPECT(2, args); /* a llama2.c checkpoint needs -z */
+        snprintf(args, sizeof args, "export %s --gguf /nonexistent/dir/t.gguf", mt);
+        EXPECT(1, args);
+        CHECK(one_line_error());
+        snprintf(args, sizeof args, "export %s --hf %s/hf --dtype f32", mt, tmp);
+        EXPECT(0, args);
+        snprintf(args, sizeof args, "convert -m %s -o %s/hf2", mp, tmp);
         EXPECT(0, args);
     } else {
         CHECK_SKIP("stories260K not found");

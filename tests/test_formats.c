@@ -1,6 +1,7 @@
 /*
  * test_formats.c — the file-format loaders: real files (stories260K.bin / .gguf, the llama SPM
- * vocab GGUF), a safetensors write/read round trip (single file and sharded directory), and
+ * vocab GGUF), safetensors and GGUF write/read round trips (every metadata type, alignment,
+ * streamed tensors, hostile values refused), and
  * robustness: every truncation of small valid files (a dense sample for the big ones) and
  * hand-made corrupt headers must return an error status with a message, never crash (the
  * suite also runs under ASan+UBSan; every corrupt buffer is an exact-size heap copy so that
@@ -891,6 +892,314 @@ static void test_safetensors_roundtrip(void) {
         free(store[i]);
 }
 
+/* ---------------- GGUF writer ---------------- */
+
+/* every scalar type at its extremes, strings with NUL and UTF-8, arrays of every element type */
+static void add_all_types(hass_gguf_kvs *l, hass_err *err) {
+    static const uint8_t u8s[] = {0, 1, 255};
+    static const int8_t i8s[] = {-128, 0, 127};
+    static const uint16_t u16s[] = {0, 65535};
+    static const int16_t i16s[] = {-32768, 32767};
+    static const uint32_t u32s[] = {0, 4294967295u, 7};
+    static const int32_t i32s[] = {INT32_MIN, -1, INT32_MAX};
+    static const float f32s[] = {1.5f, -0.0f, 3.4e38f, 1e-45f};
+    static const uint8_t bools[] = {1, 0, 1};
+    static const uint64_t u64s[] = {UINT64_MAX, 0};
+    static const int64_t i64s[] = {INT64_MIN, INT64_MAX};
+    static const double f64s[] = {0.1, -1e300};
+    static const struct {
+        hass_gguf_type t;
+        const void *p;
+        uint64_t n;
+    } arrs[] = {{HASS_GGUF_U8, u8s, 3},   {HASS_GGUF_I8, i8s, 3},     {HASS_GGUF_U16, u16s, 2},
+                {HASS_GGUF_I16, i16s, 2}, {HASS_GGUF_U32, u32s, 3},   {HASS_GGUF_I32, i32s, 3},
+                {HASS_GGUF_F32, f32s, 4}, {HASS_GGUF_BOOL, bools, 3}, {HASS_GGUF_U64, u64s, 2},
+                {HASS_GGUF_I64, i64s, 2}, {HASS_GGUF_F64, f64s, 2},   {HASS_GGUF_U32, u32s, 0}};
+    hass_gguf_kv s[] = {
+        {.key = "t.u8", .type = HASS_GGUF_U8, .v.u = 255},
+        {.key = "t.i8", .type = HASS_GGUF_I8, .v.i = -128},
+        {.key = "t.u16", .type = HASS_GGUF_U16, .v.u = 65535},
+        {.key = "t.i16", .type = HASS_GGUF_I16, .v.i = -32768},
+        {.key = "t.u32", .type = HASS_GGUF_U32, .v.u = 4294967295u},
+        {.key = "t.i32", .type = HASS_GGUF_I32, .v.i = INT32_MIN},
+        {.key = "t.f32", .type = HASS_GGUF_F32, .v.f = -2.5},
+        {.key = "t.bool", .type = HASS_GGUF_BOOL, .v.u = 1},
+        {.key = "t.u64", .type = HASS_GGUF_U64, .v.u = UINT64_MAX},
+        {.key = "t.i64", .type = HASS_GGUF_I64, .v.i = INT64_MIN},
+        {.key = "t.f64", .type = HASS_GGUF_F64, .v.f = 0.1},
+        {.key = "t.str", .type = HASS_GGUF_STRING, .str = "a\0b\xc3\xa9", .str_len = 5},
+        {.key = "t.empty", .type = HASS_GGUF_STRING, .str = "", .str_len = 0},
+    };
+    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
+        CHECK_MSG(hass_gguf_kvs_add(l, &s[i], err) == HASS_OK, "%s: %s", s[i].key, err->msg);
+    for (size_t i = 0; i < sizeof arrs / sizeof arrs[0]; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "a.%zu", i);
+        CHECK(hass_gguf_kvs_array(l, key, arrs[i].t, arrs[i].p, arrs[i].n, err) == HASS_OK);
+    }
+    static const char *strs[] = {"tok", "", "x\0y", "\xe2\x96\x81hi"};
+    static const uint32_t lens[] = {3, 0, 3, 5};
+    CHECK(hass_gguf_kvs_strings(l, "a.strs", strs, lens, 4, err) == HASS_OK);
+    CHECK(hass_gguf_kvs_strings(l, "a.cstrs", strs, NULL, 2, err) == HASS_OK);
+}
+
+/* the reader's view of a key equals what was written */
+static int kv_equal(const hass_gguf_kv *a, const hass_gguf_kv *b) {
+    if (strcmp(a->key, b->key) || a->type != b->type)
+        return 0;
+    if (a->type == HASS_GGUF_STRING)
+        return a->str_len == b->str_len && !memcmp(a->str, b->str, a->str_len);
+    if (a->type != HASS_GGUF_ARRAY)
+        return !memcmp(&a->v, &b->v, sizeof a->v);
+    if (a->arr_type != b->arr_type || a->arr_n != b->arr_n)
+        return 0;
+    for (uint64_t i = 0; a->arr_type == HASS_GGUF_STRING && i < a->arr_n; i++)
+        if (a->arr_lens[i] != b->arr_lens[i] ||
+            memcmp(a->arr_strs[i], b->arr_strs[i], a->arr_lens[i]))
+            return 0;
+    static const size_t es[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    return a->arr_type == HASS_GGUF_STRING || !a->arr_n ||
+           !memcmp(a->arr_data, b->arr_data, (size_t)a->arr_n * es[a->arr_type]);
+}
+
+typedef struct {
+    const hass_tensor *t;
+    int64_t fail_at; /* -1: never */
+    int64_t calls;
+} fill_ctx;
+
+static hass_status fill_copy(void *ctx, int64_t i, void *dst, hass_err *err) {
+    fill_ctx *c = ctx;
+    c->calls++;
+    if (i == c->fail_at)
+        return hass_err_set(err, HASS_STATUS_IO, "fill %lld failed", (long long)i);
+    memcpy(dst, c->t[i].data, c->t[i].nbytes);
+    return HASS_OK;
+}
+
+/* tensors of every writable dtype: (5, 3) F32, (7) F16, (2, 3, 4) BF16, (3, 64) Q8_0, (0, 4) */
+typedef struct {
+    hass_tensor t[5];
+    uint8_t *store[5];
+} wtensors;
+
+static void make_wtensors(wtensors *w) {
+    static const hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_F16, HASS_DTYPE_BF16,
+                                     HASS_DTYPE_Q8_0, HASS_DTYPE_F32};
+    static const int64_t shapes[][3] = {{5, 3}, {7}, {2, 3, 4}, {3, 64}, {0, 4}};
+    static const int nd[] = {2, 1, 3, 2, 2};
+    static const char *names[] = {"w.f32", "w.f16", "w.bf16", "w.q8", "w.empty"};
+    hass_rng rng;
+    hass_rng_seed(&rng, 7);
+    for (int i = 0; i < 5; i++) {
+        hass_tensor *t = &w->t[i];
+        memset(t, 0, sizeof *t);
+        snprintf(t->name, sizeof t->name, "%s", names[i]);
+        t->dtype = dts[i];
+        t->ndim = nd[i];
+        size_t numel = 1;
+        for (int d = 0; d < nd[i]; d++)
+            numel *= (size_t)(t->shape[d] = shapes[i][d]);
+        t->nbytes = hass_dtype_bytes(dts[i], numel);
+        w->store[i] = malloc(t->nbytes + 1);
+        for (size_t k = 0; k < t->nbytes; k++)
+            w->store[i][k] = (uint8_t)hass_rng_u64(&rng);
+        t->data = w->store[i];
+    }
+}
+
+static void free_wtensors(wtensors *w) {
+    for (int i = 0; i < 5; i++)
+        free(w->store[i]);
+}
+
+static void check_read_back(const char *path, const hass_gguf_kvs *l, const wtensors *w,
+                            size_t align) {
+    hass_gguf g;
+    hass_err err = {0};
+    if (hass_gguf_open(&g, path, &err) != HASS_OK) {
+        CHECK_MSG(0, "read back: %s", err.msg);
+        return;
+    }
+    CHECK_EQ_INT(g.version, 3);
+    CHECK_EQ_INT(g.alignment, align);
+    CHECK(g.data_offset % align == 0);
+    CHECK_EQ_INT(g.n_kv, l->n);
+    int same = g.n_kv == l->n;
+    for (int64_t i = 0; same && i < l->n; i++)
+        same = kv_equal(&g.kv[i], &l->kv[i]);
+    CHECK_MSG(same, "metadata read back differs");
+    CHECK_EQ_INT(g.n_tensors, 5);
+    size_t expect_off = 0;
+    for (int i = 0; i < 5 && g.n_tensors == 5; i++) {
+        const hass_tensor *a = &g.tensors[i], *b = &w->t[i];
+        int ok = !strcmp(a->name, b->name) && a->dtype == b->dtype && a->ndim == b->ndim &&
+                 a->nbytes == b->nbytes && !memcmp(a->shape, b->shape, sizeof a->shape) &&
+                 (!a->nbytes || !memcmp(a->data, b->data, a->nbytes));
+        CHECK_MSG(ok, "tensor %s read back differs", b->name);
+        size_t off = (size_t)((const uint8_t *)a->data - g.mf.data) - g.data_offset;
+        CHECK_MSG(off == expect_off, "%s at %zu, want %zu", b->name, off, expect_off);
+        expect_off += (b->nbytes + align - 1) / align * align;
+    }
+    /* each tensor padded with zeros, the last one too */
+    CHECK_EQ_INT(g.mf.size, g.data_offset + expect_off);
+    int zeros = 1;
+    for (int64_t i = 0; i < g.n_tensors; i++) {
+        size_t end = (size_t)((const uint8_t *)g.tensors[i].data - g.mf.data) + g.tensors[i].nbytes;
+        for (size_t k = end; k % align; k++)
+            zeros &= g.mf.data[k] == 0;
+    }
+    CHECK_MSG(zeros, "padding after each tensor is zero");
+    check_truncations(FMT_GGUF, g.mf.data, g.mf.size, 0, 7, "written gguf");
+    check_mutations(FMT_GGUF, g.mf.data, g.mf.size, 200, 11);
+    hass_gguf_close(&g);
+}
+
+static void test_gguf_write_roundtrip(void) {
+    if (!tmpdir[0]) {
+        CHECK_SKIP("no temp dir");
+        return;
+    }
+    hass_err err = {0};
+    wtensors w;
+    make_wtensors(&w);
+    char path[600];
+    path_in(path, sizeof path, "w.gguf");
+    for (int pass = 0; pass < 3; pass++) { /* default 32, general.alignment 64, 64 via fill */
+        hass_gguf_kvs l = {0};
+        if (pass > 0)
+            CHECK(hass_gguf_kvs_u32(&l, "general.alignment", 64, &err) == HASS_OK);
+        add_all_types(&l, &err);
+        fill_ctx fc = {w.t, -1, 0};
+        hass_status rc =
+            hass_gguf_write(path, l.kv, l.n, w.t, 5, pass == 2 ? fill_copy : NULL, &fc, &err);
+        CHECK_MSG(rc == HASS_OK, "write: %s", err.msg);
+        if (pass == 2)
+            CHECK_EQ_INT(fc.calls, 5);
+        check_read_back(path, &l, &w, pass ? 64 : 32);
+        hass_gguf_kvs_free(&l);
+    }
+    /* a failing fill leaves the previous file untouched and no temp file behind */
+    struct stat before, after;
+    CHECK(stat(path, &before) == 0);
+    hass_gguf_kvs l = {0};
+    CHECK(hass_gguf_kvs_str(&l, "general.name", "x", &err) == HASS_OK);
+    fill_ctx fc = {w.t, 2, 0};
+    CHECK(hass_gguf_write(path, l.kv, l.n, w.t, 5, fill_copy, &fc, &err) == HASS_STATUS_IO);
+    CHECK(strstr(err.msg, "fill 2") != NULL);
+    CHECK(stat(path, &after) == 0 && after.st_size == before.st_size &&
+          after.st_mtime == before.st_mtime);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -q tmp", tmpdir);
+    CHECK_MSG(system(cmd) != 0, "a temp file was left behind");
+    /* an unwritable destination */
+    CHECK(hass_gguf_write("/nonexistent/dir/x.gguf", l.kv, l.n, NULL, 0, NULL, NULL, &err) ==
+          HASS_STATUS_IO);
+    hass_gguf_kvs_free(&l);
+    free_wtensors(&w);
+}
+
+/* Refused before anything is written: every bad value, key and tensor. */
+static void test_gguf_write_hostile(void) {
+    if (!tmpdir[0]) {
+        CHECK_SKIP("no temp dir");
+        return;
+    }
+    hass_err err = {0};
+    hass_gguf_kvs l = {0};
+    static char long_key[65600];
+    memset(long_key, 'k', sizeof long_key - 1);
+    static const char *strs[] = {"a", NULL};
+    static const uint8_t bad_bool[] = {0, 2};
+    hass_gguf_kv bad[] = {
+        {.key = "x.u8", .type = HASS_GGUF_U8, .v.u = 256},
+        {.key = "x.i8", .type = HASS_GGUF_I8, .v.i = -129},
+        {.key = "x.u16", .type = HASS_GGUF_U16, .v.u = 65536},
+        {.key = "x.i16", .type = HASS_GGUF_I16, .v.i = 32768},
+        {.key = "x.u32", .type = HASS_GGUF_U32, .v.u = 1ull << 32},
+        {.key = "x.i32", .type = HASS_GGUF_I32, .v.i = (int64_t)INT32_MAX + 1},
+        {.key = "x.bool", .type = HASS_GGUF_BOOL, .v.u = 2},
+        {.key = "x.f32", .type = HASS_GGUF_F32, .v.f = 1e39},
+        {.key = "x.type", .type = (hass_gguf_type)13},
+        {.key = "", .type = HASS_GGUF_U8},
+        {.key = NULL, .type = HASS_GGUF_U8},
+        {.key = "has space", .type = HASS_GGUF_U8},
+        {.key = "caf\xc3\xa9", .type = HASS_GGUF_U8},
+        {.key = long_key, .type = HASS_GGUF_U8},
+        {.key = "x.nested", .type = HASS_GGUF_ARRAY, .arr_type = HASS_GGUF_ARRAY, .arr_n = 1},
+        {.key = "x.arrtype", .type = HASS_GGUF_ARRAY, .arr_type = (hass_gguf_type)99, .arr_n = 1},
+        {.key = "x.huge",
+         .type = HASS_GGUF_ARRAY,
+         .arr_type = HASS_GGUF_U8,
+         .arr_n = (1ull << 32) + 1,
+         .arr_data = bad_bool},
+        {.key = "x.nodata", .type = HASS_GGUF_ARRAY, .arr_type = HASS_GGUF_U32, .arr_n = 3},
+        {.key = "x.bools",
+         .type = HASS_GGUF_ARRAY,
+         .arr_type = HASS_GGUF_BOOL,
+         .arr_n = 2,
+         .arr_data = bad_bool},
+        {.key = "x.nullstr",
+         .type = HASS_GGUF_ARRAY,
+         .arr_type = HASS_GGUF_STRING,
+         .arr_n = 2,
+         .arr_strs = strs},
+        {.key = "x.bigstr", .type = HASS_GGUF_STRING, .str = "x", .str_len = (1u << 30) + 1},
+        {.key = "x.strnull", .type = HASS_GGUF_STRING, .str = NULL, .str_len = 4},
+    };
+    char path[600];
+    path_in(path, sizeof path, "hostile.gguf");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&err, 0, sizeof err);
+        hass_status rc = hass_gguf_kvs_add(&l, &bad[i], &err);
+        CHECK_MSG(rc < 0 && err.msg[0], "bad kv %zu accepted", i);
+        rc = hass_gguf_write(path, &bad[i], 1, NULL, 0, NULL, NULL, &err);
+        CHECK_MSG(rc < 0 && !hass_file_exists(path), "bad kv %zu written", i);
+    }
+    CHECK_EQ_INT(l.n, 0);
+    /* duplicates, in the list and in a hand-made array */
+    CHECK(hass_gguf_kvs_u32(&l, "general.alignment", 48, &err) == HASS_OK);
+    CHECK(hass_gguf_kvs_u32(&l, "general.alignment", 32, &err) == HASS_STATUS_FORMAT);
+    hass_gguf_kv dup[2] = {{.key = "a", .type = HASS_GGUF_U8}, {.key = "a", .type = HASS_GGUF_U8}};
+    CHECK(hass_gguf_write(path, dup, 2, NULL, 0, NULL, NULL, &err) == HASS_STATUS_FORMAT);
+    /* alignment: not a power of two, 0, too big, not a u32 */
+    CHECK(hass_gguf_write(path, l.kv, l.n, NULL, 0, NULL, NULL, &err) == HASS_STATUS_ARG);
+    hass_gguf_kv al[] = {{.key = "general.alignment", .type = HASS_GGUF_U32, .v.u = 0},
+                         {.key = "general.alignment", .type = HASS_GGUF_U32, .v.u = 1u << 21},
+                         {.key = "general.alignment", .type = HASS_GGUF_U64, .v.u = 32}};
+    for (int i = 0; i < 3; i++)
+        CHECK(hass_gguf_write(path, &al[i], 1, NULL, 0, NULL, NULL, &err) == HASS_STATUS_ARG);
+    /* tensors */
+    wtensors w;
+    make_wtensors(&w);
+    hass_tensor t0 = w.t[0];
+    hass_tensor bt[9];
+    for (int i = 0; i < 9; i++)
+        bt[i] = t0;
+    memset(bt[0].name, 'n', 64);
+    bt[0].name[64] = 0;            /* 64 bytes: too long for llama.cpp */
+    bt[1].name[0] = 0;             /* empty */
+    bt[2].ndim = 0;                /* no dims */
+    bt[3].ndim = 5;                /* too many */
+    bt[4].shape[1] = -3;           /* negative */
+    bt[5].dtype = HASS_DTYPE_I32;  /* not a ggml weight type */
+    bt[6].dtype = HASS_DTYPE_Q8_0; /* row of 3 */
+    bt[7].nbytes += 4;             /* nbytes vs shape */
+    bt[8].data = NULL;             /* no data, no fill */
+    for (int i = 0; i < 9; i++) {
+        memset(&err, 0, sizeof err);
+        hass_status rc = hass_gguf_write(path, NULL, 0, &bt[i], 1, NULL, NULL, &err);
+        CHECK_MSG(rc < 0 && err.msg[0] && !hass_file_exists(path), "bad tensor %d written", i);
+    }
+    hass_tensor two[2] = {t0, t0};
+    CHECK(hass_gguf_write(path, NULL, 0, two, 2, NULL, NULL, &err) == HASS_STATUS_FORMAT);
+    CHECK(strstr(err.msg, "duplicate tensor") != NULL);
+    CHECK(hass_gguf_write(path, NULL, -1, NULL, 0, NULL, NULL, &err) == HASS_STATUS_ARG);
+    CHECK(!hass_file_exists(path));
+    free_wtensors(&w);
+    hass_gguf_kvs_free(&l);
+}
+
 static void remove_tmpdir(void) {
     if (!tmpdir[0])
         return;
@@ -910,6 +1219,8 @@ int main(void) {
     test_gguf_corrupt();
     test_safetensors_corrupt();
     test_safetensors_roundtrip();
+    test_gguf_write_roundtrip();
+    test_gguf_write_hostile();
     remove_tmpdir();
     return check_exit();
 }

@@ -1,14 +1,16 @@
 /*
  * test_generate.c — model outputs against the reference implementation: greedy generations of
  * stories260K (llama2.c run.c, ../shared/models/stories260K_golden.txt) token for token and
- * byte for byte, from the llama2.c checkpoint and from the GGUF conversion, with 1 and 2
- * threads; and the CLI contract of `hass generate` (exit codes, --json fields).
+ * byte for byte, from the llama2.c checkpoint, from llama.cpp's GGUF conversion and from our
+ * own (hass export --gguf), with 1 and 2 threads; and the CLI contract of `hass generate` (exit
+ * codes, --json fields).
  */
 #include "check.h"
 #include "decode/decode.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     char prompt[256];
@@ -136,6 +138,22 @@ done:
     hass_model_free(m);
 }
 
+/* stories260K.bin + tok512.bin -> GGUF at out; 1 on success */
+static int export_gguf(const char *bin, const char *tok, const char *out) {
+    hass_err err = {0};
+    hass_model *m = hass_model_load(bin, &err);
+    hass_tokenizer *t = hass_tokenizer_load_bin(tok, 512, &err);
+    hass_gguf_kvs kvs = {0};
+    hass_gguf_export_opts o = {HASS_DTYPE_COUNT, "stories260K", &kvs};
+    int ok = m && t && hass_tokenizer_gguf_kvs(t, 512, &kvs, &err) == HASS_OK &&
+             hass_model_export_gguf(m, out, &o, &err) == HASS_OK;
+    CHECK_MSG(ok, "export to GGUF: %s", err.msg);
+    hass_gguf_kvs_free(&kvs);
+    hass_tokenizer_free(t);
+    hass_model_free(m);
+    return ok;
+}
+
 int main(void) {
     check_init("test_generate");
     const char *gp = check_shared("models/stories260K_golden.txt");
@@ -155,6 +173,13 @@ int main(void) {
         run_golden(gguf, NULL, cases, n, 2, 512);
     else
         CHECK_SKIP("stories260K.gguf not found");
+    /* our own GGUF export of the checkpoint + tokenizer.bin (hass export --gguf) */
+    char out[256];
+    snprintf(out, sizeof out, "/tmp/hass_test_generate_%ld.gguf", (long)getpid());
+    if (export_gguf(bin, tok, out)) {
+        run_golden(out, NULL, cases, n, 1, 0);
+        unlink(out);
+    }
     for (int i = 0; i < n; i++)
         free(cases[i].stdout_text);
     return check_exit();

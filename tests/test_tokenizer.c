@@ -857,6 +857,142 @@ static void test_json_mem(void) {
     free(text);
 }
 
+/* ---------------- export as GGUF metadata ---------------- */
+
+/* t -> hass_tokenizer_gguf_kvs -> a GGUF file -> hass_tokenizer_load_gguf; pre: NULL, or a
+ * tokenizer.ggml.pre to write instead of the one the export chose */
+static hass_tokenizer *via_gguf(const hass_tokenizer *t, int32_t n_vocab, const char *name,
+                                const char *pre) {
+    hass_err err = {0};
+    hass_gguf_kvs l = {0}, w = {0};
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/hass_tok_%s_%ld.gguf", name, (long)getpid());
+    hass_tokenizer *r = NULL;
+    hass_gguf g;
+    hass_status st = hass_tokenizer_gguf_kvs(t, n_vocab, &l, &err);
+    for (int64_t i = 0; i < l.n && !st; i++)
+        st = pre && !strcmp(l.kv[i].key, "tokenizer.ggml.pre")
+                 ? hass_gguf_kvs_str(&w, l.kv[i].key, pre, &err)
+                 : hass_gguf_kvs_add(&w, &l.kv[i], &err);
+    if (!st && hass_gguf_write(path, w.kv, w.n, NULL, 0, NULL, NULL, &err) == HASS_OK &&
+        hass_gguf_open(&g, path, &err) == HASS_OK) {
+        r = hass_tokenizer_load_gguf(&g, &err);
+        hass_gguf_close(&g);
+    }
+    CHECK_MSG(r != NULL, "%s via GGUF: %s", name, err.msg);
+    unlink(path);
+    hass_gguf_kvs_free(&l);
+    hass_gguf_kvs_free(&w);
+    return r;
+}
+
+static void test_gguf_export(void) {
+    const char *v3 = check_shared("tokenizers/vectors_llama3.jsonl");
+    const char *v2 = check_shared("tokenizers/vectors_llama2.jsonl");
+    const char *j2 = check_shared("tokenizers/llama2/tokenizer.json");
+    const char *b2 = check_shared("models/tokenizer.bin");
+    hass_err err = {0};
+    hass_tokenizer *t3 = v3 ? get_llama3(&err) : NULL;
+    if (t3) { /* byte-level BPE: gpt2 / llama-bpe, merges, CONTROL specials, chat template */
+        hass_tokenizer *t = via_gguf(t3, 128256, "llama3", NULL);
+        if (t) {
+            vec_ctx c = {"llama3 json -> gguf", t, 1, 0};
+            run_vectors(v3, &c);
+            run_ggml_vectors(t, "data/fixtures/ggml-vocab-llama-bpe.gguf.inp",
+                             "llama3 json -> gguf, ggml strings", 0);
+            check_llama3_chat(t, v3);
+            CHECK_EQ_INT(hass_tokenizer_bos(t), 128000);
+            CHECK_EQ_INT(hass_tokenizer_eos(t), 128001);
+            CHECK(hass_tokenizer_wants_bos(t));
+            int32_t a[8], b[8];
+            int na = hass_tokenizer_stop_ids(t3, a, 8), nb = hass_tokenizer_stop_ids(t, b, 8);
+            CHECK(na == nb && !memcmp(a, b, sizeof(int32_t) * (size_t)na));
+        }
+        hass_tokenizer_free(t);
+        /* padded to a larger model vocabulary: the extra ids are unused "[PAD<id>]" */
+        t = via_gguf(t3, 128300, "llama3pad", NULL);
+        if (t) {
+            CHECK_EQ_INT(hass_tokenizer_vocab_size(t), 128300);
+            size_t n;
+            const char *p = hass_tokenizer_piece(t, 128299, &n);
+            CHECK(p && !strcmp(p, "[PAD128299]"));
+            int32_t *ids;
+            int64_t k = enc(t, "[PAD128299]", 11, 0, 1, &ids);
+            CHECK(k > 1); /* never produced by encoding */
+            free(ids);
+        }
+        hass_tokenizer_free(t);
+        /* a pre-tokenizer we only approximate when reading is not written back */
+        t = via_gguf(t3, 128256, "llama3qwen", "qwen2");
+        hass_gguf_kvs l = {0};
+        CHECK(t && hass_tokenizer_gguf_kvs(t, 128256, &l, &err) == HASS_STATUS_UNSUPPORTED);
+        CHECK(strstr(err.msg, "approximate") != NULL);
+        hass_gguf_kvs_free(&l);
+        hass_tokenizer_free(t);
+    } else {
+        CHECK_SKIP("llama3 tokenizer files");
+    }
+    /* SentencePiece: from tokenizer.json (scores made from the merge ranks), tokenizer.bin */
+    hass_tokenizer *spm[2] = {v2 && j2 ? hass_tokenizer_load_json(j2, &err) : NULL,
+                              v2 && b2 ? hass_tokenizer_load_bin(b2, 32000, &err) : NULL};
+    static const char *const name[2] = {"llama2 json -> gguf", "llama2 tokenizer.bin -> gguf"};
+    for (int k = 0; k < 2; k++) {
+        hass_tokenizer *t =
+            spm[k] ? via_gguf(spm[k], 32000, k ? "llama2bin" : "llama2json", NULL) : NULL;
+        if (t) {
+            vec_ctx c = {name[k], t, 1, 1};
+            run_vectors(v2, &c);
+        } else if (!spm[k]) {
+            CHECK_SKIP(name[k]);
+        }
+        hass_tokenizer_free(t);
+        hass_tokenizer_free(spm[k]);
+    }
+}
+
+/* SentencePiece tokenizer.json variants GGUF cannot express are refused; a piece no merge
+ * makes is fine as long as no two symbols join into it (<unk> here) */
+static void test_gguf_export_spm_refusals(void) {
+    static const char *const cases[][2] = {
+        /* pre-tokenizer, extra vocab: expected outcome in the name */
+        {"{\"type\":\"Metaspace\",\"replacement\":\"\xe2\x96\x81\",\"prepend_scheme\":\"always\","
+         "\"split\":false}",
+         "ok"},
+        {"{\"type\":\"Metaspace\",\"replacement\":\"\xe2\x96\x81\",\"prepend_scheme\":\"first\","
+         "\"split\":false}",
+         "first"},
+        {"{\"type\":\"Metaspace\",\"replacement\":\"\xe2\x96\x81\",\"prepend_scheme\":\"always\","
+         "\"split\":true}",
+         "spans words"},
+    };
+    for (int k = 0; k < 4; k++) {
+        char json[1024];
+        /* "a\xe2\x96\x81" (a piece ending in U+2581) only where it matters: cases 2 and 3 */
+        int spans = k == 2, unmade = k == 3;
+        snprintf(json, sizeof json,
+                 "{\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"vocab\":{\"<unk>\":0,"
+                 "\"\xe2\x96\x81\":1,\"a\":2,\"b\":3,\"\xe2\x96\x81"
+                 "a\":4%s%s},\"merges\":[\"\xe2\x96\x81 a\"%s]},\"pre_tokenizer\":%s}",
+                 spans ? ",\"a\xe2\x96\x81\":5" : "", unmade ? ",\"ab\":5" : "",
+                 spans ? ",\"a \xe2\x96\x81\"" : "", cases[k < 3 ? k : 0][0]);
+        hass_err err = {0};
+        hass_tokenizer *t = hass_tokenizer_load_json_mem(json, strlen(json), &err);
+        CHECK_MSG(t != NULL, "case %d: %s", k, err.msg);
+        if (!t)
+            continue;
+        hass_gguf_kvs l = {0};
+        hass_status st = hass_tokenizer_gguf_kvs(t, 8, &l, &err);
+        const char *want = k == 3 ? "no merge" : cases[k][1];
+        if (k == 0)
+            CHECK_MSG(st == HASS_OK, "case 0: %s", err.msg);
+        else
+            CHECK_MSG(st == HASS_STATUS_UNSUPPORTED && strstr(err.msg, want), "case %d: %s", k,
+                      err.msg);
+        hass_gguf_kvs_free(&l);
+        hass_tokenizer_free(t);
+    }
+}
+
 int main(void) {
     check_init("test_tokenizer");
     test_json_mem();
@@ -867,6 +1003,8 @@ int main(void) {
     test_stories();
     test_bad_files();
     test_random();
+    test_gguf_export();
+    test_gguf_export_spm_refusals();
     rmdir(tmpdir);
     hass_tokenizer_free(llama3_tok);
     return check_exit();

@@ -34,7 +34,7 @@ for s in $stages; do
         "$HASS" pretrain --data "$W/corpus/train.jsonl" --valid "$W/corpus/valid.jsonl" \
             --tokenizer "$W/tokenizer/tokenizer.json" -o "$W/target" \
             --dim 384 --layers 20 --heads 6 --kv-heads 2 --ffn 1024 --ctx 1024 \
-            --batch 4 --accum 2 --steps 2400 --lr 1e-3 --min-lr 1e-4 --warmup 100 \
+            --batch 4 --accum 2 --steps 1600 --lr 1e-3 --min-lr 1e-4 --warmup 100 \
             --weight-decay 0.1 --clip 1.0 --seed 1 --eval-every 100 --eval-windows 64 \
             --ckpt-every 50 --threads "$THREADS" ${PRETRAIN_FLAGS:-} ;;
     chatdata) # the corpus's conversations, once each (the corpus repeats them)

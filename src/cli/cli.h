@@ -73,9 +73,10 @@ int cli_session_open(cli_session *s, const char *model, const char *zbin, const 
                      long long threads, long long ctx, hass_err *err);
 void cli_session_close(cli_session *s);
 
-/* subcommands (one file each: src/cli/cmd_<name>.c) */
+/* subcommands (one file each: src/cli/cmd_<name>.c; convert is in cmd_export.c) */
 int cmd_bench(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_datagen(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);

@@ -32,6 +32,8 @@ static const char *usage =
     "  --eval-every N (100)  --eval-windows N (32)  --ckpt-every N (50)  --log-every N (1)\n"
     "  --stop-at STEP     stop after this step with a checkpoint (0 = run to the end)\n"
     "  --time-limit SEC   stop with a checkpoint before this many seconds have passed\n"
+    "  --reschedule       continue a run with other --steps/--lr/--min-lr/--warmup from its\n"
+    "                     last step (the result differs from a run made on the new schedule)\n"
     "  --threads N        threads (number of CPUs)\n"
     "  --gemm K           matrix products: auto (measured), f32 (OpenBLAS), bf16-avx512, bf16-amx\n"
     "                     (bf16: operands rounded to bf16, fp32 sums, fp32 master weights)\n";
@@ -110,6 +112,10 @@ int cmd_pretrain(int argc, char **argv) {
                 return cli_fail(2, "--gemm %s: not available on this CPU", s);
             continue;
         }
+        if (!strcmp(a, "--reschedule")) {
+            o.reschedule = 1;
+            continue;
+        }
         if (!strcmp(a, "--tie")) {
             c->tie = 1;
             continue;
@@ -165,10 +171,13 @@ int cmd_pretrain(int argc, char **argv) {
     signal(SIGTERM, SIG_DFL);
     if (st)
         return cli_fail(st == HASS_STATUS_ARG ? 2 : 1, "%s", err.msg);
+    char vl[32] = "not evaluated";
+    if (r.val_loss == r.val_loss)
+        snprintf(vl, sizeof vl, "%.4f", r.val_loss);
     fprintf(stderr,
-            "hass: pretrain: steps %lld..%lld of %lld, loss %.4f, validation loss %.4f, %lld "
+            "hass: pretrain: steps %lld..%lld of %lld, loss %.4f, validation loss %s, %lld "
             "tokens in %.1f s: %.0f tokens/s, %.1f GFLOP/s (analytic count)%s -> %s/model\n",
-            (long long)r.start_step, (long long)r.step, (long long)r.total, r.loss, r.val_loss,
+            (long long)r.start_step, (long long)r.step, (long long)r.total, r.loss, vl,
             (long long)r.tokens, r.seconds, r.tokens_per_s, r.gflops,
             r.complete ? "" : " (stopped: the same command resumes)", o.out_dir);
     return 0;

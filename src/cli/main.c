@@ -18,6 +18,7 @@ static const cli_command commands[] = {
     {"datagen", cmd_datagen, "target features of conversations / prompts for draft training"},
     {"draft-init", cmd_draft_init, "write a freshly initialised draft head for a model"},
     {"draft-vocab", cmd_draft_vocab, "restrict a draft to the most frequent tokens of its data"},
+    {"export", cmd_export, "write a model as GGUF for llama.cpp (or a Hugging Face directory)"},
     {"generate", cmd_generate, "generate text (speculative with a draft head, -d)"},
     {"inspect", cmd_inspect, "print the header, metadata and tensor table of a model file"},
     {"pretrain", cmd_pretrain, "train a LLaMA-family model from scratch on a JSONL corpus"},

@@ -279,37 +279,68 @@ hass_status hass_read_file(const char *path, char **out, size_t *size, hass_err 
     return HASS_OK;
 }
 
-hass_status hass_write_file_atomic(const char *path, const void *data, size_t size, hass_err *err) {
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0)
-        return hass_err_set(err, HASS_STATUS_IO, "%s: %s", tmp, strerror(errno));
+hass_status hass_afile_open(hass_afile *f, const char *path, hass_err *err) {
+    f->fd = -1;
+    f->tmp[0] = 0;
+    if (snprintf(f->path, sizeof f->path, "%s", path) >= (int)sizeof f->path)
+        return hass_err_set(err, HASS_STATUS_ARG, "%.64s...: path too long", path);
+    snprintf(f->tmp, sizeof f->tmp, "%s.tmp.%ld", path, (long)getpid());
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (f->fd < 0) {
+        hass_status rc = hass_err_set(err, HASS_STATUS_IO, "%s: %s", f->tmp, strerror(errno));
+        f->tmp[0] = 0;
+        return rc;
+    }
+    return HASS_OK;
+}
+
+hass_status hass_afile_write(hass_afile *f, const void *data, size_t size, hass_err *err) {
     const uint8_t *p = data;
-    size_t left = size;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
+    while (size > 0) {
+        ssize_t w = write(f->fd, p, size);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return hass_err_set(err, HASS_STATUS_IO, "%s: %s", tmp, strerror(e));
+            return hass_err_set(err, HASS_STATUS_IO, "%s: %s", f->tmp, strerror(errno));
         }
         p += w;
-        left -= (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        unlink(tmp);
-        return hass_err_set(err, HASS_STATUS_IO, "%s: cannot flush", tmp);
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return hass_err_set(err, HASS_STATUS_IO, "%s: rename: %s", path, strerror(e));
+        size -= (size_t)w;
     }
     return HASS_OK;
+}
+
+hass_status hass_afile_commit(hass_afile *f, hass_err *err) {
+    if (fsync(f->fd) != 0)
+        return hass_err_set(err, HASS_STATUS_IO, "%s: fsync: %s", f->tmp, strerror(errno));
+    int rc = close(f->fd);
+    f->fd = -1;
+    if (rc != 0)
+        return hass_err_set(err, HASS_STATUS_IO, "%s: close: %s", f->tmp, strerror(errno));
+    if (rename(f->tmp, f->path) != 0)
+        return hass_err_set(err, HASS_STATUS_IO, "%s: rename: %s", f->path, strerror(errno));
+    f->tmp[0] = 0;
+    return HASS_OK;
+}
+
+void hass_afile_abort(hass_afile *f) {
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = -1;
+    if (f->tmp[0])
+        unlink(f->tmp);
+    f->tmp[0] = 0;
+}
+
+hass_status hass_write_file_atomic(const char *path, const void *data, size_t size, hass_err *err) {
+    hass_afile f;
+    hass_status rc = hass_afile_open(&f, path, err);
+    if (!rc)
+        rc = hass_afile_write(&f, data, size, err);
+    if (!rc)
+        rc = hass_afile_commit(&f, err);
+    if (rc)
+        hass_afile_abort(&f);
+    return rc;
 }
 
 int hass_file_exists(const char *path) {

@@ -165,6 +165,17 @@ void hass_mapfile_close(hass_mapfile *mf);
 hass_status hass_read_file(const char *path, char **out, size_t *size, hass_err *err);
 /* Writes `size` bytes to path atomically: path.tmp.<pid>, fsync, rename. */
 hass_status hass_write_file_atomic(const char *path, const void *data, size_t size, hass_err *err);
+/* The same, streamed: open writes to path.tmp.<pid>; commit fsyncs, closes and renames it to
+ * path; abort (also after a failed write or commit, and safe on a committed or zeroed file)
+ * closes and removes the temp file. A reader of path never sees a partial file. */
+typedef struct {
+    int fd; /* -1 when closed */
+    char path[1024], tmp[1100];
+} hass_afile;
+hass_status hass_afile_open(hass_afile *f, const char *path, hass_err *err);
+hass_status hass_afile_write(hass_afile *f, const void *data, size_t size, hass_err *err);
+hass_status hass_afile_commit(hass_afile *f, hass_err *err);
+void hass_afile_abort(hass_afile *f);
 int hass_file_exists(const char *path);
 int hass_is_dir(const char *path);
 

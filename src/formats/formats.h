@@ -1,5 +1,5 @@
 /*
- * formats — readers (and the safetensors writer) for the files hass loads:
+ * formats — readers (and the safetensors and GGUF writers) for the files hass loads:
  * safetensors (single or sharded), GGUF v3, llama2.c checkpoints. Every parser validates
  * magic, version, header length and every offset/size with overflow-checked arithmetic
  * before the first dereference, and reports problems as one-line messages in hass_err.
@@ -135,6 +135,51 @@ int hass_gguf_get_u64(const hass_gguf *g, const char *key, uint64_t *out);
 int hass_gguf_get_f64(const hass_gguf *g, const char *key, double *out);
 const char *hass_gguf_get_str(const hass_gguf *g, const char *key); /* NULL if absent */
 const hass_tensor *hass_gguf_find_tensor(const hass_gguf *g, const char *name);
+
+/* ---- GGUF writer ----
+ * Metadata to write, in order: each entry is a hass_gguf_kv as the reader returns it (scalars
+ * in v.u / v.i / v.f by type, strings in str/str_len, arrays in arr_*), deep-copied into the
+ * list on add, so what a caller passes need not outlive the call. Every add is checked: the
+ * key (1..65535 printable ASCII bytes, unique in the list), the value against its type (u8
+ * <= 255, bool 0/1, a finite f32 within float range, ...), no nested arrays, at most 2^32
+ * array elements, strings of at most 2^30 bytes; a refused entry leaves the list unchanged. */
+typedef struct {
+    hass_gguf_kv *kv; /* n entries, owned */
+    int64_t n, cap;
+    void *owned; /* internal storage of keys and values */
+} hass_gguf_kvs;
+
+hass_status hass_gguf_kvs_add(hass_gguf_kvs *l, const hass_gguf_kv *kv, hass_err *err);
+hass_status hass_gguf_kvs_u32(hass_gguf_kvs *l, const char *key, uint32_t v, hass_err *err);
+hass_status hass_gguf_kvs_f32(hass_gguf_kvs *l, const char *key, float v, hass_err *err);
+hass_status hass_gguf_kvs_bool(hass_gguf_kvs *l, const char *key, int v, hass_err *err);
+hass_status hass_gguf_kvs_str(hass_gguf_kvs *l, const char *key, const char *s, hass_err *err);
+/* n numeric elements of type et (not STRING/ARRAY) in host (little-endian) layout */
+hass_status hass_gguf_kvs_array(hass_gguf_kvs *l, const char *key, hass_gguf_type et,
+                                const void *data, uint64_t n, hass_err *err);
+/* n strings; lens NULL: NUL-terminated strings */
+hass_status hass_gguf_kvs_strings(hass_gguf_kvs *l, const char *key, const char *const *strs,
+                                  const uint32_t *lens, uint64_t n, hass_err *err);
+const hass_gguf_kv *hass_gguf_kvs_find(const hass_gguf_kvs *l, const char *key); /* borrowed */
+void hass_gguf_kvs_free(hass_gguf_kvs *l); /* safe on a zeroed list */
+
+/* Produces the bytes of tensor i (tensors[i].nbytes of them) into dst. */
+typedef hass_status (*hass_gguf_fill_fn)(void *ctx, int64_t i, void *dst, hass_err *err);
+
+/* Writes a GGUF v3 file atomically (path.tmp.<pid>, fsync, rename): the header, the n_kv
+ * entries of kv in order (checked as hass_gguf_kvs_add checks them, keys unique), the tensor
+ * infos (shapes reversed to ggml's innermost-first order), then each tensor's data at an offset
+ * padded to the alignment and itself padded, as llama.cpp's writer does. The alignment is 32
+ * unless kv holds general.alignment, which must then be a u32 power of two <= 2^20 (llama.cpp
+ * reads it as a u32). Tensors: names of 1..63 bytes (llama.cpp's limit), unique; 1..4 dims;
+ * dtype F32, F16, BF16 or a GGUF block type (rows a multiple of its block); nbytes matching the
+ * shape. Their data
+ * comes from t->data, or, when fill is non-NULL, from fill(ctx, i, buf): one buffer of the
+ * largest tensor's size is reused, so a model is streamed, never held twice. Nothing is
+ * written unless every check passes; on any error the temp file is removed. */
+hass_status hass_gguf_write(const char *path, const hass_gguf_kv *kv, int64_t n_kv,
+                            const hass_tensor *tensors, int64_t n_tensors, hass_gguf_fill_fn fill,
+                            void *ctx, hass_err *err);
 
 /* ---------------- llama2.c checkpoint (legacy v0 header) ---------------- */
 typedef struct {

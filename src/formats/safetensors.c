@@ -11,13 +11,10 @@
 #include "formats/formats.h"
 
 #include <cJSON.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define ST_MAX_HEADER 100000000u /* Hugging Face's limit */
 
@@ -310,21 +307,6 @@ const hass_tensor *hass_safetensors_find(const hass_safetensors *st, const char 
 
 /* ---------------- writer ---------------- */
 
-static hass_status write_all(int fd, const void *p, size_t n, const char *path, hass_err *err) {
-    const uint8_t *b = p;
-    while (n > 0) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return hass_err_set(err, HASS_STATUS_IO, "%s: %s", path, strerror(errno));
-        }
-        b += w;
-        n -= (size_t)w;
-    }
-    return HASS_OK;
-}
-
 /* Order for the data section: larger elements first (keeps every tensor aligned), stable. */
 static const hass_tensor *const *write_order(const hass_tensor *tensors, int n) {
     const hass_tensor **o = malloc((n ? (size_t)n : 1) * sizeof *o);
@@ -451,25 +433,16 @@ hass_status hass_safetensors_write(const char *path, const hass_tensor *tensors,
     memset(hdr + 8 + jlen, ' ', hlen - jlen);
     cJSON_free(json);
 
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        rc = hass_err_set(err, HASS_STATUS_IO, "%s: %s", tmp, strerror(errno));
-        goto done;
-    }
-    rc = write_all(fd, hdr, 8 + hlen, tmp, err);
+    hass_afile f;
+    rc = hass_afile_open(&f, path, err);
+    if (!rc)
+        rc = hass_afile_write(&f, hdr, 8 + hlen, err);
     for (int i = 0; i < n && !rc; i++)
-        rc = write_all(fd, order[i]->data, order[i]->nbytes, tmp, err);
-    if (!rc && fsync(fd) != 0)
-        rc = hass_err_set(err, HASS_STATUS_IO, "%s: fsync: %s", tmp, strerror(errno));
-    if (close(fd) != 0 && !rc)
-        rc = hass_err_set(err, HASS_STATUS_IO, "%s: close: %s", tmp, strerror(errno));
-    if (!rc && rename(tmp, path) != 0)
-        rc = hass_err_set(err, HASS_STATUS_IO, "%s: rename: %s", path, strerror(errno));
+        rc = hass_afile_write(&f, order[i]->data, order[i]->nbytes, err);
+    if (!rc)
+        rc = hass_afile_commit(&f, err);
     if (rc)
-        unlink(tmp);
-done:
+        hass_afile_abort(&f);
     free(hdr);
     free((void *)order);
     return rc;

@@ -240,6 +240,24 @@ void hass_kv_truncate(hass_kv *kv, int64_t n) {
 }
 
 /* ---- forward ---- */
+
+/* q and k after RoPE are kept in the interleaved layout (rotated pairs adjacent) whatever the
+ * checkpoint's layout: a half-rotation head [x_0..x_{h-1}, y_0..y_{h-1}] becomes
+ * [x_0, y_0, x_1, y_1, ...]. The attention dots then run over the same sequence of products for
+ * a Hugging Face checkpoint and for its GGUF conversion (whose q/k rows are permuted this way),
+ * so the two compute bit-identical logits. x: (n_heads, Dh); tmp: Dh floats. */
+static void heads_interleave(float *x, int64_t n_heads, int64_t Dh, float *tmp) {
+    int64_t half = Dh / 2;
+    for (int64_t h = 0; h < n_heads; h++) {
+        float *v = x + h * Dh;
+        memcpy(tmp, v, (size_t)Dh * sizeof *v);
+        for (int64_t i = 0; i < half; i++) {
+            v[2 * i] = tmp[i];
+            v[2 * i + 1] = tmp[half + i];
+        }
+    }
+}
+
 void hass_layer_forward(hass_pool *pool, const hass_model_config *c, const hass_layer *L,
                         const float *inv_freq, float *x, int64_t n, const int32_t *pos,
                         float *kcache, float *vcache, int64_t n_past, int64_t n_win,
@@ -257,6 +275,10 @@ void hass_layer_forward(hass_pool *pool, const hass_model_config *c, const hass_
     hass_matmul_multi(pool, xin, n, d, qkv, 3);
     hass_rope(s->q, n, c->H, c->Dh, pos, inv_freq, c->rope_style);
     hass_rope(kn, n, c->Hkv, c->Dh, pos, inv_freq, c->rope_style);
+    if (c->rope_style == HASS_ROPE_HALF) { /* s->att is free until the attention */
+        heads_interleave(s->q, n * c->H, c->Dh, s->att);
+        heads_interleave(kn, n * c->Hkv, c->Dh, s->att);
+    }
     hass_attention_win(pool, s->att, s->q, kcache, vcache, n_past, n_win, n, mask, c->H, c->Hkv,
                        c->Dh, s->attn_scratch);
     hass_matmul(pool, s->xb, s->att, L->wo, L->to, n, qd, d);

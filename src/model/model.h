@@ -86,7 +86,8 @@ typedef struct {
     int64_t cap;       /* max positions */
     int64_t max_batch; /* max rows per forward call */
     int64_t n;         /* committed length */
-    float *k, *v;      /* (n_layers, cap, Hkv*Dh) */
+    float *k, *v;      /* (n_layers, cap, Hkv*Dh); k after RoPE, each head in the interleaved
+                        * pair order whatever cfg.rope_style (see hass_layer_forward) */
     /* scratch for one forward of up to max_batch rows */
     float *x, *xb, *q, *att, *hb, *hb2, *kbuf, *vbuf, *attn_scratch;
     uint64_t *mask;
@@ -117,7 +118,9 @@ void hass_kv_keep(hass_kv *kv, const int32_t *rows, int64_t n_keep);
 /* Forgets everything after position n (n <= kv->n). */
 void hass_kv_truncate(hass_kv *kv, int64_t n);
 
-/* One decoder layer over n rows (shared with the draft head, whose layer has no input norm):
+/* One decoder layer over n rows (shared with the draft head, whose layer has no input norm).
+ * After RoPE, q and k of a rotate-half model are reordered into the interleaved pair order, so
+ * a checkpoint and its GGUF conversion run the same attention arithmetic (bit-identical).
  * x (n, d) is updated in place. The rows are the last n of a window of n_win new rows after
  * n_past committed ones (n_win == n for the target): their K/V go to kcache/vcache rows
  * n_past+n_win-n .. n_past+n_win-1 (row stride Hkv*Dh); mask as in hass_attention_win. */
@@ -140,6 +143,25 @@ hass_status hass_model_gguf_rope(const hass_gguf *g, hass_model_config *cfg, has
  * permuted to the rotate-half layout, so the export computes the same function. */
 hass_status hass_model_export_hf(const hass_model *m, const char *dir, hass_dtype dt,
                                  size_t shard_bytes, hass_err *err);
+
+/* Writes m as a GGUF v3 file of arch "llama" the way llama.cpp's convert_hf_to_gguf.py writes a
+ * LlamaForCausalLM: general.* (architecture, type, name, size_label, file_type, alignment 32,
+ * quantization_version), llama.* hyper-parameters, then `extra` (e.g. the tokenizer's
+ * tokenizer.* keys, hass_tokenizer_gguf_kvs) before quantization_version; tensors token_embd,
+ * blk.N.{attn_norm,attn_q,attn_k,attn_v,attn_output,ffn_norm,ffn_gate,ffn_up,ffn_down},
+ * output_norm, output (absent when tied), and rope_freqs for llama3 scaling or GGUF divisors
+ * (linear scaling: llama.rope.scaling.type/factor keys).
+ * q/k rows of a rotate-half model are permuted to the interleaved layout, as the converter
+ * does; reading the file back gives a model with bit-identical logits. Norms are F32; matrices
+ * F32/F16/BF16 (dtype), or each as stored (HASS_DTYPE_COUNT; Q8_0 is copied). Written
+ * atomically, one tensor at a time. */
+typedef struct {
+    hass_dtype dtype;           /* F32, F16, BF16, or HASS_DTYPE_COUNT: as stored */
+    const char *name;           /* general.name ("model" if NULL) */
+    const hass_gguf_kvs *extra; /* more metadata (may be NULL) */
+} hass_gguf_export_opts;
+hass_status hass_model_export_gguf(const hass_model *m, const char *path,
+                                   const hass_gguf_export_opts *o, hass_err *err);
 
 /* A model of the given shape with seeded random weights of dtype wt (F32/BF16/F16, or a GGUF
  * block type: the same draws quantized by the reference quantizer; d, ffn and H*Dh multiples of

@@ -41,14 +41,22 @@ void hass__amx_pack_x(uint16_t *xp, const float *x, int64_t n, int64_t in) {
 /* C tiles 0..R-1 += W rows [o, o + 16R) (16 rows each, or `rows` for a single partial block)
  * times the token block tb; stored to y. */
 static void group(float *y, int64_t ys, const uint16_t *xp, int64_t n, int64_t in,
-                  const uint16_t *W, int64_t o, int R, int rows, int64_t tb) {
+                  const uint16_t *W, int64_t o, int R, int rows, int64_t tb, int64_t o_end) {
     int64_t KS = in / 32, ld = in * 2;
     const uint16_t *xb = xp + tb * KS * 512;
     const uint16_t *w0 = W + o * in, *w1 = w0 + 16 * in, *w2 = w1 + 16 * in;
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
+    /* the next group's rows at this k-step: one 64-byte line per row, so the tile loads of the
+     * next group find them in cache (the weights are read once, so latency, not bandwidth,
+     * is what a tile load from memory would cost) */
+    const char *pf = (const char *)(W + (o + 16 * R) * in);
+    int64_t npf = tb == 0 ? o_end - (o + 16 * R) : 0;
+    npf = npf > 48 ? 48 : (npf < 0 ? 0 : npf);
     for (int64_t s = 0; s < KS; s++) {
+        for (int64_t r = 0; r < npf; r++)
+            _mm_prefetch(pf + r * ld + s * 64, _MM_HINT_T0);
         _tile_loadd(3, xb + s * 512, 64);
         _tile_loadd(4, w0 + s * 32, ld);
         _tile_dpbf16ps(0, 4, 3);
@@ -84,12 +92,12 @@ void hass__matmul_rows_amx(float *y, int64_t ys, const uint16_t *xp, int64_t n, 
     for (; b < nfull; b += 3) {
         int R = nfull - b >= 3 ? 3 : (int)(nfull - b);
         for (int64_t tb = 0; tb < ntb; tb++)
-            group(y, ys, xp, n, in, W, o0 + 16 * b, R, 16, tb);
+            group(y, ys, xp, n, in, W, o0 + 16 * b, R, 16, tb, o1);
     }
     if (rem) {
         hass__amx_config((int)rem, (int)rem);
         for (int64_t tb = 0; tb < ntb; tb++)
-            group(y, ys, xp, n, in, W, o0 + 16 * nfull, 1, (int)rem, tb);
+            group(y, ys, xp, n, in, W, o0 + 16 * nfull, 1, (int)rem, tb, o1);
     }
     _tile_release();
 }

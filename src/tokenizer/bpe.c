@@ -14,6 +14,7 @@
  */
 #include "tokenizer/tok_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* LLaMA-3's Split regex (tokenizer.json pre_tokenizer) and GPT-2's ByteLevel default */
@@ -80,6 +81,9 @@ hass_status hass__bpe_compile(hass_tokenizer *t, const char *regex, hass_err *er
     }
     (void)pcre2_jit_compile(t->re,
                             PCRE2_JIT_COMPLETE); /* optional: falls back to the interpreter */
+    free(t->re_src);
+    if (!(t->re_src = strdup(regex)))
+        return hass_err_set(err, HASS_STATUS_OOM, "tokenizer: out of memory");
     return HASS_OK;
 }
 

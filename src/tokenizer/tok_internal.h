@@ -79,6 +79,8 @@ struct hass_tokenizer {
     int spm_split;      /* Metaspace split: each U+2581 starts a new word */
     /* byte-level */
     pcre2_code *re;
+    char *re_src;     /* the pre-tokenizer regex (owned) */
+    int pre_fallback; /* GGUF: an unknown tokenizer.ggml.pre, approximated by GPT-2's regex */
     int ignore_merges;
 
     int chat;

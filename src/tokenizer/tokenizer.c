@@ -474,6 +474,7 @@ void hass_tokenizer_free(hass_tokenizer *t) {
     free(t->added);
     if (t->re)
         pcre2_code_free(t->re);
+    free(t->re_src);
     free(t->chat_template);
     free(t);
 }

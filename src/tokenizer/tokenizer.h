@@ -52,6 +52,22 @@ hass_tokenizer *hass_tokenizer_load_json_mem(const char *json, size_t len, hass_
  * CONTROL and USER_DEFINED tokens become special tokens. g is only read during the call. */
 hass_tokenizer *hass_tokenizer_load_gguf(const hass_gguf *g, hass_err *err);
 
+/* The tokenizer as GGUF metadata, appended to out the way llama.cpp's convert_hf_to_gguf.py
+ * writes it: tokenizer.ggml.model ("llama" for SentencePiece-BPE, "gpt2" for byte-level BPE),
+ * .pre ("default"; byte-level: "llama-bpe" for the LLaMA-3 regex with ignore_merges, "gpt-2"
+ * for GPT-2's), .tokens (padded to n_vocab with "[PAD<id>]"), .scores (SentencePiece: the
+ * tokenizer.bin scores, or -rank of the merge that makes each piece for a tokenizer.json),
+ * .token_type (NORMAL, UNKNOWN, CONTROL for special and special-looking added tokens,
+ * USER_DEFINED, UNUSED, BYTE), .merges (byte-level, "a b" by rank), bos/eos/unknown ids,
+ * add_bos_token, add_eos_token (false), add_space_prefix (SentencePiece) and
+ * tokenizer.chat_template. Our GGUF loader and llama.cpp then tokenize as t does.
+ * HASS_STATUS_UNSUPPORTED (and nothing added) where GGUF cannot express t: another
+ * pre-tokenizer regex, LLaMA-3's regex without ignore_merges, a dummy prefix on the first piece
+ * only, Metaspace splitting that matters, joinable pieces no merge makes; HASS_STATUS_SHAPE when t
+ * has more than n_vocab tokens. On error out may hold some of the keys. */
+hass_status hass_tokenizer_gguf_kvs(const hass_tokenizer *t, int32_t n_vocab, hass_gguf_kvs *out,
+                                    hass_err *err);
+
 void hass_tokenizer_free(hass_tokenizer *t); /* NULL-safe */
 
 int32_t hass_tokenizer_vocab_size(const hass_tokenizer *t);

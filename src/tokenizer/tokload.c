@@ -560,6 +560,7 @@ hass_tokenizer *hass_tokenizer_load_gguf(const hass_gguf *g, hass_err *err) {
     int llama3 =
         pre && (!strcmp(pre, "llama-bpe") || !strcmp(pre, "llama3") || !strcmp(pre, "llama-v3"));
     t->ignore_merges = llama3;
+    t->pre_fallback = !spm && !llama3 && !(pre && !strcmp(pre, "gpt-2"));
     if (hass__tok_finish(t, err) != HASS_OK ||
         (!spm && (gguf_merges(t, merges, err) != HASS_OK ||
                   hass__bpe_compile(t, llama3 ? hass__re_llama3 : hass__re_gpt2, err) != HASS_OK)))

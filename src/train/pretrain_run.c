@@ -79,68 +79,23 @@ typedef struct {
     hass_err *errs;     /* per thread */
 } tok_ctx;
 
-/* Encodes one JSONL record; 0 ok, -1 with err set. */
+/* Encodes one JSONL record (hass_tokenizer_render_record: BOS + chat template or BOS + text +
+ * EOS, specials parsed); 0 ok, -1 with err set. */
 static int encode_record(const hass_tokenizer *tok, const char *s, size_t len, ivec *out,
                          hass_err *err) {
-    cJSON *o = cJSON_ParseWithLength(s, len);
-    int rc = -1;
-    char *text = NULL;
+    size_t tl = 0;
+    char *text = hass_tokenizer_render_record(tok, s, len, &tl, err);
+    if (!text)
+        return -1;
     int32_t *ids = NULL;
-    hass_chat_msg *msgs = NULL;
-    if (!cJSON_IsObject(o)) {
-        hass_err_set(err, HASS_STATUS_FORMAT, "not a JSON object");
-        goto done;
-    }
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "messages");
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "text");
-    int chat = m != NULL;
-    if (chat == (t != NULL)) {
-        hass_err_set(err, HASS_STATUS_FORMAT, "need exactly one of \"messages\" and \"text\"");
-        goto done;
-    }
-    if (chat) {
-        int n = cJSON_GetArraySize(m);
-        if (!cJSON_IsArray(m) || n < 1 || !(msgs = calloc((size_t)n, sizeof *msgs))) {
-            hass_err_set(err, HASS_STATUS_FORMAT, "\"messages\" must be a non-empty array");
-            goto done;
-        }
-        for (int i = 0; i < n; i++) {
-            const cJSON *e = cJSON_GetArrayItem(m, i);
-            const cJSON *r = cJSON_GetObjectItemCaseSensitive(e, "role");
-            const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "content");
-            if (!cJSON_IsString(r) || !cJSON_IsString(c)) {
-                hass_err_set(err, HASS_STATUS_FORMAT, "message %d needs string role and content",
-                             i);
-                goto done;
-            }
-            msgs[i].role = r->valuestring, msgs[i].content = c->valuestring;
-        }
-        if (!(text = hass_tokenizer_chat_render(tok, msgs, n, 0, err)))
-            goto done;
-    } else if (!cJSON_IsString(t)) {
-        hass_err_set(err, HASS_STATUS_FORMAT, "\"text\" must be a string");
-        goto done;
-    }
-    const char *src = chat ? text : t->valuestring;
-    size_t sl = strlen(src);
-    int bos = hass_tokenizer_wants_bos(tok);
-    int64_t n = hass_tokenizer_encode(tok, src, sl, bos, chat, NULL, 0, err);
-    if (n < 0 || !(ids = malloc((size_t)(n + 1) * sizeof *ids))) {
-        if (n >= 0)
-            hass_err_set(err, HASS_STATUS_OOM, "out of memory");
-        goto done;
-    }
-    hass_tokenizer_encode(tok, src, sl, bos, chat, ids, n, err);
-    if (!chat && hass_tokenizer_eos(tok) >= 0)
-        ids[n++] = hass_tokenizer_eos(tok);
-    if (ivec_push(out, ids, n)) {
+    int64_t n = hass_tokenizer_encode(tok, text, tl, 0, 1, NULL, 0, err);
+    int rc = -1;
+    if (n >= 0 && (ids = malloc((size_t)(n > 0 ? n : 1) * sizeof *ids)) &&
+        hass_tokenizer_encode(tok, text, tl, 0, 1, ids, n, err) == n && !ivec_push(out, ids, n))
+        rc = 0;
+    else if (n >= 0)
         hass_err_set(err, HASS_STATUS_OOM, "out of memory");
-        goto done;
-    }
-    rc = 0;
-done:
-    free(ids), free(text), free(msgs);
-    cJSON_Delete(o);
+    free(ids), free(text);
     return rc;
 }
 
@@ -400,9 +355,39 @@ static int md_i64(const cJSON *md, const char *k, int64_t *out) {
     return 1;
 }
 
+/* Whether two configuration strings (config_string) agree but for the learning-rate schedule
+ * (steps, lr, min_lr, warmup). */
+static int same_but_schedule(const char *a, const char *b) {
+    static const char *const sched[] = {"steps=", "lr=", "min_lr=", "warmup="};
+    for (;;) {
+        while (*a == ' ')
+            a++;
+        while (*b == ' ')
+            b++;
+        int skip_a = 0, skip_b = 0;
+        for (size_t k = 0; k < sizeof sched / sizeof sched[0]; k++) {
+            skip_a |= !strncmp(a, sched[k], strlen(sched[k]));
+            skip_b |= !strncmp(b, sched[k], strlen(sched[k]));
+        }
+        if (skip_a || skip_b) { /* drop the schedule token on either side */
+            if (skip_a)
+                a += strcspn(a, " ");
+            if (skip_b)
+                b += strcspn(b, " ");
+            continue;
+        }
+        size_t la = strcspn(a, " "), lb = strcspn(b, " ");
+        if (la != lb || strncmp(a, b, la))
+            return 0;
+        if (!la)
+            return 1;
+        a += la, b += lb;
+    }
+}
+
 /* 1 = resumed, 0 = no state, -1 = error. */
 static int load_state(const char *dir, hass_lm_trainer *tr, int64_t total, int64_t *step,
-                      int64_t *tokens, const char *config, hass_err *err) {
+                      int64_t *tokens, const char *config, int reschedule, hass_err *err) {
     char path[1100];
     snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
     if (!hass_file_exists(path))
@@ -419,10 +404,20 @@ static int load_state(const char *dir, hass_lm_trainer *tr, int64_t total, int64
         hass_err_set(err, HASS_STATUS_FORMAT, "%s: missing or out-of-range trainer metadata",
                      path);
         rc = -1;
-    } else if (strcmp(cfg->valuestring, config)) {
+    } else if (reschedule ? !same_but_schedule(cfg->valuestring, config)
+                          : strcmp(cfg->valuestring, config) != 0) {
+        /* name the first setting that differs */
+        const char *a = cfg->valuestring, *b = config;
+        while (*a && *a == *b)
+            a++, b++;
+        while (a > cfg->valuestring && a[-1] != ' ')
+            a--, b--;
         hass_err_set(err, HASS_STATUS_ARG,
-                     "%s holds a run with a different configuration (%s); use another -o", path,
-                     cfg->valuestring);
+                     "%s holds a run with %.*s where this one has %.*s; use another -o%s", path,
+                     (int)strcspn(a, " "), a, (int)strcspn(b, " "), b,
+                     same_but_schedule(cfg->valuestring, config)
+                         ? " (or --reschedule to continue it on the new schedule)"
+                         : "");
         rc = -1;
     }
     /* the run goes on with the products it was trained with when this machine has them */
@@ -627,7 +622,8 @@ hass_status hass_pretrain_run(hass_pool *pool, const hass_pretrain_opts *o,
         goto done;
     }
     int64_t step = 0, tokens_total = 0;
-    int rc = load_state(o->out_dir, tr, o->steps, &step, &tokens_total, config, err);
+    int rc = load_state(o->out_dir, tr, o->steps, &step, &tokens_total, config, o->reschedule,
+                        err);
     if (rc < 0) {
         st = err->code;
         goto done;

@@ -2,9 +2,9 @@
  * pretrain_run.h — a whole pretraining run (`hass pretrain`): a JSONL corpus and a tokenizer in,
  * a Hugging Face model directory out, resumable bit-exactly and time-sliceable.
  *
- * Data: JSONL records {"messages": [{"role", "content"}, ...]} (rendered with the tokenizer's
- * chat template, encoded with BOS and specials parsed) or {"text": S} (BOS + encode(S) + EOS,
- * specials in S not parsed). The encoded records are concatenated into one token stream (cached
+ * Data: JSONL records {"messages": [{"role", "content"}, ...]} (BOS + the tokenizer's chat
+ * template) or {"text": S} (BOS + S + EOS), rendered by hass_tokenizer_render_record exactly as
+ * the tokenizer trainer saw them and encoded with special tokens parsed. The encoded records are concatenated into one token stream (cached
  * in out_dir/cache, keyed by the bytes of the data and of the tokenizer), cut into windows of
  * ctx+1 tokens (stride ctx) visited in a seeded random order per epoch; window k of the run
  * (k = step*accum*batch + micro*batch + b) is window perm_e[k mod n] of epoch e = k div n, so
@@ -50,6 +50,8 @@ typedef struct {
     double time_limit;    /* stop (with a checkpoint) before this many seconds (0 = none) */
     volatile int *stop;   /* set asynchronously to stop after the current step (may be NULL) */
     int gemm;             /* hass_gemm_kind of the products, or -1: measured (hass_gemm_pick) */
+    int reschedule;       /* resume a state whose steps / lr / min_lr / warmup differ, continuing
+                             from its step on the new schedule */
 } hass_pretrain_opts;
 
 /* d 512, 16 layers, 8 heads, 4 kv heads, ffn 1408, ctx 1024, theta 10000, eps 1e-5, untied;
