@@ -105,6 +105,14 @@ int main(int argc, char **argv) {
     EXPECT(2, "export -m x -o b");
     EXPECT(0, "export --help");
     CHECK(strstr(out, "--gguf") != NULL);
+    EXPECT(2, "quantize -m x -o y.gguf");
+    CHECK(one_line_error());
+    EXPECT(2, "quantize -m x --type q4_k");
+    EXPECT(2, "quantize -m x -o y.gguf --type q4_k --frob");
+    EXPECT(1, "quantize -m /nonexistent.gguf -o y.gguf --type q4_k");
+    CHECK(one_line_error());
+    EXPECT(0, "quantize --help");
+    CHECK(strstr(out, "--allow-requantize") != NULL);
 
     /* garbage and truncated model files */
     char path[600], args[3000];
@@ -219,11 +227,11 @@ int main(int argc, char **argv) {
     snprintf(args, sizeof args, "%s --data %s/big.jsonl --valid %s -o %s/ptB --steps 5", pt, tmp,
              path, tmp);
     EXPECT(0, args);
-    snprintf(cmd, sizeof cmd, "cmp -s %s/ptA/trainer_state.safetensors %s/ptB/trainer_state.safetensors",
-             tmp, tmp);
+    snprintf(cmd, sizeof cmd,
+             "cmp -s %s/ptA/trainer_state.safetensors %s/ptB/trainer_state.safetensors", tmp, tmp);
     CHECK_MSG(system(cmd) == 0, "a resumed pretraining run equals an uninterrupted one");
-    snprintf(cmd, sizeof cmd, "cmp -s %s/ptA/model/model.safetensors %s/ptB/model/model.safetensors",
-             tmp, tmp);
+    snprintf(cmd, sizeof cmd,
+             "cmp -s %s/ptA/model/model.safetensors %s/ptB/model/model.safetensors", tmp, tmp);
     CHECK(system(cmd) == 0);
     snprintf(args, sizeof args, "%s --data %s/big.jsonl -o %s/ptB --steps 7 --reschedule", pt, tmp,
              tmp);
@@ -347,6 +355,28 @@ int main(int argc, char **argv) {
         CHECK(one_line_error());
         snprintf(args, sizeof args, "export %s --hf %s/hf --dtype f32", mt, tmp);
         EXPECT(0, args);
+        /* quantize: llama2.c checkpoint to Q8_0 GGUF, then a generation from it; refusals */
+        snprintf(args, sizeof args, "quantize %s -o %s/q.gguf --type q8_0", mt, tmp);
+        EXPECT(0, args);
+        CHECK(strstr(errout, "Q8_0 x") != NULL);
+        snprintf(args, sizeof args, "generate -m %s/q.gguf -p 'Once upon a time' -n 8", tmp);
+        EXPECT(0, args);
+        CHECK(out[0] != 0);
+        snprintf(args, sizeof args, "quantize %s -o %s/q2.gguf --type q3_k", mt, tmp);
+        EXPECT(2, args);
+        CHECK(one_line_error() && strstr(errout, "q4_k_m"));
+        snprintf(args, sizeof args, "quantize -m %s/q.gguf -o %s/q2.gguf --type q4_0", tmp, tmp);
+        EXPECT(1, args);
+        CHECK(one_line_error() && strstr(errout, "already quantized"));
+        snprintf(args, sizeof args,
+                 "quantize -m %s/q.gguf -o %s/q2.gguf --type q4_0 --pure --allow-requantize", tmp,
+                 tmp);
+        EXPECT(0, args);
+        CHECK(strstr(errout, "Q4_0 x") && !strstr(errout, "Q6_K"));
+        /* stories260K's rows (64) are not whole super-blocks: K types fall back */
+        snprintf(args, sizeof args, "quantize %s -o %s/q3.gguf --type q4_k_m", mt, tmp);
+        EXPECT(0, args);
+        CHECK(strstr(errout, "Q5_0 x") && !strstr(errout, "Q4_K"));
         snprintf(args, sizeof args, "convert -m %s -o %s/hf2", mp, tmp);
         EXPECT(0, args);
     } else {

@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const hass_dtype qtypes[] = {HASS_DTYPE_Q8_0, HASS_DTYPE_Q4_0, HASS_DTYPE_Q4_1,
                                     HASS_DTYPE_Q5_0, HASS_DTYPE_Q5_1, HASS_DTYPE_Q4_K,
@@ -507,6 +508,134 @@ static void test_llama_cpp(void) {
     cJSON_Delete(logits);
 }
 
+/* hass_model_quantize of tiny-f32.gguf == llama-quantize's tiny-<t>.gguf, tensor by tensor
+ * (type, shape, bytes), general.file_type as llama.cpp's; the same bytes twice. */
+static void test_quantize_fixtures(void) {
+    const char *f32 = check_shared("models/quant/tiny-f32.gguf");
+    if (!f32) {
+        CHECK_SKIP("shared/models/quant/tiny-f32.gguf not found");
+        return;
+    }
+    hass_err err = {0};
+    hass_model *m = hass_model_load(f32, &err);
+    CHECK_MSG(m != NULL, "%s", err.msg);
+    static const struct {
+        const char *type, *file;
+        uint64_t ftype;
+    } cases[] = {{"q8_0", "tiny-q8_0.gguf", 7},
+                 {"q4_0", "tiny-q4_0.gguf", 2},
+                 {"Q4_K_M", "tiny-q4_k_m.gguf", 15}};
+    char out[2][128];
+    for (int k = 0; k < 2; k++)
+        snprintf(out[k], sizeof out[k], "/tmp/hass_test_quant_%ld_%d.gguf", (long)getpid(), k);
+    for (size_t c = 0; m && c < sizeof cases / sizeof cases[0]; c++) {
+        char rel[64];
+        snprintf(rel, sizeof rel, "models/quant/%s", cases[c].file);
+        const char *ref_path = check_shared(rel);
+        hass_quant_plan plan;
+        CHECK(hass_quant_plan_init(&plan, cases[c].type, 0, m, &err) == HASS_OK);
+        for (int k = 0; k < 2; k++)
+            CHECK_MSG(hass_model_quantize(m, out[k], &plan, "tiny", NULL, &err) == HASS_OK, "%s",
+                      err.msg);
+        hass_gguf a, b;
+        if (!ref_path || hass_gguf_open(&a, out[0], &err) != HASS_OK) {
+            CHECK_MSG(0, "%s: %s", cases[c].type, err.msg);
+            continue;
+        }
+        if (hass_gguf_open(&b, ref_path, &err) != HASS_OK) {
+            CHECK_MSG(0, "%s", err.msg);
+            hass_gguf_close(&a);
+            continue;
+        }
+        int same = a.n_tensors == b.n_tensors;
+        for (int64_t i = 0; i < b.n_tensors; i++) {
+            const hass_tensor *tb = &b.tensors[i], *ta = hass_gguf_find_tensor(&a, tb->name);
+            int ok = ta && ta->dtype == tb->dtype && ta->ndim == tb->ndim &&
+                     !memcmp(ta->shape, tb->shape, sizeof ta->shape) && ta->nbytes == tb->nbytes &&
+                     !memcmp(ta->data, tb->data, tb->nbytes);
+            CHECK_MSG(ok, "%s: tensor %s differs from llama-quantize's", cases[c].type, tb->name);
+            same &= ok;
+        }
+        CHECK_MSG(same, "%s: not every tensor as llama-quantize wrote it", cases[c].type);
+        uint64_t ft = 0, qv = 0;
+        CHECK(hass_gguf_get_u64(&a, "general.file_type", &ft) && ft == cases[c].ftype);
+        CHECK(hass_gguf_get_u64(&a, "general.quantization_version", &qv) && qv == 2);
+        hass_gguf_close(&a);
+        hass_gguf_close(&b);
+        char *x = NULL, *y = NULL;
+        size_t nx = 0, ny = 0;
+        CHECK(hass_read_file(out[0], &x, &nx, &err) == HASS_OK &&
+              hass_read_file(out[1], &y, &ny, &err) == HASS_OK && nx == ny && !memcmp(x, y, nx));
+        free(x), free(y);
+        hass_model *q = hass_model_load(out[0], &err);
+        CHECK_MSG(q != NULL, "%s: the written file does not load: %s", cases[c].type, err.msg);
+        hass_model_free(q);
+    }
+    /* a value that is not finite cannot be quantized: the file is not written */
+    hass_model_config sc = hass_model_config_make(256, 512, 2, 4, 2, 64, 64);
+    hass_model *sm = hass_model_synthetic(&sc, HASS_DTYPE_F32, 3, &err);
+    if (sm) {
+        hass_quant_plan plan;
+        CHECK(hass_quant_plan_init(&plan, "q4_k_m", 0, sm, &err) == HASS_OK);
+        unlink(out[0]);
+        ((float *)sm->layers[1].wd)[5] = NAN; /* the synthetic model owns its weights */
+        CHECK(hass_model_quantize(sm, out[0], &plan, "s", NULL, &err) == HASS_STATUS_ARG &&
+              strstr(err.msg, "blk.1.ffn_down.weight") && !hass_file_exists(out[0]));
+        CHECK(hass_quant_plan_init(&plan, "q3_k", 0, sm, &err) == HASS_STATUS_ARG);
+        hass_model_free(sm);
+    }
+    for (int k = 0; k < 2; k++)
+        unlink(out[k]);
+    hass_model_free(m);
+}
+
+/* llama.cpp's mixes for a 32-layer model (LLaMA-7B's depth): Q4_K_M puts attn_v and ffn_down of
+ * layers 0-3, 6, 9, ..., 27 and 28-31 in Q6_K; Q4_K_S attn_v of layers 0-3 and ffn_down of
+ * layers 0-3 in Q5_K; output.weight Q6_K except for q8_0; rows that are not whole blocks fall
+ * back; --pure keeps the base type. */
+static void test_quant_mix(void) {
+    hass_quant_plan p = {HASS_DTYPE_Q4_K, 15, 0, 0, 32};
+    static const int six[] = {0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31};
+    for (int l = 0; l < 32; l++) {
+        int want6 = 0;
+        for (size_t k = 0; k < sizeof six / sizeof six[0]; k++)
+            want6 |= six[k] == l;
+        char v[64], dn[64], q[64];
+        snprintf(v, sizeof v, "blk.%d.attn_v.weight", l);
+        snprintf(dn, sizeof dn, "blk.%d.ffn_down.weight", l);
+        snprintf(q, sizeof q, "blk.%d.attn_q.weight", l);
+        hass_dtype want = want6 ? HASS_DTYPE_Q6_K : HASS_DTYPE_Q4_K;
+        CHECK_EQ_INT(hass_quant_pick(&p, v, 1024, 4096, HASS_DTYPE_F32), want);
+        CHECK_EQ_INT(hass_quant_pick(&p, dn, 4096, 11008, HASS_DTYPE_F32), want);
+        CHECK_EQ_INT(hass_quant_pick(&p, q, 4096, 4096, HASS_DTYPE_F32), HASS_DTYPE_Q4_K);
+        hass_quant_plan s = {HASS_DTYPE_Q4_K, 14, 0, 0, 32};
+        CHECK_EQ_INT(hass_quant_pick(&s, v, 1024, 4096, HASS_DTYPE_F32),
+                     l < 4 ? HASS_DTYPE_Q5_K : HASS_DTYPE_Q4_K);
+        CHECK_EQ_INT(hass_quant_pick(&s, dn, 4096, 11008, HASS_DTYPE_F32),
+                     l < 4 ? HASS_DTYPE_Q5_K : HASS_DTYPE_Q4_K);
+    }
+    CHECK_EQ_INT(hass_quant_pick(&p, "output.weight", 32000, 4096, HASS_DTYPE_F32),
+                 HASS_DTYPE_Q6_K);
+    CHECK_EQ_INT(hass_quant_pick(&p, "token_embd.weight", 32000, 4096, HASS_DTYPE_F32),
+                 HASS_DTYPE_Q4_K);
+    p.tied = 1; /* a tied embedding is the output: quantized as it */
+    CHECK_EQ_INT(hass_quant_pick(&p, "token_embd.weight", 32000, 4096, HASS_DTYPE_F32),
+                 HASS_DTYPE_Q6_K);
+    CHECK_EQ_INT(hass_quant_pick(&p, "blk.3.ffn_down.weight", 4096, 11040, HASS_DTYPE_F32),
+                 HASS_DTYPE_Q8_0); /* Q6_K rows of 11040: not whole super-blocks */
+    CHECK_EQ_INT(hass_quant_pick(&p, "blk.4.ffn_down.weight", 4096, 11040, HASS_DTYPE_F32),
+                 HASS_DTYPE_Q5_0);
+    CHECK_EQ_INT(hass_quant_pick(&p, "blk.4.ffn_down.weight", 4096, 11001, HASS_DTYPE_F32),
+                 HASS_DTYPE_F16);
+    hass_quant_plan q8 = {HASS_DTYPE_Q8_0, 7, 0, 0, 32}, pure = {HASS_DTYPE_Q4_K, 15, 1, 0, 32};
+    CHECK_EQ_INT(hass_quant_pick(&q8, "output.weight", 32000, 4096, HASS_DTYPE_F32),
+                 HASS_DTYPE_Q8_0);
+    CHECK_EQ_INT(hass_quant_pick(&pure, "output.weight", 32000, 4096, HASS_DTYPE_F32),
+                 HASS_DTYPE_Q4_K);
+    CHECK_EQ_INT(hass_quant_pick(&pure, "blk.0.attn_v.weight", 1024, 4096, HASS_DTYPE_F32),
+                 HASS_DTYPE_Q4_K);
+}
+
 int main(void) {
     check_init("test_quant");
     test_blocks_fixture();
@@ -519,6 +648,8 @@ int main(void) {
     test_matmul_cases(cs, ncs, pools);
     test_matmul_threads(cs, ncs, pools);
     test_llama_cpp();
+    test_quantize_fixtures();
+    test_quant_mix();
 #if defined(HASS_AVX512_EMU)
     CHECK(ncs == 4); /* the emulation build runs the VNNI kernels over SIMDe */
 #endif

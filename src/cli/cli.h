@@ -30,6 +30,9 @@ const char *cli_need_value(int argc, char **argv, int *i);
  * tokenizer file; NULL with err set (HASS_STATUS_ARG: usage error). */
 hass_tokenizer *cli_open_tokenizer(const char *model, const char *zbin, const char *tokfile,
                                    hass_err *err);
+/* A model's name from its path: "path/to/stories260K.bin" -> "stories260K",
+ * "models/default/target/" -> "target" (GGUF general.name of export and quantize). */
+void cli_model_name(const char *path, char *out, size_t cap);
 /* With no model given: the shipped models/default/target, and (if want_draft and none given)
  * models/default/draft-hass. Buffers hold the paths (cap bytes each). Returns 0, or 1 after a
  * one-line error naming cmd when there is no shipped model. */
@@ -80,6 +83,7 @@ int cmd_export(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_datagen(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_draft_init(int argc, char **argv);
 int cmd_draft_vocab(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

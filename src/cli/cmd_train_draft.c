@@ -82,15 +82,34 @@ int cmd_train_draft(int argc, char **argv) {
             o.has_bias = !strcmp(a, "--bias");
             continue;
         }
-        static const char *valued[] = {"--method",      "-m",           "-z",
-                                       "--data",        "-o",           "--init-from",
-                                       "--steps",       "--epochs",     "--batch",
-                                       "--seq-len",     "--grad-accum", "--lr",
-                                       "--warmup-frac", "--warmup",     "--weight-decay",
-                                       "--clip",        "--topk",       "--topk-w",
-                                       "--align-steps", "--noise-std",  "--seed",
-                                       "--ckpt-every",  "--stop-at",    "--log",
-                                       "--log-every",   "--threads",    "--dtype",      NULL};
+        static const char *valued[] = {"--method",
+                                       "-m",
+                                       "-z",
+                                       "--data",
+                                       "-o",
+                                       "--init-from",
+                                       "--steps",
+                                       "--epochs",
+                                       "--batch",
+                                       "--seq-len",
+                                       "--grad-accum",
+                                       "--lr",
+                                       "--warmup-frac",
+                                       "--warmup",
+                                       "--weight-decay",
+                                       "--clip",
+                                       "--topk",
+                                       "--topk-w",
+                                       "--align-steps",
+                                       "--noise-std",
+                                       "--seed",
+                                       "--ckpt-every",
+                                       "--stop-at",
+                                       "--log",
+                                       "--log-every",
+                                       "--threads",
+                                       "--dtype",
+                                       NULL};
         int known = 0;
         for (int k = 0; valued[k]; k++)
             known |= !strcmp(a, valued[k]);
@@ -119,8 +138,7 @@ int cmd_train_draft(int argc, char **argv) {
             if (strcmp(s, "f32") && strcmp(s, "bf16"))
                 return cli_fail(2, "--dtype: expected f32 or bf16, got '%s'", s);
             o.dtype = !strcmp(s, "bf16") ? HASS_DTYPE_BF16 : HASS_DTYPE_F32;
-        }
-        else if (!strcmp(a, "--epochs")) {
+        } else if (!strcmp(a, "--epochs")) {
             if (cli_parse_float(a, s, 1e-6, 1e6, &o.epochs))
                 return 2;
         } else if (!strcmp(a, "--lr") || !strcmp(a, "--weight-decay") || !strcmp(a, "--clip") ||

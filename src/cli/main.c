@@ -22,6 +22,8 @@ static const cli_command commands[] = {
     {"generate", cmd_generate, "generate text (speculative with a draft head, -d)"},
     {"inspect", cmd_inspect, "print the header, metadata and tensor table of a model file"},
     {"pretrain", cmd_pretrain, "train a LLaMA-family model from scratch on a JSONL corpus"},
+    {"quantize", cmd_quantize,
+     "write a model as a quantized GGUF file (Q8_0 ... Q4_K_M), as llama-quantize"},
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer and print the token ids"},
     {"train-draft", cmd_train_draft, "train an EAGLE / HASS draft head on datagen features"},
     {"train-tokenizer", cmd_train_tokenizer, "train a byte-level BPE tokenizer on JSONL records"},

@@ -159,9 +159,41 @@ typedef struct {
     hass_dtype dtype;           /* F32, F16, BF16, or HASS_DTYPE_COUNT: as stored */
     const char *name;           /* general.name ("model" if NULL) */
     const hass_gguf_kvs *extra; /* more metadata (may be NULL) */
+    /* Quantization (hass_model_quantize): when pick is set, every matrix gets the dtype
+     * pick(pick_user, GGUF name, rows, cols, stored dtype) (F32/F16/BF16 or a block type,
+     * quantized row by row by ggml's reference quantizers; a stored matrix of that dtype is
+     * copied), and file_type is written as general.file_type. */
+    hass_dtype (*pick)(void *user, const char *name, int64_t rows, int64_t cols, hass_dtype stored);
+    void *pick_user;
+    int32_t file_type;
 } hass_gguf_export_opts;
 hass_status hass_model_export_gguf(const hass_model *m, const char *path,
                                    const hass_gguf_export_opts *o, hass_err *err);
+
+/* ---- quantization (quantize.c): llama-quantize's choices without an importance matrix ----
+ * type: q8_0, q4_0, q4_1, q5_0, q5_1, q6_k (every matrix in that type, output.weight in Q6_K
+ * unless q8_0), q4_k_s, q4_k_m, q5_k_s, q5_k_m (llama.cpp's mixes: attn_v and ffn_down of some
+ * layers in Q5_K/Q6_K; q4_k and q5_k are their _m aliases, as in llama-quantize); pure: every
+ * matrix in the base type. Rows that are not whole blocks fall back as llama.cpp does (Q4_K ->
+ * Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0), then to F16. */
+typedef struct {
+    hass_dtype base;
+    int32_t ftype; /* general.file_type (llama.cpp's LLAMA_FTYPE_MOSTLY_*) */
+    int pure, tied;
+    int64_t n_layers;
+} hass_quant_plan;
+/* HASS_STATUS_ARG naming the accepted types for an unknown type (case-insensitive). */
+hass_status hass_quant_plan_init(hass_quant_plan *p, const char *type, int pure,
+                                 const hass_model *m, hass_err *err);
+const char *hass_quant_type_names(void);
+/* The dtype of matrix `name` (GGUF name, rows x cols) under plan p (a hass_quant_plan *). */
+hass_dtype hass_quant_pick(void *p, const char *name, int64_t rows, int64_t cols,
+                           hass_dtype stored);
+/* m as a GGUF file quantized by p: hass_model_export_gguf with hass_quant_pick (metadata as
+ * there, plus `extra`, e.g. the tokenizer's keys). Deterministic: the same model and plan give
+ * the same bytes. */
+hass_status hass_model_quantize(const hass_model *m, const char *path, const hass_quant_plan *p,
+                                const char *name, const hass_gguf_kvs *extra, hass_err *err);
 
 /* A model of the given shape with seeded random weights of dtype wt (F32/BF16/F16, or a GGUF
  * block type: the same draws quantized by the reference quantizer; d, ffn and H*Dh multiples of
