@@ -382,6 +382,52 @@ int main(int argc, char **argv) {
     } else {
         CHECK_SKIP("stories260K not found");
     }
+    /* perplexity of the tiny model and of its Q8_0 quantization on the same records */
+    const char *tf = check_shared("models/quant/tiny-f32.gguf");
+    const char *tq = check_shared("models/quant/tiny-q8_0.gguf");
+    if (tf && tq) {
+        snprintf(path, sizeof path, "%s/ppl.jsonl", tmp);
+        FILE *f = fopen(path, "w");
+        HASS_ASSERT(f);
+        for (int i = 0; i < 40; i++)
+            fprintf(f,
+                    "{\"text\": \"Once upon a time there was a little dog number %d. It was "
+                    "happy and it played all day in the sun.\"}\n",
+                    i);
+        fclose(f);
+        double loss[2] = {0, 0};
+        for (int k = 0; k < 2; k++) {
+            snprintf(args, sizeof args, "perplexity -m %s --data %s --ctx 64 --json --threads 2",
+                     k ? tq : tf, path);
+            EXPECT(0, args);
+            cJSON *j = cJSON_Parse(out);
+            const cJSON *l = cJSON_GetObjectItem(j, "loss");
+            CHECK(cJSON_IsNumber(l) && cJSON_GetObjectItem(j, "windows")->valueint >= 10);
+            loss[k] = cJSON_IsNumber(l) ? l->valuedouble : 0;
+            cJSON_Delete(j);
+        }
+        CHECK_MSG(loss[0] > 5 && fabs(loss[1] - loss[0]) < 0.01 * loss[0],
+                  "perplexity: f32 loss %.5f, q8_0 %.5f", loss[0], loss[1]);
+        snprintf(args, sizeof args, "perplexity -m %s --data %s --ctx 0", tf, path);
+        EXPECT(2, args);
+        snprintf(args, sizeof args, "perplexity -m %s --data %s --ctx 100000", tf, path);
+        EXPECT(2, args);
+        CHECK(one_line_error());
+        snprintf(args, sizeof args, "perplexity -m %s --data %s/none.jsonl", tf, tmp);
+        EXPECT(1, args);
+        CHECK(one_line_error());
+        f = fopen(path, "a");
+        fprintf(f, "{\"txt\": 3}\n");
+        fclose(f);
+        snprintf(args, sizeof args, "perplexity -m %s --data %s", tf, path);
+        EXPECT(1, args);
+        CHECK(last_line_error("line 41"));
+    } else {
+        CHECK_SKIP("shared/models/quant not found");
+    }
+    EXPECT(2, "perplexity -m x");
+    EXPECT(0, "perplexity --help");
+
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     CHECK(system(cmd) == 0);
     return check_exit();

@@ -7,6 +7,7 @@
 #include "check.h"
 #include "model/model.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -241,6 +242,54 @@ static void test_attention_window(void) {
     free(q), free(k), free(v), free(out), free(ref), free(mask), free(full), free(scr);
 }
 
+/* hass_model_perplexity == token-by-token decoding with a double log-softmax, window by window
+ * (ctx 70: two forward chunks per window); its refusals. */
+static void test_perplexity(hass_model *m) {
+    hass_err err = {0};
+    const int64_t ctx = 70, n = 3 * ctx + 5;
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    float *lg = malloc((size_t)m->cfg.V * sizeof *lg);
+    HASS_ASSERT(ids && lg);
+    for (int64_t i = 0; i < n; i++)
+        ids[i] = (int32_t)((i * 7 + i / 3) % m->cfg.V);
+    hass_pool *pool = hass_pool_create(2);
+    hass_ppl_result r;
+    CHECK(hass_model_perplexity(m, pool, ids, n, ctx, 0, &r, &err) == HASS_OK);
+    CHECK_EQ_INT(r.n_windows, 3);
+    CHECK_EQ_INT(r.n_tokens, 3 * ctx);
+    hass_kv kv;
+    HASS_ASSERT(hass_kv_init(&kv, m, ctx, 1, NULL, &err) == HASS_OK);
+    double sum = 0;
+    for (int64_t w = 0; w < 3; w++) {
+        hass_kv_truncate(&kv, 0);
+        for (int64_t i = 0; i < ctx; i++) {
+            int32_t p = (int32_t)i;
+            HASS_ASSERT(hass_model_forward(m, &kv, NULL, 1, &ids[w * ctx + i], &p, NULL, lg, 0,
+                                           NULL, &err) == HASS_OK);
+            hass_kv_commit(&kv, 1);
+            double mx = lg[0], s = 0;
+            for (int64_t v = 1; v < m->cfg.V; v++)
+                mx = lg[v] > mx ? lg[v] : mx;
+            for (int64_t v = 0; v < m->cfg.V; v++)
+                s += exp(lg[v] - mx);
+            sum += log(s) + mx - lg[ids[w * ctx + i + 1]];
+        }
+    }
+    double want = sum / (3.0 * (double)ctx);
+    CHECK_MSG(fabs(r.nll - want) <= 1e-9 * fabs(want) && fabs(r.ppl - exp(want)) <= 1e-6 * r.ppl,
+              "perplexity: loss %.9f, token by token %.9f", r.nll, want);
+    CHECK(r.nll_se > 0);
+    CHECK(hass_model_perplexity(m, pool, ids, n, ctx, 2, &r, &err) == HASS_OK && r.n_windows == 2);
+    CHECK(hass_model_perplexity(m, pool, ids, ctx, ctx, 0, &r, &err) == HASS_STATUS_ARG);
+    CHECK(hass_model_perplexity(m, pool, ids, n, m->cfg.max_ctx + 1, 0, &r, &err) ==
+          HASS_STATUS_ARG);
+    ids[ctx + 3] = (int32_t)m->cfg.V;
+    CHECK(hass_model_perplexity(m, pool, ids, n, ctx, 0, &r, &err) == HASS_STATUS_RANGE);
+    hass_kv_free(&kv);
+    hass_pool_destroy(pool);
+    free(ids), free(lg);
+}
+
 int main(void) {
     check_init("test_model");
     test_attention_window();
@@ -257,6 +306,8 @@ int main(void) {
         test_tree(m, names[k]);
         if (k == 0)
             test_bad_input(m);
+        if (k == 1)
+            test_perplexity(m);
         hass_model_free(m);
     }
     /* quantized weights, every block type (d, ffn multiples of 256) */

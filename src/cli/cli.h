@@ -83,6 +83,7 @@ int cmd_export(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_datagen(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_draft_init(int argc, char **argv);
 int cmd_draft_vocab(int argc, char **argv);

@@ -21,6 +21,7 @@ static const cli_command commands[] = {
     {"export", cmd_export, "write a model as GGUF for llama.cpp (or a Hugging Face directory)"},
     {"generate", cmd_generate, "generate text (speculative with a draft head, -d)"},
     {"inspect", cmd_inspect, "print the header, metadata and tensor table of a model file"},
+    {"perplexity", cmd_perplexity, "validation loss and perplexity of a model over a JSONL corpus"},
     {"pretrain", cmd_pretrain, "train a LLaMA-family model from scratch on a JSONL corpus"},
     {"quantize", cmd_quantize,
      "write a model as a quantized GGUF file (Q8_0 ... Q4_K_M), as llama-quantize"},

@@ -195,6 +195,21 @@ hass_dtype hass_quant_pick(void *p, const char *name, int64_t rows, int64_t cols
 hass_status hass_model_quantize(const hass_model *m, const char *path, const hass_quant_plan *p,
                                 const char *name, const hass_gguf_kvs *extra, hass_err *err);
 
+/* ---- validation loss (perplexity.c) ----
+ * Over the token stream ids (n), windows of ctx + 1 tokens with stride ctx, as `hass pretrain`
+ * evaluates: window w is ids[w*ctx .. w*ctx + ctx], run from an empty cache, every one of its
+ * ctx positions predicting the next token. At most max_windows windows (<= 0: all). nll: mean
+ * negative log-likelihood in nats (double sums), ppl = exp(nll), nll_se: the standard error of
+ * the mean of the per-window losses. Logs progress. HASS_STATUS_ARG if ctx is not in
+ * 1..max_ctx or there is no whole window; HASS_STATUS_RANGE for a token out of range. */
+typedef struct {
+    int64_t n_windows, n_tokens;
+    double nll, ppl, nll_se;
+} hass_ppl_result;
+hass_status hass_model_perplexity(const hass_model *m, hass_pool *pool, const int32_t *ids,
+                                  int64_t n, int64_t ctx, int64_t max_windows, hass_ppl_result *r,
+                                  hass_err *err);
+
 /* A model of the given shape with seeded random weights of dtype wt (F32/BF16/F16, or a GGUF
  * block type: the same draws quantized by the reference quantizer; d, ffn and H*Dh multiples of
  * its block), for tests and benchmarks. Weights are scaled so activations stay O(1) through many
