@@ -57,7 +57,7 @@ endif
 ISA_AVX2   := -mavx2 -mfma -mf16c
 ISA_AVX512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 \
               -mavx512vnni
-ISA_AMX    := $(ISA_AVX512) -mamx-tile -mamx-bf16
+ISA_AMX    := $(ISA_AVX512) -mamx-tile -mamx-bf16 -mamx-int8
 ISA_AVXVNNI:= $(ISA_AVX2) -mavxvnni
 ifeq ($(BUILD),avx512emu)
 ISA_AVX512 := $(ISA_AVX2)

@@ -155,7 +155,9 @@ static int isa_cases(isa_case *cs) {
     if (f & HASS_CPU_AVXVNNI)
         cs[k++] = (isa_case){HASS_CPU_AVX2 | HASS_CPU_AVXVNNI, "avxvnni"};
     if (f & HASS_CPU_AVX512VNNI)
-        cs[k++] = (isa_case){f, "avx512vnni"};
+        cs[k++] = (isa_case){f & ~HASS_CPU_AMXINT8, "avx512vnni"};
+    if ((f & HASS_CPU_AMXINT8) && hass__qamx_ok())
+        cs[k++] = (isa_case){f, "amx-int8"};
     return k;
 }
 
@@ -251,7 +253,7 @@ static void check_twin(hass_dtype t, const float *y, const float *x, const float
 static void test_matmul_cases(const isa_case *cs, int ncs, hass_pool **pools) {
     static const int64_t ins32[] = {32, 96, 288, 1024}, insk[] = {256, 768, 2304};
     static const int64_t outs[] = {1, 2, 5, 13, 37};
-    const int64_t NMAX = 9;
+    const int64_t NMAX = 17; /* batches of 2..9, 16, 17 rows (16 and 17: AMX-INT8 tiles) */
     for (int q = 0; q < NQT; q++) {
         hass_dtype t = qtypes[q];
         int kq = hass__qkind_k(t);
@@ -277,7 +279,7 @@ static void test_matmul_cases(const isa_case *cs, int ncs, hass_pool **pools) {
                         for (int64_t r = 0; r < NMAX; r++)
                             hass_matmul(NULL, one + r * out, x + r * in, W, t, 1, in, out);
                         int ok = memcmp(one, twin, ys) == 0;
-                        for (int64_t nn = 2; nn <= NMAX; nn++) {
+                        for (int64_t nn = 2; nn <= NMAX; nn += nn == 9 ? 7 : 1) {
                             memset(y, 0xff, ys);
                             hass_matmul(pools[nn % 3], y, x, W, t, nn, in, out);
                             ok &= memcmp(y, twin, (size_t)(nn * out) * sizeof(float)) == 0;
@@ -636,6 +638,39 @@ static void test_quant_mix(void) {
                  HASS_DTYPE_Q4_K);
 }
 
+/* The AVX2 activation quantizers give the scalar ones' bytes, special blocks included (zeros,
+ * a repeated maximum of both signs, subnormal-scale values, an inf, a NaN). */
+static void test_qact(void) {
+    if (!(hass_cpu_available() & HASS_CPU_AVX2)) {
+        CHECK_SKIP("no AVX2: one activation quantizer only");
+        return;
+    }
+    static const int64_t ins[] = {32, 96, 288, 256, 768, 2304};
+    for (int a = 0; a < 6; a++) {
+        int64_t in = ins[a], n = 5, ng = hass__qgroups(in);
+        float *x = rand_x(n, in, 0);
+        for (int64_t j = 0; j < 32; j++)
+            x[in + j] = 0; /* row 1: a zero block */
+        for (int64_t j = 0; j < in; j++)
+            x[2 * in + j] = (j % 7 == 3 ? -1.f : j % 7 == 5 ? 1.f : 0.25f) * 1e-6f;
+        x[3 * in + in / 2] = INFINITY;
+        x[4 * in + 1] = NAN;
+        for (int k = 0; k < 2; k++) {
+            if (k == 1 && in % 256)
+                continue;
+            size_t bytes = (size_t)(n * ng) * sizeof(hass__qgroup);
+            hass__qgroup *p = hass_aligned_alloc(bytes), *q = hass_aligned_alloc(bytes);
+            HASS_ASSERT(p && q);
+            (k ? hass__qact_k_scalar : hass__qact_32_scalar)(p, x, n, in);
+            (k ? hass__qact_k_avx2 : hass__qact_32_avx2)(q, x, n, in);
+            CHECK_MSG(memcmp(p, q, bytes) == 0, "activation quantizer %s in=%lld: avx2 != scalar",
+                      k ? "K" : "32", (long long)in);
+            hass_aligned_free(p), hass_aligned_free(q);
+        }
+        free(x);
+    }
+}
+
 int main(void) {
     check_init("test_quant");
     test_blocks_fixture();
@@ -643,8 +678,9 @@ int main(void) {
     hass_rng_seed(&rng, 4321);
     hass_pool *pools[3] = {hass_pool_create(1), hass_pool_create(2), hass_pool_create(3)};
     HASS_ASSERT(pools[0] && pools[1] && pools[2]);
-    isa_case cs[4];
+    isa_case cs[5];
     int ncs = isa_cases(cs);
+    test_qact();
     test_matmul_cases(cs, ncs, pools);
     test_matmul_threads(cs, ncs, pools);
     test_llama_cpp();

@@ -40,9 +40,12 @@ static int detect_features(void) {
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512dq")) {
         f |= HASS_CPU_AVX512;
-        /* AVX512_VNNI: cpuid leaf 7, subleaf 0, ECX bit 11 */
+        /* AVX512_VNNI: cpuid leaf 7, subleaf 0, ECX bit 11; AMX-TILE and AMX-INT8: EDX bits
+         * 24 and 25 (the OS's tile-data permission is asked for where the kernel runs) */
         if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11)))
             f |= HASS_CPU_AVX512VNNI;
+        if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 24)) && (d & (1u << 25)))
+            f |= HASS_CPU_AMXINT8;
         /* AVX512_BF16: cpuid leaf 7, subleaf 1, EAX bit 5 */
         if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5)))
             f |= HASS_CPU_AVX512BF16;

@@ -22,6 +22,7 @@ enum {
     HASS_CPU_AMX = 8,
     HASS_CPU_AVXVNNI = 16,    /* vpdpbusd, VEX 256-bit (quantized products) */
     HASS_CPU_AVX512VNNI = 32, /* vpdpbusd, EVEX (with AVX-512) */
+    HASS_CPU_AMXINT8 = 64,    /* AMX tiles with int8 products (with AVX-512) */
 };
 /* The kernels in use (bitmask, cached): the best the CPU has, capped by
  * HASS_CPU=scalar|avx2|avxvnni|avx512|avx512bf16 (avx2 = without VNNI, avxvnni = AVX2 + AVX-VNNI,
@@ -32,7 +33,8 @@ int hass_cpu_available(void);
 /* "amx" (AVX-512 + AVX512_BF16 + AMX tiles for bf16 products), "avx512bf16", "avx512", "avx2"
  * or "scalar" */
 const char *hass_cpu_isa_name(void);
-/* The kernel of products with quantized weights: "avx512vnni", "avxvnni", "avx2" or "scalar". */
+/* The kernel of products with quantized weights: "amx-int8", "avx512vnni", "avxvnni", "avx2" or
+ * "scalar". */
 const char *hass_cpu_quant_isa_name(void);
 /* Restricts the kernels to features & (what the CPU and HASS_CPU allow); features < 0 undoes it.
  * For tests and benchmarks: call it between kernel calls, never while one runs. */

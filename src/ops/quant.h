@@ -60,9 +60,14 @@ static inline int hass__qkind_k(hass_dtype t) {
     return hass_dtype_block(t) == 256;
 }
 
-/* dst: n * hass__qgroups(in) groups; x: (n, in), in % 32 == 0 (% 256 for _k). */
+/* dst: n * hass__qgroups(in) groups; x: (n, in), in % 32 == 0 (% 256 for _k). The AVX2
+ * versions when the CPU has it; the same bytes either way. */
 void hass__qact_32(hass__qgroup *dst, const float *x, int64_t n, int64_t in);
 void hass__qact_k(hass__qgroup *dst, const float *x, int64_t n, int64_t in);
+void hass__qact_32_scalar(hass__qgroup *dst, const float *x, int64_t n, int64_t in);
+void hass__qact_k_scalar(hass__qgroup *dst, const float *x, int64_t n, int64_t in);
+void hass__qact_32_avx2(hass__qgroup *dst, const float *x, int64_t n, int64_t in);
+void hass__qact_k_avx2(hass__qgroup *dst, const float *x, int64_t n, int64_t in);
 
 /* For hass_matmul_multi: if any job has quantized weights, quantizes x (n, in) once per kind
  * the jobs need into per-thread buffers (grown as needed, reused across calls), sets xq[0] (per
@@ -83,8 +88,32 @@ void hass__qrows_avxvnni(float *y, int64_t ys, const hass__qgroup *xa, int64_t n
                          const void *W, hass_dtype wt, int64_t o0, int64_t o1);
 void hass__qrows_avx512vnni(float *y, int64_t ys, const hass__qgroup *xa, int64_t n, int64_t in,
                             const void *W, hass_dtype wt, int64_t o0, int64_t o1);
+/* AMX-INT8 (quant_amx.c): tiles of 16 weight rows x 16 activation rows per block of 32. */
+void hass__qrows_amx(float *y, int64_t ys, const hass__qgroup *xa, int64_t n, int64_t in,
+                     const void *W, hass_dtype wt, int64_t o0, int64_t o1);
+int hass__qamx_ok(void); /* compiled in and allowed by the OS */
+/* With AMX-INT8: the tiles for products of n rows with weights wt (hass__qamx_use), else the
+ * AVX512-VNNI kernel; the same bits either way. */
+int hass__qamx_use(hass_dtype wt, int64_t n);
+void hass__qrows_amx_auto(float *y, int64_t ys, const hass__qgroup *xa, int64_t n, int64_t in,
+                          const void *W, hass_dtype wt, int64_t o0, int64_t o1);
 /* The kernel for the current hass_cpu_features(). */
 hass__qrows_fn hass__qrows_pick(void);
+
+/* ---- activations for the AMX kernel: per block of 32 and 16 activation rows, a "B" tile (8
+ * rows of 64 bytes: row kk = the 16 rows' elements 4kk..4kk+3) and the rows' d, s, s2, sf of
+ * that block (hass__qgroup's, lane = activation row; rows past n are zero). hass__qact_prepare
+ * packs them after the n * hass__qgroups(in) groups of xa when the AMX kernel is in use. */
+typedef struct {
+    uint8_t B[512];
+    float d[16];
+    int32_t s[16], s2[16];
+    float sf[16];
+} hass__qamx_blk;
+static inline const hass__qamx_blk *hass__qamx_packed(const hass__qgroup *xa, int64_t n,
+                                                      int64_t in) {
+    return (const hass__qamx_blk *)(xa + n * hass__qgroups(in));
+}
 
 /* ---- prepared weights (quant_avx2.c, used by the three SIMD kernels) ----
  * One group of a weight row: the integers in the group layout, unsigned (Q8_0 as q + 128) or,
@@ -103,5 +132,9 @@ static inline size_t hass__wstride(int signed_q8) {
 /* Group g of a weight row (type wt, in elements) into dst. */
 void hass__qprep_avx2(hass__wgroup *dst, const uint8_t *row, hass_dtype wt, int64_t in, int64_t g,
                       int signed_q8);
+/* The same group in element order, for tile loads: block (sub-block) i's 32 integers at
+ * dst + i * ld (unsigned; Q8_0 signed q), scales as above into a[8], b[8]. */
+void hass__qnat_avx2(uint8_t *dst, size_t ld, float *a, float *b, const uint8_t *row, hass_dtype wt,
+                     int64_t in, int64_t g);
 
 #endif

@@ -8,6 +8,7 @@
 #include "ops/quant.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 /* ---- weight preparation ---- */
@@ -70,8 +71,10 @@ static inline uint16_t u16_at(const uint8_t *p) {
     return h;
 }
 
+#define AINLINE static inline __attribute__((always_inline))
+
 /* Block b's 32 integers in element order (unsigned; Q8_0 signed, or + 128 when !sgn). */
-static inline __m256i block32(hass_dtype t, const uint8_t *b, int sgn) {
+AINLINE __m256i block32(hass_dtype t, const uint8_t *b, int sgn) {
     switch (t) {
     case HASS_DTYPE_Q8_0: {
         __m256i v = _mm256_loadu_si256((const __m256i *)(b + 2));
@@ -88,42 +91,83 @@ static inline __m256i block32(hass_dtype t, const uint8_t *b, int sgn) {
     }
 }
 
-static void prep32(hass__wgroup *w, const uint8_t *row, hass_dtype t, int64_t in, int64_t g,
-                   int sgn) {
-    size_t bb = hass_dtype_bytes(t, 32);
+/* 8 f16 at p, p + stride, ... as floats. */
+AINLINE __m256 f16_strided(const uint8_t *p, size_t stride) {
+    __m128i h = _mm_cvtsi32_si128(u16_at(p));
+    h = _mm_insert_epi16(h, u16_at(p + stride), 1);
+    h = _mm_insert_epi16(h, u16_at(p + 2 * stride), 2);
+    h = _mm_insert_epi16(h, u16_at(p + 3 * stride), 3);
+    h = _mm_insert_epi16(h, u16_at(p + 4 * stride), 4);
+    h = _mm_insert_epi16(h, u16_at(p + 5 * stride), 5);
+    h = _mm_insert_epi16(h, u16_at(p + 6 * stride), 6);
+    h = _mm_insert_epi16(h, u16_at(p + 7 * stride), 7);
+    return _mm256_cvtph_ps(h);
+}
+
+/* Group g of a 32-type row: the 8 blocks' integers in element order (zeros past the row end)
+ * and their scales (a = d, b = m for Q4_1/Q5_1, else 0). A whole group takes the straight
+ * path with the type's code inlined; the last, partial one goes block by block. */
+AINLINE void natural32_t(const hass_dtype t, __m256i n[8], __m256 *a, __m256 *m, const uint8_t *row,
+                         int64_t in, int64_t g, int sgn) {
+    const size_t bb = t == HASS_DTYPE_Q8_0   ? 34
+                      : t == HASS_DTYPE_Q4_0 ? 18
+                      : t == HASS_DTYPE_Q4_1 ? 20
+                      : t == HASS_DTYPE_Q5_0 ? 22
+                                             : 24;
+    const int has_min = t == HASS_DTYPE_Q4_1 || t == HASS_DTYPE_Q5_1;
     int64_t nb = in / 32;
-    int has_min = t == HASS_DTYPE_Q4_1 || t == HASS_DTYPE_Q5_1;
-    __m256i n[8];
+    const uint8_t *blk = row + (size_t)(8 * g) * bb;
+    if (8 * g + 8 <= nb) {
+        for (int i = 0; i < 8; i++)
+            n[i] = block32(t, blk + (size_t)i * bb, sgn);
+        *a = f16_strided(blk, bb);
+        *m = has_min ? f16_strided(blk + 2, bb) : _mm256_setzero_ps();
+        return;
+    }
     uint16_t dh[8], mh[8];
     for (int i = 0; i < 8; i++) {
-        int64_t b = 8 * g + i;
-        if (b < nb) {
-            const uint8_t *blk = row + (size_t)b * bb;
-            n[i] = block32(t, blk, sgn);
-            dh[i] = u16_at(blk);
-            mh[i] = has_min ? u16_at(blk + 2) : 0;
+        if (8 * g + i < nb) {
+            n[i] = block32(t, blk + (size_t)i * bb, sgn);
+            dh[i] = u16_at(blk + (size_t)i * bb);
+            mh[i] = has_min ? u16_at(blk + (size_t)i * bb + 2) : 0;
         } else {
             n[i] = _mm256_setzero_si256();
             dh[i] = mh[i] = 0;
         }
     }
-    _mm256_storeu_ps(w->a, f16x8(dh));
-    _mm256_storeu_ps(w->b, f16x8(mh));
-    transpose_store(w->u, n);
-    if (sgn)
-        for (int k = 0; k < 8; k++)
-            _mm256_storeu_si256(
-                (__m256i *)((uint8_t *)(w + 1) + 32 * k),
-                _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)(w->u + 32 * k))));
+    *a = f16x8(dh);
+    *m = f16x8(mh);
+}
+
+static void natural32(__m256i n[8], __m256 *a, __m256 *m, const uint8_t *row, hass_dtype t,
+                      int64_t in, int64_t g, int sgn) {
+    switch (t) {
+    case HASS_DTYPE_Q8_0:
+        natural32_t(HASS_DTYPE_Q8_0, n, a, m, row, in, g, sgn);
+        break;
+    case HASS_DTYPE_Q4_0:
+        natural32_t(HASS_DTYPE_Q4_0, n, a, m, row, in, g, sgn);
+        break;
+    case HASS_DTYPE_Q4_1:
+        natural32_t(HASS_DTYPE_Q4_1, n, a, m, row, in, g, sgn);
+        break;
+    case HASS_DTYPE_Q5_0:
+        natural32_t(HASS_DTYPE_Q5_0, n, a, m, row, in, g, sgn);
+        break;
+    default:
+        natural32_t(HASS_DTYPE_Q5_1, n, a, m, row, in, g, sgn);
+    }
 }
 
 static inline __m256 bcast_f16(const uint8_t *p) {
     return _mm256_set1_ps(_cvtsh_ss(u16_at(p)));
 }
 
-static void prep_k(hass__wgroup *w, const uint8_t *row, hass_dtype t, int64_t g) {
+/* Super-block g of a K-type row: its 8 sub-blocks' integers in element order and the scales of
+ * quant.h (a = d * sc_i, b = -(dmin * m_i); Q6_K: a, b = d * sc of the two halves). */
+static void natural_k(__m256i n[8], __m256 *a, __m256 *bv, const uint8_t *row, hass_dtype t,
+                      int64_t g) {
     const uint8_t *b = row + (size_t)g * hass_dtype_bytes(t, 256);
-    __m256i n[8];
     if (t == HASS_DTYPE_Q6_K) {
         const __m256i m3 = _mm256_set1_epi8(3);
         for (int h = 0; h < 2; h++) {
@@ -144,9 +188,8 @@ static void prep_k(hass__wgroup *w, const uint8_t *row, hass_dtype t, int64_t g)
         __m128i ev = _mm_shuffle_epi8(
             sc, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
         __m256 d = bcast_f16(b + 208);
-        _mm256_storeu_ps(w->a, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(ev))));
-        _mm256_storeu_ps(w->b, _mm256_mul_ps(d, _mm256_cvtepi32_ps(
-                                                    _mm256_cvtepi8_epi32(_mm_srli_si128(ev, 8)))));
+        *a = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(ev)));
+        *bv = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(ev, 8))));
     } else {
         int q5 = t == HASS_DTYPE_Q5_K;
         const uint8_t *ql = b + (q5 ? 48 : 16);
@@ -175,19 +218,165 @@ static void prep_k(hass__wgroup *w, const uint8_t *row, hass_dtype t, int64_t g)
         __m128i sm = _mm_loadu_si128((const __m128i *)u); /* sc[0..7], m[0..7] */
         __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
         __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
-        _mm256_storeu_ps(w->a, _mm256_mul_ps(bcast_f16(b), sc));
-        _mm256_storeu_ps(w->b,
-                         _mm256_xor_ps(_mm256_mul_ps(bcast_f16(b + 2), mn), _mm256_set1_ps(-0.0f)));
+        *a = _mm256_mul_ps(bcast_f16(b), sc);
+        *bv = _mm256_xor_ps(_mm256_mul_ps(bcast_f16(b + 2), mn), _mm256_set1_ps(-0.0f));
     }
-    transpose_store(w->u, n);
+}
+
+static void natural(__m256i n[8], __m256 *a, __m256 *b, const uint8_t *row, hass_dtype wt,
+                    int64_t in, int64_t g, int sgn) {
+    if (hass__qkind_k(wt))
+        natural_k(n, a, b, row, wt, g);
+    else
+        natural32(n, a, b, row, wt, in, g, sgn && wt == HASS_DTYPE_Q8_0);
 }
 
 void hass__qprep_avx2(hass__wgroup *dst, const uint8_t *row, hass_dtype wt, int64_t in, int64_t g,
                       int signed_q8) {
-    if (hass__qkind_k(wt))
-        prep_k(dst, row, wt, g);
-    else
-        prep32(dst, row, wt, in, g, signed_q8 && wt == HASS_DTYPE_Q8_0);
+    __m256i n[8];
+    __m256 a, b;
+    natural(n, &a, &b, row, wt, in, g, signed_q8);
+    _mm256_storeu_ps(dst->a, a);
+    _mm256_storeu_ps(dst->b, b);
+    transpose_store(dst->u, n);
+    if (signed_q8 && wt == HASS_DTYPE_Q8_0)
+        for (int k = 0; k < 8; k++)
+            _mm256_storeu_si256(
+                (__m256i *)((uint8_t *)(dst + 1) + 32 * k),
+                _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)(dst->u + 32 * k))));
+}
+
+void hass__qnat_avx2(uint8_t *dst, size_t ld, float *a, float *b, const uint8_t *row, hass_dtype wt,
+                     int64_t in, int64_t g) {
+    __m256i n[8];
+    __m256 va, vb;
+    natural(n, &va, &vb, row, wt, in, g, 1);
+    for (int i = 0; i < 8; i++)
+        _mm256_storeu_si256((__m256i *)(dst + (size_t)i * ld), n[i]);
+    _mm256_storeu_ps(a, va);
+    _mm256_storeu_ps(b, vb);
+}
+
+/* ---- activation quantizers (quant.h's arithmetic, the scalar ones in quant.c) ---- */
+static inline int all_finite(const float *x, int n) {
+    __m256i m = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    __m256i bad = _mm256_setzero_si256();
+    for (int j = 0; j < n; j += 8) {
+        __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + j)), m);
+        bad = _mm256_or_si256(bad,
+                              _mm256_cmpgt_epi32(v, _mm256_sub_epi32(inf, _mm256_set1_epi32(1))));
+    }
+    return _mm256_testz_si256(bad, bad);
+}
+
+static inline float hmax8(__m256 v) {
+    __m128 t = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    t = _mm_max_ps(t, _mm_movehl_ps(t, t));
+    t = _mm_max_ss(t, _mm_movehdup_ps(t));
+    return _mm_cvtss_f32(t);
+}
+
+static inline float f16_round(float f) {
+    return _cvtsh_ss(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
+}
+
+/* 32 int32 (4 vectors, element order) -> 32 int8 in element order. */
+static inline __m256i pack32(__m256i i0, __m256i i1, __m256i i2, __m256i i3) {
+    __m256i a = _mm256_packs_epi32(i0, i1), b = _mm256_packs_epi32(i2, i3);
+    return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b),
+                                       _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static inline int32_t hsum_i32(__m256i v) {
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
+    return _mm_cvtsi128_si32(t);
+}
+
+void hass__qact_32_avx2(hass__qgroup *dst, const float *x, int64_t n, int64_t in) {
+    int64_t nb = in / 32, ng = hass__qgroups(in);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t r = 0; r < n; r++) {
+        hass__qgroup *G = dst + r * ng;
+        for (int64_t g = 0; g < ng; g++) {
+            hass__qgroup *gr = G + g;
+            __m256i nat[8];
+            memset(gr->d, 0, sizeof gr->d + sizeof gr->s + sizeof gr->s2 + sizeof gr->sf);
+            for (int i = 0; i < 8; i++) {
+                int64_t b = 8 * g + i;
+                const float *xb = x + r * in + b * 32;
+                nat[i] = _mm256_setzero_si256();
+                if (b >= nb)
+                    continue;
+                if (!all_finite(xb, 32)) {
+                    gr->d[i] = gr->sf[i] = NAN;
+                    continue;
+                }
+                __m256 v[4], mx = _mm256_setzero_ps();
+                for (int k = 0; k < 4; k++) {
+                    v[k] = _mm256_loadu_ps(xb + 8 * k);
+                    mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[k]));
+                }
+                float amax = hmax8(mx), d = amax / 127.f, id = amax != 0 ? 127.f / amax : 0.f;
+                __m256i q[4];
+                for (int k = 0; k < 4; k++)
+                    q[k] = _mm256_cvtps_epi32(
+                        _mm256_round_ps(_mm256_mul_ps(v[k], _mm256_set1_ps(id)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+                int32_t sum = hsum_i32(
+                    _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+                nat[i] = pack32(q[0], q[1], q[2], q[3]);
+                gr->d[i] = f16_round(d);
+                gr->s[i] = sum;
+                gr->sf[i] = f16_round(d * (float)sum);
+            }
+            transpose_store(gr->qs, nat);
+        }
+    }
+}
+
+void hass__qact_k_avx2(hass__qgroup *dst, const float *x, int64_t n, int64_t in) {
+    int64_t ng = in / 256;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t b = 0; b < ng; b++) {
+            const float *xb = x + r * in + b * 256;
+            hass__qgroup *g = dst + r * ng + b;
+            memset(g, 0, sizeof *g);
+            if (!all_finite(xb, 256)) {
+                for (int i = 0; i < 8; i++)
+                    g->d[i] = NAN;
+                continue;
+            }
+            __m256 mx = _mm256_setzero_ps();
+            for (int j = 0; j < 256; j += 8)
+                mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + j)));
+            float amax = hmax8(mx);
+            if (amax == 0)
+                continue;
+            int j0 = 0; /* the first value of that magnitude, with its sign */
+            while (fabsf(xb[j0]) != amax)
+                j0++;
+            float iscale = -127.f / xb[j0];
+            __m256 vs = _mm256_set1_ps(iscale);
+            __m256i nat[8];
+            for (int i = 0; i < 8; i++) {
+                __m256i q[4];
+                for (int k = 0; k < 4; k++) {
+                    __m256 v = _mm256_mul_ps(vs, _mm256_loadu_ps(xb + 32 * i + 8 * k));
+                    q[k] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_round_ps(
+                                                v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)),
+                                            _mm256_set1_epi32(127));
+                }
+                g->s[i] = hsum_i32(_mm256_add_epi32(q[0], q[1]));
+                g->s2[i] = hsum_i32(_mm256_add_epi32(q[2], q[3]));
+                g->sf[i] = (float)(g->s[i] + g->s2[i]);
+                g->d[i] = 1 / iscale;
+                nat[i] = pack32(q[0], q[1], q[2], q[3]);
+            }
+            transpose_store(g->qs, nat);
+        }
 }
 
 /* ---- the AVX2 kernel ---- */
