@@ -9,7 +9,8 @@
  */
 #include "ops/ops.h"
 
-#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) &&                 \
+#if (defined(__AMX_TILE__) || defined(__AMXTILE__)) &&                                             \
+    (defined(__AMX_BF16__) || defined(__AMXBF16__)) && defined(__AVX512BF16__) &&                  \
     !defined(HASS_AVX512_EMU) && !defined(HASS_NO_AVX512)
 
 #include "ops/amx_tiles.h"
@@ -34,8 +35,8 @@ void hass__amx_pack_x(uint16_t *xp, const float *x, int64_t n, int64_t in) {
     int64_t KS = in / 32;
     for (int64_t tb = 0; tb * 16 < n; tb++)
         for (int64_t s = 0; s < KS; s++)
-            hass__pack_b_rows(xp + (tb * KS + s) * 512, x + tb * 16 * in + s * 32, in,
-                              n - tb * 16, 32);
+            hass__pack_b_rows(xp + (tb * KS + s) * 512, x + tb * 16 * in + s * 32, in, n - tb * 16,
+                              32);
 }
 
 /* C tiles 0..R-1 += W rows [o, o + 16R) (16 rows each, or `rows` for a single partial block)

@@ -10,7 +10,8 @@
  */
 #include "ops/quant.h"
 
-#if defined(__AMX_TILE__) && defined(__AMX_INT8__) && defined(__AVX512F__) &&                      \
+#if (defined(__AMX_TILE__) || defined(__AMXTILE__)) &&                                             \
+    (defined(__AMX_INT8__) || defined(__AMXINT8__)) && defined(__AVX512F__) &&                     \
     !defined(HASS_AVX512_EMU) && !defined(HASS_NO_AVX512)
 
 #include "ops/amx_tiles.h"
