@@ -7,6 +7,8 @@
 #include "formats/formats.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__clang__)
@@ -143,8 +145,40 @@ void hass__qact_k(hass__qgroup *dst, const float *x, int64_t n, int64_t in) {
     hass__qact_k_scalar(dst, x, n, in);
 }
 
-static _Thread_local hass__qgroup *qbuf[2];
-static _Thread_local size_t qbuf_cap[2];
+/* ---- per-thread scratch, freed when the thread ends (pool workers come and go) ---- */
+typedef struct {
+    void *p[HASS_QSCRATCH_SLOTS];
+    size_t cap[HASS_QSCRATCH_SLOTS];
+} qtls;
+static pthread_key_t qkey;
+static pthread_once_t qonce = PTHREAD_ONCE_INIT;
+
+static void qtls_free(void *v) {
+    qtls *t = v;
+    for (int i = 0; i < HASS_QSCRATCH_SLOTS; i++)
+        hass_aligned_free(t->p[i]);
+    free(t);
+}
+
+static void qkey_make(void) {
+    HASS_ASSERT(pthread_key_create(&qkey, qtls_free) == 0);
+}
+
+void *hass__qscratch(int slot, size_t size) {
+    pthread_once(&qonce, qkey_make);
+    qtls *t = pthread_getspecific(qkey);
+    if (!t) {
+        t = calloc(1, sizeof *t);
+        HASS_ASSERT(t && pthread_setspecific(qkey, t) == 0);
+    }
+    if (size > t->cap[slot]) {
+        hass_aligned_free(t->p[slot]);
+        t->p[slot] = hass_aligned_alloc(size);
+        HASS_ASSERT(t->p[slot] != NULL);
+        t->cap[slot] = size;
+    }
+    return t->p[slot];
+}
 
 int hass__qact_prepare(const hass__qgroup *xq[2], const float *x, int64_t n, int64_t in,
                        const hass_matmul_job *jobs, int njobs) {
@@ -167,19 +201,14 @@ int hass__qact_prepare(const hass__qgroup *xq[2], const float *x, int64_t n, int
                    hass__qamx_use(jobs[j].wt, n);
         size_t groups = (size_t)n * (size_t)ng * sizeof(hass__qgroup);
         size_t bytes = groups + (amx ? (size_t)(ntb * (in / 32)) * sizeof(hass__qamx_blk) : 0);
-        if (bytes > qbuf_cap[k]) {
-            hass_aligned_free(qbuf[k]);
-            qbuf[k] = hass_aligned_alloc(bytes);
-            HASS_ASSERT(qbuf[k] != NULL);
-            qbuf_cap[k] = bytes;
-        }
+        hass__qgroup *qbuf = hass__qscratch(HASS_QSCRATCH_X32 + k, bytes);
         if (k)
-            hass__qact_k(qbuf[k], x, n, in);
+            hass__qact_k(qbuf, x, n, in);
         else
-            hass__qact_32(qbuf[k], x, n, in);
+            hass__qact_32(qbuf, x, n, in);
         if (amx)
-            amx_pack((hass__qamx_blk *)(qbuf[k] + n * ng), qbuf[k], n, in);
-        xq[k] = qbuf[k];
+            amx_pack((hass__qamx_blk *)(qbuf + n * ng), qbuf, n, in);
+        xq[k] = qbuf;
     }
     return need[0] || need[1];
 }

@@ -69,6 +69,18 @@ void hass__qact_k_scalar(hass__qgroup *dst, const float *x, int64_t n, int64_t i
 void hass__qact_32_avx2(hass__qgroup *dst, const float *x, int64_t n, int64_t in);
 void hass__qact_k_avx2(hass__qgroup *dst, const float *x, int64_t n, int64_t in);
 
+/* A per-thread buffer of at least size bytes (64-byte aligned, contents kept while it does not
+ * grow), freed when the thread ends. Slots: */
+enum {
+    HASS_QSCRATCH_X32 = 0, /* activations per 32 (quant.c) */
+    HASS_QSCRATCH_XK,      /* activations per 256 */
+    HASS_QSCRATCH_W,       /* prepared weights (quant_kern.h) */
+    HASS_QSCRATCH_ACC,     /* AMX lanes (quant_amx.c) */
+    HASS_QSCRATCH_TILE,    /* AMX weight tiles */
+    HASS_QSCRATCH_SLOTS
+};
+void *hass__qscratch(int slot, size_t size);
+
 /* For hass_matmul_multi: if any job has quantized weights, quantizes x (n, in) once per kind
  * the jobs need into per-thread buffers (grown as needed, reused across calls), sets xq[0] (per
  * 32) / xq[1] (per 256) and returns 1; else returns 0. Asserts in % block == 0 for every job. */

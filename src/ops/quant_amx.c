@@ -32,17 +32,14 @@ static void tiles_config(int rows) {
     _tile_loadconfig(&c);
 }
 
-/* Per-thread buffers: the lanes of the outputs (ntb x 16 rows x 8 lanes x 16 activations) and
- * the natural weights of 16 rows x one group. */
-static _Thread_local float *accbuf;
-static _Thread_local size_t acc_cap;
+/* Per-thread buffers (hass__qscratch): the lanes of the outputs (ntb x 16 rows x 8 lanes x 16
+ * activations) and the weights of 16 rows x one group with their block sums. */
 
 typedef struct {
     uint8_t nat[16 * 256];
     float a[16][8], b[16][8];
     int32_t c[8][2][256]; /* the sums of the group's 8 blocks (Q6_K: of each 16) */
 } wtile;
-static _Thread_local wtile *wt_buf;
 
 /* The float step of quant.h for weight row w over the group's blocks 0..nblk-1 (sums in T->c,
  * activations x[i]); the 8 lanes start from +0 at the first group. */
@@ -141,17 +138,8 @@ void hass__qrows_amx(float *y, int64_t ys, const hass__qgroup *xa, int64_t n, in
     size_t rb = hass_dtype_bytes(wt, (size_t)in);
     const hass__qamx_blk *xp = hass__qamx_packed(xa, n, in);
     size_t need = (size_t)ntb * 16 * 8 * 16;
-    if (need > acc_cap) {
-        hass_aligned_free(accbuf);
-        accbuf = hass_aligned_alloc(need * sizeof(float));
-        HASS_ASSERT(accbuf);
-        acc_cap = need;
-    }
-    if (!wt_buf) {
-        wt_buf = hass_aligned_alloc(sizeof *wt_buf);
-        HASS_ASSERT(wt_buf);
-    }
-    wtile *T = wt_buf;
+    float *accbuf = hass__qscratch(HASS_QSCRATCH_ACC, need * sizeof(float));
+    wtile *T = hass__qscratch(HASS_QSCRATCH_TILE, sizeof(wtile));
     int cfg_rows = -1;
     for (int64_t o = o0; o < o1; o += 16) {
         int rows = o1 - o < 16 ? (int)(o1 - o) : 16;

@@ -192,10 +192,6 @@ static void rows_r(int R, float *y, int64_t ys, int cc, const hass__qgroup *xa, 
     }
 }
 
-/* The prepared weight rows of this thread (CQ rows of the widest product seen so far). */
-static _Thread_local uint8_t *wscratch;
-static _Thread_local size_t wscratch_cap;
-
 void QROWS(float *y, int64_t ys, const hass__qgroup *xa, int64_t n, int64_t in, const void *W,
            hass_dtype wt, int64_t o0, int64_t o1) {
     int sgn = QSIGNED && wt == HASS_DTYPE_Q8_0;
@@ -205,12 +201,7 @@ void QROWS(float *y, int64_t ys, const hass__qgroup *xa, int64_t n, int64_t in, 
      * more: the CQ rows are prepared whole, then every block of RQ rows passes over them */
     int fused = n <= RQ;
     size_t need = (size_t)CQ * (fused ? 1 : (size_t)ng) * ws;
-    if (need > wscratch_cap) {
-        hass_aligned_free(wscratch);
-        wscratch = hass_aligned_alloc(need);
-        HASS_ASSERT(wscratch != NULL);
-        wscratch_cap = need;
-    }
+    uint8_t *wscratch = hass__qscratch(HASS_QSCRATCH_W, need);
     for (int64_t o = o0; o < o1; o += CQ) {
         int cc = o1 - o < CQ ? (int)(o1 - o) : CQ;
         const uint8_t *Wo = (const uint8_t *)W + (size_t)o * rb;
