@@ -125,8 +125,8 @@ tests-bin: $(TEST_BIN) $(O)/hass
 # kernels (incl. the model's batch-invariance tests) under ThreadSanitizer, and the kernel, model,
 # golden-output and speculative tests with the AVX-512 kernels over SIMDe (BUILD=avx512emu) where
 # the CPU has no AVX-512 (where it has, the release build already runs them natively).
-TSAN_TESTS := test_threadpool test_ops test_model test_bpe_train
-EMU_TESTS  := test_ops test_model test_generate test_spec test_api
+TSAN_TESTS := test_threadpool test_ops test_model test_bpe_train test_quant
+EMU_TESTS  := test_ops test_model test_generate test_spec test_api test_quant
 EMU_BUILD  := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null || echo build/avx512emu)
 test:
 	$(MAKE) --no-print-directory BUILD=release tests-bin
