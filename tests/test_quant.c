@@ -146,18 +146,23 @@ typedef struct {
     const char *name;
 } isa_case;
 
+/* Every quantized-product kernel this CPU (and OS) can run, by the feature mask forcing it. */
 static int isa_cases(isa_case *cs) {
     hass_cpu_force(-1);
-    int f = hass_cpu_available(), k = 0;
-    cs[k++] = (isa_case){0, "scalar"};
-    if (f & HASS_CPU_AVX2)
-        cs[k++] = (isa_case){HASS_CPU_AVX2, "avx2"};
-    if (f & HASS_CPU_AVXVNNI)
-        cs[k++] = (isa_case){HASS_CPU_AVX2 | HASS_CPU_AVXVNNI, "avxvnni"};
-    if (f & HASS_CPU_AVX512VNNI)
-        cs[k++] = (isa_case){f & ~HASS_CPU_AMXINT8, "avx512vnni"};
-    if ((f & HASS_CPU_AMXINT8) && hass__qamx_ok())
-        cs[k++] = (isa_case){f, "amx-int8"};
+    int f = hass_cpu_available(), amx = (f & HASS_CPU_AMXINT8) && hass__qamx_ok(), k = 0;
+    const struct {
+        int have, mask;
+        const char *name;
+    } all[] = {
+        {1, 0, "scalar"},
+        {f & HASS_CPU_AVX2, HASS_CPU_AVX2, "avx2"},
+        {f & HASS_CPU_AVXVNNI, HASS_CPU_AVX2 | HASS_CPU_AVXVNNI, "avxvnni"},
+        {f & HASS_CPU_AVX512VNNI, f & ~HASS_CPU_AMXINT8, "avx512vnni"},
+        {amx, f, "amx-int8"},
+    };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i].have)
+            cs[k++] = (isa_case){all[i].mask, all[i].name};
     return k;
 }
 

@@ -124,25 +124,10 @@ static void deq_q5_1(const uint8_t *b, float *y) {
     }
 }
 
-static void deq_q4_k(const uint8_t *b, float *y) {
+/* Q4_K and Q5_K (q5: with the fifth bits of qh) */
+static void deq_k45(const uint8_t *b, float *y, int q5) {
     float d = f16_at(b), dmin = f16_at(b + 2);
-    const uint8_t *q = b + 16;
-    for (int c = 0; c < 4; c++, q += 32) {
-        uint8_t sc, m;
-        get_scale_min(2 * c, b + 4, &sc, &m);
-        float d1 = d * (float)sc, m1 = dmin * (float)m;
-        get_scale_min(2 * c + 1, b + 4, &sc, &m);
-        float d2 = d * (float)sc, m2 = dmin * (float)m;
-        for (int l = 0; l < 32; l++)
-            *y++ = d1 * (float)(q[l] & 0xF) - m1;
-        for (int l = 0; l < 32; l++)
-            *y++ = d2 * (float)(q[l] >> 4) - m2;
-    }
-}
-
-static void deq_q5_k(const uint8_t *b, float *y) {
-    float d = f16_at(b), dmin = f16_at(b + 2);
-    const uint8_t *qh = b + 16, *ql = b + 48;
+    const uint8_t *qh = b + 16, *ql = b + (q5 ? 48 : 16);
     for (int c = 0; c < 4; c++, ql += 32) {
         uint8_t sc, m, u1 = (uint8_t)(1u << (2 * c)), u2 = (uint8_t)(2u << (2 * c));
         get_scale_min(2 * c, b + 4, &sc, &m);
@@ -150,10 +135,18 @@ static void deq_q5_k(const uint8_t *b, float *y) {
         get_scale_min(2 * c + 1, b + 4, &sc, &m);
         float d2 = d * (float)sc, m2 = dmin * (float)m;
         for (int l = 0; l < 32; l++)
-            *y++ = d1 * (float)((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+            *y++ = d1 * (float)((ql[l] & 0xF) + (q5 && (qh[l] & u1) ? 16 : 0)) - m1;
         for (int l = 0; l < 32; l++)
-            *y++ = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+            *y++ = d2 * (float)((ql[l] >> 4) + (q5 && (qh[l] & u2) ? 16 : 0)) - m2;
     }
+}
+
+static void deq_q4_k(const uint8_t *b, float *y) {
+    deq_k45(b, y, 0);
+}
+
+static void deq_q5_k(const uint8_t *b, float *y) {
+    deq_k45(b, y, 1);
 }
 
 static void deq_q6_k(const uint8_t *b, float *y) {

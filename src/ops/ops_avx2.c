@@ -11,33 +11,13 @@
  * element does not depend on n, on the block it fell in, or on the thread that computed it.
  */
 #include "ops/ops.h"
+#include "ops/simd_x86.h"
 
 #include <immintrin.h>
 #include <string.h>
 
 #define RB 4 /* x rows per register block */
 #define CB 3 /* W rows per register block (RB*CB accumulators + CB weights + 1 x = 16 ymm) */
-
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-/* Full unrolling of the register-block loops (constant bounds after inlining) lets the compiler
- * keep the accumulator arrays in registers; clang needs its own spelling. */
-#if defined(__clang__)
-#define UNROLL _Pragma("unroll")
-#else
-#define UNROLL _Pragma("GCC unroll 8")
-#endif
-
-/* ((a0+a4) + (a1+a5)) + ((a2+a6) + (a3+a7)): the one horizontal order every AVX2 dot uses. */
-static ALWAYS_INLINE float hsum8(__m256 a) {
-    __m128 t = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    t = _mm_hadd_ps(t, t);
-    t = _mm_add_ss(t, _mm_movehdup_ps(t));
-    return _mm_cvtss_f32(t);
-}
-
-static ALWAYS_INLINE float fma1(float a, float b, float c) {
-    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
-}
 
 /* 8 weights of row `w` starting at element k (k % 8 == 0), as exact f32. */
 static ALWAYS_INLINE __m256 wload(hass_dtype dt, const uint8_t *w, int64_t k) {

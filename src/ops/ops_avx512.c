@@ -14,18 +14,10 @@
 #else
 #include <immintrin.h>
 #endif
+#include "ops/simd_x86.h"
 
 #define RB 4 /* x rows per register block */
 #define CB 3 /* W rows per register block (RB*CB accumulators + CB weights + 1 x) */
-
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-/* Full unrolling of the register-block loops (constant bounds after inlining) lets the compiler
- * keep the accumulator arrays in registers; clang needs its own spelling. */
-#if defined(__clang__)
-#define UNROLL _Pragma("unroll")
-#else
-#define UNROLL _Pragma("GCC unroll 8")
-#endif
 
 /* ((a0+a4) + (a1+a5)) + ((a2+a6) + (a3+a7)) after folding the upper 256 bits onto the lower. */
 static ALWAYS_INLINE float hsum16(__m512 v) {
@@ -35,10 +27,6 @@ static ALWAYS_INLINE float hsum16(__m512 v) {
     t = _mm_hadd_ps(t, t);
     t = _mm_add_ss(t, _mm_movehdup_ps(t));
     return _mm_cvtss_f32(t);
-}
-
-static ALWAYS_INLINE float fma1(float a, float b, float c) {
-    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
 }
 
 /* 16 weights of row `w` starting at element k (k % 16 == 0), as exact f32. */

@@ -17,30 +17,7 @@
  * so the preparation is paid once per weight row whatever the batch.
  */
 
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-#if defined(__clang__)
-#define UNROLL _Pragma("unroll")
-#else
-#define UNROLL _Pragma("GCC unroll 8")
-#endif
-
-static ALWAYS_INLINE float hsum8(__m256 a) {
-    __m128 t = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    t = _mm_hadd_ps(t, t);
-    t = _mm_add_ss(t, _mm_movehdup_ps(t));
-    return _mm_cvtss_f32(t);
-}
-
-static ALWAYS_INLINE int32_t hsum8i(__m256i a) {
-    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
-    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
-    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
-    return _mm_cvtsi128_si32(t);
-}
-
-static ALWAYS_INLINE float fma1(float a, float b, float c) {
-    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
-}
+#include "ops/simd_x86.h"
 
 static ALWAYS_INLINE __m256i ld(const void *p) {
     return _mm256_loadu_si256((const __m256i *)p);
