@@ -23,6 +23,26 @@ static const char *usage =
     "  --threads N    threads (number of CPUs)\n"
     "  --json         print one JSON object\n";
 
+/* The dtype holding most matrix elements (a mix like Q4_K_M shows its main type). */
+static hass_dtype main_dtype(const hass_model *m) {
+    const hass_model_config *c = &m->cfg;
+    double by[HASS_DTYPE_COUNT] = {0};
+    int64_t qd = c->H * c->Dh, kvd = c->Hkv * c->Dh;
+    by[m->embed_t] += (double)(c->V * c->d);
+    by[m->lm_head_t] += m->lm_head != m->embed ? (double)(c->V * c->d) : 0;
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        const hass_layer *L = &m->layers[l];
+        by[L->tq] += (double)(qd * c->d), by[L->to] += (double)(qd * c->d);
+        by[L->tk] += (double)(kvd * c->d), by[L->tv] += (double)(kvd * c->d);
+        by[L->tg] += (double)(c->ffn * c->d), by[L->tu] += (double)(c->ffn * c->d);
+        by[L->td] += (double)(c->ffn * c->d);
+    }
+    int best = 0;
+    for (int t = 1; t < HASS_DTYPE_COUNT; t++)
+        best = by[t] > by[best] ? t : best;
+    return (hass_dtype)best;
+}
+
 int cmd_perplexity(int argc, char **argv) {
     const char *src = NULL, *data = NULL, *zbin = NULL;
     long long ctx = 0, windows = 0, threads = 0;
@@ -85,7 +105,7 @@ int cmd_perplexity(int argc, char **argv) {
     } else if (json) {
         printf("{\"model\":\"%s\",\"data\":\"%s\",\"weights\":\"%s\",\"windows\":%lld,"
                "\"ctx\":%lld,\"tokens\":%lld,\"loss\":%.6f,\"loss_se\":%.6f,\"perplexity\":%.4f}\n",
-               src, data, hass_dtype_name(m->layers[0].tq), (long long)r.n_windows,
+               src, data, hass_dtype_name(main_dtype(m)), (long long)r.n_windows,
                (long long)(r.n_tokens / r.n_windows), (long long)r.n_tokens, r.nll, r.nll_se,
                r.ppl);
     } else {
@@ -93,7 +113,7 @@ int cmd_perplexity(int argc, char **argv) {
                "tokens; %s, %s weights)\n",
                r.ppl, r.nll, r.nll_se, (long long)r.n_windows,
                (long long)(r.n_tokens / r.n_windows), (long long)r.n_tokens, src,
-               hass_dtype_name(m->layers[0].tq));
+               hass_dtype_name(main_dtype(m)));
     }
     free(ids);
     hass_pool_destroy(pool);
