@@ -17,6 +17,7 @@
  * so the preparation is paid once per weight row whatever the batch.
  */
 
+#include "ops/quant_unpack.h"
 #include "ops/simd_x86.h"
 
 static ALWAYS_INLINE __m256i ld(const void *p) {
@@ -52,8 +53,8 @@ static ALWAYS_INLINE void kq(const int R, const int kind, const int off_shift, c
         size_t cs = wrow;
         if (fz) { /* prepare group g of the CQ rows now */
             for (int c = 0; c < cc; c++)
-                hass__qprep_avx2((hass__wgroup *)(fz + (size_t)c * ws), W + (size_t)c * rb, wt, in,
-                                 g, sgn);
+                qprep_group((hass__wgroup *)(fz + (size_t)c * ws), W + (size_t)c * rb, wt, in, g,
+                            sgn);
             wb = fz, cs = ws;
         }
         __m256i acc[RQ][CQ], acc2[RQ][CQ];
@@ -169,11 +170,129 @@ static void rows_r(int R, float *y, int64_t ys, int cc, const hass__qgroup *xa, 
     }
 }
 
+/* Up to RQ activation rows: each weight group is unpacked and transposed in registers and used
+ * at once by the R rows (no scratch); the arithmetic of kq. Two integer chains per row. */
+static ALWAYS_INLINE void dotr_t(const int R, const hass_dtype wt, const uint8_t *row,
+                                 const hass__qgroup *xa, int64_t ng, int64_t in, float *y,
+                                 int64_t ys) {
+    const int sgn = QSIGNED && wt == HASS_DTYPE_Q8_0;
+    const int sh = wt == HASS_DTYPE_Q8_0   ? (QSIGNED ? 0 : 7)
+                   : wt == HASS_DTYPE_Q4_0 ? 3
+                   : wt == HASS_DTYPE_Q5_0 ? 4
+                                           : 0;
+    const int k6 = wt == HASS_DTYPE_Q6_K, kmin = wt == HASS_DTYPE_Q4_K || wt == HASS_DTYPE_Q5_K;
+    const int m32 = wt == HASS_DTYPE_Q4_1 || wt == HASS_DTYPE_Q5_1;
+    __m256 facc[RQ];
+    UNROLL for (int r = 0; r < R; r++) {
+        facc[r] = _mm256_setzero_ps();
+    }
+    for (int64_t g = 0; g < ng; g++) {
+        __m256i nat[8], u[8], au[8];
+        __m256 wa, wb;
+        natural(nat, &wa, &wb, row, wt, in, g, sgn);
+        transpose8(u, nat);
+        if (sgn)
+            UNROLL for (int k = 0; k < 8; k++) {
+                au[k] = _mm256_abs_epi8(u[k]);
+            }
+        UNROLL for (int r = 0; r < R; r++) {
+            const hass__qgroup *xg = xa + r * ng + g;
+            __m256i s0 = _mm256_setzero_si256(), s1 = s0, t0 = s0;
+            if (sh)
+                s0 = _mm256_sub_epi32(s0, _mm256_slli_epi32(ld(xg->s), sh));
+            if (k6) {
+                s0 = _mm256_sub_epi32(s0, _mm256_slli_epi32(ld(xg->s), 5));
+                t0 = _mm256_sub_epi32(t0, _mm256_slli_epi32(ld(xg->s2), 5));
+            }
+            UNROLL for (int k = 0; k < 8; k++) {
+                __m256i a = ld(xg->qs + 32 * k);
+                if (sgn) {
+                    if (k % 2)
+                        s1 = qdot_signed(s1, u[k], au[k], a);
+                    else
+                        s0 = qdot_signed(s0, u[k], au[k], a);
+                } else if (k6) {
+                    if (k < 4)
+                        s0 = QDOT(s0, u[k], a);
+                    else
+                        t0 = QDOT(t0, u[k], a);
+                } else if (k % 2) {
+                    s1 = QDOT(s1, u[k], a);
+                } else {
+                    s0 = QDOT(s0, u[k], a);
+                }
+            }
+            __m256i I = k6 ? s0 : _mm256_add_epi32(s0, s1);
+            __m256 dx = _mm256_loadu_ps(xg->d);
+            facc[r] = _mm256_fmadd_ps(_mm256_mul_ps(wa, dx), _mm256_cvtepi32_ps(I), facc[r]);
+            if (m32)
+                facc[r] = _mm256_fmadd_ps(wb, _mm256_loadu_ps(xg->sf), facc[r]);
+            else if (kmin)
+                facc[r] = _mm256_fmadd_ps(_mm256_mul_ps(dx, wb), _mm256_loadu_ps(xg->sf), facc[r]);
+            else if (k6)
+                facc[r] = _mm256_fmadd_ps(_mm256_mul_ps(dx, wb), _mm256_cvtepi32_ps(t0), facc[r]);
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) {
+        y[r * ys] = hsum8(facc[r]);
+    }
+}
+
+#define DOTR_CASE(T)                                                                               \
+    case T:                                                                                        \
+        for (int64_t o = 0; o < nrows; o++)                                                        \
+            dotr_t(R, T, W + (size_t)o * rb, xa, ng, in, y + o, ys);                               \
+        break
+
+/* Weight rows [0, nrows) of W against R <= RQ activation rows. */
+static ALWAYS_INLINE void rows_small_r(const int R, float *y, int64_t ys, const hass__qgroup *xa,
+                                       int64_t ng, const uint8_t *W, size_t rb, hass_dtype wt,
+                                       int64_t in, int64_t nrows) {
+    switch (wt) {
+        DOTR_CASE(HASS_DTYPE_Q8_0);
+        DOTR_CASE(HASS_DTYPE_Q4_0);
+        DOTR_CASE(HASS_DTYPE_Q4_1);
+        DOTR_CASE(HASS_DTYPE_Q5_0);
+        DOTR_CASE(HASS_DTYPE_Q5_1);
+        DOTR_CASE(HASS_DTYPE_Q4_K);
+        DOTR_CASE(HASS_DTYPE_Q5_K);
+    default:
+        for (int64_t o = 0; o < nrows; o++)
+            dotr_t(R, HASS_DTYPE_Q6_K, W + (size_t)o * rb, xa, ng, in, y + o, ys);
+    }
+}
+
+static void rows_small(int R, float *y, int64_t ys, const hass__qgroup *xa, int64_t ng,
+                       const uint8_t *W, size_t rb, hass_dtype wt, int64_t in, int64_t nrows) {
+    switch (R) {
+#if RQ >= 4
+    case 4:
+        rows_small_r(4, y, ys, xa, ng, W, rb, wt, in, nrows);
+        break;
+#endif
+#if RQ >= 3
+    case 3:
+        rows_small_r(3, y, ys, xa, ng, W, rb, wt, in, nrows);
+        break;
+#endif
+    case 2:
+        rows_small_r(2, y, ys, xa, ng, W, rb, wt, in, nrows);
+        break;
+    default:
+        rows_small_r(1, y, ys, xa, ng, W, rb, wt, in, nrows);
+    }
+}
+
 void QROWS(float *y, int64_t ys, const hass__qgroup *xa, int64_t n, int64_t in, const void *W,
            hass_dtype wt, int64_t o0, int64_t o1) {
     int sgn = QSIGNED && wt == HASS_DTYPE_Q8_0;
     size_t ws = hass__wstride(sgn), rb = hass_dtype_bytes(wt, (size_t)in);
     int64_t ng = hass__qgroups(in);
+    if (n <= RQ) {
+        rows_small((int)n, y + o0, ys, xa, ng, (const uint8_t *)W + (size_t)o0 * rb, rb, wt, in,
+                   o1 - o0);
+        return;
+    }
     /* up to RQ rows: each group of the CQ weight rows is prepared just before its use (in L1);
      * more: the CQ rows are prepared whole, then every block of RQ rows passes over them */
     int fused = n <= RQ;
@@ -192,7 +311,7 @@ void QROWS(float *y, int64_t ys, const hass__qgroup *xa, int64_t n, int64_t in, 
             for (int64_t g = 0; g < ng; g++) {
                 uint8_t *dst = wscratch + ((size_t)c * (size_t)ng + (size_t)g) * ws;
                 if (c < cc)
-                    hass__qprep_avx2((hass__wgroup *)dst, Wo + (size_t)c * rb, wt, in, g, sgn);
+                    qprep_group((hass__wgroup *)dst, Wo + (size_t)c * rb, wt, in, g, sgn);
                 else
                     memset(dst, 0, ws);
             }
