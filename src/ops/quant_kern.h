@@ -222,9 +222,9 @@ static ALWAYS_INLINE void dotr_t(const int R, const hass_dtype wt, const uint8_t
                     s0 = QDOT(s0, u[k], a);
                 }
             }
-            __m256i I = k6 ? s0 : _mm256_add_epi32(s0, s1);
+            __m256i isum = k6 ? s0 : _mm256_add_epi32(s0, s1);
             __m256 dx = _mm256_loadu_ps(xg->d);
-            facc[r] = _mm256_fmadd_ps(_mm256_mul_ps(wa, dx), _mm256_cvtepi32_ps(I), facc[r]);
+            facc[r] = _mm256_fmadd_ps(_mm256_mul_ps(wa, dx), _mm256_cvtepi32_ps(isum), facc[r]);
             if (m32)
                 facc[r] = _mm256_fmadd_ps(wb, _mm256_loadu_ps(xg->sf), facc[r]);
             else if (kmin)
