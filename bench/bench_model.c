@@ -15,7 +15,8 @@
  * Also the tiny real model stories260K (single thread), if ../shared is present.
  * Output: CSV rows, then one JSON line per case (machine-readable summary).
  * Flags: --quick (fewer sizes and reps), --threads N (default: all CPUs), --dtype LIST
- * (f32,bf16,q8_0,q4_k), --model PATH (a real model instead, every kernel set side by side).
+ * (f32,bf16,q8_0,q4_k), --model PATH (a real model instead, every kernel set side by side),
+ * --wait FILE (build the models, then wait for FILE to exist before timing anything).
  */
 #include "bench_util.h"
 #include "decode/decode.h"
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Decoding rate, measured side by side with the read bandwidth: each rep times a 256 MiB read
  * and then `steps` decode steps, and the fraction of the bandwidth limit is computed per rep
@@ -250,7 +252,7 @@ static int parse_dtype(const char *s, hass_dtype *out) {
 
 int main(int argc, char **argv) {
     int quick = 0, threads = 0, ndts = 0;
-    const char *model = NULL;
+    const char *model = NULL, *wait_file = NULL;
     hass_dtype dts[8];
     char dlist[128] = "f32,bf16,q8_0,q4_k";
     for (int i = 1; i < argc; i++) {
@@ -262,9 +264,11 @@ int main(int argc, char **argv) {
             model = argv[++i];
         else if (!strcmp(argv[i], "--dtype") && i + 1 < argc)
             snprintf(dlist, sizeof dlist, "%s", argv[++i]);
+        else if (!strcmp(argv[i], "--wait") && i + 1 < argc)
+            wait_file = argv[++i];
         else {
             fprintf(stderr, "usage: bench_model [--quick] [--threads N] [--model PATH] "
-                            "[--dtype f32,bf16,q8_0,q4_k]\n");
+                            "[--dtype f32,bf16,q8_0,q4_k] [--wait FILE]\n");
             return 2;
         }
     }
@@ -273,12 +277,23 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_model: unknown dtype %s\n", tok);
             return 2;
         }
+    setvbuf(stdout, NULL, _IOLBF, 0);
     hass_pool *pool = hass_pool_create(threads);
     int nt = hass_pool_size(pool);
+    hass_err err = {0};
+    /* the synthetic models first (quantizing 125M weights takes a while), then the timings */
+    hass_model_config c = hass_model_config_make(768, 2048, 12, 12, 4, 32000, 2048);
+    hass_model *ms[8] = {0};
+    for (int k = 0; !model && k < ndts; k++)
+        HASS_ASSERT((ms[k] = hass_model_synthetic(&c, dts[k], 1, &err)) != NULL);
+    if (wait_file) { /* e.g. until other work on the machine is paused */
+        fprintf(stderr, "bench_model: models ready, waiting for %s\n", wait_file);
+        while (!hass_file_exists(wait_file))
+            nanosleep(&(struct timespec){0, 50000000}, NULL);
+    }
     double bw = bench_read_bandwidth(pool, nt, (size_t)1 << 30, quick ? 3 : 7);
     printf("name,shape,threads,iters,ms,value\n");
     printf("read_bw_gbs,1GiB,%d,%d,,%.2f\n", nt, quick ? 3 : 7, bw);
-    hass_err err = {0};
     int fs[4], nfs;
     if (model) { /* a real model: every kernel set side by side */
         hass_model *m = hass_model_load(model, &err);
@@ -296,10 +311,8 @@ int main(int argc, char **argv) {
         hass_pool_destroy(pool);
         return 0;
     }
-    hass_model_config c = hass_model_config_make(768, 2048, 12, 12, 4, 32000, 2048);
     for (int k = 0; k < ndts; k++) {
-        hass_model *m = hass_model_synthetic(&c, dts[k], 1, &err);
-        HASS_ASSERT(m);
+        hass_model *m = ms[k];
         const char *dn = hass_dtype_name(dts[k]);
         char label[64];
         snprintf(label, sizeof label, "125M-%s", dn);
