@@ -99,6 +99,13 @@ $(O)/obj/%.o: %.c
 	$(call say,CC,$<)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
+# the commit in `hass version` and in eval reports: version.c is rebuilt on every build
+HASS_COMMIT := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(O)/obj/src/cli/version.o: CFLAGS += -DHASS_COMMIT=\"$(HASS_COMMIT)\"
+$(O)/obj/src/cli/version.o: FORCE
+FORCE:
+.PHONY: FORCE
+
 $(O)/libhass.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(call say,AR,$@)
@@ -125,7 +132,7 @@ tests-bin: $(TEST_BIN) $(O)/hass
 # kernels (incl. the model's batch-invariance tests) under ThreadSanitizer, and the kernel, model,
 # golden-output and speculative tests with the AVX-512 kernels over SIMDe (BUILD=avx512emu) where
 # the CPU has no AVX-512 (where it has, the release build already runs them natively).
-TSAN_TESTS := test_threadpool test_ops test_model test_bpe_train test_quant
+TSAN_TESTS := test_threadpool test_ops test_model test_bpe_train test_gemm test_pretrain test_quant
 EMU_TESTS  := test_ops test_model test_generate test_spec test_api test_quant
 EMU_BUILD  := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null || echo build/avx512emu)
 test:

@@ -131,9 +131,17 @@ static int bench_pretrain(hass_pool *pool, int threads, int iters, int argc, cha
     hass_lm_config c = {.d = 512, .n_layers = 12, .H = 8, .Hkv = 4, .ffn = 1408, .V = 8192,
                         .ctx = 512, .rms_eps = 1e-5f, .rope_theta = 10000.0f, .tie = 1};
     int64_t B = 4;
-    for (int i = 0; i + 1 < argc; i += 2) {
-        int64_t v = atoll(argv[i + 1]);
+    for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
+        if (!strcmp(a, "--untied")) {
+            c.tie = 0;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "bench_train --pretrain: %s needs a value\n", a);
+            return 2;
+        }
+        int64_t v = atoll(argv[++i]);
         if (!strcmp(a, "--d"))
             c.d = v;
         else if (!strcmp(a, "--layers"))
@@ -150,8 +158,6 @@ static int bench_pretrain(hass_pool *pool, int threads, int iters, int argc, cha
             c.ctx = v;
         else if (!strcmp(a, "--batch"))
             B = v;
-        else if (!strcmp(a, "--untied"))
-            c.tie = 0, i--;
         else {
             fprintf(stderr, "bench_train --pretrain: unknown flag %s\n", a);
             return 2;

@@ -148,7 +148,7 @@ int main(int argc, char **argv) {
     HASS_ASSERT(system(cmd) == 0);
     snprintf(args, sizeof args, "train-tokenizer --data %s -o %s/tk", path, tmp);
     EXPECT(1, args);
-    CHECK(one_line_error() && strstr(errout, "corpus.jsonl:2:"));
+    CHECK_MSG(one_line_error() && strstr(errout, "corpus.jsonl:2:"), "stderr: %s", errout);
     snprintf(cmd, sizeof cmd,
              "printf '{\"text\": \"the cat sat on the mat, the cat sat.\", \"source\": \"a\"}\\n"
              "{\"messages\": [{\"role\": \"user\", \"content\": \"Where is the cat?\"}, "
@@ -249,6 +249,18 @@ int main(int argc, char **argv) {
     if (mp && tp) {
         char mt[1200];
         snprintf(mt, sizeof mt, "-m %s -z %s", mp, tp);
+        /* eval: the smoke run (two questions of a suite, both drafts in models/) and bad flags */
+        EXPECT(0, "eval --help");
+        EXPECT(2, "eval -m x --drafts a,b --names a");
+        CHECK(one_line_error());
+        EXPECT(2, "eval -m x --drafts a -t hot");
+        snprintf(args, sizeof args,
+                 "eval %s --drafts models/stories260K-eagle,models/stories260K-hass --suite "
+                 "bench/prompts/demo.jsonl --limit 2 -n 16 --no-chat --out %s/ev", mt, tmp);
+        EXPECT(0, args);
+        CHECK(strstr(out, "| stories260K-eagle |") && strstr(out, "| stories260K-hass |"));
+        snprintf(args, sizeof args, "eval %s --drafts models/nonexistent --out %s/ev2", mt, tmp);
+        EXPECT(1, args);
         snprintf(args, sizeof args, "generate %s -p 'Once upon a time' -n 20", mt);
         EXPECT(0, args);
         CHECK_MSG(!strncmp(out, ", there was a little girl named Lily", 36),

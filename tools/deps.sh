@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages hass builds and tests with. Nothing else is downloaded.
 set -euo pipefail
-PKGS="build-essential clang libclang-rt-dev libopenblas-dev libcjson-dev libpcre2-dev libsimde-dev jq python3.11-doc"
+PKGS="build-essential clang libclang-rt-dev libopenblas-dev libcjson-dev libpcre2-dev libsimde-dev jq python3.11-doc chromium"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

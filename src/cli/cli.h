@@ -16,6 +16,9 @@ typedef struct {
     const char *help;
 } cli_command;
 
+/* The commit this binary was built from ("unknown" outside a git checkout). */
+const char *cli_commit(void);
+
 /* Prints "hass: <msg>" on stderr (one line) and returns code. */
 int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -82,6 +85,7 @@ int cmd_convert(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_datagen(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);

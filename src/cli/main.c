@@ -18,6 +18,7 @@ static const cli_command commands[] = {
     {"datagen", cmd_datagen, "target features of conversations / prompts for draft training"},
     {"draft-init", cmd_draft_init, "write a freshly initialised draft head for a model"},
     {"draft-vocab", cmd_draft_vocab, "restrict a draft to the most frequent tokens of its data"},
+    {"eval", cmd_eval, "plain vs each draft over prompt suites: tables, plots, report"},
     {"export", cmd_export, "write a model as GGUF for llama.cpp (or a Hugging Face directory)"},
     {"generate", cmd_generate, "generate text (speculative with a draft head, -d)"},
     {"inspect", cmd_inspect, "print the header, metadata and tensor table of a model file"},
@@ -73,7 +74,7 @@ const char *cli_need_value(int argc, char **argv, int *i) {
 static int cmd_version(int argc, char **argv) {
     (void)argc;
     (void)argv;
-    printf("hass 0.1 (kernels: %s)\n", hass_cpu_isa_name());
+    printf("hass 0.1 (commit %s, kernels: %s)\n", cli_commit(), hass_cpu_isa_name());
     return 0;
 }
 

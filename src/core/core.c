@@ -4,6 +4,8 @@
  */
 #include "core/core.h"
 
+#include <stdatomic.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -370,6 +372,7 @@ void hass_progress_init(hass_progress *p, const char *label, const char *unit, i
     p->t0 = hass_now();
     p->last = 0;
     p->total = total;
+    p->start = 0;
     p->label = label;
     p->unit = unit;
 }
@@ -378,8 +381,49 @@ void hass_progress_update(hass_progress *p, int64_t done) {
     if (done < p->total && now - p->last < 0.5)
         return;
     p->last = now;
-    double el = now - p->t0, rate = el > 0 ? (double)done / el : 0.0;
+    double el = now - p->t0, rate = el > 0 ? (double)(done - p->start) / el : 0.0;
     double eta = rate > 0 ? (double)(p->total - done) / rate : 0.0;
-    hass_log(HASS_LOG_INFO, "%s %lld/%lld %s  %.1f %s/s  elapsed %.0fs  ETA %.0fs", p->label,
-             (long long)done, (long long)p->total, p->unit, rate, p->unit, el, eta);
+    char r[48];
+    if (rate >= 1.0 || rate <= 0.0)
+        snprintf(r, sizeof r, "%.1f %s/s", rate, p->unit);
+    else
+        snprintf(r, sizeof r, "%.1f s/%s", 1.0 / rate, p->unit);
+    hass_log(HASS_LOG_INFO, "%s %lld/%lld %s  %s  elapsed %.0fs  ETA %.0fs", p->label,
+             (long long)done, (long long)p->total, p->unit, r, el, eta);
+}
+void hass_progress_start_at(hass_progress *p, int64_t start) { p->start = start; }
+
+/* ---- per-thread scratch ---- */
+typedef struct {
+    void *p;
+    size_t cap;
+} tls_buf;
+
+static void tls_buf_free(void *v) {
+    tls_buf *b = v;
+    hass_aligned_free(b->p);
+    free(b);
+}
+
+void *hass_tls_scratch_get(hass_tls_scratch *s, size_t bytes) {
+    if (!atomic_load_explicit(&s->made, memory_order_acquire)) {
+        pthread_mutex_lock(&s->lock);
+        if (!atomic_load_explicit(&s->made, memory_order_relaxed)) {
+            HASS_ASSERT(pthread_key_create(&s->key, tls_buf_free) == 0);
+            atomic_store_explicit(&s->made, 1, memory_order_release);
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    tls_buf *b = pthread_getspecific(s->key);
+    if (!b) {
+        b = calloc(1, sizeof *b);
+        HASS_ASSERT(b && pthread_setspecific(s->key, b) == 0);
+    }
+    if (bytes > b->cap) {
+        hass_aligned_free(b->p);
+        b->p = hass_aligned_alloc(bytes);
+        HASS_ASSERT(b->p != NULL);
+        b->cap = bytes;
+    }
+    return b->p;
 }

@@ -14,6 +14,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 
 /* ---- status codes: one X-macro table gives the enum and hass_status_str() ---- */
@@ -80,6 +81,19 @@ static inline int hass_add_ok(size_t a, size_t b, size_t *out) {
 void *hass_aligned_alloc(
     size_t size); /* 64-byte aligned, zeroed; NULL on failure; free with hass_aligned_free */
 void hass_aligned_free(void *p);
+
+/* Per-thread scratch that grows on demand and is freed when its thread ends (a pthread key with
+ * a destructor), for kernels that pack operands on whichever thread runs them. Define one per
+ * use as `static hass_tls_scratch s = HASS_TLS_SCRATCH_INIT;`. */
+typedef struct {
+    pthread_mutex_t lock;
+    _Atomic int made;
+    pthread_key_t key;
+} hass_tls_scratch;
+#define HASS_TLS_SCRATCH_INIT {PTHREAD_MUTEX_INITIALIZER, 0, 0}
+/* At least `bytes` bytes, 64-byte aligned, contents undefined; valid on the calling thread
+ * until its next call with the same s. Aborts when out of memory. */
+void *hass_tls_scratch_get(hass_tls_scratch *s, size_t bytes);
 
 /* Bump allocator with mark/reset. Allocations are 64-byte aligned and zeroed. */
 typedef struct {
@@ -186,11 +200,14 @@ size_t hass_peak_rss_bytes(void); /* peak resident set size of this process so f
 /* ---- progress line on stderr-like sink: "label  done/total  rate unit/s  ETA" ---- */
 typedef struct {
     double t0, last;
-    int64_t total;
+    int64_t total, start;
     const char *label, *unit;
 } hass_progress;
 void hass_progress_init(hass_progress *p, const char *label, const char *unit, int64_t total);
-/* Logs at most every 0.5 s (and always when done == total). */
+/* A resumed job counts from done = start: the rate and ETA cover this run's work only. */
+void hass_progress_start_at(hass_progress *p, int64_t start);
+/* Logs at most every 0.5 s (and always when done == total); a rate under one unit per
+   second is shown as seconds per unit. */
 void hass_progress_update(hass_progress *p, int64_t done);
 
 #endif

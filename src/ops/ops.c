@@ -265,8 +265,7 @@ static void matmul_task(void *p, int ith, int nth) {
 
 /* x packed for the AMX kernel: one buffer per thread, grown as needed (never in the token loop
  * once the largest batch has been seen). */
-static _Thread_local uint16_t *amx_xp;
-static _Thread_local size_t amx_xp_cap;
+static hass_tls_scratch amx_xp = HASS_TLS_SCRATCH_INIT;
 
 /* Whether the product goes through AMX: bf16 weights, in % 32 == 0, a CPU (and OS permission)
  * with AMX. A property of the machine and the weights, never of n. */
@@ -286,15 +285,10 @@ void hass_matmul_multi(hass_pool *pool, const float *x, int64_t n, int64_t in,
     if (n > 0 && hass__qact_prepare(c.xq, x, n, in, jobs, njobs))
         c.qrows = hass__qrows_pick();
     if (n > 0 && use_amx(jobs, njobs, in)) {
-        size_t need = (size_t)((n + 15) / 16 * 16) * (size_t)in;
-        if (need > amx_xp_cap) {
-            hass_aligned_free(amx_xp);
-            amx_xp = hass_aligned_alloc(need * sizeof(uint16_t));
-            HASS_ASSERT(amx_xp != NULL);
-            amx_xp_cap = need;
-        }
-        hass__amx_pack_x(amx_xp, x, n, in);
-        c.xp = amx_xp, c.unit = MM_UNIT_AMX;
+        size_t need = (size_t)((n + 15) / 16 * 16) * (size_t)in * sizeof(uint16_t);
+        uint16_t *xp = hass_tls_scratch_get(&amx_xp, need);
+        hass__amx_pack_x(xp, x, n, in);
+        c.xp = xp, c.unit = MM_UNIT_AMX;
     }
     double macs = 0;
     for (int j = 0; j < njobs; j++) {

@@ -518,7 +518,7 @@ static void count_task(void *ctx, int ith, int nth) {
         c->bad = i;
         c->records++;
         long long done = atomic_fetch_add(&j->done, 1) + 1;
-        if (ith == 0)
+        if (ith == 0 && done < j->n) /* the last line only once all records are read */
             hass_progress_update(j->prog, done);
     }
 }

@@ -26,6 +26,11 @@ static void load(void) {
      * cores our own thread pool works on between GEMMs; make them sleep after ~4 us instead
      * (read when the library is opened; a value set by the user wins). */
     setenv("OPENBLAS_THREAD_TIMEOUT", "14", 0);
+#if defined(__SANITIZE_THREAD__)
+    /* OpenBLAS is not instrumented: ThreadSanitizer cannot see how its threads synchronise and
+     * reports what they write as races with ours. In those builds it runs on the caller. */
+    setenv("OPENBLAS_NUM_THREADS", "1", 1);
+#endif
     /* OpenBLAS's DYNAMIC_ARCH picks its kernels from the CPU model number; for models newer
      * than the library (Debian's 0.3.21 on Sapphire/Emerald Rapids, for one) it falls back to
      * the generic "Prescott" kernels, 6x slower. Name the kernel family from the instruction

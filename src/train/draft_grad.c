@@ -10,6 +10,7 @@
 
 #include "train/blas.h"
 #include <float.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -425,16 +426,18 @@ typedef struct {
     int j;
     float *scratch;
     size_t per_thread;
+    atomic_llong next; /* the next (b, head) unit to take: threads take units one at a time, so
+                          a thread that loses its core does not hold the others up */
 } attn_ctx;
 
-/* Forward for the (b, h) pairs of thread ith: units split contiguously. */
+/* Forward for the (b, h) pairs thread ith takes; ith's scratch. */
 static void attn_fwd_task(void *vc, int ith, int nth) {
-    const attn_ctx *c = vc;
-    int64_t lo, hi, T = c->T, bq = c->bq, Dh = c->Dh;
+    (void)nth;
+    attn_ctx *c = vc;
+    int64_t T = c->T, bq = c->bq, Dh = c->Dh;
     int j = c->j;
-    hass_split(c->B * c->H, ith, nth, &lo, &hi);
     float *S = c->scratch + (size_t)ith * c->per_thread, *E = S + 2 * bq * T;
-    for (int64_t u = lo; u < hi; u++) {
+    for (int64_t u; (u = (int64_t)atomic_fetch_add(&c->next, 1)) < c->B * c->H;) {
         int64_t b = u / c->H, h = u % c->H;
         for (int64_t i0 = 0; i0 < T; i0 += bq) {
             attn_blk g = attn_block(c->B, T, j, c->H, c->Hkv, Dh, b, h, i0, bq);
@@ -459,6 +462,7 @@ static void attn_fwd_task(void *vc, int ith, int nth) {
 
 /* Runs the task on the pool with single-threaded BLAS inside (each thread owns whole heads). */
 static void attn_run(hass_pool *pool, hass_task_fn fn, attn_ctx *c) {
+    atomic_init(&c->next, 0);
     int nth = hass_pool_size(pool);
     if (nth <= 1) {
         fn(c, 0, 1);
@@ -496,16 +500,16 @@ void hass_attn_align_forward(hass_pool *pool, float *out, float *lse, const floa
 /* Backward for the (b, kv head) units of thread ith: each unit's dK/dV slices are written by
  * its thread only (all query heads of the GQA group run in that thread). */
 static void attn_bwd_task(void *vc, int ith, int nth) {
-    const attn_ctx *c = vc;
-    int64_t lo, hi, T = c->T, bq = c->bq, Dh = c->Dh, H = c->H, Hkv = c->Hkv, B = c->B;
+    (void)nth;
+    attn_ctx *c = vc;
+    int64_t T = c->T, bq = c->bq, Dh = c->Dh, H = c->H, Hkv = c->Hkv, B = c->B;
     int j = c->j;
-    hass_split(B * Hkv, ith, nth, &lo, &hi);
     float *P = c->scratch + (size_t)ith * c->per_thread, *dP = P + bq * T, *E = P + 2 * bq * T;
     float *Dv = E + 2 * bq * (j + 1);
     const float *q = c->q, *dout = c->dout, *out = c->o, *lse = c->lse;
     const float *const *k = c->k, *const *v = c->v;
     float *dq = c->dq, *const *dk = c->dk, *const *dv = c->dv;
-    for (int64_t u = lo; u < hi; u++)
+    for (int64_t u; (u = (int64_t)atomic_fetch_add(&c->next, 1)) < B * Hkv;)
         for (int64_t h = (u % Hkv) * (H / Hkv); h < (u % Hkv + 1) * (H / Hkv); h++)
             for (int64_t i0 = 0, b = u / Hkv; i0 < T; i0 += bq) {
                 attn_blk g = attn_block(B, T, j, H, Hkv, Dh, b, h, i0, bq);

@@ -31,29 +31,45 @@ int hass_gemm_available(hass_gemm_kind k) {
     }
 }
 
-/* ---- packed-operand scratch of the calling thread, reused across calls ---- */
-static _Thread_local uint16_t *g_scratch;
-static _Thread_local size_t g_scratch_cap;
+/* packed operands, on the calling thread (pool workers pack too: the attention's products run
+ * inside pool tasks) */
+static hass_tls_scratch g_scratch = HASS_TLS_SCRATCH_INIT;
 
+/* Work is taken in chunks from shared counters rather than split in fixed halves: on a busy
+ * machine a thread that loses its core for a while does not hold the others up. Each chunk is
+ * computed the same way whoever takes it, so results do not change. */
 typedef struct {
     hass__gemm_job *j;
-    int64_t NB, NP;
+    int64_t NB, NP; /* row blocks of A, column panels of B */
+    int64_t chunk;  /* row blocks per compute chunk */
+    atomic_llong next_pack, next_rows;
 } run_ctx;
 
 static void pack_task(void *vc, int ith, int nth) {
+    (void)ith, (void)nth;
     run_ctx *c = vc;
-    int64_t ib0, ib1, jp0, jp1;
-    hass_split(c->NB, ith, nth, &ib0, &ib1);
-    hass_split(c->NP, ith, nth, &jp0, &jp1);
-    hass__gemm_pack(c->j, ib0, ib1, jp0, jp1);
+    for (;;) { /* units: the B panels, then the A row blocks, 4 at a time */
+        int64_t u = (int64_t)atomic_fetch_add(&c->next_pack, 4);
+        if (u >= c->NP + c->NB)
+            return;
+        int64_t e = u + 4;
+        if (u < c->NP)
+            hass__gemm_pack(c->j, 0, 0, u, e < c->NP ? e : c->NP);
+        if (e > c->NP)
+            hass__gemm_pack(c->j, (u > c->NP ? u : c->NP) - c->NP,
+                            (e < c->NP + c->NB ? e : c->NP + c->NB) - c->NP, 0, 0);
+    }
 }
 
 static void compute_task(void *vc, int ith, int nth) {
+    (void)ith, (void)nth;
     run_ctx *c = vc;
-    int64_t ib0, ib1;
-    hass_split(c->NB, ith, nth, &ib0, &ib1);
-    if (ib1 > ib0)
-        hass__gemm_compute(c->j, ib0, ib1);
+    for (;;) {
+        int64_t ib0 = (int64_t)atomic_fetch_add(&c->next_rows, c->chunk);
+        if (ib0 >= c->NB)
+            return;
+        hass__gemm_compute(c->j, ib0, ib0 + c->chunk < c->NB ? ib0 + c->chunk : c->NB);
+    }
 }
 
 static int64_t up32(int64_t x) {
@@ -77,16 +93,16 @@ void hass_gemm(hass_gemm_kind kind, hass_pool *pool, int ta, int tb, int64_t M, 
                         .ldc = ldc, .A = A, .B = B, .C = C, .alpha = alpha, .beta = beta,
                         .Mp = up32(M), .Np = up32(N), .Kp = up32(K),
                         .amx = kind == HASS_GEMM_BF16_AMX};
-    size_t need = (size_t)(j.Mp + j.Np) * (size_t)j.Kp;
-    if (need > g_scratch_cap) {
-        hass_aligned_free(g_scratch);
-        g_scratch = hass_aligned_alloc(need * sizeof(uint16_t));
-        g_scratch_cap = g_scratch ? need : 0;
-        HASS_ASSERT(g_scratch != NULL);
-    }
-    j.Ap = g_scratch;
-    j.Bp = g_scratch + (size_t)j.Mp * (size_t)j.Kp;
-    run_ctx c = {&j, j.Mp / 32, j.Np / 32};
+    uint16_t *sc = hass_tls_scratch_get(&g_scratch, (size_t)(j.Mp + j.Np) * (size_t)j.Kp * 2);
+    j.Ap = sc;
+    j.Bp = sc + (size_t)j.Mp * (size_t)j.Kp;
+    run_ctx c = {.j = &j, .NB = j.Mp / 32, .NP = j.Np / 32};
+    /* chunks of a few row blocks: several per thread, each a multiple of the 8 the kernel
+     * blocks by when there are enough */
+    int64_t per = c.NB / (4 * (int64_t)hass_pool_size(pool));
+    c.chunk = per >= 8 ? per / 8 * 8 : (per > 0 ? per : 1);
+    atomic_init(&c.next_pack, 0);
+    atomic_init(&c.next_rows, 0);
     hass_pool_run(pool, pack_task, &c);
     hass_pool_run(pool, compute_task, &c);
 }

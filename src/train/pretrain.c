@@ -5,6 +5,7 @@
  */
 #include "train/pretrain.h"
 #include "train/draft_grad.h"
+#include "train/gemm.h"
 #include "train/train.h"
 
 #include <math.h>
@@ -315,8 +316,34 @@ static void ce_task(void *vc, int ith, int nth) {
 /* ------------------------------------------------------------------------------------------ */
 /* forward / backward                                                                          */
 
-static void zerof(float *p, int64_t n) {
-    memset(p, 0, (size_t)n * sizeof(float));
+typedef struct {
+    float *dst;
+    const float *src; /* NULL: zero */
+    int64_t n;
+} fill_ctx;
+
+static void fill_task(void *vc, int ith, int nth) {
+    const fill_ctx *c = vc;
+    int64_t lo, hi;
+    hass_split(c->n, ith, nth, &lo, &hi);
+    if (c->src)
+        memcpy(c->dst + lo, c->src + lo, (size_t)(hi - lo) * sizeof(float));
+    else
+        memset(c->dst + lo, 0, (size_t)(hi - lo) * sizeof(float));
+}
+
+/* dst = 0 or dst = src over n floats, split over the pool (memory-bound). */
+static void fillf(hass_pool *pool, float *dst, const float *src, int64_t n) {
+    fill_ctx c = {dst, src, n};
+    hass_pool_run(n >= (1 << 16) ? pool : NULL, fill_task, &c);
+}
+
+/* dx = dy W, overwriting dx (dy: (N, out), W: (out, in)): the first input gradient of a buffer,
+ * which then needs no zeroing. */
+static void dx_set(float *dx, const float *dy, const float *W, int64_t N, int64_t in,
+                   int64_t out) {
+    hass_gemm(hass_gemm_get_default(), hass_gemm_default_pool(), 0, 0, N, in, out, 1.0f, dy, out,
+              W, in, 0.0f, dx, in);
 }
 
 const float *hass_lm_logits(const hass_lm_trainer *tr) {
@@ -364,29 +391,30 @@ static void layer_backward(hass_lm_trainer *tr, int64_t l, int64_t B) {
 #define P(k) tensor(tr, tr->params, l, k)
 #define G(k) tensor(tr, tr->grads, l, k)
     // y = r + mlp(z2): dR = dY (+ the norm's path below)
-    memcpy(w->dR, w->dX, (size_t)(N * d) * sizeof(float));
-    zerof(w->dM, N * f);
-    hass_linear_backward(w->dM, G(HASS_LW_DOWN), NULL, w->dX, a->M, P(HASS_LW_DOWN), N, f, d);
-    zerof(w->dG, N * f), zerof(w->dU, N * f);
+    fillf(tr->pool, w->dR, w->dX, N * d);
+    hass_linear_backward(NULL, G(HASS_LW_DOWN), NULL, w->dX, a->M, P(HASS_LW_DOWN), N, f, d);
+    dx_set(w->dM, w->dX, P(HASS_LW_DOWN), N, f, d);
+    fillf(tr->pool, w->dG, NULL, N * f), fillf(tr->pool, w->dU, NULL, N * f);
     hass_silu_mul_backward(w->dG, w->dU, w->dM, a->G, a->U, N * f);
-    zerof(w->dZ, N * d);
-    hass_linear_backward(w->dZ, G(HASS_LW_GATE), NULL, w->dG, a->Z2, P(HASS_LW_GATE), N, d, f);
+    dx_set(w->dZ, w->dG, P(HASS_LW_GATE), N, d, f);
+    hass_linear_backward(NULL, G(HASS_LW_GATE), NULL, w->dG, a->Z2, P(HASS_LW_GATE), N, d, f);
     hass_linear_backward(w->dZ, G(HASS_LW_UP), NULL, w->dU, a->Z2, P(HASS_LW_UP), N, d, f);
     hass_rmsnorm_backward(w->dR, G(HASS_LW_FFN_NORM), w->dZ, a->R, P(HASS_LW_FFN_NORM), a->rstd2,
                           N, d);
     // r = x + attn: dX = dR (+ the input norm's path below)
-    memcpy(w->dX, w->dR, (size_t)(N * d) * sizeof(float));
-    zerof(w->dO, N * qd);
-    hass_linear_backward(w->dO, G(HASS_LW_O), NULL, w->dR, a->O, P(HASS_LW_O), N, qd, d);
-    zerof(w->dQ, N * qd), zerof(w->dK, N * kvd), zerof(w->dV, N * kvd);
+    fillf(tr->pool, w->dX, w->dR, N * d);
+    hass_linear_backward(NULL, G(HASS_LW_O), NULL, w->dR, a->O, P(HASS_LW_O), N, qd, d);
+    dx_set(w->dO, w->dR, P(HASS_LW_O), N, qd, d);
+    fillf(tr->pool, w->dQ, NULL, N * qd);
+    fillf(tr->pool, w->dK, NULL, N * kvd), fillf(tr->pool, w->dV, NULL, N * kvd);
     const float *ks[1] = {a->K}, *vs[1] = {a->V};
     float *dks[1] = {w->dK}, *dvs[1] = {w->dV};
     hass_attn_align_backward(tr->pool, w->dQ, dks, dvs, w->dO, a->O, a->lse, a->Q, ks, vs, B, T, 0,
                              H, Hkv, Dh, ATTN_BQ, w->attn);
     hass_rope_backward(w->dQ, N, T, H, Dh, w->rope_cos, w->rope_sin, HASS_ROPE_HALF);
     hass_rope_backward(w->dK, N, T, Hkv, Dh, w->rope_cos, w->rope_sin, HASS_ROPE_HALF);
-    zerof(w->dZ, N * d);
-    hass_linear_backward(w->dZ, G(HASS_LW_Q), NULL, w->dQ, a->Z1, P(HASS_LW_Q), N, d, qd);
+    dx_set(w->dZ, w->dQ, P(HASS_LW_Q), N, d, qd);
+    hass_linear_backward(NULL, G(HASS_LW_Q), NULL, w->dQ, a->Z1, P(HASS_LW_Q), N, d, qd);
     hass_linear_backward(w->dZ, G(HASS_LW_K), NULL, w->dK, a->Z1, P(HASS_LW_K), N, d, kvd);
     hass_linear_backward(w->dZ, G(HASS_LW_V), NULL, w->dV, a->Z1, P(HASS_LW_V), N, d, kvd);
     hass_rmsnorm_backward(w->dX, G(HASS_LW_ATTN_NORM), w->dZ, a->X, P(HASS_LW_ATTN_NORM), a->rstd1,
@@ -433,9 +461,9 @@ double hass_lm_forward_backward(hass_lm_trainer *tr, const int32_t *tok, int64_t
 
     // head and final norm
     float *g_head = tr->grads + Ly->t[Ly->head].off;
-    zerof(w->dXN, N * d);
-    hass_linear_backward(w->dXN, g_head, NULL, w->logits, w->XN, head, N, d, V);
-    zerof(w->dX, N * d);
+    hass_linear_backward(NULL, g_head, NULL, w->logits, w->XN, head, N, d, V);
+    dx_set(w->dXN, w->logits, head, N, d, V);
+    fillf(tr->pool, w->dX, NULL, N * d);
     hass_rmsnorm_backward(w->dX, tr->grads + Ly->t[Ly->norm].off, w->dXN, w->Xf, fnorm, w->rstdF,
                           N, d);
     for (int64_t l = Ls - 1; l >= 0; l--)
@@ -455,11 +483,33 @@ double hass_lm_forward_backward(hass_lm_trainer *tr, const int32_t *tok, int64_t
 /* ------------------------------------------------------------------------------------------ */
 /* optimizer                                                                                   */
 
-double hass_lm_grad_norm(const hass_lm_trainer *tr) {
+typedef struct {
+    const float *g;
+    size_t n;
+    double part[64];
+} norm_ctx;
+
+static void norm_task(void *vc, int ith, int nth) {
+    norm_ctx *c = vc;
+    int64_t lo, hi;
+    hass_split((int64_t)c->n, ith, nth, &lo, &hi);
     double s = 0.0;
-    const float *g = tr->grads;
-    for (size_t i = 0; i < tr->layout.total; i++)
-        s += (double)g[i] * g[i];
+    for (int64_t i = lo; i < hi; i++)
+        s += (double)c->g[i] * c->g[i];
+    c->part[ith] = s;
+}
+
+void hass_lm_zero_grads(hass_lm_trainer *tr) {
+    fillf(tr->pool, tr->grads, NULL, (int64_t)tr->layout.total);
+}
+
+double hass_lm_grad_norm(const hass_lm_trainer *tr) {
+    norm_ctx c = {tr->grads, tr->layout.total, {0}};
+    hass_pool *pool = hass_pool_size(tr->pool) <= 64 ? tr->pool : NULL;
+    hass_pool_run(pool, norm_task, &c);
+    double s = 0.0; /* partial sums added in thread order */
+    for (int t = 0; t < hass_pool_size(pool); t++)
+        s += c.part[t];
     return sqrt(s);
 }
 

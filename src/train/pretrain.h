@@ -112,7 +112,10 @@ double hass_lm_forward_backward(hass_lm_trainer *tr, const int32_t *tok, int64_t
  * forward with grad == 0 (a backward overwrites them with their gradient). */
 const float *hass_lm_logits(const hass_lm_trainer *tr);
 
-/* sqrt(sum grads^2) over all parameters (double accumulation). */
+/* grads = 0 (split over the pool). */
+void hass_lm_zero_grads(hass_lm_trainer *tr);
+
+/* sqrt(sum grads^2) over all parameters (double sums per thread, added in thread order). */
 double hass_lm_grad_norm(const hass_lm_trainer *tr);
 
 /* One optimizer update: grads scaled by min(1, clip / norm) when clip > 0 (norm = the value

@@ -5,6 +5,7 @@
  */
 #include "train/pretrain_run.h"
 #include "formats/formats.h"
+#include "train/blas.h"
 #include "train/gemm.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -627,8 +628,8 @@ hass_status hass_pretrain_run(hass_pool *pool, const hass_pretrain_opts *o,
                             : hass_gemm_pick(pool);
     hass_gemm_set_default(gk, pool);
     rep->gemm = gk;
-    hass_log(HASS_LOG_INFO, "pretrain: matrix products in %s (%s kernels)", hass_gemm_name(gk),
-             hass_cpu_isa_name());
+    hass_log(HASS_LOG_INFO, "pretrain: matrix products in %s (%s kernels; BLAS: %s)",
+             hass_gemm_name(gk), hass_cpu_isa_name(), hass_blas_name());
     if (!(tr = hass_lm_trainer_create(&cfg, o->batch, o->seed, pool, err))) {
         st = err->code;
         goto done;
@@ -671,11 +672,12 @@ hass_status hass_pretrain_run(hass_pool *pool, const hass_pretrain_opts *o,
     }
     hass_progress prog;
     hass_progress_init(&prog, "pretrain", "step", o->steps);
+    hass_progress_start_at(&prog, step);
     int64_t last_ckpt = step;
     double step_time = 0.0;
     while (step < o->steps) {
         double t0 = hass_now();
-        memset(tr->grads, 0, tr->layout.total * sizeof(float));
+        hass_lm_zero_grads(tr);
         double loss = 0.0;
         int64_t cnt_all = 0;
         for (int64_t a = 0; a < o->accum; a++) {

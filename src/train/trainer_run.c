@@ -4,6 +4,7 @@
  * bit-exact resumption.
  */
 #include "train/trainer_run.h"
+#include "train/blas.h"
 #include "train/gemm.h"
 
 #include "formats/formats.h"
@@ -403,8 +404,8 @@ hass_status hass_train_run(const hass_model *m, hass_pool *pool, const hass_trai
         return err->code;
     /* the linear layers' products: f32 or bf16, whichever this machine runs fastest */
     hass_gemm_set_default(hass_gemm_pick(pool), pool);
-    hass_log(HASS_LOG_INFO, "train-draft: matrix products in %s",
-             hass_gemm_name(hass_gemm_get_default()));
+    hass_log(HASS_LOG_INFO, "train-draft: matrix products in %s (BLAS: %s)",
+             hass_gemm_name(hass_gemm_get_default()), hass_blas_name());
     int64_t d = m->cfg.d, V = m->cfg.V, n_seq = hass_featstore_count(fs);
     int64_t B = o->batch, T = o->seq_len, G = o->grad_accum;
     int64_t total = o->steps;
