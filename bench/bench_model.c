@@ -15,8 +15,11 @@
  * Also the tiny real model stories260K (single thread), if ../shared is present.
  * Output: CSV rows, then one JSON line per case (machine-readable summary).
  * Flags: --quick (fewer sizes and reps), --threads N (default: all CPUs), --dtype LIST
- * (f32,bf16,q8_0,q4_k), --model PATH (a real model instead, every kernel set side by side),
- * --wait FILE (build the models, then wait for FILE to exist before timing anything).
+ * (f32,bf16,q8_0,q4_k: every matrix in that type; or a hass quantize mix such as q4_k_m),
+ * --shape 7b (d=4096, 32 layers, 32 heads, FFN 11008, vocabulary 32000: about 6.7B parameters;
+ * each model built just before its timings, the peak RSS printed after them), --sets N (at most
+ * N kernel sets per model, the default first), --model PATH (a real model instead, every kernel
+ * set side by side), --wait FILE (build the models, then wait for FILE to exist before timing).
  */
 #include "bench_util.h"
 #include "decode/decode.h"
@@ -128,7 +131,7 @@ static void oracle(void *user, const int32_t *seq, int64_t n, int k, int32_t *id
     }
 }
 
-static void spec_oracle(const hass_model *m, hass_pool *pool, const char *dn, int quick) {
+static void spec_oracle(const hass_model *m, hass_pool *pool, const char *label, int quick) {
     hass_err err = {0};
     hass_engine *e = hass_engine_create(m, NULL, NULL, pool, 512, &err);
     HASS_ASSERT(e);
@@ -153,12 +156,12 @@ static void spec_oracle(const hass_model *m, hass_pool *pool, const char *dn, in
         int same = ss.n_generated == sp.n_generated &&
                    !memcmp(out, ref + 16, sizeof(int32_t) * (size_t)sp.n_generated);
         double rp = sp.n_generated / sp.decode_seconds, rs = ss.n_generated / ss.decode_seconds;
-        printf("spec_oracle,125M-%s-acc%.1f,%d,%lld,,%.2f\n", dn, accs[a], hass_pool_size(pool),
+        printf("spec_oracle,%s-acc%.1f,%d,%lld,,%.2f\n", label, accs[a], hass_pool_size(pool),
                (long long)ss.n_generated, rs / rp);
-        printf("{\"case\":\"125M-%s spec, oracle draft acc %.1f\",\"plain_tokens_per_s\":%.2f,"
+        printf("{\"case\":\"%s spec, oracle draft acc %.1f\",\"plain_tokens_per_s\":%.2f,"
                "\"spec_tokens_per_s\":%.2f,\"speedup\":%.3f,\"tau\":%.2f,"
                "\"nodes_per_cycle\":%.1f,\"identical\":%s}\n",
-               dn, accs[a], rp, rs, rs / rp, ss.tau,
+               label, accs[a], rp, rs, rs / rp, ss.tau,
                ss.cycles ? (double)ss.nodes_verified / ss.cycles : 0, same ? "true" : "false");
         free(out);
     }
@@ -250,10 +253,29 @@ static int parse_dtype(const char *s, hass_dtype *out) {
     return 0;
 }
 
+/* One model to measure: every matrix in dt, or the llama.cpp mix of plan (mix set). */
+typedef struct {
+    hass_dtype dt;
+    int mix;
+    hass_quant_plan plan;
+    char name[16];
+} variant;
+
+static hass_model *variant_model(const variant *v, const hass_model_config *c) {
+    hass_err err = {0};
+    hass_model *m = v->mix ? hass_model_synthetic_mix(c, &v->plan, 1, &err)
+                           : hass_model_synthetic(c, v->dt, 1, &err);
+    if (!m) {
+        fprintf(stderr, "bench_model: %s\n", err.msg);
+        exit(1);
+    }
+    return m;
+}
+
 int main(int argc, char **argv) {
-    int quick = 0, threads = 0, ndts = 0;
+    int quick = 0, threads = 0, ndts = 0, big = 0, max_sets = 0;
     const char *model = NULL, *wait_file = NULL;
-    hass_dtype dts[8];
+    variant vs[8];
     char dlist[128] = "f32,bf16,q8_0,q4_k";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
@@ -266,26 +288,48 @@ int main(int argc, char **argv) {
             snprintf(dlist, sizeof dlist, "%s", argv[++i]);
         else if (!strcmp(argv[i], "--wait") && i + 1 < argc)
             wait_file = argv[++i];
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc &&
+                 (!strcmp(argv[i + 1], "7b") || !strcmp(argv[i + 1], "125m")))
+            big = !strcmp(argv[++i], "7b");
+        else if (!strcmp(argv[i], "--sets") && i + 1 < argc && atoi(argv[i + 1]) > 0)
+            max_sets = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: bench_model [--quick] [--threads N] [--model PATH] "
-                            "[--dtype f32,bf16,q8_0,q4_k] [--wait FILE]\n");
+                            "[--dtype f32,bf16,q8_0,q4_k,q4_k_m] [--shape 125m|7b] [--sets N] "
+                            "[--wait FILE]\n");
             return 2;
         }
     }
-    for (char *tok = strtok(dlist, ","); tok && ndts < 8; tok = strtok(NULL, ","))
-        if (!parse_dtype(tok, &dts[ndts++])) {
+    hass_model_config c = big ? hass_model_config_make(4096, 11008, 32, 32, 32, 32000, 2048)
+                              : hass_model_config_make(768, 2048, 12, 12, 4, 32000, 2048);
+    const char *shape = big ? "7B" : "125M";
+    for (char *tok = strtok(dlist, ","); tok && ndts < 8; tok = strtok(NULL, ",")) {
+        variant *v = &vs[ndts++];
+        memset(v, 0, sizeof *v);
+        snprintf(v->name, sizeof v->name, "%s", tok);
+        if (parse_dtype(tok, &v->dt)) {
+            snprintf(v->name, sizeof v->name, "%s", hass_dtype_name(v->dt));
+            continue;
+        }
+        hass_err e = {0};
+        if (hass_quant_plan_init_shape(&v->plan, tok, 0, c.n_layers, 0, &e) != HASS_OK) {
             fprintf(stderr, "bench_model: unknown dtype %s\n", tok);
             return 2;
         }
+        v->mix = 1;
+        v->dt = v->plan.base;
+    }
+    if (!max_sets)
+        max_sets = quick ? 1 : 4;
     setvbuf(stdout, NULL, _IOLBF, 0);
     hass_pool *pool = hass_pool_create(threads);
     int nt = hass_pool_size(pool);
     hass_err err = {0};
-    /* the synthetic models first (quantizing 125M weights takes a while), then the timings */
-    hass_model_config c = hass_model_config_make(768, 2048, 12, 12, 4, 32000, 2048);
+    /* the 125M models first (quantizing their weights takes a while), then the timings; 7B
+     * ones one at a time (two do not fit in memory) */
     hass_model *ms[8] = {0};
-    for (int k = 0; !model && k < ndts; k++)
-        HASS_ASSERT((ms[k] = hass_model_synthetic(&c, dts[k], 1, &err)) != NULL);
+    for (int k = 0; !model && !big && k < ndts; k++)
+        ms[k] = variant_model(&vs[k], &c);
     if (wait_file) { /* e.g. until other work on the machine is paused */
         fprintf(stderr, "bench_model: models ready, waiting for %s\n", wait_file);
         while (!hass_file_exists(wait_file))
@@ -312,18 +356,28 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (int k = 0; k < ndts; k++) {
-        hass_model *m = ms[k];
-        const char *dn = hass_dtype_name(dts[k]);
+        double t0 = hass_now();
+        hass_model *m = big ? variant_model(&vs[k], &c) : ms[k];
+        if (big)
+            fprintf(stderr, "bench_model: %s-%s built in %.0f s\n", shape, vs[k].name,
+                    hass_now() - t0);
         char label[64];
-        snprintf(label, sizeof label, "125M-%s", dn);
-        nfs = kernel_sets(fs, dts[k]);
-        for (int f = 0; f < (quick ? 1 : nfs); f++) {
+        snprintf(label, sizeof label, "%s-%s", shape, vs[k].name);
+        nfs = kernel_sets(fs, vs[k].dt);
+        for (int f = 0; f < nfs && f < max_sets; f++) {
             hass_cpu_force(fs[f]);
-            measure(m, pool, label, quick, bw, isa_of(dts[k]));
+            measure(m, pool, label, quick, bw, isa_of(vs[k].dt));
         }
         hass_cpu_force(-1);
-        spec_oracle(m, pool, dn, quick);
+        spec_oracle(m, pool, label, quick);
+        printf("peak_rss_mb,%s,%d,,,%.0f\n", label, nt, (double)hass_peak_rss_bytes() / 1048576.0);
+        printf("{\"case\":\"%s\",\"weight_bytes\":%zu,\"peak_rss_mb\":%.0f}\n", label,
+               m->weight_bytes, (double)hass_peak_rss_bytes() / 1048576.0);
         hass_model_free(m);
+    }
+    if (big) {
+        hass_pool_destroy(pool);
+        return 0;
     }
     /* stories260K, single thread, as llama2.c's run.c runs it */
     const char *root = getenv("HASS_SHARED") ? getenv("HASS_SHARED") : "../shared";

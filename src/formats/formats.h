@@ -117,15 +117,15 @@ typedef struct {
  * bytes left before anything is allocated; every string and array length checked against the
  * bytes left; the 13 value types; arrays of arrays are rejected (HASS_STATUS_UNSUPPORTED);
  * general.alignment (default 32) an unsigned integer power of two <= 2^20; tensors with
- * 1..4 dims, ggml types F32 (0), F16 (1), Q4_0 (2), Q4_1 (3), Q5_0 (6), Q5_1 (7), Q8_0 (8), Q4_K
- * (12), Q5_K (13), Q6_K (14), BF16 (30), block types with rows (ne[0]) a multiple of their block
- * (32 or 256; kept quantized, as stored). Any other ggml type makes the
- * whole open fail with HASS_STATUS_UNSUPPORTED naming the tensor and type (we never expose a
- * tensor whose bytes we cannot size). Tensor offsets are multiples of the alignment, relative
- * to the aligned data section; each tensor's bytes lie inside the file and no two overlap.
- * Shapes are reversed to row-major outermost-first: token_embd ne=[D, V] -> shape (V, D).
- * RoPE note: GGUF files of arch "llama" store q/k rows in the interleaved (adjacent pairs)
- * layout, as llama2.c does; Hugging Face safetensors store them for half rotation. */
+ * 1..4 dims, ggml types F32 (0), F16 (1), I32 (26), Q4_0 (2), Q4_1 (3), Q5_0 (6), Q5_1 (7), Q8_0
+ * (8), Q4_K (12), Q5_K (13), Q6_K (14), BF16 (30), block types with rows (ne[0]) a multiple of
+ * their block (32 or 256; kept quantized, as stored). Any other ggml type makes the whole open fail
+ * with HASS_STATUS_UNSUPPORTED naming the tensor and type (we never expose a tensor whose bytes we
+ * cannot size). Tensor offsets are multiples of the alignment, relative to the aligned data
+ * section; each tensor's bytes lie inside the file and no two overlap. Shapes are reversed to
+ * row-major outermost-first: token_embd ne=[D, V] -> shape (V, D). RoPE note: GGUF files of arch
+ * "llama" store q/k rows in the interleaved (adjacent pairs) layout, as llama2.c does; Hugging Face
+ * safetensors store them for half rotation. */
 hass_status hass_gguf_open(hass_gguf *g, const char *path, hass_err *err);
 hass_status hass_gguf_parse(hass_gguf *g, const uint8_t *data, size_t size, hass_err *err);
 void hass_gguf_close(hass_gguf *g);

@@ -259,7 +259,7 @@ static const struct {
 } ggml_types[] = {{0, HASS_DTYPE_F32},   {1, HASS_DTYPE_F16},   {2, HASS_DTYPE_Q4_0},
                   {3, HASS_DTYPE_Q4_1},  {6, HASS_DTYPE_Q5_0},  {7, HASS_DTYPE_Q5_1},
                   {8, HASS_DTYPE_Q8_0},  {12, HASS_DTYPE_Q4_K}, {13, HASS_DTYPE_Q5_K},
-                  {14, HASS_DTYPE_Q6_K}, {30, HASS_DTYPE_BF16}};
+                  {14, HASS_DTYPE_Q6_K}, {26, HASS_DTYPE_I32},  {30, HASS_DTYPE_BF16}};
 #define N_GGML_TYPES (sizeof ggml_types / sizeof ggml_types[0])
 
 static int ggml_to_dtype(uint32_t t, hass_dtype *out) {
@@ -317,8 +317,8 @@ static hass_status parse_tensor_info(hass_gguf *g, reader *r, hass_tensor *t, ui
         return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: truncated", name);
     if (!ggml_to_dtype(type, &t->dtype))
         return hass_err_set(err, HASS_STATUS_UNSUPPORTED,
-                            "tensor %s: ggml type %s (%u) not supported (F32, F16, BF16, Q8_0, "
-                            "Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)",
+                            "tensor %s: ggml type %s (%u) not supported (F32, F16, BF16, I32, "
+                            "Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)",
                             name, ggml_type_name(type), type);
     if (ne0 % (uint64_t)hass_dtype_block(t->dtype))
         return hass_err_set(err, HASS_STATUS_FORMAT,
@@ -915,8 +915,8 @@ static hass_status check_tensor(const hass_tensor *t, size_t *nbytes, hass_err *
     uint32_t gt;
     if (!dtype_to_ggml(t->dtype, &gt))
         return hass_err_set(err, HASS_STATUS_UNSUPPORTED,
-                            "tensor %s: dtype %s cannot be written (F32, F16, BF16, or a GGUF "
-                            "block type)",
+                            "tensor %s: dtype %s cannot be written (F32, F16, BF16, I32, or a "
+                            "GGUF block type)",
                             t->name, hass_dtype_name(t->dtype));
     if (t->ndim < 1 || t->ndim > HASS_MAX_DIMS)
         return hass_err_set(err, HASS_STATUS_ARG, "tensor %s: %d dims (need 1..%d)", t->name,

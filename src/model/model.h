@@ -185,6 +185,9 @@ typedef struct {
 /* HASS_STATUS_ARG naming the accepted types for an unknown type (case-insensitive). */
 hass_status hass_quant_plan_init(hass_quant_plan *p, const char *type, int pure,
                                  const hass_model *m, hass_err *err);
+/* The same for a model of n_layers layers, tied: whether the LM head is the embedding. */
+hass_status hass_quant_plan_init_shape(hass_quant_plan *p, const char *type, int pure,
+                                       int64_t n_layers, int tied, hass_err *err);
 const char *hass_quant_type_names(void);
 /* The dtype of matrix `name` (GGUF name, rows x cols) under plan p (a hass_quant_plan *). */
 hass_dtype hass_quant_pick(void *p, const char *name, int64_t rows, int64_t cols,
@@ -216,6 +219,11 @@ hass_status hass_model_perplexity(const hass_model *m, hass_pool *pool, const in
  * layers. The model owns the weights. */
 hass_model *hass_model_synthetic(const hass_model_config *cfg, hass_dtype wt, uint64_t seed,
                                  hass_err *err);
+/* The same draws with each matrix in the dtype plan picks for it (hass_quant_pick under its
+ * GGUF name: a llama.cpp mix such as Q4_K_M; the LM head is output.weight, untied), so a
+ * quantized model of any size without its F32 weights in memory. */
+hass_model *hass_model_synthetic_mix(const hass_model_config *cfg, const hass_quant_plan *plan,
+                                     uint64_t seed, hass_err *err);
 /* A LLaMA-shaped config (rope half style, eps 1e-5, theta 10000, no stop ids). */
 hass_model_config hass_model_config_make(int64_t d, int64_t ffn, int64_t n_layers, int64_t H,
                                          int64_t Hkv, int64_t V, int64_t max_ctx);

@@ -30,6 +30,11 @@ const char *hass_quant_type_names(void) {
 
 hass_status hass_quant_plan_init(hass_quant_plan *p, const char *type, int pure,
                                  const hass_model *m, hass_err *err) {
+    return hass_quant_plan_init_shape(p, type, pure, m->cfg.n_layers, m->lm_head == m->embed, err);
+}
+
+hass_status hass_quant_plan_init_shape(hass_quant_plan *p, const char *type, int pure,
+                                       int64_t n_layers, int tied, hass_err *err) {
     memset(p, 0, sizeof *p);
     char low[16];
     size_t n = strlen(type);
@@ -41,8 +46,8 @@ hass_status hass_quant_plan_init(hass_quant_plan *p, const char *type, int pure,
             p->base = quant_types[i].base;
             p->ftype = quant_types[i].ftype;
             p->pure = pure;
-            p->n_layers = m->cfg.n_layers;
-            p->tied = m->lm_head == m->embed;
+            p->n_layers = n_layers;
+            p->tied = tied;
             return HASS_OK;
         }
     return hass_err_set(err, HASS_STATUS_ARG, "quantize: unknown type '%s' (%s)", type,
