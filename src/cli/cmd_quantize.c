@@ -28,6 +28,23 @@ static const char *usage =
     "  --draft              quantize a draft head: its fc and layer matrices in the base\n"
     "                       type of T (or bf16, f16, f32), written to OUT_DIR/model.gguf\n";
 
+/* "hass: wrote NAME (size): dtype xN ..." of the GGUF file at path */
+static void report_written(const char *name, const char *path) {
+    hass_err err = {0};
+    hass_gguf g;
+    if (hass_gguf_open(&g, path, &err) != HASS_OK)
+        return;
+    int64_t count[HASS_DTYPE_COUNT] = {0};
+    for (int64_t i = 0; i < g.n_tensors; i++)
+        count[g.tensors[i].dtype]++;
+    fprintf(stderr, "hass: wrote %s (%.2f MiB):", name, (double)g.mf.size / (1 << 20));
+    for (int t = 0; t < HASS_DTYPE_COUNT; t++)
+        if (count[t])
+            fprintf(stderr, " %s x%lld", hass_dtype_name((hass_dtype)t), (long long)count[t]);
+    fprintf(stderr, "\n");
+    hass_gguf_close(&g);
+}
+
 /* hass quantize --draft: T's base type (q4_k_m -> Q4_K) or f32/f16/bf16 */
 static int quantize_draft(const char *src, const char *out, const char *type) {
     hass_err err = {0};
@@ -44,7 +61,9 @@ static int quantize_draft(const char *src, const char *out, const char *type) {
     }
     if (hass_draft_quantize(src, out, t, &err) != HASS_OK)
         return cli_fail(err.code == HASS_STATUS_ARG ? 2 : 1, "%s", err.msg);
-    fprintf(stderr, "hass: wrote %s (draft matrices in %s)\n", out, hass_dtype_name(t));
+    char path[1024];
+    snprintf(path, sizeof path, "%s/model.gguf", out);
+    report_written(out, path);
     return 0;
 }
 
@@ -119,19 +138,7 @@ int cmd_quantize(int argc, char **argv) {
                hass_model_quantize(m, out, &plan, name ? name : dflt, &kvs, &err) != HASS_OK) {
         rc = cli_fail(1, "%s", err.msg);
     } else {
-        hass_gguf g;
-        if (hass_gguf_open(&g, out, &err) == HASS_OK) { /* what was written, by type */
-            int64_t count[HASS_DTYPE_COUNT] = {0};
-            for (int64_t i = 0; i < g.n_tensors; i++)
-                count[g.tensors[i].dtype]++;
-            fprintf(stderr, "hass: wrote %s (%.2f MiB):", out, (double)g.mf.size / (1 << 20));
-            for (int t = 0; t < HASS_DTYPE_COUNT; t++)
-                if (count[t])
-                    fprintf(stderr, " %s x%lld", hass_dtype_name((hass_dtype)t),
-                            (long long)count[t]);
-            fprintf(stderr, "\n");
-            hass_gguf_close(&g);
-        }
+        report_written(out, out);
     }
     hass_gguf_kvs_free(&kvs);
     hass_model_free(m);

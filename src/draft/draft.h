@@ -73,9 +73,10 @@ static inline const void *hass_draft_head(const hass_draft *d, hass_dtype *t, in
 
 /* Writes the draft directory src (EAGLE layout) to dst as a quantized draft: dst/config.json
  * as src's, dst/model.gguf with src's tensors, each weight matrix of the draft layer and fc in
- * block type t (F32/F16/BF16 keep them as they are), the rest (norms, bias, embed_tokens,
- * draft_vocab) as stored. Deterministic. Errors: src not a draft, t not a type hass writes, a
- * matrix whose rows are not whole blocks of t. */
+ * block type t (F32/F16/BF16 keep them as they are; rows that are not whole blocks of t take
+ * hass_quant_fallback's type, or stay as stored where no block fits), the rest (norms, bias,
+ * embed_tokens, draft_vocab) as stored. Deterministic. Errors: src not a draft, t not a type
+ * hass writes. */
 hass_status hass_draft_quantize(const char *src, const char *dst, hass_dtype t, hass_err *err);
 
 /* Writes a draft directory from f32 tensors in the EAGLE layout (names as in the header

@@ -80,15 +80,11 @@ hass_status hass_draft_quantize(const char *src, const char *dst, hass_dtype t, 
                               hass_dtype_name(s->dtype));
             goto done;
         }
-        if (s->shape[1] % hass_dtype_block(t)) {
-            st = hass_err_set(err, HASS_STATUS_SHAPE,
-                              "draft quantize: %s has rows of %lld, not whole %s blocks of %lld",
-                              s->name, (long long)s->shape[1], hass_dtype_name(t),
-                              (long long)hass_dtype_block(t));
-            goto done;
-        }
-        out[i].dtype = t;
-        out[i].nbytes = hass_dtype_bytes(t, (size_t)hass_tensor_numel(s));
+        hass_dtype ti = hass_quant_fallback(t, s->shape[1]);
+        if (!hass_dtype_is_quant(ti)) /* no block fits these rows: kept as stored */
+            continue;
+        out[i].dtype = ti;
+        out[i].nbytes = hass_dtype_bytes(ti, (size_t)hass_tensor_numel(s));
     }
     if (mkdir(dst, 0755) != 0 && errno != EEXIST) {
         st = hass_err_set(err, HASS_STATUS_IO, "%s: %s", dst, strerror(errno));

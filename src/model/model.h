@@ -192,6 +192,9 @@ const char *hass_quant_type_names(void);
 /* The dtype of matrix `name` (GGUF name, rows x cols) under plan p (a hass_quant_plan *). */
 hass_dtype hass_quant_pick(void *p, const char *name, int64_t rows, int64_t cols,
                            hass_dtype stored);
+/* t for rows of cols values, or where they are not whole blocks of t llama.cpp's fallback
+ * (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0), then F16. */
+hass_dtype hass_quant_fallback(hass_dtype t, int64_t cols);
 /* m as a GGUF file quantized by p: hass_model_export_gguf with hass_quant_pick (metadata as
  * there, plus `extra`, e.g. the tokenizer's keys). Deterministic: the same model and plan give
  * the same bytes. */

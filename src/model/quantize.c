@@ -92,7 +92,10 @@ hass_dtype hass_quant_pick(void *plan, const char *name, int64_t rows, int64_t c
                 t = HASS_DTYPE_Q5_K;
         }
     }
-    /* rows that are not whole blocks: llama.cpp's fallbacks, then F16 */
+    return hass_quant_fallback(t, cols);
+}
+
+hass_dtype hass_quant_fallback(hass_dtype t, int64_t cols) {
     if (cols % hass_dtype_block(t)) {
         t = t == HASS_DTYPE_Q4_K   ? HASS_DTYPE_Q5_0
             : t == HASS_DTYPE_Q5_K ? HASS_DTYPE_Q5_1
