@@ -73,7 +73,7 @@ static inline const void *hass_draft_head(const hass_draft *d, hass_dtype *t, in
 
 /* Writes the draft directory src (EAGLE layout) to dst as a quantized draft: dst/config.json
  * as src's, dst/model.gguf with src's tensors, each weight matrix of the draft layer and fc in
- * block type t (F32/F16/BF16 keep them as they are; rows that are not whole blocks of t take
+ * block type t (or converted to F32/F16/BF16; rows that are not whole blocks of t take
  * hass_quant_fallback's type, or stay as stored where no block fits), the rest (norms, bias,
  * embed_tokens, draft_vocab) as stored. Deterministic. Errors: src not a draft, t not a type
  * hass writes. */

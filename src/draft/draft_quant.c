@@ -36,8 +36,18 @@ static hass_status dq_fill(void *ctx, int64_t i, void *dst, hass_err *err) {
            sb = hass_dtype_bytes(s->dtype, (size_t)cols);
     hass_status st = HASS_OK;
     for (int64_t r = 0; r < s->shape[0] && st == HASS_OK; r++) {
+        uint8_t *to = (uint8_t *)dst + (size_t)r * rb;
         hass_to_f32(row, (const uint8_t *)s->data + (size_t)r * sb, s->dtype, cols);
-        st = hass_ggml_quantize(o->dtype, row, (uint8_t *)dst + (size_t)r * rb, cols, err);
+        if (hass_dtype_is_quant(o->dtype))
+            st = hass_ggml_quantize(o->dtype, row, to, cols, err);
+        else
+            for (int64_t j = 0; j < cols; j++)
+                if (o->dtype == HASS_DTYPE_F32)
+                    memcpy(to + 4 * j, &row[j], 4);
+                else
+                    ((uint16_t *)(void *)to)[j] = o->dtype == HASS_DTYPE_BF16
+                                                      ? hass_f32_to_bf16(row[j])
+                                                      : hass_f32_to_f16(row[j]);
     }
     free(row);
     return st;
@@ -72,7 +82,7 @@ hass_status hass_draft_quantize(const char *src, const char *dst, hass_dtype t, 
         const hass_tensor *s = set.by_name[i];
         out[i] = *s;
         out[i].data = NULL;
-        if (!is_matrix(s) || t == HASS_DTYPE_F32 || t == HASS_DTYPE_F16 || t == HASS_DTYPE_BF16)
+        if (!is_matrix(s))
             continue;
         if (s->dtype != HASS_DTYPE_F32 && s->dtype != HASS_DTYPE_F16 &&
             s->dtype != HASS_DTYPE_BF16) {
@@ -80,8 +90,8 @@ hass_status hass_draft_quantize(const char *src, const char *dst, hass_dtype t, 
                               hass_dtype_name(s->dtype));
             goto done;
         }
-        hass_dtype ti = hass_quant_fallback(t, s->shape[1]);
-        if (!hass_dtype_is_quant(ti)) /* no block fits these rows: kept as stored */
+        hass_dtype ti = hass_dtype_is_quant(t) ? hass_quant_fallback(t, s->shape[1]) : t;
+        if (hass_dtype_is_quant(t) && !hass_dtype_is_quant(ti)) /* no block fits: as stored */
             continue;
         out[i].dtype = ti;
         out[i].nbytes = hass_dtype_bytes(ti, (size_t)hass_tensor_numel(s));
