@@ -18,7 +18,8 @@
  * (f32,bf16,q8_0,q4_k: every matrix in that type; or a hass quantize mix such as q4_k_m),
  * --shape 7b (d=4096, 32 layers, 32 heads, FFN 11008, vocabulary 32000: about 6.7B parameters;
  * each model built just before its timings, the peak RSS printed after them), --sets N (at most
- * N kernel sets per model, the default first), --model PATH (a real model instead, every kernel
+ * N kernel sets per model, the default first), --avx2 (the plain AVX2 set too, whatever N),
+ * --no-spec (no speculative runs), --model PATH (a real model instead, every kernel
  * set side by side), --wait FILE (build the models, then wait for FILE to exist before timing).
  */
 #include "bench_util.h"
@@ -146,22 +147,32 @@ static void spec_oracle(const hass_model *m, hass_pool *pool, const char *label,
     p.tree = (hass_tree_params){5, 4, 0};
     hass_gen_stats sp, ss;
     double accs[] = {1.0, 0.8, 0.6};
+    /* plain and speculative runs alternate, the speedup is the median of the per-pair ratios */
+    int reps = quick ? 2 : 3;
     for (size_t a = 0; a < sizeof accs / sizeof accs[0]; a++) {
-        hass_engine_set_oracle(e, NULL, NULL);
-        HASS_ASSERT(hass_generate(e, prompt, 16, &p, 0, NULL, NULL, ref + 16, &sp, &err) == 0);
-        oracle_ctx o = {ref, 16 + sp.n_generated, m->cfg.V, accs[a]};
-        hass_engine_set_oracle(e, oracle, &o);
         int32_t *out = calloc((size_t)n_new, sizeof(int32_t));
-        HASS_ASSERT(hass_generate(e, prompt, 16, &p, 1, NULL, NULL, out, &ss, &err) == 0);
-        int same = ss.n_generated == sp.n_generated &&
-                   !memcmp(out, ref + 16, sizeof(int32_t) * (size_t)sp.n_generated);
-        double rp = sp.n_generated / sp.decode_seconds, rs = ss.n_generated / ss.decode_seconds;
+        double rps[3], rss[3], sps[3];
+        int same = 1;
+        for (int k = 0; k < reps; k++) {
+            hass_engine_set_oracle(e, NULL, NULL);
+            HASS_ASSERT(hass_generate(e, prompt, 16, &p, 0, NULL, NULL, ref + 16, &sp, &err) == 0);
+            oracle_ctx o = {ref, 16 + sp.n_generated, m->cfg.V, accs[a]};
+            hass_engine_set_oracle(e, oracle, &o);
+            HASS_ASSERT(hass_generate(e, prompt, 16, &p, 1, NULL, NULL, out, &ss, &err) == 0);
+            same &= ss.n_generated == sp.n_generated &&
+                    !memcmp(out, ref + 16, sizeof(int32_t) * (size_t)sp.n_generated);
+            rps[k] = sp.n_generated / sp.decode_seconds;
+            rss[k] = ss.n_generated / ss.decode_seconds;
+            sps[k] = rss[k] / rps[k];
+        }
+        double rp = bench_median(rps, reps), rs = bench_median(rss, reps);
+        double sx = bench_median(sps, reps);
         printf("spec_oracle,%s-acc%.1f,%d,%lld,,%.2f\n", label, accs[a], hass_pool_size(pool),
-               (long long)ss.n_generated, rs / rp);
+               (long long)ss.n_generated, sx);
         printf("{\"case\":\"%s spec, oracle draft acc %.1f\",\"plain_tokens_per_s\":%.2f,"
                "\"spec_tokens_per_s\":%.2f,\"speedup\":%.3f,\"tau\":%.2f,"
                "\"nodes_per_cycle\":%.1f,\"identical\":%s}\n",
-               label, accs[a], rp, rs, rs / rp, ss.tau,
+               label, accs[a], rp, rs, sx, ss.tau,
                ss.cycles ? (double)ss.nodes_verified / ss.cycles : 0, same ? "true" : "false");
         free(out);
     }
@@ -193,15 +204,22 @@ static void measure(const hass_model *m, hass_pool *pool, const char *label, int
         hass_model_forward(m, &kv, pool, 64, tok, pos, NULL, NULL, 0, NULL, &err);
         hass_kv_commit(&kv, 64);
     }
+    /* each n timed in turn with n = 1, rep by rep: the ratio is taken per pair and its median
+     * kept, so load that comes and goes on a shared machine hits both sides alike */
     forward_time(m, &kv, pool, 1, 2, lg);
-    double t1 = forward_time(m, &kv, pool, 1, quick ? 5 : 9, lg);
     char curve[2048];
-    int len = 0;
+    int len = 0, reps = quick ? 5 : 7;
     for (int i = 0; i < nns; i++) {
-        double tn = NS[i] == 1 ? t1 : forward_time(m, &kv, pool, NS[i], quick ? 5 : 7, lg);
-        printf("verify_cost,%s-%s-n%d,%d,,%.3f,%.3f\n", label, isa, NS[i], nt, tn * 1e3, tn / t1);
+        double r[16], a[16], b[16];
+        for (int k = 0; k < reps; k++) {
+            a[k] = forward_time(m, &kv, pool, 1, 1, lg);
+            b[k] = NS[i] == 1 ? a[k] : forward_time(m, &kv, pool, NS[i], 1, lg);
+            r[k] = b[k] / a[k];
+        }
+        double ratio = NS[i] == 1 ? 1.0 : bench_median(r, reps), tn = bench_median(b, reps);
+        printf("verify_cost,%s-%s-n%d,%d,,%.3f,%.3f\n", label, isa, NS[i], nt, tn * 1e3, ratio);
         len += snprintf(curve + len, sizeof curve - (size_t)len, "%s\"%d\":%.3f", i ? "," : "",
-                        NS[i], tn / t1);
+                        NS[i], ratio);
     }
     printf("{\"case\":\"%s\",\"threads\":%d,\"isa\":\"%s\",\"read_bw_gbs\":%.2f,"
            "\"weight_bytes\":%zu,\"decode_tokens_per_s\":%.2f,\"bandwidth_fraction\":%.3f,"
@@ -273,7 +291,7 @@ static hass_model *variant_model(const variant *v, const hass_model_config *c) {
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, threads = 0, ndts = 0, big = 0, max_sets = 0;
+    int quick = 0, threads = 0, ndts = 0, big = 0, max_sets = 0, avx2 = 0, spec = 1;
     const char *model = NULL, *wait_file = NULL;
     variant vs[8];
     char dlist[128] = "f32,bf16,q8_0,q4_k";
@@ -293,10 +311,14 @@ int main(int argc, char **argv) {
             big = !strcmp(argv[++i], "7b");
         else if (!strcmp(argv[i], "--sets") && i + 1 < argc && atoi(argv[i + 1]) > 0)
             max_sets = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--avx2"))
+            avx2 = 1;
+        else if (!strcmp(argv[i], "--no-spec"))
+            spec = 0;
         else {
             fprintf(stderr, "usage: bench_model [--quick] [--threads N] [--model PATH] "
                             "[--dtype f32,bf16,q8_0,q4_k,q4_k_m] [--shape 125m|7b] [--sets N] "
-                            "[--wait FILE]\n");
+                            "[--avx2] [--no-spec] [--wait FILE]\n");
             return 2;
         }
     }
@@ -364,12 +386,15 @@ int main(int argc, char **argv) {
         char label[64];
         snprintf(label, sizeof label, "%s-%s", shape, vs[k].name);
         nfs = kernel_sets(fs, vs[k].dt);
-        for (int f = 0; f < nfs && f < max_sets; f++) {
+        for (int f = 0; f < nfs; f++) {
+            if (f >= max_sets && !(avx2 && f == nfs - 1)) /* the last set is plain AVX2 */
+                continue;
             hass_cpu_force(fs[f]);
             measure(m, pool, label, quick, bw, isa_of(vs[k].dt));
         }
         hass_cpu_force(-1);
-        spec_oracle(m, pool, label, quick);
+        if (spec)
+            spec_oracle(m, pool, label, quick);
         printf("peak_rss_mb,%s,%d,,,%.0f\n", label, nt, (double)hass_peak_rss_bytes() / 1048576.0);
         printf("{\"case\":\"%s\",\"weight_bytes\":%zu,\"peak_rss_mb\":%.0f}\n", label,
                m->weight_bytes, (double)hass_peak_rss_bytes() / 1048576.0);
