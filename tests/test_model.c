@@ -324,6 +324,21 @@ int main(void) {
         test_tree(m, hass_dtype_name(qts[k]));
         hass_model_free(m);
     }
+    /* a synthetic model in llama.cpp's Q4_K_M mix (what bench_model measures at 7B): Q4_K,
+     * Q6_K for output and for attn_v / ffn_down of the more_bits layers (layer 1 of 2 here) */
+    hass_quant_plan plan;
+    CHECK(hass_quant_plan_init_shape(&plan, "q4_k_m", 0, cq.n_layers, 0, &err) == HASS_OK);
+    hass_model *mq = hass_model_synthetic_mix(&cq, &plan, 21, &err);
+    CHECK_MSG(mq != NULL, "%s", err.msg);
+    if (mq) {
+        CHECK(mq->embed_t == HASS_DTYPE_Q4_K && mq->lm_head_t == HASS_DTYPE_Q6_K &&
+              mq->layers[0].tv == HASS_DTYPE_Q4_K && mq->layers[0].td == HASS_DTYPE_Q4_K &&
+              mq->layers[1].tv == HASS_DTYPE_Q6_K && mq->layers[1].td == HASS_DTYPE_Q6_K &&
+              mq->layers[1].tk == HASS_DTYPE_Q4_K);
+        test_batch_invariance(mq, "synthetic q4_k_m");
+        test_tree(mq, "synthetic q4_k_m");
+        hass_model_free(mq);
+    }
     /* a mixed file as llama.cpp writes it (Q4_K_M: Q4_K, Q6_K and F32 tensors) */
     const char *mixed = check_shared("models/quant/tiny-q4_k_m.gguf");
     hass_model *mm = mixed ? hass_model_load(mixed, &err) : NULL;
