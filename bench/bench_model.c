@@ -12,7 +12,8 @@
  *    the model's own greedy token first with probability `acc` per node (else ranks it 2nd or
  *    leaves it out): tau and speedup over plain decoding as a function of draft quality, on a
  *    model whose verification cost is measured, not assumed.
- * Also the tiny real model stories260K (single thread), if ../shared is present.
+ * Also the tiny real model stories260K (single thread, every kernel set side by side), if
+ * ../shared is present.
  * Output: CSV rows, then one JSON line per case (machine-readable summary).
  * Flags: --quick (fewer sizes and reps), --threads N (default: all CPUs), --dtype LIST
  * (f32,bf16,q8_0,q4_k: every matrix in that type; or a hass quantize mix such as q4_k_m),
@@ -20,7 +21,9 @@
  * each model built just before its timings, the peak RSS printed after them), --sets N (at most
  * N kernel sets per model, the default first), --avx2 (the plain AVX2 set too, whatever N),
  * --no-spec (no speculative runs), --model PATH (a real model instead, every kernel
- * set side by side), --wait FILE (build the models, then wait for FILE to exist before timing).
+ * set side by side), --wait FILE (build the models, then wait for FILE to exist before timing),
+ * --stories (stories260K only), --decode (plain decoding of the synthetic models only),
+ * --curve R (the cost curve alone, 125M f32 and bf16, sizes interleaved over R rounds).
  */
 #include "bench_util.h"
 #include "decode/decode.h"
@@ -31,17 +34,19 @@
 #include <string.h>
 #include <time.h>
 
-/* Decoding rate, measured side by side with the read bandwidth: each rep times a 256 MiB read
- * and then `steps` decode steps, and the fraction of the bandwidth limit is computed per rep
- * (the machine is shared: bandwidth moves by 30% between seconds). Medians over reps. */
-static double decode_rate(const hass_model *m, hass_pool *pool, int steps, int reps, double *out_ms,
-                          double *out_frac, double *out_bw) {
+/* Decoding rate, measured side by side with the read bandwidth: each rep streams the 1 GiB
+ * yardstick (bw, bench_util.h), times `steps` decode steps, streams it again, and the fraction of
+ * the bandwidth limit is computed per rep against the mean of the two reads (the machine is
+ * shared: bandwidth moves by 30% between seconds). Medians over reps. */
+static double decode_rate(const hass_model *m, hass_pool *pool, const bench_bw_buf *bw, int steps,
+                          int reps, double *out_ms, double *out_frac, double *out_bw) {
     hass_err err = {0};
     hass_kv kv;
     HASS_ASSERT(hass_kv_init(&kv, m, 512, 64, pool, &err) == HASS_OK);
     float *lg = malloc(sizeof(float) * (size_t)m->cfg.V);
     int32_t tok[32], pos[32];
     double t[32], fr[32], bws[32];
+    int nt = hass_pool_size(pool);
     if (reps > 32)
         reps = 32;
     for (int r = 0; r < reps; r++) {
@@ -52,7 +57,7 @@ static double decode_rate(const hass_model *m, hass_pool *pool, int steps, int r
         }
         hass_model_forward(m, &kv, pool, 32, tok, pos, NULL, lg, 31, NULL, &err);
         hass_kv_commit(&kv, 32);
-        bws[r] = bench_read_bandwidth(pool, hass_pool_size(pool), (size_t)256 << 20, 3);
+        double b0 = bench_bw_measure(bw, pool, nt, 1);
         double t0 = hass_now();
         for (int s = 0; s < steps; s++) {
             int32_t tk = (int32_t)((s * 31) % m->cfg.V), p = (int32_t)kv.n;
@@ -60,6 +65,7 @@ static double decode_rate(const hass_model *m, hass_pool *pool, int steps, int r
             hass_kv_commit(&kv, 1);
         }
         t[r] = (hass_now() - t0) / steps;
+        bws[r] = 0.5 * (b0 + bench_bw_measure(bw, pool, nt, 1));
         fr[r] = (double)m->weight_bytes / t[r] / (bws[r] * 1e9);
     }
     double tm = bench_median(t, reps);
@@ -144,7 +150,7 @@ static void spec_oracle(const hass_model *m, hass_pool *pool, const char *label,
     memcpy(ref, prompt, sizeof prompt);
     hass_gen_params p = {0};
     p.max_new = n_new;
-    p.tree = (hass_tree_params){5, 4, 0};
+    p.tree = (hass_tree_params){6, 4, 0};
     hass_gen_stats sp, ss;
     double accs[] = {1.0, 0.8, 0.6};
     /* plain and speculative runs alternate, the speedup is the median of the per-pair ratios */
@@ -180,30 +186,44 @@ static void spec_oracle(const hass_model *m, hass_pool *pool, const char *label,
     hass_engine_destroy(e);
 }
 
-/* Decode rate and cost curve of m with the kernels `features` (hass_cpu_force). */
-static void measure(const hass_model *m, hass_pool *pool, const char *label, int quick, double bw,
-                    const char *isa) {
-    static const int NS[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
-    int nns = quick ? 8 : (int)(sizeof NS / sizeof NS[0]), nt = hass_pool_size(pool);
+/* The kernel in use for products with weights of type dt. */
+static const char *isa_of(hass_dtype dt) {
+    return hass_dtype_is_quant(dt) ? hass_cpu_quant_isa_name() : hass_cpu_isa_name();
+}
+
+/* A KV cache for 512 positions and batches of 64, holding a 128-token context. */
+static void context128(const hass_model *m, hass_pool *pool, hass_kv *kv) {
     hass_err err = {0};
-    double ms, frac, bw_side;
-    double tps = decode_rate(m, pool, quick ? 16 : 32, quick ? 3 : 9, &ms, &frac, &bw_side);
-    printf("read_bw_gbs_side_by_side,256MiB,%d,,,%.2f\n", nt, bw_side);
-    printf("decode_tok_s,%s-%s,%d,%d,%.3f,%.2f\n", label, isa, nt, quick ? 16 : 32, ms, tps);
-    printf("bw_fraction,%s-%s,%d,,,%.3f\n", label, isa, nt, frac);
-    /* cost curve over a 128-token context */
-    hass_kv kv;
-    HASS_ASSERT(hass_kv_init(&kv, m, 512, 64, pool, &err) == HASS_OK);
-    float *lg = malloc(sizeof(float) * 64 * (size_t)m->cfg.V);
+    HASS_ASSERT(hass_kv_init(kv, m, 512, 64, pool, &err) == HASS_OK);
     int32_t tok[64], pos[64];
     for (int s = 0; s < 128; s += 64) {
         for (int i = 0; i < 64; i++) {
             tok[i] = (s + i) % 1000 % (int32_t)m->cfg.V;
             pos[i] = s + i;
         }
-        hass_model_forward(m, &kv, pool, 64, tok, pos, NULL, NULL, 0, NULL, &err);
-        hass_kv_commit(&kv, 64);
+        hass_model_forward(m, kv, pool, 64, tok, pos, NULL, NULL, 0, NULL, &err);
+        hass_kv_commit(kv, 64);
     }
+}
+
+/* Decode rate and cost curve of m (its products' kernel named as those of dt) with the kernels
+ * hass_cpu_force set. */
+static void measure(const hass_model *m, hass_pool *pool, const bench_bw_buf *yard,
+                    const char *label, int quick, int only_decode, double bw, hass_dtype dt) {
+    static const int NS[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
+    int nns = quick ? 8 : (int)(sizeof NS / sizeof NS[0]), nt = hass_pool_size(pool);
+    double ms, frac, bw_side;
+    double tps = decode_rate(m, pool, yard, quick ? 16 : 32, quick ? 5 : 9, &ms, &frac, &bw_side);
+    const char *isa = isa_of(dt);
+    printf("read_bw_gbs_side_by_side,1GiB-%s,%d,,,%.2f\n", bench_bw_loads_name(), nt, bw_side);
+    printf("decode_tok_s,%s-%s,%d,%d,%.3f,%.2f\n", label, isa, nt, quick ? 16 : 32, ms, tps);
+    printf("bw_fraction,%s-%s,%d,,,%.3f\n", label, isa, nt, frac);
+    if (only_decode)
+        return;
+    /* cost curve over a 128-token context */
+    hass_kv kv;
+    context128(m, pool, &kv);
+    float *lg = malloc(sizeof(float) * 64 * (size_t)m->cfg.V);
     /* each n timed in turn with n = 1, rep by rep: the ratio is taken per pair and its median
      * kept, so load that comes and goes on a shared machine hits both sides alike */
     forward_time(m, &kv, pool, 1, 2, lg);
@@ -229,6 +249,67 @@ static void measure(const hass_model *m, hass_pool *pool, const char *label, int
     hass_kv_free(&kv);
 }
 
+/* The same with the kernel choices the engine's calibration makes for m here (hass_engine_tune:
+ * measured afresh unless HASS_CACHE_DIR holds them), as every generation uses them. */
+static void measure_tuned(const hass_model *m, hass_pool *pool, const bench_bw_buf *bw,
+                          const char *label, int quick, int only_decode, double bw_gbs,
+                          hass_dtype dt) {
+    hass_err err = {0};
+    hass_engine *e = hass_engine_create(m, NULL, NULL, pool, 512, &err);
+    HASS_ASSERT(e);
+    double t0 = hass_now();
+    const hass_ops_tune *t = hass_engine_tune(e);
+    static const char *bn[] = {"widest", "amx", "vdpbf16ps", "widened-fma"};
+    printf("# %s: calibrated kernel choice (%.1f s or cached): bf16 %s, block rows %d (n <= 8) %d "
+           "(n > 8), prefetch %d/%d/%d (n = 1, <= 8, > 8; 0 default, 1 on, 2 off)\n",
+           label, hass_now() - t0, bn[t->bf16], t->rb[0] ? t->rb[0] : 4, t->rb[1] ? t->rb[1] : 4,
+           t->pf[0], t->pf[1], t->pf[2]);
+    char lt[80];
+    snprintf(lt, sizeof lt, "%s-tuned", label);
+    measure(m, pool, bw, lt, quick, only_decode, bw_gbs, dt);
+    hass_engine_destroy(e);
+}
+
+/* The verify cost curve alone, with the engine's calibrated kernels, the sizes interleaved round
+ * by round (every size sees the same machine: on a shared one the load moves by the second), the
+ * median per size over `rounds`. */
+static void curve_interleaved(const hass_model *m, hass_pool *pool, const char *label, int rounds) {
+    static const int NS[] = {1, 2, 4, 8, 16, 32, 64};
+    enum { K = sizeof NS / sizeof NS[0] };
+    hass_err err = {0};
+    hass_engine *e = hass_engine_create(m, NULL, NULL, pool, 512, &err);
+    HASS_ASSERT(e);
+    hass_engine_tune(e);
+    hass_kv kv;
+    context128(m, pool, &kv);
+    float *lg = malloc(sizeof(float) * 64 * (size_t)m->cfg.V);
+    double t[K][64], tc[K][64];
+    rounds = rounds > 64 ? 64 : rounds;
+    forward_time(m, &kv, pool, 1, 2, lg);
+    for (int r = 0; r < rounds; r++)
+        for (int i = 0; i < K; i++) {
+            double c0 = bench_cpu_now();
+            t[i][r] = forward_time(m, &kv, pool, NS[i], 1, lg);
+            tc[i][r] = bench_cpu_now() - c0;
+        }
+    /* one thread: also by its CPU clock (time waiting for a core on a shared machine not counted)
+     */
+    int nt = hass_pool_size(pool);
+    double t1 = bench_median(t[0], rounds), c1 = bench_median(tc[0], rounds);
+    for (int i = 0; i < K; i++) {
+        double tn = bench_median(t[i], rounds), cn = bench_median(tc[i], rounds);
+        printf("verify_cost_interleaved,%s-%s-n%d,%d,%d,%.3f,%.3f\n", label, hass_cpu_isa_name(),
+               NS[i], nt, rounds, tn * 1e3, tn / t1);
+        if (nt == 1)
+            printf("verify_cost_cpu,%s-%s-n%d,1,%d,%.3f,%.3f\n", label, hass_cpu_isa_name(), NS[i],
+                   rounds, cn * 1e3, cn / c1);
+    }
+    free(lg);
+    hass_kv_free(&kv);
+    hass_engine_destroy(e);
+    hass_ops_tune_set(NULL);
+}
+
 /* The kernel sets to compare side by side: the default, and each narrower one the CPU has for
  * the dtype's products (bf16: amx, avx512bf16, avx512; f32: avx512, avx2; quantized:
  * avx512vnni, avxvnni, avx2). */
@@ -251,8 +332,74 @@ static int kernel_sets(int *fs, hass_dtype dt) {
     return n;
 }
 
-static const char *isa_of(hass_dtype dt) {
-    return hass_dtype_is_quant(dt) ? hass_cpu_quant_isa_name() : hass_cpu_isa_name();
+/* Every kernel set the CPU has, widest first, down to scalar (stories260K's f32 products see no
+ * difference between amx, avx512bf16 and avx512, its attention and exp do not either). */
+static int all_kernel_sets(int *fs) {
+    int f = hass_cpu_available(), n = 0;
+    static const int caps[] = {HASS_CPU_AMX, HASS_CPU_AVX512BF16, HASS_CPU_AVX512, HASS_CPU_AVX2};
+    fs[n++] = f;
+    for (int i = 0; i < 4; i++)
+        if (f & caps[i]) {
+            int g = f & (caps[i] * 2 - 1) & ~caps[i]; /* everything below caps[i] */
+            if (g != fs[n - 1])
+                fs[n++] = g;
+        }
+    if (fs[n - 1] != 0)
+        fs[n++] = 0;
+    return n;
+}
+
+/* stories260K, single thread, as llama2.c's run.c runs it: 256 positions (a 1-token prompt,
+ * then 255 greedy steps), for every kernel set, the sets alternating rep by rep so that they
+ * see the same machine. Tokens/s from the wall clock (median, and the best rep: what an idle
+ * machine gives) and from the thread's CPU clock (not counting time the process waited for a
+ * core on a shared machine). */
+static void stories260k(int quick) {
+    const char *root = getenv("HASS_SHARED") ? getenv("HASS_SHARED") : "../shared";
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/stories260K.bin", root);
+    hass_err err = {0};
+    hass_model *m = hass_file_exists(path) ? hass_model_load(path, &err) : NULL;
+    if (!m)
+        return;
+    hass_kv kv;
+    HASS_ASSERT(hass_kv_init(&kv, m, 512, 64, NULL, &err) == HASS_OK);
+    float lg[512];
+    int fs[6], nfs = all_kernel_sets(fs), reps = quick ? 5 : 15;
+    double tw[6][16], tc[6][16];
+    for (int r = 0; r < reps; r++)
+        for (int k = 0; k < nfs; k++) {
+            hass_cpu_force(fs[k]);
+            hass_kv_truncate(&kv, 0);
+            int32_t tk = 1;
+            double t0 = hass_now(), c0 = bench_cpu_now();
+            for (int s = 0; s < 256; s++) {
+                int32_t p = s;
+                hass_model_forward(m, &kv, NULL, 1, &tk, &p, NULL, lg, 0, NULL, &err);
+                hass_kv_commit(&kv, 1);
+                tk = 0;
+                for (int v = 1; v < 512; v++)
+                    if (lg[v] > lg[tk])
+                        tk = v;
+            }
+            tc[k][r] = bench_cpu_now() - c0;
+            tw[k][r] = hass_now() - t0;
+        }
+    for (int k = 0; k < nfs; k++) {
+        hass_cpu_force(fs[k]);
+        const char *isa = hass_cpu_isa_name();
+        double w = bench_median(tw[k], reps), c = bench_median(tc[k], reps), wb = tw[k][0];
+        printf("decode_tok_s,stories260K-%s,1,256,%.4f,%.1f\n", isa, w * 1e3 / 256, 256 / w);
+        printf("decode_tok_s_best,stories260K-%s,1,256,%.4f,%.1f\n", isa, wb * 1e3 / 256, 256 / wb);
+        printf("decode_tok_s_cpu,stories260K-%s,1,256,%.4f,%.1f\n", isa, c * 1e3 / 256, 256 / c);
+        printf(
+            "{\"case\":\"stories260K\",\"threads\":1,\"isa\":\"%s\",\"decode_tokens_per_s\":%.1f,"
+            "\"best_tokens_per_s\":%.1f,\"decode_tokens_per_cpu_s\":%.1f}\n",
+            isa, 256 / w, 256 / wb, 256 / c);
+    }
+    hass_cpu_force(-1);
+    hass_kv_free(&kv);
+    hass_model_free(m);
 }
 
 static int parse_dtype(const char *s, hass_dtype *out) {
@@ -292,6 +439,7 @@ static hass_model *variant_model(const variant *v, const hass_model_config *c) {
 
 int main(int argc, char **argv) {
     int quick = 0, threads = 0, ndts = 0, big = 0, max_sets = 0, avx2 = 0, spec = 1;
+    int only_stories = 0, only_decode = 0, curve_rounds = 0;
     const char *model = NULL, *wait_file = NULL;
     variant vs[8];
     char dlist[128] = "f32,bf16,q8_0,q4_k";
@@ -315,12 +463,25 @@ int main(int argc, char **argv) {
             avx2 = 1;
         else if (!strcmp(argv[i], "--no-spec"))
             spec = 0;
+        else if (!strcmp(argv[i], "--stories"))
+            only_stories = 1;
+        else if (!strcmp(argv[i], "--decode"))
+            only_decode = 1;
+        else if (!strcmp(argv[i], "--curve") && i + 1 < argc)
+            curve_rounds = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: bench_model [--quick] [--threads N] [--model PATH] "
                             "[--dtype f32,bf16,q8_0,q4_k,q4_k_m] [--shape 125m|7b] [--sets N] "
-                            "[--avx2] [--no-spec] [--wait FILE]\n");
+                            "[--avx2] [--no-spec] [--wait FILE] [--stories] [--decode] "
+                            "[--curve ROUNDS]\n");
             return 2;
         }
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (only_stories) {
+        printf("name,shape,threads,iters,ms,value\n");
+        stories260k(quick);
+        return 0;
     }
     hass_model_config c = big ? hass_model_config_make(4096, 11008, 32, 32, 32, 32000, 2048)
                               : hass_model_config_make(768, 2048, 12, 12, 4, 32000, 2048);
@@ -343,9 +504,24 @@ int main(int argc, char **argv) {
     }
     if (!max_sets)
         max_sets = quick ? 1 : 4;
-    setvbuf(stdout, NULL, _IOLBF, 0);
     hass_pool *pool = hass_pool_create(threads);
     int nt = hass_pool_size(pool);
+    if (curve_rounds > 0) {
+        hass_model_config cc = hass_model_config_make(768, 2048, 12, 12, 4, 32000, 2048);
+        hass_dtype cd[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16};
+        hass_err cerr = {0};
+        printf("name,shape,threads,iters,ms,value\n");
+        for (int k = 0; k < 2; k++) {
+            hass_model *m = hass_model_synthetic(&cc, cd[k], 1, &cerr);
+            HASS_ASSERT(m);
+            char label[64];
+            snprintf(label, sizeof label, "125M-%s", hass_dtype_name(cd[k]));
+            curve_interleaved(m, pool, label, curve_rounds);
+            hass_model_free(m);
+        }
+        hass_pool_destroy(pool);
+        return 0;
+    }
     hass_err err = {0};
     /* the 125M models first (quantizing their weights takes a while), then the timings; 7B
      * ones one at a time (two do not fit in memory) */
@@ -357,9 +533,11 @@ int main(int argc, char **argv) {
         while (!hass_file_exists(wait_file))
             nanosleep(&(struct timespec){0, 50000000}, NULL);
     }
-    double bw = bench_read_bandwidth(pool, nt, (size_t)1 << 30, quick ? 3 : 7);
+    bench_bw_buf yard = bench_bw_open((size_t)1 << 30);
+    bench_bw_measure(&yard, pool, nt, 1);
+    double bw = bench_bw_measure(&yard, pool, nt, quick ? 3 : 7);
     printf("name,shape,threads,iters,ms,value\n");
-    printf("read_bw_gbs,1GiB,%d,%d,,%.2f\n", nt, quick ? 3 : 7, bw);
+    printf("read_bw_gbs,1GiB-%s,%d,%d,,%.2f\n", bench_bw_loads_name(), nt, quick ? 3 : 7, bw);
     int fs[4], nfs;
     if (model) { /* a real model: every kernel set side by side */
         hass_model *m = hass_model_load(model, &err);
@@ -370,10 +548,11 @@ int main(int argc, char **argv) {
         nfs = kernel_sets(fs, m->lm_head_t);
         for (int k = 0; k < nfs; k++) {
             hass_cpu_force(fs[k]);
-            measure(m, pool, "model", quick, bw, isa_of(m->lm_head_t));
+            measure(m, pool, &yard, "model", quick, 0, bw, m->lm_head_t);
         }
         hass_cpu_force(-1);
         hass_model_free(m);
+        bench_bw_close(&yard);
         hass_pool_destroy(pool);
         return 0;
     }
@@ -390,53 +569,21 @@ int main(int argc, char **argv) {
             if (f >= max_sets && !(avx2 && f == nfs - 1)) /* the last set is plain AVX2 */
                 continue;
             hass_cpu_force(fs[f]);
-            measure(m, pool, label, quick, bw, isa_of(vs[k].dt));
+            measure(m, pool, &yard, label, quick, only_decode, bw, vs[k].dt);
         }
         hass_cpu_force(-1);
-        if (spec)
+        measure_tuned(m, pool, &yard, label, quick, only_decode, bw, vs[k].dt);
+        if (spec && !only_decode)
             spec_oracle(m, pool, label, quick);
+        hass_ops_tune_set(NULL); /* the engine's choice for this model only */
         printf("peak_rss_mb,%s,%d,,,%.0f\n", label, nt, (double)hass_peak_rss_bytes() / 1048576.0);
         printf("{\"case\":\"%s\",\"weight_bytes\":%zu,\"peak_rss_mb\":%.0f}\n", label,
                m->weight_bytes, (double)hass_peak_rss_bytes() / 1048576.0);
         hass_model_free(m);
     }
-    if (big) {
-        hass_pool_destroy(pool);
-        return 0;
-    }
-    /* stories260K, single thread, as llama2.c's run.c runs it */
-    const char *root = getenv("HASS_SHARED") ? getenv("HASS_SHARED") : "../shared";
-    char path[1024];
-    snprintf(path, sizeof path, "%s/models/stories260K.bin", root);
-    hass_model *m = hass_file_exists(path) ? hass_model_load(path, &err) : NULL;
-    if (m) {
-        /* 256 positions like run.c -n 256: a 1-token prompt then 255 steps */
-        hass_kv kv;
-        HASS_ASSERT(hass_kv_init(&kv, m, 512, 64, NULL, &err) == HASS_OK);
-        float lg[512];
-        double t[16];
-        int reps = quick ? 5 : 15;
-        for (int r = 0; r < reps; r++) {
-            hass_kv_truncate(&kv, 0);
-            int32_t tk = 1;
-            double t0 = hass_now();
-            for (int s = 0; s < 256; s++) {
-                int32_t p = s;
-                hass_model_forward(m, &kv, NULL, 1, &tk, &p, NULL, lg, 0, NULL, &err);
-                hass_kv_commit(&kv, 1);
-                tk = 0;
-                for (int v = 1; v < 512; v++)
-                    if (lg[v] > lg[tk])
-                        tk = v;
-            }
-            t[r] = hass_now() - t0;
-        }
-        double tm = bench_median(t, reps);
-        printf("decode_tok_s,stories260K,1,256,%.3f,%.1f\n", tm * 1e3 / 256, 256 / tm);
-        printf("{\"case\":\"stories260K\",\"threads\":1,\"decode_tokens_per_s\":%.1f}\n", 256 / tm);
-        hass_kv_free(&kv);
-        hass_model_free(m);
-    }
+    if (!only_decode && !big)
+        stories260k(quick);
+    bench_bw_close(&yard);
     hass_pool_destroy(pool);
     return 0;
 }

@@ -25,6 +25,7 @@
 #include "core/core.h"
 #include "train/train.h"
 
+#include "bench_util.h"
 #include "train/blas.h"
 #include "train/gemm.h"
 #include "train/pretrain.h"
@@ -77,36 +78,10 @@ typedef struct {
     float out[16];
 } fma_ctx;
 
-__attribute__((target("avx2,fma"))) static float fma_chains8(int64_t iters) {
-    __m256 a[12], m = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-    for (int j = 0; j < 12; j++)
-        a[j] = _mm256_set1_ps((float)j);
-    for (int64_t i = 0; i < iters; i++)
-#pragma GCC unroll 12
-        for (int j = 0; j < 12; j++)
-            a[j] = _mm256_fmadd_ps(a[j], m, b);
-    for (int j = 1; j < 12; j++)
-        a[0] = _mm256_add_ps(a[0], a[j]);
-    return _mm256_cvtss_f32(a[0]);
-}
-
-__attribute__((target("avx512f"))) static float fma_chains16(int64_t iters) {
-    __m512 a[12], m = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
-    for (int j = 0; j < 12; j++)
-        a[j] = _mm512_set1_ps((float)j);
-    for (int64_t i = 0; i < iters; i++)
-#pragma GCC unroll 12
-        for (int j = 0; j < 12; j++)
-            a[j] = _mm512_fmadd_ps(a[j], m, b);
-    for (int j = 1; j < 12; j++)
-        a[0] = _mm512_add_ps(a[0], a[j]);
-    return _mm512_reduce_add_ps(a[0]);
-}
-
 static void fma_task(void *p, int ith, int nth) {
     (void)nth;
     fma_ctx *c = p;
-    c->out[ith] = c->wide ? fma_chains16(c->iters) : fma_chains8(c->iters);
+    c->out[ith] = c->wide ? bench_fma_chains16(c->iters) : bench_fma_chains8(c->iters);
 }
 
 /* GFLOP/s of all pool threads running FMA chains (median of 5). */
@@ -128,8 +103,16 @@ static double bench_fma_peak(hass_pool *pool, int wide) {
  * --heads --kv --seq --batch, tied embedding as there). Rows: the FMA peaks of this machine and
  * the step, with GFLOP/s by our analytic count and by the script's 6 * params * tokens. */
 static int bench_pretrain(hass_pool *pool, int threads, int iters, int argc, char **argv) {
-    hass_lm_config c = {.d = 512, .n_layers = 12, .H = 8, .Hkv = 4, .ffn = 1408, .V = 8192,
-                        .ctx = 512, .rms_eps = 1e-5f, .rope_theta = 10000.0f, .tie = 1};
+    hass_lm_config c = {.d = 512,
+                        .n_layers = 12,
+                        .H = 8,
+                        .Hkv = 4,
+                        .ffn = 1408,
+                        .V = 8192,
+                        .ctx = 512,
+                        .rms_eps = 1e-5f,
+                        .rope_theta = 10000.0f,
+                        .tie = 1};
     int64_t B = 4;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];

@@ -32,13 +32,16 @@ typedef struct hass_session hass_session;
 typedef struct {
     int64_t max_new_tokens; /* 256 */
     float temperature;      /* 0 = greedy */
-    int top_k;              /* 0 = off */
-    float top_p;            /* 1 = off */
+    int top_k;              /* sampling: only the k most probable tokens, 0 = off */
+    float top_p;            /* sampling: nucleus mass, 1 = off */
     uint64_t seed;          /* 0 */
     int chat;               /* apply the model's chat template to the prompt */
+    const char *system;     /* with chat: a system turn before the prompt (NULL: none) */
     int speculative;        /* use the draft head if the session has one (1) */
-    int tree_depth;         /* max draft tree depth (6) */
-    int tree_topk;          /* children per expanded node (10) */
+    int tree_depth;         /* draft tree: its deepest node, the root's children being depth 1;
+                               depth - 1 expansion levels (6) */
+    int tree_topk;          /* draft tree: children per expanded node and nodes expanded per
+                               level (10); not the sampling top_k */
     int tree_tokens;        /* draft nodes verified per cycle, 0 = auto (cost model) */
 } hass_options;
 
@@ -51,9 +54,25 @@ typedef struct {
 
 hass_options hass_options_default(void);
 
-/* Opens a model. tokenizer: NULL for HF directories (tokenizer.json inside) and GGUF files;
- * the tokenizer.bin of a llama2.c checkpoint. draft: NULL or a draft-head directory.
- * threads: 0 = all CPUs. Returns NULL and writes err on failure. */
+/* How to open a session (hass_open_options_default: all zero). */
+typedef struct {
+    const char *tokenizer; /* NULL for HF directories (tokenizer.json inside) and GGUF files;
+                              the tokenizer.bin of a llama2.c checkpoint; or any tokenizer.json,
+                              tokenizer.bin or GGUF file instead of the model's own */
+    const char *draft;     /* NULL or a draft-head directory */
+    int threads;           /* 0 = all CPUs */
+    int64_t ctx;           /* context length in positions, 0 = the model's */
+} hass_open_options;
+
+hass_open_options hass_open_options_default(void);
+
+/* Opens a model (a Hugging Face directory, a GGUF file or a llama2.c checkpoint) with its
+ * tokenizer and, optionally, a draft head: the one way every hass command opens them too.
+ * Returns 0, or 1 (runtime error) / 2 (invalid arguments, e.g. a llama2.c checkpoint without
+ * its tokenizer) with *s = NULL and err written. */
+int hass_session_open(const char *model, const hass_open_options *o, hass_session **s, char *err,
+                      size_t err_len);
+/* The same with ctx 0; returns NULL and writes err on failure. */
 hass_session *hass_open(const char *model, const char *tokenizer, const char *draft, int threads,
                         char *err, size_t err_len);
 void hass_close(hass_session *s); /* NULL-safe */

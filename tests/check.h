@@ -3,14 +3,22 @@
  * on; check_exit() returns non-zero if anything failed. Skips are counted separately.
  * Every test program prints one line "TESTPROG: N passed, N failed, N skipped" at the end,
  * which tests/run_tests.sh adds up.
+ *
+ * Hermetic: check_init() makes the program's own temporary directory (check_tmp(); removed by
+ * check_exit()) and points HASS_CACHE_DIR into it, so the cost curve that speculative decoding
+ * measures is cached there (and by the hass commands a test runs), never in the user's home.
+ * File helpers below do in C what tests would otherwise ask a shell for.
  */
 #ifndef HASS_CHECK_H
 #define HASS_CHECK_H
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int check_passed, check_failed, check_skipped;
 static const char *check_prog = "test";
@@ -98,11 +106,138 @@ static inline int check_close_impl(const float *a, const float *b, long n, doubl
         fprintf(stderr, "SKIP %s:%d: %s\n", __FILE__, __LINE__, (why));                            \
     } while (0)
 
+/* ---- files ---- */
+static char check_tmp_dir[256];
+
+/* Removes path: a file, or a directory and everything below it (links are not followed).
+ * Returns 0 on success. */
+static inline int check_rmtree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return -1;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (!d)
+            return -1;
+        struct dirent *e;
+        char sub[1024];
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+                snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) < (int)sizeof sub)
+                check_rmtree(sub);
+        closedir(d);
+        return rmdir(path);
+    }
+    return unlink(path);
+}
+
+/* The program's temporary directory (made by check_init). */
+static inline const char *check_tmp(void) {
+    return check_tmp_dir;
+}
+
+/* check_tmp()/name, in one of 8 rotating buffers. */
+static inline const char *check_path(const char *name) {
+    static char buf[8][1024];
+    static int k;
+    char *b = buf[k++ & 7];
+    snprintf(b, 1024, "%s/%s", check_tmp_dir, name);
+    return b;
+}
+
+/* Writes n bytes of data to path (mode "wb" or "ab"); n < 0: the string's length. 0 on
+ * success. */
+static inline int check_write(const char *path, const char *mode, const void *data, long n) {
+    FILE *f = fopen(path, mode);
+    if (!f)
+        return -1;
+    size_t len = n < 0 ? strlen((const char *)data) : (size_t)n;
+    int bad = fwrite(data, 1, len, f) != len;
+    return fclose(f) != 0 || bad ? -1 : 0;
+}
+
+/* A whole file into a heap buffer (caller frees), *n its length; NULL if unreadable. */
+static inline char *check_read(const char *path, long *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    long cap = 4096, len = 0;
+    char *b = malloc((size_t)cap + 1);
+    size_t got;
+    while (b && (got = fread(b + len, 1, (size_t)(cap - len), f)) > 0) {
+        len += (long)got;
+        if (len == cap) {
+            char *nb = realloc(b, (size_t)(cap *= 2) + 1);
+            if (!nb)
+                free(b);
+            b = nb;
+        }
+    }
+    fclose(f);
+    if (b)
+        b[len] = 0;
+    *n = len;
+    return b;
+}
+
+/* 1 if both files exist and hold the same bytes. */
+static inline int check_same_file(const char *a, const char *b) {
+    long na = 0, nb = 0;
+    char *x = check_read(a, &na), *y = check_read(b, &nb);
+    int same = x && y && na == nb && !memcmp(x, y, (size_t)na);
+    free(x);
+    free(y);
+    return same;
+}
+
+/* Copies a file, or a directory tree (cp -r). 0 on success. */
+static inline int check_copy(const char *from, const char *to) {
+    struct stat st;
+    if (stat(from, &st) != 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        long n = 0;
+        char *b = check_read(from, &n);
+        int rc = b ? check_write(to, "wb", b, n) : -1;
+        free(b);
+        return rc;
+    }
+    DIR *d = opendir(from);
+    if (!d || (mkdir(to, 0755) != 0 && (stat(to, &st) != 0 || !S_ISDIR(st.st_mode)))) {
+        if (d)
+            closedir(d);
+        return -1;
+    }
+    struct dirent *e;
+    char a[1024], b[1024];
+    int rc = 0;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            int na = snprintf(a, sizeof a, "%s/%s", from, e->d_name);
+            int nb = snprintf(b, sizeof b, "%s/%s", to, e->d_name);
+            rc |= na < (int)sizeof a && nb < (int)sizeof b ? check_copy(a, b) : -1;
+        }
+    closedir(d);
+    return rc;
+}
+
 static inline void check_init(const char *prog) {
     check_prog = prog;
+    const char *t = getenv("TMPDIR");
+    int n = snprintf(check_tmp_dir, sizeof check_tmp_dir, "%s/hass_%s_XXXXXX", t && *t ? t : "/tmp",
+                     prog);
+    char cache[300];
+    if (n >= (int)sizeof check_tmp_dir || !mkdtemp(check_tmp_dir)) {
+        fprintf(stderr, "FAIL %s: cannot create a temporary directory\n", prog);
+        exit(1);
+    }
+    snprintf(cache, sizeof cache, "%s/cache", check_tmp_dir);
+    setenv("HASS_CACHE_DIR", cache, 1);
 }
 
 static inline int check_exit(void) {
+    if (check_tmp_dir[0] && check_rmtree(check_tmp_dir) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", check_tmp_dir);
     printf("%s: %d passed, %d failed, %d skipped\n", check_prog, check_passed, check_failed,
            check_skipped);
     return check_failed ? 1 : 0;

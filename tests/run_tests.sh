@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 builds=${HASS_BUILDS:-build}
 P=0; F=0; S=0; crashed=0
 export HASS_SHARED=${HASS_SHARED:-$(cd .. && pwd)/shared}
+# the kernel choices and cost curves the engine measures go to a temporary cache, not $HOME
+cache_dir=$(mktemp -d); trap 'rm -rf "$cache_dir"' EXIT
+export HASS_CACHE_DIR=${HASS_CACHE_DIR:-$cache_dir}
 for b in $builds; do
     for t in "$b"/tests/test_*; do
         [ -x "$t" ] || continue

@@ -697,10 +697,8 @@ int main(void) {
     check_init("test_bpe_train");
     hass_log_set(NULL, NULL, HASS_LOG_ERROR); /* "only N merges" warnings are expected here */
     alphabet_init();
-    snprintf(tmp, sizeof tmp, "/tmp/hass_test_bpe_%ld", (long)getpid());
-    char cmd[600], path[300], dir[300];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s", tmp);
-    HASS_ASSERT(system(cmd) == 0);
+    snprintf(tmp, sizeof tmp, "%s", check_tmp());
+    char path[300], dir[300];
 
     test_hand_example();
     snprintf(path, sizeof path, "%s/builtin.jsonl", tmp);
@@ -719,7 +717,5 @@ int main(void) {
     } else {
         CHECK_SKIP("../shared/data not found: no real-corpus sample");
     }
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-    HASS_ASSERT(system(cmd) == 0);
     return check_exit();
 }

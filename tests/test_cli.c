@@ -73,10 +73,7 @@ int main(int argc, char **argv) {
         CHECK_SKIP("hass binary not built next to the tests");
         return check_exit();
     }
-    snprintf(tmp, sizeof tmp, "/tmp/hass_test_cli_%ld", (long)getpid());
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s", tmp);
-    HASS_ASSERT(system(cmd) == 0);
+    snprintf(tmp, sizeof tmp, "%s", check_tmp());
 
     EXPECT(2, "");
     EXPECT(2, "frobnicate");
@@ -116,18 +113,21 @@ int main(int argc, char **argv) {
 
     /* garbage and truncated model files */
     char path[600], args[3000];
+    unsigned char junk[5000];
+    hass_rng rng;
+    hass_rng_seed(&rng, 7);
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (unsigned char)hass_rng_u64(&rng);
     snprintf(path, sizeof path, "%s/garbage.bin", tmp);
-    snprintf(cmd, sizeof cmd, "head -c 5000 /dev/urandom > %s", path);
-    HASS_ASSERT(system(cmd) == 0);
+    HASS_ASSERT(check_write(path, "wb", junk, sizeof junk) == 0);
     snprintf(args, sizeof args, "generate -m %s -z %s -p hi", path, path);
     EXPECT(1, args);
     CHECK(one_line_error());
     snprintf(args, sizeof args, "inspect %s", path);
     EXPECT(1, args);
     snprintf(path, sizeof path, "%s/garbage.gguf", tmp);
-    snprintf(cmd, sizeof cmd,
-             "printf 'GGUF\\003\\000\\000\\000' > %s; head -c 64 /dev/urandom >> %s", path, path);
-    HASS_ASSERT(system(cmd) == 0);
+    HASS_ASSERT(check_write(path, "wb", "GGUF\003\000\000\000", 8) == 0 &&
+                check_write(path, "ab", junk, 64) == 0);
     snprintf(args, sizeof args, "generate -m %s -p hi", path);
     EXPECT(1, args);
 
@@ -144,17 +144,16 @@ int main(int argc, char **argv) {
     EXPECT(1, args);
     CHECK(one_line_error());
     snprintf(path, sizeof path, "%s/corpus.jsonl", tmp);
-    snprintf(cmd, sizeof cmd, "printf '{\"text\": \"one\"}\\n{\"text\": [1]}\\n' > %s", path);
-    HASS_ASSERT(system(cmd) == 0);
+    HASS_ASSERT(check_write(path, "wb", "{\"text\": \"one\"}\n{\"text\": [1]}\n", -1) == 0);
     snprintf(args, sizeof args, "train-tokenizer --data %s -o %s/tk", path, tmp);
     EXPECT(1, args);
     CHECK_MSG(one_line_error() && strstr(errout, "corpus.jsonl:2:"), "stderr: %s", errout);
-    snprintf(cmd, sizeof cmd,
-             "printf '{\"text\": \"the cat sat on the mat, the cat sat.\", \"source\": \"a\"}\\n"
-             "{\"messages\": [{\"role\": \"user\", \"content\": \"Where is the cat?\"}, "
-             "{\"role\": \"assistant\", \"content\": \"On the mat.\"}]}\\n' > %s",
-             path);
-    HASS_ASSERT(system(cmd) == 0);
+    HASS_ASSERT(
+        check_write(path, "wb",
+                    "{\"text\": \"the cat sat on the mat, the cat sat.\", \"source\": \"a\"}\n"
+                    "{\"messages\": [{\"role\": \"user\", \"content\": \"Where is the cat?\"}, "
+                    "{\"role\": \"assistant\", \"content\": \"On the mat.\"}]}\n",
+                    -1) == 0);
     snprintf(args, sizeof args,
              "train-tokenizer --data %s,%s -o %s/tk --vocab 320 --threads 2 --valid %s", path, path,
              tmp, path);
@@ -206,13 +205,16 @@ int main(int argc, char **argv) {
     CHECK(one_line_error());
     char bad[700];
     snprintf(bad, sizeof bad, "%s/bad.jsonl", tmp);
-    snprintf(cmd, sizeof cmd, "printf '{\"text\": \"ok\"}\n{\"messages\": 3}\n' > %s", bad);
-    HASS_ASSERT(system(cmd) == 0);
+    HASS_ASSERT(check_write(bad, "wb", "{\"text\": \"ok\"}\n{\"messages\": 3}\n", -1) == 0);
     snprintf(args, sizeof args, "%s --data %s -o %s/pt0 --steps 4", pt, bad, tmp);
     EXPECT(1, args);
     CHECK_MSG(last_line_error("bad.jsonl: line 2:"), "%s", errout);
-    snprintf(cmd, sizeof cmd, "for i in 1 2 3 4 5 6; do cat %s; done > %s/big.jsonl", path, tmp);
-    HASS_ASSERT(system(cmd) == 0);
+    long clen = 0;
+    char *corpus = check_read(path, &clen), big[700];
+    snprintf(big, sizeof big, "%s/big.jsonl", tmp);
+    for (int i = 0; i < 6; i++) /* six copies of the corpus */
+        HASS_ASSERT(corpus && check_write(big, i ? "ab" : "wb", corpus, clen) == 0);
+    free(corpus);
     snprintf(args, sizeof args, "%s --data %s/big.jsonl --valid %s -o %s/ptA --steps 5", pt, tmp,
              path, tmp);
     EXPECT(0, args);
@@ -227,12 +229,11 @@ int main(int argc, char **argv) {
     snprintf(args, sizeof args, "%s --data %s/big.jsonl --valid %s -o %s/ptB --steps 5", pt, tmp,
              path, tmp);
     EXPECT(0, args);
-    snprintf(cmd, sizeof cmd,
-             "cmp -s %s/ptA/trainer_state.safetensors %s/ptB/trainer_state.safetensors", tmp, tmp);
-    CHECK_MSG(system(cmd) == 0, "a resumed pretraining run equals an uninterrupted one");
-    snprintf(cmd, sizeof cmd,
-             "cmp -s %s/ptA/model/model.safetensors %s/ptB/model/model.safetensors", tmp, tmp);
-    CHECK(system(cmd) == 0);
+    CHECK_MSG(check_same_file(check_path("ptA/trainer_state.safetensors"),
+                              check_path("ptB/trainer_state.safetensors")),
+              "a resumed pretraining run equals an uninterrupted one");
+    CHECK(check_same_file(check_path("ptA/model/model.safetensors"),
+                          check_path("ptB/model/model.safetensors")));
     snprintf(args, sizeof args, "%s --data %s/big.jsonl -o %s/ptB --steps 7 --reschedule", pt, tmp,
              tmp);
     EXPECT(0, args);
@@ -256,7 +257,8 @@ int main(int argc, char **argv) {
         EXPECT(2, "eval -m x --drafts a -t hot");
         snprintf(args, sizeof args,
                  "eval %s --drafts models/stories260K-eagle,models/stories260K-hass --suite "
-                 "bench/prompts/demo.jsonl --limit 2 -n 16 --no-chat --out %s/ev", mt, tmp);
+                 "bench/prompts/demo.jsonl --limit 2 -n 16 --no-chat --out %s/ev",
+                 mt, tmp);
         EXPECT(0, args);
         CHECK(strstr(out, "| stories260K-eagle |") && strstr(out, "| stories260K-hass |"));
         snprintf(args, sizeof args, "eval %s --drafts models/nonexistent --out %s/ev2", mt, tmp);
@@ -315,13 +317,11 @@ int main(int argc, char **argv) {
         CHECK(strstr(out, "\"tau\"") != NULL);
         /* bench: a malformed prompt file, then a good one */
         snprintf(path, sizeof path, "%s/p.jsonl", tmp);
-        snprintf(cmd, sizeof cmd, "printf '{\"x\":1}\\n' > %s", path);
-        HASS_ASSERT(system(cmd) == 0);
+        HASS_ASSERT(check_write(path, "wb", "{\"x\":1}\n", -1) == 0);
         snprintf(args, sizeof args, "bench %s -d %s/d --prompts %s", mt, tmp, path);
         EXPECT(1, args);
-        snprintf(cmd, sizeof cmd,
-                 "printf '{\"prompt\":\"The cat\"}\\n{\"turns\":[\"A dog\"]}\\n' > %s", path);
-        HASS_ASSERT(system(cmd) == 0);
+        HASS_ASSERT(check_write(path, "wb", "{\"prompt\":\"The cat\"}\n{\"turns\":[\"A dog\"]}\n",
+                                -1) == 0);
         snprintf(args, sizeof args, "bench %s -d %s/d --prompts %s -n 16 --json", mt, tmp, path);
         EXPECT(0, args);
         cJSON *b = cJSON_Parse(out);
@@ -329,9 +329,8 @@ int main(int argc, char **argv) {
         CHECK(sum && cJSON_IsTrue(cJSON_GetObjectItem(sum, "identical")));
         cJSON_Delete(b);
         /* multi-turn questions: one row per turn, the second after the first's answer */
-        snprintf(cmd, sizeof cmd,
-                 "printf '{\"turns\":[\"Tell a story.\",\"Now shorter.\"]}\\n' > %s", path);
-        HASS_ASSERT(system(cmd) == 0);
+        HASS_ASSERT(
+            check_write(path, "wb", "{\"turns\":[\"Tell a story.\",\"Now shorter.\"]}\n", -1) == 0);
         snprintf(args, sizeof args, "bench %s -d %s/d --prompts %s -n 12 --chat --all-turns --json",
                  mt, tmp, path);
         EXPECT(0, args);
@@ -399,14 +398,14 @@ int main(int argc, char **argv) {
     const char *tq = check_shared("models/quant/tiny-q8_0.gguf");
     if (tf && tq) {
         snprintf(path, sizeof path, "%s/ppl.jsonl", tmp);
-        FILE *f = fopen(path, "w");
-        HASS_ASSERT(f);
-        for (int i = 0; i < 40; i++)
-            fprintf(f,
-                    "{\"text\": \"Once upon a time there was a little dog number %d. It was "
-                    "happy and it played all day in the sun.\"}\n",
-                    i);
-        fclose(f);
+        for (int i = 0; i < 40; i++) {
+            char rec[200];
+            int len = snprintf(rec, sizeof rec,
+                               "{\"text\": \"Once upon a time there was a little dog number %d. "
+                               "It was happy and it played all day in the sun.\"}\n",
+                               i);
+            HASS_ASSERT(check_write(path, i ? "ab" : "wb", rec, len) == 0);
+        }
         double loss[2] = {0, 0};
         for (int k = 0; k < 2; k++) {
             snprintf(args, sizeof args, "perplexity -m %s --data %s --ctx 64 --json --threads 2",
@@ -428,9 +427,7 @@ int main(int argc, char **argv) {
         snprintf(args, sizeof args, "perplexity -m %s --data %s/none.jsonl", tf, tmp);
         EXPECT(1, args);
         CHECK(one_line_error());
-        f = fopen(path, "a");
-        fprintf(f, "{\"txt\": 3}\n");
-        fclose(f);
+        HASS_ASSERT(check_write(path, "ab", "{\"txt\": 3}\n", -1) == 0);
         snprintf(args, sizeof args, "perplexity -m %s --data %s", tf, path);
         EXPECT(1, args);
         CHECK(last_line_error("line 41"));
@@ -439,8 +436,5 @@ int main(int argc, char **argv) {
     }
     EXPECT(2, "perplexity -m x");
     EXPECT(0, "perplexity --help");
-
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-    CHECK(system(cmd) == 0);
     return check_exit();
 }

@@ -13,16 +13,6 @@
 #include <stdint.h>
 #include <unistd.h>
 
-static char tmpdir[256];
-
-static const char *tpath(const char *name) {
-    static char buf[8][512];
-    static int k;
-    char *b = buf[k++ & 7];
-    snprintf(b, 512, "%s/%s", tmpdir, name);
-    return b;
-}
-
 static void write_text(const char *path, const char *s) {
     FILE *f = fopen(path, "wb");
     fputs(s, f);
@@ -61,16 +51,16 @@ static void direct_forward(const hass_model *m, const int32_t *ids, int64_t n, f
 static hass_status run_dg(const hass_model *m, const hass_tokenizer *tok, const char *data,
                           const char *out, hass_datagen_opts *o, hass_datagen_report *r,
                           hass_err *err) {
-    o->data_path = tpath(data);
+    o->data_path = check_path(data);
     o->model_path = "synthetic";
     memset(err, 0, sizeof *err);
-    return hass_datagen_run(m, tok, NULL, tpath(out), o, r, err);
+    return hass_datagen_run(m, tok, NULL, check_path(out), o, r, err);
 }
 
 /* Every stored sequence's features equal a direct forward of its ids. */
 static void check_store_features(const hass_model *m, const char *dir) {
     hass_err err = {0};
-    hass_featstore *fs = hass_featstore_open(tpath(dir), m, &err);
+    hass_featstore *fs = hass_featstore_open(check_path(dir), m, &err);
     CHECK_MSG(fs != NULL, "%s", err.msg);
     if (!fs)
         return;
@@ -97,7 +87,7 @@ static int64_t enc(const hass_tokenizer *tok, const char *s, int32_t *out) {
 }
 
 static void test_sharegpt(const hass_model *m, const hass_tokenizer *tok) {
-    write_text(tpath("sg.json"),
+    write_text(check_path("sg.json"),
                "[{\"conversations\": [{\"from\": \"system\", \"value\": \"Be kind.\"},"
                " {\"from\": \"human\", \"value\": \"Tell me about a cat.\"},"
                " {\"from\": \"gpt\", \"value\": \"The cat sat on the mat.\"},"
@@ -127,7 +117,7 @@ static void test_sharegpt(const hass_model *m, const hass_tokenizer *tok) {
             em[n++] = (uint8_t)(k == 2 || k == 4);
         }
     }
-    hass_featstore *fs = hass_featstore_open(tpath("sg"), m, &err);
+    hass_featstore *fs = hass_featstore_open(check_path("sg"), m, &err);
     CHECK_MSG(fs != NULL, "%s", err.msg);
     if (fs) {
         int32_t ids[512];
@@ -139,7 +129,7 @@ static void test_sharegpt(const hass_model *m, const hass_tokenizer *tok) {
         hass_featstore_close(fs);
     }
     /* the corpus's {"messages": [{"role", "content"}]} form is the same conversation */
-    write_text(tpath("msg.jsonl"),
+    write_text(check_path("msg.jsonl"),
                "{\"messages\": [{\"role\": \"system\", \"content\": \"Be kind.\"},"
                " {\"role\": \"user\", \"content\": \"Tell me about a cat.\"},"
                " {\"role\": \"assistant\", \"content\": \"The cat sat on the mat.\"},"
@@ -147,7 +137,7 @@ static void test_sharegpt(const hass_model *m, const hass_tokenizer *tok) {
                " {\"role\": \"assistant\", \"content\": \"It slept.\"}], \"source\": \"x\"}\n");
     st = run_dg(m, tok, "msg.jsonl", "msg", &o, &r, &err);
     CHECK_MSG(st == HASS_OK, "%s", err.msg);
-    fs = hass_featstore_open(tpath("msg"), m, &err);
+    fs = hass_featstore_open(check_path("msg"), m, &err);
     CHECK_MSG(fs != NULL, "%s", err.msg);
     if (fs) {
         int32_t ids[512];
@@ -162,7 +152,7 @@ static void test_sharegpt(const hass_model *m, const hass_tokenizer *tok) {
     o.chat = 1;
     st = run_dg(m, tok, "sg.json", "sgchat", &o, &r, &err);
     CHECK_MSG(st == HASS_OK, "%s", err.msg);
-    fs = hass_featstore_open(tpath("sgchat"), m, &err);
+    fs = hass_featstore_open(check_path("sgchat"), m, &err);
     CHECK_MSG(fs != NULL, "%s", err.msg);
     if (fs) {
         int32_t ids[512], ans[512];
@@ -185,7 +175,7 @@ static void test_sharegpt(const hass_model *m, const hass_tokenizer *tok) {
 }
 
 static void test_instruct(const hass_model *m, const hass_tokenizer *tok) {
-    write_text(tpath("ins.json"),
+    write_text(check_path("ins.json"),
                "[{\"instruction\": \"Add the numbers.\", \"input\": \"2 and 3\", \"output\": "
                "\"The sum is 5.\"}, {\"instruction\": \"Say hi.\", \"input\": \"\", "
                "\"response\": \"Hi!\"}]");
@@ -201,16 +191,16 @@ static void test_instruct(const hass_model *m, const hass_tokenizer *tok) {
 }
 
 static void test_prompts_regen(const hass_model *m, const hass_tokenizer *tok) {
-    write_text(tpath("p.jsonl"), "{\"prompt\": \"Once upon a time\"}\n"
-                                 "{\"turns\": [\"The dog ran\"]}\n"
-                                 "{\"question\": \"Lily saw a bird\"}\n");
+    write_text(check_path("p.jsonl"), "{\"prompt\": \"Once upon a time\"}\n"
+                                      "{\"turns\": [\"The dog ran\"]}\n"
+                                      "{\"question\": \"Lily saw a bird\"}\n");
     hass_datagen_opts o = hass_datagen_opts_default();
     o.max_new = 8;
     hass_datagen_report r;
     hass_err err;
     CHECK_MSG(run_dg(m, tok, "p.jsonl", "p", &o, &r, &err) == HASS_OK, "%s", err.msg);
     CHECK_EQ_INT(r.sequences, 3);
-    hass_featstore *fs = hass_featstore_open(tpath("p"), m, &err);
+    hass_featstore *fs = hass_featstore_open(check_path("p"), m, &err);
     if (!fs)
         return;
     const char *pr[3] = {"Once upon a time", "The dog ran", "Lily saw a bird"};
@@ -242,23 +232,9 @@ static void test_prompts_regen(const hass_model *m, const hass_tokenizer *tok) {
     check_store_features(m, "p");
 }
 
-static int files_equal(const char *a, const char *b) {
-    char *x = NULL, *y = NULL;
-    size_t nx = 0, ny = 0;
-    hass_err err = {0};
-    if (hass_read_file(a, &x, &nx, &err) || hass_read_file(b, &y, &ny, &err)) {
-        free(x);
-        return 0;
-    }
-    int eq = nx == ny && !memcmp(x, y, nx);
-    free(x);
-    free(y);
-    return eq;
-}
-
 static void test_resume(const hass_model *m, const hass_tokenizer *tok) {
-    write_text(tpath("r.txt"), "Once upon a time\nThe dog ran\nLily saw a bird\n"
-                               "Tom had a ball\nThe sun was hot\nA big tree\n");
+    write_text(check_path("r.txt"), "Once upon a time\nThe dog ran\nLily saw a bird\n"
+                                    "Tom had a ball\nThe sun was hot\nA big tree\n");
     hass_datagen_opts o = hass_datagen_opts_default();
     o.max_new = 10;
     o.temperature = 1.0f;
@@ -273,16 +249,16 @@ static void test_resume(const hass_model *m, const hass_tokenizer *tok) {
     o.stop_after_shards = 0;
     CHECK(run_dg(m, tok, "r.txt", "rB", &o, &r, &err) == HASS_OK);
     CHECK(r.complete);
-    CHECK(files_equal(tpath("rA/index.json"), tpath("rB/index.json")));
+    CHECK(check_same_file(check_path("rA/index.json"), check_path("rB/index.json")));
     int same = 1, n = 0;
     for (int s = 0; s < 16; s++) {
         char a[64], b[64];
         snprintf(a, sizeof a, "rA/shard-%05d.bin", s);
         snprintf(b, sizeof b, "rB/shard-%05d.bin", s);
-        if (!hass_file_exists(tpath(a)))
+        if (!hass_file_exists(check_path(a)))
             break;
         n++;
-        same &= files_equal(tpath(a), tpath(b));
+        same &= check_same_file(check_path(a), check_path(b));
     }
     CHECK(n >= 3 && same);
     /* a third run is a no-op; another seed is refused */
@@ -294,7 +270,7 @@ static void test_resume(const hass_model *m, const hass_tokenizer *tok) {
 
 static void expect_fail(const hass_model *m, const hass_tokenizer *tok, const char *content,
                         hass_dg_format fmt, const char *needle) {
-    write_text(tpath("bad.json"), content);
+    write_text(check_path("bad.json"), content);
     hass_datagen_opts o = hass_datagen_opts_default();
     o.format = fmt;
     hass_datagen_report r;
@@ -327,44 +303,44 @@ static void test_malformed(const hass_model *m, const hass_tokenizer *tok) {
     /* shards: wrong magic, wrong version, truncated, another model, bad index */
     hass_err err = {0};
     hass_featstore *fs;
-    const char *sh = tpath("p/shard-00000.bin");
+    const char *sh = check_path("p/shard-00000.bin");
     char *orig = NULL;
     size_t n = 0;
     HASS_ASSERT(hass_read_file(sh, &orig, &n, &err) == HASS_OK);
     patch_byte(sh, 0, 'X');
-    fs = hass_featstore_open(tpath("p"), m, &err);
+    fs = hass_featstore_open(check_path("p"), m, &err);
     CHECK(!fs && err.code == HASS_STATUS_FORMAT && strstr(err.msg, "magic"));
     hass_write_file_atomic(sh, orig, n, &err);
     patch_byte(sh, 8, 9);
-    fs = hass_featstore_open(tpath("p"), m, &err);
+    fs = hass_featstore_open(check_path("p"), m, &err);
     CHECK(!fs && err.code == HASS_STATUS_FORMAT && strstr(err.msg, "version"));
     hass_write_file_atomic(sh, orig, n - 7, &err);
-    fs = hass_featstore_open(tpath("p"), m, &err);
+    fs = hass_featstore_open(check_path("p"), m, &err);
     CHECK(!fs && err.code == HASS_STATUS_FORMAT && strstr(err.msg, "truncated"));
     hass_write_file_atomic(sh, orig, n, &err);
     patch_byte(sh, 40, 0xff); /* the first sequence length becomes huge */
-    fs = hass_featstore_open(tpath("p"), m, &err);
+    fs = hass_featstore_open(check_path("p"), m, &err);
     CHECK(!fs && err.code == HASS_STATUS_FORMAT);
     hass_write_file_atomic(sh, orig, n, &err);
-    fs = hass_featstore_open(tpath("p"), m, &err);
+    fs = hass_featstore_open(check_path("p"), m, &err);
     CHECK(fs != NULL);
     hass_featstore_close(fs);
     free(orig);
     hass_model *other = make_model(99);
-    fs = hass_featstore_open(tpath("p"), other, &err);
+    fs = hass_featstore_open(check_path("p"), other, &err);
     CHECK(!fs && err.code == HASS_STATUS_SHAPE && strstr(err.msg, "another model"));
     hass_datagen_opts o = hass_datagen_opts_default();
     o.max_new = 8;
     hass_datagen_report r;
     CHECK(run_dg(other, tok, "p.jsonl", "p", &o, &r, &err) == HASS_STATUS_ARG);
     hass_model_free(other);
-    write_text(tpath("p/index.json"), "{\"format\": \"hass-features\", \"version\": 1");
-    fs = hass_featstore_open(tpath("p"), m, &err);
+    write_text(check_path("p/index.json"), "{\"format\": \"hass-features\", \"version\": 1");
+    fs = hass_featstore_open(check_path("p"), m, &err);
     CHECK(!fs && err.code == HASS_STATUS_FORMAT);
-    write_text(tpath("p/index.json"), "{\"format\": \"hass-features\", \"version\": 2}");
-    fs = hass_featstore_open(tpath("p"), m, &err);
+    write_text(check_path("p/index.json"), "{\"format\": \"hass-features\", \"version\": 2}");
+    fs = hass_featstore_open(check_path("p"), m, &err);
     CHECK(!fs && strstr(err.msg, "version 2"));
-    fs = hass_featstore_open(tpath("missing"), m, &err);
+    fs = hass_featstore_open(check_path("missing"), m, &err);
     CHECK(!fs && err.code == HASS_STATUS_IO);
 }
 
@@ -375,11 +351,6 @@ int main(void) {
         CHECK_SKIP("models/tok512.bin not present");
         return check_exit();
     }
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/hass_test_datagen_%d", (int)getpid());
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", tmpdir, tmpdir);
-    if (system(cmd) != 0)
-        return 1;
     hass_err err = {0};
     hass_tokenizer *tok = hass_tokenizer_load_bin(tokp, 512, &err);
     hass_model *m = make_model(1);
@@ -393,8 +364,5 @@ int main(void) {
     }
     hass_model_free(m);
     hass_tokenizer_free(tok);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0)
-        return 1;
     return check_exit();
 }

@@ -12,7 +12,7 @@
  * Configurations: GQA and MHA, fc bias on and off, several sequence lengths, and RoPE plain,
  * LLaMA-3.1 rope_scaling, GGUF rope_freqs divisors with linear scaling, HF linear scaling.
  *
- * Tree expansion (decode's hass_expand_root / hass_expand_level, EAGLE-2, HASS.md 6.3) on random
+ * Tree expansion (the draft head's proposer, src/decode/expand.c, EAGLE-2, HASS.md 6.3) on random
  * small drafts and the trees they grow: every expanded node's output, and the top-k children
  * recorded for it, equal a sequential re-computation of its root-to-node path (the committed
  * context, then the path one pair at a time with a plain causal KV cache): bit-identical
@@ -129,21 +129,18 @@ static void infer_step(const hass_draft *dr, int j, int64_t T, const float *f, c
     for (int64_t i = 0; i < T; i++)
         pos[i] = (int32_t)i;
     if (j == 0) { /* the prompt: one batched causal forward */
-        CHECK(hass_draft_forward(&s, NULL, T, f, tok, pos, 1, NULL, out, &err) == HASS_OK);
+        CHECK(hass_draft_forward(&s, NULL, T, f, tok, pos, out, &err) == HASS_OK);
     } else {
         for (int64_t i = 0; i < T; i++) {
             int64_t m0 = i - j + 1 > 1 ? i - j + 1 : 1; /* true pairs committed */
             hass_draft_discard_scratch(&s);
             for (int64_t p = s.n; p < m0; p++)
-                CHECK(hass_draft_forward(&s, NULL, 1, f + p * D, tok + p, pos + p, 1, NULL, hlast,
-                                         &err) == HASS_OK);
+                CHECK(hass_draft_forward(&s, NULL, 1, f + p * D, tok + p, pos + p, hlast, &err) ==
+                      HASS_OK);
             memcpy(h, hlast, (size_t)D * sizeof(float));
             for (int64_t p = m0; p <= i; p++) { /* the chain: tree rows, own features */
-                int64_t c = p - m0, W = (c + 1 + 63) / 64;
-                memset(s.mask, 0, (size_t)W * sizeof(uint64_t));
-                for (int64_t r = 0; r <= c; r++)
-                    s.mask[r / 64] |= 1ull << (r % 64);
-                CHECK(hass_draft_forward(&s, NULL, 1, h, tok + p, pos + p, 0, s.mask, h, &err) ==
+                int32_t parent = (int32_t)(p - m0) - 1;
+                CHECK(hass_draft_forward_tree(&s, NULL, 1, h, tok + p, pos + p, &parent, h, &err) ==
                       HASS_OK);
             }
             memcpy(out + i * D, h, (size_t)D * sizeof(float));
@@ -194,7 +191,7 @@ static void test_train_vs_inference(const fwd_case *fc, double *worst) {
         for (int b = 0; b < B; b++) {
             const float *h_tr = ht + (j * N + b * T) * D;
             infer_step(dr, j, T, f + b * T * D, tok + b * T, hi);
-            hass_linear_forward(lt, h_tr, m->lm_head, NULL, T, D, V);
+            hass_train_linear_forward(lt, h_tr, m->lm_head, NULL, T, D, V);
             hass_matmul(NULL, li, hi, m->lm_head, m->lm_head_t, T, D, V);
             double e1 = norm_err(h_tr, hi, T * D), e2 = norm_err(lt, li, T * V);
             char label[160];
@@ -265,8 +262,8 @@ typedef struct {
     int bias;
     rope_kind rope;
     int64_t n_past;
-    int topk, depth;
-    int64_t n_vocab; /* reduced draft vocabulary (0 = full) */
+    int topk, levels; /* expansion levels after the root's children */
+    int64_t n_vocab;  /* reduced draft vocabulary (0 = full) */
 } tree_case;
 
 /* tokens of the path root -> c (depth of c entries) */
@@ -309,9 +306,9 @@ static void ref_children(const hass_draft *dr, const float *h, int k, int32_t *i
     free(lg);
 }
 
-/* Each level's positions and mask rows (just after hass_expand_level). */
-static int check_level(const hass_expander *x, const int32_t *frontier, int nf, int64_t n_past) {
-    const hass_tree *t = x->t;
+/* Each level's positions and mask rows (just after the level was proposed). */
+static int check_level(const hass_expander *x, const hass_tree *t, const int32_t *frontier, int nf,
+                       int64_t n_past) {
     int64_t sc = x->ds->scratch, W = (sc + 63) / 64;
     int ok = 1;
     int32_t pu[64], pv[64];
@@ -370,7 +367,7 @@ static void test_tree_expansion(const tree_case *tc, uint64_t seed) {
         hass_model_free(m);
         return;
     }
-    int64_t D = tc->d, np = tc->n_past, cap = np + tc->depth + 2;
+    int64_t D = tc->d, np = tc->n_past, cap = np + tc->levels + 2;
     int64_t V = tc->V, rows = np > HASS_TREE_MAX_TOPK ? np : HASS_TREE_MAX_TOPK;
     float *f = malloc((size_t)(np * D) * sizeof(float)), *h = malloc((size_t)D * sizeof(float));
     float *ctx_out = malloc((size_t)(np * D) * sizeof(float));
@@ -382,34 +379,32 @@ static void test_tree_expansion(const tree_case *tc, uint64_t seed) {
     for (int64_t i = 0; i < cap; i++)
         pos[i] = (int32_t)i;
 
-    /* the tree: context committed, h, root children, depth levels */
+    /* the tree: the context is caught up on (h: its last output), root children, then the
+     * levels, through the draft's proposer as decoding runs it */
     hass_draft_state ds, seq;
     CHECK(hass_draft_state_init(&ds, dr, cap, rows, NULL, &err) == HASS_OK);
     CHECK(hass_draft_state_init(&seq, dr, cap, rows, NULL, &err) == HASS_OK);
-    CHECK(hass_draft_forward(&ds, NULL, np, f, tok, pos, 1, NULL, ctx_out, &err) == HASS_OK);
     hass_tree t;
-    CHECK(hass_tree_init(&t, tc->topk + tc->depth * tc->topk * tc->topk, &err) == HASS_OK);
-    hass_expander x = {.dr = dr, .ds = &ds, .pool = NULL, .t = &t};
-    x.feat = malloc((size_t)((1 + HASS_DRAFT_MAX_SCRATCH) * D) * sizeof(float));
-    x.in = malloc((size_t)(HASS_TREE_MAX_TOPK * D) * sizeof(float));
-    x.logits = malloc((size_t)(HASS_TREE_MAX_TOPK * V) * sizeof(float));
-    x.ids = malloc(HASS_TREE_MAX_TOPK * HASS_TREE_MAX_TOPK * sizeof(int32_t));
-    x.lp = malloc(HASS_TREE_MAX_TOPK * HASS_TREE_MAX_TOPK * sizeof(float));
-    memcpy(x.feat, ctx_out + (np - 1) * D, (size_t)D * sizeof(float));
-    hass_expand_root(&x, tc->topk);
+    CHECK(hass_tree_init(&t, tc->topk + tc->levels * tc->topk * tc->topk, &err) == HASS_OK);
+    hass_expander x;
+    CHECK(hass_expander_init(&x, dr, &ds, NULL, &err) == HASS_OK);
+    hass_proposer *pr = &x.base;
+    hass_cycle cyc = {NULL, np, f, tok, np, 0}; /* the context: np pairs, none seen yet */
+    CHECK(pr->start(pr, &cyc, &err) == HASS_OK);
+    CHECK(pr->propose(pr, &t, tc->topk, &err) == HASS_OK);
     int levels_ok = 1;
-    for (int l = 0; l < tc->depth; l++) {
+    for (int l = 0; l < tc->levels; l++) {
         int32_t frontier[HASS_TREE_MAX_TOPK];
         int nf = t.n_frontier;
         memcpy(frontier, t.frontier, (size_t)nf * sizeof(int32_t));
-        CHECK(hass_expand_level(&x, np, tc->topk, &err) == HASS_OK);
-        levels_ok &= check_level(&x, frontier, nf, np);
+        CHECK(pr->propose(pr, &t, tc->topk, &err) == HASS_OK);
+        levels_ok &= check_level(&x, &t, frontier, nf, np);
     }
     CHECK_MSG(levels_ok, "positions and ancestor masks of every level");
 
     /* every node that has children: its output (the feature its children carry) and its
      * children against the sequential path */
-    CHECK(hass_draft_forward(&seq, NULL, np, f, tok, pos, 1, NULL, ctx_out, &err) == HASS_OK);
+    CHECK(hass_draft_forward(&seq, NULL, np, f, tok, pos, ctx_out, &err) == HASS_OK);
     int feats_ok = 1, kids_ok = 1, checked = 0;
     for (int32_t u = -1; u < t.n_cand; u++) {
         int32_t first = -1, n_kids = 0, path[64];
@@ -424,8 +419,7 @@ static void test_tree_expansion(const tree_case *tc, uint64_t seed) {
         memcpy(h, ctx_out + (np - 1) * D, (size_t)D * sizeof(float));
         int n = u >= 0 ? cand_path(&t, u, path) : 0;
         for (int k = 0; k < n; k++) /* the path, one pair at a time, causal */
-            CHECK(hass_draft_forward(&seq, NULL, 1, h, path + k, pos + np + k, 1, NULL, h, &err) ==
-                  HASS_OK);
+            CHECK(hass_draft_forward(&seq, NULL, 1, h, path + k, pos + np + k, h, &err) == HASS_OK);
         feats_ok &= !memcmp(h, x.feat + (int64_t)t.cand[first].feat * D, (size_t)D * 4);
         int32_t ids[HASS_TREE_MAX_TOPK];
         double lp[HASS_TREE_MAX_TOPK];
@@ -441,10 +435,10 @@ static void test_tree_expansion(const tree_case *tc, uint64_t seed) {
     }
     CHECK_MSG(feats_ok, "tree outputs == sequential paths (bit-identical), %d nodes", checked);
     CHECK_MSG(kids_ok, "children == the draft's top-k at the sequential path");
-    CHECK(checked == 1 + tc->depth * tc->topk);
+    CHECK(checked == 1 + tc->levels * tc->topk);
 
     hass_tree_free(&t);
-    free(x.feat), free(x.in), free(x.logits), free(x.ids), free(x.lp);
+    hass_expander_free(&x);
     hass_draft_state_free(&ds);
     hass_draft_state_free(&seq);
     free(f), free(h), free(ctx_out), free(tok), free(pos);
@@ -476,7 +470,7 @@ static void test_quantized_draft(void) {
     hass_err err = {0};
     hass_draft_state s;
     HASS_ASSERT(hass_draft_state_init(&s, dr, T, T, NULL, &err) == HASS_OK);
-    CHECK(hass_draft_forward(&s, NULL, T, f, tok, pos, 1, NULL, ref, &err) == HASS_OK);
+    CHECK(hass_draft_forward(&s, NULL, T, f, tok, pos, ref, &err) == HASS_OK);
     hass_draft_state_free(&s);
     char src[300], dst[300], dst2[300], path[340];
     snprintf(src, sizeof src, "%s/draft", tmpdir);
@@ -502,7 +496,7 @@ static void test_quantized_draft(void) {
             CHECK(q->fc_t == ts[k] && q->layer.tq == ts[k] && q->layer.td == ts[k] && q->fc_b);
             CHECK(q->weight_bytes * (ts[k] == HASS_DTYPE_BF16 ? 2 : 3) <= dr->weight_bytes);
             HASS_ASSERT(hass_draft_state_init(&s, q, T, T, NULL, &err) == HASS_OK);
-            CHECK(hass_draft_forward(&s, NULL, T, f, tok, pos, 1, NULL, out, &err) == HASS_OK);
+            CHECK(hass_draft_forward(&s, NULL, T, f, tok, pos, out, &err) == HASS_OK);
             hass_draft_state_free(&s);
             double e = norm_err(out, ref, T * D);
             printf("quantized draft %s: normalised error %.3g\n", hass_dtype_name(ts[k]), e);
@@ -546,10 +540,7 @@ int main(void) {
     /* fp32 products in training: the bf16 kernels (gemm.h, chosen by train-draft where they are
      * faster) round the operands on purpose, as mixed-precision training does */
     hass_gemm_set_default(HASS_GEMM_F32, NULL);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/hass_test_draft_%ld", (long)getpid());
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s", tmpdir);
-    HASS_ASSERT(system(cmd) == 0);
+    snprintf(tmpdir, sizeof tmpdir, "%s", check_tmp());
 
     const fwd_case cases[] = {
         {64, 4, 2, 96, 61, 1, ROPE_PLAIN, 1},    {64, 4, 2, 96, 61, 1, ROPE_PLAIN, 9},
@@ -577,8 +568,5 @@ int main(void) {
         for (uint64_t seed = 1; seed <= 3; seed++)
             test_tree_expansion(&trees[i], 100 * i + seed);
 
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "warning: could not remove %s\n", tmpdir);
     return check_exit();
 }

@@ -10,6 +10,8 @@
 #include "check.h"
 #include "formats/formats.h"
 
+#include <cJSON.h>
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -736,12 +738,6 @@ static void test_safetensors_corrupt(void) {
 
 static char tmpdir[256];
 
-static void make_tmpdir(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/hass_test_formats_XXXXXX");
-    if (!mkdtemp(tmpdir))
-        tmpdir[0] = 0;
-}
-
 static void path_in(char *out, size_t n, const char *name) {
     snprintf(out, n, "%s/%s", tmpdir, name);
 }
@@ -1089,9 +1085,13 @@ static void test_gguf_write_roundtrip(void) {
     CHECK(strstr(err.msg, "fill 2") != NULL);
     CHECK(stat(path, &after) == 0 && after.st_size == before.st_size &&
           after.st_mtime == before.st_mtime);
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "ls %s | grep -q tmp", tmpdir);
-    CHECK_MSG(system(cmd) != 0, "a temp file was left behind");
+    int leftover = 0;
+    DIR *dd = opendir(tmpdir);
+    for (struct dirent *de; dd && (de = readdir(dd));)
+        leftover |= strstr(de->d_name, "tmp") != NULL;
+    CHECK_MSG(dd && !leftover, "a temp file was left behind");
+    if (dd)
+        closedir(dd);
     /* an unwritable destination */
     CHECK(hass_gguf_write("/nonexistent/dir/x.gguf", l.kv, l.n, NULL, 0, NULL, NULL, &err) ==
           HASS_STATUS_IO);
@@ -1216,18 +1216,64 @@ static void test_gguf_write_hostile(void) {
     hass_gguf_kvs_free(&l);
 }
 
-static void remove_tmpdir(void) {
-    if (!tmpdir[0])
-        return;
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "warning: could not remove %s\n", tmpdir);
+/* hass_file_kind_of: the GGUF magic first, then the name, then a safetensors header's shape. */
+static void test_file_kinds(void) {
+    struct {
+        const char *name, *bytes;
+        hass_file_kind kind;
+    } cases[] = {
+        {"model.gguf", "not gguf", HASS_FILE_GGUF},
+        {"model", "GGUF\3\0\0\0", HASS_FILE_GGUF},
+        {"model.bin", "GGUF\3\0\0\0", HASS_FILE_GGUF},
+        {"w.safetensors", "x", HASS_FILE_SAFETENSORS},
+        {"w", "\x02\0\0\0\0\0\0\0{}", HASS_FILE_SAFETENSORS},
+        {"tokenizer.json", "{}", HASS_FILE_JSON},
+        {"stories.bin", "\x40\0\0\0\x7b", HASS_FILE_LLAMA2C},
+        {"notes.txt", "hello there", HASS_FILE_OTHER},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *p = check_path(cases[i].name);
+        HASS_ASSERT(check_write(p, "wb", cases[i].bytes, i == 4 ? 10 : -1) == 0);
+        CHECK_MSG(hass_file_kind_of(p) == cases[i].kind, "%s", cases[i].name);
+        unlink(p);
+    }
+    CHECK(hass_file_kind_of(check_tmp()) == HASS_FILE_DIR);
+    CHECK(hass_file_kind_of(check_path("nothing here")) == HASS_FILE_MISSING);
+    HASS_ASSERT(hass_mkdir_p(check_path("a/b/c"), NULL) == HASS_OK);
+    CHECK(hass_file_kind_of(check_path("a/b/c")) == HASS_FILE_DIR);
+    CHECK(hass_mkdir_p(check_path("a/b/c"), NULL) == HASS_OK); /* already there */
+    HASS_ASSERT(check_write(check_path("a/f"), "wb", "x", -1) == 0);
+    CHECK(hass_mkdir_p(check_path("a/f/g"), NULL) == HASS_STATUS_IO);
+}
+
+/* The JSON getters: a member of the wrong type, or a non-object, is absent. */
+static void test_json_getters(void) {
+    cJSON *o = cJSON_Parse("{\"s\": \"x\", \"i\": 42, \"f\": 2.5, \"big\": 1e13, \"neg\": -3, "
+                           "\"b\": true, \"n\": null, \"a\": [1]}");
+    int64_t v = -1;
+    double x = 0;
+    CHECK(o && !strcmp(hass_json_str(o, "s"), "x") && !hass_json_str(o, "i"));
+    CHECK(hass_json_int(o, "i", 0, 100, &v) && v == 42);
+    CHECK(!hass_json_int(o, "i", 0, 41, &v) && v == 42); /* out of range: untouched */
+    CHECK(!hass_json_int(o, "f", 0, 100, &v) && !hass_json_int(o, "big", 0, (int64_t)1e12, &v));
+    CHECK(hass_json_int(o, "neg", -5, 5, &v) && v == -3 && !hass_json_int(o, "s", 0, 9, &v));
+    CHECK(hass_json_num(o, "f", &x) && x == 2.5 && !hass_json_num(o, "n", &x));
+    CHECK(hass_json_bool(o, "b", 0) == 1 && hass_json_bool(o, "i", 7) == 7);
+    CHECK(hass_json_get(o, "a") && !hass_json_get(o, "zz"));
+    CHECK(!hass_json_get(cJSON_GetObjectItem(o, "a"), "0") && !hass_json_str(NULL, "s"));
+    CHECK(hass_json_save(check_tmp(), "o.json", o, NULL) == HASS_OK);
+    long n = 0;
+    char *back = check_read(check_path("o.json"), &n), *want = cJSON_Print(o);
+    CHECK(back && want && !strcmp(back, want));
+    CHECK(hass_json_save(check_tmp(), "null.json", NULL, NULL) == HASS_STATUS_OOM);
+    free(back);
+    free(want);
+    cJSON_Delete(o);
 }
 
 int main(void) {
     check_init("test_formats");
-    make_tmpdir();
+    snprintf(tmpdir, sizeof tmpdir, "%s", check_tmp());
     test_llama2c_real();
     test_llama2c_corrupt();
     test_gguf_real();
@@ -1237,6 +1283,7 @@ int main(void) {
     test_safetensors_roundtrip();
     test_gguf_write_roundtrip();
     test_gguf_write_hostile();
-    remove_tmpdir();
+    test_file_kinds();
+    test_json_getters();
     return check_exit();
 }

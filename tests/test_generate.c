@@ -174,12 +174,9 @@ int main(void) {
     else
         CHECK_SKIP("stories260K.gguf not found");
     /* our own GGUF export of the checkpoint + tokenizer.bin (hass export --gguf) */
-    char out[256];
-    snprintf(out, sizeof out, "/tmp/hass_test_generate_%ld.gguf", (long)getpid());
-    if (export_gguf(bin, tok, out)) {
+    const char *out = check_path("export.gguf");
+    if (export_gguf(bin, tok, out))
         run_golden(out, NULL, cases, n, 1, 0);
-        unlink(out);
-    }
     for (int i = 0; i < n; i++)
         free(cases[i].stdout_text);
     return check_exit();

@@ -378,12 +378,12 @@ static void test_overfit(void) {
     {
         float P[NROW * VOC], Lg[NROW * VOC], dl[NROW * VOC];
         int32_t idx[NROW * 10];
-        hass_linear_forward(P, x.tgt, x.lmh, NULL, NROW, D, VOC);
+        hass_train_linear_forward(P, x.tgt, x.lmh, NULL, NROW, D, VOC);
         memcpy(Lg, P, sizeof P);
-        hass_softmax_rows(NULL, P, NROW, VOC);
-        hass_topk_rows(NULL, idx, NULL, P, NROW, VOC, 10);
-        Lstar = hass_distill_loss(NULL, dl, Lg, P, idx, x.mask, NROW, VOC, 10, 0.1f, 1.0f, NULL,
-                                  NULL, NULL);
+        hass_train_softmax_rows(NULL, P, NROW, VOC);
+        hass_train_topk_rows(NULL, idx, NULL, P, NROW, VOC, 10);
+        Lstar = hass_train_distill_loss(NULL, dl, Lg, P, idx, x.mask, NROW, VOC, 10, 0.1f, 1.0f,
+                                        NULL, NULL, NULL);
     }
     hass_train_stats st;
     double L0 = 0, L = 0;

@@ -199,12 +199,11 @@ static void test_bad_configs(void) {
     /* no such path, a directory without config.json, a garbage .gguf */
     CHECK(hass_model_load("/nonexistent/model", &err) == NULL && err.msg[0]);
     snprintf(dir, sizeof dir, "%s/empty", tmp);
-    char cmd[1400];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s && printf 'GGUFxxxx' > %s/x.gguf", dir, dir);
-    HASS_ASSERT(system(cmd) == 0);
+    char path[1400];
+    snprintf(path, sizeof path, "%s/x.gguf", dir);
+    HASS_ASSERT(mkdir(dir, 0755) == 0 && check_write(path, "wb", "GGUFxxxx", -1) == 0);
     CHECK(hass_model_load(dir, &err) == NULL && err.msg[0]);
-    snprintf(cmd, sizeof cmd, "%s/x.gguf", dir);
-    CHECK(hass_model_load(cmd, &err) == NULL && err.msg[0]);
+    CHECK(hass_model_load(path, &err) == NULL && err.msg[0]);
     hass_model_free(m);
 }
 
@@ -619,9 +618,7 @@ static void check_metadata(const char *path, int n_tok) {
 static int tiny_dir(char *hf, char *out, const char *sub, const char *regex, int ignore_merges) {
     snprintf(hf, 400, "%s/%s", tmp, sub);
     snprintf(out, 400, "%s/%s.gguf", tmp, sub);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s", hf);
-    HASS_ASSERT(system(cmd) == 0);
+    HASS_ASSERT(hass_mkdir_p(hf, NULL) == HASS_OK);
     return write_tokenizer(hf, regex, ignore_merges);
 }
 
@@ -829,10 +826,7 @@ static void test_gguf_refusals(void) {
 
 int main(void) {
     check_init("test_load");
-    snprintf(tmp, sizeof tmp, "/tmp/hass_test_load_%ld", (long)getpid());
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s", tmp);
-    HASS_ASSERT(system(cmd) == 0);
+    snprintf(tmp, sizeof tmp, "%s", check_tmp());
     test_gguf_rope();
     test_export_stories();
     test_rope_scaling();
@@ -842,7 +836,5 @@ int main(void) {
     test_gguf_rope_scaling();
     test_gguf_stories();
     test_gguf_refusals();
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-    CHECK(system(cmd) == 0);
     return check_exit();
 }

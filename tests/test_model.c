@@ -290,6 +290,33 @@ static void test_perplexity(hass_model *m) {
     free(ids), free(lg);
 }
 
+/* hass_model_prefill (forwards of max_batch rows after what is committed) == one row at a
+ * time: the last logits and every row's features, bit for bit; errors for no rows and too many. */
+static void test_prefill(hass_model *m) {
+    int64_t V = m->cfg.V, d = m->cfg.d, n = 150, n0 = 7;
+    int32_t toks[160];
+    for (int64_t i = 0; i < n0 + n; i++)
+        toks[i] = (int32_t)((i * 31 + 5) % V);
+    float *lp = malloc(sizeof(float) * V), *fp = malloc(sizeof(float) * n * d);
+    float *l1 = malloc(sizeof(float) * V), *f1 = malloc(sizeof(float) * n * d);
+    runner a, b;
+    runner_init(&a, m, 2, 256);
+    runner_init(&b, m, 1, 256);
+    hass_err err = {0};
+    CHECK(hass_model_prefill(m, &a.kv, a.pool, n0, toks, NULL, NULL, &err) == HASS_OK);
+    CHECK(hass_model_prefill(m, &a.kv, a.pool, n, toks + n0, lp, fp, &err) == HASS_OK);
+    CHECK_EQ_INT(a.kv.n, n0 + n);
+    for (int64_t i = 0; i < n0 + n; i++)
+        run_chain(&b, toks + i, 1, l1, i >= n0 ? f1 + (i - n0) * d : NULL);
+    CHECK_BITEQ(lp, l1, V, "prefill: the last row's logits");
+    CHECK_BITEQ(fp, f1, n * d, "prefill: every row's features");
+    CHECK(hass_model_prefill(m, &a.kv, a.pool, 0, toks, lp, NULL, &err) == HASS_STATUS_ARG);
+    CHECK(hass_model_prefill(m, &a.kv, a.pool, 100, toks, lp, NULL, &err) == HASS_STATUS_RANGE);
+    runner_free(&a);
+    runner_free(&b);
+    free(lp), free(fp), free(l1), free(f1);
+}
+
 int main(void) {
     check_init("test_model");
     test_attention_window();
@@ -304,8 +331,10 @@ int main(void) {
             continue;
         test_batch_invariance(m, names[k]);
         test_tree(m, names[k]);
-        if (k == 0)
+        if (k == 0) {
             test_bad_input(m);
+            test_prefill(m);
+        }
         if (k == 1)
             test_perplexity(m);
         hass_model_free(m);

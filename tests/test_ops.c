@@ -6,8 +6,13 @@
  * batch-invariance properties speculative decoding relies on: a row computed alone equals,
  * bit for bit, the same row computed in a batch, whatever the thread count.
  *
+ * The per-ISA helpers (ops.h internal section) are also checked one by one at the lengths of real
+ * head dimensions (8 .. 128) and odd ones: the dot of several keys equals the dot of one, bit for
+ * bit; the weighted average of v rows is elementwise and blind to keys of probability 0; exp
+ * and the weighted average give the same bits on AVX2 and AVX-512 (one sequence per element).
+ *
  * Tolerances. matmul: |y - ref| <= (in/L + 24) * 2^-24 * sum_i |x_i w_i| per element (L = 8 or
- * 16 lanes: the float rounding bound of L chains of in/L terms, the horizontal sum and the tail);
+ * 16 lanes: the float rounding bound of L chains of in/L terms and the horizontal sum);
  * with AVX512_BF16 for bf16 weights x is rounded to bf16 first, adding 2^-8 * sum_i |x_i w_i|.
  * rmsnorm, softmax, attention: relative 1e-5 / absolute 1e-6 (attention 2e-5 / 2e-6), a few
  * float roundings per element against double references; rope: see test_rope.
@@ -115,7 +120,7 @@ static void check_matmul_err(const float *y, const float *ref, const float *x, c
 }
 
 static void test_matmul_vs_ref(const isa_case *ic) {
-    static const int64_t ins[] = {1, 7, 31, 33, 257, 1000, 32, 96, 384};
+    static const int64_t ins[] = {1, 7, 8, 16, 31, 33, 64, 80, 128, 257, 1000, 32, 96, 384};
     static const int64_t outs[] = {1, 3, 17, 65, 16, 48, 50, 100};
     static const hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16, HASS_DTYPE_F16};
     const int64_t NMAX = 20;
@@ -123,7 +128,7 @@ static void test_matmul_vs_ref(const isa_case *ic) {
     for (int d = 0; d < 3; d++) {
         hass_dtype t = dts[d];
         int bf16x = t == HASS_DTYPE_BF16 && (ic->features & HASS_CPU_AVX512BF16);
-        for (int a = 0; a < 9; a++)
+        for (int a = 0; a < (int)(sizeof ins / sizeof ins[0]); a++)
             for (int b = 0; b < 8; b++) {
                 int64_t in = ins[a], out = outs[b];
                 float *wf, *x = randn(NMAX * in, 1.0f);
@@ -196,6 +201,73 @@ static void test_matmul_threads(const isa_case *ic, hass_pool **pools) {
         }
         free(ym), free(wf), free(x), free(W), free(one), free(y);
     }
+}
+
+/* hass_ops_tune's block heights and prefetch switches change nothing in any result: every
+ * setting gives the default's bits, for every dtype, batch size and thread count (Q8_0: the
+ * integer product of quant.h, which takes no tuning, checked the same way). */
+static void test_tune_bits(const isa_case *ic, hass_pool **pools) {
+    static const hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16, HASS_DTYPE_F16,
+                                     HASS_DTYPE_Q8_0};
+    static const int64_t ns[] = {1, 3, 8, 9, 23};
+    const int64_t out = 301, NMAX = 23;
+    for (int d = 0; d < 4; d++)
+        for (int a = 0; a < 2; a++) {
+            hass_dtype t = dts[d];
+            int64_t in = a ? 320 : t == HASS_DTYPE_Q8_0 ? 96 : 100;
+            float *wf, *x = randn(NMAX * in, 1.0f);
+            void *W = rand_weights(t, out, in, &wf);
+            float *ref = malloc((size_t)(NMAX * out) * sizeof(float));
+            float *y = malloc((size_t)(NMAX * out) * sizeof(float));
+            HASS_ASSERT(ref && y);
+            int ok = 1;
+            for (int k = 0; k < 5; k++) {
+                hass_ops_tune_set(NULL);
+                hass_matmul(pools[1], ref, x, W, t, ns[k], in, out);
+                for (int rb = 1; rb <= 4; rb++)
+                    for (int pf = 1; pf <= 2; pf++) {
+                        hass_ops_tune tu = {0, {rb, rb}, {pf, pf, pf}};
+                        hass_ops_tune_set(&tu);
+                        memset(y, 0xff, (size_t)(ns[k] * out) * sizeof(float));
+                        hass_matmul(pools[(rb + pf) % 3], y, x, W, t, ns[k], in, out);
+                        ok &= memcmp(y, ref, (size_t)(ns[k] * out) * sizeof(float)) == 0;
+                    }
+            }
+            hass_ops_tune_set(NULL);
+            CHECK_MSG(ok, "matmul %s %s in=%lld: a tuned block height or prefetch changed bits",
+                      ic->name, hass_dtype_name(t), (long long)in);
+            free(wf), free(x), free(W), free(ref), free(y);
+        }
+}
+
+/* hass_ops_tune's bf16 choice: the kernels of the narrower ISA, bit for bit, for bf16 products;
+ * never wider than what the CPU (and hass_cpu_force) allow. */
+static void test_tune_bf16(void) {
+    hass_cpu_force(-1);
+    int f = hass_cpu_available();
+    static const int choice[] = {HASS_BF16_AMX, HASS_BF16_DP, HASS_BF16_FMA};
+    const int mask[] = {f, f & ~HASS_CPU_AMX, f & ~(HASS_CPU_AMX | HASS_CPU_AVX512BF16)};
+    const int64_t in = 256, out = 100, n = 5;
+    float *wf, *x = randn(n * in, 1.0f);
+    void *W = rand_weights(HASS_DTYPE_BF16, out, in, &wf);
+    float *a = malloc((size_t)(n * out) * sizeof(float)), *b = malloc((size_t)(n * out) * 4);
+    HASS_ASSERT(a && b);
+    for (int c = 0; c < 3; c++) {
+        hass_cpu_force(mask[c]);
+        hass_matmul(NULL, a, x, W, HASS_DTYPE_BF16, n, in, out);
+        const char *want = hass_cpu_isa_name();
+        hass_cpu_force(-1);
+        hass_ops_tune tu = {choice[c], {0, 0}, {0, 0, 0}};
+        hass_ops_tune_set(&tu);
+        CHECK_MSG(strcmp(hass_cpu_isa_name(), want) == 0, "bf16 choice %d: isa %s, want %s",
+                  choice[c], hass_cpu_isa_name(), want);
+        CHECK_MSG((hass_cpu_features() & ~f) == 0, "bf16 choice %d: wider than the CPU", choice[c]);
+        hass_matmul(NULL, b, x, W, HASS_DTYPE_BF16, n, in, out);
+        CHECK_MSG(!memcmp(a, b, (size_t)(n * out) * sizeof(float)),
+                  "bf16 choice %d: not the %s kernel's bits", choice[c], want);
+        hass_ops_tune_set(NULL);
+    }
+    free(wf), free(x), free(W), free(a), free(b);
 }
 
 static void test_rows(const isa_case *ic) {
@@ -352,6 +424,143 @@ static void test_attention(const isa_case *ic, hass_pool **pools) {
             for (int c = 0; c < 4; c++)
                 for (int tree = 0; tree < 2; tree++)
                     attn_case(ic, pools, dhs[a], pasts[b], ns[c], tree);
+    /* the other head dimensions of real models, fewer shapes */
+    static const int64_t dhs2[] = {16, 32, 80, 96, 128};
+    for (int a = 0; a < 5; a++) {
+        attn_case(ic, pools, dhs2[a], 37, 1, 0);
+        attn_case(ic, pools, dhs2[a], 5, 20, 1);
+    }
+}
+
+/* The per-ISA helpers at head-dimension lengths: dot against a double reference and against
+ * the matrix product (the same element arithmetic), dots against dot bit for bit (every group
+ * size, partial groups included), wavg against a double reference, element by element against
+ * itself, and with zero-probability keys spliced in; scale_max and exp. */
+static const int64_t KLENS[] = {1,  2,  6,  7,  8,  9,  15, 16,  17, 24,
+                                31, 32, 33, 48, 64, 80, 96, 128, 130};
+#define NKLENS ((int)(sizeof KLENS / sizeof KLENS[0]))
+
+static void test_dot_kernels(const isa_case *ic) {
+    hass__kernels kn = hass__kernels_get();
+    int lanes = (ic->features & HASS_CPU_AVX512) ? 16 : 8;
+    for (int a = 0; a < NKLENS; a++) {
+        int64_t Dh = KLENS[a], nk = 37, ks = 3 * Dh + 1;
+        float *q = randn(Dh, 1.0f), *k = randn(nk * ks, 1.0f);
+        float *s = malloc((size_t)nk * sizeof(float)), *y = malloc(sizeof(float));
+        float *ref = malloc((size_t)nk * sizeof(float)), *w = malloc((size_t)(nk * Dh) * 4);
+        HASS_ASSERT(s && y && ref && w);
+        for (int64_t j = 0; j < nk; j++)
+            memcpy(w + j * Dh, k + j * ks, (size_t)Dh * sizeof(float));
+        hass_ref_matmul(ref, q, w, HASS_DTYPE_F32, 1, Dh, nk);
+        int same_mm = 1, dots_ok = 1;
+        float *d1 = malloc((size_t)nk * sizeof(float));
+        HASS_ASSERT(d1);
+        for (int64_t j = 0; j < nk; j++) {
+            d1[j] = kn.dot(q, k + j * ks, Dh);
+            hass_matmul(NULL, y, q, w + j * Dh, HASS_DTYPE_F32, 1, Dh, 1);
+            same_mm &= y[0] == d1[j];
+        }
+        char label[96];
+        snprintf(label, sizeof label, "dot %s n=%lld", ic->name, (long long)Dh);
+        check_matmul_err(d1, ref, q, w, 1, Dh, nk, lanes, 0, label);
+        CHECK_MSG(same_mm, "%s: != the matrix product's element", label);
+        for (int64_t m = 1; m <= nk; m += (m < 20 ? 1 : 7)) { /* every partial group size */
+            memset(s, 0xff, (size_t)nk * sizeof(float));
+            kn.dots(s, q, k, ks, m, Dh);
+            for (int64_t j = 0; j < nk; j++)
+                dots_ok &= j < m ? s[j] == d1[j] : s[j] != s[j]; /* untouched past m: NaN */
+        }
+        CHECK_MSG(dots_ok, "dots %s Dh=%lld: != dot per key (or wrote past nk)", ic->name,
+                  (long long)Dh);
+        free(q), free(k), free(s), free(y), free(ref), free(w), free(d1);
+    }
+}
+
+/* G heads (G = 1..8 over the lengths) with their own probabilities and v rows (two heads per
+ * v head, as with GQA): against a double reference, each element alone (G 1, Dh 1), each head
+ * alone, and each head with its zero-probability keys removed, the last three bit for bit. */
+static void test_wavg(const isa_case *ic) {
+    hass__kernels kn = hass__kernels_get();
+    for (int a = 0; a < NKLENS; a++) {
+        int64_t Dh = KLENS[a], nk = 45, ps = nk + 5, vs = 4 * Dh + 3;
+        int G = 1 + a % 8;
+        float *v = randn(nk * vs, 1.0f), *p = randn(G * ps, 1.0f);
+        float *o = malloc((size_t)(G * Dh + 1) * sizeof(float)), *o1 = malloc((size_t)Dh * 4);
+        float *vc = malloc((size_t)(nk * vs) * sizeof(float)), *pc = malloc((size_t)nk * 4);
+        HASS_ASSERT(o && o1 && vc && pc);
+        int64_t voff[8], zero = 0;
+        for (int g = 0; g < G; g++) {
+            voff[g] = (g / 2) * Dh + (g % 3); /* shared and unaligned v rows */
+            for (int64_t j = 0; j < nk; j++)
+                p[g * ps + j] = (j + g) % 5 == 3 ? 0.0f : fabsf(p[g * ps + j]) + 0.01f;
+        }
+        o[G * Dh] = 12345.0f;
+        kn.wavg(o, p, ps, v, voff, vs, nk, Dh, G);
+        int64_t bad = 0;
+        int elem_ok = 1, head_ok = 1, mask_ok = 1;
+        for (int g = 0; g < G; g++) {
+            const float *pg = p + g * ps, *vg = v + voff[g];
+            double sum = 0;
+            for (int64_t j = 0; j < nk; j++)
+                sum += pg[j];
+            for (int64_t e = 0; e < Dh; e++) {
+                double r = 0, mag = 0;
+                for (int64_t j = 0; j < nk; j++) {
+                    r += (double)pg[j] * vg[j * vs + e];
+                    mag += (double)pg[j] * fabs(vg[j * vs + e]);
+                }
+                bad += !(fabs(o[g * Dh + e] - r / sum) <= 1e-5 * mag / sum + 1e-30);
+                int64_t off1 = voff[g] + e;
+                kn.wavg(o1, pg, ps, v, &off1, vs, nk, 1, 1); /* this element alone */
+                elem_ok &= o1[0] == o[g * Dh + e];
+            }
+            kn.wavg(o1, pg, ps, v, voff + g, vs, nk, Dh, 1); /* this head alone */
+            head_ok &= !memcmp(o1, o + g * Dh, (size_t)Dh * sizeof(float));
+            int64_t m = 0; /* the keys with p = 0 removed */
+            for (int64_t j = 0; j < nk; j++)
+                if (pg[j] != 0.0f) {
+                    pc[m] = pg[j];
+                    memcpy(vc + m * vs, vg + j * vs, (size_t)Dh * sizeof(float));
+                    m++;
+                }
+            zero += nk - m;
+            int64_t off0 = 0;
+            kn.wavg(o1, pc, nk, vc, &off0, vs, m, Dh, 1);
+            mask_ok &= !memcmp(o1, o + g * Dh, (size_t)Dh * sizeof(float));
+        }
+        CHECK(zero > 0);
+        CHECK_MSG(bad == 0 && o[G * Dh] == 12345.0f,
+                  "wavg %s Dh=%lld G=%d: %lld elements off (or wrote past)", ic->name,
+                  (long long)Dh, G, (long long)bad);
+        CHECK_MSG(elem_ok && head_ok,
+                  "wavg %s Dh=%lld G=%d: an element or head alone != in the group", ic->name,
+                  (long long)Dh, G);
+        CHECK_MSG(mask_ok, "wavg %s Dh=%lld G=%d: keys with p = 0 count", ic->name, (long long)Dh,
+                  G);
+        free(v), free(p), free(o), free(o1), free(vc), free(pc);
+    }
+}
+
+static void test_scale_max(const isa_case *ic) {
+    hass__kernels kn = hass__kernels_get();
+    CHECK(kn.scale_max(NULL, 0, 2.0f) == -INFINITY);
+    for (int a = 0; a < NKLENS; a++) {
+        int64_t n = KLENS[a];
+        float *x = randn(n + 1, 3.0f), *y = malloc((size_t)(n + 1) * sizeof(float));
+        HASS_ASSERT(y);
+        memcpy(y, x, (size_t)(n + 1) * sizeof(float));
+        x[n] = 1e30f; /* past the end: neither scaled nor counted */
+        y[n] = 1e30f;
+        float mx = kn.scale_max(y, n, 0.3535f), want = -INFINITY;
+        int ok = y[n] == 1e30f;
+        for (int64_t i = 0; i < n; i++) {
+            float t = x[i] * 0.3535f;
+            ok &= y[i] == t;
+            want = t > want ? t : want;
+        }
+        CHECK_MSG(ok && mx == want, "scale_max %s n=%lld", ic->name, (long long)n);
+        free(x), free(y);
+    }
 }
 
 static void test_convert(void) {
@@ -366,37 +575,73 @@ static void test_convert(void) {
     }
 }
 
-/* the vector exp against expf: ~1 ulp on [-88, 88], exactly 0 below -88 and for -inf */
-static void test_exp(void) {
+/* the exp of every ISA against expf: exact for the scalar build, ~1 ulp for the vector ones on
+ * [-88, 88]; exactly 0 below -88 and for -inf; x - sub formed first; odd lengths for the
+ * masked tails, which must not write past n. */
+static void test_exp(const isa_case *ic) {
     enum { N = 4099 };
-    static float x[N], want[N], got[N];
-    for (int i = 0; i < N; i++)
-        x[i] = -90.0f + 178.0f * (float)i / (N - 1);
-    x[0] = -INFINITY;
-    x[1] = -88.5f;
-    for (int i = 0; i < N; i++)
-        want[i] = x[i] < -88.0f ? 0.0f : expf(x[i]);
-    memcpy(got, x, sizeof x);
-    hass__exp_scalar(got, N);
-    CHECK_CLOSE(got, want, N, 0, 0, "exp scalar");
-    if (!(hass_cpu_features() & HASS_CPU_AVX2)) {
-        CHECK_SKIP("no AVX2: vector exp not run");
+    static float x[N + 1], want[N], got[N + 1];
+    hass__kernels kn = hass__kernels_get();
+    for (int si = 0; si < 2; si++) {
+        float sub = si ? 3.25f : 0.0f;
+        for (int i = 0; i < N; i++)
+            x[i] = -90.0f + 178.0f * (float)i / (N - 1) + sub;
+        x[0] = -INFINITY;
+        x[1] = -88.5f + sub;
+        for (int i = 0; i < N; i++)
+            want[i] = x[i] - sub < -88.0f ? 0.0f : expf(x[i] - sub);
+        double tol = ic->features ? 4e-7 : 0.0, atol = ic->features ? 1e-38 : 0.0;
+        for (int n = 1; n <= 40; n += 3) {
+            memcpy(got, x, sizeof x);
+            got[n] = 777.0f;
+            kn.exp(got, n, sub);
+            CHECK_CLOSE(got, want, n, atol, tol, "exp (short)");
+            CHECK(got[n] == 777.0f);
+        }
+        memcpy(got, x, sizeof x);
+        kn.exp(got, N, sub);
+        char label[64];
+        snprintf(label, sizeof label, "exp %s sub=%g", ic->name, (double)sub);
+        CHECK_CLOSE(got, want, N, atol, tol, label);
+        CHECK(got[0] == 0.0f && got[1] == 0.0f);
+    }
+}
+
+/* exp and the weighted average are elementwise with one fixed sequence of operations per
+ * element (the same FMAs, the same polynomial), written once per vector width: the AVX2 and
+ * AVX-512 kernels must agree bit for bit. */
+static void test_isas_agree(void) {
+    int f = hass_cpu_available();
+    if (!(f & HASS_CPU_AVX512) || !(f & HASS_CPU_AVX2)) {
+        CHECK_SKIP("AVX2 and AVX-512 not both available: cross-ISA identity not run");
         return;
     }
-    for (int n = 1; n <= 19; n += 3) { /* odd lengths exercise the tail */
-        memcpy(got, x, sizeof x);
-        hass__exp_avx2(got, n);
-        CHECK_CLOSE(got, want, n, 1e-38, 4e-7, "exp avx2 (short)");
-    }
-    memcpy(got, x, sizeof x);
-    hass__exp_avx2(got, N);
-    CHECK_CLOSE(got, want, N, 1e-38, 4e-7, "exp avx2");
-    CHECK(got[0] == 0.0f && got[1] == 0.0f);
+    enum { N = 1003, NK = 77, DH = 80 };
+    float *x = randn(N, 30.0f), *e2 = malloc(N * sizeof(float)), *e5 = malloc(N * sizeof(float));
+    float *v = randn(NK * 2 * DH, 1.0f), *p = randn(2 * NK, 1.0f), *o2 = malloc(2 * DH * 4);
+    float *o5 = malloc(2 * DH * sizeof(float));
+    HASS_ASSERT(e2 && e5 && o2 && o5);
+    for (int j = 0; j < 2 * NK; j++)
+        p[j] = j % 7 == 2 ? 0.0f : fabsf(p[j]);
+    int64_t voff[2] = {0, DH};
+    hass_cpu_force(HASS_CPU_AVX2);
+    hass__kernels k2 = hass__kernels_get();
+    hass_cpu_force(HASS_CPU_AVX2 | HASS_CPU_AVX512);
+    hass__kernels k5 = hass__kernels_get();
+    hass_cpu_force(-1);
+    memcpy(e2, x, N * sizeof(float));
+    memcpy(e5, x, N * sizeof(float));
+    k2.exp(e2, N, 1.5f);
+    k5.exp(e5, N, 1.5f);
+    CHECK_MSG(!memcmp(e2, e5, N * sizeof(float)), "exp: avx2 != avx512");
+    k2.wavg(o2, p, NK, v, voff, 2 * DH, NK, DH, 2);
+    k5.wavg(o5, p, NK, v, voff, 2 * DH, NK, DH, 2);
+    CHECK_MSG(!memcmp(o2, o5, 2 * DH * sizeof(float)), "wavg: avx2 != avx512");
+    free(x), free(e2), free(e5), free(v), free(p), free(o2), free(o5);
 }
 
 int main(void) {
     check_init("test_ops");
-    test_exp();
     hass_rng_seed(&rng, 1234);
     hass_pool *pools[3] = {hass_pool_create(1), hass_pool_create(2), hass_pool_create(3)};
     HASS_ASSERT(pools[0] && pools[1] && pools[2]);
@@ -405,12 +650,19 @@ int main(void) {
     for (int i = 0; i < ncs; i++) {
         hass_cpu_force(cs[i].features);
         CHECK(strcmp(hass_cpu_isa_name(), cs[i].name) == 0);
+        test_exp(&cs[i]);
+        test_dot_kernels(&cs[i]);
+        test_wavg(&cs[i]);
+        test_scale_max(&cs[i]);
         test_matmul_vs_ref(&cs[i]);
         test_matmul_threads(&cs[i], pools);
+        test_tune_bits(&cs[i], pools);
         test_rows(&cs[i]);
         test_attention(&cs[i], pools);
     }
     hass_cpu_force(-1);
+    test_isas_agree();
+    test_tune_bf16();
 #if defined(HASS_AVX512_EMU)
     /* the emulation build must really run the AVX-512 kernels, and use them by default */
     CHECK(ncs == 4);

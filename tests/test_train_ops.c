@@ -89,7 +89,7 @@ static void test_linear(int bias) {
     fill(x, N * in, 1), fill(W, out * in, 0.5f), fill(b, out, 0.5f), fill(R, N * out, 1);
     fill(base, N * in > out * in ? N * in : out * in, 1);
     lin_ctx c = {to_d(x, N * in), to_d(W, out * in), bias ? to_d(b, out) : NULL, R, N, in, out};
-    hass_linear_forward(y, x, W, bias ? b : NULL, N, in, out);
+    hass_train_linear_forward(y, x, W, bias ? b : NULL, N, in, out);
     double L = 0;
     for (int64_t i = 0; i < N * out; i++)
         L += (double)y[i] * R[i];
@@ -97,7 +97,7 @@ static void test_linear(int bias) {
     memcpy(dx, base, (size_t)(N * in) * sizeof(float));
     memcpy(dW, base, (size_t)(out * in) * sizeof(float));
     memcpy(db, base, (size_t)out * sizeof(float));
-    hass_linear_backward(dx, dW, bias ? db : NULL, R, x, W, N, in, out);
+    hass_train_linear_backward(dx, dW, bias ? db : NULL, R, x, W, N, in, out);
     unbias(dx, base, N * in), unbias(dW, base, out * in), unbias(db, base, out);
     fd_grad(fd, c.x, N * in, lin_loss, &c);
     CHECK_CLOSE(dx, fd, N * in, GATOL, GRTOL, "linear dx");
@@ -140,14 +140,14 @@ static void test_rmsnorm(void) {
     float *dx = falloc(N * d), *dw = falloc(d), *base = falloc(N * d), *fd = falloc(N * d);
     fill(x, N * d, 1), fill(w, d, 1), fill(R, N * d, 1), fill(base, N * d, 1);
     rms_ctx c = {to_d(x, N * d), to_d(w, d), R, N, d, 1e-5};
-    hass_rmsnorm_forward(y, rstd, x, w, N, d, 1e-5f);
+    hass_train_rmsnorm_forward(y, rstd, x, w, N, d, 1e-5f);
     double L = 0;
     for (int64_t i = 0; i < N * d; i++)
         L += (double)y[i] * R[i];
     CHECK(fabs(L - rms_loss(&c)) < 1e-4 * (1 + fabs(L)));
     memcpy(dx, base, (size_t)(N * d) * sizeof(float));
     memcpy(dw, base, (size_t)d * sizeof(float));
-    hass_rmsnorm_backward(dx, dw, R, x, w, rstd, N, d);
+    hass_train_rmsnorm_backward(dx, dw, R, x, w, rstd, N, d);
     unbias(dx, base, N * d), unbias(dw, base, d);
     fd_grad(fd, c.x, N * d, rms_loss, &c);
     CHECK_CLOSE(dx, fd, N * d, GATOL, GRTOL, "rmsnorm dx");
@@ -193,21 +193,21 @@ static void test_rope(hass_rope_style style) {
     hass_rope_params rp = hass_rope_plain(100.0f);
     hass_rope_freqs(&rp, hd, inv);
     rope_ctx c = {to_d(x, n), R, N, T, nh, hd, inv, style};
-    hass_rope_table(ct, st, T, hd, inv);
+    hass_train_rope_table(ct, st, T, hd, inv);
     memcpy(y, x, (size_t)n * sizeof(float));
-    hass_rope_forward(y, N, T, nh, hd, ct, st, style);
+    hass_train_rope_forward(y, N, T, nh, hd, ct, st, style);
     double L = 0;
     for (int64_t i = 0; i < n; i++)
         L += (double)y[i] * R[i];
     CHECK(fabs(L - rope_loss(&c)) < 1e-4 * (1 + fabs(L)));
     float *g = falloc(n);
     memcpy(g, R, (size_t)n * sizeof(float));
-    hass_rope_backward(g, N, T, nh, hd, ct, st, style);
+    hass_train_rope_backward(g, N, T, nh, hd, ct, st, style);
     fd_grad(fd, c.x, n, rope_loss, &c);
     CHECK_CLOSE(g, fd, n, GATOL, GRTOL,
                 style == HASS_ROPE_HALF ? "rope half dx" : "rope interleaved dx");
     // the backward really is the inverse rotation: backward(forward(x)) == x
-    hass_rope_backward(y, N, T, nh, hd, ct, st, style);
+    hass_train_rope_backward(y, N, T, nh, hd, ct, st, style);
     CHECK_CLOSE(y, x, n, 1e-6, 1e-5, "rope roundtrip");
     free(c.x), free(x), free(R), free(ct), free(st), free(fd), free(y), free(g);
 
@@ -227,8 +227,8 @@ static void test_rope(hass_rope_style style) {
     memcpy(b, a, (size_t)(TL * NH * HD) * sizeof(float));
     for (int i = 0; i < TL; i++)
         pos[i] = i;
-    hass_rope_table(ct2, st2, TL, HD, finv);
-    hass_rope_forward(a, TL, TL, NH, HD, ct2, st2, style);
+    hass_train_rope_table(ct2, st2, TL, HD, finv);
+    hass_train_rope_forward(a, TL, TL, NH, HD, ct2, st2, style);
     hass_rope(b, TL, NH, HD, pos, finv, style);
     CHECK_BITEQ(a, b, TL * NH * HD, "training rope == inference rope");
     free(ct2), free(st2), free(a), free(b), free(pos);
@@ -249,7 +249,7 @@ static void test_mask(void) {
         for (int j = 0; j <= 7; j++) {
             int64_t *n0 = malloc((size_t)T * sizeof(int64_t));
             int *kf = malloc((size_t)T * sizeof(int));
-            hass_align_mask(T, j, n0, kf);
+            hass_train_align_mask(T, j, n0, kf);
             for (int64_t i = 0; i < T; i++) {
                 int64_t seen = 0;
                 for (int s = 0; s <= j; s++)
@@ -334,9 +334,9 @@ static void test_attention(int j, int64_t T, int64_t bq, hass_pool *pool) {
         c.k[s] = to_d(k[s], N * kvd), c.v[s] = to_d(v[s], N * kvd);
     }
     c.q = to_d(q, N * qd);
-    float *scr = falloc((int64_t)hass_attn_align_scratch(T, j, bq, hass_pool_size(pool)));
-    hass_attn_align_forward(pool, out, lse, q, (const float *const *)k, (const float *const *)v, B,
-                            T, j, H, Hkv, Dh, bq, scr);
+    float *scr = falloc((int64_t)hass_train_attn_align_scratch(T, j, bq, hass_pool_size(pool)));
+    hass_train_attn_align_forward(pool, out, lse, q, (const float *const *)k,
+                                  (const float *const *)v, B, T, j, H, Hkv, Dh, bq, scr);
     double *ro = malloc((size_t)(N * qd) * sizeof(double));
     ref_attn(ro, &c);
     float *rof = falloc(N * qd);
@@ -346,8 +346,8 @@ static void test_attention(int j, int64_t T, int64_t bq, hass_pool *pool) {
     snprintf(lab, sizeof lab, "attn forward j=%d T=%lld bq=%lld", j, (long long)T, (long long)bq);
     CHECK_CLOSE(out, rof, N * qd, 1e-5, 1e-4, lab);
     memcpy(dq, base, (size_t)(N * qd) * sizeof(float));
-    hass_attn_align_backward(pool, dq, dk, dv, R, out, lse, q, (const float *const *)k,
-                             (const float *const *)v, B, T, j, H, Hkv, Dh, bq, scr);
+    hass_train_attn_align_backward(pool, dq, dk, dv, R, out, lse, q, (const float *const *)k,
+                                   (const float *const *)v, B, T, j, H, Hkv, Dh, bq, scr);
     unbias(dq, base, N * qd);
     fd_grad(fd, c.q, N * qd, attn_loss, &c);
     snprintf(lab, sizeof lab, "attn dq j=%d T=%lld bq=%lld", j, (long long)T, (long long)bq);
@@ -387,25 +387,25 @@ static void test_silu_residual(void) {
     float *dg = falloc(n), *du = falloc(n), *base = falloc(n);
     fill(g, n, 4), fill(u, n, 2), fill(R, n, 1), fill(base, n, 1);
     silu_ctx c = {to_d(g, n), to_d(u, n), R, n};
-    hass_silu_mul_forward(y, g, u, n);
+    hass_train_silu_mul_forward(y, g, u, n);
     double L = 0;
     for (int64_t i = 0; i < n; i++)
         L += (double)y[i] * R[i];
     CHECK(fabs(L - silu_loss(&c)) < 1e-4 * (1 + fabs(L)));
     memcpy(dg, base, (size_t)n * sizeof(float)), memcpy(du, base, (size_t)n * sizeof(float));
-    hass_silu_mul_backward(dg, du, R, g, u, n);
+    hass_train_silu_mul_backward(dg, du, R, g, u, n);
     unbias(dg, base, n), unbias(du, base, n);
     fd_grad(fd, c.g, n, silu_loss, &c);
     CHECK_CLOSE(dg, fd, n, GATOL, GRTOL, "silu_mul dg");
     fd_grad(fd, c.u, n, silu_loss, &c);
     CHECK_CLOSE(du, fd, n, GATOL, GRTOL, "silu_mul du");
     // residual: out = a + b; both gradients accumulate dout
-    hass_residual_forward(y, g, u, n);
+    hass_train_residual_forward(y, g, u, n);
     for (int64_t i = 0; i < n; i++)
         fd[i] = g[i] + u[i];
     CHECK_BITEQ(y, fd, n, "residual forward");
     memcpy(dg, base, (size_t)n * sizeof(float)), memcpy(du, base, (size_t)n * sizeof(float));
-    hass_residual_backward(dg, du, R, n);
+    hass_train_residual_backward(dg, du, R, n);
     unbias(dg, base, n), unbias(du, base, n);
     CHECK_CLOSE(dg, R, n, 1e-6, 0, "residual da");
     CHECK_CLOSE(du, R, n, 1e-6, 0, "residual db");
@@ -444,14 +444,14 @@ static void test_smoothl1(void) {
             h[i] += 0.05f;
     sl1_ctx c = {to_d(h, N * d), to_d(t, N * d), m, N, d};
     memcpy(dh, base, (size_t)(N * d) * sizeof(float));
-    double L = hass_smoothl1_loss(dh, h, t, m, N, d, 1.0f);
+    double L = hass_train_smoothl1_loss(dh, h, t, m, N, d, 1.0f);
     CHECK(fabs(L - sl1_loss(&c)) < 1e-6 * (1 + fabs(L)));
     unbias(dh, base, N * d);
     fd_grad(fd, c.h, N * d, sl1_loss, &c);
     CHECK_CLOSE(dh, fd, N * d, GATOL, GRTOL, "smoothl1 dh");
     // gscale multiplies the gradient only
     memset(dh, 0, (size_t)(N * d) * sizeof(float));
-    double L2 = hass_smoothl1_loss(dh, h, t, m, N, d, 3.0f);
+    double L2 = hass_train_smoothl1_loss(dh, h, t, m, N, d, 3.0f);
     for (int64_t i = 0; i < N * d; i++)
         fd[i] *= 3.0f;
     CHECK(L2 == L);
@@ -496,7 +496,7 @@ static void test_topk_select(void) {
     int32_t *idx = calloc((size_t)(N * K), sizeof(int32_t)), amax[7];
     fill(p, N * V, 1);
     p[3 * V + 4] = p[3 * V + 9] = 2.0f; // a tie: the lower index comes first
-    hass_topk_rows(NULL, idx, amax, p, N, V, K);
+    hass_train_topk_rows(NULL, idx, amax, p, N, V, K);
     int bad = 0;
     for (int64_t r = 0; r < N; r++) {
         const float *pr = p + r * V;
@@ -521,11 +521,11 @@ static void test_distill(float ws, float wk, const char *name) {
     float *dl = falloc(N * V), *fd = falloc(N * V);
     int32_t *idx = calloc((size_t)(N * K), sizeof(int32_t)), am[5];
     fill(z, N * V, 3), fill(p, N * V, 3);
-    hass_softmax_rows(NULL, p, N, V);
-    hass_topk_rows(NULL, idx, NULL, p, N, V, K);
+    hass_train_softmax_rows(NULL, p, N, V);
+    hass_train_topk_rows(NULL, idx, NULL, p, N, V, K);
     ce_ctx c = {to_d(z, N * V), p, m, idx, N, V, K, ws, wk};
     double soft, topk;
-    double L = hass_distill_loss(NULL, dl, z, p, idx, m, N, V, K, ws, wk, &soft, &topk, am);
+    double L = hass_train_distill_loss(NULL, dl, z, p, idx, m, N, V, K, ws, wk, &soft, &topk, am);
     char lab[64];
     snprintf(lab, sizeof lab, "%s value", name);
     CHECK_MSG(fabs(L - ce_loss(&c)) < 1e-5 * (1 + fabs(L)), "%s: %.9g vs %.9g", lab, L,
@@ -535,7 +535,7 @@ static void test_distill(float ws, float wk, const char *name) {
     snprintf(lab, sizeof lab, "%s dlogits", name);
     CHECK_CLOSE(dl, fd, N * V, GATOL, GRTOL, lab);
     // in place (dlogits aliasing logits) gives the same result, and the argmax of masked rows
-    double L2 = hass_distill_loss(NULL, z, z, p, idx, m, N, V, K, ws, wk, NULL, NULL, NULL);
+    double L2 = hass_train_distill_loss(NULL, z, z, p, idx, m, N, V, K, ws, wk, NULL, NULL, NULL);
     CHECK(L2 == L);
     CHECK_BITEQ(z, dl, N * V, "distill in place");
     CHECK_EQ_INT(am[2], -1);
@@ -560,10 +560,12 @@ static void test_distill_threads(void) {
     for (int64_t r = 0; r < N; r++)
         m[r] = m[r] > 0 ? 1.0f : 0.0f;
     hass_pool *pool = hass_pool_create(2);
-    hass_softmax_rows(pool, p, N, V);
-    hass_topk_rows(pool, idx, NULL, p, N, V, K);
-    double a = hass_distill_loss(NULL, d1, z, p, idx, m, N, V, K, 0.1f, 1.0f, NULL, NULL, NULL);
-    double b = hass_distill_loss(pool, d2, z, p, idx, m, N, V, K, 0.1f, 1.0f, NULL, NULL, NULL);
+    hass_train_softmax_rows(pool, p, N, V);
+    hass_train_topk_rows(pool, idx, NULL, p, N, V, K);
+    double a =
+        hass_train_distill_loss(NULL, d1, z, p, idx, m, N, V, K, 0.1f, 1.0f, NULL, NULL, NULL);
+    double b =
+        hass_train_distill_loss(pool, d2, z, p, idx, m, N, V, K, 0.1f, 1.0f, NULL, NULL, NULL);
     CHECK(fabs(a - b) < 1e-12 * (1 + fabs(a)));
     CHECK_BITEQ(d1, d2, N * V, "distill 1 vs 2 threads");
     hass_pool_destroy(pool);

@@ -14,30 +14,6 @@
 
 #include <unistd.h>
 
-static char tmpdir[256];
-
-static const char *tpath(const char *name) {
-    static char buf[8][512];
-    static int k;
-    char *b = buf[k++ & 7];
-    snprintf(b, 512, "%s/%s", tmpdir, name);
-    return b;
-}
-
-static int files_equal(const char *a, const char *b) {
-    char *x = NULL, *y = NULL;
-    size_t nx = 0, ny = 0;
-    hass_err err = {0};
-    if (hass_read_file(a, &x, &nx, &err) || hass_read_file(b, &y, &ny, &err)) {
-        free(x);
-        return 0;
-    }
-    int eq = nx == ny && !memcmp(x, y, nx);
-    free(x);
-    free(y);
-    return eq;
-}
-
 typedef struct {
     double loss[512];
     int n;
@@ -51,8 +27,8 @@ static void on_step(void *user, const hass_train_log *l) {
 
 static hass_train_run_opts opts(const char *out, int hass) {
     hass_train_run_opts o = hass_train_run_opts_default();
-    o.data_dir = tpath("feat");
-    o.out_dir = tpath(out);
+    o.data_dir = check_path("feat");
+    o.out_dir = check_path(out);
     o.model_path = "synthetic";
     o.batch = 2;
     o.seq_len = 24;
@@ -77,11 +53,6 @@ int main(void) {
         CHECK_SKIP("models/tok512.bin not present");
         return check_exit();
     }
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/hass_test_trainer_%d", (int)getpid());
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", tmpdir, tmpdir);
-    if (system(cmd) != 0)
-        return 1;
     hass_err err = {0};
     hass_tokenizer *tok = hass_tokenizer_load_bin(tokp, 512, &err);
     hass_model_config c = hass_model_config_make(32, 64, 2, 4, 2, 512, 256);
@@ -94,14 +65,14 @@ int main(void) {
         return check_exit();
 
     /* data: the target's greedy continuations of a few prompts */
-    FILE *f = fopen(tpath("p.txt"), "wb");
+    FILE *f = fopen(check_path("p.txt"), "wb");
     fputs("Once upon a time\nThe dog ran\nLily saw a bird\nTom had a ball\n", f);
     fclose(f);
     hass_datagen_opts dg = hass_datagen_opts_default();
-    dg.data_path = tpath("p.txt");
+    dg.data_path = check_path("p.txt");
     dg.max_new = 20;
     hass_datagen_report dr;
-    CHECK(hass_datagen_run(m, tok, NULL, tpath("feat"), &dg, &dr, &err) == HASS_OK);
+    CHECK(hass_datagen_run(m, tok, NULL, check_path("feat"), &dg, &dr, &err) == HASS_OK);
     CHECK_EQ_INT(dr.sequences, 4);
 
     /* 1. train K steps -> a loadable draft */
@@ -114,21 +85,19 @@ int main(void) {
     CHECK_MSG(st == HASS_OK, "%s", err.msg);
     CHECK_EQ_INT(r.steps_done, 2 * K);
     CHECK(r.complete && r.tokens > 0 && r.gflop > 0);
-    hass_draft *d = hass_draft_load(tpath("straight"), m, &err);
+    hass_draft *d = hass_draft_load(check_path("straight"), m, &err);
     CHECK_MSG(d != NULL, "%s", err.msg);
     CHECK(d && d->has_bias && d->fc_b); /* fc bias on by default, as in EAGLE's training */
     hass_draft_free(d);
 
     /* 1b. a reduced draft vocabulary from the data: the most frequent trained tokens first
      * (on a copy: the resume test below compares "straight" byte for byte) */
-    char cpcmd[1200];
-    snprintf(cpcmd, sizeof cpcmd, "cp -r %s %s", tpath("straight"), tpath("vocab"));
-    CHECK(system(cpcmd) == 0);
-    CHECK(hass_draft_set_vocab(tpath("vocab"), m, tpath("feat"), 7, &err) == HASS_OK);
-    d = hass_draft_load(tpath("vocab"), m, &err);
+    CHECK(check_copy(check_path("straight"), check_path("vocab")) == 0);
+    CHECK(hass_draft_set_vocab(check_path("vocab"), m, check_path("feat"), 7, &err) == HASS_OK);
+    d = hass_draft_load(check_path("vocab"), m, &err);
     CHECK_MSG(d != NULL && d->n_vocab == 7, "%s", err.msg);
     if (d) {
-        hass_featstore *fs = hass_featstore_open(tpath("feat"), m, &err);
+        hass_featstore *fs = hass_featstore_open(check_path("feat"), m, &err);
         int64_t cnt[1024] = {0}, V = m->cfg.V < 1024 ? m->cfg.V : 1024;
         int32_t ids[512];
         uint8_t mk[512];
@@ -151,7 +120,8 @@ int main(void) {
         hass_featstore_close(fs);
     }
     hass_draft_free(d);
-    CHECK(hass_draft_set_vocab(tpath("vocab"), m, tpath("feat"), 0, &err) == HASS_STATUS_ARG);
+    CHECK(hass_draft_set_vocab(check_path("vocab"), m, check_path("feat"), 0, &err) ==
+          HASS_STATUS_ARG);
 
     /* 2. resume: K steps, stop, K more == 2K straight (bit-exact state and draft) */
     o = opts("resumed", 1);
@@ -160,15 +130,16 @@ int main(void) {
     o.stop_at = K;
     CHECK(train(m, &o, NULL, &r, &err) == HASS_OK);
     CHECK(r.steps_done == K && !r.complete);
-    CHECK(!files_equal(tpath("straight/trainer_state.safetensors"),
-                       tpath("resumed/trainer_state.safetensors")));
+    CHECK(!check_same_file(check_path("straight/trainer_state.safetensors"),
+                           check_path("resumed/trainer_state.safetensors")));
     o.stop_at = 0;
     CHECK(train(m, &o, NULL, &r, &err) == HASS_OK);
     CHECK(r.start_step == K && r.steps_done == 2 * K && r.complete);
-    CHECK_MSG(files_equal(tpath("straight/trainer_state.safetensors"),
-                          tpath("resumed/trainer_state.safetensors")),
+    CHECK_MSG(check_same_file(check_path("straight/trainer_state.safetensors"),
+                              check_path("resumed/trainer_state.safetensors")),
               "params, AdamW m/v, step, rng and cursor after a resume == straight run");
-    CHECK(files_equal(tpath("straight/model.safetensors"), tpath("resumed/model.safetensors")));
+    CHECK(check_same_file(check_path("straight/model.safetensors"),
+                          check_path("resumed/model.safetensors")));
     /* a different configuration in the same directory is refused */
     o.lr = 1e-3f;
     CHECK(train(m, &o, NULL, &r, &err) == HASS_STATUS_ARG);
@@ -196,21 +167,21 @@ int main(void) {
     float *p = hass_aligned_alloc(lay.total * sizeof(float));
     float *q = hass_aligned_alloc(lay.total * sizeof(float));
     hass_draft_params_init(p, &lay, &dc, 77);
-    CHECK(hass_draft_write_params(tpath("init"), &m->cfg, &dc, &lay, p, HASS_DTYPE_F32, "t",
+    CHECK(hass_draft_write_params(check_path("init"), &m->cfg, &dc, &lay, p, HASS_DTYPE_F32, "t",
                                   &err) == HASS_OK);
-    CHECK(hass_train_load_draft(tpath("init"), &dc, &lay, q, &err) == HASS_OK);
+    CHECK(hass_train_load_draft(check_path("init"), &dc, &lay, q, &err) == HASS_OK);
     CHECK_BITEQ(p, q, lay.total, "init-from round trip");
     o = opts("stage2", 1);
-    o.init_from = tpath("init");
+    o.init_from = check_path("init");
     o.steps = 1;
     o.lr = 0; /* lr 0 with weight decay: parameters stay those of the init draft */
     CHECK(train(m, &o, NULL, &r, &err) == HASS_STATUS_SHAPE); /* it has no bias: say so */
     CHECK(strstr(err.msg, "--no-bias") != NULL);
     o.has_bias = 0;
     CHECK(train(m, &o, NULL, &r, &err) == HASS_OK);
-    CHECK(hass_train_load_draft(tpath("stage2"), &dc, &lay, q, &err) == HASS_OK);
+    CHECK(hass_train_load_draft(check_path("stage2"), &dc, &lay, q, &err) == HASS_OK);
     CHECK_BITEQ(p, q, lay.total, "stage 2 starts from the stage-1 draft");
-    d = hass_draft_load(tpath("stage2"), m, &err);
+    d = hass_draft_load(check_path("stage2"), m, &err);
     CHECK_MSG(d != NULL, "%s", err.msg);
     if (d) {
         float want[HASS_ROPE_MAX_HALF];
@@ -220,13 +191,13 @@ int main(void) {
     }
     hass_draft_free(d);
     dc.has_bias = 1;
-    CHECK(hass_train_load_draft(tpath("init"), &dc, &lay, q, &err) == HASS_STATUS_SHAPE);
+    CHECK(hass_train_load_draft(check_path("init"), &dc, &lay, q, &err) == HASS_STATUS_SHAPE);
     hass_aligned_free(p);
     hass_aligned_free(q);
 
     /* 5. bad inputs */
     o = opts("bad", 1);
-    o.data_dir = tpath("nothing");
+    o.data_dir = check_path("nothing");
     CHECK(train(m, &o, NULL, &r, &err) == HASS_STATUS_IO);
     o = opts("bad", 1);
     o.batch = 0;
@@ -238,8 +209,5 @@ int main(void) {
 
     hass_model_free(m);
     hass_tokenizer_free(tok);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0)
-        return 1;
     return check_exit();
 }

@@ -37,9 +37,13 @@ for s in $stages; do
             --batch 4 --accum 2 --steps 1600 --lr 1e-3 --min-lr 1e-4 --warmup 100 \
             --weight-decay 0.1 --clip 1.0 --seed 1 --eval-every 100 --eval-windows 64 \
             --ckpt-every 50 --threads "$THREADS" ${PRETRAIN_FLAGS:-} ;;
-    chatdata) # the corpus's conversations, once each (the corpus repeats them)
+    chatdata) # the corpus's conversations, once each (the corpus repeats them), the first
+        # ones of each source up to a cap (about 0.6M tokens: chat, code and math in proportions
+        # that fit the features and two draft trainings in an hour on two cores)
         [ -s "$W/chat.jsonl" ] ||
-            { jq -c 'select(has("messages"))' "$W/corpus/train.jsonl" | awk '!seen[$0]++' \
+            { jq -c 'select(has("messages"))' "$W/corpus/train.jsonl" | awk '!seen[$0]++' |
+                jq -c --argjson cap '{"gsm8k":1200,"new_codealpaca":800,"code_alpaca":400,"lima":150,"alpaca":500,"dpo":100}' \
+                    -n '[inputs] | group_by(.source) | map(.[0:($cap[.[0].source] // length)]) | .[][]' \
                 > "$W/chat.jsonl.tmp" && mv "$W/chat.jsonl.tmp" "$W/chat.jsonl"; } ;;
     datagen) # the target's features over those conversations, in its chat template
         "$HASS" datagen -m "$W/target/model" --data "$W/chat.jsonl" -o "$W/feat" --chat \

@@ -1,22 +1,12 @@
 /*
- * api.c — the public interface (include/hass.h) over the internal modules.
+ * api.c — the public interface (include/hass.h) over the internal modules, and the one path
+ * by which the hass commands open sessions and generate (api.h).
  */
-#include "hass.h"
-
-#include "decode/decode.h"
-#include "formats/formats.h"
+#include "api/api.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct hass_session {
-    hass_model *m;
-    hass_tokenizer *tok;
-    hass_draft *dr;
-    hass_pool *pool;
-    hass_engine *e;
-};
 
 hass_options hass_options_default(void) {
     hass_options o;
@@ -29,15 +19,17 @@ hass_options hass_options_default(void) {
     return o;
 }
 
-static int fail(char *buf, size_t len, int code, const char *msg) {
-    if (buf && len)
-        snprintf(buf, len, "%s", msg);
-    return code;
+hass_open_options hass_open_options_default(void) {
+    hass_open_options o;
+    memset(&o, 0, sizeof o);
+    return o;
 }
 
-static int is_gguf(const char *p) {
-    size_t n = strlen(p);
-    return n >= 5 && !strcmp(p + n - 5, ".gguf");
+/* err as the public functions return it: the message in buf, 2 for invalid arguments. */
+static int fail(char *buf, size_t len, const hass_err *err) {
+    if (buf && len)
+        snprintf(buf, len, "%s", err->msg[0] ? err->msg : hass_status_str(err->code));
+    return err->code == HASS_STATUS_ARG ? 2 : 1;
 }
 
 void hass_close(hass_session *s) {
@@ -51,60 +43,78 @@ void hass_close(hass_session *s) {
     free(s);
 }
 
-hass_session *hass_open(const char *model, const char *tokenizer, const char *draft, int threads,
-                        char *errbuf, size_t err_len) {
-    hass_err err = {0};
-    hass_session *s = calloc(1, sizeof *s);
-    if (!s || !model) {
-        fail(errbuf, err_len, 2, s ? "hass_open: no model path" : "out of memory");
-        free(s);
+hass_session *hass_session_create(const char *model, const hass_open_options *o, hass_err *err) {
+    hass_open_options none = hass_open_options_default();
+    if (!o)
+        o = &none;
+    if (!model) {
+        hass_err_set(err, HASS_STATUS_ARG, "no model path");
         return NULL;
     }
-    if (!(s->m = hass_model_load(model, &err)))
-        goto bad;
-    if (tokenizer) {
-        size_t n = strlen(tokenizer);
-        s->tok = n > 5 && !strcmp(tokenizer + n - 5, ".json")
-                     ? hass_tokenizer_load_json(tokenizer, &err)
-                     : hass_tokenizer_load_bin(tokenizer, (int32_t)s->m->cfg.V, &err);
-    } else if (is_gguf(model)) {
-        hass_gguf g;
-        if (hass_gguf_open(&g, model, &err) == HASS_OK) {
-            s->tok = hass_tokenizer_load_gguf(&g, &err);
-            hass_gguf_close(&g);
-        }
-    } else {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/tokenizer.json", model);
-        s->tok = hass_tokenizer_load_json(path, &err);
+    hass_session *s = calloc(1, sizeof *s);
+    if (!s) {
+        hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+        return NULL;
     }
-    if (!s->tok)
-        goto bad;
-    if (draft && !(s->dr = hass_draft_load(draft, s->m, &err)))
-        goto bad;
-    if (!(s->pool = hass_pool_create(threads))) {
-        hass_err_set(&err, HASS_STATUS_OOM, "cannot start threads");
-        goto bad;
+    /* the tokenizer first: a missing one is a usage error, found before the model is mapped */
+    if (!(s->tok = hass_tokenizer_open(model, o->tokenizer, err)) ||
+        !(s->m = hass_model_load(model, err)))
+        goto fail;
+    if (hass_tokenizer_vocab_size(s->tok) > s->m->cfg.V) {
+        hass_err_set(err, HASS_STATUS_SHAPE, "tokenizer has %d tokens, the model only %lld",
+                     hass_tokenizer_vocab_size(s->tok), (long long)s->m->cfg.V);
+        goto fail;
     }
-    if (!(s->e = hass_engine_create(s->m, s->tok, s->dr, s->pool, 0, &err)))
-        goto bad;
+    if (o->draft && !(s->dr = hass_draft_load(o->draft, s->m, err)))
+        goto fail;
+    if (!(s->pool = hass_pool_create(o->threads))) {
+        hass_err_set(err, HASS_STATUS_OOM, "cannot start threads");
+        goto fail;
+    }
+    if (!(s->e = hass_engine_create(s->m, s->tok, s->dr, s->pool, o->ctx, err)))
+        goto fail;
     return s;
-bad:
-    fail(errbuf, err_len, 1, err.msg);
+fail:
     hass_close(s);
     return NULL;
+}
+
+int hass_session_open(const char *model, const hass_open_options *o, hass_session **s, char *errbuf,
+                      size_t err_len) {
+    hass_err err = {0};
+    *s = hass_session_create(model, o, &err);
+    return *s ? 0 : fail(errbuf, err_len, &err);
+}
+
+hass_session *hass_open(const char *model, const char *tokenizer, const char *draft, int threads,
+                        char *errbuf, size_t err_len) {
+    hass_open_options o = {tokenizer, draft, threads, 0};
+    hass_session *s = NULL;
+    hass_session_open(model, &o, &s, errbuf, err_len);
+    return s;
 }
 
 int64_t hass_tokenize_text(hass_session *s, const char *text, int32_t *ids, int64_t cap,
                            char *errbuf, size_t err_len) {
     hass_err err = {0};
-    if (!s || !text)
-        return fail(errbuf, err_len, 2, "hass_tokenize_text: NULL argument") ? -1 : -1;
+    if (!s || !text) {
+        hass_err_set(&err, HASS_STATUS_ARG, "hass_tokenize_text: NULL argument");
+        fail(errbuf, err_len, &err);
+        return -1;
+    }
     int64_t n = hass_tokenizer_encode(s->tok, text, strlen(text), hass_tokenizer_wants_bos(s->tok),
                                       1, ids, cap, &err);
     if (n < 0)
-        fail(errbuf, err_len, 1, err.msg);
+        fail(errbuf, err_len, &err);
     return n < 0 ? -1 : n;
+}
+
+hass_gen_params hass_gen_params_of(const hass_options *o) {
+    hass_gen_params p = {0};
+    p.max_new = o->max_new_tokens;
+    p.sampling = (hass_sampler_params){o->temperature, o->top_k, o->top_p, o->seed};
+    p.tree = (hass_tree_params){o->tree_depth, o->tree_topk, o->tree_tokens};
+    return p;
 }
 
 typedef struct {
@@ -122,50 +132,57 @@ static int on_token(int32_t tok, void *user) {
     return n && c->fn ? c->fn(c->buf, n, c->user) : 0;
 }
 
-int hass_run(hass_session *s, const char *prompt, const hass_options *o, hass_text_fn on_text,
-             void *user, hass_result *result, char *errbuf, size_t err_len) {
-    hass_err err = {0};
-    if (!s || !prompt || !o)
-        return fail(errbuf, err_len, 2, "hass_run: NULL argument");
+hass_status hass_session_generate(hass_session *s, const hass_chat_msg *msgs, int n,
+                                  const hass_options *o, hass_text_fn on_text, void *user,
+                                  int32_t *tokens_out, hass_gen_stats *stats, hass_err *err) {
     if (o->max_new_tokens < 0 || o->temperature < 0 || o->top_k < 0 || o->top_p < 0 ||
-        o->top_p > 1 || o->tree_depth < 1 || o->tree_topk < 1 || o->tree_tokens < 0)
-        return fail(errbuf, err_len, 2, "hass_run: invalid options");
-    char *text = NULL;
-    const char *src = prompt;
-    if (o->chat) {
-        hass_chat_msg msg = {"user", prompt};
-        if (!(text = hass_tokenizer_chat_render(s->tok, &msg, 1, 1, &err)))
-            return fail(errbuf, err_len, 1, err.msg);
-        src = text;
-    }
-    size_t len = strlen(src);
-    int32_t *ids = malloc((len + 8) * sizeof(int32_t));
+        o->top_p > 1 || o->tree_depth < 1 || o->tree_topk < 1 || o->tree_tokens < 0 || n < 1)
+        return hass_err_set(err, HASS_STATUS_ARG, "invalid options");
+    int sys = o->chat && o->system;
+    hass_chat_msg *all = malloc((size_t)(n + sys) * sizeof *all);
+    int32_t *ids = NULL;
     text_ctx tc = {s, {0}, NULL, hass_tokenizer_detok_cap(s->tok) + 16, on_text, user};
     tc.buf = malloc(tc.cap);
-    int rc = 1;
-    if (!ids || !tc.buf) {
-        hass_err_set(&err, HASS_STATUS_OOM, "out of memory");
+    hass_status st = HASS_OK;
+    if (!all || !tc.buf) {
+        st = hass_err_set(err, HASS_STATUS_OOM, "out of memory");
         goto done;
     }
-    int64_t n = hass_tokenizer_encode(s->tok, src, len, hass_tokenizer_wants_bos(s->tok), 1, ids,
-                                      (int64_t)len + 8, &err);
-    if (n <= 0) {
-        if (n == 0)
-            hass_err_set(&err, HASS_STATUS_ARG, "the prompt encodes to no tokens");
+    if (sys)
+        all[0] = (hass_chat_msg){"system", o->system};
+    memcpy(all + sys, msgs, (size_t)n * sizeof *all);
+    int64_t n_ids = hass_tokenizer_encode_prompt(s->tok, all, n + sys, o->chat, &ids, err);
+    if (n_ids < 0) {
+        st = err ? err->code : HASS_STATUS_ARG;
         goto done;
     }
     hass_detok_init(&tc.dt);
-    tc.dt.prev = ids[n - 1];
-    hass_gen_params p = {0};
-    p.max_new = o->max_new_tokens;
-    p.sampling = (hass_sampler_params){o->temperature, o->top_k, o->top_p, o->seed};
-    p.tree = (hass_tree_params){o->tree_depth - 1, o->tree_topk, o->tree_tokens};
-    hass_gen_stats st;
-    if (hass_generate(s->e, ids, n, &p, o->speculative && s->dr, on_token, &tc, NULL, &st, &err))
+    tc.dt.prev = ids[n_ids - 1]; /* continue after the prompt: no dummy-prefix stripping */
+    hass_gen_params p = hass_gen_params_of(o);
+    if ((st = hass_generate(s->e, ids, n_ids, &p, o->speculative && s->dr, on_token, &tc,
+                            tokens_out, stats, err)))
         goto done;
     size_t nf = hass_detok_flush(s->tok, &tc.dt, tc.buf, tc.cap);
     if (nf && on_text)
         on_text(tc.buf, nf, user);
+done:
+    free(all);
+    free(ids);
+    free(tc.buf);
+    return st;
+}
+
+int hass_run(hass_session *s, const char *prompt, const hass_options *o, hass_text_fn on_text,
+             void *user, hass_result *result, char *errbuf, size_t err_len) {
+    hass_err err = {0};
+    if (!s || !prompt || !o) {
+        hass_err_set(&err, HASS_STATUS_ARG, "hass_run: NULL argument");
+        return fail(errbuf, err_len, &err);
+    }
+    hass_chat_msg msg = {"user", prompt};
+    hass_gen_stats st;
+    if (hass_session_generate(s, &msg, 1, o, on_text, user, NULL, &st, &err))
+        return fail(errbuf, err_len, &err);
     if (result) {
         result->n_prompt = st.n_prompt;
         result->n_generated = st.n_generated;
@@ -175,12 +192,5 @@ int hass_run(hass_session *s, const char *prompt, const hass_options *o, hass_te
         result->seconds = st.seconds;
         result->tokens_per_s = st.tokens_per_s;
     }
-    rc = 0;
-done:
-    if (rc)
-        fail(errbuf, err_len, err.code == HASS_STATUS_ARG ? 2 : 1, err.msg);
-    free(ids);
-    free(tc.buf);
-    free(text);
-    return rc ? (err.code == HASS_STATUS_ARG ? 2 : 1) : 0;
+    return 0;
 }

@@ -5,6 +5,7 @@
 #ifndef HASS_CLI_H
 #define HASS_CLI_H
 
+#include "api/api.h"
 #include "core/core.h"
 #include "decode/decode.h"
 #include "formats/formats.h"
@@ -29,10 +30,6 @@ int cli_parse_float(const char *flag, const char *s, double lo, double hi, doubl
  * error message) if missing. */
 const char *cli_need_value(int argc, char **argv, int *i);
 
-/* Opens the tokenizer of a model path (-m), a llama2.c tokenizer.bin (-z) or an explicit
- * tokenizer file; NULL with err set (HASS_STATUS_ARG: usage error). */
-hass_tokenizer *cli_open_tokenizer(const char *model, const char *zbin, const char *tokfile,
-                                   hass_err *err);
 /* A model's name from its path: "path/to/stories260K.bin" -> "stories260K",
  * "models/default/target/" -> "target" (GGUF general.name of export and quantize). */
 void cli_model_name(const char *path, char *out, size_t cap);
@@ -43,41 +40,23 @@ int cli_default_model(const char **model, const char **draft, int want_draft, ch
                       size_t cap, const char *cmd);
 /* Path of models/default/<name> (cwd or beside the binary), or NULL if absent. */
 const char *cli_default_path(const char *name, char *buf, size_t cap);
-/* BOS (if the model wants it) + encode(text), or the chat template with chat; *ids_out is
- * heap-allocated (caller frees). Returns the count or -1 with err set. */
-int64_t cli_encode_prompt(const hass_tokenizer *tok, const char *text, int chat, const char *system,
-                          int32_t **ids_out, hass_err *err);
-
-/* The chat template over msgs (+ the generation prompt), encoded like cli_encode_prompt. */
-int64_t cli_encode_chat(const hass_tokenizer *tok, const hass_chat_msg *msgs, int n,
-                        int32_t **ids_out, hass_err *err);
-
-/* Flags shared by generate and bench: model, draft, sampling, tree, threads, context, output. */
+/* Flags shared by generate and bench: model, draft, sampling, tree, threads, context, output.
+ * They fill the public API's options, so the commands open and generate as hass.h does. */
 typedef struct {
-    const char *model, *zbin, *draft;
-    long long n_new, seed, top_k, depth, topk, tokens, threads, ctx;
-    double temp, top_p;
-    int chat, json;
+    const char *model;
+    hass_open_options open; /* -z (the tokenizer), -d, --threads, --ctx */
+    hass_options gen;       /* -n, -t, --top-p, --top-k, --seed, --chat, --tree-* */
+    int json;
 } cli_gen_opts;
-/* Defaults: n_new = n_new_default, greedy, top-p 1, tree depth 6 / top-k 10 / auto. */
+/* Defaults: hass_options_default() with max_new_tokens = n_new_default. */
 void cli_gen_opts_init(cli_gen_opts *o, long long n_new_default);
 /* If argv[*i] is one of the shared flags, consumes it (and its value) and returns 1; returns 0
  * if it is not one of them; returns -1 after printing a usage error (exit 2). */
 int cli_gen_flag(int argc, char **argv, int *i, cli_gen_opts *o);
 
-/* Everything a generating command holds: tokenizer, model, draft (optional), pool, engine. */
-typedef struct {
-    hass_tokenizer *tok;
-    hass_model *m;
-    hass_draft *dr;
-    hass_pool *pool;
-    hass_engine *e;
-} cli_session;
-/* Opens model (+ zbin tokenizer for llama2.c files) and draft (may be NULL). Returns 0, or the
- * exit code (2 usage, 1 runtime) with err set; s is then closed. */
-int cli_session_open(cli_session *s, const char *model, const char *zbin, const char *draft,
-                     long long threads, long long ctx, hass_err *err);
-void cli_session_close(cli_session *s);
+/* Opens the session of the shared flags (hass_session_create); NULL after printing the error
+ * (*rc: 2 usage, 1 runtime). */
+hass_session *cli_session_open(const cli_gen_opts *g, int *rc);
 
 /* subcommands (one file each: src/cli/cmd_<name>.c; convert is in cmd_export.c) */
 int cmd_bench(int argc, char **argv);

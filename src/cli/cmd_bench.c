@@ -6,6 +6,7 @@
  */
 #include "cli/cli.h"
 #include "decode/decode.h"
+#include "eval/eval.h"
 
 #include <cJSON.h>
 #include <math.h>
@@ -38,62 +39,28 @@ typedef struct {
     int n;
 } prompt_list;
 
+/* The prompt file as a suite (hass_eval_suite_load: the one reader of prompt files), flattened:
+ * each question's first turn, or all its turns with all_turns. */
 static int load_prompts(const char *path, int limit, int all_turns, prompt_list *pl,
                         hass_err *err) {
-    char *buf = NULL;
-    if (hass_read_file(path, &buf, NULL, err) != HASS_OK)
+    hass_eval_suite su;
+    if (hass_eval_suite_load(&su, "bench", path, limit, err))
         return -1;
-    int cap = 64, lineno = 0;
-    pl->texts = malloc((size_t)cap * sizeof(char *));
-    pl->turn = malloc((size_t)cap * sizeof(int));
+    int n = 0;
+    for (int q = 0; q < su.n; q++)
+        n += all_turns ? su.q[q].n_turns : 1;
+    pl->texts = calloc((size_t)n, sizeof(char *));
+    pl->turn = calloc((size_t)n, sizeof(int));
     pl->n = 0;
-    int n_q = 0;
-    for (char *line = strtok(buf, "\n"); line && (limit <= 0 || n_q < limit);
-         line = strtok(NULL, "\n")) {
-        lineno++;
-        while (*line == ' ' || *line == '\t' || *line == '\r')
-            line++;
-        if (!*line)
-            continue;
-        cJSON *o = cJSON_Parse(line);
-        const cJSON *v = NULL, *turns = NULL;
-        if (cJSON_IsObject(o)) {
-            v = cJSON_GetObjectItemCaseSensitive(o, "prompt");
-            if (!cJSON_IsString(v)) {
-                const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "turns");
-                v = cJSON_IsArray(t) ? cJSON_GetArrayItem(t, 0) : NULL;
-                turns = cJSON_IsString(v) ? t : NULL;
-            }
-            if (!cJSON_IsString(v))
-                v = cJSON_GetObjectItemCaseSensitive(o, "question");
-        }
-        if (!cJSON_IsString(v)) {
-            cJSON_Delete(o);
-            free(buf);
-            hass_err_set(err, HASS_STATUS_FORMAT,
-                         "%s:%d: not a JSON object with \"prompt\", \"turns\" or \"question\"",
-                         path, lineno);
-            return -1;
-        }
-        int nt = all_turns && turns ? cJSON_GetArraySize(turns) : 1;
-        for (int k = 0; k < nt; k++) {
-            const cJSON *tv = k == 0 ? v : cJSON_GetArrayItem(turns, k);
-            if (!cJSON_IsString(tv))
-                break;
-            if (pl->n == cap) {
-                cap *= 2;
-                pl->texts = realloc(pl->texts, (size_t)cap * sizeof(char *));
-                pl->turn = realloc(pl->turn, (size_t)cap * sizeof(int));
-            }
+    for (int q = 0; q < su.n && pl->texts && pl->turn; q++)
+        for (int k = 0; k < (all_turns ? su.q[q].n_turns : 1); k++) {
             pl->turn[pl->n] = k;
-            pl->texts[pl->n++] = strdup(tv->valuestring);
+            pl->texts[pl->n++] = su.q[q].turns[k];
+            su.q[q].turns[k] = NULL; /* moved */
         }
-        n_q++;
-        cJSON_Delete(o);
-    }
-    free(buf);
-    if (pl->n == 0) {
-        hass_err_set(err, HASS_STATUS_FORMAT, "%s: no prompts", path);
+    hass_eval_suite_free(&su);
+    if (!pl->texts || !pl->turn) {
+        hass_err_set(err, HASS_STATUS_OOM, "out of memory");
         return -1;
     }
     return 0;
@@ -138,25 +105,22 @@ int cmd_bench(int argc, char **argv) {
             return 2;
         }
     }
-    const char *model = g.model, *zbin = g.zbin, *draft = g.draft;
-    long long n_new = g.n_new, seed = g.seed, top_k = g.top_k, depth = g.depth, topk = g.topk,
-              tokens = g.tokens, threads = g.threads, ctx = g.ctx;
-    double temp = g.temp, top_p = g.top_p;
-    int chat = g.chat, json = g.json;
     if (!pfile)
         return cli_fail(2, "bench: --prompts FILE is required");
-    if (all_turns && !g.chat)
+    if (all_turns && !g.gen.chat)
         return cli_fail(2, "bench: --all-turns needs --chat (turns are chat messages)");
     char defm[1024], defd[1024];
-    if (cli_default_model(&model, &draft, 1, defm, defd, sizeof defm, "bench"))
+    if (cli_default_model(&g.model, &g.open.draft, 1, defm, defd, sizeof defm, "bench"))
         return 1;
-    if (!draft)
+    if (!g.open.draft)
         return cli_fail(2, "bench: -d DRAFT is required (plain vs speculative)");
 
-    int rc = 1;
+    int rc = 1, json = g.json;
+    double temp = g.gen.temperature;
+    int64_t n_new = g.gen.max_new_tokens;
     hass_err err = {0};
     prompt_list pl = {0};
-    cli_session cs = {0};
+    hass_session *ses = NULL;
     int32_t *a = NULL, *b = NULL;
     char **answers = NULL;
     hass_chat_msg hist[64];
@@ -166,11 +130,9 @@ int cmd_bench(int argc, char **argv) {
     cJSON *rows = cJSON_CreateArray();
     if (load_prompts(pfile, (int)limit, all_turns, &pl, &err))
         goto fail;
-    if ((rc = cli_session_open(&cs, model, zbin, draft, threads, ctx, &err)))
-        goto fail;
+    if (!(ses = cli_session_open(&g, &rc)))
+        goto done; /* the error is printed */
     rc = 1;
-    hass_tokenizer *tok = cs.tok;
-    hass_engine *e = cs.e;
     if (outp && !(fo = fopen(outp, "w"))) {
         hass_err_set(&err, HASS_STATUS_IO, "%s: cannot write", outp);
         goto fail;
@@ -179,42 +141,36 @@ int cmd_bench(int argc, char **argv) {
     b = malloc((size_t)n_new * sizeof(int32_t));
     speedups = malloc((size_t)pl.n * sizeof(double));
     answers = calloc((size_t)pl.n, sizeof(char *));
-    hass_gen_params gp = {0};
-    gp.max_new = n_new;
-    gp.sampling = (hass_sampler_params){(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
-    gp.tree = (hass_tree_params){(int)depth - 1, (int)topk, (int)tokens};
+    hass_options plain = g.gen, spec = g.gen;
+    plain.speculative = 0;
+    spec.speculative = 1;
     int identical = 1, n_done = 0;
     double tp_tok = 0, tp_sec = 0, ts_tok = 0, ts_sec = 0, t_draft = 0, t_verify = 0, t_level = 0,
            tau_num = 0, tau_den = 0, nodes = 0;
-    int64_t levels = 0, acc[HASS_MAX_DEPTH + 1] = {0};
+    int64_t levels = 0, acc[HASS_TREE_MAX_DEPTH] = {0};
     hass_progress prog;
     hass_progress_init(&prog, "bench", "prompts", pl.n);
     if (!json)
         fprintf(stderr, "%-4s %6s %6s %9s %9s %7s %6s %5s\n", "#", "n_prm", "n_gen", "plain/s",
                 "spec/s", "speedup", "tau", "same");
     for (int i = 0; i < pl.n; i++) {
-        int32_t *ids = NULL;
         if (pl.turn[i] == 0 || n_hist >= 63)
             n_hist = 0;
-        hist[n_hist++] = (hass_chat_msg){"user", pl.texts[i]};
-        int64_t np = chat ? cli_encode_chat(tok, hist, n_hist, &ids, &err)
-                          : cli_encode_prompt(tok, pl.texts[i], 0, NULL, &ids, &err);
-        if (np < 0)
-            goto fail;
+        hist[n_hist++] = (hass_chat_msg){"user", pl.texts[i]}; /* without --chat: this alone */
         /* plain and speculative alternately, reps times each; keep the median-time run */
         hass_gen_stats sp, ss, rsp[101], rss[101];
         double dp[101], ds[101];
         hass_status st = HASS_OK;
         for (int r = 0; r < reps && !st; r++) {
-            st = hass_generate(e, ids, np, &gp, 0, NULL, NULL, a, &rsp[r], &err);
+            st = hass_session_generate(ses, hist, n_hist, &plain, NULL, NULL, a, &rsp[r], &err);
             if (!st)
-                st = hass_generate(e, ids, np, &gp, 1, NULL, NULL, b, &rss[r], &err);
+                st = hass_session_generate(ses, hist, n_hist, &spec, NULL, NULL, b, &rss[r], &err);
             dp[r] = rsp[r].decode_seconds;
             ds[r] = rss[r].decode_seconds;
         }
-        free(ids);
         if (st)
             goto fail;
+        int64_t np = rsp[0].n_prompt;
         qsort(dp, (size_t)reps, sizeof(double), cmp_dbl);
         qsort(ds, (size_t)reps, sizeof(double), cmp_dbl);
         sp = rsp[0];
@@ -229,7 +185,7 @@ int cmd_bench(int argc, char **argv) {
                    !memcmp(a, b, sizeof(int32_t) * (size_t)sp.n_generated);
         if (all_turns) { /* the next turn follows plain decoding's answer */
             free(answers[i]);
-            answers[i] = hass_tokenizer_decode(tok, a, sp.n_generated, 1, NULL);
+            answers[i] = hass_tokenizer_decode(ses->tok, a, sp.n_generated, 1, NULL);
             if (n_hist < 62 && answers[i])
                 hist[n_hist++] = (hass_chat_msg){"assistant", answers[i]};
         }
@@ -249,7 +205,7 @@ int cmd_bench(int argc, char **argv) {
         tau_num += ss.tau * (double)ss.cycles;
         tau_den += (double)ss.cycles;
         nodes += (double)ss.nodes_verified;
-        for (int k = 1; k <= HASS_MAX_DEPTH; k++)
+        for (int k = 1; k < HASS_TREE_MAX_DEPTH; k++)
             acc[k] += ss.accepted_at_depth[k];
         cJSON *r = cJSON_CreateObject();
         cJSON_AddNumberToObject(r, "prompt", i);
@@ -295,7 +251,7 @@ int cmd_bench(int argc, char **argv) {
     cJSON_AddNumberToObject(sum, "tau", tau_den > 0 ? tau_num / tau_den : 0);
     cJSON_AddNumberToObject(sum, "nodes_per_cycle", tau_den > 0 ? nodes / tau_den : 0);
     cJSON *ad = cJSON_AddArrayToObject(sum, "accept_rate_by_depth");
-    for (int k = 1; k <= HASS_MAX_DEPTH; k++)
+    for (int k = 1; k < HASS_TREE_MAX_DEPTH; k++)
         cJSON_AddItemToArray(ad, cJSON_CreateNumber(tau_den > 0 ? acc[k] / tau_den : 0));
     cJSON_AddNumberToObject(sum, "draft_fraction", ts_sec > 0 ? t_draft / ts_sec : 0);
     cJSON_AddNumberToObject(sum, "verify_fraction", ts_sec > 0 ? t_verify / ts_sec : 0);
@@ -328,6 +284,7 @@ int cmd_bench(int argc, char **argv) {
 fail:
     if (rc)
         cli_fail(rc, "%s", err.msg[0] ? err.msg : "bench failed");
+done:
     if (fo)
         fclose(fo);
     cJSON_Delete(rows);
@@ -342,6 +299,6 @@ fail:
     free(a);
     free(b);
     free(speedups);
-    cli_session_close(&cs);
+    hass_close(ses);
     return rc;
 }

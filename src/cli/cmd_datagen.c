@@ -105,7 +105,7 @@ int cmd_datagen(int argc, char **argv) {
         return cli_fail(2, "datagen: --format must be auto, sharegpt, instruct or prompts");
     o.model_path = model;
     hass_err err = {0};
-    hass_tokenizer *tok = cli_open_tokenizer(model, zbin, tokfile, &err);
+    hass_tokenizer *tok = hass_tokenizer_open(model, tokfile ? tokfile : zbin, &err);
     if (!tok)
         return cli_fail(err.code == HASS_STATUS_ARG ? 2 : 1, "%s", err.msg);
     hass_model *m = hass_model_load(model, &err);

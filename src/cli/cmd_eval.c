@@ -128,7 +128,7 @@ int cmd_eval(int argc, char **argv) {
                 suites_s = (char *)v;
             else if (!strcmp(a, "--out"))
                 out = v;
-            else if (!strcmp(a, "--limit") ? cli_parse_int(a, v, 1, 1 << 24, &limit)
+            else if (!strcmp(a, "--limit")          ? cli_parse_int(a, v, 1, 1 << 24, &limit)
                      : !strcmp(a, "--dist-prompts") ? cli_parse_int(a, v, 0, 1000, &dist_p)
                                                     : cli_parse_int(a, v, 2, 100000, &dist_r))
                 return 2;
@@ -137,7 +137,7 @@ int cmd_eval(int argc, char **argv) {
             return 2;
         }
     }
-    if (g.draft)
+    if (g.open.draft)
         return cli_fail(2, "eval: use --drafts D1,D2 (not -d)");
     char defm[1024], dbuf[2][1024], defd[2100] = "";
     const char *model = g.model;
@@ -159,13 +159,15 @@ int cmd_eval(int argc, char **argv) {
     char *dl[HASS_EVAL_MAX_DRAFTS], *nl[HASS_EVAL_MAX_DRAFTS], *sl[HASS_EVAL_MAX_SUITES], *tl[8];
     char suites_def[] = "mt_bench,humaneval,gsm8k", temps_def[] = "0";
     char *dcopy = strdup(drafts_s), *ncopy = names_s ? strdup(names_s) : NULL;
-    char *scopy = strdup(suites_s ? suites_s : suites_def), *tcopy = strdup(temps_s ? temps_s : temps_def);
-    int nd = split(dcopy, dl, HASS_EVAL_MAX_DRAFTS), nn = ncopy ? split(ncopy, nl, HASS_EVAL_MAX_DRAFTS) : 0;
+    char *scopy = strdup(suites_s ? suites_s : suites_def),
+         *tcopy = strdup(temps_s ? temps_s : temps_def);
+    int nd = split(dcopy, dl, HASS_EVAL_MAX_DRAFTS),
+        nn = ncopy ? split(ncopy, nl, HASS_EVAL_MAX_DRAFTS) : 0;
     int ns = split(scopy, sl, HASS_EVAL_MAX_SUITES), nt = split(tcopy, tl, HASS_EVAL_MAX_TEMPS);
     int rc = 2;
     hass_eval_suite suites[HASS_EVAL_MAX_SUITES];
     int n_loaded = 0;
-    cli_session cs = {0};
+    hass_session *ses = NULL;
     hass_draft *drs[HASS_EVAL_MAX_DRAFTS] = {0};
     char dnames[HASS_EVAL_MAX_DRAFTS][64];
     char *info = NULL, *cpu = NULL;
@@ -192,13 +194,12 @@ int cmd_eval(int argc, char **argv) {
         }
         n_loaded++;
     }
-    if ((rc = cli_session_open(&cs, model, g.zbin, NULL, g.threads, g.ctx, &err))) {
-        cli_fail(rc, "%s", err.msg);
+    g.model = model;
+    if (!(ses = cli_session_open(&g, &rc))) /* the target and its tokenizer; no draft */
         goto done;
-    }
     rc = 1;
     for (int i = 0; i < nd; i++) {
-        if (!(drs[i] = hass_draft_load(dl[i], cs.m, &err))) {
+        if (!(drs[i] = hass_draft_load(dl[i], ses->m, &err))) {
             cli_fail(1, "%s", err.msg);
             goto done;
         }
@@ -213,11 +214,12 @@ int cmd_eval(int argc, char **argv) {
         o.drafts[i] = drs[i], o.draft_names[i] = dnames[i];
     }
     o.n_drafts = nd;
-    o.m = cs.m, o.tok = cs.tok, o.pool = cs.pool;
+    o.m = ses->m, o.tok = ses->tok, o.pool = ses->pool;
     o.suites = suites, o.n_suites = n_loaded;
-    o.max_new = g.n_new, o.ctx = g.ctx, o.chat = chat;
-    o.tree = (hass_tree_params){(int)g.depth - 1, (int)g.topk, (int)g.tokens};
-    o.top_p = (float)g.top_p, o.top_k = (int)g.top_k, o.seed = (uint64_t)g.seed;
+    o.max_new = g.gen.max_new_tokens, o.ctx = g.open.ctx, o.chat = chat;
+    hass_gen_params gp = hass_gen_params_of(&g.gen);
+    o.tree = gp.tree;
+    o.top_p = gp.sampling.top_p, o.top_k = gp.sampling.top_k, o.seed = gp.sampling.seed;
     o.dist_prompts = (int)dist_p, o.dist_reps = (int)dist_r;
     o.out_dir = out;
     /* what the report says about the run */
@@ -225,10 +227,10 @@ int cmd_eval(int argc, char **argv) {
     cpu = cpu_model();
     cJSON_AddStringToObject(j, "cpu", cpu);
     cJSON_AddStringToObject(j, "kernels", hass_cpu_isa_name());
-    cJSON_AddNumberToObject(j, "threads", hass_pool_size(cs.pool));
+    cJSON_AddNumberToObject(j, "threads", hass_pool_size(ses->pool));
     cJSON_AddStringToObject(j, "commit", cli_commit());
     cJSON_AddStringToObject(j, "model", model);
-    cJSON_AddNumberToObject(j, "model_weight_bytes", (double)cs.m->weight_bytes);
+    cJSON_AddNumberToObject(j, "model_weight_bytes", (double)ses->m->weight_bytes);
     cJSON *dj = cJSON_AddArrayToObject(j, "drafts");
     for (int i = 0; i < nd; i++)
         cJSON_AddItemToArray(dj, cJSON_CreateString(dl[i]));
@@ -236,9 +238,9 @@ int cmd_eval(int argc, char **argv) {
     time_t now = time(NULL);
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
     cJSON_AddStringToObject(j, "date", date);
-    cJSON_AddNumberToObject(j, "tree_depth", (double)g.depth);
-    cJSON_AddNumberToObject(j, "tree_topk", (double)g.topk);
-    cJSON_AddStringToObject(j, "tree_tokens", g.tokens ? "fixed" : "auto (cost model)");
+    cJSON_AddNumberToObject(j, "tree_depth", (double)o.tree.depth);
+    cJSON_AddNumberToObject(j, "tree_topk", (double)o.tree.topk);
+    cJSON_AddStringToObject(j, "tree_tokens", o.tree.tokens ? "fixed" : "auto (cost model)");
     info = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     o.info_json = info;
@@ -262,7 +264,7 @@ done:
         hass_eval_suite_free(&suites[i]);
     for (int i = 0; i < nd; i++)
         hass_draft_free(drs[i]);
-    cli_session_close(&cs);
+    hass_close(ses);
     free(dcopy), free(ncopy), free(scopy), free(tcopy), free(info), free(cpu);
     return rc;
 }

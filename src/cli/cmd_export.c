@@ -85,7 +85,7 @@ static int export_gguf(const export_opts *o, hass_model *m) {
             return cli_fail(2, "export: --dtype must be f32, f16 or bf16");
     }
     hass_err err = {0};
-    hass_tokenizer *tok = cli_open_tokenizer(o->src, o->zbin, NULL, &err);
+    hass_tokenizer *tok = hass_tokenizer_open(o->src, o->zbin, &err);
     if (!tok)
         return cli_fail(err.code == HASS_STATUS_ARG ? 2 : 1, "export: tokenizer: %s", err.msg);
     hass_gguf_kvs kvs = {0};

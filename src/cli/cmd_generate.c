@@ -32,41 +32,31 @@ static const char *usage =
     "  --json             print one JSON object instead of streaming the text\n"
     "  -h, --help         this help\n";
 
+/* The text as it comes: streamed to stdout, or kept for --json. */
 typedef struct {
-    const hass_tokenizer *tok;
-    hass_detok dt;
-    char *buf;
-    size_t cap;
     int stream;
-    char *text; /* accumulated text for --json */
-    size_t len, tcap;
+    char *text;
+    size_t len, cap;
 } out_ctx;
 
-static void out_bytes(out_ctx *o, const char *b, size_t n) {
-    if (n == 0)
-        return;
+static int on_text(const char *b, size_t n, void *user) {
+    out_ctx *o = user;
     if (o->stream) {
         fwrite(b, 1, n, stdout);
         fflush(stdout);
-        return;
+        return 0;
     }
-    if (o->len + n + 1 > o->tcap) {
-        size_t nc = (o->tcap + n + 1) * 2;
+    if (o->len + n + 1 > o->cap) {
+        size_t nc = (o->cap + n + 1) * 2;
         char *t = realloc(o->text, nc);
         if (!t)
-            return;
+            return 0;
         o->text = t;
-        o->tcap = nc;
+        o->cap = nc;
     }
     memcpy(o->text + o->len, b, n);
     o->len += n;
     o->text[o->len] = 0;
-}
-
-static int on_token(int32_t tok, void *user) {
-    out_ctx *o = user;
-    size_t n = hass_detok_push(o->tok, &o->dt, tok, o->buf, o->cap);
-    out_bytes(o, o->buf, n);
     return 0;
 }
 
@@ -75,6 +65,67 @@ static char *read_prompt_file(const char *path, hass_err *err) {
     if (hass_read_file(path, &s, NULL, err) != HASS_OK)
         return NULL;
     return s;
+}
+
+/* --json: one object with the text, the tokens and the metrics (the speculative ones with a
+ * draft). */
+static void print_json(const hass_gen_stats *st, const int32_t *out, const char *text, int spec) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "text", text ? text : "");
+    cJSON *ta = cJSON_AddArrayToObject(j, "tokens");
+    for (int64_t i = 0; i < st->n_generated; i++)
+        cJSON_AddItemToArray(ta, cJSON_CreateNumber(out[i]));
+    cJSON_AddStringToObject(j, "stop", st->stop == HASS_STOP_EOS ? "eos" : "length");
+    cJSON_AddNumberToObject(j, "n_prompt", (double)st->n_prompt);
+    cJSON_AddNumberToObject(j, "n_generated", (double)st->n_generated);
+    cJSON_AddNumberToObject(j, "target_forwards", (double)st->target_forwards);
+    cJSON_AddNumberToObject(j, "tau", st->tau);
+    cJSON_AddNumberToObject(j, "seconds", st->seconds);
+    cJSON_AddNumberToObject(j, "tokens_per_s", st->tokens_per_s);
+    cJSON_AddNumberToObject(j, "prefill_seconds", st->prefill_seconds);
+    cJSON_AddNumberToObject(j, "peak_rss_mb", (double)hass_peak_rss_bytes() / 1048576.0);
+    cJSON_AddNumberToObject(j, "decode_tokens_per_s",
+                            st->decode_seconds > 0 ? (double)st->n_generated / st->decode_seconds
+                                                   : 0);
+    if (spec) {
+        cJSON_AddNumberToObject(j, "draft_seconds", st->draft_seconds);
+        cJSON_AddNumberToObject(j, "verify_seconds", st->verify_seconds);
+        cJSON_AddNumberToObject(j, "other_seconds", st->other_seconds);
+        cJSON_AddNumberToObject(j, "nodes_per_cycle",
+                                st->cycles ? (double)st->nodes_verified / (double)st->cycles : 0);
+        cJSON_AddNumberToObject(j, "draft_levels_per_cycle",
+                                st->cycles ? (double)st->draft_levels / (double)st->cycles : 0);
+        cJSON *acc = cJSON_AddArrayToObject(j, "accept_rate_by_depth");
+        for (int k = 1; k < HASS_TREE_MAX_DEPTH && st->cycles; k++)
+            cJSON_AddItemToArray(
+                acc, cJSON_CreateNumber((double)st->accepted_at_depth[k] / (double)st->cycles));
+    }
+    char *s = cJSON_PrintUnformatted(j);
+    if (s)
+        printf("%s\n", s);
+    free(s);
+    cJSON_Delete(j);
+}
+
+/* The summary lines on stderr after the streamed text. */
+static void print_summary(const hass_gen_stats *st, const hass_options *o, int spec) {
+    fputc('\n', stdout);
+    fflush(stdout);
+    fprintf(stderr,
+            "hass: %lld prompt + %lld generated tokens, %.2f s (%.1f tokens/s), tau %.2f, "
+            "stop %s, peak RSS %.0f MiB\n",
+            (long long)st->n_prompt, (long long)st->n_generated, st->seconds, st->tokens_per_s,
+            st->tau, st->stop == HASS_STOP_EOS ? "eos" : "length",
+            (double)hass_peak_rss_bytes() / 1048576.0);
+    if (spec)
+        fprintf(stderr,
+                "hass: tree %s: %.1f nodes and %.1f draft levels per cycle (depth <= %d, "
+                "top-k %d); time: draft %.0f%%, verify %.0f%%\n",
+                o->tree_tokens ? "fixed" : "auto",
+                st->cycles ? (double)st->nodes_verified / st->cycles : 0,
+                st->cycles ? (double)st->draft_levels / st->cycles : 0, o->tree_depth, o->tree_topk,
+                st->seconds > 0 ? 100 * st->draft_seconds / st->seconds : 0,
+                st->seconds > 0 ? 100 * st->verify_seconds / st->seconds : 0);
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -109,126 +160,48 @@ int cmd_generate(int argc, char **argv) {
             return 2;
         }
     }
-    const char *model = g.model, *zbin = g.zbin, *draft = g.draft;
-    long long n_new = g.n_new, seed = g.seed, top_k = g.top_k, depth = g.depth, topk = g.topk,
-              tokens = g.tokens, threads = g.threads, ctx = g.ctx;
-    double temp = g.temp, top_p = g.top_p;
-    int chat = g.chat, json = g.json;
     if (!prompt && !pfile)
         return cli_fail(2, "generate: -p PROMPT (or -f FILE) is required");
     if (prompt && pfile)
         return cli_fail(2, "generate: give -p or -f, not both");
     char defm[1024], defd[1024];
-    if (cli_default_model(&model, &draft, !no_draft, defm, defd, sizeof defm, "generate"))
+    if (cli_default_model(&g.model, &g.open.draft, !no_draft, defm, defd, sizeof defm, "generate"))
         return 1;
     if (no_draft)
-        draft = NULL;
+        g.open.draft = NULL;
+    g.gen.system = system;
 
-    int rc = 1;
+    int rc = 1, json = g.json;
     hass_err err = {0};
     char *ptext = NULL;
-    int32_t *ids = NULL, *out = NULL;
-    cli_session cs = {0};
-    out_ctx o = {0};
+    int32_t *out = NULL;
+    hass_session *ses = NULL;
+    out_ctx o = {!json, NULL, 0, 0};
+    hass_gen_stats st;
     if (pfile && !(ptext = read_prompt_file(pfile, &err)))
         goto fail;
-    if ((rc = cli_session_open(&cs, model, zbin, draft, threads, ctx, &err)))
-        goto fail;
-    rc = 1;
-    hass_tokenizer *tok = cs.tok;
-    hass_draft *dr = cs.dr;
-    hass_engine *e = cs.e;
-    int64_t n_ids = cli_encode_prompt(tok, ptext ? ptext : prompt, chat, system, &ids, &err);
-    if (n_ids < 0)
-        goto fail;
-    if (n_ids == 0) {
-        hass_err_set(&err, HASS_STATUS_ARG,
-                     "the prompt encodes to no tokens and the model has no BOS");
-        goto fail;
+    if (!(ses = cli_session_open(&g, &rc))) {
+        free(ptext);
+        return rc;
     }
-    out = malloc(((size_t)n_new + 1) * sizeof(int32_t));
-    o.tok = tok;
-    o.cap = hass_tokenizer_detok_cap(tok) + 16;
-    o.buf = malloc(o.cap);
-    o.stream = !json;
-    if (!out || !o.buf) {
+    rc = 1;
+    hass_chat_msg msg = {"user", ptext ? ptext : prompt};
+    if (!(out = malloc(((size_t)g.gen.max_new_tokens + 1) * sizeof(int32_t)))) {
         hass_err_set(&err, HASS_STATUS_OOM, "out of memory");
         goto fail;
     }
-    hass_detok_init(&o.dt);
-    o.dt.prev = ids[n_ids - 1]; /* continue after the prompt: no dummy-prefix stripping */
-    hass_gen_params gp = {0};
-    gp.max_new = n_new;
-    gp.sampling = (hass_sampler_params){(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
-    gp.tree = (hass_tree_params){(int)depth - 1, (int)topk, (int)tokens};
-    hass_gen_stats st;
-    if (hass_generate(e, ids, n_ids, &gp, dr != NULL, on_token, &o, out, &st, &err))
+    if (hass_session_generate(ses, &msg, 1, &g.gen, on_text, &o, out, &st, &err))
         goto fail;
-    size_t nf = hass_detok_flush(tok, &o.dt, o.buf, o.cap);
-    out_bytes(&o, o.buf, nf);
-    if (json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "text", o.text ? o.text : "");
-        cJSON *ta = cJSON_AddArrayToObject(j, "tokens");
-        for (int64_t i = 0; i < st.n_generated; i++)
-            cJSON_AddItemToArray(ta, cJSON_CreateNumber(out[i]));
-        cJSON_AddStringToObject(j, "stop", st.stop == HASS_STOP_EOS ? "eos" : "length");
-        cJSON_AddNumberToObject(j, "n_prompt", (double)st.n_prompt);
-        cJSON_AddNumberToObject(j, "n_generated", (double)st.n_generated);
-        cJSON_AddNumberToObject(j, "target_forwards", (double)st.target_forwards);
-        cJSON_AddNumberToObject(j, "tau", st.tau);
-        cJSON_AddNumberToObject(j, "seconds", st.seconds);
-        cJSON_AddNumberToObject(j, "tokens_per_s", st.tokens_per_s);
-        cJSON_AddNumberToObject(j, "prefill_seconds", st.prefill_seconds);
-        cJSON_AddNumberToObject(j, "peak_rss_mb", (double)hass_peak_rss_bytes() / 1048576.0);
-        cJSON_AddNumberToObject(j, "decode_tokens_per_s",
-                                st.decode_seconds > 0 ? (double)st.n_generated / st.decode_seconds
-                                                      : 0);
-        if (dr) {
-            cJSON_AddNumberToObject(j, "draft_seconds", st.draft_seconds);
-            cJSON_AddNumberToObject(j, "verify_seconds", st.verify_seconds);
-            cJSON_AddNumberToObject(j, "other_seconds", st.other_seconds);
-            cJSON_AddNumberToObject(j, "nodes_per_cycle",
-                                    st.cycles ? (double)st.nodes_verified / (double)st.cycles : 0);
-            cJSON_AddNumberToObject(j, "draft_levels_per_cycle",
-                                    st.cycles ? (double)st.draft_levels / (double)st.cycles : 0);
-            cJSON *acc = cJSON_AddArrayToObject(j, "accept_rate_by_depth");
-            for (int k = 1; k <= HASS_MAX_DEPTH && st.cycles; k++)
-                cJSON_AddItemToArray(
-                    acc, cJSON_CreateNumber((double)st.accepted_at_depth[k] / (double)st.cycles));
-        }
-        char *s = cJSON_PrintUnformatted(j);
-        if (s)
-            printf("%s\n", s);
-        free(s);
-        cJSON_Delete(j);
-    } else {
-        fputc('\n', stdout);
-        fflush(stdout);
-        fprintf(stderr,
-                "hass: %lld prompt + %lld generated tokens, %.2f s (%.1f tokens/s), tau %.2f, "
-                "stop %s, peak RSS %.0f MiB\n",
-                (long long)st.n_prompt, (long long)st.n_generated, st.seconds, st.tokens_per_s,
-                st.tau, st.stop == HASS_STOP_EOS ? "eos" : "length",
-                (double)hass_peak_rss_bytes() / 1048576.0);
-        if (dr)
-            fprintf(stderr,
-                    "hass: tree %s: %.1f nodes and %.1f draft levels per cycle (depth <= %lld, "
-                    "top-k %lld); time: draft %.0f%%, verify %.0f%%\n",
-                    tokens ? "fixed" : "auto",
-                    st.cycles ? (double)st.nodes_verified / st.cycles : 0,
-                    st.cycles ? (double)st.draft_levels / st.cycles : 0, depth, topk,
-                    st.seconds > 0 ? 100 * st.draft_seconds / st.seconds : 0,
-                    st.seconds > 0 ? 100 * st.verify_seconds / st.seconds : 0);
-    }
+    if (json)
+        print_json(&st, out, o.text, ses->dr != NULL);
+    else
+        print_summary(&st, &g.gen, ses->dr != NULL);
     rc = 0;
 fail:
     if (rc)
         cli_fail(rc, "%s", err.msg[0] ? err.msg : "generate failed");
-    cli_session_close(&cs);
-    free(ids);
+    hass_close(ses);
     free(out);
-    free(o.buf);
     free(o.text);
     free(ptext);
     return rc;

@@ -306,11 +306,6 @@ static int inspect_llama2c(const char *path) {
     return 0;
 }
 
-static int has_suffix(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
 int cmd_inspect(int argc, char **argv) {
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
@@ -332,19 +327,19 @@ int cmd_inspect(int argc, char **argv) {
         fputs(inspect_usage, stderr);
         return cli_fail(2, "inspect: missing PATH");
     }
-    if (hass_is_dir(path))
+    switch (hass_file_kind_of(path)) {
+    case HASS_FILE_DIR:
         return inspect_dir(path);
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    case HASS_FILE_MISSING:
         return cli_fail(1, "%s: cannot open", path);
-    unsigned char magic[9] = {0};
-    size_t got = fread(magic, 1, sizeof magic, f);
-    fclose(f);
-    if (got >= 4 && !memcmp(magic, "GGUF", 4))
+    case HASS_FILE_GGUF:
         return inspect_gguf(path);
-    if (has_suffix(path, ".safetensors") || (got == 9 && magic[8] == '{'))
+    case HASS_FILE_SAFETENSORS:
         return inspect_safetensors(path);
-    if (has_suffix(path, ".bin"))
+    case HASS_FILE_LLAMA2C:
         return inspect_llama2c(path);
-    return cli_fail(1, "%s: unknown file type (expected safetensors, GGUF or llama2.c .bin)", path);
+    default:
+        return cli_fail(1, "%s: unknown file type (expected safetensors, GGUF or llama2.c .bin)",
+                        path);
+    }
 }

@@ -80,7 +80,7 @@ int cmd_perplexity(int argc, char **argv) {
     if (!src || !data)
         return cli_fail(2, "perplexity: -m MODEL and --data FILE.jsonl are required");
     hass_err err = {0};
-    hass_tokenizer *tok = cli_open_tokenizer(src, zbin, NULL, &err);
+    hass_tokenizer *tok = hass_tokenizer_open(src, zbin, &err);
     if (!tok)
         return cli_fail(err.code == HASS_STATUS_ARG ? 2 : 1, "perplexity: tokenizer: %s", err.msg);
     hass_model *m = hass_model_load(src, &err);

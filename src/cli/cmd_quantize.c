@@ -113,7 +113,7 @@ int cmd_quantize(int argc, char **argv) {
     if (draft)
         return quantize_draft(src, out, type);
     hass_err err = {0};
-    hass_tokenizer *tok = cli_open_tokenizer(src, zbin, NULL, &err);
+    hass_tokenizer *tok = hass_tokenizer_open(src, zbin, &err);
     if (!tok)
         return cli_fail(err.code == HASS_STATUS_ARG ? 2 : 1, "quantize: tokenizer: %s", err.msg);
     hass_model *m = hass_model_load(src, &err);

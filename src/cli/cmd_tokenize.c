@@ -81,7 +81,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (!model == !tokfile)
         return cli_fail(2, "tokenize: give exactly one of -m MODEL or --tokenizer FILE");
     hass_err err = {0};
-    hass_tokenizer *t = cli_open_tokenizer(model, zbin, tokfile, &err);
+    hass_tokenizer *t = hass_tokenizer_open(model, tokfile ? tokfile : zbin, &err);
     if (!t)
         return cli_fail(err.code == HASS_STATUS_ARG ? 2 : 1, "%s", err.msg);
     int add_bos = !no_bos && hass_tokenizer_wants_bos(t);

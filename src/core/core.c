@@ -354,6 +354,25 @@ int hass_is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+hass_status hass_mkdir_p(const char *dir, hass_err *err) {
+    char tmp[1024];
+    if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp)
+        return hass_err_set(err, HASS_STATUS_ARG, "%s: path too long", dir);
+    for (char *s = tmp + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = 0;
+        if (mkdir(tmp, 0755) && errno != EEXIST)
+            return hass_err_set(err, HASS_STATUS_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        *s = '/';
+    }
+    if (mkdir(tmp, 0755) && errno != EEXIST)
+        return hass_err_set(err, HASS_STATUS_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    if (!hass_is_dir(tmp))
+        return hass_err_set(err, HASS_STATUS_IO, "%s: not a directory", tmp);
+    return HASS_OK;
+}
+
 double hass_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -192,6 +192,9 @@ hass_status hass_afile_commit(hass_afile *f, hass_err *err);
 void hass_afile_abort(hass_afile *f);
 int hass_file_exists(const char *path);
 int hass_is_dir(const char *path);
+/* Creates dir and its missing parents (mkdir -p, mode 0755). Errors: HASS_STATUS_IO when a
+ * component cannot be created or is not a directory. */
+hass_status hass_mkdir_p(const char *dir, hass_err *err);
 
 /* ---- time and memory ---- */
 double hass_now(void);            /* monotonic seconds */

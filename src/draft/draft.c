@@ -96,11 +96,8 @@ hass_status hass_draft_read_config(const char *dir, hass_model_config *dc, int *
     if (st != HASS_OK)
         return st;
     st = hass_model_config_from_json(dc, json, err);
-    *has_bias = 1; /* EAGLE's default when the key is absent (LLaMA-2 drafts) */
     cJSON *o = cJSON_Parse(json);
-    const cJSON *b = o ? cJSON_GetObjectItemCaseSensitive(o, "bias") : NULL;
-    if (cJSON_IsBool(b))
-        *has_bias = cJSON_IsTrue(b);
+    *has_bias = hass_json_bool(o, "bias", 1); /* EAGLE's default when absent (LLaMA-2 drafts) */
     cJSON_Delete(o);
     free(json);
     return st != HASS_OK ? hass_err_prefix(err, st, "draft") : HASS_OK;
@@ -283,33 +280,18 @@ hass_status hass_draft_save(const char *dir, const hass_model_config *tc,
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     if ((st = hass_safetensors_write(path, out, n, NULL, err)) != HASS_OK)
         goto done;
-    cJSON *o = cJSON_CreateObject();
-    cJSON *arch = cJSON_AddArrayToObject(o, "architectures");
-    cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
-    cJSON_AddStringToObject(o, "model_type", "llama");
-    cJSON_AddNumberToObject(o, "hidden_size", (double)tc->d);
-    cJSON_AddNumberToObject(o, "intermediate_size", (double)ffn);
-    cJSON_AddNumberToObject(o, "num_hidden_layers", 1);
-    cJSON_AddNumberToObject(o, "num_attention_heads", (double)tc->H);
-    cJSON_AddNumberToObject(o, "num_key_value_heads", (double)tc->Hkv);
-    cJSON_AddNumberToObject(o, "vocab_size", (double)tc->V);
-    cJSON_AddNumberToObject(o, "max_position_embeddings", (double)tc->max_ctx);
-    cJSON_AddNumberToObject(o, "rms_norm_eps", tc->eps);
-    hass_model_rope_to_json(o, rope);
+    hass_model_config dc = *tc; /* the draft layer: the target's shapes, its own ffn and RoPE */
+    dc.ffn = ffn;
+    dc.n_layers = 1;
+    dc.rope = *rope;
+    cJSON *o = hass_model_config_to_json(&dc);
     cJSON_AddBoolToObject(o, "bias", has_bias);
     cJSON_AddStringToObject(o, "torch_dtype",
                             out_dtype == HASS_DTYPE_BF16 ? "bfloat16" : "float32");
     if (target_name)
         cJSON_AddStringToObject(o, "hass_target", target_name);
-    char *txt = cJSON_Print(o);
+    st = hass_json_save(dir, "config.json", o, err);
     cJSON_Delete(o);
-    if (!txt) {
-        st = hass_err_set(err, HASS_STATUS_OOM, "out of memory");
-        goto done;
-    }
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    st = hass_write_file_atomic(path, txt, strlen(txt), err);
-    free(txt);
 done:
     if (bufs)
         for (int i = 0; i < n; i++)
@@ -343,8 +325,9 @@ hass_status hass_draft_state_init(hass_draft_state *s, const hass_draft *d, int6
     s->hb2 = hass_aligned_alloc((size_t)(R * c->ffn) * f);
     s->attn_scratch = hass_aligned_alloc(hass_attention_scratch(pool, tot) * f);
     s->mask = hass_aligned_alloc((size_t)(R * s->mask_words) * sizeof(uint64_t));
+    s->parent = hass_aligned_alloc(HASS_DRAFT_MAX_SCRATCH * sizeof(int32_t));
     if (!s->k || !s->v || !s->pair || !s->x || !s->xb || !s->q || !s->att || !s->hb || !s->hb2 ||
-        !s->attn_scratch || !s->mask) {
+        !s->attn_scratch || !s->mask || !s->parent) {
         hass_draft_state_free(s);
         return hass_err_set(err, HASS_STATUS_OOM, "draft state: out of memory");
     }
@@ -354,8 +337,8 @@ hass_status hass_draft_state_init(hass_draft_state *s, const hass_draft *d, int6
 void hass_draft_state_free(hass_draft_state *s) {
     if (!s)
         return;
-    void *ps[] = {s->k,  s->v,   s->pair,         s->x,   s->xb, s->q, s->att,
-                  s->hb, s->hb2, s->attn_scratch, s->mask};
+    void *ps[] = {s->k,  s->v,   s->pair,         s->x,    s->xb,    s->q, s->att,
+                  s->hb, s->hb2, s->attn_scratch, s->mask, s->parent};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         hass_aligned_free(ps[i]);
     memset(s, 0, sizeof *s);
@@ -366,21 +349,17 @@ void hass_draft_state_reset(hass_draft_state *s) {
     s->scratch = 0;
 }
 
-hass_status hass_draft_forward(hass_draft_state *s, hass_pool *pool, int64_t n, const float *feats,
-                               const int32_t *toks, const int32_t *pos, int commit,
-                               const uint64_t *mask, float *out, hass_err *err) {
+/* The fc layer over the pairs (embedding first, then the feature) into s->x: (n, d). */
+static hass_status fuse_pairs(hass_draft_state *s, hass_pool *pool, int64_t n, const float *feats,
+                              const int32_t *toks, hass_err *err) {
     const hass_draft *d = s->dr;
-    const hass_model_config *c = &d->cfg;
     const hass_model *m = d->target;
-    int64_t D = c->d;
+    int64_t D = d->cfg.d;
     if (n <= 0 || n > s->max_rows)
         return hass_err_set(err, HASS_STATUS_ARG, "draft forward: %lld rows (max %lld)",
                             (long long)n, (long long)s->max_rows);
-    if (commit ? (s->scratch != 0 || s->n + n > s->cap)
-               : (s->scratch + n > HASS_DRAFT_MAX_SCRATCH || !mask))
-        return hass_err_set(err, HASS_STATUS_RANGE, "draft forward: cache full or bad state");
     for (int64_t i = 0; i < n; i++) {
-        if (toks[i] < 0 || toks[i] >= c->V)
+        if (toks[i] < 0 || toks[i] >= d->cfg.V)
             return hass_err_set(err, HASS_STATUS_RANGE, "draft forward: token %d", toks[i]);
         float *p = s->pair + i * 2 * D;
         hass_embed_row(p, m->embed, m->embed_t, toks[i], D); /* embedding first */
@@ -390,19 +369,55 @@ hass_status hass_draft_forward(hass_draft_state *s, hass_pool *pool, int64_t n, 
     if (d->fc_b)
         for (int64_t i = 0; i < n; i++)
             hass_add(s->x + i * D, d->fc_b, D);
+    return HASS_OK;
+}
+
+/* The decoder layer over s->x: rows n_win - n .. n_win - 1 of a window of n_win rows after the
+ * committed ones (mask NULL: a causal chain); outputs to out. */
+static void run_layer(hass_draft_state *s, hass_pool *pool, int64_t n, const int32_t *pos,
+                      int64_t n_win, const uint64_t *mask, float *out) {
+    const hass_draft *d = s->dr;
     hass_layer_scratch ls = {s->xb, s->q, s->att, s->hb, s->hb2, s->attn_scratch};
-    if (commit) {
-        hass_layer_forward(pool, c, &d->layer, d->inv_freq, s->x, n, pos, s->k, s->v, s->n, n, NULL,
-                           &ls);
-        s->n += n;
-    } else {
-        /* the window is the whole scratch region so far plus these rows */
-        int64_t win = s->scratch + n;
-        hass_layer_forward(pool, c, &d->layer, d->inv_freq, s->x, n, pos, s->k, s->v, s->n, win,
-                           mask, &ls);
-        s->scratch = win;
-    }
+    hass_layer_forward(pool, &d->cfg, &d->layer, d->inv_freq, s->x, n, pos, s->k, s->v, s->n, n_win,
+                       mask, &ls);
     if (out != s->x)
-        memcpy(out, s->x, (size_t)(n * D) * sizeof(float));
+        memcpy(out, s->x, (size_t)(n * d->cfg.d) * sizeof(float));
+}
+
+hass_status hass_draft_forward(hass_draft_state *s, hass_pool *pool, int64_t n, const float *feats,
+                               const int32_t *toks, const int32_t *pos, float *out, hass_err *err) {
+    if (s->scratch != 0 || s->n + n > s->cap)
+        return hass_err_set(err, HASS_STATUS_RANGE, "draft forward: cache full or bad state");
+    hass_status st = fuse_pairs(s, pool, n, feats, toks, err);
+    if (st)
+        return st;
+    run_layer(s, pool, n, pos, n, NULL, out);
+    s->n += n;
+    return HASS_OK;
+}
+
+hass_status hass_draft_forward_tree(hass_draft_state *s, hass_pool *pool, int64_t n,
+                                    const float *feats, const int32_t *toks, const int32_t *pos,
+                                    const int32_t *parents, float *out, hass_err *err) {
+    int64_t base = s->scratch, win = base + n, W = (win + 63) / 64;
+    if (win > HASS_DRAFT_MAX_SCRATCH)
+        return hass_err_set(err, HASS_STATUS_RANGE, "tree: draft scratch full");
+    for (int64_t i = 0; i < n; i++)
+        if (parents[i] < -1 || parents[i] >= base + i)
+            return hass_err_set(err, HASS_STATUS_ARG, "draft forward: bad parent row %d",
+                                parents[i]);
+    hass_status st = fuse_pairs(s, pool, n, feats, toks, err);
+    if (st)
+        return st;
+    /* row i sees itself and its ancestors (the window is the whole scratch region so far) */
+    memset(s->mask, 0, (size_t)(n * W) * sizeof(uint64_t));
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t *row = s->mask + i * W;
+        s->parent[base + i] = parents[i];
+        for (int64_t a = base + i; a >= 0; a = s->parent[a])
+            row[a / 64] |= 1ull << (a % 64);
+    }
+    run_layer(s, pool, n, pos, win, s->mask, out);
+    s->scratch = win;
     return HASS_OK;
 }

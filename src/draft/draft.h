@@ -94,15 +94,16 @@ typedef struct {
     int64_t cap, max_rows;
     int64_t n;       /* committed pairs (positions 0..n-1) */
     int64_t scratch; /* tree rows written after the committed ones this cycle */
-    float *k, *v;    /* (cap, Hkv*Dh) */
+    float *k, *v;    /* (cap + HASS_DRAFT_MAX_SCRATCH, Hkv*Dh) */
     float *pair;     /* (max_rows, 2d) */
     float *x;        /* (max_rows, d): outputs h */
     float *xb, *q, *att, *hb, *hb2, *attn_scratch;
-    uint64_t *mask;     /* (max_rows, mask_words) */
+    int32_t *parent;    /* (HASS_DRAFT_MAX_SCRATCH): each tree row's parent row, -1 = none */
+    uint64_t *mask;     /* (max_rows, mask_words): the last tree forward's attention rows */
     int64_t mask_words; /* (HASS_DRAFT_MAX_SCRATCH + 63) / 64 */
 } hass_draft_state;
 
-#define HASS_DRAFT_MAX_SCRATCH 1024 /* tree rows per cycle (depth x top-k) */
+#define HASS_DRAFT_MAX_SCRATCH 1024 /* tree rows per cycle (levels x top-k) */
 
 /* cap: positions (the target's context); max_rows: most rows in one draft forward. */
 hass_status hass_draft_state_init(hass_draft_state *s, const hass_draft *d, int64_t cap,
@@ -110,19 +111,21 @@ hass_status hass_draft_state_init(hass_draft_state *s, const hass_draft *d, int6
 void hass_draft_state_free(hass_draft_state *s);
 void hass_draft_state_reset(hass_draft_state *s); /* forget everything */
 
-/*
- * Runs n pair rows: row i is (feats[i] (d), toks[i]) at position pos[i].
- *  - commit = 1: the rows extend the committed context (a causal chain after it; the scratch
- *    must be empty). Used for the prompt and for the accepted pairs built from the target's
- *    true features.
- *  - commit = 0: tree rows appended to the scratch region; mask: n rows of
- *    (s->scratch + n + 63) / 64 words over the scratch rows (bit j = may attend scratch row j;
- *    must include the row itself, whose index is s->scratch + i). s->mask has room for it.
- * out: (n, d) draft outputs h (the estimate of the next feature); may be s->x.
- */
+/* Runs n pair rows, row i = (feats[i] (d), toks[i]) at position pos[i], that extend the
+ * committed context as a causal chain (the scratch must be empty). Used for the prompt and for
+ * the accepted pairs built from the target's true features.
+ * out: (n, d) draft outputs h (the estimate of the next feature); may be s->x. */
 hass_status hass_draft_forward(hass_draft_state *s, hass_pool *pool, int64_t n, const float *feats,
-                               const int32_t *toks, const int32_t *pos, int commit,
-                               const uint64_t *mask, float *out, hass_err *err);
+                               const int32_t *toks, const int32_t *pos, float *out, hass_err *err);
+/* Runs n tree rows, appended to the scratch region: row i becomes scratch row s->scratch + i
+ * (s->scratch as on entry) and attends the committed context, its ancestors among the scratch
+ * rows and itself. parents[i]: the scratch row of its parent (< s->scratch + i), or -1 for a
+ * row that hangs off the committed context; the ancestors are the parents' chain. The attention
+ * rows built are left in s->mask (n rows of (s->scratch + 63) / 64 words, as on return).
+ * Errors: HASS_STATUS_RANGE when the scratch is full; HASS_STATUS_ARG for a bad parent. */
+hass_status hass_draft_forward_tree(hass_draft_state *s, hass_pool *pool, int64_t n,
+                                    const float *feats, const int32_t *toks, const int32_t *pos,
+                                    const int32_t *parents, float *out, hass_err *err);
 /* Drops the tree scratch. */
 static inline void hass_draft_discard_scratch(hass_draft_state *s) {
     s->scratch = 0;

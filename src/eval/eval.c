@@ -18,7 +18,7 @@ hass_eval_opts hass_eval_opts_default(void) {
     memset(&o, 0, sizeof o);
     o.max_new = 256;
     o.chat = 1;
-    o.tree = (hass_tree_params){5, 10, 0};
+    o.tree = (hass_tree_params){6, 10, 0};
     o.top_p = 1.0f;
     o.dist_prompts = 4;
     o.dist_reps = 64;
@@ -38,8 +38,8 @@ void hass_eval_suite_free(hass_eval_suite *s) {
     memset(s, 0, sizeof *s);
 }
 
-hass_status hass_eval_suite_load(hass_eval_suite *s, const char *name, const char *path,
-                                 int limit, hass_err *err) {
+hass_status hass_eval_suite_load(hass_eval_suite *s, const char *name, const char *path, int limit,
+                                 hass_err *err) {
     memset(s, 0, sizeof *s);
     snprintf(s->name, sizeof s->name, "%s", name);
     char *buf = NULL;
@@ -109,6 +109,7 @@ hass_status hass_eval_suite_load(hass_eval_suite *s, const char *name, const cha
 /* runs                                                                                        */
 
 #define MAX_METHODS (HASS_EVAL_MAX_DRAFTS + 1)
+#define N_DEPTHS (HASS_TREE_MAX_DEPTH - 1) /* draft depths 1.. of accepted_at_depth */
 
 static const char *method_name(const hass_eval_opts *o, int k) {
     return k == 0 ? "plain" : o->draft_names[k - 1];
@@ -185,8 +186,8 @@ static hass_status read_done(const char *path, const hass_eval_opts *o, done_set
         const cJSON *te = cJSON_GetObjectItemCaseSensitive(j, "temp");
         const cJSON *me = cJSON_GetObjectItemCaseSensitive(j, "method");
         const cJSON *tx = cJSON_GetObjectItemCaseSensitive(j, "text");
-        if (cJSON_IsString(su) && cJSON_IsNumber(q) && cJSON_IsNumber(tu) &&
-            cJSON_IsNumber(te) && cJSON_IsString(me)) {
+        if (cJSON_IsString(su) && cJSON_IsNumber(q) && cJSON_IsNumber(tu) && cJSON_IsNumber(te) &&
+            cJSON_IsString(me)) {
             int bit = 0;
             for (int k = 0; k <= o->n_drafts; k++)
                 if (!strcmp(me->valuestring, method_name(o, k)))
@@ -194,8 +195,8 @@ static hass_status read_done(const char *path, const hass_eval_opts *o, done_set
             char key[200];
             item_key(key, sizeof key, su->valuestring, q->valueint, tu->valueint,
                      (float)te->valuedouble);
-            if (bit && done_add(d, key, bit == 1 && cJSON_IsString(tx) ? tx->valuestring : NULL,
-                                bit)) {
+            if (bit &&
+                done_add(d, key, bit == 1 && cJSON_IsString(tx) ? tx->valuestring : NULL, bit)) {
                 cJSON_Delete(j);
                 free(buf);
                 return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
@@ -215,24 +216,6 @@ static uint64_t mix64(uint64_t h) {
     return h ^ (h >> 33);
 }
 
-/* BOS (if wanted) + the chat template over msgs with the generation prompt, or BOS + the last
- * message's text without chat. Heap ids (caller frees); count or -1. */
-static int64_t encode_turns(const hass_tokenizer *tok, const hass_chat_msg *msgs, int n, int chat,
-                            int32_t **ids, hass_err *err) {
-    char *text = chat ? hass_tokenizer_chat_render(tok, msgs, n, 1, err) : strdup(msgs[n - 1].content);
-    if (!text)
-        return -1;
-    int bos = hass_tokenizer_wants_bos(tok);
-    int64_t k = hass_tokenizer_encode(tok, text, strlen(text), bos, chat, NULL, 0, err);
-    *ids = k >= 0 ? malloc((size_t)(k + 1) * sizeof **ids) : NULL;
-    if (k >= 0 && !*ids)
-        k = hass_err_set(err, HASS_STATUS_OOM, "out of memory");
-    if (k >= 0)
-        hass_tokenizer_encode(tok, text, strlen(text), bos, chat, *ids, k, err);
-    free(text);
-    return k;
-}
-
 static void add_stats(cJSON *r, const hass_gen_stats *s) {
     cJSON_AddNumberToObject(r, "n_prompt", (double)s->n_prompt);
     cJSON_AddNumberToObject(r, "n_generated", (double)s->n_generated);
@@ -244,7 +227,7 @@ static void add_stats(cJSON *r, const hass_gen_stats *s) {
     cJSON_AddNumberToObject(r, "verify_seconds", s->verify_seconds);
     cJSON_AddNumberToObject(r, "nodes", (double)s->nodes_verified);
     cJSON *a = cJSON_AddArrayToObject(r, "accepted_at_depth");
-    for (int k = 1; k <= HASS_MAX_DEPTH; k++)
+    for (int k = 1; k <= N_DEPTHS; k++)
         cJSON_AddItemToArray(a, cJSON_CreateNumber((double)s->accepted_at_depth[k]));
 }
 
@@ -266,15 +249,15 @@ static hass_status run_item(run_ctx *c, const char *suite, int q, int turn, floa
     const hass_eval_opts *o = c->o;
     int nm = 1 + o->n_drafts;
     int32_t *ids = NULL;
-    int64_t np = encode_turns(o->tok, hist, n_hist, o->chat, &ids, err);
+    int64_t np = hass_tokenizer_encode_prompt(o->tok, hist, n_hist, o->chat, &ids, err);
     if (np < 0)
         return err->code;
     hass_gen_params gp = {0};
     gp.max_new = o->max_new;
     uint64_t seed = mix64(o->seed ^ mix64((uint64_t)q * 131 + (uint64_t)turn) ^
                           mix64((uint64_t)(temp * 1000.0f)) ^ (uint64_t)strlen(suite));
-    gp.sampling = (hass_sampler_params){temp, temp > 0 ? o->top_k : 0, temp > 0 ? o->top_p : 1.0f,
-                                        seed};
+    gp.sampling =
+        (hass_sampler_params){temp, temp > 0 ? o->top_k : 0, temp > 0 ? o->top_p : 1.0f, seed};
     gp.tree = o->tree;
     hass_gen_stats st[MAX_METHODS];
     hass_status s = HASS_OK;
@@ -358,8 +341,7 @@ double hass_eval_chi2_sf(double x, int df) {
 /* Two samples of token ids (na, nb values): total variation distance between their empirical
  * distributions and the p-value of Pearson's chi-square test of homogeneity (categories with
  * fewer than 5 expected counts pooled into one). */
-static void two_sample(const int32_t *a, int na, const int32_t *b, int nb, double *tv,
-                       double *p) {
+static void two_sample(const int32_t *a, int na, const int32_t *b, int nb, double *tv, double *p) {
     int32_t cats[512];
     int ca[512], cb[512], nc = 0;
     for (int s = 0; s < 2; s++)
@@ -404,8 +386,8 @@ static void two_sample(const int32_t *a, int na, const int32_t *b, int nb, doubl
 
 static hass_status dist_check(run_ctx *c, cJSON *out, hass_err *err) {
     const hass_eval_opts *o = c->o;
-    int nm = 1 + o->n_drafts, np = o->dist_prompts < o->suites[0].n ? o->dist_prompts
-                                                                    : o->suites[0].n;
+    int nm = 1 + o->n_drafts,
+        np = o->dist_prompts < o->suites[0].n ? o->dist_prompts : o->suites[0].n;
     int R = o->dist_reps;
     int32_t *tok = malloc((size_t)nm * (size_t)R * DIST_POS * sizeof *tok);
     int32_t *col = malloc((size_t)R * sizeof *col), *colp = malloc((size_t)R * sizeof *colp);
@@ -424,7 +406,7 @@ static hass_status dist_check(run_ctx *c, cJSON *out, hass_err *err) {
         for (int q = 0; q < np && !s; q++) {
             hass_chat_msg m = {"user", o->suites[0].q[q].turns[0]};
             int32_t *ids = NULL;
-            int64_t n = encode_turns(o->tok, &m, 1, o->chat, &ids, err);
+            int64_t n = hass_tokenizer_encode_prompt(o->tok, &m, 1, o->chat, &ids, err);
             if (n < 0) {
                 s = err->code;
                 break;
@@ -434,9 +416,9 @@ static hass_status dist_check(run_ctx *c, cJSON *out, hass_err *err) {
                 for (int k = 0; k < nm && !s; k++) {
                     hass_gen_params gp = {0};
                     gp.max_new = DIST_POS;
-                    gp.sampling = (hass_sampler_params){temp, o->top_k, o->top_p,
-                                                        mix64(o->seed + 7919u * (uint64_t)r +
-                                                              (uint64_t)q * 104729u)};
+                    gp.sampling = (hass_sampler_params){
+                        temp, o->top_k, o->top_p,
+                        mix64(o->seed + 7919u * (uint64_t)r + (uint64_t)q * 104729u)};
                     gp.tree = o->tree;
                     hass_gen_stats gs;
                     s = hass_generate(c->eng[k], ids, n, &gp, k > 0, NULL, NULL,
@@ -472,7 +454,7 @@ static hass_status dist_check(run_ctx *c, cJSON *out, hass_err *err) {
 /* aggregation                                                                                 */
 
 typedef struct {
-    double tok, dec, cycles, draft, verify, nodes, acc[HASS_MAX_DEPTH];
+    double tok, dec, cycles, draft, verify, nodes, acc[N_DEPTHS];
     int items, same, checked;
     double *taus;
     int ntau, captau;
@@ -492,7 +474,7 @@ static void cell_add(cell *c, const cJSON *j) {
     c->verify += cJSON_GetObjectItemCaseSensitive(j, "verify_seconds")->valuedouble;
     c->nodes += cJSON_GetObjectItemCaseSensitive(j, "nodes")->valuedouble;
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "accepted_at_depth");
-    for (int k = 0; k < HASS_MAX_DEPTH && k < cJSON_GetArraySize(a); k++)
+    for (int k = 0; k < N_DEPTHS && k < cJSON_GetArraySize(a); k++)
         c->acc[k] += cJSON_GetArrayItem(a, k)->valuedouble;
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "identical");
     if (cJSON_IsBool(id))
@@ -549,7 +531,8 @@ static hass_status aggregate(const hass_eval_opts *o, const char *runs, cJSON *d
     cJSON *root = cJSON_CreateObject();
     cJSON *info = o->info_json ? cJSON_Parse(o->info_json) : NULL;
     cJSON_AddItemToObject(root, "info", info ? info : cJSON_CreateObject());
-    cJSON *ms = cJSON_AddArrayToObject(root, "methods"), *fs = cJSON_AddArrayToObject(root, "families");
+    cJSON *ms = cJSON_AddArrayToObject(root, "methods"),
+          *fs = cJSON_AddArrayToObject(root, "families");
     cJSON *ts = cJSON_AddArrayToObject(root, "temps");
     for (int m = 0; m < nm; m++)
         cJSON_AddItemToArray(ms, cJSON_CreateString(method_name(o, m)));
@@ -570,16 +553,19 @@ static hass_status aggregate(const hass_eval_opts *o, const char *runs, cJSON *d
                 cJSON_AddNumberToObject(e, "temp", o->temps[t]);
                 cJSON_AddNumberToObject(e, "items", c->items);
                 cJSON_AddNumberToObject(e, "tokens", c->tok);
-                double rate = c->dec > 0 ? c->tok / c->dec : 0, prate = p->dec > 0 ? p->tok / p->dec : 0;
+                double rate = c->dec > 0 ? c->tok / c->dec : 0,
+                       prate = p->dec > 0 ? p->tok / p->dec : 0;
                 cJSON_AddNumberToObject(e, "tokens_per_s", rate);
                 cJSON_AddNumberToObject(e, "speedup", prate > 0 ? rate / prate : 0);
                 cJSON_AddNumberToObject(e, "tau", c->cycles > 0 ? c->tok / c->cycles : 1);
                 cJSON *a = cJSON_AddArrayToObject(e, "accept_rate_by_depth");
-                for (int k = 0; m > 0 && k < HASS_MAX_DEPTH; k++)
-                    cJSON_AddItemToArray(a, cJSON_CreateNumber(c->cycles > 0 ? c->acc[k] / c->cycles : 0));
+                for (int k = 0; m > 0 && k < N_DEPTHS; k++)
+                    cJSON_AddItemToArray(
+                        a, cJSON_CreateNumber(c->cycles > 0 ? c->acc[k] / c->cycles : 0));
                 cJSON_AddNumberToObject(e, "draft_fraction", c->dec > 0 ? c->draft / c->dec : 0);
                 cJSON_AddNumberToObject(e, "verify_fraction", c->dec > 0 ? c->verify / c->dec : 0);
-                cJSON_AddNumberToObject(e, "nodes_per_cycle", c->cycles > 0 ? c->nodes / c->cycles : 0);
+                cJSON_AddNumberToObject(e, "nodes_per_cycle",
+                                        c->cycles > 0 ? c->nodes / c->cycles : 0);
                 if (c->checked)
                     cJSON_AddBoolToObject(e, "identical", c->same == c->checked);
                 cJSON *tp = cJSON_AddArrayToObject(e, "tau_per_item");
@@ -606,12 +592,14 @@ static hass_status aggregate(const hass_eval_opts *o, const char *runs, cJSON *d
 
 hass_status hass_eval_run(const hass_eval_opts *o, hass_eval_report *rep, hass_err *err) {
     memset(rep, 0, sizeof *rep);
-    if (!o->m || !o->tok || !o->out_dir || o->n_suites < 1 || o->n_temps < 1 ||
-        o->n_drafts < 0 || o->n_drafts > HASS_EVAL_MAX_DRAFTS || o->max_new < 1)
-        return hass_err_set(err, HASS_STATUS_ARG, "eval: model, tokenizer, suites, temperatures "
-                                                  "and an output folder are needed");
-    if (mkdir(o->out_dir, 0755) && errno != EEXIST)
-        return hass_err_set(err, HASS_STATUS_IO, "%s: %s", o->out_dir, strerror(errno));
+    if (!o->m || !o->tok || !o->out_dir || o->n_suites < 1 || o->n_temps < 1 || o->n_drafts < 0 ||
+        o->n_drafts > HASS_EVAL_MAX_DRAFTS || o->max_new < 1)
+        return hass_err_set(err, HASS_STATUS_ARG,
+                            "eval: model, tokenizer, suites, temperatures "
+                            "and an output folder are needed");
+    hass_status mk = hass_mkdir_p(o->out_dir, err);
+    if (mk)
+        return mk;
     run_ctx c = {0};
     c.o = o, c.identical = 1;
     int nm = 1 + o->n_drafts;
@@ -621,8 +609,8 @@ hass_status hass_eval_run(const hass_eval_opts *o, hass_eval_report *rep, hass_e
     snprintf(dpath, sizeof dpath, "%s/distribution.json", o->out_dir);
     cJSON *dist = NULL;
     for (int k = 0; k < nm && !st; k++) {
-        c.eng[k] = hass_engine_create(o->m, o->tok, k ? o->drafts[k - 1] : NULL, o->pool, o->ctx,
-                                      err);
+        c.eng[k] =
+            hass_engine_create(o->m, o->tok, k ? o->drafts[k - 1] : NULL, o->pool, o->ctx, err);
         c.out[k] = malloc((size_t)o->max_new * sizeof(int32_t));
         if (!c.eng[k] || !c.out[k])
             st = c.eng[k] ? hass_err_set(err, HASS_STATUS_OOM, "out of memory") : err->code;
@@ -641,7 +629,7 @@ hass_status hass_eval_run(const hass_eval_opts *o, hass_eval_report *rep, hass_e
     if (!st) {
         hass_chat_msg m = {"user", o->suites[0].q[0].turns[0]};
         int32_t *ids = NULL;
-        int64_t n = encode_turns(o->tok, &m, 1, o->chat, &ids, err);
+        int64_t n = hass_tokenizer_encode_prompt(o->tok, &m, 1, o->chat, &ids, err);
         hass_gen_params gp = {0};
         gp.max_new = o->max_new < 16 ? o->max_new : 16;
         gp.tree = o->tree;
@@ -673,8 +661,7 @@ hass_status hass_eval_run(const hass_eval_opts *o, hass_eval_report *rep, hass_e
                     if (d >= 0 && c.done.methods[d] == all_methods && c.done.answers[d]) {
                         answers[t] = strdup(c.done.answers[d]);
                     } else {
-                        st = run_item(&c, su->name, q, t, o->temps[ti], hist, nh, &answers[t],
-                                      err);
+                        st = run_item(&c, su->name, q, t, o->temps[ti], hist, nh, &answers[t], err);
                     }
                     /* the next turn follows plain decoding's answer */
                     if (!st)

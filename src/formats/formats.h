@@ -14,6 +14,33 @@
 #include "core/core.h"
 #include "core/tensor.h"
 
+/* ---------------- what a path holds (filekind.c) ---------------- */
+typedef enum {
+    HASS_FILE_MISSING = 0, /* no such file or directory */
+    HASS_FILE_DIR,         /* a directory: a Hugging Face model, a draft head */
+    HASS_FILE_GGUF,        /* the GGUF magic, or a .gguf name */
+    HASS_FILE_SAFETENSORS, /* a .safetensors name, or no known name and a JSON header's shape */
+    HASS_FILE_JSON,        /* a .json name (tokenizer.json) */
+    HASS_FILE_LLAMA2C,     /* a .bin name: a llama2.c checkpoint or tokenizer.bin */
+    HASS_FILE_OTHER        /* none of these */
+} hass_file_kind;
+/* Decided by the first bytes and the name only; the loaders validate the rest. */
+hass_file_kind hass_file_kind_of(const char *path);
+
+/* ---------------- JSON getters (json.c) ----------------
+ * Member `key` of object o as a given type; a missing member, a member of another type, or an
+ * o that is not an object all count as absent. */
+struct cJSON;
+const struct cJSON *hass_json_get(const struct cJSON *o, const char *key); /* NULL: absent */
+const char *hass_json_str(const struct cJSON *o, const char *key);         /* NULL: absent */
+/* 1 and *out if a number (int: an integer in [lo, hi]); 0 (and *out untouched) otherwise. */
+int hass_json_num(const struct cJSON *o, const char *key, double *out);
+int hass_json_int(const struct cJSON *o, const char *key, int64_t lo, int64_t hi, int64_t *out);
+int hass_json_bool(const struct cJSON *o, const char *key, int def); /* def when absent */
+/* Writes o as cJSON_Print formats it to dir/name, atomically (o is borrowed; NULL: out of
+ * memory, as a failed cJSON build leaves it). */
+hass_status hass_json_save(const char *dir, const char *name, const struct cJSON *o, hass_err *err);
+
 /* ---------------- safetensors ---------------- */
 typedef struct {
     hass_mapfile mf;

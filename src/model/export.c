@@ -127,19 +127,7 @@ static void tensor_desc(hass_tensor *t, const char *name, const mtensor *e, hass
 static hass_status write_config(const hass_model *m, const char *dir, hass_dtype dt,
                                 hass_err *err) {
     const hass_model_config *c = &m->cfg;
-    cJSON *o = cJSON_CreateObject();
-    cJSON *a = cJSON_AddArrayToObject(o, "architectures");
-    cJSON_AddItemToArray(a, cJSON_CreateString("LlamaForCausalLM"));
-    cJSON_AddStringToObject(o, "model_type", "llama");
-    cJSON_AddNumberToObject(o, "hidden_size", (double)c->d);
-    cJSON_AddNumberToObject(o, "intermediate_size", (double)c->ffn);
-    cJSON_AddNumberToObject(o, "num_hidden_layers", (double)c->n_layers);
-    cJSON_AddNumberToObject(o, "num_attention_heads", (double)c->H);
-    cJSON_AddNumberToObject(o, "num_key_value_heads", (double)c->Hkv);
-    cJSON_AddNumberToObject(o, "vocab_size", (double)c->V);
-    cJSON_AddNumberToObject(o, "max_position_embeddings", (double)c->max_ctx);
-    cJSON_AddNumberToObject(o, "rms_norm_eps", c->eps);
-    hass_model_rope_to_json(o, &c->rope);
+    cJSON *o = hass_model_config_to_json(c);
     cJSON_AddBoolToObject(o, "tie_word_embeddings", m->lm_head == m->embed);
     cJSON_AddStringToObject(o, "hidden_act", "silu");
     cJSON_AddStringToObject(o, "torch_dtype", dt == HASS_DTYPE_BF16 ? "bfloat16" : "float32");
@@ -155,14 +143,8 @@ static hass_status write_config(const hass_model *m, const char *dir, hass_dtype
         cJSON_AddNumberToObject(o, "eos_token_id", eos[0]);
     else if (n_eos > 1)
         cJSON_AddItemToObject(o, "eos_token_id", cJSON_CreateIntArray(eos, n_eos));
-    char *txt = cJSON_Print(o);
+    hass_status st = hass_json_save(dir, "config.json", o, err);
     cJSON_Delete(o);
-    if (!txt)
-        return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    hass_status st = hass_write_file_atomic(path, txt, strlen(txt), err);
-    free(txt);
     return st;
 }
 
@@ -229,13 +211,9 @@ hass_status hass_model_export_hf(const hass_model *m, const char *dir, hass_dtyp
                 cJSON_AddStringToObject(wm, T[i].name, fname);
             first = last + 1;
         }
-        char *txt = cJSON_Print(idx);
-        cJSON_Delete(idx);
-        snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
         if (!st)
-            st = txt ? hass_write_file_atomic(path, txt, strlen(txt), err)
-                     : hass_err_set(err, HASS_STATUS_OOM, "out of memory");
-        free(txt);
+            st = hass_json_save(dir, "model.safetensors.index.json", idx, err);
+        cJSON_Delete(idx);
     }
     for (int i = 0; bufs && i < n; i++)
         free(bufs[i]);

@@ -332,6 +332,25 @@ hass_status hass_model_forward(const hass_model *m, hass_kv *kv, hass_pool *pool
     return HASS_OK;
 }
 
+hass_status hass_model_prefill(const hass_model *m, hass_kv *kv, hass_pool *pool, int64_t n,
+                               const int32_t *tokens, float *logits, float *feats, hass_err *err) {
+    if (n < 1)
+        return hass_err_set(err, HASS_STATUS_ARG, "prefill: no tokens");
+    int64_t d = m->cfg.d, p0 = kv->n;
+    for (int64_t s = 0; s < n; s += kv->max_batch) {
+        int64_t k = n - s < kv->max_batch ? n - s : kv->max_batch;
+        for (int64_t i = 0; i < k; i++)
+            kv->pos_buf[i] = (int32_t)(p0 + s + i);
+        hass_status st = hass_model_forward(m, kv, pool, k, tokens + s, kv->pos_buf, NULL,
+                                            s + k == n ? logits : NULL, k - 1,
+                                            feats ? feats + s * d : NULL, err);
+        if (st)
+            return st;
+        hass_kv_commit(kv, k);
+    }
+    return HASS_OK;
+}
+
 void hass_model_free(hass_model *m) {
     if (!m)
         return;

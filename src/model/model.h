@@ -45,6 +45,10 @@ hass_status hass_model_config_from_json(hass_model_config *cfg, const char *json
  * object o: what hass_model_config_from_json reads back. */
 struct cJSON;
 void hass_model_rope_to_json(struct cJSON *o, const hass_rope_params *r);
+/* A config.json object for c as hass_model_config_from_json reads it: architectures,
+ * model_type, the shapes, max_position_embeddings, rms_norm_eps and the RoPE keys, in that
+ * order (callers add their own keys after them). Caller deletes. */
+struct cJSON *hass_model_config_to_json(const hass_model_config *c);
 /* Checks internal consistency (positive sizes, d == H*Dh, H % Hkv == 0, Dh even, ...). */
 hass_status hass_model_config_check(const hass_model_config *cfg, hass_err *err);
 
@@ -91,7 +95,7 @@ typedef struct {
     /* scratch for one forward of up to max_batch rows */
     float *x, *xb, *q, *att, *hb, *hb2, *kbuf, *vbuf, *attn_scratch;
     uint64_t *mask;
-    int32_t *pos_buf;
+    int32_t *pos_buf; /* (max_batch) positions of hass_model_prefill's forwards */
     size_t bytes;
 } hass_kv;
 
@@ -110,6 +114,13 @@ void hass_kv_free(hass_kv *kv);
 hass_status hass_model_forward(const hass_model *m, hass_kv *kv, hass_pool *pool, int64_t n,
                                const int32_t *tokens, const int32_t *pos, const int32_t *parents,
                                float *logits, int64_t logits_from, float *feats, hass_err *err);
+/* Runs tokens[0..n) (n >= 1) as a causal chain after the committed cache, at positions
+ * kv->n .. kv->n + n - 1, in forwards of kv->max_batch rows, and commits them (a prompt's
+ * prefill). logits: NULL or (V): the last row's logits. feats: NULL or (n, d): every row's
+ * features. Errors as hass_model_forward's; rows of the forwards before a failure stay committed.
+ */
+hass_status hass_model_prefill(const hass_model *m, hass_kv *kv, hass_pool *pool, int64_t n,
+                               const int32_t *tokens, float *logits, float *feats, hass_err *err);
 /* Commits the n rows just computed. */
 void hass_kv_commit(hass_kv *kv, int64_t n);
 /* Keeps rows[0..n_keep) (increasing indices into the last forward's rows) and commits them,

@@ -19,22 +19,9 @@ typedef struct {
 } model_src;
 
 /* ---- config.json ---- */
+/* the integers of config.json: counts, sizes, token ids */
 static int json_int(const cJSON *o, const char *k, int64_t *out) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!cJSON_IsNumber(v))
-        return 0;
-    double d = v->valuedouble;
-    if (d != (double)(int64_t)d || d < -2147483648.0 || d > 1e12)
-        return 0;
-    *out = (int64_t)d;
-    return 1;
-}
-static int json_num(const cJSON *o, const char *k, double *out) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!cJSON_IsNumber(v))
-        return 0;
-    *out = v->valuedouble;
-    return 1;
+    return hass_json_int(o, k, -2147483648LL, 1000000000000LL, out);
 }
 /* bos/eos may be an int or a list of ints */
 static void json_ids(const cJSON *o, const char *k, int32_t *ids, int *n, int cap) {
@@ -51,18 +38,19 @@ static void json_ids(const cJSON *o, const char *k, int32_t *ids, int *n, int ca
 /* rope_theta, rope_scaling and rope_freqs (see model.h); checked by the config check. */
 static hass_status rope_from_json(const cJSON *o, hass_rope_params *r, hass_err *err) {
     double v;
-    *r = hass_rope_plain(json_num(o, "rope_theta", &v) ? (float)v : 10000.0f);
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(o, "rope_scaling");
+    *r = hass_rope_plain(hass_json_num(o, "rope_theta", &v) ? (float)v : 10000.0f);
+    const cJSON *rs = hass_json_get(o, "rope_scaling");
     if (cJSON_IsObject(rs)) {
-        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
-        if (!cJSON_IsString(ty))
-            ty = cJSON_GetObjectItemCaseSensitive(rs, "type");
-        const char *type = cJSON_IsString(ty) ? ty->valuestring : "?";
+        const char *type = hass_json_str(rs, "rope_type");
+        if (!type)
+            type = hass_json_str(rs, "type");
+        if (!type)
+            type = "?";
         double f = 0, lo, hi;
         int64_t oc;
         if (!strcmp(type, "llama3")) {
-            if (!json_num(rs, "factor", &f) || !json_num(rs, "low_freq_factor", &lo) ||
-                !json_num(rs, "high_freq_factor", &hi) ||
+            if (!hass_json_num(rs, "factor", &f) || !hass_json_num(rs, "low_freq_factor", &lo) ||
+                !hass_json_num(rs, "high_freq_factor", &hi) ||
                 !json_int(rs, "original_max_position_embeddings", &oc) || f <= 0 || lo <= 0 ||
                 hi <= lo || oc <= 0)
                 return hass_err_set(err, HASS_STATUS_FORMAT,
@@ -72,7 +60,7 @@ static hass_status rope_from_json(const cJSON *o, hass_rope_params *r, hass_err 
             r->high_freq_factor = (float)hi;
             r->orig_ctx = oc;
         } else if (!strcmp(type, "linear")) {
-            if (!json_num(rs, "factor", &f) || !(f > 0))
+            if (!hass_json_num(rs, "factor", &f) || !(f > 0))
                 return hass_err_set(err, HASS_STATUS_FORMAT,
                                     "config.json: bad linear rope_scaling");
             r->linear = (float)f;
@@ -99,6 +87,23 @@ static hass_status rope_from_json(const cJSON *o, hass_rope_params *r, hass_err 
         }
     }
     return HASS_OK;
+}
+
+cJSON *hass_model_config_to_json(const hass_model_config *c) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *a = cJSON_AddArrayToObject(o, "architectures");
+    cJSON_AddItemToArray(a, cJSON_CreateString("LlamaForCausalLM"));
+    cJSON_AddStringToObject(o, "model_type", "llama");
+    cJSON_AddNumberToObject(o, "hidden_size", (double)c->d);
+    cJSON_AddNumberToObject(o, "intermediate_size", (double)c->ffn);
+    cJSON_AddNumberToObject(o, "num_hidden_layers", (double)c->n_layers);
+    cJSON_AddNumberToObject(o, "num_attention_heads", (double)c->H);
+    cJSON_AddNumberToObject(o, "num_key_value_heads", (double)c->Hkv);
+    cJSON_AddNumberToObject(o, "vocab_size", (double)c->V);
+    cJSON_AddNumberToObject(o, "max_position_embeddings", (double)c->max_ctx);
+    cJSON_AddNumberToObject(o, "rms_norm_eps", c->eps);
+    hass_model_rope_to_json(o, &c->rope);
+    return o;
 }
 
 void hass_model_rope_to_json(cJSON *o, const hass_rope_params *r) {
@@ -158,10 +163,9 @@ hass_status hass_model_config_from_json(hass_model_config *c, const char *json, 
         goto done;
     }
     double v;
-    c->eps = json_num(o, "rms_norm_eps", &v) ? (float)v : 1e-6f;
+    c->eps = hass_json_num(o, "rms_norm_eps", &v) ? (float)v : 1e-6f;
     c->max_ctx = json_int(o, "max_position_embeddings", &hd) ? hd : 2048;
-    const cJSON *tie = cJSON_GetObjectItemCaseSensitive(o, "tie_word_embeddings");
-    c->tie_embeddings = cJSON_IsTrue(tie);
+    c->tie_embeddings = hass_json_bool(o, "tie_word_embeddings", 0);
     c->rope_style = HASS_ROPE_HALF;
     if ((st = rope_from_json(o, &c->rope, err)) != HASS_OK)
         goto done;
@@ -318,11 +322,6 @@ static hass_model *load_hf(const char *dir, model_src *src, hass_err *err) {
     return hass_model_from_tensors(&cfg, src->renamed, src->st.n_tensors, err);
 }
 
-static int ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
 hass_model *hass_model_load(const char *path, hass_err *err) {
     model_src *src = calloc(1, sizeof *src);
     if (!src) {
@@ -330,20 +329,21 @@ hass_model *hass_model_load(const char *path, hass_err *err) {
         return NULL;
     }
     hass_model *m = NULL;
-    if (hass_is_dir(path)) {
+    hass_file_kind kind = hass_file_kind_of(path);
+    if (kind == HASS_FILE_DIR) {
         m = load_hf(path, src, err);
-    } else if (!hass_file_exists(path)) {
+    } else if (kind == HASS_FILE_MISSING) {
         hass_err_set(err, HASS_STATUS_IO, "%s: no such file or directory", path);
         free(src);
         return NULL;
-    } else if (ends_with(path, ".gguf")) {
+    } else if (kind == HASS_FILE_GGUF) {
         hass_model_config cfg;
         if (hass_gguf_open(&src->gguf, path, err) == HASS_OK &&
             gguf_config(&src->gguf, &cfg, err) == HASS_OK &&
             hass_model_gguf_rope(&src->gguf, &cfg, err) == HASS_OK &&
             gguf_rename(&src->gguf, &src->renamed, err) == HASS_OK)
             m = hass_model_from_tensors(&cfg, src->renamed, (int)src->gguf.n_tensors, err);
-    } else {
+    } else { /* anything else is tried as a llama2.c checkpoint (its header is checked) */
         if (hass_llama2c_open(&src->l2c, path, err) == HASS_OK) {
             const hass_llama2c_config *h = &src->l2c.cfg;
             hass_model_config cfg =

@@ -51,9 +51,41 @@ HASS_EMU_WIDEN(hass_emu_cvtepi32_ps, simde__m512, simde__m512i, int32_t, float, 
 HASS_EMU_WIDEN(hass_emu_cvtepi8_epi32, simde__m512i, __m128i, int8_t, int32_t, HASS_EMU_AS_I32)
 HASS_EMU_WIDEN(hass_emu_cvtepu16_epi32, simde__m512i, __m256i, uint16_t, int32_t, HASS_EMU_AS_I32)
 HASS_EMU_WIDEN(hass_emu_cvtph_ps, simde__m512, __m256i, uint16_t, float, hass_f16_to_f32)
+HASS_EMU_WIDEN(hass_emu_cvttps_epi32, simde__m512i, simde__m512, float, int32_t, HASS_EMU_AS_I32)
 #define _mm512_cvtepi32_ps(a) hass_emu_cvtepi32_ps(a)
 #define _mm512_cvtepi8_epi32(a) hass_emu_cvtepi8_epi32(a)
 #define _mm512_cvtepu16_epi32(a) hass_emu_cvtepu16_epi32(a)
 #define _mm512_cvtph_ps(a) hass_emu_cvtph_ps(a)
+#define _mm512_cvttps_epi32(a) hass_emu_cvttps_epi32(a) /* arguments within int32 range only */
+
+/* Also missing: the masked loads and stores (lanes whose mask bit is clear are neither read nor
+ * written, as with the instructions), and the f32 alias of the 128-bit-lane shuffle. */
+#define HASS_EMU_MASKZ_LOAD(name, RT, ET, N, MT)                                                   \
+    static inline RT name(MT k, const void *p) {                                                   \
+        ET v[N] = {0};                                                                             \
+        for (int i = 0; i < (N); i++)                                                              \
+            if ((k >> i) & 1)                                                                      \
+                memcpy(&v[i], (const char *)p + i * sizeof(ET), sizeof(ET));                       \
+        RT out;                                                                                    \
+        memcpy(&out, v, sizeof out);                                                               \
+        return out;                                                                                \
+    }
+HASS_EMU_MASKZ_LOAD(hass_emu_maskz_loadu_ps, simde__m512, float, 16, simde__mmask16)
+HASS_EMU_MASKZ_LOAD(hass_emu_maskz_loadu_epi16_512, simde__m512i, uint16_t, 32, simde__mmask32)
+HASS_EMU_MASKZ_LOAD(hass_emu_maskz_loadu_epi16_256, __m256i, uint16_t, 16, simde__mmask16)
+HASS_EMU_MASKZ_LOAD(hass_emu_maskz_loadu_ps_256, __m256, float, 8, simde__mmask8)
+static inline void hass_emu_mask_storeu_ps(void *p, simde__mmask16 k, simde__m512 a) {
+    float v[16];
+    memcpy(v, &a, sizeof v);
+    for (int i = 0; i < 16; i++)
+        if ((k >> i) & 1)
+            memcpy((char *)p + i * sizeof(float), &v[i], sizeof(float));
+}
+#define _mm512_maskz_loadu_ps(k, p) hass_emu_maskz_loadu_ps((k), (p))
+#define _mm512_maskz_loadu_epi16(k, p) hass_emu_maskz_loadu_epi16_512((k), (p))
+#define _mm256_maskz_loadu_epi16(k, p) hass_emu_maskz_loadu_epi16_256((k), (p))
+#define _mm256_maskz_loadu_ps(k, p) hass_emu_maskz_loadu_ps_256((k), (p))
+#define _mm512_mask_storeu_ps(p, k, a) hass_emu_mask_storeu_ps((p), (k), (a))
+#define _mm512_shuffle_f32x4(a, b, imm) simde_mm512_shuffle_f32x4((a), (b), (imm))
 
 #endif

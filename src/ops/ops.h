@@ -36,9 +36,41 @@ const char *hass_cpu_isa_name(void);
 /* The kernel of products with quantized weights: "amx-int8", "avx512vnni", "avxvnni", "avx2" or
  * "scalar". */
 const char *hass_cpu_quant_isa_name(void);
+/* What the CPU, HASS_CPU and hass_cpu_force allow, before hass_ops_tune's bf16 choice narrows
+ * it (hass_cpu_features = this, narrowed). */
+int hass_cpu_allowed(void);
+/* The CPU model: "vendor family.model.stepping brand" from cpuid ("unknown" elsewhere). */
+const char *hass_cpu_model(void);
 /* Restricts the kernels to features & (what the CPU and HASS_CPU allow); features < 0 undoes it.
  * For tests and benchmarks: call it between kernel calls, never while one runs. */
 void hass_cpu_force(int features);
+
+/* ---- kernel choices made by measurement ----
+ * Where two correct kernels exist for one op, the engine times them once per machine (CPU model),
+ * thread count and model shape (decode.c: a short calibration cached with the verify cost curve)
+ * and sets the winners here; hass_ops_tune_set(NULL) or an all-zero struct means the built-in
+ * defaults. One setting per process: set it between kernel calls, never while one runs.
+ *  bf16:  the product for bf16 weights: HASS_BF16_AMX (tiles), HASS_BF16_DP (vdpbf16ps, x rounded
+ *         to bf16), HASS_BF16_FMA (weights widened to f32, x kept f32), or HASS_BF16_WIDEST (the
+ *         widest the CPU and HASS_CPU allow). Their results differ in the last bits, so this
+ *         choice is made per machine and model and never depends on how many rows a call has;
+ *         it only narrows what hass_cpu_features reports, so HASS_CPU caps it.
+ *  rb[b]: x rows per register block (1..4; 0 = 4) for products of 2..8 rows (b = 0) and of more
+ *         (b = 1);
+ *  pf[b]: prefetch of the next weight block (0 = the default, 1 = on, 2 = off) for products of
+ *         one row (b = 0), 2..8 (b = 1) and more (b = 2).
+ * rb and pf decide only which elements are computed together and what is fetched early, never how
+ * an element is computed: every setting gives bit-identical results (test_ops checks it), so they
+ * may differ by the number of rows. Products with quantized weights (quant.h) take none of these:
+ * their blocking is fixed, and the bf16 choice never narrows the VNNI or AMX-INT8 features. */
+enum { HASS_BF16_WIDEST = 0, HASS_BF16_AMX = 1, HASS_BF16_DP = 2, HASS_BF16_FMA = 3 };
+typedef struct {
+    int bf16;
+    int rb[2];
+    int pf[3];
+} hass_ops_tune;
+void hass_ops_tune_set(const hass_ops_tune *t);
+hass_ops_tune hass_ops_tune_get(void);
 
 /* ---- matrix products ----
  * y: (n, out) f32; x: (n, in) f32; W: (out, in) row-major of dtype wt (F32, BF16, F16, or a
@@ -49,7 +81,7 @@ void hass_cpu_force(int features);
  * Quantized weights: each row of x is quantized to int8 as ggml does (Q8_0/Q8_1 per 32 values,
  * Q8_K per 256) and multiplied by integer dot products; the float arithmetic of each output is
  * fixed and the same on every ISA (src/ops/quant.h). Either way the result is batch invariant.
- * Threads split output rows in units of 12; a product of fewer than 65536 multiply-adds runs on
+ * Threads split output rows in units of 48; a product of fewer than 65536 multiply-adds runs on
  * the calling thread without touching the pool. The weights are streamed from memory once per
  * call for any n (blocks of rows of W stay in L1 while all n rows of x pass over them). */
 void hass_matmul(hass_pool *pool, float *y, const float *x, const void *W, hass_dtype wt, int64_t n,
@@ -164,9 +196,13 @@ void hass_ref_attention(float *out, const float *q, const float *k, const float 
  *
  * Every dot product of length `in` is computed the same way whatever the caller batches:
  * L lanes (8 for avx2 and scalar, 16 for avx512), one L-lane accumulator per output element
- * fed in order k = 0, L, 2L, ..., then a fixed pairwise horizontal sum, then the in % L tail
- * added element by element. Blocking over rows only decides which elements are computed
- * together, never how one is computed.
+ * fed in order k = 0, L, 2L, ..., the last step zero-padded past `in` (masked loads: the
+ * in % L tail goes into lanes 0 .. in % L - 1 of one more step), then a fixed pairwise
+ * horizontal sum: ((a0+a4) + (a1+a5)) + ((a2+a6) + (a3+a7)) after folding 16 lanes onto 8
+ * (a_i + a_{i+8}). (bf16 weights with AVX512_BF16: 32 k per step, lane i taking the pair
+ * 2i, 2i+1 through vdpbf16ps, the tail zero-padded the same way.) Blocking over rows only
+ * decides which elements are computed together, never how one is computed: a block of 8 or
+ * 16 rows may run its horizontal sums together, transposed, with exactly these additions.
  *
  * matmul_rows: y[r*ys + o] = x[r*in ..] . W[o] for r in [0, n), o in [o0, o1). */
 typedef void (*hass__matmul_rows_fn)(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
@@ -175,33 +211,57 @@ typedef float (*hass__dot_fn)(const float *a, const float *b, int64_t n);
 /* s[j] = dot(q, k + j*ks, Dh) for j < nk, each exactly as the dot above. */
 typedef void (*hass__dots_fn)(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
                               int64_t Dh);
-/* o[e] = fma(p[j], v[j*vs + e], o[e]) for j = 0..nk-1 in order, skipping p[j] == 0 (scalar
- * build: o[e] += p[j] * v[..]); elementwise, so the lane layout cannot change a result. */
-typedef void (*hass__axpys_fn)(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
-                               int64_t Dh);
-/* x[i] = exp(x[i]) in place; inputs below -88 (and -inf) give exactly 0. Elementwise. */
-typedef void (*hass__exp_fn)(float *x, int64_t n);
-void hass__exp_avx2(float *x, int64_t n);
-void hass__exp_scalar(float *x, int64_t n);
+/* The probability-weighted average of nk rows of v, for G heads at once: for g < G,
+ * o[g*Dh + e] = a[e] * (1 / sum), where from 0, for j = 0..nk-1 in order and skipping
+ * p[g*ps + j] == 0, a[e] = fma(p[g*ps + j], v[voff[g] + j*vs + e], a[e]) (scalar build:
+ * a[e] += p * v) and sum += p[g*ps + j]. Every element alone is computed so, whatever G or the
+ * lane layout (the heads only run side by side); a key with p == 0 changes nothing at all.
+ * p >= 0, every sum > 0. */
+typedef void (*hass__wavg_fn)(float *o, const float *p, int64_t ps, const float *v,
+                              const int64_t *voff, int64_t vs, int64_t nk, int64_t Dh, int G);
+/* x[i] = exp(x[i] - sub) in place; arguments below -88 (and -inf) give exactly 0. Elementwise. */
+typedef void (*hass__exp_fn)(float *x, int64_t n, float sub);
+/* x[i] *= scale in place; returns the largest result (-inf when n == 0). */
+typedef float (*hass__scale_max_fn)(float *x, int64_t n, float scale);
+typedef struct {
+    hass__matmul_rows_fn rows;
+    hass__dot_fn dot;
+    hass__dots_fn dots;
+    hass__wavg_fn wavg;
+    hass__exp_fn exp;
+    hass__scale_max_fn scale_max;
+} hass__kernels;
+/* The kernels of the ISA in use (hass_cpu_features()); the tests call them directly. */
+hass__kernels hass__kernels_get(void);
+
 void hass__matmul_rows_avx2(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                             const void *W, hass_dtype wt, int64_t o0, int64_t o1);
 float hass__dot_avx2(const float *a, const float *b, int64_t n);
 void hass__dots_avx2(float *s, const float *q, const float *k, int64_t ks, int64_t nk, int64_t Dh);
-void hass__axpys_avx2(float *o, const float *p, const float *v, int64_t vs, int64_t nk, int64_t Dh);
+void hass__wavg_avx2(float *o, const float *p, int64_t ps, const float *v, const int64_t *voff,
+                     int64_t vs, int64_t nk, int64_t Dh, int G);
+void hass__exp_avx2(float *x, int64_t n, float sub);
+float hass__scale_max_avx2(float *x, int64_t n, float scale);
 void hass__matmul_rows_avx512(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                               const void *W, hass_dtype wt, int64_t o0, int64_t o1);
 void hass__matmul_rows_avx512bf16(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                                   const void *W, hass_dtype wt, int64_t o0, int64_t o1);
 float hass__dot_avx512(const float *a, const float *b, int64_t n);
+void hass__dots_avx512(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
+                       int64_t Dh);
+void hass__wavg_avx512(float *o, const float *p, int64_t ps, const float *v, const int64_t *voff,
+                       int64_t vs, int64_t nk, int64_t Dh, int G);
+void hass__exp_avx512(float *x, int64_t n, float sub);
+float hass__scale_max_avx512(float *x, int64_t n, float scale);
+/* The tuned register-block height (1..4) for a product of n > 1 rows, and whether to prefetch
+ * the next weight block (dflt: the kernel's own default) for n rows (hass_ops_tune). */
+int hass__mm_rb(int64_t n);
+int hass__mm_pf(int64_t n, int dflt);
 /* AMX (ops_amx.c), bf16 weights, in % 32 == 0: x packed once per product into bf16 tiles
  * (xp: ceil(n/16) * 16 * in bf16), then rows [o0, o1) (o0 % 16 == 0) of y = x W^T. */
 int hass__amx_ready(void);
 void hass__amx_pack_x(uint16_t *xp, const float *x, int64_t n, int64_t in);
 void hass__matmul_rows_amx(float *y, int64_t ys, const uint16_t *xp, int64_t n, int64_t in,
                            const uint16_t *W, int64_t o0, int64_t o1);
-void hass__dots_avx512(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
-                       int64_t Dh);
-void hass__axpys_avx512(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
-                        int64_t Dh);
 
 #endif

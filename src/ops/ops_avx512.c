@@ -3,11 +3,15 @@
  * blocking with 16-lane accumulators, and for bf16 weights on CPUs with AVX512_BF16 the
  * vdpbf16ps dot (x rounded to bf16 on the fly, pairs summed by the instruction). Compiled with
  * the AVX-512 flags (Makefile) and called only when hass_cpu_features() reports them.
- * Structurally identical to the AVX2 file on purpose: the same blocking, the same per-element
- * order (one 16-lane accumulator per element, a fixed horizontal sum, then a scalar tail).
+ * The blocked product, the dots and the weighted average's dispatch are the AVX2 file's code
+ * (ops_blocked.h) over 16 lanes: the same blocking, the same per-element order (one 16-lane
+ * accumulator per element whose last step is zero-padded by masked loads, then a fixed
+ * horizontal sum), so short and odd lengths stay vectorised. Here: the 16-lane helpers, 16 keys'
+ * dots (two keys per register for head dims up to 8), the weighted average's units, exp.
  */
 #include "ops/ops.h"
 
+#include <math.h>
 #include <string.h>
 #if defined(HASS_AVX512_EMU)
 #include "ops/avx512_emu.h"
@@ -17,7 +21,10 @@
 #include "ops/simd_x86.h"
 
 #define RB 4 /* x rows per register block */
-#define CB 3 /* W rows per register block (RB*CB accumulators + CB weights + 1 x) */
+/* W rows per register block: RB*CB accumulators + CB weights + 1 x = 31 of the 32 registers. Six
+ * rather than three halves how often the x rows are re-read from L2 per weight row, which set the
+ * slope of the cost curve past n = 8 (f32, one thread, CPU clock: bench/PERF.md). */
+#define CB 6
 
 /* ((a0+a4) + (a1+a5)) + ((a2+a6) + (a3+a7)) after folding the upper 256 bits onto the lower. */
 static ALWAYS_INLINE float hsum16(__m512 v) {
@@ -27,6 +34,48 @@ static ALWAYS_INLINE float hsum16(__m512 v) {
     t = _mm_hadd_ps(t, t);
     t = _mm_add_ss(t, _mm_movehdup_ps(t));
     return _mm_cvtss_f32(t);
+}
+
+/* hsum16 of 16 accumulators at once, transposed: lane p of the result is hsum16(a[T16(p)]),
+ * T16(p) = 4 (p % 4) + p / 4 (its own inverse), computed with exactly hsum16's additions:
+ * 512 -> 256 bits (lo + hi), 256 -> 128 (lo + hi), then (t0 + t1) + (t2 + t3). So 16 dots end
+ * in one register in order when accumulator i holds dot T16(i). */
+#define T16(p) (4 * ((p) % 4) + (p) / 4)
+
+/* [a.lo256 + a.hi256 | b.lo256 + b.hi256] */
+static ALWAYS_INLINE __m512 fold256(__m512 a, __m512 b) {
+    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+}
+
+/* 128-bit lanes: [a0 + a1, a2 + a3, b0 + b1, b2 + b3] */
+static ALWAYS_INLINE __m512 fold128(__m512 a, __m512 b) {
+    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xDD));
+}
+
+/* The same from the first fold on: X[m] holds accumulators 2m and 2m+1 folded to 256 bits. */
+static ALWAYS_INLINE __m512 hsum16x16_folded(const __m512 *X) {
+    __m512 Y[4], Z[2];
+    UNROLL for (int m = 0; m < 4; m++) {
+        Y[m] = fold128(X[2 * m], X[2 * m + 1]);
+    }
+    UNROLL for (int m = 0; m < 2; m++) {
+        Z[m] = _mm512_add_ps(_mm512_shuffle_ps(Y[2 * m], Y[2 * m + 1], 0x88),
+                             _mm512_shuffle_ps(Y[2 * m], Y[2 * m + 1], 0xDD));
+    }
+    return _mm512_add_ps(_mm512_shuffle_ps(Z[0], Z[1], 0x88), _mm512_shuffle_ps(Z[0], Z[1], 0xDD));
+}
+
+static ALWAYS_INLINE __m512 hsum16x16(const __m512 *a) {
+    __m512 X[8];
+    UNROLL for (int m = 0; m < 8; m++) {
+        X[m] = fold256(a[2 * m], a[2 * m + 1]);
+    }
+    return hsum16x16_folded(X);
+}
+
+/* The mask of lanes [0, m), 0 <= m <= 16. */
+static ALWAYS_INLINE __mmask16 lanes16(int64_t m) {
+    return (__mmask16)((1u << m) - 1);
 }
 
 /* 16 weights of row `w` starting at element k (k % 16 == 0), as exact f32. */
@@ -43,278 +92,208 @@ static ALWAYS_INLINE __m512 wload(hass_dtype dt, const uint8_t *w, int64_t k) {
     }
 }
 
-/* One weight (tail elements). */
-static ALWAYS_INLINE float wscalar(hass_dtype dt, const uint8_t *w, int64_t k) {
-    uint16_t h;
+/* The m < 16 weights of row `w` from element k, zero in lanes m..15 (masked loads: nothing past
+ * element k + m is read). */
+static ALWAYS_INLINE __m512 wload_part(hass_dtype dt, const uint8_t *w, int64_t k, int64_t m) {
     switch (dt) {
-    case HASS_DTYPE_BF16:
-        memcpy(&h, w + 2 * k, 2);
-        return hass_bf16_to_f32(h);
-    case HASS_DTYPE_F16:
-        memcpy(&h, w + 2 * k, 2);
-        return _cvtsh_ss(h);
-    default: {
-        float f;
-        memcpy(&f, w + 4 * k, 4);
-        return f;
+    case HASS_DTYPE_BF16: {
+        __m256i h = _mm256_maskz_loadu_epi16(lanes16(m), w + 2 * k);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     }
+    case HASS_DTYPE_F16:
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes16(m), w + 2 * k));
+    default:
+        return _mm512_maskz_loadu_ps(lanes16(m), (const float *)w + k);
     }
 }
 
-/* ---- the blocked product; the same code as ops_avx2.c below this line ---- */
+/* ---- the vector width of the code shared with ops_avx2.c (ops_blocked.h) ---- */
 #define VEC __m512
 #define VLANES 16
 #define VZERO() _mm512_setzero_ps()
 #define VLOAD(p) _mm512_loadu_ps(p)
+#define VLOADM(p, m) _mm512_maskz_loadu_ps(lanes16(m), (p))
 #define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #define VHSUM(v) hsum16(v)
+#define VHSUMN(a) hsum16x16(a) /* lane p = row p if a[i] holds row VROW(i) */
+#define VROW(i) T16(i)
+#define VSTOREM(p, m, v) _mm512_mask_storeu_ps((p), lanes16(m), (v))
+#define VSTORE(p, v) _mm512_storeu_ps((p), (v))
+#define DOTSN(q, k, off, Dh) dots16_any((q), (k), (off), (Dh))
 
-#define C1 6 /* W rows per block when n == 1: six independent FMA chains (8 spill ymm) */
-#define CMAX (C1 > CB ? C1 : CB)
-
-/* The paced prefetch of the next W block (see kern): the C*rb bytes after this block, up to
- * pf_lim (nothing when pf_lim is NULL or already passed), `step` bytes more per k step. */
-typedef struct {
-    const char *at;
-    size_t done, len, step, goal;
-} pacer;
-
-static ALWAYS_INLINE pacer pacer_make(const uint8_t *w, int C, size_t rb, int64_t in, int64_t kstep,
-                                      const uint8_t *pf_lim) {
-    const uint8_t *at = w + (size_t)C * rb;
-    size_t left = pf_lim && pf_lim > at ? (size_t)(pf_lim - at) : 0;
-    pacer p = {(const char *)at, 0, left < (size_t)C * rb ? left : (size_t)C * rb,
-               ((size_t)C * rb * (size_t)kstep + (size_t)in - 1) / (size_t)in, 0};
-    return p;
+/* The same for Dh <= 8, two keys per register: dot1's upper eight lanes would hold +0 (the
+ * products are never -0 after adding +0), so its first fold is the identity and is skipped. */
+static ALWAYS_INLINE __m512 dots16_short(const float *q, const float *k, const int64_t *off,
+                                         int64_t Dh) {
+    __mmask8 m = (__mmask8)((1u << Dh) - 1);
+    __m256 qh = _mm256_maskz_loadu_ps(m, q);
+    __m512 qv = _mm512_insertf32x8(_mm512_castps256_ps512(qh), qh, 1), X[8];
+    UNROLL for (int i = 0; i < 8; i++) {
+        __m256 lo = _mm256_maskz_loadu_ps(m, k + off[2 * i]);
+        __m512 kv = _mm512_insertf32x8(_mm512_castps256_ps512(lo),
+                                       _mm256_maskz_loadu_ps(m, k + off[2 * i + 1]), 1);
+        X[i] = _mm512_fmadd_ps(qv, kv, _mm512_setzero_ps());
+    }
+    return hsum16x16_folded(X);
 }
 
-static ALWAYS_INLINE void pacer_advance(pacer *p) {
-    p->goal += p->step;
-    for (; p->done < p->goal && p->done < p->len; p->done += 64)
-        _mm_prefetch(p->at + p->done, _MM_HINT_T0);
-}
+/* 16 keys' dots (ops_blocked.h's dots_any): two keys per register up to head dim 8. */
+static ALWAYS_INLINE __m512 dots16_any(const float *q, const float *k, const int64_t *off,
+                                       int64_t Dh);
 
-/* The R x C register block: y[r*ys + c] = x[r] . w[c] for r < R, c < C, each element as its
- * own VLANES-lane accumulator over k, the fixed horizontal sum, then the tail in order. */
-static ALWAYS_INLINE void kern(const int R, const int C, hass_dtype dt, float *y, int64_t ys,
-                               const float *x, int64_t in, const uint8_t *w, size_t rb,
-                               const uint8_t *pf_lim) {
-    VEC acc[RB][CMAX];
-    UNROLL for (int r = 0; r < R; r++) {
-        UNROLL for (int c = 0; c < C; c++) {
-            acc[r][c] = VZERO();
+/* The weighted average (ops.h) of G heads at once, as units (head g, vector u of its Dh) taken
+ * up to 8 at a time: each unit keeps its vector of o in a register over all keys, one FMA per
+ * key in key order, and its own sum of p in the same order, so every element is computed exactly
+ * as for one head alone while up to 8 independent chains hide the FMA latency. */
+static ALWAYS_INLINE void wavg_units(const int U, int64_t u0, float *o, const float *p, int64_t ps,
+                                     const float *v, const int64_t *voff, int64_t vs, int64_t nk,
+                                     int64_t Dh) {
+    int64_t nvh = (Dh + 15) / 16;
+    const float *pu[8], *vu[8];
+    __m512 acc[8], sum[8];
+    __mmask16 mk[8];
+    UNROLL for (int u = 0; u < U; u++) {
+        int64_t g = (u0 + u) / nvh, e = (u0 + u) % nvh * 16;
+        pu[u] = p + g * ps;
+        vu[u] = v + voff[g] + e;
+        mk[u] = lanes16(Dh - e < 16 ? Dh - e : 16);
+        acc[u] = sum[u] = _mm512_setzero_ps();
+    }
+    /* Branch-free skipping of p == 0: v is then not read (its lanes load as 0), so the FMA adds
+     * an exact +0 (a and sum are never -0: they start at +0 and p >= 0), which leaves them as
+     * they were: the same bits as not visiting the key. The sum runs in every lane. */
+    for (int64_t j = 0; j < nk; j++) {
+        UNROLL for (int u = 0; u < U; u++) {
+            __m512 pj = _mm512_set1_ps(pu[u][j]);
+            __mmask16 k = mk[u] & _mm512_cmp_ps_mask(pj, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+            acc[u] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(k, vu[u] + j * vs), acc[u]);
+            sum[u] = _mm512_add_ps(sum[u], pj);
         }
     }
-    int64_t inv = in & ~(int64_t)(VLANES - 1);
-    /* Unless pf_lim is NULL, prefetch the next block of W (the C*rb bytes after this one, up to
-     * pf_lim) at the pace this block is consumed: blocks are short streams (C rows of a few KiB),
-     * too short for the hardware prefetcher to ramp up on each. */
-    pacer pf = pacer_make(w, C, rb, in, VLANES, pf_lim);
-    for (int64_t k = 0; k < inv; k += VLANES) {
-        VEC wv[CMAX];
-        pacer_advance(&pf);
-        UNROLL for (int c = 0; c < C; c++) {
-            wv[c] = wload(dt, w + (size_t)c * rb, k);
-        }
-        UNROLL for (int r = 0; r < R; r++) {
-            VEC xv = VLOAD(x + r * in + k);
-            UNROLL for (int c = 0; c < C; c++) {
-                acc[r][c] = VFMA(xv, wv[c], acc[r][c]);
-            }
-        }
-    }
-    UNROLL for (int r = 0; r < R; r++) {
-        UNROLL for (int c = 0; c < C; c++) {
-            float s = VHSUM(acc[r][c]);
-            for (int64_t t = inv; t < in; t++)
-                s = fma1(x[r * in + t], wscalar(dt, w + (size_t)c * rb, t), s);
-            y[r * ys + c] = s;
-        }
+    UNROLL for (int u = 0; u < U; u++) {
+        int64_t g = (u0 + u) / nvh, e = (u0 + u) % nvh * 16;
+        __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), sum[u]);
+        _mm512_mask_storeu_ps(o + g * Dh + e, mk[u], _mm512_mul_ps(acc[u], inv));
     }
 }
 
-#define KCASE(R, C)                                                                                \
-    case (R)*16 + (C):                                                                             \
-        kern(R, C, dt, y, ys, x, in, w, rb, pf_lim);                                               \
-        break
+#include "ops/ops_blocked.h"
 
-static ALWAYS_INLINE void block(int R, int C, hass_dtype dt, float *y, int64_t ys, const float *x,
-                                int64_t in, const uint8_t *w, size_t rb, const uint8_t *pf_lim) {
-    switch (R * 16 + C) {
-        KCASE(1, 1);
-        KCASE(1, 2);
-        KCASE(1, 3);
-        KCASE(1, 4);
-        KCASE(1, 5);
-        KCASE(1, 6);
-        KCASE(2, 1);
-        KCASE(2, 2);
-        KCASE(2, 3);
-        KCASE(3, 1);
-        KCASE(3, 2);
-        KCASE(3, 3);
-        KCASE(4, 1);
-        KCASE(4, 2);
-        KCASE(4, 3);
-    default:
-        HASS_ASSERT(!"matmul block shape");
-    }
+static ALWAYS_INLINE __m512 dots16_any(const float *q, const float *k, const int64_t *off,
+                                       int64_t Dh) {
+    return Dh <= 8 ? dots16_short(q, k, off, Dh) : dots_rows(q, k, off, Dh);
 }
 
-/* W blocks of CB rows (C1 when n == 1) outside, x blocks of RB rows inside: a W block is read
- * from memory once and stays in L1 while every x row passes over it. (Tiling k as well, with
- * the lane sums parked between tiles, measured ~10% slower at n = 8..64: the x rows stream
- * from L2 fast enough.) */
-static ALWAYS_INLINE void rows_dt(hass_dtype dt, float *y, int64_t ys, const float *x, int64_t n,
-                                  int64_t in, const void *W, int64_t o0, int64_t o1) {
-    size_t rb = hass_dtype_bytes(dt, (size_t)in);
-    int cmax = n == 1 ? C1 : CB;
-    /* Software prefetch of the next W block (see kern), measured single-threaded on 2048x768 /
-     * 32000x768 streamed from memory: bf16 n = 1 4.9 -> 3.3 ms, bf16 n = 4 410 -> 205 us, f32
-     * n = 4 600 -> 450 us, f32 n = 16 16.4 -> 13.6 ms; but f32 n = 1 300 -> 390 us (its 3 KiB+
-     * rows are long enough for the hardware prefetcher), so not there. */
-    const uint8_t *wend =
-        dt != HASS_DTYPE_F32 || n > 1 ? (const uint8_t *)W + (size_t)o1 * rb : NULL;
-    for (int64_t o = o0; o < o1; o += cmax) {
-        int C = o1 - o < cmax ? (int)(o1 - o) : cmax;
-        const uint8_t *w = (const uint8_t *)W + (size_t)o * rb;
-        for (int64_t r = 0; r < n; r += RB) {
-            int R = n - r < RB ? (int)(n - r) : RB;
-            block(R, C, dt, y + r * ys + o, ys, x + r * in, in, w, rb, r == 0 ? wend : NULL);
-        }
-    }
-}
-
-static void rows_f32(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
-                     int64_t o0, int64_t o1) {
-    rows_dt(HASS_DTYPE_F32, y, ys, x, n, in, W, o0, o1);
-}
-static void rows_bf16(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
-                      int64_t o0, int64_t o1) {
-    rows_dt(HASS_DTYPE_BF16, y, ys, x, n, in, W, o0, o1);
-}
-static void rows_f16(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
-                     int64_t o0, int64_t o1) {
-    rows_dt(HASS_DTYPE_F16, y, ys, x, n, in, W, o0, o1);
-}
 void hass__matmul_rows_avx512(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                               const void *W, hass_dtype wt, int64_t o0, int64_t o1) {
-    switch (wt) {
-    case HASS_DTYPE_F32:
-        rows_f32(y, ys, x, n, in, W, o0, o1);
-        break;
-    case HASS_DTYPE_BF16:
-        rows_bf16(y, ys, x, n, in, W, o0, o1);
-        break;
-    case HASS_DTYPE_F16:
-        rows_f16(y, ys, x, n, in, W, o0, o1);
-        break;
-    default:
-        HASS_ASSERT(!"hass_matmul: unsupported weight dtype");
-    }
-}
-
-/* The same element arithmetic as the matrix product, for one pair of vectors. */
-static ALWAYS_INLINE float dot1(const float *a, const float *b, int64_t n) {
-    __m512 acc = _mm512_setzero_ps();
-    int64_t nv = n & ~(int64_t)15;
-    for (int64_t k = 0; k < nv; k += 16)
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), acc);
-    float s = hsum16(acc);
-    for (int64_t k = nv; k < n; k++)
-        s = fma1(a[k], b[k], s);
-    return s;
+    matmul_rows(y, ys, x, n, in, W, wt, o0, o1);
 }
 
 float hass__dot_avx512(const float *a, const float *b, int64_t n) {
     return dot1(a, b, n);
 }
 
-/* Four keys at a time (four independent FMA chains); each key's dot is still exactly dot1. */
 void hass__dots_avx512(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
                        int64_t Dh) {
-    int64_t nv = Dh & ~(int64_t)15, j = 0;
-    for (; j + 4 <= nk; j += 4) {
-        const float *k0 = k + j * ks, *k1 = k0 + ks, *k2 = k1 + ks, *k3 = k2 + ks;
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t e = 0; e < nv; e += 16) {
-            __m512 qv = _mm512_loadu_ps(q + e);
-            a0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + e), a0);
-            a1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k1 + e), a1);
-            a2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k2 + e), a2);
-            a3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k3 + e), a3);
-        }
-        float r0 = hsum16(a0), r1 = hsum16(a1), r2 = hsum16(a2), r3 = hsum16(a3);
-        for (int64_t e = nv; e < Dh; e++) {
-            r0 = fma1(q[e], k0[e], r0);
-            r1 = fma1(q[e], k1[e], r1);
-            r2 = fma1(q[e], k2[e], r2);
-            r3 = fma1(q[e], k3[e], r3);
-        }
-        s[j] = r0, s[j + 1] = r1, s[j + 2] = r2, s[j + 3] = r3;
-    }
-    for (; j < nk; j++)
-        s[j] = dot1(q, k + j * ks, Dh);
+    dots_any(s, q, k, ks, nk, Dh);
 }
 
-/* Four vectors of o stay in registers across all keys, then the next four: each element still
- * gets one FMA per key in key order. */
-void hass__axpys_avx512(float *o, const float *p, const float *v, int64_t vs, int64_t nk,
-                        int64_t Dh) {
-    int64_t e = 0;
-    for (; e + 64 <= Dh; e += 64) {
-        __m512 o0 = _mm512_loadu_ps(o + e), o1 = _mm512_loadu_ps(o + e + 16);
-        __m512 o2 = _mm512_loadu_ps(o + e + 32), o3 = _mm512_loadu_ps(o + e + 48);
-        for (int64_t j = 0; j < nk; j++) {
-            if (p[j] == 0.0f)
-                continue;
-            __m512 a = _mm512_set1_ps(p[j]);
-            const float *vj = v + j * vs + e;
-            o0 = _mm512_fmadd_ps(a, _mm512_loadu_ps(vj), o0);
-            o1 = _mm512_fmadd_ps(a, _mm512_loadu_ps(vj + 16), o1);
-            o2 = _mm512_fmadd_ps(a, _mm512_loadu_ps(vj + 32), o2);
-            o3 = _mm512_fmadd_ps(a, _mm512_loadu_ps(vj + 48), o3);
-        }
-        _mm512_storeu_ps(o + e, o0);
-        _mm512_storeu_ps(o + e + 16, o1);
-        _mm512_storeu_ps(o + e + 32, o2);
-        _mm512_storeu_ps(o + e + 48, o3);
+void hass__wavg_avx512(float *o, const float *p, int64_t ps, const float *v, const int64_t *voff,
+                       int64_t vs, int64_t nk, int64_t Dh, int G) {
+    wavg_any(o, p, ps, v, voff, vs, nk, Dh, G);
+}
+
+/* x[i] *= scale; the largest result. */
+float hass__scale_max_avx512(float *x, int64_t n, float scale) {
+    __m512 s = _mm512_set1_ps(scale), mx = _mm512_set1_ps(-INFINITY);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = lanes16(n - i < 16 ? n - i : 16);
+        __m512 t = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), s);
+        _mm512_mask_storeu_ps(x + i, m, t);
+        mx = _mm512_mask_max_ps(mx, m, mx, t);
     }
-    for (; e + 16 <= Dh; e += 16) {
-        __m512 o0 = _mm512_loadu_ps(o + e);
-        for (int64_t j = 0; j < nk; j++)
-            if (p[j] != 0.0f)
-                o0 = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_loadu_ps(v + j * vs + e), o0);
-        _mm512_storeu_ps(o + e, o0);
-    }
-    for (; e < Dh; e++) {
-        float t = o[e];
-        for (int64_t j = 0; j < nk; j++)
-            if (p[j] != 0.0f)
-                t = fma1(p[j], v[j * vs + e], t);
-        o[e] = t;
-    }
+    __m256 a = _mm256_max_ps(_mm512_castps512_ps256(mx),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(mx), 1)));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* exp8 of ops_avx2.c on 16 lanes: the same operations lane by lane, so the same results. */
+static ALWAYS_INLINE __m512 exp16(__m512 x0) {
+    const __m512 hi = _mm512_set1_ps(88.3762626647949f), lo = _mm512_set1_ps(-88.0f);
+    const __m512 log2e = _mm512_set1_ps(1.44269504088896341f), half = _mm512_set1_ps(0.5f);
+    const __m512 c1 = _mm512_set1_ps(0.693359375f), c2 = _mm512_set1_ps(-2.12194440e-4f);
+    const __m512 p0 = _mm512_set1_ps(1.9875691500e-4f), p1 = _mm512_set1_ps(1.3981999507e-3f);
+    const __m512 p2 = _mm512_set1_ps(8.3334519073e-3f), p3 = _mm512_set1_ps(4.1665795894e-2f);
+    const __m512 p4 = _mm512_set1_ps(1.6666665459e-1f), p5 = _mm512_set1_ps(5.0000001201e-1f);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __mmask16 under = _mm512_cmp_ps_mask(x0, lo, _CMP_LT_OQ); /* also -inf */
+    __m512 v = _mm512_max_ps(_mm512_min_ps(x0, hi), lo);
+    /* floor; imm 1 = round down, to 0 fraction bits (SIMDe 0.7 misreads the no-exception bit) */
+    __m512 fx = _mm512_roundscale_ps(_mm512_fmadd_ps(v, log2e, half), _MM_FROUND_TO_NEG_INF);
+    v = _mm512_fnmadd_ps(fx, c1, v);
+    v = _mm512_fnmadd_ps(fx, c2, v);
+    __m512 z = _mm512_mul_ps(v, v);
+    __m512 y = _mm512_fmadd_ps(p0, v, p1);
+    y = _mm512_fmadd_ps(y, v, p2);
+    y = _mm512_fmadd_ps(y, v, p3);
+    y = _mm512_fmadd_ps(y, v, p4);
+    y = _mm512_fmadd_ps(y, v, p5);
+    y = _mm512_fmadd_ps(y, z, _mm512_add_ps(v, one));
+    __m512i e =
+        _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(fx), _mm512_set1_epi32(127)), 23);
+    y = _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+    return _mm512_maskz_mov_ps((__mmask16)~under, y);
+}
+
+void hass__exp_avx512(float *x, int64_t n, float sub) {
+    __m512 s = _mm512_set1_ps(sub);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(x + i, exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), s)));
+    if (i < n) /* the tail through the same vector code, masked */
+        _mm512_mask_storeu_ps(x + i, lanes16(n - i), exp16(_mm512_sub_ps(VLOADM(x + i, n - i), s)));
 }
 
 /* ---- bf16 weights with vdpbf16ps (AVX512_BF16): x rounded to bf16 (nearest even) on the fly,
  * 32 elements per step, lane i accumulating the products of pairs (2i, 2i+1) of the step; the
- * in % 32 tail adds bf16(x) * w by scalar FMA. Same blocking as kern above. */
+ * in % 32 tail is one more step, zero-padded by masked loads. Same blocking as kern above. */
 static ALWAYS_INLINE __m512bh xload_bh(const float *x) {
     return _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 16), _mm512_loadu_ps(x));
 }
 
+/* The m < 32 values from x, zero past them. */
+static ALWAYS_INLINE __m512bh xload_bh_part(const float *x, int64_t m) {
+    __m512 hi = m > 16 ? VLOADM(x + 16, m - 16) : _mm512_setzero_ps();
+    return _mm512_cvtne2ps_pbh(hi, VLOADM(x, m < 16 ? m : 16));
+}
+
+static ALWAYS_INLINE __m512bh wload_bh(const uint8_t *w, int64_t k) {
+    return (__m512bh)_mm512_loadu_si512((const void *)(w + 2 * k));
+}
+
+static ALWAYS_INLINE __m512bh wload_bh_part(const uint8_t *w, int64_t k, int64_t m) {
+    return (__m512bh)_mm512_maskz_loadu_epi16((__mmask32)((1ull << m) - 1), w + 2 * k);
+}
+
 static ALWAYS_INLINE void kern_bh(const int R, const int C, float *y, int64_t ys, const float *x,
                                   int64_t in, const uint8_t *w, size_t rb, const uint8_t *pf_lim) {
-    __m512 acc[RB][CMAX];
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] =
-        _mm512_setzero_ps();
+    __m512 acc[RB][CB];
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int c = 0; c < C; c++) {
+            acc[r][c] = _mm512_setzero_ps();
+        }
+    }
     int64_t in32 = in & ~(int64_t)31;
     pacer pf = pacer_make(w, C, rb, in, 32, pf_lim);
     for (int64_t k = 0; k < in32; k += 32) {
         pacer_advance(&pf);
-        __m512bh wv[CMAX];
-        UNROLL for (int c = 0; c < C; c++) wv[c] =
-            (__m512bh)_mm512_loadu_si512((const void *)(w + (size_t)c * rb + 2 * k));
+        __m512bh wv[CB];
+        UNROLL for (int c = 0; c < C; c++) {
+            wv[c] = wload_bh(w + (size_t)c * rb, k);
+        }
         UNROLL for (int r = 0; r < R; r++) {
             __m512bh xv = xload_bh(x + r * in + k);
             UNROLL for (int c = 0; c < C; c++) {
@@ -322,15 +301,53 @@ static ALWAYS_INLINE void kern_bh(const int R, const int C, float *y, int64_t ys
             }
         }
     }
-    UNROLL for (int r = 0; r < R; r++) {
+    if (in32 < in) {
+        __m512bh wv[CB];
         UNROLL for (int c = 0; c < C; c++) {
-            float s = hsum16(acc[r][c]);
-            for (int64_t t = in32; t < in; t++)
-                s = fma1(hass_bf16_to_f32(hass_f32_to_bf16(x[r * in + t])),
-                         wscalar(HASS_DTYPE_BF16, w + (size_t)c * rb, t), s);
-            y[r * ys + c] = s;
+            wv[c] = wload_bh_part(w + (size_t)c * rb, in32, in - in32);
+        }
+        UNROLL for (int r = 0; r < R; r++) {
+            __m512bh xv = xload_bh_part(x + r * in + in32, in - in32);
+            UNROLL for (int c = 0; c < C; c++) {
+                acc[r][c] = _mm512_dpbf16_ps(acc[r][c], xv, wv[c]);
+            }
         }
     }
+    UNROLL for (int r = 0; r < R; r++) {
+        UNROLL for (int c = 0; c < C; c++) {
+            y[r * ys + c] = hsum16(acc[r][c]);
+        }
+    }
+}
+
+/* n == 1, as kern_row: 16 rows of W at once in two passes of 8, reduced together. */
+static ALWAYS_INLINE void kern_row_bh(float *y, const float *x, int64_t in, const uint8_t *w,
+                                      size_t rb, int C, const uint8_t *pf_lim) {
+    __m512 acc[16];
+    int64_t in32 = in & ~(int64_t)31;
+    pacer pf = pacer_make(w, C, rb, 2 * in, 32, pf_lim);
+    UNROLL for (int h = 0; h < 2; h++) {
+        const uint8_t *wr[8];
+        __m512 *a = acc + 8 * h;
+        UNROLL for (int i = 0; i < 8; i++) {
+            wr[i] = w + (size_t)(T16(8 * h + i) < C ? T16(8 * h + i) : C - 1) * rb;
+            a[i] = _mm512_setzero_ps();
+        }
+        for (int64_t k = 0; k < in32; k += 32) {
+            pacer_advance(&pf);
+            __m512bh xv = xload_bh(x + k);
+            UNROLL for (int i = 0; i < 8; i++) {
+                a[i] = _mm512_dpbf16_ps(a[i], xv, wload_bh(wr[i], k));
+            }
+        }
+        if (in32 < in) {
+            __m512bh xv = xload_bh_part(x + in32, in - in32);
+            UNROLL for (int i = 0; i < 8; i++) {
+                a[i] = _mm512_dpbf16_ps(a[i], xv, wload_bh_part(wr[i], in32, in - in32));
+            }
+        }
+    }
+    _mm512_mask_storeu_ps(y, lanes16(C), hsum16x16(acc));
 }
 
 #define KCASE_BH(R, C)                                                                             \
@@ -344,9 +361,6 @@ static void block_bh(int R, int C, float *y, int64_t ys, const float *x, int64_t
         KCASE_BH(1, 1);
         KCASE_BH(1, 2);
         KCASE_BH(1, 3);
-        KCASE_BH(1, 4);
-        KCASE_BH(1, 5);
-        KCASE_BH(1, 6);
         KCASE_BH(2, 1);
         KCASE_BH(2, 2);
         KCASE_BH(2, 3);
@@ -356,6 +370,18 @@ static void block_bh(int R, int C, float *y, int64_t ys, const float *x, int64_t
         KCASE_BH(4, 1);
         KCASE_BH(4, 2);
         KCASE_BH(4, 3);
+        KCASE_BH(1, 4);
+        KCASE_BH(1, 5);
+        KCASE_BH(1, 6);
+        KCASE_BH(2, 4);
+        KCASE_BH(2, 5);
+        KCASE_BH(2, 6);
+        KCASE_BH(3, 4);
+        KCASE_BH(3, 5);
+        KCASE_BH(3, 6);
+        KCASE_BH(4, 4);
+        KCASE_BH(4, 5);
+        KCASE_BH(4, 6);
     default:
         HASS_ASSERT(!"matmul block shape");
     }
@@ -368,13 +394,17 @@ void hass__matmul_rows_avx512bf16(float *y, int64_t ys, const float *x, int64_t 
         return;
     }
     size_t rb = hass_dtype_bytes(wt, (size_t)in);
-    int cmax = n == 1 ? C1 : CB;
-    const uint8_t *wend = (const uint8_t *)W + (size_t)o1 * rb;
+    int cmax = n == 1 ? 16 : CB, rbm = n > 1 ? hass__mm_rb(n) : RB; /* hass_ops_tune */
+    const uint8_t *wend = hass__mm_pf(n, 1) ? (const uint8_t *)W + (size_t)o1 * rb : NULL;
     for (int64_t o = o0; o < o1; o += cmax) {
         int C = o1 - o < cmax ? (int)(o1 - o) : cmax;
         const uint8_t *w = (const uint8_t *)W + (size_t)o * rb;
-        for (int64_t r = 0; r < n; r += RB) {
-            int R = n - r < RB ? (int)(n - r) : RB;
+        if (n == 1) {
+            kern_row_bh(y + o, x, in, w, rb, C, wend);
+            continue;
+        }
+        for (int64_t r = 0; r < n; r += rbm) {
+            int R = n - r < rbm ? (int)(n - r) : rbm;
             block_bh(R, C, y + r * ys + o, ys, x + r * in, in, w, rb, r == 0 ? wend : NULL);
         }
     }

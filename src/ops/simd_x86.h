@@ -14,7 +14,7 @@
 #if defined(__clang__)
 #define UNROLL _Pragma("unroll")
 #else
-#define UNROLL _Pragma("GCC unroll 8")
+#define UNROLL _Pragma("GCC unroll 16")
 #endif
 
 /* ((a0+a4) + (a1+a5)) + ((a2+a6) + (a3+a7)): the one horizontal order every 8-lane dot uses. */

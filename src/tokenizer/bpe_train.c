@@ -318,8 +318,9 @@ static int add_model(cJSON *root, const hass_bpe_trainer *tr) {
     return bad;
 }
 
-/* tokenizer.json for the tokens so far and `vocab` ids in all (the rest special) */
-static char *tokenizer_json(const hass_bpe_trainer *tr, int32_t vocab) {
+/* tokenizer.json for the tokens so far and `vocab` ids in all (the rest special); NULL when
+ * out of memory */
+static cJSON *tokenizer_json(const hass_bpe_trainer *tr, int32_t vocab) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "version", "1.0");
     cJSON_AddNullToObject(root, "truncation");
@@ -342,12 +343,14 @@ static char *tokenizer_json(const hass_bpe_trainer *tr, int32_t vocab) {
     add_pre_tokenizer(root);
     add_post_processor(root, tr->n_tok);
     cJSON_AddItemToObject(root, "decoder", byte_level(1, 1, 1));
-    char *txt = add_model(root, tr) ? NULL : cJSON_Print(root);
-    cJSON_Delete(root);
-    return txt;
+    if (add_model(root, tr)) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
 }
 
-static char *config_json(void) {
+static cJSON *config_json(void) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddTrueToObject(root, "add_bos_token");
     cJSON_AddFalseToObject(root, "add_eos_token");
@@ -359,9 +362,7 @@ static char *config_json(void) {
         root, "model_input_names",
         cJSON_CreateStringArray((const char *[]){"input_ids", "attention_mask"}, 2));
     cJSON_AddStringToObject(root, "tokenizer_class", "PreTrainedTokenizerFast");
-    char *txt = cJSON_Print(root);
-    cJSON_Delete(root);
-    return txt;
+    return root;
 }
 
 /* ---------------- create / free ---------------- */
@@ -402,7 +403,9 @@ hass_bpe_trainer *hass_bpe_trainer_create(const hass_bpe_opts *o, hass_err *err)
             goto oom;
     }
     /* the bootstrap tokenizer: this writer's own file with no merges, read by the loader */
-    char *js = tokenizer_json(tr, 256 + N_NAMED);
+    cJSON *boot = tokenizer_json(tr, 256 + N_NAMED);
+    char *js = boot ? cJSON_Print(boot) : NULL;
+    cJSON_Delete(boot);
     if (!js)
         goto oom;
     tr->t0 = hass_tokenizer_load_json_mem(js, strlen(js), err);
@@ -1155,16 +1158,10 @@ static cJSON *stats_json(const hass_bpe_trainer *tr) {
     return root;
 }
 
-static hass_status write_json(const char *dir, const char *name, char *txt, hass_err *err) {
-    char path[1024];
-    if (!txt)
-        return hass_err_set(err, HASS_STATUS_OOM, "train-tokenizer: out of memory");
-    hass_status st = HASS_OK;
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
-        st = hass_err_set(err, HASS_STATUS_ARG, "%s: path too long", dir);
-    else
-        st = hass_write_file_atomic(path, txt, strlen(txt), err);
-    free(txt);
+/* dir/name from a JSON object it takes (NULL: out of memory) */
+static hass_status write_json(const char *dir, const char *name, cJSON *o, hass_err *err) {
+    hass_status st = hass_json_save(dir, name, o, err);
+    cJSON_Delete(o);
     return st;
 }
 
@@ -1197,7 +1194,7 @@ hass_status hass_bpe_trainer_save(hass_bpe_trainer *tr, const char *dir, const c
         cJSON_SetNumberValue(
             cJSON_GetObjectItem(cJSON_GetObjectItem(stats, "seconds"), "save_and_verify"),
             tr->r.seconds_save);
-        st = write_json(dir, "tokenizer_stats.json", cJSON_Print(stats), err);
+        st = hass_json_save(dir, "tokenizer_stats.json", stats, err);
     }
     cJSON_Delete(stats);
     return st;

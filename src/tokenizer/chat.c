@@ -237,3 +237,42 @@ char *hass_tokenizer_render_record(const hass_tokenizer *t, const char *json, si
         *out_len = b.n;
     return b.p;
 }
+
+int64_t hass_tokenizer_encode_prompt(const hass_tokenizer *t, const hass_chat_msg *msgs, int n,
+                                     int chat, int32_t **ids_out, hass_err *err) {
+    char *rendered = NULL;
+    if (n < 1) {
+        hass_err_set(err, HASS_STATUS_ARG, "no prompt");
+        return -1;
+    }
+    if (chat && !(rendered = hass_tokenizer_chat_render(t, msgs, n, 1, err)))
+        return -1;
+    const char *text = chat ? rendered : msgs[n - 1].content;
+    size_t len = strlen(text);
+    int add_bos = hass_tokenizer_wants_bos(t);
+    int64_t cap = (int64_t)len + 8, got = -1;
+    int32_t *ids = malloc((size_t)cap * sizeof(int32_t));
+    if (ids)
+        got = hass_tokenizer_encode(t, text, len, add_bos, 1, ids, cap, err);
+    else
+        hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+    if (got > cap) { /* cannot happen with byte fallback, but stay correct */
+        int32_t *b = realloc(ids, (size_t)got * sizeof(int32_t));
+        if (b) {
+            ids = b;
+            got = hass_tokenizer_encode(t, text, len, add_bos, 1, ids, got, err);
+        } else {
+            got = hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+        }
+    }
+    free(rendered);
+    if (got == 0)
+        hass_err_set(err, HASS_STATUS_ARG,
+                     "the prompt encodes to no tokens and the model has no BOS");
+    if (got <= 0) {
+        free(ids);
+        return -1;
+    }
+    *ids_out = ids;
+    return got;
+}

@@ -52,6 +52,15 @@ hass_tokenizer *hass_tokenizer_load_json_mem(const char *json, size_t len, hass_
  * CONTROL and USER_DEFINED tokens become special tokens. g is only read during the call. */
 hass_tokenizer *hass_tokenizer_load_gguf(const hass_gguf *g, hass_err *err);
 
+/* The one way to open the tokenizer of a model (every command and the public API use it):
+ * tokenizer, when given, by its kind (hass_file_kind_of): tokenizer.json, a GGUF file's
+ * vocabulary, or else a llama2.c tokenizer.bin (with as many tokens as the llama2.c checkpoint
+ * `model` says, if model is one). Without it: model's own: DIR/tokenizer.json of a Hugging Face
+ * directory, a GGUF file's vocabulary. model may be NULL when tokenizer is given. Errors:
+ * HASS_STATUS_ARG for a llama2.c checkpoint without its tokenizer (a usage error), the
+ * loaders' otherwise. Caller frees. */
+hass_tokenizer *hass_tokenizer_open(const char *model, const char *tokenizer, hass_err *err);
+
 /* The tokenizer as GGUF metadata, appended to out the way llama.cpp's convert_hf_to_gguf.py
  * writes it: tokenizer.ggml.model ("llama" for SentencePiece-BPE, "gpt2" for byte-level BPE),
  * .pre ("default"; byte-level: "llama-bpe" for the LLaMA-3 regex with ignore_merges, "gpt-2"
@@ -144,6 +153,13 @@ typedef struct {
 /* Returns a NUL-terminated heap string (caller frees) or NULL with err set. */
 char *hass_tokenizer_chat_render(const hass_tokenizer *t, const hass_chat_msg *msgs, int n,
                                  int add_generation_prompt, hass_err *err);
+/* The one prompt encoder (every command and the public API use it): with chat, the chat
+ * template over msgs[0..n) plus the generation prompt; without, the text of msgs[n - 1] alone.
+ * Encoded with BOS first if the model wants one, special-token strings parsed. *ids_out:
+ * heap-allocated (caller frees). Returns the count (>= 1), or -1 with err set
+ * (HASS_STATUS_ARG: the prompt encodes to no tokens). */
+int64_t hass_tokenizer_encode_prompt(const hass_tokenizer *t, const hass_chat_msg *msgs, int n,
+                                     int chat, int32_t **ids_out, hass_err *err);
 const char *hass_tokenizer_chat_template(const hass_tokenizer *t); /* "llama2", ... */
 /* Overrides the detected template by name; HASS_STATUS_ARG for an unknown name. Not
  * thread-safe against concurrent renders. */

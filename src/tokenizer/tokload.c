@@ -134,17 +134,6 @@ fail:
 
 /* ---------------- HF tokenizer.json ---------------- */
 
-static const cJSON *jget(const cJSON *o, const char *k) {
-    return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
-}
-static const char *jstr(const cJSON *o, const char *k) {
-    const cJSON *v = jget(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-static int jbool(const cJSON *o, const char *k, int def) {
-    const cJSON *v = jget(o, k);
-    return cJSON_IsBool(v) ? cJSON_IsTrue(v) : def;
-}
 /* integral JSON number in [0, 2^24) or -1 */
 static int32_t jid(const cJSON *v) {
     if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble < (1 << 24)) ||
@@ -154,10 +143,10 @@ static int32_t jid(const cJSON *v) {
 }
 /* bos_token / eos_token: a string or {"content": ...} */
 static const char *jtoken(const cJSON *o, const char *k) {
-    const cJSON *v = jget(o, k);
+    const cJSON *v = hass_json_get(o, k);
     if (cJSON_IsString(v))
         return v->valuestring;
-    return jstr(v, "content");
+    return hass_json_str(v, "content");
 }
 
 typedef struct {
@@ -168,12 +157,12 @@ typedef struct {
 } json_kind;
 
 static void scan_normalizer(const cJSON *n, json_kind *k) {
-    const char *ty = jstr(n, "type");
+    const char *ty = hass_json_str(n, "type");
     if (!ty)
         return;
     if (!strcmp(ty, "Sequence")) {
         const cJSON *e;
-        cJSON_ArrayForEach(e, jget(n, "normalizers")) scan_normalizer(e, k);
+        cJSON_ArrayForEach(e, hass_json_get(n, "normalizers")) scan_normalizer(e, k);
     } else if (!strcmp(ty, "Prepend")) {
         k->spm = 1;
         k->prefix = 1;
@@ -185,30 +174,30 @@ static void scan_normalizer(const cJSON *n, json_kind *k) {
 }
 
 static void scan_pretok(const cJSON *p, json_kind *k) {
-    const char *ty = jstr(p, "type");
+    const char *ty = hass_json_str(p, "type");
     if (!ty)
         return;
     if (!strcmp(ty, "Sequence")) {
         const cJSON *e;
-        cJSON_ArrayForEach(e, jget(p, "pretokenizers")) scan_pretok(e, k);
+        cJSON_ArrayForEach(e, hass_json_get(p, "pretokenizers")) scan_pretok(e, k);
     } else if (!strcmp(ty, "Metaspace")) {
         k->spm = 1;
-        const char *scheme = jstr(p, "prepend_scheme");
+        const char *scheme = hass_json_str(p, "prepend_scheme");
         k->prefix = scheme ? (!strcmp(scheme, "always")  ? 1
                               : !strcmp(scheme, "first") ? 2
                                                          : 0)
-                           : jbool(p, "add_prefix_space", 1);
-        k->split = jbool(p, "split", 1);
+                           : hass_json_bool(p, "add_prefix_space", 1);
+        k->split = hass_json_bool(p, "split", 1);
     } else if (!strcmp(ty, "ByteLevel")) {
         k->bbpe = 1;
-        if (jbool(p, "add_prefix_space", 0))
+        if (hass_json_bool(p, "add_prefix_space", 0))
             k->why = "ByteLevel add_prefix_space";
-        if (!k->regex && jbool(p, "use_regex", 1))
+        if (!k->regex && hass_json_bool(p, "use_regex", 1))
             k->regex = hass__re_gpt2;
     } else if (!strcmp(ty, "Split")) {
-        const char *re = jstr(jget(p, "pattern"), "Regex");
-        const char *beh = jstr(p, "behavior");
-        if (!re || (beh && strcmp(beh, "Isolated")) || jbool(p, "invert", 0) ||
+        const char *re = hass_json_str(hass_json_get(p, "pattern"), "Regex");
+        const char *beh = hass_json_str(p, "behavior");
+        if (!re || (beh && strcmp(beh, "Isolated")) || hass_json_bool(p, "invert", 0) ||
             (k->regex && k->regex != hass__re_gpt2))
             k->why = "Split pre-tokenizer variant";
         k->regex = re;
@@ -242,16 +231,16 @@ static hass_status read_config(hass_tokenizer *t, const char *path, hass_err *er
         }
         bos = jtoken(root, "bos_token");
         eos = jtoken(root, "eos_token");
-        const cJSON *ab = jget(root, "add_bos_token");
+        const cJSON *ab = hass_json_get(root, "add_bos_token");
         if (cJSON_IsBool(ab))
             t->add_bos = cJSON_IsTrue(ab);
-        const cJSON *ct = jget(root, "chat_template");
+        const cJSON *ct = hass_json_get(root, "chat_template");
         const char *tmpl = cJSON_IsString(ct) ? ct->valuestring : NULL;
         const cJSON *e;
         if (cJSON_IsArray(ct)) /* [{"name": "default", "template": ...}, ...] */
-            cJSON_ArrayForEach(e, ct) if (!tmpl ||
-                                          (jstr(e, "name") && !strcmp(jstr(e, "name"), "default")))
-                tmpl = jstr(e, "template");
+            cJSON_ArrayForEach(e, ct) if (!tmpl || (hass_json_str(e, "name") &&
+                                                    !strcmp(hass_json_str(e, "name"), "default")))
+                tmpl = hass_json_str(e, "template");
         if (tmpl && !(t->chat_template = strdup(tmpl))) {
             cJSON_Delete(root);
             return hass_err_set(err, HASS_STATUS_OOM, "%s: out of memory", cfg);
@@ -330,10 +319,10 @@ static hass_status json_merges(hass_tokenizer *t, const cJSON *merges, const cha
 /* path names the file in messages; cfg_path (may be NULL) locates tokenizer_config.json. */
 static hass_tokenizer *json_build(const cJSON *root, const char *path, const char *cfg_path,
                                   hass_err *err) {
-    const cJSON *model = jget(root, "model");
-    const cJSON *vocab = jget(model, "vocab");
-    const cJSON *merges = jget(model, "merges");
-    const char *mtype = jstr(model, "type");
+    const cJSON *model = hass_json_get(root, "model");
+    const cJSON *vocab = hass_json_get(model, "vocab");
+    const cJSON *merges = hass_json_get(model, "merges");
+    const char *mtype = hass_json_str(model, "type");
     if (!cJSON_IsObject(model) || !cJSON_IsObject(vocab) || !cJSON_IsArray(merges)) {
         hass_err_set(err, HASS_STATUS_FORMAT, "%s: missing model.vocab or model.merges", path);
         return NULL;
@@ -343,9 +332,9 @@ static hass_tokenizer *json_build(const cJSON *root, const char *path, const cha
         return NULL;
     }
     json_kind k = {0};
-    scan_normalizer(jget(root, "normalizer"), &k);
-    scan_pretok(jget(root, "pre_tokenizer"), &k);
-    if (jbool(model, "byte_fallback", 0) && !k.bbpe)
+    scan_normalizer(hass_json_get(root, "normalizer"), &k);
+    scan_pretok(hass_json_get(root, "pre_tokenizer"), &k);
+    if (hass_json_bool(model, "byte_fallback", 0) && !k.bbpe)
         k.spm = 1;
     if (k.why || k.spm == k.bbpe || (k.bbpe && !k.regex)) {
         hass_err_set(err, HASS_STATUS_UNSUPPORTED, "%s: unsupported tokenizer (%s)", path,
@@ -355,7 +344,7 @@ static hass_tokenizer *json_build(const cJSON *root, const char *path, const cha
     /* vocab size: one past the largest id */
     int32_t n = 0;
     const cJSON *e;
-    const cJSON *added = jget(root, "added_tokens");
+    const cJSON *added = hass_json_get(root, "added_tokens");
     cJSON_ArrayForEach(e, vocab) {
         int32_t id = jid(e);
         if (id < 0) {
@@ -366,8 +355,8 @@ static hass_tokenizer *json_build(const cJSON *root, const char *path, const cha
         n = id + 1 > n ? id + 1 : n;
     }
     cJSON_ArrayForEach(e, added) {
-        int32_t id = jid(jget(e, "id"));
-        if (id < 0 || !jstr(e, "content")) {
+        int32_t id = jid(hass_json_get(e, "id"));
+        if (id < 0 || !hass_json_str(e, "content")) {
             hass_err_set(err, HASS_STATUS_FORMAT, "%s: bad added_tokens entry", path);
             return NULL;
         }
@@ -391,9 +380,9 @@ static hass_tokenizer *json_build(const cJSON *root, const char *path, const cha
             goto oom;
     }
     cJSON_ArrayForEach(e, added) {
-        int32_t id = jid(jget(e, "id"));
-        const char *s = jstr(e, "content");
-        int special = jbool(e, "special", 0);
+        int32_t id = jid(hass_json_get(e, "id"));
+        const char *s = hass_json_str(e, "content");
+        int special = hass_json_bool(e, "special", 0);
         if (hass__tok_set_piece(t, id, s, strlen(s), special ? TOKT_CONTROL : TOKT_USER) ||
             hass__tok_add_special(t, id, s, strlen(s), special))
             goto oom;
@@ -402,8 +391,8 @@ static hass_tokenizer *json_build(const cJSON *root, const char *path, const cha
     seen = NULL;
     t->spm_prefix = k.prefix;
     t->spm_split = k.split;
-    t->ignore_merges = jbool(model, "ignore_merges", 0);
-    const char *unk = jstr(model, "unk_token");
+    t->ignore_merges = hass_json_bool(model, "ignore_merges", 0);
+    const char *unk = hass_json_str(model, "unk_token");
     if (unk)
         t->unk = hass_tokenizer_find(t, unk, strlen(unk));
     if (read_config(t, cfg_path, err) != HASS_OK || hass__tok_finish(t, err) != HASS_OK ||
@@ -571,4 +560,55 @@ oom:
 fail:
     hass_tokenizer_free(t);
     return NULL;
+}
+
+/* ---------------- the tokenizer of a model ---------------- */
+
+static hass_tokenizer *open_gguf(const char *path, hass_err *err) {
+    hass_gguf g;
+    if (hass_gguf_open(&g, path, err) != HASS_OK)
+        return NULL;
+    hass_tokenizer *t = hass_tokenizer_load_gguf(&g, err);
+    hass_gguf_close(&g);
+    return t;
+}
+
+hass_tokenizer *hass_tokenizer_open(const char *model, const char *tokenizer, hass_err *err) {
+    hass_file_kind mk = model ? hass_file_kind_of(model) : HASS_FILE_MISSING;
+    if (tokenizer) {
+        hass_file_kind tk = hass_file_kind_of(tokenizer);
+        if (tk == HASS_FILE_JSON)
+            return hass_tokenizer_load_json(tokenizer, err);
+        if (tk == HASS_FILE_GGUF)
+            return open_gguf(tokenizer, err);
+        int32_t vocab = 0; /* a llama2.c checkpoint's header tells how many tokens it has */
+        if (mk != HASS_FILE_MISSING && mk != HASS_FILE_DIR && mk != HASS_FILE_GGUF) {
+            hass_llama2c ck;
+            if (hass_llama2c_open(&ck, model, err) != HASS_OK)
+                return NULL;
+            vocab = ck.cfg.vocab_size;
+            hass_llama2c_close(&ck);
+        }
+        return hass_tokenizer_load_bin(tokenizer, vocab, err);
+    }
+    char path[1024];
+    switch (mk) {
+    case HASS_FILE_MISSING:
+        hass_err_set(err, model ? HASS_STATUS_IO : HASS_STATUS_ARG, "%s: no such file or directory",
+                     model ? model : "(no model or tokenizer)");
+        return NULL;
+    case HASS_FILE_DIR:
+        if (snprintf(path, sizeof path, "%s/tokenizer.json", model) >= (int)sizeof path) {
+            hass_err_set(err, HASS_STATUS_ARG, "%s: path too long", model);
+            return NULL;
+        }
+        return hass_tokenizer_load_json(path, err);
+    case HASS_FILE_GGUF:
+        return open_gguf(model, err);
+    default:
+        hass_err_set(err, HASS_STATUS_ARG,
+                     "%s: a llama2.c checkpoint needs its tokenizer.bin (-z FILE, or --tokenizer)",
+                     model);
+        return NULL;
+    }
 }

@@ -167,11 +167,6 @@ static char *conv_own(conv *c, char *s) {
     return c->own[c->n_own++] = s;
 }
 
-static const char *str_field(const cJSON *o, const char *k) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 #define REC_FAIL(...) hass_err_set(err, HASS_STATUS_FORMAT, __VA_ARGS__)
 
 static hass_status record_conv(const record *r, hass_dg_format fmt, conv *c, const char *src,
@@ -200,11 +195,11 @@ static hass_status record_conv(const record *r, hass_dg_format fmt, conv *c, con
         const cJSON *t;
         int k = 0;
         cJSON_ArrayForEach(t, convs) {
-            const char *from = str_field(t, "from"), *val = str_field(t, "value");
+            const char *from = hass_json_str(t, "from"), *val = hass_json_str(t, "value");
             if (!from)
-                from = str_field(t, "role");
+                from = hass_json_str(t, "role");
             if (!val)
-                val = str_field(t, "content");
+                val = hass_json_str(t, "content");
             if (!from || !val)
                 return REC_FAIL("%s: record %lld: turn %d needs string 'from' and 'value'", src, ln,
                                 k);
@@ -225,10 +220,10 @@ static hass_status record_conv(const record *r, hass_dg_format fmt, conv *c, con
         return HASS_OK;
     }
     if (fmt == HASS_DG_INSTRUCT) {
-        const char *ins = str_field(o, "instruction"), *in = str_field(o, "input");
-        const char *out = str_field(o, "output");
+        const char *ins = hass_json_str(o, "instruction"), *in = hass_json_str(o, "input");
+        const char *out = hass_json_str(o, "output");
         if (!out)
-            out = str_field(o, "response");
+            out = hass_json_str(o, "response");
         if (!ins || !out)
             return REC_FAIL("%s: record %lld: instruction data needs string 'instruction' and "
                             "'output' (or 'response')",
@@ -248,9 +243,9 @@ static hass_status record_conv(const record *r, hass_dg_format fmt, conv *c, con
     }
     /* prompts */
     c->prompts = 1;
-    const char *p = str_field(o, "prompt");
+    const char *p = hass_json_str(o, "prompt");
     if (!p)
-        p = str_field(o, "question");
+        p = hass_json_str(o, "question");
     const cJSON *turns = cJSON_GetObjectItemCaseSensitive(o, "turns");
     if (p)
         return conv_push(c, "user", p) ? HASS_OK : REC_FAIL("out of memory");
@@ -340,18 +335,9 @@ static hass_status generate(dg *g, uint64_t seed, int64_t *answer_at, int *stopp
     if (st)
         return st;
     hass_kv_truncate(&g->kv, 0);
-    int32_t pos[GEN_BATCH];
-    for (int64_t s = 0; s < g->n; s += GEN_BATCH) {
-        int64_t k = g->n - s < GEN_BATCH ? g->n - s : GEN_BATCH;
-        for (int64_t i = 0; i < k; i++)
-            pos[i] = (int32_t)(s + i);
-        int last = s + k == g->n;
-        st = hass_model_forward(g->m, &g->kv, g->pool, k, g->ids + s, pos, NULL,
-                                last ? g->logits : NULL, k - 1, NULL, err);
-        if (st)
-            return st;
-        hass_kv_commit(&g->kv, k);
-    }
+    if ((st = hass_model_prefill(g->m, &g->kv, g->pool, g->n, g->ids, g->logits, NULL, err)))
+        return st;
+    int32_t pos;
     for (int64_t t = 0; t < limit; t++) {
         int32_t tok = hass_sample(&g->smp, g->logits, g->scratch);
         seq_push(g, &tok, 1, 1);
@@ -362,8 +348,9 @@ static hass_status generate(dg *g, uint64_t seed, int64_t *answer_at, int *stopp
         }
         if (t + 1 == limit)
             break;
-        pos[0] = (int32_t)(g->n - 1);
-        st = hass_model_forward(g->m, &g->kv, g->pool, 1, &tok, pos, NULL, g->logits, 0, NULL, err);
+        pos = (int32_t)(g->n - 1);
+        st =
+            hass_model_forward(g->m, &g->kv, g->pool, 1, &tok, &pos, NULL, g->logits, 0, NULL, err);
         if (st)
             return st;
         hass_kv_commit(&g->kv, 1);
@@ -539,20 +526,8 @@ int64_t hass_datagen_encode_record(const hass_tokenizer *tok, const char *json, 
 /* ======================= the run ======================= */
 
 static hass_status features(dg *g, hass_err *err) {
-    int32_t pos[GEN_BATCH];
-    int64_t d = g->m->cfg.d;
     hass_kv_truncate(&g->kv, 0);
-    for (int64_t s = 0; s < g->n; s += GEN_BATCH) {
-        int64_t k = g->n - s < GEN_BATCH ? g->n - s : GEN_BATCH;
-        for (int64_t i = 0; i < k; i++)
-            pos[i] = (int32_t)(s + i);
-        hass_status st = hass_model_forward(g->m, &g->kv, g->pool, k, g->ids + s, pos, NULL, NULL,
-                                            0, g->feat + s * d, err);
-        if (st)
-            return st;
-        hass_kv_commit(&g->kv, k);
-    }
-    return HASS_OK;
+    return hass_model_prefill(g->m, &g->kv, g->pool, g->n, g->ids, NULL, g->feat, err);
 }
 
 static int64_t record_bytes_estimate(const conv *c, int regen, const hass_datagen_opts *o) {

@@ -18,8 +18,8 @@
 /* ------------------------------------------------------------------------------------------ */
 /* linear                                                                                      */
 
-void hass_linear_forward(float *y, const float *x, const float *W, const float *b, int64_t N,
-                         int64_t in, int64_t out) {
+void hass_train_linear_forward(float *y, const float *x, const float *W, const float *b, int64_t N,
+                               int64_t in, int64_t out) {
     // y: (N, out) = x: (N, in) @ W^T: (in, out)
     hass_gemm(hass_gemm_get_default(), hass_gemm_default_pool(), 0, 1, N, out, in, 1.0f, x, in, W,
               in, 0.0f, y, out);
@@ -31,8 +31,8 @@ void hass_linear_forward(float *y, const float *x, const float *W, const float *
         }
 }
 
-void hass_linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
-                          const float *W, int64_t N, int64_t in, int64_t out) {
+void hass_train_linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
+                                const float *W, int64_t N, int64_t in, int64_t out) {
     hass_gemm_kind k = hass_gemm_get_default();
     hass_pool *pool = hass_gemm_default_pool();
     if (dx) // dx: (N, in) += dy: (N, out) @ W: (out, in)
@@ -109,8 +109,8 @@ static void rms_fwd_range(void *vc, int64_t lo, int64_t hi, int ith) {
     }
 }
 
-void hass_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int64_t N,
-                          int64_t d, float eps) {
+void hass_train_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int64_t N,
+                                int64_t d, float eps) {
     rms_ctx c = {.y = y, .rstd = rstd, .x = x, .w = w, .d = d, .eps = eps};
     par_range(N, 64, rms_fwd_range, &c);
 }
@@ -139,8 +139,8 @@ static void rms_bwd_range(void *vc, int64_t lo, int64_t hi, int ith) {
     }
 }
 
-void hass_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
-                           const float *rstd, int64_t N, int64_t d) {
+void hass_train_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x,
+                                 const float *w, const float *rstd, int64_t N, int64_t d) {
     int nth = par_threads(N, 64);
     float *part = dw ? calloc((size_t)(nth * d), sizeof(float)) : NULL;
     HASS_ASSERT(!dw || part);
@@ -156,7 +156,8 @@ void hass_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x
 /* ------------------------------------------------------------------------------------------ */
 /* RoPE                                                                                        */
 
-void hass_rope_table(float *cos_t, float *sin_t, int64_t T, int64_t hd, const float *inv_freq) {
+void hass_train_rope_table(float *cos_t, float *sin_t, int64_t T, int64_t hd,
+                           const float *inv_freq) {
     int64_t h2 = hd / 2;
     for (int64_t i = 0; i < h2; i++) {
         for (int64_t p = 0; p < T; p++) {
@@ -205,13 +206,13 @@ static void rope_apply(float *x, int64_t N, int64_t T, int64_t nh, int64_t hd, c
     par_range(N, 64, rope_range, &c);
 }
 
-void hass_rope_forward(float *x, int64_t N, int64_t T, int64_t nh, int64_t hd, const float *cos_t,
-                       const float *sin_t, hass_rope_style style) {
+void hass_train_rope_forward(float *x, int64_t N, int64_t T, int64_t nh, int64_t hd,
+                             const float *cos_t, const float *sin_t, hass_rope_style style) {
     rope_apply(x, N, T, nh, hd, cos_t, sin_t, style, 1.0f);
 }
 
-void hass_rope_backward(float *dx, int64_t N, int64_t T, int64_t nh, int64_t hd, const float *cos_t,
-                        const float *sin_t, hass_rope_style style) {
+void hass_train_rope_backward(float *dx, int64_t N, int64_t T, int64_t nh, int64_t hd,
+                              const float *cos_t, const float *sin_t, hass_rope_style style) {
     rope_apply(dx, N, T, nh, hd, cos_t, sin_t, style, -1.0f);
 }
 
@@ -239,7 +240,7 @@ static void silu_fwd_range(void *vc, int64_t lo, int64_t hi, int ith) {
     }
 }
 
-void hass_silu_mul_forward(float *out, const float *g, const float *u, int64_t n) {
+void hass_train_silu_mul_forward(float *out, const float *g, const float *u, int64_t n) {
     ew_ctx c = {.out = out, .g = g, .u = u};
     par_range(n, 4096, silu_fwd_range, &c);
 }
@@ -264,8 +265,8 @@ static void silu_bwd_range(void *vc, int64_t lo, int64_t hi, int ith) {
     }
 }
 
-void hass_silu_mul_backward(float *dg, float *du, const float *dout, const float *g, const float *u,
-                            int64_t n) {
+void hass_train_silu_mul_backward(float *dg, float *du, const float *dout, const float *g,
+                                  const float *u, int64_t n) {
     ew_ctx c = {.dg = dg, .du = du, .dout = dout, .g = g, .u = u};
     par_range(n, 4096, silu_bwd_range, &c);
 }
@@ -277,7 +278,7 @@ static void add_range(void *vc, int64_t lo, int64_t hi, int ith) {
         c->out[i] = c->a[i] + c->b[i];
 }
 
-void hass_residual_forward(float *out, const float *a, const float *b, int64_t n) {
+void hass_train_residual_forward(float *out, const float *a, const float *b, int64_t n) {
     ew_ctx c = {.out = out, .a = a, .b = b};
     par_range(n, 1 << 16, add_range, &c);
 }
@@ -293,7 +294,7 @@ static void acc_range(void *vc, int64_t lo, int64_t hi, int ith) {
     }
 }
 
-void hass_residual_backward(float *da, float *db, const float *dout, int64_t n) {
+void hass_train_residual_backward(float *da, float *db, const float *dout, int64_t n) {
     ew_ctx c = {.dg = da, .db = db, .dout = dout};
     par_range(n, 1 << 16, acc_range, &c);
 }
@@ -301,7 +302,7 @@ void hass_residual_backward(float *da, float *db, const float *dout, int64_t n) 
 /* ------------------------------------------------------------------------------------------ */
 /* context-alignment mask and attention                                                        */
 
-void hass_align_mask(int64_t T, int j, int64_t *n0, int *kfirst) {
+void hass_train_align_mask(int64_t T, int j, int64_t *n0, int *kfirst) {
     for (int64_t i = 0; i < T; i++) {
         int64_t c = i - j + 1;
         n0[i] = c > 0 ? c : 0;
@@ -320,7 +321,7 @@ static size_t attn_scratch_1(int64_t T, int j, int64_t bq) {
     return ((size_t)(2 * bq * T + 2 * bq * (j + 1) + bq) + 15) & ~(size_t)15;
 }
 
-size_t hass_attn_align_scratch(int64_t T, int j, int64_t bq, int nth) {
+size_t hass_train_attn_align_scratch(int64_t T, int j, int64_t bq, int nth) {
     return attn_scratch_1(T, j, attn_bq(bq)) * (size_t)(nth > 1 ? nth : 1);
 }
 
@@ -474,10 +475,10 @@ static void attn_run(hass_pool *pool, hass_task_fn fn, attn_ctx *c) {
     hass_blas_set_threads(blas);
 }
 
-void hass_attn_align_forward(hass_pool *pool, float *out, float *lse, const float *q,
-                             const float *const *k, const float *const *v, int64_t B, int64_t T,
-                             int j, int64_t H, int64_t Hkv, int64_t Dh, int64_t bq,
-                             float *scratch) {
+void hass_train_attn_align_forward(hass_pool *pool, float *out, float *lse, const float *q,
+                                   const float *const *k, const float *const *v, int64_t B,
+                                   int64_t T, int j, int64_t H, int64_t Hkv, int64_t Dh, int64_t bq,
+                                   float *scratch) {
     HASS_ASSERT(H % Hkv == 0 && j >= 0);
     bq = attn_bq(bq);
     attn_ctx c = {.out = out,
@@ -551,11 +552,11 @@ static void attn_bwd_task(void *vc, int ith, int nth) {
             }
 }
 
-void hass_attn_align_backward(hass_pool *pool, float *dq, float *const *dk, float *const *dv,
-                              const float *dout, const float *out, const float *lse, const float *q,
-                              const float *const *k, const float *const *v, int64_t B, int64_t T,
-                              int j, int64_t H, int64_t Hkv, int64_t Dh, int64_t bq,
-                              float *scratch) {
+void hass_train_attn_align_backward(hass_pool *pool, float *dq, float *const *dk, float *const *dv,
+                                    const float *dout, const float *out, const float *lse,
+                                    const float *q, const float *const *k, const float *const *v,
+                                    int64_t B, int64_t T, int j, int64_t H, int64_t Hkv, int64_t Dh,
+                                    int64_t bq, float *scratch) {
     HASS_ASSERT(H % Hkv == 0 && j >= 0);
     bq = attn_bq(bq);
     attn_ctx c = {.lse = (float *)lse,
@@ -582,8 +583,8 @@ void hass_attn_align_backward(hass_pool *pool, float *dq, float *const *dk, floa
 /* ------------------------------------------------------------------------------------------ */
 /* losses                                                                                      */
 
-double hass_smoothl1_loss(float *dh, const float *h, const float *tgt, const float *m, int64_t N,
-                          int64_t d, float gscale) {
+double hass_train_smoothl1_loss(float *dh, const float *h, const float *tgt, const float *m,
+                                int64_t N, int64_t d, float gscale) {
     double msum = 0.0, loss = 0.0;
     for (int64_t r = 0; r < N; r++)
         msum += m[r];
@@ -631,7 +632,7 @@ static void softmax_task(void *vctx, int ith, int nth) {
     }
 }
 
-void hass_softmax_rows(hass_pool *pool, float *x, int64_t N, int64_t V) {
+void hass_train_softmax_rows(hass_pool *pool, float *x, int64_t N, int64_t V) {
     rows_ctx c = {.x = x, .N = N, .V = V};
     hass_pool_run(pool, softmax_task, &c);
 }
@@ -663,8 +664,8 @@ static void topk_task(void *vctx, int ith, int nth) {
     }
 }
 
-void hass_topk_rows(hass_pool *pool, int32_t *idx, int32_t *amax, const float *p, int64_t N,
-                    int64_t V, int64_t K) {
+void hass_train_topk_rows(hass_pool *pool, int32_t *idx, int32_t *amax, const float *p, int64_t N,
+                          int64_t V, int64_t K) {
     HASS_ASSERT(K <= V);
     rows_ctx c = {.p = p, .idx = K > 0 ? idx : NULL, .amax = amax, .N = N, .V = V, .K = K};
     hass_pool_run(pool, topk_task, &c);
@@ -738,9 +739,10 @@ static void distill_task(void *vctx, int ith, int nth) {
     c->topk[ith] = topk;
 }
 
-double hass_distill_loss(hass_pool *pool, float *dlogits, const float *logits, const float *p,
-                         const int32_t *topk_idx, const float *m, int64_t N, int64_t V, int64_t K,
-                         float w_soft, float w_topk, double *soft, double *topk, int32_t *argmax) {
+double hass_train_distill_loss(hass_pool *pool, float *dlogits, const float *logits, const float *p,
+                               const int32_t *topk_idx, const float *m, int64_t N, int64_t V,
+                               int64_t K, float w_soft, float w_topk, double *soft, double *topk,
+                               int32_t *argmax) {
     distill_ctx c = {.dl = dlogits,
                      .z = logits,
                      .p = p,

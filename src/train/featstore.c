@@ -5,11 +5,9 @@
 #include "train/featstore.h"
 
 #include <cJSON.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 /* the fingerprint's starting value (not FNV's usual offset basis; kept so that stores written
  * before stay valid) */
@@ -80,14 +78,11 @@ static void index_free(index_info *x) {
     memset(x, 0, sizeof *x);
 }
 
+/* a count of the index: a non-negative integer, dflt when absent */
 static int64_t json_int(const cJSON *o, const char *k, int64_t dflt) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!cJSON_IsNumber(v))
-        return dflt;
-    double x = v->valuedouble;
-    if (x != x || x < 0 || x > 9.0e15 || x != (double)(int64_t)x)
-        return dflt;
-    return (int64_t)x;
+    int64_t v = dflt;
+    hass_json_int(o, k, 0, 9000000000000000LL, &v);
+    return v;
 }
 
 static hass_status index_read(const char *dir, index_info *x, hass_err *err) {
@@ -199,17 +194,8 @@ static hass_status index_write(const char *dir, const index_info *x, const hass_
     }
     cJSON_AddNumberToObject(root, "sequences", (double)seqs);
     cJSON_AddNumberToObject(root, "tokens", (double)toks);
-    char *txt = cJSON_Print(root);
+    hass_status st = hass_json_save(dir, "index.json", root, err);
     cJSON_Delete(root);
-    if (!txt)
-        return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
-    char path[1024];
-    hass_status st;
-    if (!path_join(path, sizeof path, dir, "index.json"))
-        st = hass_err_set(err, HASS_STATUS_ARG, "%s: path too long", dir);
-    else
-        st = hass_write_file_atomic(path, txt, strlen(txt), err);
-    free(txt);
     return st;
 }
 
@@ -388,24 +374,6 @@ struct hass_featstore_writer {
     int64_t pend_seqs, pend_toks, pend_records;
 };
 
-static hass_status mkdir_p(const char *dir, hass_err *err) {
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *s = tmp + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = 0;
-        if (mkdir(tmp, 0755) && errno != EEXIST)
-            return hass_err_set(err, HASS_STATUS_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        *s = '/';
-    }
-    if (mkdir(tmp, 0755) && errno != EEXIST)
-        return hass_err_set(err, HASS_STATUS_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    if (!hass_is_dir(tmp))
-        return hass_err_set(err, HASS_STATUS_IO, "%s: not a directory", tmp);
-    return HASS_OK;
-}
-
 void hass_featstore_writer_destroy(hass_featstore_writer *w) {
     if (!w)
         return;
@@ -421,7 +389,7 @@ hass_featstore_writer *hass_featstore_writer_open(const char *dir, const hass_mo
         hass_err_set(err, HASS_STATUS_ARG, "%s: path too long", dir);
         return NULL;
     }
-    if (mkdir_p(dir, err))
+    if (hass_mkdir_p(dir, err))
         return NULL;
     hass_featstore_writer *w = calloc(1, sizeof *w);
     if (!w) {

@@ -43,8 +43,8 @@ void hass_gemm(hass_gemm_kind kind, hass_pool *pool, int ta, int tb, int64_t M, 
                int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                float beta, float *C, int64_t ldc);
 
-/* The kind and pool hass_linear_forward / hass_linear_backward use (process-wide; default
- * HASS_GEMM_F32 and no pool). pool is borrowed until the next call. */
+/* The kind and pool hass_train_linear_forward / hass_train_linear_backward use (process-wide;
+ * default HASS_GEMM_F32 and no pool). pool is borrowed until the next call. */
 void hass_gemm_set_default(hass_gemm_kind kind, hass_pool *pool);
 hass_gemm_kind hass_gemm_get_default(void);
 hass_pool *hass_gemm_default_pool(void);

@@ -193,7 +193,7 @@ static size_t work_carve(hass_trainer_work *w, uint8_t *base, const hass_draft_c
     CARVE(w->dMx, N * f);
     CARVE(w->rope_cos, T * Dh / 2);
     CARVE(w->rope_sin, T * Dh / 2);
-    CARVE(w->attn, hass_attn_align_scratch(T, nmax - 1, ATTN_BQ, nth));
+    CARVE(w->attn, hass_train_attn_align_scratch(T, nmax - 1, ATTN_BQ, nth));
 #undef CARVE
     return off;
 }
@@ -250,7 +250,7 @@ hass_trainer *hass_trainer_create(const hass_draft_config *cfg, const float *emb
     hass_draft_params_init(tr->params, &tr->layout, cfg, seed);
     float inv_freq[HASS_ROPE_MAX_HALF];
     hass_rope_freqs(&cfg->rope, cfg->d / cfg->H, inv_freq);
-    hass_rope_table(w->rope_cos, w->rope_sin, T_max, cfg->d / cfg->H, inv_freq);
+    hass_train_rope_table(w->rope_cos, w->rope_sin, T_max, cfg->d / cfg->H, inv_freq);
     return tr;
 }
 
@@ -335,24 +335,24 @@ static void step_forward(hass_trainer *tr, const hass_train_batch *bt, int j) {
     for (int s = 0; s <= j; s++)
         ks[s] = w->K + s * N * kvd, vs[s] = w->Vv + s * N * kvd;
     // stream j: X_j = FC(U_j), K_j = rope(X_j Wk^T), V_j = X_j Wv^T
-    hass_linear_forward(X, w->U + j * N * 2 * d, P_ + off[HASS_DP_FC_W],
-                        c->has_bias ? P_ + off[HASS_DP_FC_B] : NULL, N, 2 * d, d);
-    hass_linear_forward((float *)ks[j], X, P_ + off[HASS_DP_K], NULL, N, d, kvd);
-    hass_rope_forward((float *)ks[j], N, T, Hkv, Dh, w->rope_cos, w->rope_sin, c->rope_style);
-    hass_linear_forward((float *)vs[j], X, P_ + off[HASS_DP_V], NULL, N, d, kvd);
+    hass_train_linear_forward(X, w->U + j * N * 2 * d, P_ + off[HASS_DP_FC_W],
+                              c->has_bias ? P_ + off[HASS_DP_FC_B] : NULL, N, 2 * d, d);
+    hass_train_linear_forward((float *)ks[j], X, P_ + off[HASS_DP_K], NULL, N, d, kvd);
+    hass_train_rope_forward((float *)ks[j], N, T, Hkv, Dh, w->rope_cos, w->rope_sin, c->rope_style);
+    hass_train_linear_forward((float *)vs[j], X, P_ + off[HASS_DP_V], NULL, N, d, kvd);
     // query / residual stream j
-    hass_linear_forward(w->Q, X, P_ + off[HASS_DP_Q], NULL, N, d, qd);
-    hass_rope_forward(w->Q, N, T, H, Dh, w->rope_cos, w->rope_sin, c->rope_style);
-    hass_attn_align_forward(tr->pool, w->O, w->lse, w->Q, ks, vs, B, T, j, H, Hkv, Dh, ATTN_BQ,
-                            w->attn);
-    hass_linear_forward(w->R, w->O, P_ + off[HASS_DP_O], NULL, N, qd, d);
-    hass_residual_forward(w->R, w->R, X, N * d);
-    hass_rmsnorm_forward(w->Z, w->rstd, w->R, P_ + off[HASS_DP_NORM], N, d, c->rms_eps);
-    hass_linear_forward(w->G, w->Z, P_ + off[HASS_DP_GATE], NULL, N, d, f);
-    hass_linear_forward(w->Up, w->Z, P_ + off[HASS_DP_UP], NULL, N, d, f);
-    hass_silu_mul_forward(w->Mx, w->G, w->Up, N * f);
-    hass_linear_forward(w->Hs, w->Mx, P_ + off[HASS_DP_DOWN], NULL, N, f, d);
-    hass_residual_forward(w->Hs, w->Hs, w->R, N * d);
+    hass_train_linear_forward(w->Q, X, P_ + off[HASS_DP_Q], NULL, N, d, qd);
+    hass_train_rope_forward(w->Q, N, T, H, Dh, w->rope_cos, w->rope_sin, c->rope_style);
+    hass_train_attn_align_forward(tr->pool, w->O, w->lse, w->Q, ks, vs, B, T, j, H, Hkv, Dh,
+                                  ATTN_BQ, w->attn);
+    hass_train_linear_forward(w->R, w->O, P_ + off[HASS_DP_O], NULL, N, qd, d);
+    hass_train_residual_forward(w->R, w->R, X, N * d);
+    hass_train_rmsnorm_forward(w->Z, w->rstd, w->R, P_ + off[HASS_DP_NORM], N, d, c->rms_eps);
+    hass_train_linear_forward(w->G, w->Z, P_ + off[HASS_DP_GATE], NULL, N, d, f);
+    hass_train_linear_forward(w->Up, w->Z, P_ + off[HASS_DP_UP], NULL, N, d, f);
+    hass_train_silu_mul_forward(w->Mx, w->G, w->Up, N * f);
+    hass_train_linear_forward(w->Hs, w->Mx, P_ + off[HASS_DP_DOWN], NULL, N, f, d);
+    hass_train_residual_forward(w->Hs, w->Hs, w->R, N * d);
 }
 
 /* Losses and backward of alignment step j (after step_forward); fills the step's stats. */
@@ -376,19 +376,19 @@ static void step_backward(hass_trainer *tr, const hass_train_batch *bt, const ha
 
     // ---- losses: dH = w_fea dFea/dH + W_h^T dlogits (LM head on the masked rows only) ----
     zerof(w->dH, N * d);
-    double fea = hass_smoothl1_loss(w->dH, w->Hs, bt->tgt, bt->mask, N, d, o->w_fea);
+    double fea = hass_train_smoothl1_loss(w->dH, w->Hs, bt->tgt, bt->mask, N, d, o->w_fea);
     double soft = 0.0, topk = 0.0;
     int K = o->w_topk != 0.0f ? o->topk : 0;
     if (Nm > 0) {
         for (int64_t i = 0; i < Nm; i++)
             memcpy(w->Hc + i * d, w->Hs + (int64_t)w->rows[i] * d, (size_t)d * sizeof(float));
-        hass_linear_forward(w->logits, w->Hc, tr->lm_head, NULL, Nm, d, V);
-        hass_distill_loss(tr->pool, w->logits, w->logits, w->P, w->topk, w->mc, Nm, V, K, o->w_soft,
-                          o->w_topk, &soft, &topk, w->amax);
+        hass_train_linear_forward(w->logits, w->Hc, tr->lm_head, NULL, Nm, d, V);
+        hass_train_distill_loss(tr->pool, w->logits, w->logits, w->P, w->topk, w->mc, Nm, V, K,
+                                o->w_soft, o->w_topk, &soft, &topk, w->amax);
         zerof(w->dHc, Nm * d);
-        hass_linear_backward(w->dHc, NULL, NULL, w->logits, w->Hc, tr->lm_head, Nm, d, V);
+        hass_train_linear_backward(w->dHc, NULL, NULL, w->logits, w->Hc, tr->lm_head, Nm, d, V);
         for (int64_t i = 0; i < Nm; i++)
-            hass_residual_backward(w->dH + (int64_t)w->rows[i] * d, NULL, w->dHc + i * d, d);
+            hass_train_residual_backward(w->dH + (int64_t)w->rows[i] * d, NULL, w->dHc + i * d, d);
     }
     if (st) {
         int64_t hit = 0, cnt = Nm;
@@ -402,26 +402,27 @@ static void step_backward(hass_trainer *tr, const hass_train_batch *bt, const ha
     // ---- backward ----
     memcpy(w->dR, w->dH, (size_t)(N * d) * sizeof(float)); // h = r + mlp
     zerof(w->dMx, N * f);
-    hass_linear_backward(w->dMx, G_ + off[HASS_DP_DOWN], NULL, w->dH, w->Mx, P_ + off[HASS_DP_DOWN],
-                         N, f, d);
+    hass_train_linear_backward(w->dMx, G_ + off[HASS_DP_DOWN], NULL, w->dH, w->Mx,
+                               P_ + off[HASS_DP_DOWN], N, f, d);
     zerof(w->dG, N * f), zerof(w->dUp, N * f);
-    hass_silu_mul_backward(w->dG, w->dUp, w->dMx, w->G, w->Up, N * f);
+    hass_train_silu_mul_backward(w->dG, w->dUp, w->dMx, w->G, w->Up, N * f);
     zerof(w->dZ, N * d);
-    hass_linear_backward(w->dZ, G_ + off[HASS_DP_GATE], NULL, w->dG, w->Z, P_ + off[HASS_DP_GATE],
-                         N, d, f);
-    hass_linear_backward(w->dZ, G_ + off[HASS_DP_UP], NULL, w->dUp, w->Z, P_ + off[HASS_DP_UP], N,
-                         d, f);
-    hass_rmsnorm_backward(w->dR, G_ + off[HASS_DP_NORM], w->dZ, w->R, P_ + off[HASS_DP_NORM],
-                          w->rstd, N, d);
-    hass_residual_backward(dX, NULL, w->dR, N * d); // r = x + attn
+    hass_train_linear_backward(w->dZ, G_ + off[HASS_DP_GATE], NULL, w->dG, w->Z,
+                               P_ + off[HASS_DP_GATE], N, d, f);
+    hass_train_linear_backward(w->dZ, G_ + off[HASS_DP_UP], NULL, w->dUp, w->Z,
+                               P_ + off[HASS_DP_UP], N, d, f);
+    hass_train_rmsnorm_backward(w->dR, G_ + off[HASS_DP_NORM], w->dZ, w->R, P_ + off[HASS_DP_NORM],
+                                w->rstd, N, d);
+    hass_train_residual_backward(dX, NULL, w->dR, N * d); // r = x + attn
     zerof(w->dO, N * qd);
-    hass_linear_backward(w->dO, G_ + off[HASS_DP_O], NULL, w->dR, w->O, P_ + off[HASS_DP_O], N, qd,
-                         d);
+    hass_train_linear_backward(w->dO, G_ + off[HASS_DP_O], NULL, w->dR, w->O, P_ + off[HASS_DP_O],
+                               N, qd, d);
     zerof(w->dQ, N * qd);
-    hass_attn_align_backward(tr->pool, w->dQ, dks, dvs, w->dO, w->O, w->lse, w->Q, ks, vs, B, T, j,
-                             H, Hkv, Dh, ATTN_BQ, w->attn);
-    hass_rope_backward(w->dQ, N, T, H, Dh, w->rope_cos, w->rope_sin, c->rope_style);
-    hass_linear_backward(dX, G_ + off[HASS_DP_Q], NULL, w->dQ, X, P_ + off[HASS_DP_Q], N, d, qd);
+    hass_train_attn_align_backward(tr->pool, w->dQ, dks, dvs, w->dO, w->O, w->lse, w->Q, ks, vs, B,
+                                   T, j, H, Hkv, Dh, ATTN_BQ, w->attn);
+    hass_train_rope_backward(w->dQ, N, T, H, Dh, w->rope_cos, w->rope_sin, c->rope_style);
+    hass_train_linear_backward(dX, G_ + off[HASS_DP_Q], NULL, w->dQ, X, P_ + off[HASS_DP_Q], N, d,
+                               qd);
 }
 
 /* E = Emb(TOK) and stream 0's FC inputs U_0 = [E ; F]. */
@@ -464,9 +465,9 @@ hass_status hass_train_grad(hass_trainer *tr, const hass_train_batch *bt, const 
             Nm++;
         }
     if (Nm > 0) {
-        hass_linear_forward(w->P, w->Hc, tr->lm_head, NULL, Nm, d, c->V);
-        hass_softmax_rows(tr->pool, w->P, Nm, c->V);
-        hass_topk_rows(tr->pool, w->topk, w->tgt_amax, w->P, Nm, c->V, K);
+        hass_train_linear_forward(w->P, w->Hc, tr->lm_head, NULL, Nm, d, c->V);
+        hass_train_softmax_rows(tr->pool, w->P, Nm, c->V);
+        hass_train_topk_rows(tr->pool, w->topk, w->tgt_amax, w->P, Nm, c->V, K);
     }
     first_stream(tr, bt);
     for (int j = 0; j < n; j++) {
@@ -479,13 +480,14 @@ hass_status hass_train_grad(hass_trainer *tr, const hass_train_batch *bt, const 
 
     // streams 0..n-1 are contiguous: (n*N) rows through the k/v projections and the FC at once
     int64_t NN = n * N;
-    hass_rope_backward(w->dK, NN, T, c->Hkv, Dh, w->rope_cos, w->rope_sin, c->rope_style);
-    hass_linear_backward(w->dX, G_ + off[HASS_DP_K], NULL, w->dK, w->X, P_ + off[HASS_DP_K], NN, d,
-                         kvd);
-    hass_linear_backward(w->dX, G_ + off[HASS_DP_V], NULL, w->dV, w->X, P_ + off[HASS_DP_V], NN, d,
-                         kvd);
-    hass_linear_backward(NULL, G_ + off[HASS_DP_FC_W], c->has_bias ? G_ + off[HASS_DP_FC_B] : NULL,
-                         w->dX, w->U, P_ + off[HASS_DP_FC_W], NN, 2 * d, d);
+    hass_train_rope_backward(w->dK, NN, T, c->Hkv, Dh, w->rope_cos, w->rope_sin, c->rope_style);
+    hass_train_linear_backward(w->dX, G_ + off[HASS_DP_K], NULL, w->dK, w->X, P_ + off[HASS_DP_K],
+                               NN, d, kvd);
+    hass_train_linear_backward(w->dX, G_ + off[HASS_DP_V], NULL, w->dV, w->X, P_ + off[HASS_DP_V],
+                               NN, d, kvd);
+    hass_train_linear_backward(NULL, G_ + off[HASS_DP_FC_W],
+                               c->has_bias ? G_ + off[HASS_DP_FC_B] : NULL, w->dX, w->U,
+                               P_ + off[HASS_DP_FC_W], NN, 2 * d, d);
     if (st) {
         for (int j = 0; j < n; j++)
             st->loss_mean += st->loss[j];

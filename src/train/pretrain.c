@@ -184,7 +184,7 @@ static size_t work_carve(hass_lm_work *w, uint8_t *base, const hass_lm_config *c
     CARVE(w->dM, N * f, 4);
     CARVE(w->rope_cos, c->ctx * Dh / 2, 4);
     CARVE(w->rope_sin, c->ctx * Dh / 2, 4);
-    CARVE(w->attn, hass_attn_align_scratch(c->ctx, 0, ATTN_BQ, nth), 4);
+    CARVE(w->attn, hass_train_attn_align_scratch(c->ctx, 0, ATTN_BQ, nth), 4);
     CARVE(w->row_loss, N, 8);
 #undef CARVE
     return off;
@@ -245,7 +245,7 @@ hass_lm_trainer *hass_lm_trainer_create(const hass_lm_config *cfg, int64_t B_max
     float inv_freq[HASS_ROPE_MAX_HALF]; /* the frequencies inference computes for the export */
     hass_rope_params rp = hass_rope_plain(cfg->rope_theta);
     hass_rope_freqs(&rp, cfg->d / cfg->H, inv_freq);
-    hass_rope_table(w->rope_cos, w->rope_sin, cfg->ctx, cfg->d / cfg->H, inv_freq);
+    hass_train_rope_table(w->rope_cos, w->rope_sin, cfg->ctx, cfg->d / cfg->H, inv_freq);
     return tr;
 }
 
@@ -361,23 +361,23 @@ static void layer_forward(hass_lm_trainer *tr, int64_t l, int64_t B, float *out)
     int64_t T = c->ctx, N = B * T, d = c->d, H = c->H, Hkv = c->Hkv, Dh = d / H, qd = H * Dh,
             kvd = Hkv * Dh, f = c->ffn;
 #define P(k) tensor(tr, tr->params, l, k)
-    hass_rmsnorm_forward(a->Z1, a->rstd1, a->X, P(HASS_LW_ATTN_NORM), N, d, c->rms_eps);
-    hass_linear_forward(a->Q, a->Z1, P(HASS_LW_Q), NULL, N, d, qd);
-    hass_linear_forward(a->K, a->Z1, P(HASS_LW_K), NULL, N, d, kvd);
-    hass_linear_forward(a->V, a->Z1, P(HASS_LW_V), NULL, N, d, kvd);
-    hass_rope_forward(a->Q, N, T, H, Dh, w->rope_cos, w->rope_sin, HASS_ROPE_HALF);
-    hass_rope_forward(a->K, N, T, Hkv, Dh, w->rope_cos, w->rope_sin, HASS_ROPE_HALF);
+    hass_train_rmsnorm_forward(a->Z1, a->rstd1, a->X, P(HASS_LW_ATTN_NORM), N, d, c->rms_eps);
+    hass_train_linear_forward(a->Q, a->Z1, P(HASS_LW_Q), NULL, N, d, qd);
+    hass_train_linear_forward(a->K, a->Z1, P(HASS_LW_K), NULL, N, d, kvd);
+    hass_train_linear_forward(a->V, a->Z1, P(HASS_LW_V), NULL, N, d, kvd);
+    hass_train_rope_forward(a->Q, N, T, H, Dh, w->rope_cos, w->rope_sin, HASS_ROPE_HALF);
+    hass_train_rope_forward(a->K, N, T, Hkv, Dh, w->rope_cos, w->rope_sin, HASS_ROPE_HALF);
     const float *ks[1] = {a->K}, *vs[1] = {a->V};
-    hass_attn_align_forward(tr->pool, a->O, a->lse, a->Q, ks, vs, B, T, 0, H, Hkv, Dh, ATTN_BQ,
-                            w->attn);
-    hass_linear_forward(a->R, a->O, P(HASS_LW_O), NULL, N, qd, d);
-    hass_residual_forward(a->R, a->R, a->X, N * d);
-    hass_rmsnorm_forward(a->Z2, a->rstd2, a->R, P(HASS_LW_FFN_NORM), N, d, c->rms_eps);
-    hass_linear_forward(a->G, a->Z2, P(HASS_LW_GATE), NULL, N, d, f);
-    hass_linear_forward(a->U, a->Z2, P(HASS_LW_UP), NULL, N, d, f);
-    hass_silu_mul_forward(a->M, a->G, a->U, N * f);
-    hass_linear_forward(out, a->M, P(HASS_LW_DOWN), NULL, N, f, d);
-    hass_residual_forward(out, out, a->R, N * d);
+    hass_train_attn_align_forward(tr->pool, a->O, a->lse, a->Q, ks, vs, B, T, 0, H, Hkv, Dh,
+                                  ATTN_BQ, w->attn);
+    hass_train_linear_forward(a->R, a->O, P(HASS_LW_O), NULL, N, qd, d);
+    hass_train_residual_forward(a->R, a->R, a->X, N * d);
+    hass_train_rmsnorm_forward(a->Z2, a->rstd2, a->R, P(HASS_LW_FFN_NORM), N, d, c->rms_eps);
+    hass_train_linear_forward(a->G, a->Z2, P(HASS_LW_GATE), NULL, N, d, f);
+    hass_train_linear_forward(a->U, a->Z2, P(HASS_LW_UP), NULL, N, d, f);
+    hass_train_silu_mul_forward(a->M, a->G, a->U, N * f);
+    hass_train_linear_forward(out, a->M, P(HASS_LW_DOWN), NULL, N, f, d);
+    hass_train_residual_forward(out, out, a->R, N * d);
 #undef P
 }
 
@@ -392,33 +392,33 @@ static void layer_backward(hass_lm_trainer *tr, int64_t l, int64_t B) {
 #define G(k) tensor(tr, tr->grads, l, k)
     // y = r + mlp(z2): dR = dY (+ the norm's path below)
     fillf(tr->pool, w->dR, w->dX, N * d);
-    hass_linear_backward(NULL, G(HASS_LW_DOWN), NULL, w->dX, a->M, P(HASS_LW_DOWN), N, f, d);
+    hass_train_linear_backward(NULL, G(HASS_LW_DOWN), NULL, w->dX, a->M, P(HASS_LW_DOWN), N, f, d);
     dx_set(w->dM, w->dX, P(HASS_LW_DOWN), N, f, d);
     fillf(tr->pool, w->dG, NULL, N * f), fillf(tr->pool, w->dU, NULL, N * f);
-    hass_silu_mul_backward(w->dG, w->dU, w->dM, a->G, a->U, N * f);
+    hass_train_silu_mul_backward(w->dG, w->dU, w->dM, a->G, a->U, N * f);
     dx_set(w->dZ, w->dG, P(HASS_LW_GATE), N, d, f);
-    hass_linear_backward(NULL, G(HASS_LW_GATE), NULL, w->dG, a->Z2, P(HASS_LW_GATE), N, d, f);
-    hass_linear_backward(w->dZ, G(HASS_LW_UP), NULL, w->dU, a->Z2, P(HASS_LW_UP), N, d, f);
-    hass_rmsnorm_backward(w->dR, G(HASS_LW_FFN_NORM), w->dZ, a->R, P(HASS_LW_FFN_NORM), a->rstd2,
-                          N, d);
+    hass_train_linear_backward(NULL, G(HASS_LW_GATE), NULL, w->dG, a->Z2, P(HASS_LW_GATE), N, d, f);
+    hass_train_linear_backward(w->dZ, G(HASS_LW_UP), NULL, w->dU, a->Z2, P(HASS_LW_UP), N, d, f);
+    hass_train_rmsnorm_backward(w->dR, G(HASS_LW_FFN_NORM), w->dZ, a->R, P(HASS_LW_FFN_NORM),
+                                a->rstd2, N, d);
     // r = x + attn: dX = dR (+ the input norm's path below)
     fillf(tr->pool, w->dX, w->dR, N * d);
-    hass_linear_backward(NULL, G(HASS_LW_O), NULL, w->dR, a->O, P(HASS_LW_O), N, qd, d);
+    hass_train_linear_backward(NULL, G(HASS_LW_O), NULL, w->dR, a->O, P(HASS_LW_O), N, qd, d);
     dx_set(w->dO, w->dR, P(HASS_LW_O), N, qd, d);
     fillf(tr->pool, w->dQ, NULL, N * qd);
     fillf(tr->pool, w->dK, NULL, N * kvd), fillf(tr->pool, w->dV, NULL, N * kvd);
     const float *ks[1] = {a->K}, *vs[1] = {a->V};
     float *dks[1] = {w->dK}, *dvs[1] = {w->dV};
-    hass_attn_align_backward(tr->pool, w->dQ, dks, dvs, w->dO, a->O, a->lse, a->Q, ks, vs, B, T, 0,
-                             H, Hkv, Dh, ATTN_BQ, w->attn);
-    hass_rope_backward(w->dQ, N, T, H, Dh, w->rope_cos, w->rope_sin, HASS_ROPE_HALF);
-    hass_rope_backward(w->dK, N, T, Hkv, Dh, w->rope_cos, w->rope_sin, HASS_ROPE_HALF);
+    hass_train_attn_align_backward(tr->pool, w->dQ, dks, dvs, w->dO, a->O, a->lse, a->Q, ks, vs, B,
+                                   T, 0, H, Hkv, Dh, ATTN_BQ, w->attn);
+    hass_train_rope_backward(w->dQ, N, T, H, Dh, w->rope_cos, w->rope_sin, HASS_ROPE_HALF);
+    hass_train_rope_backward(w->dK, N, T, Hkv, Dh, w->rope_cos, w->rope_sin, HASS_ROPE_HALF);
     dx_set(w->dZ, w->dQ, P(HASS_LW_Q), N, d, qd);
-    hass_linear_backward(NULL, G(HASS_LW_Q), NULL, w->dQ, a->Z1, P(HASS_LW_Q), N, d, qd);
-    hass_linear_backward(w->dZ, G(HASS_LW_K), NULL, w->dK, a->Z1, P(HASS_LW_K), N, d, kvd);
-    hass_linear_backward(w->dZ, G(HASS_LW_V), NULL, w->dV, a->Z1, P(HASS_LW_V), N, d, kvd);
-    hass_rmsnorm_backward(w->dX, G(HASS_LW_ATTN_NORM), w->dZ, a->X, P(HASS_LW_ATTN_NORM), a->rstd1,
-                          N, d);
+    hass_train_linear_backward(NULL, G(HASS_LW_Q), NULL, w->dQ, a->Z1, P(HASS_LW_Q), N, d, qd);
+    hass_train_linear_backward(w->dZ, G(HASS_LW_K), NULL, w->dK, a->Z1, P(HASS_LW_K), N, d, kvd);
+    hass_train_linear_backward(w->dZ, G(HASS_LW_V), NULL, w->dV, a->Z1, P(HASS_LW_V), N, d, kvd);
+    hass_train_rmsnorm_backward(w->dX, G(HASS_LW_ATTN_NORM), w->dZ, a->X, P(HASS_LW_ATTN_NORM),
+                                a->rstd1, N, d);
 #undef P
 #undef G
 }
@@ -447,8 +447,8 @@ double hass_lm_forward_backward(hass_lm_trainer *tr, const int32_t *tok, int64_t
         }
     for (int64_t l = 0; l < Ls; l++)
         layer_forward(tr, l, B, l + 1 < Ls ? w->la[l + 1].X : w->Xf);
-    hass_rmsnorm_forward(w->XN, w->rstdF, w->Xf, fnorm, N, d, c->rms_eps);
-    hass_linear_forward(w->logits, w->XN, head, NULL, N, d, V);
+    hass_train_rmsnorm_forward(w->XN, w->rstdF, w->Xf, fnorm, N, d, c->rms_eps);
+    hass_train_linear_forward(w->logits, w->XN, head, NULL, N, d, V);
     ce_ctx cc = {w->logits, w->tgt, w->row_loss, N, V, gscale, grad};
     hass_pool_run(tr->pool, ce_task, &cc);
     double loss = 0.0;
@@ -461,11 +461,11 @@ double hass_lm_forward_backward(hass_lm_trainer *tr, const int32_t *tok, int64_t
 
     // head and final norm
     float *g_head = tr->grads + Ly->t[Ly->head].off;
-    hass_linear_backward(NULL, g_head, NULL, w->logits, w->XN, head, N, d, V);
+    hass_train_linear_backward(NULL, g_head, NULL, w->logits, w->XN, head, N, d, V);
     dx_set(w->dXN, w->logits, head, N, d, V);
     fillf(tr->pool, w->dX, NULL, N * d);
-    hass_rmsnorm_backward(w->dX, tr->grads + Ly->t[Ly->norm].off, w->dXN, w->Xf, fnorm, w->rstdF,
-                          N, d);
+    hass_train_rmsnorm_backward(w->dX, tr->grads + Ly->t[Ly->norm].off, w->dXN, w->Xf, fnorm,
+                                w->rstdF, N, d);
     for (int64_t l = Ls - 1; l >= 0; l--)
         layer_backward(tr, l, B);
     // embedding rows (serial: ids repeat)

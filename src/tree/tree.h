@@ -14,7 +14,9 @@
 #include "sample/sample.h"
 
 #define HASS_TREE_MAX_TOPK 64
-#define HASS_TREE_MAX_NODES 64 /* verified nodes per cycle, root included */
+#define HASS_TREE_MAX_NODES 64                         /* verified nodes per cycle, root included */
+#define HASS_TREE_MAX_LEVELS 16                        /* expansion levels per cycle */
+#define HASS_TREE_MAX_DEPTH (HASS_TREE_MAX_LEVELS + 1) /* deepest node (root's children: 1) */
 
 typedef struct {
     int32_t tok;
