@@ -29,8 +29,9 @@ OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize
        -DHASS_SANITIZE
 LDFLAGS += -fsanitize=address,undefined
 else ifeq ($(BUILD),avx512emu)
-# The AVX-512 kernels compiled for AVX2 over SIMDe and chosen at run time as if the CPU had
-# AVX-512 + AVX512_BF16: checks them on machines that do not have it (src/ops/avx512_emu.h).
+# The AVX-512 (and AVX-VNNI) kernels compiled for AVX2 over SIMDe and chosen at run time as if
+# the CPU had AVX-512 + AVX512_BF16 + VNNI: checks them on machines that do not have it
+# (src/ops/avx512_emu.h).
 OPT := -O2 -g -DHASS_AVX512_EMU -Wno-psabi
 else ifeq ($(BUILD),tsan)
 OPT := -O1 -g -fsanitize=thread
@@ -54,11 +55,14 @@ endif
 
 # ISA-specific kernel files: compiled with their own flags, chosen at run time.
 ISA_AVX2   := -mavx2 -mfma -mf16c
-ISA_AVX512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16
-ISA_AMX    := $(ISA_AVX512) -mamx-tile -mamx-bf16
+ISA_AVX512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 \
+              -mavx512vnni
+ISA_AMX    := $(ISA_AVX512) -mamx-tile -mamx-bf16 -mamx-int8
+ISA_AVXVNNI:= $(ISA_AVX2) -mavxvnni
 ifeq ($(BUILD),avx512emu)
 ISA_AVX512 := $(ISA_AVX2)
 ISA_AMX    := $(ISA_AVX2)
+ISA_AVXVNNI:= $(ISA_AVX2)
 endif
 
 LIB_SRC  := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
@@ -78,6 +82,10 @@ $(O)/obj/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)
 	$(Q)$(CC) $(CFLAGS) $(ISA_AVX2) -c $< -o $@
+$(O)/obj/%_avxvnni.o: %_avxvnni.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS) $(ISA_AVXVNNI) -c $< -o $@
 $(O)/obj/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)
@@ -130,8 +138,8 @@ tests-bin: $(TEST_BIN) $(O)/hass
 # golden-output and speculative tests with the AVX-512 kernels over SIMDe (BUILD=avx512emu) where
 # the CPU has no AVX-512 (where it has, the release build already runs them natively).
 TSAN_TESTS := test_threadpool test_ops test_model test_bpe_train test_gemm test_pretrain \
-              test_serve
-EMU_TESTS  := test_ops test_model test_generate test_spec test_api
+              test_serve test_quant
+EMU_TESTS  := test_ops test_model test_generate test_spec test_api test_quant
 EMU_BUILD  := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null || echo build/avx512emu)
 test:
 	$(MAKE) --no-print-directory BUILD=release tests-bin
@@ -155,7 +163,7 @@ deps:
 FUZZ_TARGETS := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_CFLAGS  := $(CFLAGS_BASE) -O1 -g -fno-omit-frame-pointer $(ISA_AVX2) -DHASS_NO_AVX512 \
                 -fsanitize=fuzzer-no-link,address,undefined
-FUZZ_OBJ     := $(patsubst %.c,build/fuzz/obj/%.o,$(filter-out %_avx512.c,$(LIB_SRC)))
+FUZZ_OBJ     := $(patsubst %.c,build/fuzz/obj/%.o,$(filter-out %_avx512.c %_avxvnni.c,$(LIB_SRC)))
 build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -c $< -o $@

@@ -1,12 +1,14 @@
 /*
  * fuzz_gguf.c — libFuzzer target: hass_gguf_parse on arbitrary bytes. On success it walks
- * every key/value (strings, string arrays, numeric arrays) and every tensor's bytes, so any
- * pointer or length outside the input shows up under ASan.
+ * every key/value (strings, string arrays, numeric arrays) and every tensor's bytes, and runs
+ * the scale check and the dequantization over quantized tensors, so any pointer or length
+ * outside the input shows up under ASan.
  */
 #include "formats/formats.h"
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -54,6 +56,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (t->nbytes)
                 sink += ((const uint8_t *)t->data)[0] + ((const uint8_t *)t->data)[t->nbytes - 1];
             HASS_ASSERT(hass_gguf_find_tensor(&g, t->name) == t);
+            int64_t n = hass_tensor_numel(t);
+            if (hass_dtype_is_quant(t->dtype) && n > 0 && n <= (1 << 16)) {
+                HASS_ASSERT(t->nbytes == hass_dtype_bytes(t->dtype, (size_t)n));
+                sink += (size_t)hass_ggml_check(t->dtype, t->data, t->nbytes);
+                float *y = malloc((size_t)n * sizeof(float));
+                HASS_ASSERT(y);
+                hass_ggml_dequantize(t->dtype, t->data, y, n);
+                sink += (size_t)(y[n - 1] != y[n - 1]);
+                free(y);
+            }
         }
         (void)sink;
     } else {

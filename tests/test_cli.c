@@ -136,6 +136,14 @@ int main(int argc, char **argv) {
     EXPECT(2, "export -m x -o b");
     EXPECT(0, "export --help");
     CHECK(strstr(out, "--gguf") != NULL);
+    EXPECT(2, "quantize -m x -o y.gguf");
+    CHECK(one_line_error());
+    EXPECT(2, "quantize -m x --type q4_k");
+    EXPECT(2, "quantize -m x -o y.gguf --type q4_k --frob");
+    EXPECT(1, "quantize -m /nonexistent.gguf -o y.gguf --type q4_k");
+    CHECK(one_line_error());
+    EXPECT(0, "quantize --help");
+    CHECK(strstr(out, "--allow-requantize") != NULL);
 
     /* garbage and truncated model files */
     char path[600], args[3000];
@@ -392,6 +400,28 @@ int main(int argc, char **argv) {
         CHECK(one_line_error());
         snprintf(args, sizeof args, "export %s --hf %s/hf --dtype f32", mt, tmp);
         EXPECT(0, args);
+        /* quantize: llama2.c checkpoint to Q8_0 GGUF, then a generation from it; refusals */
+        snprintf(args, sizeof args, "quantize %s -o %s/q.gguf --type q8_0", mt, tmp);
+        EXPECT(0, args);
+        CHECK(strstr(errout, "Q8_0 x") != NULL);
+        snprintf(args, sizeof args, "generate -m %s/q.gguf -p 'Once upon a time' -n 8", tmp);
+        EXPECT(0, args);
+        CHECK(out[0] != 0);
+        snprintf(args, sizeof args, "quantize %s -o %s/q2.gguf --type q3_k", mt, tmp);
+        EXPECT(2, args);
+        CHECK(one_line_error() && strstr(errout, "q4_k_m"));
+        snprintf(args, sizeof args, "quantize -m %s/q.gguf -o %s/q2.gguf --type q4_0", tmp, tmp);
+        EXPECT(1, args);
+        CHECK(one_line_error() && strstr(errout, "already quantized"));
+        snprintf(args, sizeof args,
+                 "quantize -m %s/q.gguf -o %s/q2.gguf --type q4_0 --pure --allow-requantize", tmp,
+                 tmp);
+        EXPECT(0, args);
+        CHECK(strstr(errout, "Q4_0 x") && !strstr(errout, "Q6_K"));
+        /* stories260K's rows (64) are not whole super-blocks: K types fall back */
+        snprintf(args, sizeof args, "quantize %s -o %s/q3.gguf --type q4_k_m", mt, tmp);
+        EXPECT(0, args);
+        CHECK(strstr(errout, "Q5_0 x") && !strstr(errout, "Q4_K"));
         snprintf(args, sizeof args, "convert -m %s -o %s/hf2", mp, tmp);
         EXPECT(0, args);
         /* inputs that are not regular files: refused at once, never read or waited on */
@@ -448,6 +478,49 @@ int main(int argc, char **argv) {
     } else {
         CHECK_SKIP("stories260K not found");
     }
+    /* perplexity of the tiny model and of its Q8_0 quantization on the same records */
+    const char *tf = check_shared("models/quant/tiny-f32.gguf");
+    const char *tq = check_shared("models/quant/tiny-q8_0.gguf");
+    if (tf && tq) {
+        snprintf(path, sizeof path, "%s/ppl.jsonl", tmp);
+        for (int i = 0; i < 40; i++) {
+            char rec[200];
+            int len = snprintf(rec, sizeof rec,
+                               "{\"text\": \"Once upon a time there was a little dog number %d. "
+                               "It was happy and it played all day in the sun.\"}\n",
+                               i);
+            HASS_ASSERT(check_write(path, i ? "ab" : "wb", rec, len) == 0);
+        }
+        double loss[2] = {0, 0};
+        for (int k = 0; k < 2; k++) {
+            snprintf(args, sizeof args, "perplexity -m %s --data %s --ctx 64 --json --threads 2",
+                     k ? tq : tf, path);
+            EXPECT(0, args);
+            cJSON *j = cJSON_Parse(out);
+            const cJSON *l = cJSON_GetObjectItem(j, "loss");
+            CHECK(cJSON_IsNumber(l) && cJSON_GetObjectItem(j, "windows")->valueint >= 10);
+            loss[k] = cJSON_IsNumber(l) ? l->valuedouble : 0;
+            cJSON_Delete(j);
+        }
+        CHECK_MSG(loss[0] > 5 && fabs(loss[1] - loss[0]) < 0.01 * loss[0],
+                  "perplexity: f32 loss %.5f, q8_0 %.5f", loss[0], loss[1]);
+        snprintf(args, sizeof args, "perplexity -m %s --data %s --ctx 0", tf, path);
+        EXPECT(2, args);
+        snprintf(args, sizeof args, "perplexity -m %s --data %s --ctx 100000", tf, path);
+        EXPECT(2, args);
+        CHECK(one_line_error());
+        snprintf(args, sizeof args, "perplexity -m %s --data %s/none.jsonl", tf, tmp);
+        EXPECT(1, args);
+        CHECK(one_line_error());
+        HASS_ASSERT(check_write(path, "ab", "{\"txt\": 3}\n", -1) == 0);
+        snprintf(args, sizeof args, "perplexity -m %s --data %s", tf, path);
+        EXPECT(1, args);
+        CHECK(last_line_error("line 41"));
+    } else {
+        CHECK_SKIP("shared/models/quant not found");
+    }
+    EXPECT(2, "perplexity -m x");
+    EXPECT(0, "perplexity --help");
     CHECK_MSG(n_error_paths >= 40, "%d error paths walked", n_error_paths);
     return check_exit();
 }

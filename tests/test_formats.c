@@ -581,7 +581,9 @@ static void test_gguf_corrupt(void) {
         {{.bad_type = 0x7fffffff}, "unknown value type"},
         {{.alignment = 3}, "alignment"},
         {{.alignment = -1}, "alignment"},
-        {{.ggml_type = 12}, "Q4_K"},
+        {{.ggml_type = 10}, "Q2_K"},
+        {{.ggml_type = 12}, "Q4_K row length 32 not a multiple of 256"},
+        {{.ggml_type = 14}, "Q6_K row length 32 not a multiple of 256"},
         {{.ggml_type = 9999}, "not supported"},
         {{.ggml_type = 1}, NULL}, /* F16 b: 128 bytes at 64 overlaps nothing: valid, see below */
         {{.off_b = 48}, "alignment"},
@@ -1180,7 +1182,7 @@ static void test_gguf_write_hostile(void) {
     bt[2].ndim = 0;                /* no dims */
     bt[3].ndim = 5;                /* too many */
     bt[4].shape[1] = -3;           /* negative */
-    bt[5].dtype = HASS_DTYPE_I32;  /* not a ggml weight type */
+    bt[5].dtype = HASS_DTYPE_I64;  /* not a type hass writes */
     bt[6].dtype = HASS_DTYPE_Q8_0; /* row of 3 */
     bt[7].nbytes += 4;             /* nbytes vs shape */
     bt[8].data = NULL;             /* no data, no fill */
@@ -1189,6 +1191,22 @@ static void test_gguf_write_hostile(void) {
         hass_status rc = hass_gguf_write(path, NULL, 0, &bt[i], 1, NULL, NULL, &err);
         CHECK_MSG(rc < 0 && err.msg[0] && !hass_file_exists(path), "bad tensor %d written", i);
     }
+    /* I32 tensors (ggml type 26: a draft's draft_vocab) round-trip */
+    int32_t ids[3] = {1, -2, 70000};
+    hass_tensor ti = {.name = "draft_vocab",
+                      .dtype = HASS_DTYPE_I32,
+                      .ndim = 1,
+                      .shape = {3},
+                      .data = ids,
+                      .nbytes = sizeof ids};
+    CHECK(hass_gguf_write(path, NULL, 0, &ti, 1, NULL, NULL, &err) == HASS_OK);
+    hass_gguf gi;
+    CHECK(hass_gguf_open(&gi, path, &err) == HASS_OK);
+    const hass_tensor *tr = hass_gguf_find_tensor(&gi, "draft_vocab");
+    CHECK(tr && tr->dtype == HASS_DTYPE_I32 && tr->shape[0] == 3 && tr->nbytes == sizeof ids &&
+          !memcmp(tr->data, ids, sizeof ids));
+    hass_gguf_close(&gi);
+    remove(path);
     hass_tensor two[2] = {t0, t0};
     CHECK(hass_gguf_write(path, NULL, 0, two, 2, NULL, NULL, &err) == HASS_STATUS_FORMAT);
     CHECK(strstr(err.msg, "duplicate tensor") != NULL);

@@ -144,7 +144,7 @@ static int export_gguf(const char *bin, const char *tok, const char *out) {
     hass_model *m = hass_model_load(bin, &err);
     hass_tokenizer *t = hass_tokenizer_load_bin(tok, 512, &err);
     hass_gguf_kvs kvs = {0};
-    hass_gguf_export_opts o = {HASS_DTYPE_COUNT, "stories260K", &kvs};
+    hass_gguf_export_opts o = {.dtype = HASS_DTYPE_COUNT, .name = "stories260K", .extra = &kvs};
     int ok = m && t && hass_tokenizer_gguf_kvs(t, 512, &kvs, &err) == HASS_OK &&
              hass_model_export_gguf(m, out, &o, &err) == HASS_OK;
     CHECK_MSG(ok, "export to GGUF: %s", err.msg);

@@ -426,7 +426,7 @@ static hass_status export(const char *src, const char *dst, hass_dtype dt, hass_
     hass_gguf_kvs kvs = {0};
     if (!st)
         st = hass_tokenizer_gguf_kvs(t, (int32_t)m->cfg.V, &kvs, err);
-    hass_gguf_export_opts o = {dt, "tiny", &kvs};
+    hass_gguf_export_opts o = {.dtype = dt, .name = "tiny", .extra = &kvs};
     if (!st)
         st = hass_model_export_gguf(m, dst, &o, err);
     hass_gguf_kvs_free(&kvs);
@@ -753,7 +753,7 @@ static void test_gguf_stories(void) {
     CHECK(hass_tokenizer_gguf_kvs(t, 512, &kvs, &err) == HASS_OK);
     char out[400];
     snprintf(out, sizeof out, "%s/stories.gguf", tmp);
-    hass_gguf_export_opts o = {HASS_DTYPE_COUNT, "stories260K", &kvs};
+    hass_gguf_export_opts o = {.dtype = HASS_DTYPE_COUNT, .name = "stories260K", .extra = &kvs};
     CHECK_MSG(hass_model_export_gguf(m, out, &o, &err) == HASS_OK, "%s", err.msg);
     hass_model *b = hass_model_load(out, &err);
     hass_tokenizer *tb = open_tok(out);
@@ -818,7 +818,7 @@ static void test_gguf_refusals(void) {
     hass_tokenizer_free(t);
     /* dtypes export cannot write */
     hass_model *m = hass_model_load(hf, &err);
-    hass_gguf_export_opts o = {HASS_DTYPE_Q8_0, NULL, NULL};
+    hass_gguf_export_opts o = {.dtype = HASS_DTYPE_Q8_0};
     CHECK(m && hass_model_export_gguf(m, out, &o, &err) == HASS_STATUS_ARG);
     CHECK(!hass_file_exists(out));
     hass_model_free(m);

@@ -2,11 +2,12 @@
  * test_model.c — properties of the target forward pass on synthetic models:
  * batch invariance (a row alone == the same row inside a batch, bit for bit), thread-count
  * invariance, tree-masked forward == running each root-to-node path sequentially, and KV
- * keep() == a fresh prefill of the kept text.
+ * keep() == a fresh prefill of the kept text; for float weights and for every GGUF block type.
  */
 #include "check.h"
 #include "model/model.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -241,6 +242,54 @@ static void test_attention_window(void) {
     free(q), free(k), free(v), free(out), free(ref), free(mask), free(full), free(scr);
 }
 
+/* hass_model_perplexity == token-by-token decoding with a double log-softmax, window by window
+ * (ctx 70: two forward chunks per window); its refusals. */
+static void test_perplexity(hass_model *m) {
+    hass_err err = {0};
+    const int64_t ctx = 70, n = 3 * ctx + 5;
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    float *lg = malloc((size_t)m->cfg.V * sizeof *lg);
+    HASS_ASSERT(ids && lg);
+    for (int64_t i = 0; i < n; i++)
+        ids[i] = (int32_t)((i * 7 + i / 3) % m->cfg.V);
+    hass_pool *pool = hass_pool_create(2);
+    hass_ppl_result r;
+    CHECK(hass_model_perplexity(m, pool, ids, n, ctx, 0, &r, &err) == HASS_OK);
+    CHECK_EQ_INT(r.n_windows, 3);
+    CHECK_EQ_INT(r.n_tokens, 3 * ctx);
+    hass_kv kv;
+    HASS_ASSERT(hass_kv_init(&kv, m, ctx, 1, NULL, &err) == HASS_OK);
+    double sum = 0;
+    for (int64_t w = 0; w < 3; w++) {
+        hass_kv_truncate(&kv, 0);
+        for (int64_t i = 0; i < ctx; i++) {
+            int32_t p = (int32_t)i;
+            HASS_ASSERT(hass_model_forward(m, &kv, NULL, 1, &ids[w * ctx + i], &p, NULL, lg, 0,
+                                           NULL, &err) == HASS_OK);
+            hass_kv_commit(&kv, 1);
+            double mx = lg[0], s = 0;
+            for (int64_t v = 1; v < m->cfg.V; v++)
+                mx = lg[v] > mx ? lg[v] : mx;
+            for (int64_t v = 0; v < m->cfg.V; v++)
+                s += exp(lg[v] - mx);
+            sum += log(s) + mx - lg[ids[w * ctx + i + 1]];
+        }
+    }
+    double want = sum / (3.0 * (double)ctx);
+    CHECK_MSG(fabs(r.nll - want) <= 1e-9 * fabs(want) && fabs(r.ppl - exp(want)) <= 1e-6 * r.ppl,
+              "perplexity: loss %.9f, token by token %.9f", r.nll, want);
+    CHECK(r.nll_se > 0);
+    CHECK(hass_model_perplexity(m, pool, ids, n, ctx, 2, &r, &err) == HASS_OK && r.n_windows == 2);
+    CHECK(hass_model_perplexity(m, pool, ids, ctx, ctx, 0, &r, &err) == HASS_STATUS_ARG);
+    CHECK(hass_model_perplexity(m, pool, ids, n, m->cfg.max_ctx + 1, 0, &r, &err) ==
+          HASS_STATUS_ARG);
+    ids[ctx + 3] = (int32_t)m->cfg.V;
+    CHECK(hass_model_perplexity(m, pool, ids, n, ctx, 0, &r, &err) == HASS_STATUS_RANGE);
+    hass_kv_free(&kv);
+    hass_pool_destroy(pool);
+    free(ids), free(lg);
+}
+
 /* hass_model_prefill (forwards of max_batch rows after what is committed) == one row at a
  * time: the last logits and every row's features, bit for bit; errors for no rows and too many. */
 static void test_prefill(hass_model *m) {
@@ -286,7 +335,51 @@ int main(void) {
             test_bad_input(m);
             test_prefill(m);
         }
+        if (k == 1)
+            test_perplexity(m);
         hass_model_free(m);
+    }
+    /* quantized weights, every block type (d, ffn multiples of 256) */
+    hass_model_config cq = hass_model_config_make(256, 512, 2, 4, 2, 97, 512);
+    static const hass_dtype qts[] = {HASS_DTYPE_Q8_0, HASS_DTYPE_Q4_0, HASS_DTYPE_Q4_1,
+                                     HASS_DTYPE_Q5_0, HASS_DTYPE_Q5_1, HASS_DTYPE_Q4_K,
+                                     HASS_DTYPE_Q5_K, HASS_DTYPE_Q6_K};
+    for (int k = 0; k < 8; k++) {
+        hass_model *m = hass_model_synthetic(&cq, qts[k], 7 + (uint64_t)k, &err);
+        CHECK_MSG(m != NULL, "%s", err.msg);
+        if (!m)
+            continue;
+        test_batch_invariance(m, hass_dtype_name(qts[k]));
+        test_tree(m, hass_dtype_name(qts[k]));
+        hass_model_free(m);
+    }
+    /* a synthetic model in llama.cpp's Q4_K_M mix (what bench_model measures at 7B): Q4_K,
+     * Q6_K for output and for attn_v / ffn_down of the more_bits layers (layer 1 of 2 here) */
+    hass_quant_plan plan;
+    CHECK(hass_quant_plan_init_shape(&plan, "q4_k_m", 0, cq.n_layers, 0, &err) == HASS_OK);
+    hass_model *mq = hass_model_synthetic_mix(&cq, &plan, 21, &err);
+    CHECK_MSG(mq != NULL, "%s", err.msg);
+    if (mq) {
+        CHECK(mq->embed_t == HASS_DTYPE_Q4_K && mq->lm_head_t == HASS_DTYPE_Q6_K &&
+              mq->layers[0].tv == HASS_DTYPE_Q4_K && mq->layers[0].td == HASS_DTYPE_Q4_K &&
+              mq->layers[1].tv == HASS_DTYPE_Q6_K && mq->layers[1].td == HASS_DTYPE_Q6_K &&
+              mq->layers[1].tk == HASS_DTYPE_Q4_K);
+        test_batch_invariance(mq, "synthetic q4_k_m");
+        test_tree(mq, "synthetic q4_k_m");
+        hass_model_free(mq);
+    }
+    /* a mixed file as llama.cpp writes it (Q4_K_M: Q4_K, Q6_K and F32 tensors) */
+    const char *mixed = check_shared("models/quant/tiny-q4_k_m.gguf");
+    hass_model *mm = mixed ? hass_model_load(mixed, &err) : NULL;
+    if (!mixed) {
+        CHECK_SKIP("shared/models/quant/tiny-q4_k_m.gguf not found");
+    } else {
+        CHECK_MSG(mm != NULL, "%s", err.msg);
+        if (mm) {
+            test_batch_invariance(mm, "tiny-q4_k_m");
+            test_tree(mm, "tiny-q4_k_m");
+            hass_model_free(mm);
+        }
     }
     /* odd shapes: d not a multiple of 8, GQA 3:1, interleaved rope */
     hass_model_config c2 = hass_model_config_make(36, 50, 3, 6, 2, 61, 256);

@@ -1,7 +1,8 @@
 /*
  * test_ops.c — every fast kernel of src/ops against its naive twin (ops_ref.c) on seeded random
- * inputs of odd sizes, for every weight dtype and every ISA this CPU can run (scalar, avx2,
- * avx512, avx512bf16; hass_cpu_force picks one in-process, HASS_CPU caps them all), plus the
+ * inputs of odd sizes, for every float weight dtype (the quantized ones: test_quant.c) and every
+ * ISA this CPU can run (scalar, avx2, avx512, avx512bf16; hass_cpu_force picks one in-process,
+ * HASS_CPU caps them all), plus the
  * batch-invariance properties speculative decoding relies on: a row computed alone equals,
  * bit for bit, the same row computed in a batch, whatever the thread count.
  *
@@ -120,19 +121,16 @@ static void check_matmul_err(const float *y, const float *ref, const float *x, c
 
 static void test_matmul_vs_ref(const isa_case *ic) {
     static const int64_t ins[] = {1, 7, 8, 16, 31, 33, 64, 80, 128, 257, 1000, 32, 96, 384};
-    static const int64_t ins_q8[] = {32, 64, 288, 1024};
     static const int64_t outs[] = {1, 3, 17, 65, 16, 48, 50, 100};
-    static const hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16, HASS_DTYPE_F16,
-                                     HASS_DTYPE_Q8_0};
+    static const hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16, HASS_DTYPE_F16};
     const int64_t NMAX = 20;
     int lanes = (ic->features & HASS_CPU_AVX512) ? 16 : 8;
-    for (int d = 0; d < 4; d++) {
+    for (int d = 0; d < 3; d++) {
         hass_dtype t = dts[d];
         int bf16x = t == HASS_DTYPE_BF16 && (ic->features & HASS_CPU_AVX512BF16);
-        int nin = t == HASS_DTYPE_Q8_0 ? 4 : (int)(sizeof ins / sizeof ins[0]);
-        for (int a = 0; a < nin; a++)
+        for (int a = 0; a < (int)(sizeof ins / sizeof ins[0]); a++)
             for (int b = 0; b < 8; b++) {
-                int64_t in = t == HASS_DTYPE_Q8_0 ? ins_q8[a] : ins[a], out = outs[b];
+                int64_t in = ins[a], out = outs[b];
                 float *wf, *x = randn(NMAX * in, 1.0f);
                 void *W = rand_weights(t, out, in, &wf);
                 float *ref = malloc((size_t)(NMAX * out) * sizeof(float));
@@ -160,11 +158,10 @@ static void test_matmul_vs_ref(const isa_case *ic) {
 /* Rows alone on one thread == the same rows in batches of several sizes on 1, 2, 3 threads,
  * and hass_matmul_multi == separate products. Sizes above the serial threshold. */
 static void test_matmul_threads(const isa_case *ic, hass_pool **pools) {
-    static const hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16, HASS_DTYPE_F16,
-                                     HASS_DTYPE_Q8_0};
+    static const hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16, HASS_DTYPE_F16};
     static const int64_t ns[] = {2, 5, 16, 23};
     const int64_t in = 320, out = 301, NMAX = 23;
-    for (int d = 0; d < 4; d++) {
+    for (int d = 0; d < 3; d++) {
         hass_dtype t = dts[d];
         float *wf, *x = randn(NMAX * in, 1.0f);
         void *W = rand_weights(t, out, in, &wf);
@@ -207,7 +204,8 @@ static void test_matmul_threads(const isa_case *ic, hass_pool **pools) {
 }
 
 /* hass_ops_tune's block heights and prefetch switches change nothing in any result: every
- * setting gives the default's bits, for every dtype, batch size and thread count. */
+ * setting gives the default's bits, for every dtype, batch size and thread count (Q8_0: the
+ * integer product of quant.h, which takes no tuning, checked the same way). */
 static void test_tune_bits(const isa_case *ic, hass_pool **pools) {
     static const hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16, HASS_DTYPE_F16,
                                      HASS_DTYPE_Q8_0};

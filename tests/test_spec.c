@@ -12,6 +12,7 @@
  */
 #include "check.h"
 #include "decode/decode.h"
+#include "formats/formats.h"
 #include "train/draft_ckpt.h"
 
 #include <dirent.h>
@@ -520,6 +521,69 @@ static void test_sampling(hass_pool *pool) {
     hass_model_free(m);
 }
 
+/* Quantized targets (Q4_K, Q8_0: the same draws as an f32 model, quantized): a draft made for
+ * the f32 model loads against them (its embedding matches up to the quantization error), and
+ * speculative greedy output equals plain greedy output; the perfect-draft oracle too. */
+static void test_quantized(hass_pool *pool) {
+    hass_err err = {0};
+    hass_model_config c = hass_model_config_make(256, 512, 2, 4, 2, 101, 1024);
+    hass_model *mf = hass_model_synthetic(&c, HASS_DTYPE_F32, 8, &err);
+    CHECK_MSG(mf != NULL, "%s", err.msg);
+    char dpath[300];
+    snprintf(dpath, sizeof dpath, "%s/dquant", tmpdir);
+    CHECK(mf && hass_draft_write_fresh(dpath, mf, 1, 2, HASS_DTYPE_F32, "quant", &err) == HASS_OK);
+    /* with a copy of the f32 model's embedding in the draft, as some EAGLE drafts carry */
+    char st_path[400];
+    snprintf(st_path, sizeof st_path, "%s/model.safetensors", dpath);
+    hass_safetensors st;
+    CHECK(hass_safetensors_open(&st, st_path, &err) == HASS_OK);
+    hass_tensor *ts = calloc((size_t)st.n_tensors + 1, sizeof *ts);
+    HASS_ASSERT(ts);
+    memcpy(ts, st.tensors, (size_t)st.n_tensors * sizeof *ts);
+    hass_tensor *emb = &ts[st.n_tensors];
+    snprintf(emb->name, sizeof emb->name, "embed_tokens.weight");
+    emb->dtype = HASS_DTYPE_F32;
+    emb->ndim = 2;
+    emb->shape[0] = c.V;
+    emb->shape[1] = c.d;
+    emb->data = mf ? mf->embed : NULL;
+    emb->nbytes = (size_t)(c.V * c.d) * sizeof(float);
+    CHECK(mf && hass_safetensors_write(st_path, ts, st.n_tensors + 1, NULL, &err) == HASS_OK);
+    hass_safetensors_close(&st);
+    free(ts);
+    const hass_dtype qts[2] = {HASS_DTYPE_Q4_K, HASS_DTYPE_Q8_0};
+    hass_rng rng;
+    hass_rng_seed(&rng, 5);
+    tree_cfg cfgs[] = {{4, 6, 0}, {6, 10, 40}, {2, 2, 3}};
+    for (int q = 0; q < 2; q++) {
+        hass_model *m = hass_model_synthetic(&c, qts[q], 8, &err);
+        CHECK_MSG(m != NULL, "%s", err.msg);
+        hass_draft *dr = m ? hass_draft_load(dpath, m, &err) : NULL;
+        CHECK_MSG(dr != NULL, "%s: %s", hass_dtype_name(qts[q]), err.msg);
+        hass_engine *e = dr ? hass_engine_create(m, NULL, dr, pool, 300, &err) : NULL;
+        int32_t ids[60];
+        for (int i = 0; e && i < 6; i++) {
+            int64_t n = 1 + (int64_t)(hass_rng_u64(&rng) % 59);
+            for (int64_t j = 0; j < n; j++)
+                ids[j] = (int32_t)(hass_rng_u64(&rng) % 101);
+            char label[64];
+            snprintf(label, sizeof label, "%s prompt %d", hass_dtype_name(qts[q]), i);
+            greedy_equal(e, ids, n, 60, &cfgs[i % 3], label, NULL);
+        }
+        if (m)
+            test_perfect_draft(m, NULL, pool, ids, 20);
+        hass_engine_destroy(e);
+        hass_draft_free(dr);
+        hass_model_free(m);
+    }
+    /* an unrelated embedding is still refused */
+    hass_model *other = hass_model_synthetic(&c, HASS_DTYPE_Q4_K, 9, &err);
+    CHECK(other && hass_draft_load(dpath, other, &err) == NULL &&
+          strstr(err.msg, "another target"));
+    hass_model_free(other);
+    hass_model_free(mf);
+}
+
 int main(void) {
     check_init("test_spec");
     snprintf(tmpdir, sizeof tmpdir, "%s", check_tmp());
@@ -527,12 +591,13 @@ int main(void) {
     double t0 = hass_now();
     test_tune(pool);
     test_synthetic(pool);
+    test_quantized(pool);
     double t1 = hass_now();
     test_stories(pool);
     double t2 = hass_now();
     test_sampling(NULL); /* tiny model: threads would only add overhead */
-    fprintf(stderr, "time: synthetic %.1fs, stories260K %.1fs, sampling %.1fs\n", t1 - t0, t2 - t1,
-            hass_now() - t2);
+    fprintf(stderr, "time: synthetic and quantized %.1fs, stories260K %.1fs, sampling %.1fs\n",
+            t1 - t0, t2 - t1, hass_now() - t2);
     hass_pool_destroy(pool);
     return check_exit();
 }

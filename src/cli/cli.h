@@ -35,6 +35,9 @@ const char *cli_need_value(int argc, char **argv, int *i);
  * a directory, must not exist unless force, and its directory must exist and be writable. */
 int cli_check_output(const char *cmd, const char *path, int is_dir, const char *marker, int force);
 
+/* A model's name from its path: "path/to/stories260K.bin" -> "stories260K",
+ * "models/default/target/" -> "target" (GGUF general.name of export and quantize). */
+void cli_model_name(const char *path, char *out, size_t cap);
 /* With no model given: the shipped models/default/target, and (if want_draft and none given)
  * models/default/draft-hass. Buffers hold the paths (cap bytes each). Returns 0, or 1 after a
  * one-line error naming cmd when there is no shipped model. */
@@ -70,6 +73,8 @@ int cmd_datagen(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_draft_init(int argc, char **argv);
 int cmd_draft_vocab(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

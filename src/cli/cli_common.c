@@ -162,3 +162,19 @@ int cli_check_output(const char *cmd, const char *path, int is_dir, const char *
         return cli_fail(1, "%s: %s: the directory %s is missing or not writable", cmd, path, dir);
     return 0;
 }
+
+/* "path/to/stories260K.bin" -> "stories260K"; "models/default/target/" -> "target" */
+void cli_model_name(const char *path, char *out, size_t cap) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    const char *b = path;
+    for (size_t i = 0; i < n; i++)
+        if (path[i] == '/' && i + 1 < n)
+            b = path + i + 1;
+    size_t len = (size_t)(path + n - b);
+    const char *dot = memchr(b, '.', len);
+    if (dot && dot != b && !hass_is_dir(path))
+        len = (size_t)(dot - b);
+    snprintf(out, cap, "%.*s", (int)len, b);
+}

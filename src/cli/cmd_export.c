@@ -79,22 +79,6 @@ static int parse(int argc, char **argv, int convert, export_opts *o) {
     return 0;
 }
 
-/* "path/to/stories260K.bin" -> "stories260K"; "models/default/target/" -> "target" */
-static void default_name(const char *path, char *out, size_t cap) {
-    size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/')
-        n--;
-    const char *b = path;
-    for (size_t i = 0; i < n; i++)
-        if (path[i] == '/' && i + 1 < n)
-            b = path + i + 1;
-    size_t len = (size_t)(path + n - b);
-    const char *dot = memchr(b, '.', len);
-    if (dot && dot != b && !hass_is_dir(path))
-        len = (size_t)(dot - b);
-    snprintf(out, cap, "%.*s", (int)len, b);
-}
-
 static int export_gguf(const export_opts *o, hass_model *m) {
     hass_dtype dt = HASS_DTYPE_COUNT;
     if (o->dtype) {
@@ -116,8 +100,8 @@ static int export_gguf(const export_opts *o, hass_model *m) {
         return cli_fail(err.code == HASS_STATUS_ARG ? 2 : 1, "export: tokenizer: %s", err.msg);
     hass_gguf_kvs kvs = {0};
     char name[256];
-    default_name(o->src, name, sizeof name);
-    hass_gguf_export_opts go = {dt, o->name ? o->name : name, &kvs};
+    cli_model_name(o->src, name, sizeof name);
+    hass_gguf_export_opts go = {.dtype = dt, .name = o->name ? o->name : name, .extra = &kvs};
     hass_status st = hass_tokenizer_gguf_kvs(tok, (int32_t)m->cfg.V, &kvs, &err);
     if (!st)
         st = hass_model_export_gguf(m, o->gguf, &go, &err);

@@ -191,13 +191,17 @@ static void measure_costs(hass_policy *p, const hass_model *m, hass_kv *kv, hass
     p->cost[1] = 1.0;
 }
 
-static int model_has_bf16(const hass_model *m) {
-    int any = m->lm_head_t == HASS_DTYPE_BF16;
+/* Whether any matrix of m's products is bf16 (bf16 = 1), or of a float type (bf16 = 0: the
+ * products the block heights and prefetch apply to; quantized ones take no tuning). */
+static int model_has(const hass_model *m, int bf16) {
+    int any = 0;
+    hass_dtype lm = m->lm_head_t;
+    any |= bf16 ? lm == HASS_DTYPE_BF16 : !hass_dtype_is_quant(lm);
     for (int64_t l = 0; l < m->cfg.n_layers; l++) {
         const hass_layer *L = &m->layers[l];
         hass_dtype t[] = {L->tq, L->tk, L->tv, L->to, L->tg, L->tu, L->td};
         for (int i = 0; i < 7; i++)
-            any |= t[i] == HASS_DTYPE_BF16;
+            any |= bf16 ? t[i] == HASS_DTYPE_BF16 : !hass_dtype_is_quant(t[i]);
     }
     return any;
 }
@@ -241,7 +245,7 @@ static void calibrate(hass_policy *p, const bench_ctx *b) {
     memset(t, 0, sizeof *t);
     int64_t saved = measure_begin(b->m, b->kv, b->pool, b->logits);
     int f = hass_cpu_allowed(), cand[3], nc = 0;
-    if (model_has_bf16(b->m) && !getenv("HASS_CPU")) {
+    if (model_has(b->m, 1) && !getenv("HASS_CPU")) {
         if (f & HASS_CPU_AMX)
             cand[nc++] = HASS_BF16_AMX;
         if (f & HASS_CPU_AVX512BF16)
@@ -253,11 +257,13 @@ static void calibrate(hass_policy *p, const bench_ctx *b) {
     if (nc > 1)
         tune_pick(b, t, &t->bf16, cand, nc, both, 2);
     static const int pfs[] = {0, 2, 1}, rbs[] = {0, 3, 2};
-    tune_pick(b, t, &t->pf[0], pfs, 3, n1, 1);
-    tune_pick(b, t, &t->pf[1], pfs, 3, n8, 1);
-    tune_pick(b, t, &t->pf[2], pfs, 3, n16, 1);
-    tune_pick(b, t, &t->rb[0], rbs, 3, n8, 1);
-    tune_pick(b, t, &t->rb[1], rbs, 3, n16, 1);
+    if (model_has(b->m, 0)) { /* else the defaults: no product would use the choice */
+        tune_pick(b, t, &t->pf[0], pfs, 3, n1, 1);
+        tune_pick(b, t, &t->pf[1], pfs, 3, n8, 1);
+        tune_pick(b, t, &t->pf[2], pfs, 3, n16, 1);
+        tune_pick(b, t, &t->rb[0], rbs, 3, n8, 1);
+        tune_pick(b, t, &t->rb[1], rbs, 3, n16, 1);
+    }
     measure_end(b->kv, saved);
 }
 

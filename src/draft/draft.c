@@ -11,9 +11,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static hass_status need2(const hass_st_set *st, const char *name, int64_t r, int64_t c,
+static const hass_tensor *dfind(const hass_draft *d, const char *name) {
+    return d->from_gguf ? hass_gguf_find_tensor(&d->gg, name) : hass_st_set_find(&d->st, name);
+}
+
+/* tensor name of shape (r, c) (c = 0: a vector); matrices may be in a GGUF block type */
+static hass_status need2(const hass_draft *d, const char *name, int64_t r, int64_t c,
                          const hass_tensor **out, hass_err *err) {
-    const hass_tensor *t = hass_st_set_find(st, name);
+    const hass_tensor *t = dfind(d, name);
     if (!t)
         return hass_err_set(err, HASS_STATUS_NOTFOUND, "draft: missing tensor %s", name);
     int ok = c == 0 ? (t->ndim == 1 && t->shape[0] == r)
@@ -23,9 +28,17 @@ static hass_status need2(const hass_st_set *st, const char *name, int64_t r, int
                             "draft: tensor %s has the wrong shape for this target (expected "
                             "[%lld%s%lld])",
                             name, (long long)r, c ? ", " : "", (long long)(c ? c : 0));
-    if (t->dtype != HASS_DTYPE_F32 && t->dtype != HASS_DTYPE_BF16 && t->dtype != HASS_DTYPE_F16)
+    int quant = c > 0 && hass_dtype_is_quant(t->dtype);
+    if (t->dtype != HASS_DTYPE_F32 && t->dtype != HASS_DTYPE_BF16 && t->dtype != HASS_DTYPE_F16 &&
+        !quant)
         return hass_err_set(err, HASS_STATUS_UNSUPPORTED, "draft: tensor %s: dtype %s", name,
                             hass_dtype_name(t->dtype));
+    int64_t bad = quant ? hass_ggml_check(t->dtype, t->data, t->nbytes) : -1;
+    if (bad >= 0)
+        return hass_err_set(err, HASS_STATUS_FORMAT,
+                            "draft: tensor %s: block %lld has a "
+                            "non-finite scale",
+                            name, (long long)bad);
     *out = t;
     return HASS_OK;
 }
@@ -39,7 +52,7 @@ static float *to_f32_arena(hass_arena *a, const hass_tensor *t, int64_t n) {
 
 /* draft_vocab: distinct target ids; gathers their LM-head rows into d->head */
 static hass_status load_vocab(hass_draft *d, hass_err *err) {
-    const hass_tensor *t = hass_st_set_find(&d->st, "draft_vocab");
+    const hass_tensor *t = dfind(d, "draft_vocab");
     if (!t)
         return HASS_OK;
     const hass_model *m = d->target;
@@ -131,19 +144,23 @@ hass_draft *hass_draft_load(const char *dir, const hass_model *m, hass_err *err)
     d->cfg.rope = dc.rope;
     d->cfg.rope_style = HASS_ROPE_HALF; /* EAGLE heads are Hugging Face modules */
     int64_t D = tc->d, qd = tc->H * tc->Dh, kvd = tc->Hkv * tc->Dh, F = dc.ffn;
+    char gpath[1024];
+    snprintf(gpath, sizeof gpath, "%s/model.gguf", dir);
+    d->from_gguf = hass_file_exists(gpath);
     if (hass_arena_init(&d->arena, (size_t)(4 * D + tc->Dh + 256) * sizeof(float) + 1024, err) ||
-        hass_safetensors_open_dir(&d->st, dir, err))
+        (d->from_gguf ? hass_gguf_open(&d->gg, gpath, err)
+                      : hass_safetensors_open_dir(&d->st, dir, err)))
         goto fail;
     d->inv_freq = hass_arena_alloc(&d->arena, (size_t)(tc->Dh / 2) * sizeof(float));
     hass_rope_freqs(&d->cfg.rope, tc->Dh, d->inv_freq);
     const hass_tensor *t;
-    if (need2(&d->st, "fc.weight", D, 2 * D, &t, err))
+    if (need2(d, "fc.weight", D, 2 * D, &t, err))
         goto fail;
     d->fc_w = t->data;
     d->fc_t = t->dtype;
     d->weight_bytes = t->nbytes;
     if (has_bias) {
-        if (need2(&d->st, "fc.bias", D, 0, &t, err))
+        if (need2(d, "fc.bias", D, 0, &t, err))
             goto fail;
         d->fc_b = to_f32_arena(&d->arena, t, D);
     }
@@ -162,21 +179,33 @@ hass_draft *hass_draft_load(const char *dir, const hass_model *m, hass_err *err)
         {"layers.0.mlp.down_proj.weight", D, F, &d->layer.wd, &d->layer.td},
     };
     for (size_t k = 0; k < sizeof mats / sizeof mats[0]; k++) {
-        if (need2(&d->st, mats[k].name, mats[k].r, mats[k].c, &t, err))
+        if (need2(d, mats[k].name, mats[k].r, mats[k].c, &t, err))
             goto fail;
         *mats[k].w = t->data;
         *mats[k].dt = t->dtype;
         d->weight_bytes += t->nbytes;
     }
-    if (need2(&d->st, "layers.0.post_attention_layernorm.weight", D, 0, &t, err))
+    if (need2(d, "layers.0.post_attention_layernorm.weight", D, 0, &t, err))
         goto fail;
     d->layer.ffn_norm = to_f32_arena(&d->arena, t, D);
     d->layer.attn_norm = NULL;
-    /* an embedded copy of the embedding must be the target's */
-    const hass_tensor *e = hass_st_set_find(&d->st, "embed_tokens.weight");
+    /* an embedded copy of the embedding must be the target's (up to bf16 rounding; up to the
+     * quantization error when the target's embedding is quantized: relative RMS difference per
+     * row below 0.3, where Q4 is ~0.1 and an unrelated embedding ~1.4) */
+    const hass_tensor *e = dfind(d, "embed_tokens.weight");
     if (e) {
         if (e->ndim != 2 || e->shape[0] != tc->V || e->shape[1] != D) {
             hass_err_set(err, HASS_STATUS_SHAPE, "draft: embed_tokens.weight shape differs");
+            goto fail;
+        }
+        if (e->dtype != HASS_DTYPE_F32 && e->dtype != HASS_DTYPE_BF16 &&
+            e->dtype != HASS_DTYPE_F16 &&
+            (!hass_dtype_is_quant(e->dtype) ||
+             hass_ggml_check(e->dtype, e->data, e->nbytes) >= 0)) {
+            hass_err_set(err, HASS_STATUS_FORMAT,
+                         "draft: embed_tokens.weight: bad dtype %s or "
+                         "scale",
+                         hass_dtype_name(e->dtype));
             goto fail;
         }
         float *a = malloc((size_t)D * sizeof(float)), *bb = malloc((size_t)D * sizeof(float));
@@ -184,8 +213,15 @@ hass_draft *hass_draft_load(const char *dir, const hass_model *m, hass_err *err)
         for (int64_t r = 0; same && r < tc->V; r += (tc->V > 4096 ? 7 : 1)) {
             hass_embed_row(a, e->data, e->dtype, r, D);
             hass_embed_row(bb, m->embed, m->embed_t, r, D);
-            for (int64_t i = 0; i < D && same; i++)
-                same = hass_f32_to_bf16(a[i]) == hass_f32_to_bf16(bb[i]);
+            double dd = 0, aa = 0;
+            for (int64_t i = 0; i < D && same; i++) {
+                same = hass_dtype_is_quant(m->embed_t) ||
+                       hass_f32_to_bf16(a[i]) == hass_f32_to_bf16(bb[i]);
+                dd += ((double)a[i] - bb[i]) * ((double)a[i] - bb[i]);
+                aa += (double)a[i] * a[i];
+            }
+            if (hass_dtype_is_quant(m->embed_t))
+                same = dd <= 0.09 * aa;
         }
         free(a);
         free(bb);
@@ -209,6 +245,7 @@ void hass_draft_free(hass_draft *d) {
     if (!d)
         return;
     hass_st_set_close(&d->st);
+    hass_gguf_close(&d->gg);
     hass_arena_free(&d->arena);
     free(d->vocab);
     hass_aligned_free(d->head);

@@ -7,7 +7,9 @@
  * fc.weight, fc.bias (optional), layers.0.self_attn.{q,k,v,o}_proj.weight,
  * layers.0.mlp.{gate,up,down}_proj.weight, layers.0.post_attention_layernorm.weight and
  * optionally embed_tokens.weight (then checked against the target's) and draft_vocab (I32,
- * distinct target token ids: a reduced draft vocabulary).
+ * distinct target token ids: a reduced draft vocabulary). A quantized draft (hass quantize
+ * --draft) has model.gguf instead of model.safetensors: the same tensor names, its matrices in a
+ * GGUF block type (every block's scale checked at load), the rest as they were.
  *
  * State: the draft's own KV cache holds only pairs built from the target's TRUE features
  * (committed), plus a scratch region after them for tree expansion that is discarded every
@@ -39,8 +41,10 @@ typedef struct {
     hass_dtype head_t;
     float *inv_freq;     /* (Dh/2): hass_rope_freqs of the RoPE in the draft's config.json */
     size_t weight_bytes; /* draft layer + fc (the LM head is the target's) */
-    /* owned storage */
+    /* owned storage: the safetensors set, or the GGUF file of a quantized draft */
     hass_st_set st;
+    hass_gguf gg;
+    int from_gguf;
     hass_arena arena;
 } hass_draft;
 
@@ -69,6 +73,14 @@ static inline const void *hass_draft_head(const hass_draft *d, hass_dtype *t, in
     *rows = d->target->cfg.V;
     return d->target->lm_head;
 }
+
+/* Writes the draft directory src (EAGLE layout) to dst as a quantized draft: dst/config.json
+ * as src's, dst/model.gguf with src's tensors, each weight matrix of the draft layer and fc in
+ * block type t (or converted to F32/F16/BF16; rows that are not whole blocks of t take
+ * hass_quant_fallback's type, or stay as stored where no block fits), the rest (norms, bias,
+ * embed_tokens, draft_vocab) as stored. Deterministic. Errors: src not a draft, t not a type
+ * hass writes. */
+hass_status hass_draft_quantize(const char *src, const char *dst, hass_dtype t, hass_err *err);
 
 /* Writes a draft directory from f32 tensors in the EAGLE layout (names as in the header
  * comment; the caller gives them in any order), atomically per file. out_dtype: F32 or BF16

@@ -148,13 +148,15 @@ typedef struct {
  * bytes left before anything is allocated; every string and array length checked against the
  * bytes left; the 13 value types; arrays of arrays are rejected (HASS_STATUS_UNSUPPORTED);
  * general.alignment (default 32) an unsigned integer power of two <= 2^20; tensors with
- * 1..4 dims, ggml types F32 (0), F16 (1), Q8_0 (8), BF16 (30). Any other ggml type makes the
- * whole open fail with HASS_STATUS_UNSUPPORTED naming the tensor and type (we never expose a
- * tensor whose bytes we cannot size). Tensor offsets are multiples of the alignment, relative
- * to the aligned data section; each tensor's bytes lie inside the file and no two overlap.
- * Shapes are reversed to row-major outermost-first: token_embd ne=[D, V] -> shape (V, D).
- * RoPE note: GGUF files of arch "llama" store q/k rows in the interleaved (adjacent pairs)
- * layout, as llama2.c does; Hugging Face safetensors store them for half rotation. */
+ * 1..4 dims, ggml types F32 (0), F16 (1), I32 (26), Q4_0 (2), Q4_1 (3), Q5_0 (6), Q5_1 (7), Q8_0
+ * (8), Q4_K (12), Q5_K (13), Q6_K (14), BF16 (30), block types with rows (ne[0]) a multiple of
+ * their block (32 or 256; kept quantized, as stored). Any other ggml type makes the whole open fail
+ * with HASS_STATUS_UNSUPPORTED naming the tensor and type (we never expose a tensor whose bytes we
+ * cannot size). Tensor offsets are multiples of the alignment, relative to the aligned data
+ * section; each tensor's bytes lie inside the file and no two overlap. Shapes are reversed to
+ * row-major outermost-first: token_embd ne=[D, V] -> shape (V, D). RoPE note: GGUF files of arch
+ * "llama" store q/k rows in the interleaved (adjacent pairs) layout, as llama2.c does; Hugging Face
+ * safetensors store them for half rotation. */
 hass_status hass_gguf_open(hass_gguf *g, const char *path, hass_err *err);
 hass_status hass_gguf_parse(hass_gguf *g, const uint8_t *data, size_t size, hass_err *err);
 void hass_gguf_close(hass_gguf *g);
@@ -201,7 +203,8 @@ typedef hass_status (*hass_gguf_fill_fn)(void *ctx, int64_t i, void *dst, hass_e
  * padded to the alignment and itself padded, as llama.cpp's writer does. The alignment is 32
  * unless kv holds general.alignment, which must then be a u32 power of two <= 2^20 (llama.cpp
  * reads it as a u32). Tensors: names of 1..63 bytes (llama.cpp's limit), unique; 1..4 dims;
- * dtype F32, F16, BF16 or Q8_0 (rows a multiple of 32); nbytes matching the shape. Their data
+ * dtype F32, F16, BF16 or a GGUF block type (rows a multiple of its block); nbytes matching the
+ * shape. Their data
  * comes from t->data, or, when fill is non-NULL, from fill(ctx, i, buf): one buffer of the
  * largest tensor's size is reused, so a model is streamed, never held twice. Nothing is
  * written unless every check passes; on any error the temp file is removed. */
@@ -234,5 +237,21 @@ typedef struct {
 hass_status hass_llama2c_open(hass_llama2c *m, const char *path, hass_err *err);
 hass_status hass_llama2c_parse(hass_llama2c *m, const uint8_t *data, size_t size, hass_err *err);
 void hass_llama2c_close(hass_llama2c *m);
+
+/* ---------------- GGML quantized blocks (ggml_quant.c) ----------------
+ * The block types of tensor.h (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) as llama.cpp's
+ * ggml defines them; layouts in ggml_quant.c. n is a multiple of the type's block size. */
+/* dst (n floats) = ggml's dequantize_row_<t> of src, bit for bit (signs of zeros included). */
+void hass_ggml_dequantize(hass_dtype t, const void *src, float *dst, int64_t n);
+/* dst (hass_dtype_bytes(t, n) bytes) = ggml's reference quantizer quantize_row_<t>_ref of the n
+ * values of src (no importance matrix: what llama-quantize writes without --imatrix), byte for
+ * byte. HASS_STATUS_ARG if t is not a block type or a value is not finite, HASS_STATUS_SHAPE if
+ * n is not a multiple of the block. Deterministic; thread-safe. */
+hass_status hass_ggml_quantize(hass_dtype t, const float *src, void *dst, int64_t n, hass_err *err);
+/* What ggml_validate_row_data checks of the first nbytes of src: every block's f16 scale
+ * (and min) finite. Returns the index of the first bad block, or -1 if all are good. */
+int64_t hass_ggml_check(hass_dtype t, const void *src, size_t nbytes);
+/* The 8 6-bit scales and mins of a Q4_K/Q5_K block from its 12 packed scale bytes. */
+void hass_ggml_scale_min(const uint8_t *scales12, uint8_t sc[8], uint8_t m[8]);
 
 #endif

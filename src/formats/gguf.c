@@ -256,8 +256,10 @@ static const char *ggml_type_name(uint32_t t) {
 static const struct {
     uint32_t ggml;
     hass_dtype dt;
-} ggml_types[] = {
-    {0, HASS_DTYPE_F32}, {1, HASS_DTYPE_F16}, {8, HASS_DTYPE_Q8_0}, {30, HASS_DTYPE_BF16}};
+} ggml_types[] = {{0, HASS_DTYPE_F32},   {1, HASS_DTYPE_F16},   {2, HASS_DTYPE_Q4_0},
+                  {3, HASS_DTYPE_Q4_1},  {6, HASS_DTYPE_Q5_0},  {7, HASS_DTYPE_Q5_1},
+                  {8, HASS_DTYPE_Q8_0},  {12, HASS_DTYPE_Q4_K}, {13, HASS_DTYPE_Q5_K},
+                  {14, HASS_DTYPE_Q6_K}, {26, HASS_DTYPE_I32},  {30, HASS_DTYPE_BF16}};
 #define N_GGML_TYPES (sizeof ggml_types / sizeof ggml_types[0])
 
 static int ggml_to_dtype(uint32_t t, hass_dtype *out) {
@@ -315,12 +317,14 @@ static hass_status parse_tensor_info(hass_gguf *g, reader *r, hass_tensor *t, ui
         return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: truncated", name);
     if (!ggml_to_dtype(type, &t->dtype))
         return hass_err_set(err, HASS_STATUS_UNSUPPORTED,
-                            "tensor %s: ggml type %s (%u) not supported (F32, F16, BF16, Q8_0)",
+                            "tensor %s: ggml type %s (%u) not supported (F32, F16, BF16, I32, "
+                            "Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)",
                             name, ggml_type_name(type), type);
-    if (t->dtype == HASS_DTYPE_Q8_0 && ne0 % 32)
+    if (ne0 % (uint64_t)hass_dtype_block(t->dtype))
         return hass_err_set(err, HASS_STATUS_FORMAT,
-                            "tensor %s: Q8_0 row length %llu not a multiple of 32", name,
-                            (unsigned long long)ne0);
+                            "tensor %s: %s row length %llu not a multiple of %d (its block)", name,
+                            hass_dtype_name(t->dtype), (unsigned long long)ne0,
+                            hass_dtype_block(t->dtype));
     t->nbytes = hass_dtype_bytes(t->dtype, numel);
     if (numel && !t->nbytes)
         return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: byte size overflows", name);
@@ -911,8 +915,9 @@ static hass_status check_tensor(const hass_tensor *t, size_t *nbytes, hass_err *
     uint32_t gt;
     if (!dtype_to_ggml(t->dtype, &gt))
         return hass_err_set(err, HASS_STATUS_UNSUPPORTED,
-                            "tensor %s: dtype %s cannot be written (F32, F16, BF16, Q8_0)", t->name,
-                            hass_dtype_name(t->dtype));
+                            "tensor %s: dtype %s cannot be written (F32, F16, BF16, I32, or a "
+                            "GGUF block type)",
+                            t->name, hass_dtype_name(t->dtype));
     if (t->ndim < 1 || t->ndim > HASS_MAX_DIMS)
         return hass_err_set(err, HASS_STATUS_ARG, "tensor %s: %d dims (need 1..%d)", t->name,
                             t->ndim, HASS_MAX_DIMS);
@@ -921,10 +926,11 @@ static hass_status check_tensor(const hass_tensor *t, size_t *nbytes, hass_err *
         if (t->shape[d] < 0 || !hass_mul_ok(numel, (size_t)t->shape[d], &numel) ||
             numel > INT64_MAX)
             return hass_err_set(err, HASS_STATUS_RANGE, "tensor %s: bad shape", t->name);
-    if (t->dtype == HASS_DTYPE_Q8_0 && t->shape[t->ndim - 1] % 32)
+    if (t->shape[t->ndim - 1] % hass_dtype_block(t->dtype))
         return hass_err_set(err, HASS_STATUS_ARG,
-                            "tensor %s: Q8_0 row length %lld not a multiple of 32", t->name,
-                            (long long)t->shape[t->ndim - 1]);
+                            "tensor %s: %s row length %lld not a multiple of %d", t->name,
+                            hass_dtype_name(t->dtype), (long long)t->shape[t->ndim - 1],
+                            hass_dtype_block(t->dtype));
     *nbytes = hass_dtype_bytes(t->dtype, numel);
     if (numel && !*nbytes)
         return hass_err_set(err, HASS_STATUS_RANGE, "tensor %s: byte size overflows", t->name);

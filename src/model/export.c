@@ -5,6 +5,7 @@
  * the interleaved RoPE layout (llama2.c, GGUF) and Hugging Face's rotate-half layout as the
  * target format needs, so the written model computes the same function.
  */
+#include "formats/formats.h"
 #include "model/model.h"
 
 #include <cJSON.h>
@@ -80,9 +81,11 @@ static int64_t src_row(int64_t row, int perm, int64_t Dh) {
 }
 
 /* e's rows, permuted when e holds q/k and perm is set, as dtype `out` (bytes copied when the
- * dtype does not change; else through f32). dst: hass_dtype_bytes(out, r * c); row: c floats. */
-static void convert_rows(uint8_t *dst, const mtensor *e, hass_dtype out, int perm, int64_t Dh,
-                         float *row) {
+ * dtype does not change; else through f32, block types by ggml's reference quantizers).
+ * dst: hass_dtype_bytes(out, r * c); row: c floats. Fails only on a non-finite value to
+ * quantize. */
+static hass_status convert_rows(uint8_t *dst, const mtensor *e, hass_dtype out, int perm,
+                                int64_t Dh, float *row, hass_err *err) {
     size_t ib = hass_dtype_bytes(e->t, (size_t)e->c), ob = hass_dtype_bytes(out, (size_t)e->c);
     for (int64_t i = 0; i < e->r; i++) {
         const uint8_t *src = (const uint8_t *)e->w + (size_t)src_row(i, e->qk ? perm : 0, Dh) * ib;
@@ -92,6 +95,12 @@ static void convert_rows(uint8_t *dst, const mtensor *e, hass_dtype out, int per
             continue;
         }
         hass_to_f32(row, src, e->t, e->c);
+        if (hass_dtype_is_quant(out)) {
+            hass_status st = hass_ggml_quantize(out, row, o, e->c, err);
+            if (st)
+                return hass_err_prefix(err, st, e->gg);
+            continue;
+        }
         for (int64_t k = 0; k < e->c; k++) {
             if (out == HASS_DTYPE_F32)
                 memcpy(o + 4 * k, &row[k], 4);
@@ -102,6 +111,7 @@ static void convert_rows(uint8_t *dst, const mtensor *e, hass_dtype out, int per
             }
         }
     }
+    return HASS_OK;
 }
 
 static void tensor_desc(hass_tensor *t, const char *name, const mtensor *e, hass_dtype dt) {
@@ -160,7 +170,7 @@ hass_status hass_model_export_hf(const hass_model *m, const char *dir, hass_dtyp
             st = hass_err_set(err, HASS_STATUS_OOM, "out of memory");
             break;
         }
-        convert_rows(bufs[i], &e[i], T[i].dtype, perm, c->Dh, row);
+        st = convert_rows(bufs[i], &e[i], T[i].dtype, perm, c->Dh, row, err);
         T[i].data = bufs[i];
     }
     if (!st)
@@ -286,14 +296,12 @@ typedef struct {
 } gguf_fill;
 
 static hass_status fill_tensor(void *ctx, int64_t i, void *dst, hass_err *err) {
-    (void)err;
     const gguf_fill *f = ctx;
-    convert_rows(dst, &f->e[i], f->t[i].dtype, f->perm, f->Dh, f->row);
-    return HASS_OK;
+    return convert_rows(dst, &f->e[i], f->t[i].dtype, f->perm, f->Dh, f->row, err);
 }
 
 static hass_status gguf_meta(hass_gguf_kvs *l, const hass_model *m, const char *name,
-                             const hass_tensor *T, int n, hass_err *err) {
+                             const hass_tensor *T, int n, int32_t ftype, hass_err *err) {
     const hass_model_config *c = &m->cfg;
     /* the dtype holding most matrix elements names the file type */
     size_t by_type[HASS_DTYPE_COUNT] = {0};
@@ -327,7 +335,7 @@ static hass_status gguf_meta(hass_gguf_kvs *l, const hass_model *m, const char *
     U32("llama.attention.head_count_kv", c->Hkv);
     F32("llama.rope.freq_base", c->rope.theta);
     F32("llama.attention.layer_norm_rms_epsilon", c->eps);
-    U32("general.file_type", file_type(ft));
+    U32("general.file_type", ftype >= 0 ? (uint32_t)ftype : file_type(ft));
     U32("llama.vocab_size", c->V);
     U32("llama.rope.dimension_count", c->Dh);
     if (c->rope.linear > 0) { /* the converter's keys for linear scaling */
@@ -364,9 +372,11 @@ hass_status hass_model_export_gguf(const hass_model *m, const char *path,
     n += model_tensors(m, e + n);
     for (int i = 0; i < n; i++) {
         hass_dtype t = e[i].c == 1 ? HASS_DTYPE_F32 : dt == HASS_DTYPE_COUNT ? e[i].t : dt;
+        if (o->pick && e[i].c != 1)
+            t = o->pick(o->pick_user, e[i].gg, e[i].r, e[i].c, e[i].t);
         tensor_desc(&T[i], e[i].gg, &e[i], t);
     }
-    st = gguf_meta(&l, m, o->name ? o->name : "model", T, n, err);
+    st = gguf_meta(&l, m, o->name ? o->name : "model", T, n, o->pick ? o->file_type : -1, err);
     for (int64_t i = 0; o->extra && i < o->extra->n && !st; i++)
         st = hass_gguf_kvs_add(&l, &o->extra->kv[i], err);
     if (!st)

@@ -65,13 +65,18 @@ static hass_status need(const hass_tensor *ts, int n, const char *name, int64_t 
                             "tensor %s: shape mismatch (expected [%lld, %lld])", name, (long long)r,
                             (long long)c);
     int ok_dt = t->dtype == HASS_DTYPE_F32 || t->dtype == HASS_DTYPE_BF16 ||
-                t->dtype == HASS_DTYPE_F16 || (t->dtype == HASS_DTYPE_Q8_0 && c % 32 == 0);
+                t->dtype == HASS_DTYPE_F16 ||
+                (hass_dtype_is_quant(t->dtype) && c % hass_dtype_block(t->dtype) == 0);
     if (!ok_dt)
         return hass_err_set(err, HASS_STATUS_UNSUPPORTED, "tensor %s: unsupported dtype %s", name,
                             hass_dtype_name(t->dtype));
     size_t want = hass_dtype_bytes(t->dtype, (size_t)(r * c));
     if (want == 0 || t->nbytes < want)
         return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: data too short", name);
+    int64_t bad = hass_dtype_is_quant(t->dtype) ? hass_ggml_check(t->dtype, t->data, want) : -1;
+    if (bad >= 0)
+        return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: block %lld has a non-finite scale",
+                            name, (long long)bad);
     *out = t;
     return HASS_OK;
 }

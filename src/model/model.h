@@ -170,15 +170,74 @@ typedef struct {
     hass_dtype dtype;           /* F32, F16, BF16, or HASS_DTYPE_COUNT: as stored */
     const char *name;           /* general.name ("model" if NULL) */
     const hass_gguf_kvs *extra; /* more metadata (may be NULL) */
+    /* Quantization (hass_model_quantize): when pick is set, every matrix gets the dtype
+     * pick(pick_user, GGUF name, rows, cols, stored dtype) (F32/F16/BF16 or a block type,
+     * quantized row by row by ggml's reference quantizers; a stored matrix of that dtype is
+     * copied), and file_type is written as general.file_type. */
+    hass_dtype (*pick)(void *user, const char *name, int64_t rows, int64_t cols, hass_dtype stored);
+    void *pick_user;
+    int32_t file_type;
 } hass_gguf_export_opts;
 hass_status hass_model_export_gguf(const hass_model *m, const char *path,
                                    const hass_gguf_export_opts *o, hass_err *err);
 
-/* A model of the given shape with seeded random weights of dtype wt (F32/BF16/F16), for tests
- * and benchmarks. Weights are scaled so activations stay O(1) through many layers. The model
- * owns the weights. */
+/* ---- quantization (quantize.c): llama-quantize's choices without an importance matrix ----
+ * type: q8_0, q4_0, q4_1, q5_0, q5_1, q6_k (every matrix in that type, output.weight in Q6_K
+ * unless q8_0), q4_k_s, q4_k_m, q5_k_s, q5_k_m (llama.cpp's mixes: attn_v and ffn_down of some
+ * layers in Q5_K/Q6_K; q4_k and q5_k are their _m aliases, as in llama-quantize); pure: every
+ * matrix in the base type. Rows that are not whole blocks fall back as llama.cpp does (Q4_K ->
+ * Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0), then to F16. */
+typedef struct {
+    hass_dtype base;
+    int32_t ftype; /* general.file_type (llama.cpp's LLAMA_FTYPE_MOSTLY_*) */
+    int pure, tied;
+    int64_t n_layers;
+} hass_quant_plan;
+/* HASS_STATUS_ARG naming the accepted types for an unknown type (case-insensitive). */
+hass_status hass_quant_plan_init(hass_quant_plan *p, const char *type, int pure,
+                                 const hass_model *m, hass_err *err);
+/* The same for a model of n_layers layers, tied: whether the LM head is the embedding. */
+hass_status hass_quant_plan_init_shape(hass_quant_plan *p, const char *type, int pure,
+                                       int64_t n_layers, int tied, hass_err *err);
+const char *hass_quant_type_names(void);
+/* The dtype of matrix `name` (GGUF name, rows x cols) under plan p (a hass_quant_plan *). */
+hass_dtype hass_quant_pick(void *p, const char *name, int64_t rows, int64_t cols,
+                           hass_dtype stored);
+/* t for rows of cols values, or where they are not whole blocks of t llama.cpp's fallback
+ * (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0), then F16. */
+hass_dtype hass_quant_fallback(hass_dtype t, int64_t cols);
+/* m as a GGUF file quantized by p: hass_model_export_gguf with hass_quant_pick (metadata as
+ * there, plus `extra`, e.g. the tokenizer's keys). Deterministic: the same model and plan give
+ * the same bytes. */
+hass_status hass_model_quantize(const hass_model *m, const char *path, const hass_quant_plan *p,
+                                const char *name, const hass_gguf_kvs *extra, hass_err *err);
+
+/* ---- validation loss (perplexity.c) ----
+ * Over the token stream ids (n), windows of ctx + 1 tokens with stride ctx, as `hass pretrain`
+ * evaluates: window w is ids[w*ctx .. w*ctx + ctx], run from an empty cache, every one of its
+ * ctx positions predicting the next token. At most max_windows windows (<= 0: all). nll: mean
+ * negative log-likelihood in nats (double sums), ppl = exp(nll), nll_se: the standard error of
+ * the mean of the per-window losses. Logs progress. HASS_STATUS_ARG if ctx is not in
+ * 1..max_ctx or there is no whole window; HASS_STATUS_RANGE for a token out of range. */
+typedef struct {
+    int64_t n_windows, n_tokens;
+    double nll, ppl, nll_se;
+} hass_ppl_result;
+hass_status hass_model_perplexity(const hass_model *m, hass_pool *pool, const int32_t *ids,
+                                  int64_t n, int64_t ctx, int64_t max_windows, hass_ppl_result *r,
+                                  hass_err *err);
+
+/* A model of the given shape with seeded random weights of dtype wt (F32/BF16/F16, or a GGUF
+ * block type: the same draws quantized by the reference quantizer; d, ffn and H*Dh multiples of
+ * its block), for tests and benchmarks. Weights are scaled so activations stay O(1) through many
+ * layers. The model owns the weights. */
 hass_model *hass_model_synthetic(const hass_model_config *cfg, hass_dtype wt, uint64_t seed,
                                  hass_err *err);
+/* The same draws with each matrix in the dtype plan picks for it (hass_quant_pick under its
+ * GGUF name: a llama.cpp mix such as Q4_K_M; the LM head is output.weight, untied), so a
+ * quantized model of any size without its F32 weights in memory. */
+hass_model *hass_model_synthetic_mix(const hass_model_config *cfg, const hass_quant_plan *plan,
+                                     uint64_t seed, hass_err *err);
 /* A LLaMA-shaped config (rope half style, eps 1e-5, theta 10000, no stop ids). */
 hass_model_config hass_model_config_make(int64_t d, int64_t ffn, int64_t n_layers, int64_t H,
                                          int64_t Hkv, int64_t V, int64_t max_ctx);

@@ -2,6 +2,7 @@
  * synth.c — models with seeded random weights: the subjects of the batch-invariance and
  * tree-mask tests, and of the benchmarks of LLaMA-shaped models we cannot download.
  */
+#include "formats/formats.h"
 #include "model/model.h"
 
 #include <math.h>
@@ -35,7 +36,22 @@ typedef struct {
     void *blob;
 } synth_src;
 
-static void fill(void *dst, hass_dtype wt, int64_t n, float scale, float offset, hass_rng *rng) {
+/* n values offset + scale * U(-1, 1) as dtype wt; block types row by row (rows of `cols`),
+ * through the reference quantizer. */
+static void fill(void *dst, hass_dtype wt, int64_t n, int64_t cols, float scale, float offset,
+                 hass_rng *rng) {
+    if (hass_dtype_is_quant(wt)) {
+        float *row = malloc((size_t)cols * sizeof(float));
+        HASS_ASSERT(row);
+        size_t rb = hass_dtype_bytes(wt, (size_t)cols);
+        for (int64_t r = 0; r < n / cols; r++) {
+            fill(row, HASS_DTYPE_F32, cols, cols, scale, offset, rng);
+            HASS_ASSERT(hass_ggml_quantize(wt, row, (uint8_t *)dst + (size_t)r * rb, cols, NULL) ==
+                        HASS_OK);
+        }
+        free(row);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         float v = offset + scale * (2.0f * hass_rng_uniform(rng) - 1.0f);
         if (wt == HASS_DTYPE_F32)
@@ -56,12 +72,31 @@ static void synth_free(void *p) {
     free(src);
 }
 
-hass_model *hass_model_synthetic(const hass_model_config *cfg, hass_dtype wt, uint64_t seed,
-                                 hass_err *err) {
+/* dtype of a matrix: wt, or what plan picks for it under its GGUF name */
+static hass_dtype synth_dtype(hass_dtype wt, const hass_quant_plan *plan, const char *gguf,
+                              int64_t layer, int64_t rows, int64_t cols) {
+    if (!plan)
+        return wt;
+    char nm[96];
+    if (layer >= 0)
+        snprintf(nm, sizeof nm, "blk.%lld.%s.weight", (long long)layer, gguf);
+    else
+        snprintf(nm, sizeof nm, "%s.weight", gguf);
+    return hass_quant_pick((void *)plan, nm, rows, cols, HASS_DTYPE_F32);
+}
+
+static hass_model *synth(const hass_model_config *cfg, hass_dtype wt, const hass_quant_plan *plan,
+                         uint64_t seed, hass_err *err) {
     if (hass_model_config_check(cfg, err) != HASS_OK)
         return NULL;
-    if (wt != HASS_DTYPE_F32 && wt != HASS_DTYPE_BF16 && wt != HASS_DTYPE_F16) {
-        hass_err_set(err, HASS_STATUS_ARG, "synthetic: unsupported dtype");
+    if (plan)
+        wt = plan->base;
+    int64_t bk = plan ? 1 : hass_dtype_block(wt);
+    if ((wt != HASS_DTYPE_F32 && wt != HASS_DTYPE_BF16 && wt != HASS_DTYPE_F16 &&
+         !hass_dtype_is_quant(wt)) ||
+        cfg->d % bk || cfg->ffn % bk || (cfg->H * cfg->Dh) % bk) {
+        hass_err_set(err, HASS_STATUS_ARG, "synthetic: unsupported dtype %s for this shape",
+                     hass_dtype_name(wt));
         return NULL;
     }
     const hass_model_config *c = cfg;
@@ -87,8 +122,8 @@ hass_model *hass_model_synthetic(const hass_model_config *cfg, hass_dtype wt, ui
         k++;                                                                                       \
     } while (0)
     char nm[160];
-    ADD("model.embed_tokens.weight", c->V, d, wt);
-    ADD("lm_head.weight", c->V, d, wt);
+    ADD("model.embed_tokens.weight", c->V, d, synth_dtype(wt, plan, "token_embd", -1, c->V, d));
+    ADD("lm_head.weight", c->V, d, synth_dtype(wt, plan, "output", -1, c->V, d));
     ADD("model.norm.weight", d, 1, HASS_DTYPE_F32);
     for (int64_t l = 0; l < c->n_layers; l++) {
         const char *sfx[] = {"self_attn.q_proj.weight",        "self_attn.k_proj.weight",
@@ -98,9 +133,12 @@ hass_model *hass_model_synthetic(const hass_model_config *cfg, hass_dtype wt, ui
                              "post_attention_layernorm.weight"};
         int64_t rows[] = {qd, kvd, kvd, d, c->ffn, c->ffn, d, d, d};
         int64_t cols[] = {d, d, d, qd, d, d, c->ffn, 1, 1};
+        const char *gguf[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                              "ffn_gate", "ffn_up", "ffn_down"};
         for (int j = 0; j < 9; j++) {
             snprintf(nm, sizeof nm, "model.layers.%lld.%s", (long long)l, sfx[j]);
-            ADD(nm, rows[j], cols[j], j >= 7 ? HASS_DTYPE_F32 : wt);
+            ADD(nm, rows[j], cols[j],
+                j >= 7 ? HASS_DTYPE_F32 : synth_dtype(wt, plan, gguf[j], l, rows[j], cols[j]));
         }
     }
 #undef ADD
@@ -122,11 +160,11 @@ hass_model *hass_model_synthetic(const hass_model_config *cfg, hass_dtype wt, ui
         off += (t[i].nbytes + 63) & ~(size_t)63;
         int64_t cols = t[i].ndim == 2 ? t[i].shape[1] : 1, numel = hass_tensor_numel(&t[i]);
         if (t[i].ndim == 1)
-            fill((void *)t[i].data, t[i].dtype, numel, 0.1f, 1.0f, &rng);
+            fill((void *)t[i].data, t[i].dtype, numel, cols, 0.1f, 1.0f, &rng);
         else if (!strcmp(t[i].name, "model.embed_tokens.weight"))
-            fill((void *)t[i].data, t[i].dtype, numel, 1.0f, 0.0f, &rng);
+            fill((void *)t[i].data, t[i].dtype, numel, cols, 1.0f, 0.0f, &rng);
         else /* uniform with variance 1/cols: unit-scale outputs */
-            fill((void *)t[i].data, t[i].dtype, numel, sqrtf(3.0f / (float)cols), 0.0f, &rng);
+            fill((void *)t[i].data, t[i].dtype, numel, cols, sqrtf(3.0f / (float)cols), 0.0f, &rng);
     }
     src->t = t;
     src->n = k;
@@ -140,4 +178,14 @@ hass_model *hass_model_synthetic(const hass_model_config *cfg, hass_dtype wt, ui
     m->src = src;
     m->src_free = synth_free;
     return m;
+}
+
+hass_model *hass_model_synthetic(const hass_model_config *cfg, hass_dtype wt, uint64_t seed,
+                                 hass_err *err) {
+    return synth(cfg, wt, NULL, seed, err);
+}
+
+hass_model *hass_model_synthetic_mix(const hass_model_config *cfg, const hass_quant_plan *plan,
+                                     uint64_t seed, hass_err *err) {
+    return synth(cfg, HASS_DTYPE_COUNT, plan, seed, err);
 }

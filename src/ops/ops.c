@@ -8,6 +8,7 @@
  * size: see the internal section of ops.h.
  */
 #include "ops/ops.h"
+#include "ops/quant.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -30,14 +31,24 @@ static int detect_features(void) {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         f |= HASS_CPU_AVX2;
 #if defined(HASS_AVX512_EMU)
-    if (f & HASS_CPU_AVX2) /* the AVX-512 kernels run over SIMDe (avx512_emu.h) */
-        f |= HASS_CPU_AVX512 | HASS_CPU_AVX512BF16;
+    if (f & HASS_CPU_AVX2) /* the AVX-512 and VNNI kernels run over SIMDe (avx512_emu.h) */
+        f |= HASS_CPU_AVX512 | HASS_CPU_AVX512BF16 | HASS_CPU_AVXVNNI | HASS_CPU_AVX512VNNI;
 #elif !defined(HASS_NO_AVX512)
+    unsigned a, b, c, d;
+    /* AVX-VNNI: cpuid leaf 7, subleaf 1, EAX bit 4 */
+    if ((f & HASS_CPU_AVX2) && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4)))
+        f |= HASS_CPU_AVXVNNI;
     if ((f & HASS_CPU_AVX2) && __builtin_cpu_supports("avx512f") &&
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512dq")) {
         f |= HASS_CPU_AVX512;
-        unsigned a, b, c, d; /* AVX512_BF16: cpuid leaf 7, subleaf 1, EAX bit 5 */
+        /* AVX512_VNNI: cpuid leaf 7, subleaf 0, ECX bit 11; AMX-TILE and AMX-INT8: EDX bits
+         * 24 and 25 (the OS's tile-data permission is asked for where the kernel runs) */
+        if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11)))
+            f |= HASS_CPU_AVX512VNNI;
+        if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 24)) && (d & (1u << 25)))
+            f |= HASS_CPU_AMXINT8;
+        /* AVX512_BF16: cpuid leaf 7, subleaf 1, EAX bit 5 */
         if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5)))
             f |= HASS_CPU_AVX512BF16;
         /* AMX-TILE and AMX-BF16: cpuid leaf 7, subleaf 0, EDX bits 24 and 22 (the kernels that
@@ -53,10 +64,13 @@ static int detect_features(void) {
         f = 0;
     else if (cap && strcmp(cap, "avx2") == 0)
         f &= HASS_CPU_AVX2;
+    else if (cap && strcmp(cap, "avxvnni") == 0)
+        f &= HASS_CPU_AVX2 | HASS_CPU_AVXVNNI;
     else if (cap && strcmp(cap, "avx512") == 0)
-        f &= HASS_CPU_AVX2 | HASS_CPU_AVX512;
+        f &= HASS_CPU_AVX2 | HASS_CPU_AVX512 | HASS_CPU_AVXVNNI | HASS_CPU_AVX512VNNI;
     else if (cap && strcmp(cap, "avx512bf16") == 0)
-        f &= HASS_CPU_AVX2 | HASS_CPU_AVX512 | HASS_CPU_AVX512BF16;
+        f &= HASS_CPU_AVX2 | HASS_CPU_AVX512 | HASS_CPU_AVX512BF16 | HASS_CPU_AVXVNNI |
+             HASS_CPU_AVX512VNNI;
     return f;
 }
 
@@ -228,19 +242,9 @@ static float scale_max_scalar(float *x, int64_t n, float scale) {
     return mx;
 }
 
-/* m weights of row w from element k, as f32 (q8_0: within one block of 32). */
+/* m weights of row w from element k, as f32. */
 static void wconv(float *out, const uint8_t *w, hass_dtype wt, int64_t k, int m) {
-    if (wt == HASS_DTYPE_Q8_0) {
-        const uint8_t *blk = w + (k / 32) * 34;
-        uint16_t dh;
-        memcpy(&dh, blk, 2);
-        float d = hass_f16_to_f32(dh);
-        const int8_t *q = (const int8_t *)(blk + 2 + k % 32);
-        for (int j = 0; j < m; j++)
-            out[j] = d * (float)q[j];
-    } else {
-        hass_to_f32(out, w + hass_dtype_bytes(wt, (size_t)k), wt, m);
-    }
+    hass_to_f32(out, w + hass_dtype_bytes(wt, (size_t)k), wt, m);
 }
 
 static void matmul_rows_scalar(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
@@ -314,6 +318,9 @@ typedef struct {
     int64_t units;
     atomic_llong next;  /* first unit not yet taken */
     const uint16_t *xp; /* x packed for AMX, or NULL */
+    /* quantized weights (quant.h): the kernel, x quantized per 32 [0] and per 256 [1] */
+    hass__qrows_fn qrows;
+    const hass__qgroup *xq[2];
 } matmul_ctx;
 
 /* Units [lo, hi) of the concatenated jobs. */
@@ -325,7 +332,10 @@ static void matmul_range(const matmul_ctx *c, int64_t lo, int64_t hi) {
         int64_t a = lo > base ? lo - base : 0, b = hi - base < nu ? hi - base : nu;
         if (a < b) {
             int64_t o0 = a * U, o1 = b * U < jb->out ? b * U : jb->out;
-            if (c->xp)
+            if (hass_dtype_is_quant(jb->wt))
+                c->qrows(jb->y, jb->out, c->xq[hass__qkind_k(jb->wt)], c->n, c->in, jb->W, jb->wt,
+                         o0, o1);
+            else if (c->xp)
                 hass__matmul_rows_amx(jb->y, jb->out, c->xp, c->n, c->in, jb->W, o0, o1);
             else
                 c->rows(jb->y, jb->out, c->x, c->n, c->in, jb->W, jb->wt, o0, o1);
@@ -370,7 +380,9 @@ static int use_amx(const hass_matmul_job *jobs, int njobs, int64_t in) {
 void hass_matmul_multi(hass_pool *pool, const float *x, int64_t n, int64_t in,
                        const hass_matmul_job *jobs, int njobs) {
     HASS_ASSERT(n >= 0 && in > 0 && njobs >= 0);
-    matmul_ctx c = {isa().rows, x, n, in, jobs, njobs, 0, 0, NULL};
+    matmul_ctx c = {isa().rows, x, n, in, jobs, njobs, 0, 0, NULL, NULL, {0}};
+    if (n > 0 && hass__qact_prepare(c.xq, x, n, in, jobs, njobs))
+        c.qrows = hass__qrows_pick();
     if (n > 0 && use_amx(jobs, njobs, in)) {
         size_t need = (size_t)((n + 15) / 16 * 16) * (size_t)in * sizeof(uint16_t);
         uint16_t *xp = hass_tls_scratch_get(&amx_xp, need);
@@ -380,7 +392,7 @@ void hass_matmul_multi(hass_pool *pool, const float *x, int64_t n, int64_t in,
     double macs = 0;
     for (int j = 0; j < njobs; j++) {
         HASS_ASSERT(jobs[j].out >= 0);
-        HASS_ASSERT(jobs[j].wt != HASS_DTYPE_Q8_0 || in % 32 == 0);
+        HASS_ASSERT(in % hass_dtype_block(jobs[j].wt) == 0);
         c.units += (jobs[j].out + MM_UNIT - 1) / MM_UNIT;
         macs += (double)jobs[j].out * (double)in * (double)n;
     }

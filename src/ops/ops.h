@@ -15,16 +15,27 @@
 #include "core/tensor.h"
 
 /* ---- cpu features ---- */
-enum { HASS_CPU_AVX2 = 1, HASS_CPU_AVX512 = 2, HASS_CPU_AVX512BF16 = 4, HASS_CPU_AMX = 8 };
+enum {
+    HASS_CPU_AVX2 = 1,
+    HASS_CPU_AVX512 = 2,
+    HASS_CPU_AVX512BF16 = 4,
+    HASS_CPU_AMX = 8,
+    HASS_CPU_AVXVNNI = 16,    /* vpdpbusd, VEX 256-bit (quantized products) */
+    HASS_CPU_AVX512VNNI = 32, /* vpdpbusd, EVEX (with AVX-512) */
+    HASS_CPU_AMXINT8 = 64,    /* AMX tiles with int8 products (with AVX-512) */
+};
 /* The kernels in use (bitmask, cached): the best the CPU has, capped by
- * HASS_CPU=scalar|avx2|avx512|avx512bf16 (avx512 = without the AVX512_BF16 dot, avx512bf16 =
- * without AMX), narrowed by hass_cpu_force. */
+ * HASS_CPU=scalar|avx2|avxvnni|avx512|avx512bf16 (avx2 = without VNNI, avxvnni = AVX2 + AVX-VNNI,
+ * avx512 = without the AVX512_BF16 dot, avx512bf16 = without AMX), narrowed by hass_cpu_force. */
 int hass_cpu_features(void);
 /* What the CPU supports (capped by HASS_CPU), whether in use or not. */
 int hass_cpu_available(void);
 /* "amx" (AVX-512 + AVX512_BF16 + AMX tiles for bf16 products), "avx512bf16", "avx512", "avx2"
  * or "scalar" */
 const char *hass_cpu_isa_name(void);
+/* The kernel of products with quantized weights: "amx-int8", "avx512vnni", "avxvnni", "avx2" or
+ * "scalar". */
+const char *hass_cpu_quant_isa_name(void);
 /* What the CPU, HASS_CPU and hass_cpu_force allow, before hass_ops_tune's bf16 choice narrows
  * it (hass_cpu_features = this, narrowed). */
 int hass_cpu_allowed(void);
@@ -50,7 +61,8 @@ void hass_cpu_force(int features);
  *         one row (b = 0), 2..8 (b = 1) and more (b = 2).
  * rb and pf decide only which elements are computed together and what is fetched early, never how
  * an element is computed: every setting gives bit-identical results (test_ops checks it), so they
- * may differ by the number of rows. */
+ * may differ by the number of rows. Products with quantized weights (quant.h) take none of these:
+ * their blocking is fixed, and the bf16 choice never narrows the VNNI or AMX-INT8 features. */
 enum { HASS_BF16_WIDEST = 0, HASS_BF16_AMX = 1, HASS_BF16_DP = 2, HASS_BF16_FMA = 3 };
 typedef struct {
     int bf16;
@@ -61,14 +73,17 @@ void hass_ops_tune_set(const hass_ops_tune *t);
 hass_ops_tune hass_ops_tune_get(void);
 
 /* ---- matrix products ----
- * y: (n, out) f32; x: (n, in) f32; W: (out, in) row-major of dtype wt (F32, BF16, F16, Q8_0).
- * y[r][o] = sum_i x[r][i] * W[o][i]. Overwrites y. Thread-safe for distinct y.
+ * y: (n, out) f32; x: (n, in) f32; W: (out, in) row-major of dtype wt (F32, BF16, F16, or a
+ * GGUF block type: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 with in % 32 == 0, Q4_K, Q5_K, Q6_K with
+ * in % 256 == 0). y[r][o] = sum_i x[r][i] * W[o][i]. Overwrites y. Thread-safe for distinct y.
  * BF16 weights on AVX512_BF16 machines round x to bf16 (pairs summed by vdpbf16ps, or on
- * AMX machines by the tile unit, 32 k at a time, when in % 32 == 0); elsewhere x stays f32. Either
- * way the result is batch invariant. Q8_0 needs in % 32 == 0. Threads split output rows in units of
- * 12; a product of fewer than 65536 multiply-adds runs on the calling thread without touching the
- * pool. The weights are streamed from memory once per call for any n (blocks of rows of W stay in
- * L1 while all n rows of x pass over them). */
+ * AMX machines by the tile unit, 32 k at a time, when in % 32 == 0); elsewhere x stays f32.
+ * Quantized weights: each row of x is quantized to int8 as ggml does (Q8_0/Q8_1 per 32 values,
+ * Q8_K per 256) and multiplied by integer dot products; the float arithmetic of each output is
+ * fixed and the same on every ISA (src/ops/quant.h). Either way the result is batch invariant.
+ * Threads split output rows in units of 48; a product of fewer than 65536 multiply-adds runs on
+ * the calling thread without touching the pool. The weights are streamed from memory once per
+ * call for any n (blocks of rows of W stay in L1 while all n rows of x pass over them). */
 void hass_matmul(hass_pool *pool, float *y, const float *x, const void *W, hass_dtype wt, int64_t n,
                  int64_t in, int64_t out);
 
@@ -84,7 +99,8 @@ void hass_matmul_multi(hass_pool *pool, const float *x, int64_t n, int64_t in,
 
 /* Row `row` of an embedding table (V, d) of dtype t, as f32. */
 void hass_embed_row(float *out, const void *table, hass_dtype t, int64_t row, int64_t d);
-/* Converts n elements of dtype t to f32 (t: F32, F16, BF16, Q8_0). */
+/* Converts n elements of dtype t to f32 (t: F32, F16, BF16, or a GGUF block type, dequantized
+ * as ggml does; n a multiple of its block). */
 void hass_to_f32(float *out, const void *src, hass_dtype t, int64_t n);
 
 /* ---- elementwise / row ops (x, y: (n, d) row-major) ---- */

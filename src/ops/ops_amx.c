@@ -9,7 +9,8 @@
  */
 #include "ops/ops.h"
 
-#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) &&                   \
+#if (defined(__AMX_TILE__) || defined(__AMXTILE__)) &&                                             \
+    (defined(__AMX_BF16__) || defined(__AMXBF16__)) && defined(__AVX512BF16__) &&                  \
     !defined(HASS_AVX512_EMU) && !defined(HASS_NO_AVX512)
 
 #include "ops/amx_tiles.h"

@@ -5,7 +5,7 @@
  * when hass_cpu_features() reports AVX2.
  *
  * The matrix product register-blocks RB rows of x against CB rows of W: each W vector is loaded
- * (and converted from bf16/f16/q8_0) once per x-row block and feeds RB FMAs, and the CB rows of
+ * (and converted from bf16/f16) once per x-row block and feeds RB FMAs, and the CB rows of
  * W stay in L1 while all n rows of x pass over them, so the weight stream is read from memory
  * once per call. Every output element still has its own 8-lane accumulator fed in k order (the
  * in % 8 tail as one more step, zero-padded by masked loads), then the fixed horizontal sum of
@@ -13,6 +13,7 @@
  * thread that computed it.
  */
 #include "ops/ops.h"
+#include "ops/simd_x86.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -20,23 +21,6 @@
 
 #define RB 4 /* x rows per register block */
 #define CB 3 /* W rows per register block (RB*CB accumulators + CB weights + 1 x = 16 ymm) */
-
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-/* Full unrolling of the register-block loops (constant bounds after inlining) lets the compiler
- * keep the accumulator arrays in registers; clang needs its own spelling. */
-#if defined(__clang__)
-#define UNROLL _Pragma("unroll")
-#else
-#define UNROLL _Pragma("GCC unroll 16")
-#endif
-
-/* ((a0+a4) + (a1+a5)) + ((a2+a6) + (a3+a7)): the one horizontal order every AVX2 dot uses. */
-static ALWAYS_INLINE float hsum8(__m256 a) {
-    __m128 t = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    t = _mm_hadd_ps(t, t);
-    t = _mm_add_ss(t, _mm_movehdup_ps(t));
-    return _mm_cvtss_f32(t);
-}
 
 /* The mask of lanes [0, m), 0 <= m <= 8, for vmaskmovps. */
 static ALWAYS_INLINE __m256i lanes8(int64_t m) {
@@ -62,14 +46,7 @@ static ALWAYS_INLINE __m256 hsum8x8(const __m256 *a) {
     return _mm256_add_ps(_mm256_shuffle_ps(Z[0], Z[1], 0x88), _mm256_shuffle_ps(Z[0], Z[1], 0xDD));
 }
 
-static ALWAYS_INLINE float q8_scale(const uint8_t *blk) {
-    uint16_t h;
-    memcpy(&h, blk, 2);
-    return _cvtsh_ss(h);
-}
-
-/* 8 weights of row `w` starting at element k (k % 8 == 0), as exact f32 (q8_0: d * q rounded
- * once, as hass_to_f32 does). */
+/* 8 weights of row `w` starting at element k (k % 8 == 0), as exact f32. */
 static ALWAYS_INLINE __m256 wload(hass_dtype dt, const uint8_t *w, int64_t k) {
     switch (dt) {
     case HASS_DTYPE_BF16: {
@@ -78,20 +55,13 @@ static ALWAYS_INLINE __m256 wload(hass_dtype dt, const uint8_t *w, int64_t k) {
     }
     case HASS_DTYPE_F16:
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * k)));
-    case HASS_DTYPE_Q8_0: {
-        const uint8_t *blk = w + (k / 32) * 34;
-        __m128i q = _mm_loadl_epi64((const __m128i *)(blk + 2 + k % 32));
-        __m256 qf = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
-        return _mm256_mul_ps(_mm256_set1_ps(q8_scale(blk)), qf);
-    }
     default:
         return _mm256_loadu_ps((const float *)w + k);
     }
 }
 
 /* The m < 8 weights of row `w` from element k, zero in lanes m..7 (nothing past element k + m
- * is read: 16-bit weights through a zeroed copy, AVX2 has no 16-bit masked load). q8_0 rows
- * never need it: in % 32 == 0. */
+ * is read: 16-bit weights through a zeroed copy, AVX2 has no 16-bit masked load). */
 static ALWAYS_INLINE __m256 wload_part(hass_dtype dt, const uint8_t *w, int64_t k, int64_t m) {
     if (dt == HASS_DTYPE_F32)
         return _mm256_maskload_ps((const float *)w + k, lanes8(m));

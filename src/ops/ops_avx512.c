@@ -18,21 +18,13 @@
 #else
 #include <immintrin.h>
 #endif
+#include "ops/simd_x86.h"
 
 #define RB 4 /* x rows per register block */
 /* W rows per register block: RB*CB accumulators + CB weights + 1 x = 31 of the 32 registers. Six
  * rather than three halves how often the x rows are re-read from L2 per weight row, which set the
  * slope of the cost curve past n = 8 (f32, one thread, CPU clock: bench/PERF.md). */
 #define CB 6
-
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-/* Full unrolling of the register-block loops (constant bounds after inlining) lets the compiler
- * keep the accumulator arrays in registers; clang needs its own spelling. */
-#if defined(__clang__)
-#define UNROLL _Pragma("unroll")
-#else
-#define UNROLL _Pragma("GCC unroll 16")
-#endif
 
 /* ((a0+a4) + (a1+a5)) + ((a2+a6) + (a3+a7)) after folding the upper 256 bits onto the lower. */
 static ALWAYS_INLINE float hsum16(__m512 v) {
@@ -86,14 +78,7 @@ static ALWAYS_INLINE __mmask16 lanes16(int64_t m) {
     return (__mmask16)((1u << m) - 1);
 }
 
-static ALWAYS_INLINE float q8_scale(const uint8_t *blk) {
-    uint16_t h;
-    memcpy(&h, blk, 2);
-    return _cvtsh_ss(h);
-}
-
-/* 16 weights of row `w` starting at element k (k % 16 == 0), as exact f32 (q8_0: d * q rounded
- * once, as hass_to_f32 does). */
+/* 16 weights of row `w` starting at element k (k % 16 == 0), as exact f32. */
 static ALWAYS_INLINE __m512 wload(hass_dtype dt, const uint8_t *w, int64_t k) {
     switch (dt) {
     case HASS_DTYPE_BF16: {
@@ -102,19 +87,13 @@ static ALWAYS_INLINE __m512 wload(hass_dtype dt, const uint8_t *w, int64_t k) {
     }
     case HASS_DTYPE_F16:
         return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * k)));
-    case HASS_DTYPE_Q8_0: {
-        const uint8_t *blk = w + (k / 32) * 34;
-        __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2 + k % 32));
-        __m512 qf = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
-        return _mm512_mul_ps(_mm512_set1_ps(q8_scale(blk)), qf);
-    }
     default:
         return _mm512_loadu_ps((const float *)w + k);
     }
 }
 
 /* The m < 16 weights of row `w` from element k, zero in lanes m..15 (masked loads: nothing past
- * element k + m is read). q8_0 rows never need it: in % 32 == 0. */
+ * element k + m is read). */
 static ALWAYS_INLINE __m512 wload_part(hass_dtype dt, const uint8_t *w, int64_t k, int64_t m) {
     switch (dt) {
     case HASS_DTYPE_BF16: {

@@ -208,10 +208,6 @@ static void rows_f16(float *y, int64_t ys, const float *x, int64_t n, int64_t in
                      int64_t o0, int64_t o1) {
     rows_dt(HASS_DTYPE_F16, y, ys, x, n, in, W, o0, o1);
 }
-static void rows_q8(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
-                    int64_t o0, int64_t o1) {
-    rows_dt(HASS_DTYPE_Q8_0, y, ys, x, n, in, W, o0, o1);
-}
 
 static void matmul_rows(float *y, int64_t ys, const float *x, int64_t n, int64_t in, const void *W,
                         hass_dtype wt, int64_t o0, int64_t o1) {
@@ -224,10 +220,6 @@ static void matmul_rows(float *y, int64_t ys, const float *x, int64_t n, int64_t
         break;
     case HASS_DTYPE_F16:
         rows_f16(y, ys, x, n, in, W, o0, o1);
-        break;
-    case HASS_DTYPE_Q8_0:
-        HASS_ASSERT(in % 32 == 0);
-        rows_q8(y, ys, x, n, in, W, o0, o1);
         break;
     default:
         HASS_ASSERT(!"hass_matmul: unsupported weight dtype");

@@ -2,6 +2,7 @@
  * ops_ref.c — naive twins of the kernels in ops.c: plain loops, double accumulation where it
  * helps, no threads, no SIMD. They define what the fast kernels must compute.
  */
+#include "formats/formats.h"
 #include "ops/ops.h"
 
 #include <math.h>
@@ -25,20 +26,9 @@ void hass_to_f32(float *out, const void *src, hass_dtype t, int64_t n) {
             out[i] = hass_f16_to_f32(s[i]);
         break;
     }
-    case HASS_DTYPE_Q8_0: {
-        const uint8_t *s = src;
-        for (int64_t b = 0; b < n / 32; b++) {
-            uint16_t dh;
-            memcpy(&dh, s + b * 34, 2);
-            float d = hass_f16_to_f32(dh);
-            const int8_t *q = (const int8_t *)(s + b * 34 + 2);
-            for (int j = 0; j < 32; j++)
-                out[b * 32 + j] = d * (float)q[j];
-        }
-        break;
-    }
     default:
-        HASS_ASSERT(!"hass_to_f32: unsupported dtype");
+        HASS_ASSERT(hass_dtype_is_quant(t) && "hass_to_f32: unsupported dtype");
+        hass_ggml_dequantize(t, src, out, n);
     }
 }
 

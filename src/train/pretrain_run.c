@@ -170,6 +170,18 @@ done:
     return st;
 }
 
+hass_status hass_corpus_tokenize(const hass_tokenizer *tok, const char *path, hass_pool *pool,
+                                 int32_t **ids, int64_t *n, size_t *bytes, hass_err *err) {
+    ivec v = {0};
+    hass_status st = tokenize_file(tok, path, pool, &v, bytes, err);
+    if (st) {
+        free(v.ids);
+        return st;
+    }
+    *ids = v.ids, *n = v.n;
+    return HASS_OK;
+}
+
 /* The stream of a corpus file, from out_dir/cache/<name>.tok when its key matches. Cache file:
  * "HASSTOK1", u64 key, i64 n, i64 bytes, then n int32 ids. */
 static hass_status load_stream(const hass_tokenizer *tok, const char *path, uint64_t tok_key,

@@ -31,6 +31,7 @@
 #ifndef HASS_PRETRAIN_RUN_H
 #define HASS_PRETRAIN_RUN_H
 
+#include "tokenizer/tokenizer.h"
 #include "train/pretrain.h"
 
 typedef struct {
@@ -75,6 +76,12 @@ typedef struct {
 
 hass_status hass_pretrain_run(hass_pool *pool, const hass_pretrain_opts *o,
                               hass_pretrain_report *rep, hass_err *err);
+
+/* A JSONL corpus as one token stream, as the run reads its data (above): records in file order,
+ * tokenized in parallel on pool. *ids: *n ids, caller frees; *bytes: the file's size. Errors
+ * name the file and line. (Shared with `hass perplexity`.) */
+hass_status hass_corpus_tokenize(const hass_tokenizer *tok, const char *path, hass_pool *pool,
+                                 int32_t **ids, int64_t *n, size_t *bytes, hass_err *err);
 
 /* Exports params (layout of cfg) as a Hugging Face directory with the tokenizer's files:
  * config.json (bos/eos from the tokenizer), model.safetensors (dtype BF16 or F32),
