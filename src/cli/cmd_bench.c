@@ -242,7 +242,7 @@ int cmd_bench(int argc, char **argv) {
     cJSON_AddStringToObject(sum, "prompts_file", pfile);
     cJSON_AddNumberToObject(sum, "prompts", n_done);
     cJSON_AddNumberToObject(sum, "temperature", temp);
-    cJSON_AddStringToObject(sum, "isa", hass_cpu_isa_name()); /* float products */
+    cJSON_AddStringToObject(sum, "isa", hass_cpu_isa_name());             /* float products */
     cJSON_AddStringToObject(sum, "quant_isa", hass_cpu_quant_isa_name()); /* block types */
     cJSON_AddNumberToObject(sum, "plain_tokens_per_s", rp);
     cJSON_AddNumberToObject(sum, "spec_tokens_per_s", rs);
