@@ -5,7 +5,8 @@
  * per call into "B" tiles (bf16, vcvtne2ps2bf16 rounding as the AVX512_BF16 kernel does).
  * C[o][t] = sum over k-steps of 32, in order, of TDPBF16PS: every output element is computed
  * the same way whatever n, the row range or the thread, so the product is batch invariant.
- * Compiled with the AVX-512 + AMX flags (Makefile); stubs in builds without them.
+ * Compiled with the AVX-512 + AMX flags (Makefile); a build without them has no AMX kernels:
+ * hass__amx_ready() says 0 and dispatch never reaches the entry points, which then assert.
  */
 #include "ops/ops.h"
 

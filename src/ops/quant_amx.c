@@ -6,7 +6,8 @@
  * exact block sums; Q6_K takes two tiles of 16 (its scales change every 16 values). Then the
  * float step of quant.h, vectorised over the 16 activation rows, in block order into the same
  * 8 lanes, so every output is bit-identical to the scalar twin and to the VNNI kernels, for any
- * batch, row range and thread. Compiled with the AVX-512 + AMX flags; stubs elsewhere.
+ * batch, row range and thread. Compiled with the AVX-512 + AMX flags; elsewhere the kernel is
+ * reported unavailable and never chosen.
  */
 #include "ops/quant.h"
 

@@ -3,7 +3,7 @@
  * with the transposes the backward pass needs) and two micro-kernels over the same packed tiles:
  * AMX (TDPBF16PS on 16x16 fp32 tiles) and AVX512_BF16 (vdpbf16ps). Compiled with the AVX-512 +
  * AMX flags (Makefile) and called only when the CPU has them; builds without those flags (the
- * SIMDe emulation build, the fuzz build) get stubs that report the kernels unavailable.
+ * SIMDe emulation build, the fuzz build) report the kernels unavailable, so none is picked.
  *
  * Packed layouts (bf16, zero-padded to multiples of 32 in M, N and K; KS = Kp / 32 k-steps):
  *   A: block ib (32 rows), k-step s, tile t (rows 16t..16t+15): 16 rows x 32 k, row-major
