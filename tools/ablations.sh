@@ -18,7 +18,8 @@
 # Usage: tools/ablations.sh [CONFIG...]   (default: all)
 # Env: HASS (build/hass), W (build/default: the folder of tools/default_model.sh, which holds
 #      target/model and feat), OUT (build/ablations), STEPS (1500), SEEDS ("1 2 3"),
-#      LIMIT (questions per suite in the evaluation, 20), THREADS.
+#      LIMIT (questions per suite in the evaluation, 20), THREADS, FEAT ($W/feat: the feature
+#      store), BATCH (8), SEQ (1024), WARMUP (200), TREE (24: nodes of the fixed tree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HASS=${HASS:-build/hass}
@@ -29,6 +30,11 @@ SEEDS=${SEEDS:-1 2 3}
 LIMIT=${LIMIT:-20}
 THREADS=${THREADS:-$(nproc)}
 M=$W/target/model
+FEAT=${FEAT:-$W/feat}
+BATCH=${BATCH:-8}
+SEQ=${SEQ:-1024}
+WARMUP=${WARMUP:-200}
+TREE=${TREE:-24}
 mkdir -p "$OUT"
 
 flags() { # config -> train-draft flags
@@ -57,8 +63,8 @@ for c in $configs; do
     for s in $SEEDS; do
         d=$OUT/$c-s$s
         # shellcheck disable=SC2046
-        "$HASS" train-draft $(flags "$c") -m "$M" --data "$W/feat" -o "$d" --steps "$steps" \
-            --batch 8 --seq-len 1024 --lr 3e-4 --warmup 200 --seed "$s" --ckpt-every 250 \
+        "$HASS" train-draft $(flags "$c") -m "$M" --data "$FEAT" -o "$d" --steps "$steps" \
+            --batch "$BATCH" --seq-len "$SEQ" --lr 3e-4 --warmup "$WARMUP" --seed "$s" --ckpt-every 250 \
             --dtype bf16 --log "$d.log.jsonl" --threads "$THREADS"
     done
 done
@@ -72,7 +78,7 @@ for s in $SEEDS; do
         ns="$ns${ns:+,}$c"
     done
     "$HASS" eval -m "$M" --drafts "$ds" --names "$ns" --limit "$LIMIT" -n 128 \
-        --tree-tokens 24 --out "$OUT/eval-s$s" --threads "$THREADS" > /dev/null
+        --tree-tokens "$TREE" --out "$OUT/eval-s$s" --threads "$THREADS" > /dev/null
 done
 
 # mean +- spread (half the range) of tau over the seeds, per config and family
