@@ -19,7 +19,8 @@
 # Env: HASS (build/hass), W (build/default: the folder of tools/default_model.sh, which holds
 #      target/model and feat), OUT (build/ablations), STEPS (1500), SEEDS ("1 2 3"),
 #      LIMIT (questions per suite in the evaluation, 20), THREADS, FEAT ($W/feat: the feature
-#      store), BATCH (8), SEQ (1024), WARMUP (200), TREE (24: nodes of the fixed tree).
+#      store), BATCH (8), SEQ (1024), WARMUP (200), TREE (24: nodes of the fixed tree),
+#      GROUP (all: names the evaluation folders, so that configs can be run in groups).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HASS=${HASS:-build/hass}
@@ -35,6 +36,7 @@ BATCH=${BATCH:-8}
 SEQ=${SEQ:-1024}
 WARMUP=${WARMUP:-200}
 TREE=${TREE:-24}
+GROUP=${GROUP:-all}
 mkdir -p "$OUT"
 
 flags() { # config -> train-draft flags
@@ -57,28 +59,24 @@ flags() { # config -> train-draft flags
 }
 
 configs=${*:-eagle eagle_topk align hass K1 K5 K20 w05 w2 n2 n4 n5 eagle_3x}
-for c in $configs; do
-    steps=$STEPS
-    [ "$c" = eagle_3x ] && steps=$((3 * STEPS))
-    for s in $SEEDS; do
-        d=$OUT/$c-s$s
-        # shellcheck disable=SC2046
-        "$HASS" train-draft $(flags "$c") -m "$M" --data "$FEAT" -o "$d" --steps "$steps" \
-            --batch "$BATCH" --seq-len "$SEQ" --lr 3e-4 --warmup "$WARMUP" --seed "$s" --ckpt-every 250 \
-            --dtype bf16 --log "$d.log.jsonl" --threads "$THREADS"
-    done
-done
-
-# tau of every draft on the same prompts and the same fixed tree (speed is not the point here:
-# one evaluation per seed keeps the runs comparable), T = 0
+# seed by seed: every config's draft, then their tau on the same prompts and the same fixed tree
+# (speed is not the point here: one evaluation per seed and group keeps the runs comparable),
+# T = 0; a stopped run leaves whole seeds behind it
 for s in $SEEDS; do
     ds="" ns=""
     for c in $configs; do
-        ds="$ds${ds:+,}$OUT/$c-s$s"
+        steps=$STEPS
+        [ "$c" = eagle_3x ] && steps=$((3 * STEPS))
+        d=$OUT/$c-s$s
+        # shellcheck disable=SC2046
+        "$HASS" train-draft $(flags "$c") -m "$M" --data "$FEAT" -o "$d" --steps "$steps" \
+            --batch "$BATCH" --seq-len "$SEQ" --lr 3e-4 --warmup "$WARMUP" --seed "$s" \
+            --ckpt-every 100 --dtype bf16 --log "$d.log.jsonl" --threads "$THREADS"
+        ds="$ds${ds:+,}$d"
         ns="$ns${ns:+,}$c"
     done
     "$HASS" eval -m "$M" --drafts "$ds" --names "$ns" --limit "$LIMIT" -n 128 \
-        --tree-tokens "$TREE" --out "$OUT/eval-s$s" --threads "$THREADS" > /dev/null
+        --tree-tokens "$TREE" --out "$OUT/eval-$GROUP-s$s" --threads "$THREADS" > /dev/null
 done
 
 # mean +- spread (half the range) of tau over the seeds, per config and family
@@ -87,4 +85,4 @@ jq -s -r '
   | map({m: .[0].method, f: .[0].family, t: [.[].tau]})
   | map(. + {mean: ((.t | add) / (.t | length)), half: (((.t | max) - (.t | min)) / 2)})
   | group_by(.m)[] | "| \(.[0].m) | " + (map("\(.mean * 100 | round / 100) ± \(.half * 100 | round / 100)") | join(" | ")) + " |"
-' "$OUT"/eval-s*/results.json | tee "$OUT/ablations.md"
+' "$OUT"/eval-*-s*/results.json | tee "$OUT/ablations.md"
