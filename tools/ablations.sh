@@ -79,10 +79,17 @@ for s in $SEEDS; do
         --tree-tokens "$TREE" --out "$OUT/eval-$GROUP-s$s" --threads "$THREADS" > /dev/null
 done
 
-# mean +- spread (half the range) of tau over the seeds, per config and family
+# mean +- spread (half the range) of tau over the seeds, per config and family, as a Markdown
+# table (the configs in the order of their first evaluation; "seeds": how many evaluations)
 jq -s -r '
-  [ .[] | .cells[] | select(.method != "plain") ] | group_by(.method + "/" + .family)
-  | map({m: .[0].method, f: .[0].family, t: [.[].tau]})
-  | map(. + {mean: ((.t | add) / (.t | length)), half: (((.t | max) - (.t | min)) / 2)})
-  | group_by(.m)[] | "| \(.[0].m) | " + (map("\(.mean * 100 | round / 100) ± \(.half * 100 | round / 100)") | join(" | ")) + " |"
+  def cell($f): map(select(.family == $f) | .tau) as $t
+    | if ($t | length) == 0 then "—"
+      else "\(($t | add) / ($t | length) * 100 | round / 100) ± \((($t | max) - ($t | min)) / 2 * 100 | round / 100)"
+      end;
+  [ .[] | .cells[] | select(.method != "plain" and .temp == 0) ] as $c
+  | ($c | map(.method) | reduce .[] as $m ([]; if index([$m]) then . else . + [$m] end)) as $ms
+  | "| config | seeds | all | chat (MT-bench) | code (HumanEval) | math (GSM8K) |",
+    "|---|---:|---:|---:|---:|---:|",
+    ($ms[] as $m | ($c | map(select(.method == $m))) as $x
+     | "| \($m) | \($x | map(select(.family == "all")) | length) | \($x | cell("all")) | \($x | cell("mt_bench")) | \($x | cell("humaneval")) | \($x | cell("gsm8k")) |")
 ' "$OUT"/eval-*-s*/results.json | tee "$OUT/ablations.md"
