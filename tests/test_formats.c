@@ -988,7 +988,7 @@ static void test_safetensors_header_memory(void) {
     n = (size_t)snprintf(j, 128,
                          "{\"w\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0],"
                          "\"junk\":[0");
-    for (; n < target - 8; n += 2)
+    for (; n < target / 4; n += 2) /* a quarter of the cap: the parse is per byte, no faster */
         memcpy(j + n, ",0", 2);
     memcpy(j + n, "]}}", 3);
     n += 3;

@@ -273,8 +273,9 @@ static hass_status read_string(st_reader *r, sink *s) {
     }
 }
 
-/* The number at r->p; *is_uint and *v: whether its exact value is an integer in [0, 2^53]
- * (so "16", "16.0", "1.6e1" and "-0" are integers, "0.5", "-1" and "1e300" are not). */
+/* The number at r->p; *is_uint and *v (is_uint NULL: only checked): whether its exact value is
+ * an integer in [0, 2^53] (so "16", "16.0", "1.6e1" and "-0" are integers, "0.5", "-1" and
+ * "1e300" are not). */
 static hass_status read_number(st_reader *r, int *is_uint, uint64_t *v) {
     const char *p = r->p, *end = r->end;
     int neg = p < end && *p == '-';
@@ -312,6 +313,8 @@ static hass_status read_number(st_reader *r, int *is_uint, uint64_t *v) {
         ex *= es;
     }
     r->p = p;
+    if (!is_uint) /* a skipped value */
+        return HASS_OK;
     /* the digits D = int part, fraction part; value = D * 10^(ex - fraction length) */
     int64_t ni = ie - ib, nd = ni + (fe - fb), first = 0, last = nd - 1;
 #define DIGIT(i) ((i) < ni ? ib[(i)] : fb[(i)-ni])
@@ -368,17 +371,14 @@ static hass_status skip_value(st_reader *r, int depth) {
         } while (accept_char(r, ','));
         return accept_char(r, close) ? HASS_OK : bad_json(r, "expected ',' or a closing bracket");
     }
-    static const char *const lits[] = {"true", "false", "null"};
-    for (int i = 0; i < 3; i++) {
-        size_t n = strlen(lits[i]);
-        if ((size_t)(r->end - r->p) >= n && !memcmp(r->p, lits[i], n)) {
-            r->p += n;
-            return HASS_OK;
-        }
-    }
-    int u;
-    uint64_t v;
-    return read_number(r, &u, &v);
+    const char *lit = c == 't' ? "true" : c == 'f' ? "false" : c == 'n' ? "null" : NULL;
+    if (!lit)
+        return read_number(r, NULL, NULL);
+    size_t n = strlen(lit);
+    if ((size_t)(r->end - r->p) < n || memcmp(r->p, lit, n))
+        return bad_json(r, "bad literal");
+    r->p += n;
+    return HASS_OK;
 }
 
 /* An array of integers (into v[0..cap), the rest counted in *n); *bad_at: the index of the
