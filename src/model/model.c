@@ -212,6 +212,24 @@ void hass_kv_free(hass_kv *kv) {
     memset(kv, 0, sizeof *kv);
 }
 
+hass_status hass_kv_grow(hass_kv *kv, int64_t cap, hass_pool *pool, hass_err *err) {
+    if (cap <= kv->cap)
+        return HASS_OK;
+    hass_kv g;
+    hass_status st = hass_kv_init(&g, kv->m, cap, kv->max_batch, pool, err);
+    if (st)
+        return st;
+    int64_t kvd = kv->m->cfg.Hkv * kv->m->cfg.Dh;
+    for (int64_t l = 0; l < kv->m->cfg.n_layers; l++) {
+        memcpy(g.k + l * cap * kvd, kv->k + l * kv->cap * kvd, (size_t)(kv->n * kvd) * 4);
+        memcpy(g.v + l * cap * kvd, kv->v + l * kv->cap * kvd, (size_t)(kv->n * kvd) * 4);
+    }
+    g.n = kv->n;
+    hass_kv_free(kv);
+    *kv = g;
+    return HASS_OK;
+}
+
 void hass_kv_commit(hass_kv *kv, int64_t n) {
     HASS_ASSERT(n >= 0 && kv->n + n <= kv->cap);
     kv->n += n;

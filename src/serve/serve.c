@@ -1123,7 +1123,7 @@ hass_server *hass_server_start(hass_session *s, const hass_serve_opts *o, hass_e
     sv->host = strdup(o->host);
     sv->model_id = strdup(o->model_id);
     sv->api_key = o->api_key ? strdup(o->api_key) : NULL;
-    sv->ctx = hass_engine_kv(s->e)->cap;
+    sv->ctx = hass_engine_ctx(s->e);
     pthread_mutex_init(&sv->mu, NULL);
     pthread_cond_init(&sv->cv_work, NULL);
     pthread_cond_init(&sv->cv_job, NULL);
