@@ -25,6 +25,15 @@ hass_status hass_model_config_check(const hass_model_config *c, hass_err *err) {
                             (long long)c->Dh);
     if (!(c->eps > 0))
         return hass_err_set(err, HASS_STATUS_FORMAT, "config: eps must be > 0");
+    if (c->bos < -1 || c->bos >= c->V)
+        return hass_err_set(err, HASS_STATUS_FORMAT,
+                            "config: BOS id %d is outside the vocabulary of %lld tokens", c->bos,
+                            (long long)c->V);
+    for (int i = 0; i < c->n_stop; i++)
+        if (c->stop_ids[i] < 0 || c->stop_ids[i] >= c->V)
+            return hass_err_set(err, HASS_STATUS_FORMAT,
+                                "config: EOS id %d is outside the vocabulary of %lld tokens",
+                                c->stop_ids[i], (long long)c->V);
     hass_status st = hass_rope_params_check(&c->rope, c->Dh, err);
     if (st != HASS_OK)
         hass_err_prefix(err, st, "config");

@@ -632,9 +632,8 @@ hass_status hass_datagen_run(const hass_model *m, const hass_tokenizer *tok, has
     }
     if (o->max_new < 1 || o->shard_tokens < 1 || o->limit < 0 || o->temperature < 0)
         return hass_err_set(err, HASS_STATUS_ARG, "bad datagen options");
-    if (hass_tokenizer_vocab_size(tok) > m->cfg.V)
-        return hass_err_set(err, HASS_STATUS_SHAPE, "the tokenizer has %d tokens, the model %lld",
-                            hass_tokenizer_vocab_size(tok), (long long)m->cfg.V);
+    if (hass_tokenizer_check_vocab(tok, m->cfg.V, err))
+        return err->code;
     double t0 = hass_now();
     dataset ds;
     conv c = {0};
