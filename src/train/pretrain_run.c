@@ -550,7 +550,7 @@ hass_status hass_pretrain_run(hass_pool *pool, const hass_pretrain_opts *o,
     rep->train_tokens = train.n, rep->valid_tokens = valid.n;
     rep->train_bytes_per_token = (double)tbytes / (double)train.n;
     if (nw < 1) {
-        st = hass_err_set(err, HASS_STATUS_ARG, "%s: %lld tokens, fewer than one window of %lld",
+        st = hass_err_set(err, HASS_STATUS_RANGE, "%s: %lld tokens, fewer than one window of %lld",
                           o->data, (long long)train.n, (long long)T + 1);
         goto done;
     }
