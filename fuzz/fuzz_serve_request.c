@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +19,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* A llama2.c tokenizer.bin in memory: <unk>, <s>, </s>, the 256 byte pieces, a few words. */
 static hass_tokenizer *small_tokenizer(void) {
-    static const char *const words[] = {"\xe2\x96\x81the", "\xe2\x96\x81a", "ing", "er", "<|"};
+    static const char *const words[] = {"\xe2\x96\x81"
+                                        "the",
+                                        "\xe2\x96\x81"
+                                        "a",
+                                        "ing", "er", "<|"};
     uint8_t buf[8192];
     size_t n = 0;
     int32_t maxlen = 16;
