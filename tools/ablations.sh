@@ -18,7 +18,9 @@
 # Usage: tools/ablations.sh [CONFIG...]   (default: all)
 # Env: HASS (build/hass), W (build/default: the folder of tools/default_model.sh, which holds
 #      target/model and feat), OUT (build/ablations), STEPS (1500), SEEDS ("1 2 3"),
-#      LIMIT (questions per suite in the evaluation, 20), THREADS.
+#      LIMIT (questions per suite in the evaluation, 20), THREADS, FEAT ($W/feat: the feature
+#      store), BATCH (8), SEQ (1024), WARMUP (200), TREE (24: nodes of the fixed tree),
+#      GROUP (all: names the evaluation folders, so that configs can be run in groups).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HASS=${HASS:-build/hass}
@@ -29,6 +31,12 @@ SEEDS=${SEEDS:-1 2 3}
 LIMIT=${LIMIT:-20}
 THREADS=${THREADS:-$(nproc)}
 M=$W/target/model
+FEAT=${FEAT:-$W/feat}
+BATCH=${BATCH:-8}
+SEQ=${SEQ:-1024}
+WARMUP=${WARMUP:-200}
+TREE=${TREE:-24}
+GROUP=${GROUP:-all}
 mkdir -p "$OUT"
 
 flags() { # config -> train-draft flags
@@ -51,34 +59,37 @@ flags() { # config -> train-draft flags
 }
 
 configs=${*:-eagle eagle_topk align hass K1 K5 K20 w05 w2 n2 n4 n5 eagle_3x}
-for c in $configs; do
-    steps=$STEPS
-    [ "$c" = eagle_3x ] && steps=$((3 * STEPS))
-    for s in $SEEDS; do
-        d=$OUT/$c-s$s
-        # shellcheck disable=SC2046
-        "$HASS" train-draft $(flags "$c") -m "$M" --data "$W/feat" -o "$d" --steps "$steps" \
-            --batch 8 --seq-len 1024 --lr 3e-4 --warmup 200 --seed "$s" --ckpt-every 250 \
-            --dtype bf16 --log "$d.log.jsonl" --threads "$THREADS"
-    done
-done
-
-# tau of every draft on the same prompts and the same fixed tree (speed is not the point here:
-# one evaluation per seed keeps the runs comparable), T = 0
+# seed by seed: every config's draft, then their tau on the same prompts and the same fixed tree
+# (speed is not the point here: one evaluation per seed and group keeps the runs comparable),
+# T = 0; a stopped run leaves whole seeds behind it
 for s in $SEEDS; do
     ds="" ns=""
     for c in $configs; do
-        ds="$ds${ds:+,}$OUT/$c-s$s"
+        steps=$STEPS
+        [ "$c" = eagle_3x ] && steps=$((3 * STEPS))
+        d=$OUT/$c-s$s
+        # shellcheck disable=SC2046
+        "$HASS" train-draft $(flags "$c") -m "$M" --data "$FEAT" -o "$d" --steps "$steps" \
+            --batch "$BATCH" --seq-len "$SEQ" --lr 3e-4 --warmup "$WARMUP" --seed "$s" \
+            --ckpt-every 100 --dtype bf16 --log "$d.log.jsonl" --threads "$THREADS"
+        ds="$ds${ds:+,}$d"
         ns="$ns${ns:+,}$c"
     done
     "$HASS" eval -m "$M" --drafts "$ds" --names "$ns" --limit "$LIMIT" -n 128 \
-        --tree-tokens 24 --out "$OUT/eval-s$s" --threads "$THREADS" > /dev/null
+        --tree-tokens "$TREE" --out "$OUT/eval-$GROUP-s$s" --threads "$THREADS" > /dev/null
 done
 
-# mean +- spread (half the range) of tau over the seeds, per config and family
+# mean +- spread (half the range) of tau over the seeds, per config and family, as a Markdown
+# table (the configs in the order of their first evaluation; "seeds": how many evaluations)
 jq -s -r '
-  [ .[] | .cells[] | select(.method != "plain") ] | group_by(.method + "/" + .family)
-  | map({m: .[0].method, f: .[0].family, t: [.[].tau]})
-  | map(. + {mean: ((.t | add) / (.t | length)), half: (((.t | max) - (.t | min)) / 2)})
-  | group_by(.m)[] | "| \(.[0].m) | " + (map("\(.mean * 100 | round / 100) ± \(.half * 100 | round / 100)") | join(" | ")) + " |"
-' "$OUT"/eval-s*/results.json | tee "$OUT/ablations.md"
+  def cell($f): map(select(.family == $f) | .tau) as $t
+    | if ($t | length) == 0 then "—"
+      else "\(($t | add) / ($t | length) * 100 | round / 100) ± \((($t | max) - ($t | min)) / 2 * 100 | round / 100)"
+      end;
+  [ .[] | .cells[] | select(.method != "plain" and .temp == 0) ] as $c
+  | ($c | map(.method) | reduce .[] as $m ([]; if index([$m]) then . else . + [$m] end)) as $ms
+  | "| config | seeds | all | chat (MT-bench) | code (HumanEval) | math (GSM8K) |",
+    "|---|---:|---:|---:|---:|---:|",
+    ($ms[] as $m | ($c | map(select(.method == $m))) as $x
+     | "| \($m) | \($x | map(select(.family == "all")) | length) | \($x | cell("all")) | \($x | cell("mt_bench")) | \($x | cell("humaneval")) | \($x | cell("gsm8k")) |")
+' "$OUT"/eval-*-s*/results.json | tee "$OUT/ablations.md"

@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
 # default_model.sh — the recipe of models/default (docs/default_model.md): corpus, tokenizer,
-# target pretraining, draft features, EAGLE and HASS drafts, installation into models/default.
+# target pretraining, draft features, EAGLE and HASS drafts in two stages (the corpus's answers,
+# then the target's own greedy answers), installation into models/default.
 #
 # Every stage is resumable and skipped when its output is complete: re-running the script (or
 # one stage) continues where it stopped. Pretraining can be time-sliced: PRETRAIN_FLAGS="--stop-at
 # N" or "--time-limit SEC" stops it with a checkpoint; the same command continues it.
 #
 # Usage: tools/default_model.sh [STAGE...]      stages: corpus tokenizer pretrain chatdata
-#                                                datagen eagle hass vocab install (default: all)
+#                                                datagen eagle hass vocab regen eagle2 hass2
+#                                                vocab2 install (default: all)
 # Env: HASS (build/hass), W (work folder, build/default), THREADS (all CPUs),
-#      PRETRAIN_FLAGS, DRAFT_STEPS, DRAFT_VOCAB.
+#      PRETRAIN_FLAGS, DRAFT_STEPS, DRAFT2_STEPS, DRAFT_VOCAB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HASS=${HASS:-build/hass}
 W=${W:-build/default}
 THREADS=${THREADS:-$(nproc)}
 DRAFT_STEPS=${DRAFT_STEPS:-1400}
+DRAFT2_STEPS=${DRAFT2_STEPS:-500}
 DRAFT_VOCAB=${DRAFT_VOCAB:-2048}
 mkdir -p "$W"
-stages=${*:-corpus tokenizer pretrain chatdata datagen eagle hass vocab install}
+stages=${*:-corpus tokenizer pretrain chatdata datagen eagle hass vocab regen eagle2 hass2 vocab2 install}
 
 for s in $stages; do
     echo "== $s"
@@ -53,10 +56,24 @@ for s in $stages; do
             -o "$W/draft-$s" --steps "$DRAFT_STEPS" --batch 8 --seq-len 1024 --lr 3e-4 \
             --warmup 200 --seed 1 --ckpt-every 250 --dtype bf16 --log "$W/draft-$s.log.jsonl" \
             --threads "$THREADS" ;;
-    vocab) # drafting scores the most frequent target tokens only (verification scores all)
+    regen) # the target's own greedy answers (what a draft sees when it serves) to two in five
+        # of those conversations, every source alike, in its chat template
+        [ -s "$W/chat-regen.jsonl" ] ||
+            { awk 'NR % 5 == 1 || NR % 5 == 3' "$W/chat.jsonl" > "$W/chat-regen.jsonl.tmp" &&
+                mv "$W/chat-regen.jsonl.tmp" "$W/chat-regen.jsonl"; }
+        "$HASS" datagen -m "$W/target/model" --data "$W/chat-regen.jsonl" -o "$W/feat-regen" \
+            --chat --regen -t 0 -n 256 --max-len 1024 --threads "$THREADS" ;;
+    eagle2 | hass2) # second stage: from the first-stage draft, on the regenerated answers
+        m=${s%2}
+        "$HASS" train-draft --method "$m" -m "$W/target/model" --data "$W/feat-regen" \
+            --init-from "$W/draft-$m" -o "$W/draft2-$m" --steps "$DRAFT2_STEPS" --batch 8 \
+            --seq-len 1024 --lr 2e-4 --warmup 50 --seed 1 --ckpt-every 100 --dtype bf16 \
+            --log "$W/draft2-$m.log.jsonl" --threads "$THREADS" ;;
+    vocab | vocab2) # drafting scores the most frequent target tokens only (verification
+        # scores all): in the corpus's answers (first stage), then in the target's own (second)
         for m in eagle hass; do
-            "$HASS" draft-vocab -m "$W/target/model" -d "$W/draft-$m" --data "$W/feat" \
-                -n "$DRAFT_VOCAB"
+            if [ "$s" = vocab ]; then d=$W/draft-$m f=$W/feat; else d=$W/draft2-$m f=$W/feat-regen; fi
+            "$HASS" draft-vocab -m "$W/target/model" -d "$d" --data "$f" -n "$DRAFT_VOCAB"
         done ;;
     install) # BF16 weights into models/default
         mkdir -p models/default
@@ -66,8 +83,8 @@ for s in $stages; do
         for m in eagle hass; do
             rm -rf "models/default/draft-$m"
             mkdir -p "models/default/draft-$m"
-            cp "$W/draft-$m/model.safetensors" "models/default/draft-$m/"
-            jq '.hass_target = "../target"' "$W/draft-$m/config.json" \
+            cp "$W/draft2-$m/model.safetensors" "models/default/draft-$m/"
+            jq '.hass_target = "../target"' "$W/draft2-$m/config.json" \
                 > "models/default/draft-$m/config.json"
         done ;;
     *)

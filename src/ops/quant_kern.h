@@ -20,6 +20,13 @@
 #include "ops/quant_unpack.h"
 #include "ops/simd_x86.h"
 
+#include <stdint.h>
+
+/* How far ahead of the group in use the n <= RQ path prefetches its weight stream: measured on
+ * a Xeon with AVX512-VNNI (1 thread, 2048 x 768 from memory, n = 1): none 5.8 GB/s (Q8_0) and
+ * 3.8 (Q4_K); 256 bytes 6.1 / 4.2; 512 6.6 / 4.6; 1024 7.8 / 5.1; 2048 7.1 / 2.8. */
+#define QPF_AHEAD 1024
+
 static ALWAYS_INLINE __m256i ld(const void *p) {
     return _mm256_loadu_si256((const __m256i *)p);
 }
@@ -174,7 +181,7 @@ static void rows_r(int R, float *y, int64_t ys, int cc, const hass__qgroup *xa, 
  * at once by the R rows (no scratch); the arithmetic of kq. Two integer chains per row. */
 static ALWAYS_INLINE void dotr_t(const int R, const hass_dtype wt, const uint8_t *row,
                                  const hass__qgroup *xa, int64_t ng, int64_t in, float *y,
-                                 int64_t ys) {
+                                 int64_t ys, uintptr_t pf_lim) {
     const int sgn = QSIGNED && wt == HASS_DTYPE_Q8_0;
     const int sh = wt == HASS_DTYPE_Q8_0   ? (QSIGNED ? 0 : 7)
                    : wt == HASS_DTYPE_Q4_0 ? 3
@@ -186,9 +193,16 @@ static ALWAYS_INLINE void dotr_t(const int R, const hass_dtype wt, const uint8_t
     UNROLL for (int r = 0; r < R; r++) {
         facc[r] = _mm256_setzero_ps();
     }
+    /* the bytes one group holds (the last may hold fewer), and the software prefetch of the
+     * stream QPF_AHEAD bytes ahead: the rows are read one after another, a single stream that
+     * the hardware prefetcher alone keeps at half the read bandwidth */
+    const size_t gb = hass__qkind_k(wt) ? hass_dtype_bytes(wt, 256) : 8 * hass_dtype_bytes(wt, 32);
     for (int64_t g = 0; g < ng; g++) {
         __m256i nat[8], u[8], au[8];
         __m256 wa, wb;
+        uintptr_t pa = (uintptr_t)row + (size_t)g * gb + QPF_AHEAD;
+        for (size_t off = 0; off < gb && pa + off < pf_lim; off += 64)
+            _mm_prefetch((const char *)(pa + off), _MM_HINT_T0);
         natural(nat, &wa, &wb, row, wt, in, g, sgn);
         transpose8(u, nat);
         if (sgn)
@@ -241,13 +255,14 @@ static ALWAYS_INLINE void dotr_t(const int R, const hass_dtype wt, const uint8_t
 #define DOTR_CASE(T)                                                                               \
     case T:                                                                                        \
         for (int64_t o = 0; o < nrows; o++)                                                        \
-            dotr_t(R, T, W + (size_t)o * rb, xa, ng, in, y + o, ys);                               \
+            dotr_t(R, T, W + (size_t)o * rb, xa, ng, in, y + o, ys, lim);                          \
         break
 
 /* Weight rows [0, nrows) of W against R <= RQ activation rows. */
 static ALWAYS_INLINE void rows_small_r(const int R, float *y, int64_t ys, const hass__qgroup *xa,
                                        int64_t ng, const uint8_t *W, size_t rb, hass_dtype wt,
                                        int64_t in, int64_t nrows) {
+    uintptr_t lim = (uintptr_t)W + (size_t)nrows * rb;
     switch (wt) {
         DOTR_CASE(HASS_DTYPE_Q8_0);
         DOTR_CASE(HASS_DTYPE_Q4_0);
@@ -258,7 +273,7 @@ static ALWAYS_INLINE void rows_small_r(const int R, float *y, int64_t ys, const 
         DOTR_CASE(HASS_DTYPE_Q5_K);
     default:
         for (int64_t o = 0; o < nrows; o++)
-            dotr_t(R, HASS_DTYPE_Q6_K, W + (size_t)o * rb, xa, ng, in, y + o, ys);
+            dotr_t(R, HASS_DTYPE_Q6_K, W + (size_t)o * rb, xa, ng, in, y + o, ys, lim);
     }
 }
 
