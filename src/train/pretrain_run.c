@@ -55,6 +55,8 @@ typedef struct {
 } ivec;
 
 static int ivec_push(ivec *v, const int32_t *x, int64_t n) {
+    if (n == 0) /* x may be NULL (a thread that got no records) */
+        return 0;
     if (v->n + n > v->cap) {
         int64_t cap = v->cap ? v->cap : 1 << 16;
         while (cap < v->n + n)
