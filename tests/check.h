@@ -13,6 +13,7 @@
 #define HASS_CHECK_H
 
 #include <dirent.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,6 +179,30 @@ static inline char *check_read(const char *path, long *n) {
         b[len] = 0;
     *n = len;
     return b;
+}
+
+/* The hass binary built beside the test programs (argv0's directory/../hass) into out; 0
+ * (after a skip) when it is not there. */
+static inline int check_hass_binary(const char *argv0, char *out, size_t cap) {
+    char self[1024];
+    snprintf(self, sizeof self, "%s", argv0);
+    snprintf(out, cap, "%s/../hass", dirname(self));
+    if (access(out, X_OK) == 0)
+        return 1;
+    CHECK_SKIP("hass binary not built next to the tests");
+    return 0;
+}
+
+/* The last line of text (which must end with a newline; progress lines may come before it),
+ * or NULL. */
+static inline const char *check_last_line(const char *text) {
+    size_t n = strlen(text);
+    if (n < 2 || text[n - 1] != '\n')
+        return NULL;
+    const char *p = text + n - 1;
+    while (p > text && p[-1] != '\n')
+        p--;
+    return p;
 }
 
 /* 1 if both files exist and hold the same bytes. */

@@ -9,7 +9,6 @@
 #include "core/core.h"
 
 #include <cJSON.h>
-#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -45,13 +44,8 @@ static int run(const char *args) {
 
 /* The last line of stderr is the error (progress lines may come before it). */
 static int last_line_error(const char *what) {
-    size_t n = strlen(errout);
-    if (n < 2 || errout[n - 1] != '\n')
-        return 0;
-    const char *p = errout + n - 1;
-    while (p > errout && p[-1] != '\n')
-        p--;
-    return !strncmp(p, "hass: ", 6) && strstr(p, what) != NULL;
+    const char *p = check_last_line(errout);
+    return p && !strncmp(p, "hass: ", 6) && strstr(p, what) != NULL;
 }
 
 static int one_line_error(void) {
@@ -88,13 +82,8 @@ int main(int argc, char **argv) {
      * run it is compared with would otherwise pick its own by a measurement a busy machine can
      * tip the other way */
     setenv("HASS_GEMM", "f32", 1);
-    char self[1024];
-    snprintf(self, sizeof self, "%s", argv[0]);
-    snprintf(hass, sizeof hass, "%s/../hass", dirname(self));
-    if (access(hass, X_OK) != 0) {
-        CHECK_SKIP("hass binary not built next to the tests");
+    if (!check_hass_binary(argv[0], hass, sizeof hass))
         return check_exit();
-    }
     snprintf(tmp, sizeof tmp, "%s", check_tmp());
 
     EXPECT(2, "");

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---------------- byte buffer for building files ---------------- */
@@ -734,6 +735,305 @@ static void test_safetensors_corrupt(void) {
     }
 }
 
+/* A header the reader must accept: the tensor `name` (decoded) is found; md: the expected
+ * metadata_json (NULL: none), or "cjson:" and an object's text that cJSON re-serialises. */
+static void st_accept(const char *json, size_t data_len, const char *name, const char *md,
+                      int line) {
+    buf b = st_make(json, data_len);
+    hass_safetensors st;
+    hass_err err = {0};
+    hass_status rc = hass_safetensors_parse(&st, b.p, b.n, &err);
+    CHECK_MSG(rc == HASS_OK, "line %d: rc %d: %s", line, (int)rc, err.msg);
+    if (!rc && name)
+        CHECK_MSG(hass_safetensors_find(&st, name) != NULL, "line %d: no tensor %s", line, name);
+    char *want = NULL;
+    if (md && !strncmp(md, "cjson:", 6)) {
+        cJSON *o = cJSON_Parse(md + 6);
+        want = o ? cJSON_PrintUnformatted(o) : NULL;
+        cJSON_Delete(o);
+        CHECK(want != NULL);
+        md = want;
+    }
+    if (!rc)
+        CHECK_MSG(md ? st.metadata_json && !strcmp(st.metadata_json, md) : !st.metadata_json,
+                  "line %d: metadata '%s', want '%s'", line,
+                  st.metadata_json ? st.metadata_json : "(none)", md ? md : "(none)");
+    free(want);
+    hass_safetensors_close(&st);
+    free(b.p);
+}
+#define ST_ACCEPT(json, n, name, md) st_accept((json), (n), (name), (md), __LINE__)
+
+/* The header grammar: key order, whitespace, skipped members, number forms, string escapes and
+ * UTF-8, and what each violation is reported as. */
+static void test_safetensors_grammar(void) {
+#define F32x4 "\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]"
+    ST_ACCEPT("{\"w\":{\"data_offsets\":[0,16],\"shape\":[2,2],\"dtype\":\"F32\"}}", 16, "w", NULL);
+    ST_ACCEPT(" \n{ \"w\" :\t{ \"dtype\" : \"F32\" , \"shape\" : [ 2 , 2 ] , \"data_offsets\" :"
+              " [ 0 , 16 ] } } \r\n",
+              16, "w", NULL);
+    /* members other than the three are skipped, whatever their value */
+    ST_ACCEPT("{\"w\":{\"x\":{\"a\":[1,2,{\"b\":null}],\"c\":true,\"d\":\"q\\\"}\"},\"dtype\":"
+              "\"F32\",\"y\":[],\"shape\":[4],\"data_offsets\":[0,16],\"z\":-1.5e-3,\"f\":false}}",
+              16, "w", NULL);
+    /* integers in any number form; exact, not rounded */
+    ST_ACCEPT("{\"w\":{\"dtype\":\"F32\",\"shape\":[4.0],\"data_offsets\":[-0,1.6e1]}}", 16, "w",
+              NULL);
+    ST_ACCEPT("{\"w\":{\"dtype\":\"F32\",\"shape\":[400e-2],\"data_offsets\":[0E5,0.016E3]}}", 16,
+              "w", NULL);
+    st_expect("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,9007199254740993]}}", 16,
+              "non-negative integers");
+    st_expect("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16.000000000000001]}}",
+              16, "non-negative integers");
+    st_expect("{\"w\":{\"dtype\":\"U8\",\"shape\":[9007199254740992],\"data_offsets\":[0,16]}}", 16,
+              "data_offsets span 16");
+    st_expect("{\"w\":{\"dtype\":\"F32\",\"shape\":[\"4\"],\"data_offsets\":[0,16]}}", 16,
+              "shape[0]");
+    const char *bad_numbers[] = {"01", "1.", ".5", "+1", "1e", "1e+", "--1", "0x10", "1.e3"};
+    for (size_t i = 0; i < sizeof bad_numbers / sizeof *bad_numbers; i++) {
+        char j[160];
+        snprintf(j, sizeof j,
+                 "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16],"
+                 "\"x\":%s}}",
+                 bad_numbers[i]);
+        st_expect(j, 16, "not valid JSON");
+    }
+    /* names: escapes, \u with surrogate pairs, raw UTF-8 */
+    ST_ACCEPT("{\"w\\u00e9\\ud83d\\ude00\\n\\\"\\\\\\/\\t\":{" F32x4 "}}", 16,
+              "w\xc3\xa9\xf0\x9f\x98\x80\n\"\\/\t", NULL);
+    ST_ACCEPT("{\"w\xc3\xa9\xe2\x82\xac\xf4\x8f\xbf\xbf\":{" F32x4 "}}", 16,
+              "w\xc3\xa9\xe2\x82\xac\xf4\x8f\xbf\xbf", NULL);
+    const char *bad_names[][2] = {
+        {"w\\x", "escape"},        {"w\\u12", "escape"},           {"w\\u12g4", "escape"},
+        {"w\\ud800", "surrogate"}, {"w\\udc00x", "surrogate"},     {"w\\ud800\\u0041", "surrogate"},
+        {"w\xff", "UTF-8"},        {"w\xc0\xaf", "UTF-8"},         {"w\xed\xa0\x80", "UTF-8"},
+        {"w\xe2\x82", "UTF-8"},    {"w\xf4\x90\x80\x80", "UTF-8"}, {"w\x01", "control"},
+        {"w\t", "control"},        {"w\\u0000x", "NUL"},           {"", "empty tensor name"},
+    };
+    for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++) {
+        char j[200];
+        snprintf(j, sizeof j, "{\"%s\":{" F32x4 "}}", bad_names[i][0]);
+        st_expect(j, 16, bad_names[i][1]);
+    }
+    {
+        char j[400], name[161];
+        memset(name, 'n', 159);
+        name[159] = 0;
+        snprintf(j, sizeof j, "{\"%s\":{" F32x4 "}}", name);
+        ST_ACCEPT(j, 16, name, NULL);
+        snprintf(j, sizeof j, "{\"%sn\":{" F32x4 "}}", name);
+        st_expect(j, 16, "too long (160 bytes)");
+        snprintf(j, sizeof j, "{\"%s\\u00e9\":{" F32x4 "}}", name); /* 161 bytes decoded */
+        st_expect(j, 16, "too long (161 bytes)");
+    }
+    /* an entry's keys once each; its value and the root's members */
+    st_expect("{\"w\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}",
+              16, "\"dtype\" appears twice");
+    st_expect("{\"w\":{" F32x4 ",\"shape\":[4]}}", 16, "\"shape\" appears twice");
+    st_expect("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":{}}}", 16,
+              "array data_offsets");
+    st_expect("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16],}}", 16,
+              "not valid JSON");
+    st_expect("{\"w\":{" F32x4 "},}", 16, "not valid JSON");
+    st_expect("{\"w\":{" F32x4 "} \"v\":{}}", 16, "not valid JSON");
+    st_expect("{\"w\" {" F32x4 "}}", 16, "not valid JSON");
+    st_expect("{w:{" F32x4 "}}", 16, "not valid JSON");
+    st_expect("{\"w\":{" F32x4 ",\"x\":tru}}", 16, "not valid JSON");
+    st_expect("{\"w\":{" F32x4 ",\"x\":[1,2}}", 16, "not valid JSON");
+    {
+        const char *j = "{\"w\":{" F32x4 "}}"; /* 55 bytes, padded to 56: a NUL in the pad */
+        buf b = st_make(j, 16);
+        CHECK(strlen(j) % 8 != 0);
+        b.p[8 + strlen(j)] = 0;
+        EXPECT_FAIL(FMT_ST, b.p, b.n, "garbage");
+        free(b.p);
+    }
+    st_expect("   ", 0, "not a JSON object");
+    st_expect("{\"w\":{" F32x4 "}}}", 16, "garbage");
+    {
+        /* skipped values nest up to a limit (64 levels under the entry here) */
+        char j[400];
+        int k = snprintf(j, sizeof j, "{\"w\":{" F32x4 ",\"x\":");
+        for (int d = 0; d < 62; d++)
+            j[k++] = '[';
+        for (int d = 0; d < 62; d++)
+            j[k++] = ']';
+        snprintf(j + k, sizeof j - (size_t)k, "}}");
+        ST_ACCEPT(j, 16, "w", NULL);
+        k = snprintf(j, sizeof j, "{\"w\":{" F32x4 ",\"x\":");
+        for (int d = 0; d < 100; d++)
+            j[k++] = '[';
+        snprintf(j + k, sizeof j - (size_t)k, "}}");
+        st_expect(j, 16, "nested too deeply");
+    }
+    /* __metadata__: an object of strings, re-serialised as cJSON prints it; its key may be
+     * written with escapes; anywhere among the tensors; once */
+    ST_ACCEPT("{\"__metadata__\":{}}", 0, NULL, "{}");
+    ST_ACCEPT("{\"w\":{" F32x4 "} , \"__metadata__\" : { \"format\" : \"pt\" } }", 16, "w",
+              "{\"format\":\"pt\"}");
+    ST_ACCEPT("{\"\\u005f_metadata__\":{\"a\":\"b\"},\"w\":{" F32x4 "}}", 16, "w", "{\"a\":\"b\"}");
+    ST_ACCEPT("{\"__metadata__\":{\"a\\\"b\":\"line\\nnext\\u0001 \\u00e9 \xc3\xa9 "
+              "\\ud83d\\ude00 \\/ \\\\ \\b\\f\\r\\t\\u001fz\",\"k\":\"\"}}",
+              0, NULL,
+              "cjson:{\"a\\\"b\":\"line\\nnext\\u0001 \\u00e9 \xc3\xa9 \\ud83d\\ude00 \\/ \\\\ "
+              "\\b\\f\\r\\t\\u001fz\",\"k\":\"\"}");
+    /* a NUL stays escaped (cJSON would cut the string there) */
+    ST_ACCEPT("{\"__metadata__\":{\"a\":\"x\\u0000z\"}}", 0, NULL, "{\"a\":\"x\\u0000z\"}");
+    st_expect("{\"__metadata__\":{\"a\":1}}", 0, "not a string");
+    st_expect("{\"__metadata__\":{\"a\":{\"b\":\"c\"}}}", 0, "not a string");
+    st_expect("{\"__metadata__\":{\"a\":\"b\"},\"__metadata__\":{}}", 0, "appears twice");
+    st_expect("{\"__metadata__\":{\"a\" \"b\"}}", 0, "not valid JSON");
+    st_expect("{\"__metadata__\":{\"a\":\"b\",}}", 0, "not valid JSON");
+    st_expect("{\"__metadata__\":{\"a\":\"\xff\"}}", 0, "UTF-8");
+    st_expect("{\"__metadata__\":", 0, "not valid JSON");
+#undef F32x4
+}
+
+/* ---- header memory ---- */
+
+static long status_kb(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    size_t n = strlen(key);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n))
+            v = atol(line + n);
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* Opens path in a child process: out[0] = growth of its resident peak over the call in bytes
+ * (-1: the open failed, -2: the peak cannot be reset here), out[1] = the tensor count. The
+ * header's pages read through the mapping count as resident too. */
+static void open_peak(const char *path, long out[2]) {
+    out[0] = -1;
+    out[1] = 0;
+    int fds[2];
+    if (pipe(fds))
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        long r[2] = {-2, 0};
+        FILE *f = fopen("/proc/self/clear_refs", "w"); /* "5": reset the peak to the current */
+        if (f && fputs("5", f) >= 0 && fclose(f) == 0) {
+            long base = status_kb("VmRSS:");
+            hass_safetensors st;
+            hass_err err = {0};
+            r[0] = -1;
+            if (hass_safetensors_open(&st, path, &err) == HASS_OK) {
+                r[0] = (status_kb("VmHWM:") - base) * 1024;
+                r[1] = st.n_tensors;
+            } else {
+                fprintf(stderr, "open_peak: %s\n", err.msg);
+            }
+            hass_safetensors_close(&st);
+        }
+        if (write(fds[1], r, sizeof r) != (ssize_t)sizeof r)
+            _exit(1);
+        _exit(0);
+    }
+    close(fds[1]);
+    if (pid > 0 && read(fds[0], out, 2 * sizeof *out) != (ssize_t)(2 * sizeof *out))
+        out[0] = -1;
+    close(fds[0]);
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+}
+
+/* Writes a safetensors file of no data whose header is json[0, n) (padded to 8). */
+static void write_header_file(const char *path, const char *json, size_t n) {
+    size_t padded = (n + 7) & ~(size_t)7;
+    FILE *f = fopen(path, "wb");
+    uint64_t len = padded;
+    int ok = f && fwrite(&len, 8, 1, f) == 1 && fwrite(json, 1, n, f) == n &&
+             fwrite("        ", 1, padded - n, f) == padded - n;
+    CHECK(f && fclose(f) == 0 && ok);
+}
+
+/* The parser's memory is the table it returns, not a DOM of the header: a header near the
+ * 64 MiB cap, as one huge __metadata__ string, as one member of millions of numbers and as the
+ * most tensors it can list, opened in a child whose peak resident growth is measured (with the
+ * mapped header itself). */
+static void test_safetensors_header_memory(void) {
+#ifdef HASS_SANITIZE
+    const size_t target = (size_t)4 << 20; /* the sanitizers' shadow memory has its own peaks */
+#else
+    const size_t target = ((size_t)64 << 20) - 4096;
+#endif
+    const char *path = check_path("big_header.safetensors");
+    char *j = malloc(target + 256);
+    HASS_ASSERT(j);
+    /* 1. one string of almost the whole header */
+    size_t n = (size_t)snprintf(j, 64, "{\"__metadata__\":{\"big\":\"");
+    memset(j + n, 'x', target - n - 3);
+    memcpy(j + target - 3, "\"}}", 3);
+    write_header_file(path, j, target);
+    long r[2];
+    open_peak(path, r);
+    if (r[0] == -2) {
+        CHECK_SKIP("cannot reset the resident peak (/proc/self/clear_refs)");
+    } else {
+        CHECK_MSG(r[0] >= 0 && r[1] == 0, "big metadata: open failed");
+        double ratio = (double)r[0] / (double)target;
+        fprintf(stderr, "  header of %zu bytes, one metadata string: peak +%.1f MiB (%.2fx)\n",
+                target, (double)r[0] / 1048576.0, ratio);
+#ifndef HASS_SANITIZE
+        CHECK_MSG(r[0] <= 3 * (long)target + (8l << 20), "metadata header: peak %ld bytes", r[0]);
+#endif
+    }
+    /* 2. one tensor with a member of millions of numbers, skipped (a DOM: 40x the header) */
+    n = (size_t)snprintf(j, 128,
+                         "{\"w\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0],"
+                         "\"junk\":[0");
+    for (; n < target / 4; n += 2) /* a quarter of the cap: the parse is per byte, no faster */
+        memcpy(j + n, ",0", 2);
+    memcpy(j + n, "]}}", 3);
+    n += 3;
+    write_header_file(path, j, n);
+    open_peak(path, r);
+    if (r[0] != -2) {
+        CHECK_MSG(r[0] >= 0 && r[1] == 1, "skipped array: open failed");
+        fprintf(stderr, "  header of %zu bytes, a skipped array: peak +%.1f MiB (%.2fx)\n", n,
+                (double)r[0] / 1048576.0, (double)r[0] / (double)n);
+#ifndef HASS_SANITIZE
+        CHECK_MSG(r[0] <= (long)n + (8l << 20), "skipped array: peak %ld bytes", r[0]);
+#endif
+    }
+    /* 3. the most (empty) tensors: the shortest entries, each a 216-byte hass_tensor */
+    n = 1;
+    j[0] = '{';
+    long count = 0;
+    while (n < target - 80)
+        n += (size_t)snprintf(j + n, 80,
+                              "%s\"%lx\":{\"dtype\":\"U8\",\"shape\":[0],"
+                              "\"data_offsets\":[0,0]}",
+                              count ? "," : "", (unsigned long)count),
+            count++;
+    j[n++] = '}';
+    write_header_file(path, j, n);
+    free(j);
+    open_peak(path, r);
+    if (r[0] != -2) {
+        CHECK_MSG(r[0] >= 0 && r[1] == count, "many tensors: open failed (%ld of %ld)", r[1],
+                  count);
+        long table = count * (long)sizeof(hass_tensor);
+        fprintf(stderr,
+                "  header of %zu bytes, %ld tensors: peak +%.1f MiB (%.2fx the header; the "
+                "table alone %.2fx)\n",
+                n, count, (double)r[0] / 1048576.0, (double)r[0] / (double)n,
+                (double)table / (double)n);
+#ifndef HASS_SANITIZE
+        /* the mapped header, the table, and at most 48 bytes a tensor of sort scratch */
+        CHECK_MSG(r[0] <= (long)n + table + 48 * count + (8l << 20),
+                  "many tensors: peak %ld bytes for a table of %ld", r[0], table);
+#endif
+    }
+    unlink(path);
+}
+
 /* ---- round trip ---- */
 
 static char tmpdir[256];
@@ -1280,6 +1580,8 @@ int main(void) {
     test_gguf_vocab();
     test_gguf_corrupt();
     test_safetensors_corrupt();
+    test_safetensors_grammar();
+    test_safetensors_header_memory();
     test_safetensors_roundtrip();
     test_gguf_write_roundtrip();
     test_gguf_write_hostile();

@@ -280,7 +280,8 @@ static void test_perplexity(hass_model *m) {
               "perplexity: loss %.9f, token by token %.9f", r.nll, want);
     CHECK(r.nll_se > 0);
     CHECK(hass_model_perplexity(m, pool, ids, n, ctx, 2, &r, &err) == HASS_OK && r.n_windows == 2);
-    CHECK(hass_model_perplexity(m, pool, ids, ctx, ctx, 0, &r, &err) == HASS_STATUS_ARG);
+    CHECK(hass_model_perplexity(m, pool, ids, ctx, ctx, 0, &r, &err) ==
+          HASS_STATUS_RANGE); /* too few tokens: the data's fault */
     CHECK(hass_model_perplexity(m, pool, ids, n, m->cfg.max_ctx + 1, 0, &r, &err) ==
           HASS_STATUS_ARG);
     ids[ctx + 3] = (int32_t)m->cfg.V;

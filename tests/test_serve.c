@@ -211,6 +211,10 @@ static void test_routes_and_errors(void) {
     expect_status("POST", P, "{\"prompt\": \"x\", \"stop\": [\"\"]}", KEY, 400, "empty stop");
     expect_status("POST", P, "{\"prompt\": \"x\", \"model\": \"gpt-4\"}", KEY, 400,
                   "unknown model");
+    expect_status("POST", P, "{\"prompt\": \"x\", \"max_tokens\": 2, \"max_tokens\": 299}", KEY,
+                  400, "a member twice");
+    expect_status("POST", P, "{\"prompt\": \"x\"} {\"prompt\": \"y\"}", KEY, 400,
+                  "two bodies in one");
     /* longer than the context (256): ~600 tokens */
     char big[4200] = "{\"prompt\": \"";
     for (int i = 0; i < 300; i++)
@@ -591,9 +595,91 @@ static void test_curl_cli(void) {
     free(t);
 }
 
+/* The body's parse alone (no server): what each bad body is refused as (not JSON: no member
+ * named; a bad member: its name), and what a good one gives. */
+static void test_parse_request(void) {
+    hass_serve_opts so;
+    hass_serve_opts_init(&so);
+    so.max_tokens = 300;
+    so.default_max_tokens = 500; /* above max_tokens: a request without one gets 300 */
+    static const struct {
+        int chat;
+        const char *body;
+        hass_status st;
+        const char *param;
+    } cases[] = {
+        {1, "{\"messages\": [", HASS_STATUS_FORMAT, NULL},
+        {1, "", HASS_STATUS_FORMAT, NULL},
+        {0, "{\"prompt\": \"x\"} x", HASS_STATUS_FORMAT, NULL},
+        {0, "{\"prompt\": \"x\", \"prompt\": \"y\"}", HASS_STATUS_FORMAT, NULL},
+        {1, "{\"messages\": [{\"role\": \"user\", \"content\": \"a\", \"role\": \"system\"}]}",
+         HASS_STATUS_FORMAT, NULL},
+        {0, "[1]", HASS_STATUS_ARG, "body"},
+        {0, "{\"prompt\": \"x\", \"model\": 3}", HASS_STATUS_ARG, "model"},
+        {1, "{\"messages\": {}}", HASS_STATUS_ARG, "messages"},
+        {1, "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image\"}]}]}",
+         HASS_STATUS_ARG, "messages"},
+        {1, "{\"messages\": [{\"role\": \"tool\", \"content\": \"x\"}]}", HASS_STATUS_ARG,
+         "messages"},
+        {1, "{\"messages\": [\"hi\"]}", HASS_STATUS_ARG, "messages"},
+        {0, "{\"prompt\": [\"a\", \"b\"]}", HASS_STATUS_ARG, "prompt"},
+        {0, "{\"prompt\": \"x\", \"max_completion_tokens\": 0}", HASS_STATUS_ARG,
+         "max_completion_tokens"},
+        {0, "{\"prompt\": \"x\", \"top_p\": -0.1}", HASS_STATUS_ARG, "top_p"},
+        {0, "{\"prompt\": \"x\", \"top_k\": 1.5}", HASS_STATUS_ARG, "top_k"},
+        {0, "{\"prompt\": \"x\", \"seed\": -1}", HASS_STATUS_ARG, "seed"},
+        {0, "{\"prompt\": \"x\", \"seed\": 1e300}", HASS_STATUS_ARG, "seed"},
+        {0, "{\"prompt\": \"x\", \"stream\": \"yes\"}", HASS_STATUS_ARG, "stream"},
+        {0, "{\"prompt\": \"x\", \"stop\": 5}", HASS_STATUS_ARG, "stop"},
+        {0, "{\"prompt\": \"x\", \"stop\": [\"a\", 5]}", HASS_STATUS_ARG, "stop"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        hass_serve_request rq;
+        const char *param = NULL;
+        hass_err err = {0};
+        hass_status st = hass_serve_parse_request(cases[i].body, strlen(cases[i].body),
+                                                  cases[i].chat, &so, &rq, &param, &err);
+        CHECK_MSG(st == cases[i].st && err.msg[0] &&
+                      (cases[i].param ? param && !strcmp(param, cases[i].param) : !param),
+                  "case %zu (%s): status %d, param %s: %s", i, cases[i].body, (int)st,
+                  param ? param : "-", err.msg);
+        hass_serve_request_free(&rq);
+    }
+    /* a NUL byte inside the body */
+    hass_serve_request rq;
+    const char *param = NULL;
+    hass_err err = {0};
+    CHECK(hass_serve_parse_request("{\"prompt\": \"a\0b\"}", 17, 0, &so, &rq, &param, &err) ==
+              HASS_STATUS_FORMAT &&
+          strstr(err.msg, "NUL"));
+    hass_serve_request_free(&rq);
+    /* a good one, with everything it reads */
+    const char *good =
+        "{\"model\": \"m\", \"messages\": [{\"role\": \"developer\", \"content\": [{\"type\": "
+        "\"text\", \"text\": \"Be \"}, {\"text\": \"brief.\"}]}, {\"role\": \"user\", "
+        "\"content\": \"Hi\"}], \"max_completion_tokens\": 7, \"temperature\": 0.5, \"top_p\": "
+        "0.9, \"top_k\": 40, \"seed\": 9007199254740991, \"n\": 1, \"stream\": true, "
+        "\"stream_options\": {\"include_usage\": true}, \"stop\": [\"a\", \"bc\"], \"x\": [1]}";
+    CHECK(hass_serve_parse_request(good, strlen(good), 1, &so, &rq, &param, &err) == HASS_OK);
+    CHECK(rq.n_msgs == 2 && !strcmp(rq.msgs[0].role, "system") &&
+          !strcmp(rq.msgs[0].content, "Be brief.") && !strcmp(rq.msgs[1].content, "Hi"));
+    CHECK(rq.o.max_new_tokens == 7 && rq.o.temperature == 0.5f && rq.o.top_p == 0.9f &&
+          rq.o.top_k == 40 && rq.o.seed == 9007199254740991ull && rq.chat && rq.o.chat &&
+          rq.o.keep_prefix);
+    CHECK(rq.stream && rq.include_usage && rq.n_stops == 2 && !strcmp(rq.stops[1], "bc") &&
+          rq.model && !strcmp(rq.model, "m"));
+    hass_serve_request_free(&rq);
+    CHECK(hass_serve_parse_request("{\"prompt\": [\"p\"], \"model\": null}", 32, 0, &so, &rq,
+                                   &param, &err) == HASS_OK);
+    CHECK(rq.n_msgs == 1 && !strcmp(rq.msgs[0].content, "p") && !rq.model &&
+          rq.o.max_new_tokens == 300 && !rq.stream);
+    hass_serve_request_free(&rq);
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     check_init("test_serve");
+    test_parse_request();
     if (!stories_fixture(argv[0]))
         return check_exit();
     hass_err err = {0};

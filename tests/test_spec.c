@@ -314,6 +314,83 @@ static void test_keep_prefix(const hass_model *m, const hass_draft *dr, hass_poo
     hass_engine_destroy(e2);
 }
 
+/* The positions an engine holds follow the run, not the context: on a model of a 1M-token
+ * context a short run holds a few hundred, a longer one grows them to its prompt, its tokens and
+ * a tree's room; a run on an engine grown large gives the same tokens as on one just big enough
+ * (greedy and sampled, plain and speculative); a prompt past the context is an error naming it. */
+static void test_run_sized(hass_pool *pool) {
+    hass_err err = {0};
+    hass_model_config c = hass_model_config_make(48, 80, 2, 4, 2, 101, 1 << 20);
+    hass_model *m = hass_model_synthetic(&c, HASS_DTYPE_BF16, 3, &err);
+    char dpath[300];
+    snprintf(dpath, sizeof dpath, "%s/drun", tmpdir);
+    CHECK(m && hass_draft_write_fresh(dpath, m, 1, 2, HASS_DTYPE_BF16, "synthetic", &err) == 0);
+    hass_draft *dr = m ? hass_draft_load(dpath, m, &err) : NULL;
+    hass_engine *small = dr ? hass_engine_create(m, NULL, dr, pool, 0, &err) : NULL;
+    hass_engine *grown = dr ? hass_engine_create(m, NULL, dr, pool, 0, &err) : NULL;
+    CHECK_MSG(small && grown, "%s", err.msg);
+    if (!small || !grown)
+        goto done;
+    const hass_kv *kv = hass_engine_kv(small);
+    CHECK(hass_engine_ctx(small) == 1 << 20 && kv->cap <= 256);
+    static int32_t prompt[2000], a[64], b[64];
+    for (int j = 0; j < 2000; j++)
+        prompt[j] = (int32_t)((j * 37 + 11) % 101);
+    hass_gen_params p = {0};
+    p.tree = (hass_tree_params){5, 6, 12};
+    /* grown: a long run first (1900 + 8 + a tree's room positions) */
+    p.max_new = 8;
+    CHECK(hass_generate(grown, prompt, 1900, &p, 1, NULL, NULL, a, NULL, &err) == HASS_OK);
+    int64_t big_cap = hass_engine_kv(grown)->cap;
+    CHECK_MSG(big_cap >= 1900 + 8 + HASS_TREE_MAX_NODES - 1 && big_cap < 4000, "cap %lld",
+              (long long)big_cap);
+    p.tree = (hass_tree_params){7, 10, 63}; /* the largest tree: the most room a cycle takes */
+    for (int k = 0; k < 4; k++) {
+        /* a fresh engine holds exactly the run: 400 + 40 + a tree's room */
+        hass_engine *tight = hass_engine_create(m, NULL, dr, pool, 0, &err);
+        p.max_new = 40;
+        p.sampling = (hass_sampler_params){k % 2 ? 0.8f : 0.0f, 0, 1.0f, 5};
+        int spec = k < 2;
+        hass_gen_stats s1, s2;
+        CHECK(tight &&
+              hass_generate(tight, prompt + 7, 400, &p, spec, NULL, NULL, a, &s1, &err) == 0);
+        CHECK(hass_generate(grown, prompt + 7, 400, &p, spec, NULL, NULL, b, &s2, &err) == 0);
+        int64_t cap = tight ? hass_engine_kv(tight)->cap : 0;
+        CHECK_MSG(cap == 400 + 40 + HASS_TREE_MAX_NODES, "cap %lld", (long long)cap);
+        CHECK_MSG(s1.n_generated == s2.n_generated &&
+                      !memcmp(a, b, (size_t)s1.n_generated * sizeof *a),
+                  "run %d: %lld positions held and %lld give other tokens", k, (long long)cap,
+                  (long long)hass_engine_kv(grown)->cap);
+        hass_engine_destroy(tight);
+    }
+    CHECK_MSG(hass_engine_kv(grown)->cap == big_cap, "cap %lld",
+              (long long)hass_engine_kv(grown)->cap);
+    /* a longer run grows the small one: prompt + max_new + a tree, at most half again */
+    p.max_new = 40;
+    CHECK(hass_generate(small, prompt, 20, &p, 1, NULL, NULL, a, NULL, &err) == HASS_OK);
+    CHECK_MSG(kv->cap <= 256, "cap %lld", (long long)kv->cap);
+    CHECK(hass_generate(small, prompt, 300, &p, 1, NULL, NULL, a, NULL, &err) == HASS_OK);
+    CHECK_MSG(kv->cap >= 300 + 40 + HASS_TREE_MAX_NODES - 1 && kv->cap <= 420, "cap %lld",
+              (long long)kv->cap);
+    CHECK(kv->bytes < ((size_t)1 << 20)); /* the whole context: 384 MB */
+    hass_engine_destroy(small);
+    /* a prompt that does not fit the context: an error that names both */
+    small = hass_engine_create(m, NULL, dr, pool, 64, &err);
+    CHECK(small && hass_generate(small, prompt, 63, &p, 1, NULL, NULL, a, NULL, &err) == 0);
+    hass_status st = small ? hass_generate(small, prompt, 64, &p, 1, NULL, NULL, a, NULL, &err) : 0;
+    CHECK_MSG(st == HASS_STATUS_RANGE && strstr(err.msg, "prompt of 64 tokens") &&
+                  strstr(err.msg, "context of 64"),
+              "%d %s", st, err.msg);
+    hass_engine_destroy(small);
+    small = hass_engine_create(m, NULL, dr, pool, 1 << 23, &err);
+    CHECK_MSG(!small && strstr(err.msg, "8388608"), "%s", err.msg);
+done:
+    hass_engine_destroy(small);
+    hass_engine_destroy(grown);
+    hass_draft_free(dr);
+    hass_model_free(m);
+}
+
 static void test_synthetic(hass_pool *pool) {
     hass_err err = {0};
     hass_model_config c = hass_model_config_make(48, 80, 2, 4, 2, 101, 1024);
@@ -590,6 +667,7 @@ int main(void) {
     hass_pool *pool = hass_pool_create(2);
     double t0 = hass_now();
     test_tune(pool);
+    test_run_sized(pool);
     test_synthetic(pool);
     test_quantized(pool);
     double t1 = hass_now();

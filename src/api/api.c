@@ -60,11 +60,8 @@ hass_session *hass_session_create(const char *model, const hass_open_options *o,
     if (!(s->tok = hass_tokenizer_open(model, o->tokenizer, err)) ||
         !(s->m = hass_model_load(model, err)))
         goto fail;
-    if (hass_tokenizer_vocab_size(s->tok) > s->m->cfg.V) {
-        hass_err_set(err, HASS_STATUS_SHAPE, "tokenizer has %d tokens, the model only %lld",
-                     hass_tokenizer_vocab_size(s->tok), (long long)s->m->cfg.V);
+    if (hass_tokenizer_check_vocab(s->tok, s->m->cfg.V, err))
         goto fail;
-    }
     if (o->ctx > s->m->cfg.max_ctx && !o->ctx_beyond_model) {
         /* positions past the context the model was made for: garbage, not an error, later */
         hass_err_set(err, HASS_STATUS_ARG,

@@ -23,6 +23,8 @@ const char *cli_commit(void);
 /* Prints "hass: <msg>" on stderr (one line) and returns code. */
 int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The usage error of a flag cmd does not take (one line, naming --help); returns 2. */
+int cli_unknown_flag(const char *cmd, const char *flag);
 /* Flag parsing helpers: return 0 on success, print a usage error and return 2 otherwise. */
 int cli_parse_int(const char *flag, const char *s, long long lo, long long hi, long long *out);
 int cli_parse_float(const char *flag, const char *s, double lo, double hi, double *out);
@@ -39,8 +41,8 @@ int cli_check_output(const char *cmd, const char *path, int is_dir, const char *
  * "models/default/target/" -> "target" (GGUF general.name of export and quantize). */
 void cli_model_name(const char *path, char *out, size_t cap);
 /* With no model given: the shipped models/default/target, and (if want_draft and none given)
- * models/default/draft-hass. Buffers hold the paths (cap bytes each). Returns 0, or 1 after a
- * one-line error naming cmd when there is no shipped model. */
+ * models/default/draft-hass. Buffers hold the paths (cap bytes each). Returns 0, or 2 (a usage
+ * error: -m is needed) after a one-line error naming cmd when there is no shipped model. */
 int cli_default_model(const char **model, const char **draft, int want_draft, char *bm, char *bd,
                       size_t cap, const char *cmd);
 /* Path of models/default/<name> (cwd or beside the binary), or NULL if absent. */

@@ -35,7 +35,7 @@ int cli_default_model(const char **model, const char **draft, int want_draft, ch
     if (*model)
         return 0;
     if (!(*model = cli_default_path("target", bm, cap)))
-        return cli_fail(1, "%s: no -m given and no shipped model in models/default", cmd);
+        return cli_fail(2, "%s: -m MODEL is required (no shipped model in models/default)", cmd);
     if (want_draft && !*draft)
         *draft = cli_default_path("draft-hass", bd, cap);
     return 0;

@@ -101,8 +101,7 @@ int cmd_bench(int argc, char **argv) {
                                           : cli_parse_int(a, v, 1, 1 << 24, &limit))
                 return 2;
         } else {
-            fprintf(stderr, "hass bench: unknown flag '%s'\n%s", a, usage);
-            return 2;
+            return cli_unknown_flag("bench", a);
         }
     }
     if (!pfile)
@@ -111,7 +110,7 @@ int cmd_bench(int argc, char **argv) {
         return cli_fail(2, "bench: --all-turns needs --chat (turns are chat messages)");
     char defm[1024], defd[1024];
     if (cli_default_model(&g.model, &g.open.draft, 1, defm, defd, sizeof defm, "bench"))
-        return 1;
+        return 2;
     if (!g.open.draft)
         return cli_fail(2, "bench: -d DRAFT is required (plain vs speculative)");
 

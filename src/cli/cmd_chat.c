@@ -105,13 +105,12 @@ int cmd_chat(int argc, char **argv) {
             if (!(system = cli_need_value(argc, argv, &i)))
                 return 2;
         } else {
-            fprintf(stderr, "hass chat: unknown flag '%s'\n%s", a, usage);
-            return 2;
+            return cli_unknown_flag("chat", a);
         }
     }
     char defm[1024], defd[1024];
     if (cli_default_model(&g.model, &g.open.draft, !no_draft, defm, defd, sizeof defm, "chat"))
-        return 1;
+        return 2;
     if (no_draft)
         g.open.draft = NULL;
     g.gen.chat = 1;

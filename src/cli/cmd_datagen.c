@@ -87,8 +87,7 @@ int cmd_datagen(int argc, char **argv) {
                     o.shard_tokens = v64;
             }
         } else {
-            fprintf(stderr, "hass datagen: unknown flag '%s'\n%s", a, usage);
-            return 2;
+            return cli_unknown_flag("datagen", a);
         }
     }
     if (!model || !o.data_path || !outdir)

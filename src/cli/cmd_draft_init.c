@@ -46,8 +46,7 @@ int cmd_draft_init(int argc, char **argv) {
         } else if (!strcmp(a, "--force")) {
             force = 1;
         } else {
-            fprintf(stderr, "hass draft-init: unknown flag '%s'\n%s", a, usage);
-            return 2;
+            return cli_unknown_flag("draft-init", a);
         }
     }
     if (!model || !outdir)

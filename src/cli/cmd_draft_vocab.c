@@ -31,8 +31,7 @@ int cmd_draft_vocab(int argc, char **argv) {
         }
         if (strcmp(a, "-m") && strcmp(a, "-d") && strcmp(a, "--data") && strcmp(a, "-n") &&
             strcmp(a, "-z")) {
-            fprintf(stderr, "hass draft-vocab: unknown flag '%s'\n%s", a, usage);
-            return 2;
+            return cli_unknown_flag("draft-vocab", a);
         }
         if (!(v = cli_need_value(argc, argv, &i)))
             return 2;

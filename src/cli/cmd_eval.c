@@ -37,12 +37,13 @@ static const char *usage =
     "Writes runs.jsonl, results.json, results.md, speedup.svg, tau.svg, accept.svg and\n"
     "report.html in DIR.\n";
 
-/* Splits a comma-separated list in place; returns the count (at most cap). */
+/* The comma-separated entries of s into out; cap + 1 when there are more than cap. */
 static int split(char *s, char **out, int cap) {
     int n = 0;
-    for (char *t = strtok(s, ","); t && n < cap; t = strtok(NULL, ","))
-        out[n++] = t;
-    return n;
+    for (char *t = strtok(s, ","); t; t = strtok(NULL, ","))
+        if (n++ < cap)
+            out[n - 1] = t;
+    return n > cap ? cap + 1 : n;
 }
 
 static const char *suite_path(const char *name, char *buf, size_t cap) {
@@ -133,8 +134,7 @@ int cmd_eval(int argc, char **argv) {
                                                     : cli_parse_int(a, v, 2, 100000, &dist_r))
                 return 2;
         } else {
-            fprintf(stderr, "hass eval: unknown flag '%s'\n%s", a, usage);
-            return 2;
+            return cli_unknown_flag("eval", a);
         }
     }
     if (g.open.draft)
@@ -144,7 +144,7 @@ int cmd_eval(int argc, char **argv) {
     if (!model) {
         const char *none = NULL;
         if (cli_default_model(&model, &none, 0, defm, dbuf[0], sizeof defm, "eval"))
-            return 1;
+            return 2;
         if (!drafts_s) {
             const char *e = cli_default_path("draft-eagle", dbuf[0], sizeof dbuf[0]);
             const char *h = cli_default_path("draft-hass", dbuf[1], sizeof dbuf[1]);
@@ -175,6 +175,12 @@ int cmd_eval(int argc, char **argv) {
     hass_eval_opts o = hass_eval_opts_default();
     if (ncopy && nn != nd) {
         cli_fail(2, "eval: %d names for %d drafts", nn, nd);
+        goto done;
+    }
+    if (nd < 1 || ns < 1 || nt < 1 || nd > HASS_EVAL_MAX_DRAFTS || nn > HASS_EVAL_MAX_DRAFTS ||
+        ns > HASS_EVAL_MAX_SUITES || nt > HASS_EVAL_MAX_TEMPS) {
+        cli_fail(2, "eval: --drafts (1..%d), --suite (1..%d) and -t (1..%d) entries",
+                 HASS_EVAL_MAX_DRAFTS, HASS_EVAL_MAX_SUITES, HASS_EVAL_MAX_TEMPS);
         goto done;
     }
     for (int i = 0; i < nt; i++) {
@@ -262,7 +268,7 @@ int cmd_eval(int argc, char **argv) {
 done:
     for (int i = 0; i < n_loaded; i++)
         hass_eval_suite_free(&suites[i]);
-    for (int i = 0; i < nd; i++)
+    for (int i = 0; i < nd && i < HASS_EVAL_MAX_DRAFTS; i++)
         hass_draft_free(drs[i]);
     hass_close(ses);
     free(dcopy), free(ncopy), free(scopy), free(tcopy), free(info), free(cpu);

@@ -61,8 +61,7 @@ static int parse(int argc, char **argv, int convert, export_opts *o) {
         int known = k < sizeof flags / sizeof flags[0] &&
                     (convert ? (k == 0 || k == 4 || k == 5 || k == 7) : k != 4);
         if (!known) {
-            fprintf(stderr, "hass %s: unknown flag '%s'\n%s", argv[0], a, usage);
-            return 2;
+            return cli_unknown_flag(argv[0], a);
         }
         if (!(v = cli_need_value(argc, argv, &i)))
             return 2;

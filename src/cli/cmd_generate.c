@@ -157,8 +157,7 @@ int cmd_generate(int argc, char **argv) {
             else
                 system = v;
         } else {
-            fprintf(stderr, "hass generate: unknown flag '%s'\n%s", a, usage);
-            return 2;
+            return cli_unknown_flag("generate", a);
         }
     }
     if (!prompt && !pfile)
@@ -167,7 +166,7 @@ int cmd_generate(int argc, char **argv) {
         return cli_fail(2, "generate: give -p or -f, not both");
     char defm[1024], defd[1024];
     if (cli_default_model(&g.model, &g.open.draft, !no_draft, defm, defd, sizeof defm, "generate"))
-        return 1;
+        return 2;
     if (no_draft)
         g.open.draft = NULL;
     g.gen.system = system;

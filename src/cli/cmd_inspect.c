@@ -313,20 +313,14 @@ int cmd_inspect(int argc, char **argv) {
             fputs(inspect_usage, stdout);
             return 0;
         }
-        if (argv[i][0] == '-' && argv[i][1]) {
-            fputs(inspect_usage, stderr);
-            return cli_fail(2, "inspect: unknown flag '%s'", argv[i]);
-        }
-        if (path) {
-            fputs(inspect_usage, stderr);
-            return cli_fail(2, "inspect: more than one PATH");
-        }
+        if (argv[i][0] == '-' && argv[i][1])
+            return cli_unknown_flag("inspect", argv[i]);
+        if (path)
+            return cli_fail(2, "inspect: more than one PATH (see hass inspect --help)");
         path = argv[i];
     }
-    if (!path) {
-        fputs(inspect_usage, stderr);
-        return cli_fail(2, "inspect: missing PATH");
-    }
+    if (!path)
+        return cli_fail(2, "inspect: missing PATH (see hass inspect --help)");
     switch (hass_file_kind_of(path)) {
     case HASS_FILE_DIR:
         return inspect_dir(path);

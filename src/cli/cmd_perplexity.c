@@ -65,8 +65,7 @@ int cmd_perplexity(int argc, char **argv) {
                 : !strcmp(a, "--threads") ? 5
                                           : -1;
         if (k < 0) {
-            fprintf(stderr, "hass perplexity: unknown flag '%s'\n%s", a, usage);
-            return 2;
+            return cli_unknown_flag("perplexity", a);
         }
         if (!(v = cli_need_value(argc, argv, &i)))
             return 2;
@@ -92,9 +91,8 @@ int cmd_perplexity(int argc, char **argv) {
     int rc = 0;
     if (!m) {
         rc = cli_fail(1, "%s", err.msg);
-    } else if (hass_tokenizer_vocab_size(tok) > m->cfg.V) {
-        rc = cli_fail(1, "perplexity: the tokenizer has %d tokens, the model only %lld",
-                      hass_tokenizer_vocab_size(tok), (long long)m->cfg.V);
+    } else if (hass_tokenizer_check_vocab(tok, m->cfg.V, &err)) {
+        rc = cli_fail(1, "perplexity: %s", err.msg);
     } else if (!pool) {
         rc = cli_fail(1, "perplexity: cannot start the thread pool");
     } else if (hass_corpus_tokenize(tok, data, pool, &ids, &n, &bytes, &err) != HASS_OK ||

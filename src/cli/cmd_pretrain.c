@@ -125,8 +125,7 @@ int cmd_pretrain(int argc, char **argv) {
             if (!strcmp(a, flags[k].name))
                 f = &flags[k];
         if (!f) {
-            fprintf(stderr, "hass pretrain: unknown flag '%s'\n%s", a, usage);
-            return 2;
+            return cli_unknown_flag("pretrain", a);
         }
         const char *s = cli_need_value(argc, argv, &i);
         if (!s)

@@ -102,8 +102,7 @@ int cmd_quantize(int argc, char **argv) {
                            : !strcmp(a, "--name") ? &name
                                                   : NULL;
         if (!dst) {
-            fprintf(stderr, "hass quantize: unknown flag '%s'\n%s", a, usage);
-            return 2;
+            return cli_unknown_flag("quantize", a);
         }
         if (!(*dst = cli_need_value(argc, argv, &i)))
             return 2;

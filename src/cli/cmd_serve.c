@@ -100,13 +100,12 @@ int cmd_serve(int argc, char **argv) {
                 return 2;
             so.timeout = f;
         } else {
-            fprintf(stderr, "hass serve: unknown flag '%s'\n%s", a, usage);
-            return 2;
+            return cli_unknown_flag("serve", a);
         }
     }
     char defm[1024], defd[1024];
     if (cli_default_model(&g.model, &g.open.draft, !no_draft, defm, defd, sizeof defm, "serve"))
-        return 1;
+        return 2;
     if (no_draft)
         g.open.draft = NULL;
     if (!name) {

@@ -73,7 +73,7 @@ int cmd_tokenize(int argc, char **argv) {
         } else if (!strcmp(a, "--json")) {
             json = 1;
         } else {
-            return cli_fail(2, "tokenize: unknown flag '%s' (see hass tokenize --help)", a);
+            return cli_unknown_flag("tokenize", a);
         }
     }
     if (!text)

@@ -122,8 +122,7 @@ int cmd_train_draft(int argc, char **argv) {
         for (int k = 0; valued[k]; k++)
             known |= !strcmp(a, valued[k]);
         if (!known) {
-            fprintf(stderr, "hass train-draft: unknown flag '%s'\n%s", a, usage);
-            return 2;
+            return cli_unknown_flag("train-draft", a);
         }
         if (!(s = cli_need_value(argc, argv, &i)))
             return 2;

@@ -36,8 +36,7 @@ int cmd_train_tokenizer(int argc, char **argv) {
         if (strcmp(a, "--data") && strcmp(a, "-o") && strcmp(a, "--vocab") &&
             strcmp(a, "--min-count") && strcmp(a, "--max-bytes") && strcmp(a, "--valid") &&
             strcmp(a, "--threads")) {
-            fprintf(stderr, "hass train-tokenizer: unknown flag '%s'\n%s", a, usage);
-            return 2;
+            return cli_unknown_flag("train-tokenizer", a);
         }
         if (!(v = cli_need_value(argc, argv, &i)))
             return 2;

@@ -45,6 +45,10 @@ int cli_fail(int code, const char *fmt, ...) {
     return code;
 }
 
+int cli_unknown_flag(const char *cmd, const char *flag) {
+    return cli_fail(2, "%s: unknown flag '%s' (hass %s --help lists the flags)", cmd, flag, cmd);
+}
+
 int cli_parse_int(const char *flag, const char *s, long long lo, long long hi, long long *out) {
     char *end;
     errno = 0;
@@ -74,8 +78,10 @@ const char *cli_need_value(int argc, char **argv, int *i) {
 }
 
 static int cmd_version(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
+    if (argc > 1)
+        return strcmp(argv[1], "--help") && strcmp(argv[1], "-h")
+                   ? cli_unknown_flag("version", argv[1])
+                   : (puts("usage: hass version   (the version and the CPU kernels in use)"), 0);
     printf("hass 0.1 (commit %s, kernels: %s)\n", cli_commit(), hass_cpu_isa_name());
     return 0;
 }
@@ -105,7 +111,5 @@ int main(int argc, char **argv) {
     for (int i = 0; i < N_COMMANDS; i++)
         if (!strcmp(argv[1], commands[i].name))
             return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "hass: unknown command '%s'\n", argv[1]);
-    usage(stderr);
-    return 2;
+    return cli_fail(2, "unknown command '%s' (hass --help lists the commands)", argv[1]);
 }

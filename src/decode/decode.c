@@ -22,20 +22,24 @@
 #include <string.h>
 
 #define TGT_BATCH 64 /* target rows per forward: prefill chunk and largest tree */
+/* Positions the engine holds before its first generation (or all of a smaller context): enough
+ * for the cost and kernel measurements (64 context rows + 64-row forwards, policy.c). */
+#define FIRST_CAP 256
 
 struct hass_engine {
     const hass_model *m;
     const hass_tokenizer *tok;
     hass_pool *pool;
-    hass_kv kv;
+    int64_t ctx; /* the context: the most positions a generation may reach */
+    hass_kv kv;  /* kv.cap positions held now: grown to what each generation can use */
     hass_sampler sampler;
     float *logits; /* (TGT_BATCH, V) */
     float *feats;  /* (TGT_BATCH, d) */
     float *probs;  /* (V) */
     int32_t stop_ids[2 * HASS_MAX_STOP];
     int n_stop;
-    int32_t *seq; /* (ctx + 1 + HASS_TREE_MAX_DEPTH): committed tokens, the root, a proposer's
-                     scratch */
+    int32_t *seq; /* (kv.cap + 1 + HASS_TREE_MAX_DEPTH): committed tokens, the root, a
+                     proposer's scratch */
     /* speculative decoding */
     hass_proposer *prop; /* &ex.base, &oracle.base, or NULL (no draft: plain decoding only) */
     hass_draft_state ds; /* the draft head's, when there is one */
@@ -43,9 +47,9 @@ struct hass_engine {
     hass_oracle oracle;
     hass_policy policy; /* kept across generations: the same target and proposer */
     hass_tree tree;
-    float *feat_pos;   /* (ctx, d): the target's feature at every committed position */
-    int32_t *pend_tok; /* (ctx): committed pairs the proposer has not seen (their features: the
-                          last n_pend positions of feat_pos) */
+    float *feat_pos;   /* (kv.cap, d): the target's feature at every committed position */
+    int32_t *pend_tok; /* (kv.cap): committed pairs the proposer has not seen (their features:
+                          the last n_pend positions of feat_pos) */
     int64_t n_pend;
 };
 
@@ -56,6 +60,9 @@ void hass_engine_set_oracle(hass_engine *e, hass_oracle_fn fn, void *user) {
 
 const hass_kv *hass_engine_kv(const hass_engine *e) {
     return &e->kv;
+}
+int64_t hass_engine_ctx(const hass_engine *e) {
+    return e->ctx;
 }
 const int32_t *hass_engine_seq(const hass_engine *e) {
     return e->seq;
@@ -82,6 +89,49 @@ void hass_engine_destroy(hass_engine *e) {
     free(e);
 }
 
+/* The buffers sized by the positions held (kv.cap = cap): the committed rows of feat_pos and
+ * seq are kept (kv.n of them; the KV cache keeps its own), the draft state starts afresh (each
+ * generation starts the proposer on a new context). */
+static hass_status alloc_positions(hass_engine *e, int64_t cap, hass_err *err) {
+    int64_t d = e->m->cfg.d, n = e->kv.n;
+    float *fp = hass_aligned_alloc((size_t)(cap * d) * sizeof(float));
+    int32_t *pt = hass_aligned_alloc((size_t)cap * sizeof(int32_t));
+    int32_t *sq = hass_aligned_alloc((size_t)(cap + 1 + HASS_TREE_MAX_DEPTH) * sizeof(int32_t));
+    if (!fp || !pt || !sq) {
+        hass_aligned_free(fp);
+        hass_aligned_free(pt);
+        hass_aligned_free(sq);
+        return hass_err_set(err, HASS_STATUS_OOM, "out of memory for a context of %lld",
+                            (long long)cap);
+    }
+    if (e->feat_pos) {
+        memcpy(fp, e->feat_pos, (size_t)(n * d) * sizeof(float));
+        memcpy(sq, e->seq, (size_t)n * sizeof(int32_t));
+    }
+    hass_aligned_free(e->feat_pos);
+    hass_aligned_free(e->pend_tok);
+    hass_aligned_free(e->seq);
+    e->feat_pos = fp, e->pend_tok = pt, e->seq = sq;
+    if (!e->ex.dr || e->ds.cap >= cap)
+        return HASS_OK;
+    const hass_draft *dr = e->ex.dr;
+    hass_draft_state_free(&e->ds);
+    return hass_draft_state_init(&e->ds, dr, cap, TGT_BATCH, e->pool, err);
+}
+
+/* Holds at least min(need, ctx) positions: grown by half at least (a conversation that grows
+ * turn by turn reallocates a few times), never past the context. */
+static hass_status reserve(hass_engine *e, int64_t need, hass_err *err) {
+    if (need > e->ctx)
+        need = e->ctx;
+    if (need <= e->kv.cap)
+        return HASS_OK;
+    int64_t cap = e->kv.cap + e->kv.cap / 2;
+    cap = cap < need ? need : cap > e->ctx ? e->ctx : cap;
+    hass_status st = hass_kv_grow(&e->kv, cap, e->pool, err);
+    return st ? st : alloc_positions(e, cap, err);
+}
+
 hass_engine *hass_engine_create(const hass_model *m, const hass_tokenizer *tok,
                                 const hass_draft *draft, hass_pool *pool, int64_t ctx,
                                 hass_err *err) {
@@ -89,7 +139,8 @@ hass_engine *hass_engine_create(const hass_model *m, const hass_tokenizer *tok,
     if (ctx <= 0)
         ctx = c->max_ctx;
     if (ctx < 2 || ctx > (1 << 22)) {
-        hass_err_set(err, HASS_STATUS_ARG, "context too small");
+        hass_err_set(err, HASS_STATUS_ARG, "context of %lld positions: not in 2..%d",
+                     (long long)ctx, 1 << 22);
         return NULL;
     }
     hass_engine *e = calloc(1, sizeof *e);
@@ -100,10 +151,12 @@ hass_engine *hass_engine_create(const hass_model *m, const hass_tokenizer *tok,
     e->m = m;
     e->tok = tok;
     e->pool = pool;
+    e->ctx = ctx;
     hass_policy_init(&e->policy);
-    int64_t B = TGT_BATCH < ctx ? TGT_BATCH : ctx, V = c->V, d = c->d;
+    int64_t cap = ctx < FIRST_CAP ? ctx : FIRST_CAP;
+    int64_t B = TGT_BATCH < cap ? TGT_BATCH : cap, V = c->V, d = c->d;
     hass_sampler_params sp = {0, 0, 1.0f, 0};
-    if (hass_kv_init(&e->kv, m, ctx, B, pool, err) || hass_sampler_init(&e->sampler, &sp, V, err))
+    if (hass_kv_init(&e->kv, m, cap, B, pool, err) || hass_sampler_init(&e->sampler, &sp, V, err))
         goto fail;
     for (int i = 0; i < c->n_stop; i++)
         e->stop_ids[e->n_stop++] = c->stop_ids[i];
@@ -115,7 +168,7 @@ hass_engine *hass_engine_create(const hass_model *m, const hass_tokenizer *tok,
                 e->stop_ids[e->n_stop++] = ids[i];
     }
     if (draft) {
-        if (hass_draft_state_init(&e->ds, draft, ctx, TGT_BATCH, pool, err) ||
+        if (hass_draft_state_init(&e->ds, draft, cap, TGT_BATCH, pool, err) ||
             hass_expander_init(&e->ex, draft, &e->ds, pool, err))
             goto fail;
         e->prop = &e->ex.base;
@@ -128,13 +181,12 @@ hass_engine *hass_engine_create(const hass_model *m, const hass_tokenizer *tok,
     e->logits = hass_aligned_alloc((size_t)(B * V) * sizeof(float));
     e->feats = hass_aligned_alloc((size_t)(B * d) * sizeof(float));
     e->probs = hass_aligned_alloc((size_t)V * sizeof(float));
-    e->feat_pos = hass_aligned_alloc((size_t)(ctx * d) * sizeof(float));
-    e->pend_tok = hass_aligned_alloc((size_t)ctx * sizeof(int32_t));
-    e->seq = hass_aligned_alloc((size_t)(ctx + 1 + HASS_TREE_MAX_DEPTH) * sizeof(int32_t));
-    if (!e->logits || !e->feats || !e->probs || !e->feat_pos || !e->pend_tok || !e->seq) {
+    if (!e->logits || !e->feats || !e->probs) {
         hass_err_set(err, HASS_STATUS_OOM, "out of memory");
         goto fail;
     }
+    if (alloc_positions(e, cap, err))
+        goto fail;
     return e;
 fail:
     hass_engine_destroy(e);
@@ -358,17 +410,22 @@ hass_status hass_generate(hass_engine *e, const int32_t *prompt, int64_t n_promp
     stats->n_prompt = n_prompt;
     if (n_prompt <= 0)
         return hass_err_set(err, HASS_STATUS_ARG, "empty prompt (not even BOS)");
-    if (n_prompt + 1 > e->kv.cap)
+    if (n_prompt + 1 > e->ctx)
         return hass_err_set(err, HASS_STATUS_RANGE,
                             "prompt of %lld tokens does not fit the context of %lld",
-                            (long long)n_prompt, (long long)e->kv.cap);
+                            (long long)n_prompt, (long long)e->ctx);
     for (int64_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= e->m->cfg.V)
             return hass_err_set(err, HASS_STATUS_RANGE, "prompt token %d out of range", prompt[i]);
     if (p->max_new <= 0)
         return HASS_OK;
-    hass_status st = hass_sampler_reset(&e->sampler, &p->sampling, err);
-    if (st)
+    /* the positions this run can reach: the prompt, max_new tokens and a full tree past the
+     * last of them (so a tree is never cut short for room, as in the whole context) */
+    int64_t need = p->max_new < e->ctx - n_prompt - HASS_TREE_MAX_NODES
+                       ? n_prompt + p->max_new + HASS_TREE_MAX_NODES
+                       : e->ctx;
+    hass_status st = reserve(e, need, err);
+    if (st || (st = hass_sampler_reset(&e->sampler, &p->sampling, err)))
         return st;
     /* before any forward: plain and speculative runs use the same kernels (measured once, on the
      * cache, which then holds nothing to keep) */

@@ -55,8 +55,11 @@ typedef struct {
 typedef struct hass_engine hass_engine;
 
 /* Borrowed: model, tokenizer (may be NULL), draft (may be NULL: plain decoding only), pool.
- * ctx: KV capacity in positions (0 = the model's max context; larger values are allowed:
- * RoPE extrapolates, but quality past the trained context is the caller's risk). */
+ * ctx: the context in positions (0 = the model's max context; larger values are allowed:
+ * RoPE extrapolates, but quality past the trained context is the caller's risk). The KV cache
+ * and the buffers sized by positions are not allocated for the whole context: they hold what a
+ * generation can reach (its prompt, max_new tokens and a tree's room, at most ctx), grown at
+ * the generation that needs more (kept rows are kept). */
 hass_engine *hass_engine_create(const hass_model *m, const hass_tokenizer *tok,
                                 const hass_draft *draft, hass_pool *pool, int64_t ctx,
                                 hass_err *err);
@@ -64,7 +67,8 @@ void hass_engine_destroy(hass_engine *e);
 
 /* Generates after prompt[0..n_prompt) (which must start with BOS if the model wants one).
  * tokens_out: (max_new) or NULL. Plain decoding when the engine has no draft or spec == 0.
- * Errors: HASS_STATUS_RANGE when the prompt does not fit the context. */
+ * Errors: HASS_STATUS_RANGE when the prompt does not fit the context; HASS_STATUS_OOM when
+ * the positions it needs cannot be allocated. */
 hass_status hass_generate(hass_engine *e, const int32_t *prompt, int64_t n_prompt,
                           const hass_gen_params *p, int spec, hass_token_fn on_token, void *user,
                           int32_t *tokens_out, hass_gen_stats *stats, hass_err *err);
@@ -74,9 +78,10 @@ hass_status hass_generate(hass_engine *e, const int32_t *prompt, int64_t n_promp
  * speculative decoding runs without a draft head. */
 void hass_engine_set_oracle(hass_engine *e, hass_oracle_fn fn, void *user);
 
-/* For tests and tools: the target's KV cache and the committed token sequence (valid until the
- * next generation). */
+/* For tests and tools: the target's KV cache (kv.cap: the positions held now) and the
+ * committed token sequence (valid until the next generation). */
 const hass_kv *hass_engine_kv(const hass_engine *e);
+int64_t hass_engine_ctx(const hass_engine *e); /* the context a generation may fill */
 const int32_t *hass_engine_seq(const hass_engine *e);
 
 /* 1 if tok is one of the engine's stop ids (model EOS ids, tokenizer end-of-turn ids). */

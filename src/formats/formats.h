@@ -67,8 +67,14 @@ const hass_tensor *hass_safetensors_find(const hass_safetensors *st, const char 
 hass_status hass_safetensors_write(const char *path, const hass_tensor *tensors, int n,
                                    const char *metadata_json, hass_err *err);
 /* Notes on what the reader accepts (it follows Hugging Face's own checks):
- *   - header length < 100 MB and within the file; the JSON root is an object; only whitespace
- *     may follow the object inside the header;
+ *   - header length < 64 MiB (Hugging Face allows 100 MB) and within the file; the JSON root is
+ *     an object; only whitespace may follow the object inside the header; strings are valid
+ *     JSON (escapes, surrogate pairs) and valid UTF-8; a tensor name is 1..159 bytes, no NUL;
+ *   - each entry has "dtype", "shape" and "data_offsets" once each, in any order (other members
+ *     are skipped); the integers are JSON numbers of exact integer value in [0, 2^53];
+ *     "__metadata__" is an object of string values (as Hugging Face requires);
+ *   - the parse allocates the tensor table (and the metadata text), never a tree of the header:
+ *     its memory is bounded by what it returns;
  *   - shape: 0..4 non-negative dims; data_offsets [begin, end) relative to the data section,
  *     end - begin == dtype size * numel (overflow-checked);
  *   - tensors sorted by offset must tile the data section exactly: no overlaps, no holes, no

@@ -5,18 +5,18 @@
  * File layout: u64 little-endian header length N, N bytes of JSON
  *   {"__metadata__": {...}, "name": {"dtype": "F32", "shape": [..], "data_offsets": [b, e]}, ...}
  * then the data section; offsets are relative to its start. The reader validates everything
- * listed in formats.h before handing out a pointer; the writer produces what Hugging Face's
+ * listed in formats.h before handing out a pointer, with a reader of the header's own grammar
+ * whose memory is the tensor table it returns; the writer (cJSON) produces what Hugging Face's
  * loader accepts (8-byte aligned, space-padded header, tensors tiling the data section).
  */
 #include "formats/formats.h"
 
 #include <cJSON.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define ST_MAX_HEADER 100000000u /* Hugging Face's limit */
+#define ST_MAX_HEADER (64u << 20) /* Hugging Face allows 100 MB; no real header comes near */
 
 static const struct {
     const char *name;
@@ -54,75 +54,6 @@ static uint64_t rd_u64le(const uint8_t *p) {
     return v;
 }
 
-/* A JSON number that is an exact non-negative integer below 2^53. */
-static int json_uint(const cJSON *j, uint64_t *out) {
-    if (!cJSON_IsNumber(j))
-        return 0;
-    double d = j->valuedouble;
-    if (!isfinite(d) || d < 0 || d > 9007199254740992.0 || d != floor(d))
-        return 0;
-    *out = (uint64_t)d;
-    return 1;
-}
-
-/* One tensor entry of the header -> t (name, dtype, shape, nbytes) and its [begin, end). */
-static hass_status parse_entry(const cJSON *e, hass_tensor *t, uint64_t *begin, uint64_t *end,
-                               hass_err *err) {
-    const char *name = e->string;
-    if (strlen(name) >= sizeof t->name)
-        return hass_err_set(err, HASS_STATUS_FORMAT, "tensor name too long (%zu bytes): %.40s...",
-                            strlen(name), name);
-    if (!name[0])
-        return hass_err_set(err, HASS_STATUS_FORMAT, "empty tensor name");
-    snprintf(t->name, sizeof t->name, "%s", name);
-    if (!cJSON_IsObject(e))
-        return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: entry is not an object", name);
-    const cJSON *jd = cJSON_GetObjectItemCaseSensitive(e, "dtype");
-    const cJSON *js = cJSON_GetObjectItemCaseSensitive(e, "shape");
-    const cJSON *jo = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
-    if (!cJSON_IsString(jd) || !cJSON_IsArray(js) || !cJSON_IsArray(jo))
-        return hass_err_set(err, HASS_STATUS_FORMAT,
-                            "tensor %s: needs string dtype, array shape, array data_offsets", name);
-    if (!dtype_from_name(jd->valuestring, &t->dtype))
-        return hass_err_set(err, HASS_STATUS_UNSUPPORTED,
-                            "tensor %s: dtype %.16s not supported (F32, F16, BF16, I32, I64, U8)",
-                            name, jd->valuestring);
-    int nd = cJSON_GetArraySize(js);
-    if (nd > HASS_MAX_DIMS)
-        return hass_err_set(err, HASS_STATUS_UNSUPPORTED, "tensor %s: %d dims (at most %d)", name,
-                            nd, HASS_MAX_DIMS);
-    t->ndim = nd;
-    size_t numel = 1;
-    int i = 0;
-    for (const cJSON *d = js->child; d; d = d->next, i++) {
-        uint64_t v;
-        if (!json_uint(d, &v))
-            return hass_err_set(err, HASS_STATUS_FORMAT,
-                                "tensor %s: shape[%d] is not a non-negative integer", name, i);
-        if (!hass_mul_ok(numel, (size_t)v, &numel))
-            return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: shape overflows", name);
-        t->shape[i] = (int64_t)v;
-    }
-    if (cJSON_GetArraySize(jo) != 2 || !json_uint(jo->child, begin) ||
-        !json_uint(jo->child->next, end))
-        return hass_err_set(err, HASS_STATUS_FORMAT,
-                            "tensor %s: data_offsets must be two non-negative integers", name);
-    if (*end < *begin)
-        return hass_err_set(err, HASS_STATUS_FORMAT,
-                            "tensor %s: data_offsets end %llu < begin %llu", name,
-                            (unsigned long long)*end, (unsigned long long)*begin);
-    size_t need = elem_size(t->dtype);
-    if (!hass_mul_ok(numel, need, &need))
-        return hass_err_set(err, HASS_STATUS_FORMAT, "tensor %s: byte size overflows", name);
-    if ((uint64_t)need != *end - *begin)
-        return hass_err_set(err, HASS_STATUS_FORMAT,
-                            "tensor %s: %s x %zu elements = %zu bytes, but data_offsets span %llu",
-                            name, jd->valuestring, numel, need,
-                            (unsigned long long)(*end - *begin));
-    t->nbytes = need;
-    return HASS_OK;
-}
-
 typedef struct {
     uint64_t begin, end;
     int idx;
@@ -142,6 +73,538 @@ static int cmp_name_ptr(const void *a, const void *b) {
     return strcmp((*x)->name, (*y)->name);
 }
 
+/* ---------------- header parser ----------------
+ * The header is parsed by a reader of its own grammar rather than a JSON library: a DOM of a
+ * 64 MiB header of small arrays costs tens of times its size before a single check runs. This
+ * reader keeps nothing but what it hands back: the tensor table (and two offsets a tensor) and
+ * the __metadata__ object re-serialised (never longer than its text). It runs twice over the
+ * header: pass 1 validates everything and counts, pass 2 fills arrays of exactly that size.
+ *
+ * Grammar: ws { ws [member (ws , ws member)*] ws } ws, a member being a string key, :, and
+ *   - "__metadata__": an object of string values;
+ *   - any other key (a tensor name, 1..159 bytes, no NUL): an object with "dtype" (string),
+ *     "shape" (array of 0..4 integers) and "data_offsets" (2 integers) in any order, each once;
+ *     other members are skipped (any JSON value, nested at most ST_MAX_DEPTH deep).
+ * Strings: RFC 8259 (escapes incl. \uXXXX and surrogate pairs, no raw control characters,
+ * valid UTF-8). Integers: JSON numbers whose exact value is an integer in [0, 2^53]. */
+
+#define ST_MAX_DEPTH 64
+
+/* Where a decoded string goes: buf (NULL: nowhere) up to cap bytes; n counts all of it. With
+ * json set, each byte is written as cJSON prints it (escaped where JSON needs it). */
+typedef struct {
+    char *buf;
+    size_t cap, n, w; /* w: bytes written (== n until the string outgrows cap) */
+    int json, has_nul;
+} sink;
+
+static void sink_put(sink *s, const char *b, size_t k) {
+    if (s->buf && s->w == s->n && k <= s->cap - s->w) {
+        memcpy(s->buf + s->w, b, k);
+        s->w += k;
+    }
+    s->n += k;
+}
+
+/* One decoded byte (a whole ASCII character, or one byte of a UTF-8 sequence). */
+static void sink_byte(sink *s, unsigned char c) {
+    static const char esc[] = {'b', 't', 'n', 0, 'f', 'r'}; /* \b \t \n \f \r */
+    if (!c)
+        s->has_nul = 1;
+    if (!s->json || (c >= 0x20 && c != '"' && c != '\\')) {
+        sink_put(s, (const char *)&c, 1);
+        return;
+    }
+    char e[7] = {'\\', (char)c, 0};
+    size_t k = 2;
+    if (c >= 8 && c <= 13 && esc[c - 8])
+        e[1] = esc[c - 8];
+    else if (c < 0x20)
+        k = (size_t)snprintf(e, sizeof e, "\\u%04x", c);
+    sink_put(s, e, k);
+}
+
+typedef struct {
+    const char *start, *p, *end; /* the header text and the cursor */
+    hass_err *err;
+    hass_tensor *tensors; /* pass 2: n slots; pass 1: NULL */
+    span *spans;          /* pass 2: each tensor's [begin, end) and index */
+    hass_tensor scratch;  /* pass 1's tensor */
+    int n;                /* tensors so far */
+    sink md;              /* the __metadata__ object re-serialised */
+    int have_md;
+} st_reader;
+
+static hass_status bad_json(st_reader *r, const char *what) {
+    return hass_err_set(r->err, HASS_STATUS_FORMAT, "header is not valid JSON (%s at byte %zu)",
+                        r->p < r->end ? what : "unexpected end", (size_t)(r->p - r->start));
+}
+
+static void skip_ws(st_reader *r) {
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
+        r->p++;
+}
+
+/* Skips whitespace, then 1 if the next character is c (consumed). */
+static int accept_char(st_reader *r, char c) {
+    skip_ws(r);
+    if (r->p < r->end && *r->p == c) {
+        r->p++;
+        return 1;
+    }
+    return 0;
+}
+
+static int peek(st_reader *r) {
+    skip_ws(r);
+    return r->p < r->end ? (unsigned char)*r->p : -1;
+}
+
+/* Length of the valid UTF-8 sequence at p (a multi-byte one), 0 if invalid. */
+static int utf8_seq(const unsigned char *p, const unsigned char *end) {
+    unsigned c = p[0];
+    int n = c >= 0xc2 && c <= 0xdf   ? 2
+            : c >= 0xe0 && c <= 0xef ? 3
+            : c >= 0xf0 && c <= 0xf4 ? 4
+                                     : 0;
+    if (!n || end - p < n)
+        return 0;
+    unsigned lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+    unsigned hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (int i = 2; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+static int hex4(const char *p, const char *end, uint32_t *out) {
+    if (end - p < 4)
+        return 0;
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0)
+            return 0;
+        v = v << 4 | (uint32_t)d;
+    }
+    *out = v;
+    return 1;
+}
+
+/* The string at r->p (its opening quote) decoded into s. */
+static hass_status read_string(st_reader *r, sink *s) {
+    if (r->p >= r->end || *r->p != '"')
+        return bad_json(r, "expected a string");
+    const char *p = ++r->p, *end = r->end;
+    for (;;) {
+        const char *run = p; /* plain ASCII needs no decoding: copied in one piece */
+        while (p < end && (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x80 && *p != '"' &&
+               *p != '\\')
+            p++;
+        if (p > run)
+            sink_put(s, run, (size_t)(p - run));
+        r->p = p;
+        if (p >= end)
+            return bad_json(r, "unterminated string");
+        unsigned char c = (unsigned char)*p;
+        if (c == '"') {
+            r->p = p + 1;
+            return HASS_OK;
+        }
+        if (c < 0x20)
+            return bad_json(r, "control character in a string");
+        if (c >= 0x80) {
+            int k = utf8_seq((const unsigned char *)p, (const unsigned char *)end);
+            if (!k)
+                return bad_json(r, "invalid UTF-8 in a string");
+            sink_put(s, p, (size_t)k);
+            p += k;
+            continue;
+        }
+        /* an escape */
+        if (end - p < 2)
+            return bad_json(r, "unterminated string");
+        char e = p[1];
+        p += 2;
+        const char *simple = strchr("\"\\/bfnrt", e);
+        if (e && simple) {
+            static const char val[] = "\"\\/\b\f\n\r\t";
+            sink_byte(s, (unsigned char)val[simple - "\"\\/bfnrt"]);
+            continue;
+        }
+        uint32_t cp, lo;
+        if (e != 'u' || !hex4(p, end, &cp))
+            return bad_json(r, "bad escape in a string");
+        p += 4;
+        if (cp >= 0xdc00 && cp <= 0xdfff)
+            return bad_json(r, "lone low surrogate in a string");
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || !hex4(p + 2, end, &lo) ||
+                lo < 0xdc00 || lo > 0xdfff)
+                return bad_json(r, "lone high surrogate in a string");
+            p += 6;
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+        }
+        if (cp < 0x80) {
+            sink_byte(s, (unsigned char)cp);
+            continue;
+        }
+        char u[4];
+        size_t k;
+        if (cp < 0x800) {
+            u[0] = (char)(0xc0 | cp >> 6);
+            k = 2;
+        } else if (cp < 0x10000) {
+            u[0] = (char)(0xe0 | cp >> 12);
+            k = 3;
+        } else {
+            u[0] = (char)(0xf0 | cp >> 18);
+            k = 4;
+        }
+        for (size_t i = 1; i < k; i++)
+            u[i] = (char)(0x80 | ((cp >> (6 * (k - 1 - i))) & 0x3f));
+        sink_put(s, u, k);
+    }
+}
+
+/* The number at r->p; *is_uint and *v (is_uint NULL: only checked): whether its exact value is
+ * an integer in [0, 2^53] (so "16", "16.0", "1.6e1" and "-0" are integers, "0.5", "-1" and
+ * "1e300" are not). */
+static hass_status read_number(st_reader *r, int *is_uint, uint64_t *v) {
+    const char *p = r->p, *end = r->end;
+    int neg = p < end && *p == '-';
+    p += neg;
+    const char *ib = p;
+    if (p < end && *p == '0')
+        p++;
+    else if (p < end && *p >= '1' && *p <= '9')
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    else
+        return bad_json(r, "bad number");
+    const char *ie = p, *fb = p, *fe = p;
+    if (p < end && *p == '.') {
+        fb = ++p;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+        fe = p;
+        if (fe == fb) {
+            r->p = p;
+            return bad_json(r, "bad number");
+        }
+    }
+    int64_t ex = 0; /* saturates far beyond any digit count a header can hold */
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        int es = p < end && *p == '-' ? -1 : 1;
+        p += p < end && (*p == '-' || *p == '+');
+        if (p >= end || *p < '0' || *p > '9') {
+            r->p = p;
+            return bad_json(r, "bad number");
+        }
+        for (; p < end && *p >= '0' && *p <= '9'; p++)
+            ex = ex < 1000000000000000 ? ex * 10 + (*p - '0') : ex;
+        ex *= es;
+    }
+    r->p = p;
+    if (!is_uint) /* a skipped value */
+        return HASS_OK;
+    /* the digits D = int part, fraction part; value = D * 10^(ex - fraction length) */
+    int64_t ni = ie - ib, nd = ni + (fe - fb), first = 0, last = nd - 1;
+#define DIGIT(i) ((i) < ni ? ib[(i)] : fb[(i)-ni])
+    while (first < nd && DIGIT(first) == '0')
+        first++;
+    *is_uint = 1;
+    *v = 0;
+    if (first == nd) /* zero, whatever its sign */
+        return HASS_OK;
+    while (DIGIT(last) == '0')
+        last--;
+    int64_t k = ex - (fe - fb) + (nd - 1 - last), len = last - first + 1;
+    if (neg || k < 0 || len + k > 16) { /* 2^53 has 16 digits */
+        *is_uint = 0;
+        return HASS_OK;
+    }
+    uint64_t x = 0;
+    for (int64_t i = first; i <= last; i++)
+        x = x * 10 + (uint64_t)(DIGIT(i) - '0');
+#undef DIGIT
+    for (int64_t i = 0; i < k; i++)
+        x *= 10;
+    *is_uint = x <= ((uint64_t)1 << 53);
+    *v = x;
+    return HASS_OK;
+}
+
+/* Any JSON value at r->p, checked and dropped. */
+static hass_status skip_value(st_reader *r, int depth) {
+    int c = peek(r);
+    if (c == '"') {
+        sink none = {0};
+        return read_string(r, &none);
+    }
+    if (c == '{' || c == '[') {
+        if (depth >= ST_MAX_DEPTH)
+            return bad_json(r, "nested too deeply");
+        char close = c == '{' ? '}' : ']';
+        r->p++;
+        if (accept_char(r, close))
+            return HASS_OK;
+        do {
+            hass_status st;
+            if (c == '{') {
+                sink none = {0};
+                skip_ws(r);
+                if ((st = read_string(r, &none)))
+                    return st;
+                if (!accept_char(r, ':'))
+                    return bad_json(r, "expected ':'");
+            }
+            if ((st = skip_value(r, depth + 1)))
+                return st;
+        } while (accept_char(r, ','));
+        return accept_char(r, close) ? HASS_OK : bad_json(r, "expected ',' or a closing bracket");
+    }
+    const char *lit = c == 't' ? "true" : c == 'f' ? "false" : c == 'n' ? "null" : NULL;
+    if (!lit)
+        return read_number(r, NULL, NULL);
+    size_t n = strlen(lit);
+    if ((size_t)(r->end - r->p) < n || memcmp(r->p, lit, n))
+        return bad_json(r, "bad literal");
+    r->p += n;
+    return HASS_OK;
+}
+
+/* An array of integers (into v[0..cap), the rest counted in *n); *bad_at: the index of the
+ * first element that is not an integer in [0, 2^53] (then the array is not read further), or
+ * -1. Not an array: *n = -1. */
+static hass_status read_uints(st_reader *r, uint64_t *v, int cap, int *n, int *bad_at) {
+    *n = 0;
+    *bad_at = -1;
+    if (peek(r) != '[') {
+        *n = -1;
+        return HASS_OK;
+    }
+    r->p++;
+    if (accept_char(r, ']'))
+        return HASS_OK;
+    do {
+        int c = peek(r), u = 0;
+        uint64_t x = 0;
+        if (c == '-' || (c >= '0' && c <= '9')) {
+            hass_status st = read_number(r, &u, &x);
+            if (st)
+                return st;
+        }
+        if (!u) {
+            *bad_at = *n;
+            return HASS_OK;
+        }
+        if (*n < cap)
+            v[*n] = x;
+        (*n)++;
+    } while (accept_char(r, ','));
+    return accept_char(r, ']') ? HASS_OK : bad_json(r, "expected ',' or ']'");
+}
+
+static hass_status needs_fields(st_reader *r, const char *name) {
+    return hass_err_set(r->err, HASS_STATUS_FORMAT,
+                        "tensor %s: needs string dtype, array shape, array data_offsets", name);
+}
+
+/* The value of tensor t's entry (t->name set, the rest zero) -> t's dtype, shape, nbytes and
+ * its data's [off[0], off[1]). */
+static hass_status read_tensor(st_reader *r, hass_tensor *t, uint64_t off[2]) {
+    const char *name = t->name;
+    int c = peek(r);
+    if (c < 0)
+        return bad_json(r, "unexpected end");
+    if (c != '{')
+        return hass_err_set(r->err, HASS_STATUS_FORMAT, "tensor %s: entry is not an object", name);
+    r->p++;
+    static const char *const keys[] = {"dtype", "shape", "data_offsets"};
+    int seen[3] = {0, 0, 0}, n, bad_at;
+    char dname[16] = "";
+    uint64_t shape[HASS_MAX_DIMS];
+    hass_status st;
+    if (!accept_char(r, '}')) {
+        do {
+            char key[16];
+            sink ks = {key, sizeof key - 1, 0, 0, 0, 0};
+            skip_ws(r);
+            if ((st = read_string(r, &ks)))
+                return st;
+            key[ks.w] = 0;
+            if (!accept_char(r, ':'))
+                return bad_json(r, "expected ':'");
+            int k = 0;
+            while (k < 3 && (ks.n != ks.w || ks.has_nul || strcmp(key, keys[k])))
+                k++;
+            if (k < 3 && seen[k]++)
+                return hass_err_set(r->err, HASS_STATUS_FORMAT, "tensor %s: \"%s\" appears twice",
+                                    name, keys[k]);
+            if (k == 0) {
+                sink ds = {dname, sizeof dname - 1, 0, 0, 0, 0};
+                if (peek(r) != '"')
+                    return needs_fields(r, name);
+                if ((st = read_string(r, &ds)))
+                    return st;
+                dname[ds.w] = 0;
+                if (ds.n != ds.w || ds.has_nul || !dtype_from_name(dname, &t->dtype))
+                    return hass_err_set(r->err, HASS_STATUS_UNSUPPORTED,
+                                        "tensor %s: dtype %.16s not supported (F32, F16, BF16, "
+                                        "I32, I64, U8)",
+                                        name, dname);
+            } else if (k == 1) {
+                if ((st = read_uints(r, shape, HASS_MAX_DIMS, &n, &bad_at)))
+                    return st;
+                if (n < 0)
+                    return needs_fields(r, name);
+                if (bad_at >= 0)
+                    return hass_err_set(r->err, HASS_STATUS_FORMAT,
+                                        "tensor %s: shape[%d] is not a non-negative integer", name,
+                                        bad_at);
+                if (n > HASS_MAX_DIMS)
+                    return hass_err_set(r->err, HASS_STATUS_UNSUPPORTED,
+                                        "tensor %s: %d dims (at most %d)", name, n, HASS_MAX_DIMS);
+                t->ndim = n;
+            } else if (k == 2) {
+                if ((st = read_uints(r, off, 2, &n, &bad_at)))
+                    return st;
+                if (n < 0)
+                    return needs_fields(r, name);
+                if (bad_at >= 0 || n != 2)
+                    return hass_err_set(r->err, HASS_STATUS_FORMAT,
+                                        "tensor %s: data_offsets must be two non-negative "
+                                        "integers",
+                                        name);
+            } else if ((st = skip_value(r, 2))) {
+                return st;
+            }
+        } while (accept_char(r, ','));
+        if (!accept_char(r, '}'))
+            return bad_json(r, "expected ',' or '}'");
+    }
+    if (!seen[0] || !seen[1] || !seen[2])
+        return needs_fields(r, name);
+    size_t numel = 1;
+    for (int i = 0; i < t->ndim; i++) {
+        if (!hass_mul_ok(numel, (size_t)shape[i], &numel))
+            return hass_err_set(r->err, HASS_STATUS_FORMAT, "tensor %s: shape overflows", name);
+        t->shape[i] = (int64_t)shape[i];
+    }
+    if (off[1] < off[0])
+        return hass_err_set(r->err, HASS_STATUS_FORMAT,
+                            "tensor %s: data_offsets end %llu < begin %llu", name,
+                            (unsigned long long)off[1], (unsigned long long)off[0]);
+    size_t need = elem_size(t->dtype);
+    if (!hass_mul_ok(numel, need, &need))
+        return hass_err_set(r->err, HASS_STATUS_FORMAT, "tensor %s: byte size overflows", name);
+    if ((uint64_t)need != off[1] - off[0])
+        return hass_err_set(r->err, HASS_STATUS_FORMAT,
+                            "tensor %s: %s x %zu elements = %zu bytes, but data_offsets span %llu",
+                            name, dname, numel, need, (unsigned long long)(off[1] - off[0]));
+    t->nbytes = need;
+    return HASS_OK;
+}
+
+/* The value of "__metadata__": an object of strings, re-serialised into r->md. */
+static hass_status read_metadata(st_reader *r) {
+    if (peek(r) != '{')
+        return r->p < r->end
+                   ? hass_err_set(r->err, HASS_STATUS_FORMAT, "__metadata__ is not an object")
+                   : bad_json(r, "unexpected end");
+    if (r->have_md++)
+        return hass_err_set(r->err, HASS_STATUS_FORMAT, "__metadata__ appears twice");
+    r->p++;
+    sink_put(&r->md, "{", 1);
+    if (!accept_char(r, '}')) {
+        do {
+            for (int v = 0; v < 2; v++) { /* key, value */
+                hass_status st;
+                if (v && !accept_char(r, ':'))
+                    return bad_json(r, "expected ':'");
+                if (peek(r) != '"')
+                    return v ? hass_err_set(r->err, HASS_STATUS_FORMAT,
+                                            "__metadata__ has a value that is not a string")
+                             : bad_json(r, "expected a string");
+                sink_put(&r->md, "\"", 1);
+                if ((st = read_string(r, &r->md)))
+                    return st;
+                sink_put(&r->md, v ? "\"" : "\":", v ? 1 : 2);
+            }
+            if (accept_char(r, ','))
+                sink_put(&r->md, ",", 1);
+            else
+                break;
+        } while (1);
+        if (!accept_char(r, '}'))
+            return bad_json(r, "expected ',' or '}'");
+    }
+    sink_put(&r->md, "}", 1);
+    return HASS_OK;
+}
+
+/* The whole header: pass 1 (r->tensors NULL) checks and counts, pass 2 fills. */
+static hass_status read_header(st_reader *r) {
+    r->p = r->start;
+    r->n = 0;
+    r->have_md = 0;
+    r->md.n = r->md.w = 0;
+    if (peek(r) != '{')
+        return hass_err_set(r->err, HASS_STATUS_FORMAT, "header is not a JSON object");
+    r->p++;
+    if (!accept_char(r, '}')) {
+        do {
+            hass_tensor *t = &r->scratch; /* the key first: "__metadata__" is no tensor */
+            memset(t, 0, sizeof *t);
+            sink ns = {t->name, sizeof t->name - 1, 0, 0, 0, 0};
+            skip_ws(r);
+            hass_status st = read_string(r, &ns);
+            if (st)
+                return st;
+            t->name[ns.w] = 0;
+            if (!accept_char(r, ':'))
+                return bad_json(r, "expected ':'");
+            if (ns.n == 12 && !ns.has_nul && !strcmp(t->name, "__metadata__")) {
+                if ((st = read_metadata(r)))
+                    return st;
+                continue;
+            }
+            if (ns.n != ns.w)
+                return hass_err_set(r->err, HASS_STATUS_FORMAT,
+                                    "tensor name too long (%zu bytes): %.40s...", ns.n, t->name);
+            if (!ns.n)
+                return hass_err_set(r->err, HASS_STATUS_FORMAT, "empty tensor name");
+            if (ns.has_nul)
+                return hass_err_set(r->err, HASS_STATUS_FORMAT,
+                                    "tensor name with a NUL character: %.40s", t->name);
+            uint64_t off[2];
+            if (r->tensors) {
+                memcpy(&r->tensors[r->n], t, sizeof *t);
+                t = &r->tensors[r->n];
+            }
+            if ((st = read_tensor(r, t, off)))
+                return st;
+            if (r->spans)
+                r->spans[r->n] = (span){off[0], off[1], r->n};
+            r->n++;
+        } while (accept_char(r, ','));
+        if (!accept_char(r, '}'))
+            return bad_json(r, "expected ',' or '}'");
+    }
+    skip_ws(r);
+    if (r->p < r->end)
+        return hass_err_set(r->err, HASS_STATUS_FORMAT, "garbage after the JSON header");
+    return HASS_OK;
+}
+
 hass_status hass_safetensors_parse(hass_safetensors *st, const uint8_t *data, size_t size,
                                    hass_err *err) {
     memset(st, 0, sizeof *st);
@@ -156,74 +619,55 @@ hass_status hass_safetensors_parse(hass_safetensors *st, const uint8_t *data, si
         return hass_err_set(err, HASS_STATUS_FORMAT,
                             "header length %llu exceeds the file (%zu bytes)",
                             (unsigned long long)hlen, size);
-    const char *hdr = (const char *)data + 8;
-    const char *end_parse = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &end_parse, 0);
-    if (!root)
-        return hass_err_set(err, HASS_STATUS_FORMAT, "header is not valid JSON");
-    hass_status rc = HASS_OK;
-    span *spans = NULL;
+    st_reader r;
+    memset(&r, 0, sizeof r);
+    r.start = (const char *)data + 8;
+    r.end = r.start + hlen;
+    r.err = err;
+    r.md.json = 1;
+    hass_status rc = read_header(&r); /* pass 1: checks and counts */
+    if (rc)
+        return rc;
+    /* n < hlen: each entry took header bytes, so these sizes are file-bounded */
+    int n = r.n;
+    span *spans = calloc(n ? (size_t)n : 1, sizeof *spans);
     const hass_tensor **names = NULL;
-    if (!cJSON_IsObject(root)) {
-        rc = hass_err_set(err, HASS_STATUS_FORMAT, "header is not a JSON object");
-        goto done;
-    }
-    for (const char *p = end_parse; p && p < hdr + hlen; p++)
-        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-            rc = hass_err_set(err, HASS_STATUS_FORMAT, "garbage after the JSON header");
-            goto done;
-        }
-    int n = 0;
-    for (const cJSON *e = root->child; e; e = e->next) {
-        if (!strcmp(e->string, "__metadata__")) {
-            if (!cJSON_IsObject(e)) {
-                rc = hass_err_set(err, HASS_STATUS_FORMAT, "__metadata__ is not an object");
-                goto done;
-            }
-            if (st->metadata_json) {
-                rc = hass_err_set(err, HASS_STATUS_FORMAT, "__metadata__ appears twice");
-                goto done;
-            }
-            st->metadata_json = cJSON_PrintUnformatted(e);
-            if (!st->metadata_json) {
-                rc = hass_err_set(err, HASS_STATUS_OOM, "out of memory");
-                goto done;
-            }
-            continue;
-        }
-        n++;
-    }
-    /* n <= hlen: each entry took at least one header byte, so these sizes are file-bounded. */
     st->tensors = calloc(n ? (size_t)n : 1, sizeof *st->tensors);
-    spans = calloc(n ? (size_t)n : 1, sizeof *spans);
-    names = calloc(n ? (size_t)n : 1, sizeof *names);
-    if (!st->tensors || !spans || !names) {
+    if (r.have_md)
+        st->metadata_json = malloc(r.md.n + 1);
+    if (!spans || !st->tensors || (r.have_md && !st->metadata_json)) {
         rc = hass_err_set(err, HASS_STATUS_OOM, "out of memory for %d tensors", n);
         goto done;
     }
-    int k = 0;
-    for (const cJSON *e = root->child; e; e = e->next) {
-        if (!strcmp(e->string, "__metadata__"))
-            continue;
-        rc = parse_entry(e, &st->tensors[k], &spans[k].begin, &spans[k].end, err);
-        if (rc)
-            goto done;
-        spans[k].idx = k;
-        names[k] = &st->tensors[k];
-        k++;
+    r.tensors = st->tensors;
+    r.spans = spans;
+    r.md.buf = st->metadata_json;
+    r.md.cap = r.md.n;
+    rc = read_header(&r); /* pass 2: the same text, into arrays of the counted size */
+    HASS_ASSERT(rc == HASS_OK && r.n == n && r.md.w == r.md.n);
+    if (st->metadata_json)
+        st->metadata_json[r.md.w] = 0;
+    names = malloc((n ? (size_t)n : 1) * sizeof *names);
+    if (!names) {
+        rc = hass_err_set(err, HASS_STATUS_OOM, "out of memory for %d tensors", n);
+        goto done;
     }
+    for (int i = 0; i < n; i++)
+        names[i] = &st->tensors[i];
     qsort(names, (size_t)n, sizeof *names, cmp_name_ptr);
     for (int i = 1; i < n; i++)
         if (!strcmp(names[i]->name, names[i - 1]->name)) {
             rc = hass_err_set(err, HASS_STATUS_FORMAT, "duplicate tensor name %s", names[i]->name);
             goto done;
         }
+    free(names);
+    names = NULL;
     /* Tile check: sorted by offset, each tensor starts where the previous one ended. */
     size_t data_start = 8 + (size_t)hlen, data_size = size - data_start;
     qsort(spans, (size_t)n, sizeof *spans, cmp_span);
     uint64_t pos = 0;
     for (int i = 0; i < n; i++) {
-        const hass_tensor *t = &st->tensors[spans[i].idx];
+        hass_tensor *t = &st->tensors[spans[i].idx];
         if (spans[i].end > data_size) {
             rc = hass_err_set(err, HASS_STATUS_FORMAT,
                               "tensor %s: data_offsets [%llu, %llu) past the end of the data "
@@ -245,6 +689,7 @@ hass_status hass_safetensors_parse(hass_safetensors *st, const uint8_t *data, si
                               elem_size(t->dtype));
             goto done;
         }
+        t->data = data + data_start + spans[i].begin;
         pos = spans[i].end;
     }
     if (pos != data_size) {
@@ -252,21 +697,26 @@ hass_status hass_safetensors_parse(hass_safetensors *st, const uint8_t *data, si
                           (unsigned long long)(data_size - pos));
         goto done;
     }
-    /* Store tensors in file order with their data pointers. */
-    hass_tensor *sorted = calloc(n ? (size_t)n : 1, sizeof *sorted);
-    if (!sorted) {
-        rc = hass_err_set(err, HASS_STATUS_OOM, "out of memory");
-        goto done;
-    }
+    /* Into file order, in place: slot i takes tensor spans[i].idx (each cycle of the
+     * permutation is followed once; a placed slot's idx becomes -1). */
+    hass_tensor *t = st->tensors;
     for (int i = 0; i < n; i++) {
-        sorted[i] = st->tensors[spans[i].idx];
-        sorted[i].data = data + data_start + spans[i].begin;
+        if (spans[i].idx < 0)
+            continue;
+        hass_tensor first = t[i];
+        for (int j = i;;) {
+            int k = spans[j].idx;
+            spans[j].idx = -1;
+            if (k == i) {
+                t[j] = first;
+                break;
+            }
+            t[j] = t[k];
+            j = k;
+        }
     }
-    free(st->tensors);
-    st->tensors = sorted;
     st->n_tensors = n;
 done:
-    cJSON_Delete(root);
     free(spans);
     free(names);
     if (rc)
@@ -294,7 +744,7 @@ void hass_safetensors_close(hass_safetensors *st) {
         return;
     hass_mapfile_close(&st->mf);
     free(st->tensors);
-    cJSON_free(st->metadata_json);
+    free(st->metadata_json);
     memset(st, 0, sizeof *st);
 }
 

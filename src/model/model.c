@@ -25,6 +25,15 @@ hass_status hass_model_config_check(const hass_model_config *c, hass_err *err) {
                             (long long)c->Dh);
     if (!(c->eps > 0))
         return hass_err_set(err, HASS_STATUS_FORMAT, "config: eps must be > 0");
+    if (c->bos < -1 || c->bos >= c->V)
+        return hass_err_set(err, HASS_STATUS_FORMAT,
+                            "config: BOS id %d is outside the vocabulary of %lld tokens", c->bos,
+                            (long long)c->V);
+    for (int i = 0; i < c->n_stop; i++)
+        if (c->stop_ids[i] < 0 || c->stop_ids[i] >= c->V)
+            return hass_err_set(err, HASS_STATUS_FORMAT,
+                                "config: EOS id %d is outside the vocabulary of %lld tokens",
+                                c->stop_ids[i], (long long)c->V);
     hass_status st = hass_rope_params_check(&c->rope, c->Dh, err);
     if (st != HASS_OK)
         hass_err_prefix(err, st, "config");
@@ -210,6 +219,24 @@ void hass_kv_free(hass_kv *kv) {
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         hass_aligned_free(ps[i]);
     memset(kv, 0, sizeof *kv);
+}
+
+hass_status hass_kv_grow(hass_kv *kv, int64_t cap, hass_pool *pool, hass_err *err) {
+    if (cap <= kv->cap)
+        return HASS_OK;
+    hass_kv g;
+    hass_status st = hass_kv_init(&g, kv->m, cap, kv->max_batch, pool, err);
+    if (st)
+        return st;
+    int64_t kvd = kv->m->cfg.Hkv * kv->m->cfg.Dh;
+    for (int64_t l = 0; l < kv->m->cfg.n_layers; l++) {
+        memcpy(g.k + l * cap * kvd, kv->k + l * kv->cap * kvd, (size_t)(kv->n * kvd) * 4);
+        memcpy(g.v + l * cap * kvd, kv->v + l * kv->cap * kvd, (size_t)(kv->n * kvd) * 4);
+    }
+    g.n = kv->n;
+    hass_kv_free(kv);
+    *kv = g;
+    return HASS_OK;
 }
 
 void hass_kv_commit(hass_kv *kv, int64_t n) {

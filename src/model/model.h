@@ -102,6 +102,9 @@ typedef struct {
 hass_status hass_kv_init(hass_kv *kv, const hass_model *m, int64_t cap, int64_t max_batch,
                          hass_pool *pool, hass_err *err);
 void hass_kv_free(hass_kv *kv);
+/* Holds cap positions (cap > kv->cap; else nothing changes), the committed rows kept. On
+ * error kv is unchanged. */
+hass_status hass_kv_grow(hass_kv *kv, int64_t cap, hass_pool *pool, hass_err *err);
 
 /*
  * Runs n new rows (n <= max_batch) on top of the committed cache; their K/V are written to

@@ -301,9 +301,12 @@ static hass_status gguf_config(const hass_gguf *g, hass_model_config *c, hass_er
         hass_rope_plain(hass_gguf_get_f64(g, "llama.rope.freq_base", &f) ? (float)f : 10000.0f);
     /* llama.cpp's llama converters permute q/k so that ggml's adjacent-pair rotation applies */
     c->rope_style = HASS_ROPE_INTERLEAVED;
-    c->bos = hass_gguf_get_u64(g, "tokenizer.ggml.bos_token_id", &u) ? (int32_t)u : -1;
+    /* checked against the vocabulary by hass_model_config_check */
+    c->bos = hass_gguf_get_u64(g, "tokenizer.ggml.bos_token_id", &u)
+                 ? (int32_t)(u > INT32_MAX ? INT32_MAX : u)
+                 : -1;
     if (hass_gguf_get_u64(g, "tokenizer.ggml.eos_token_id", &u))
-        c->stop_ids[c->n_stop++] = (int32_t)u;
+        c->stop_ids[c->n_stop++] = (int32_t)(u > INT32_MAX ? INT32_MAX : u);
     c->source = HASS_SRC_GGUF;
     const hass_tensor *emb = hass_gguf_find_tensor(g, "token_embd.weight");
     if (!emb || emb->ndim != 2)

@@ -33,8 +33,8 @@ hass_status hass_model_perplexity(const hass_model *m, hass_pool *pool, const in
     int64_t nwin = n > 1 ? (n - 1) / ctx : 0;
     if (max_windows > 0 && nwin > max_windows)
         nwin = max_windows;
-    if (nwin < 1)
-        return hass_err_set(err, HASS_STATUS_ARG,
+    if (nwin < 1) /* the data's fault (or a --ctx too long for it): a data error */
+        return hass_err_set(err, HASS_STATUS_RANGE,
                             "perplexity: %lld tokens, fewer than one window of %lld", (long long)n,
                             (long long)ctx + 1);
     int64_t V = m->cfg.V, chunk = ctx < PPL_CHUNK ? ctx : PPL_CHUNK;

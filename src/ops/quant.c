@@ -371,7 +371,11 @@ void hass__qrows_amx_auto(float *y, int64_t ys, const hass__qgroup *xa, int64_t 
     if (hass__qamx_use(wt, n))
         hass__qrows_amx(y, ys, xa, n, in, W, wt, o0, o1);
     else
+#if !defined(HASS_NO_AVX512)
         hass__qrows_avx512vnni(y, ys, xa, n, in, W, wt, o0, o1);
+#else
+        HASS_ASSERT(0); /* never chosen without the AVX-512 kernels (hass__qrows_pick) */
+#endif
 }
 
 hass__qrows_fn hass__qrows_pick(void) {

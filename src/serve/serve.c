@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE /* POLLRDHUP */
 #include "serve/serve.h"
+#include "formats/formats.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -31,15 +32,7 @@ typedef enum { C_NONE = 0, C_CLIENT, C_SHUTDOWN } cancel_why;
 
 typedef struct job {
     struct job *next;
-    /* the request (read-only once queued) */
-    cJSON *body; /* owns the strings msgs and stops point into */
-    hass_chat_msg *msgs;
-    int n_msgs, chat;
-    hass_options o;
-    const char **stops;
-    int n_stops;
-    char **owned; /* joined content arrays (msgs point into them) */
-    int n_owned;
+    hass_serve_request rq; /* the request (read-only once queued) */
     int64_t n_prompt;
     double t_arrive, deadline;
     /* the worker's own */
@@ -265,10 +258,10 @@ static enum MHD_Result send_error(hass_server *sv, struct MHD_Connection *c, uns
 /* The length of the longest suffix of s[0..n) that is a proper prefix of a stop string. */
 static size_t stop_holdback(const job *j, const char *s, size_t n) {
     size_t best = 0;
-    for (int i = 0; i < j->n_stops; i++) {
-        size_t L = strlen(j->stops[i]);
+    for (int i = 0; i < j->rq.n_stops; i++) {
+        size_t L = strlen(j->rq.stops[i]);
         for (size_t k = L - 1 < n ? L - 1 : n; k > best; k--)
-            if (!memcmp(s + n - k, j->stops[i], k)) {
+            if (!memcmp(s + n - k, j->rq.stops[i], k)) {
                 best = k;
                 break;
             }
@@ -305,12 +298,12 @@ static int on_text(const char *text, size_t n, void *user) {
         return 1;
     size_t upto = j->raw_len;
     /* a stop string can only end in the new text: look from where it could start */
-    for (int i = 0; i < j->n_stops; i++) {
-        size_t L = strlen(j->stops[i]);
+    for (int i = 0; i < j->rq.n_stops; i++) {
+        size_t L = strlen(j->rq.stops[i]);
         size_t start = from >= L - 1 ? from - (L - 1) : 0;
         if (start < j->pub)
             start = j->pub;
-        const char *p = memmem(j->raw + start, j->raw_len - start, j->stops[i], L);
+        const char *p = memmem(j->raw + start, j->raw_len - start, j->rq.stops[i], L);
         if (p && (size_t)(p - j->raw) < upto) {
             upto = (size_t)(p - j->raw);
             j->stop_matched = 1;
@@ -332,8 +325,8 @@ static void run_job(hass_server *sv, job *j) {
     hass_err err = {0};
     hass_gen_stats st;
     memset(&st, 0, sizeof st);
-    hass_status rc =
-        hass_session_generate(sv->s, j->msgs, j->n_msgs, &j->o, on_text, &g, NULL, &st, &err);
+    hass_status rc = hass_session_generate(sv->s, j->rq.msgs, j->rq.n_msgs, &j->rq.o, on_text, &g,
+                                           NULL, &st, &err);
     if (!rc && !j->stop_matched)
         publish(sv, j, j->raw_len); /* what was held back for a stop string that never came */
     pthread_mutex_lock(&sv->mu);
@@ -406,12 +399,7 @@ static void unqueue(hass_server *sv, job *j) {
 static void job_free(job *j) {
     if (!j)
         return;
-    cJSON_Delete(j->body);
-    for (int i = 0; i < j->n_owned; i++)
-        free(j->owned[i]);
-    free(j->owned);
-    free(j->msgs);
-    free(j->stops);
+    hass_serve_request_free(&j->rq);
     free(j->raw);
     free(j->out);
     free(j);
@@ -454,7 +442,7 @@ static void add_usage(cJSON *o, const job *j) {
 static void add_hass(cJSON *o, const hass_server *sv, const job *j) {
     const hass_gen_stats *st = &j->st;
     cJSON *h = cJSON_AddObjectToObject(o, "hass");
-    cJSON_AddBoolToObject(h, "speculative", j->o.speculative && sv->s->dr);
+    cJSON_AddBoolToObject(h, "speculative", j->rq.o.speculative && sv->s->dr);
     cJSON_AddNumberToObject(h, "tau", st->tau);
     cJSON_AddNumberToObject(h, "tokens_per_s", st->tokens_per_s);
     cJSON_AddNumberToObject(h, "decode_tokens_per_s",
@@ -472,6 +460,17 @@ static void add_hass(cJSON *o, const hass_server *sv, const job *j) {
     cJSON_AddNumberToObject(h, "verify_seconds", st->verify_seconds);
     cJSON_AddNumberToObject(h, "other_seconds", st->other_seconds);
     cJSON_AddBoolToObject(h, "timed_out", j->timed_out);
+}
+
+/* ---- requests ---- */
+
+void hass_serve_request_free(hass_serve_request *rq) {
+    cJSON_Delete(rq->body);
+    for (int i = 0; i < rq->n_owned; i++)
+        free(rq->owned[i]);
+    free(rq->owned);
+    free(rq->msgs);
+    memset(rq, 0, sizeof *rq);
 }
 
 /* A string member, or the text of a content array ([{"type": "text", "text": ...}]); NULL
@@ -518,28 +517,48 @@ static const char *get_num(cJSON *body, const char *name, double lo, double hi, 
     return NULL;
 }
 
-/* Builds the job of a completion request, or sends the error (and returns NULL with *ret). */
-static job *parse_request(req *r, enum MHD_Result *ret, int *stream) {
-    hass_server *sv = r->sv;
-    struct MHD_Connection *c = r->conn;
-    cJSON *body = cJSON_ParseWithLength(r->body ? r->body : "", r->len);
-    if (!body) {
-        *ret = send_error(sv, c, 400, "invalid_json", NULL, "the body is not valid JSON");
-        return NULL;
+/* The turns of a chat request's "messages". NULL when fine, else why (*param: the member). */
+static const char *parse_messages(cJSON *body, hass_serve_request *rq) {
+    cJSON *ms = cJSON_GetObjectItemCaseSensitive(body, "messages"), *m;
+    int n = cJSON_GetArraySize(ms);
+    if (!cJSON_IsArray(ms) || n < 1)
+        return "messages must be a non-empty array";
+    rq->msgs = calloc((size_t)n, sizeof *rq->msgs);
+    rq->owned = calloc((size_t)n, sizeof *rq->owned);
+    if (!rq->msgs || !rq->owned)
+        return "out of memory";
+    cJSON_ArrayForEach(m, ms) {
+        cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        cJSON *cont = cJSON_GetObjectItemCaseSensitive(m, "content");
+        const char *text = cJSON_IsObject(m) ? content_text(cont, &rq->owned[rq->n_owned]) : NULL;
+        if (rq->owned[rq->n_owned])
+            rq->n_owned++;
+        if (!cJSON_IsString(role) || !text)
+            return "each message needs a string role and a text content";
+        const char *rl = role->valuestring;
+        if (!strcmp(rl, "developer"))
+            rl = "system";
+        if (strcmp(rl, "system") && strcmp(rl, "user") && strcmp(rl, "assistant"))
+            return "a message's role must be system, user or assistant";
+        rq->msgs[rq->n_msgs++] = (hass_chat_msg){rl, text};
     }
-    job *j = calloc(1, sizeof *j);
+    return NULL;
+}
+
+hass_status hass_serve_parse_request(const char *text, size_t len, int chat,
+                                     const hass_serve_opts *so, hass_serve_request *rq,
+                                     const char **param, hass_err *err) {
+    memset(rq, 0, sizeof *rq);
+    *param = NULL;
+    cJSON *body = hass_json_parse_strict(text ? text : "", text ? len : 0, "the body", err);
+    if (!body)
+        return err->code;
+    rq->body = body;
+    rq->o = so->gen;
+    rq->o.keep_prefix = 1;
+    rq->chat = rq->o.chat = chat;
+    rq->o.system = NULL;
     const char *bad = NULL, *why = NULL;
-    if (!j) {
-        cJSON_Delete(body);
-        *ret = send_error(sv, c, 500, NULL, NULL, "out of memory");
-        return NULL;
-    }
-    j->body = body;
-    j->o = sv->o.gen;
-    j->o.keep_prefix = 1;
-    j->chat = r->rt == R_CHAT;
-    j->o.chat = j->chat;
-    j->o.system = NULL;
     if (!cJSON_IsObject(body)) {
         bad = "body", why = "the body must be a JSON object";
         goto bad;
@@ -550,45 +569,12 @@ static job *parse_request(req *r, enum MHD_Result *ret, int *stream) {
             bad = "model", why = "model must be a string";
             goto bad;
         }
-        if (strcmp(model->valuestring, sv->model_id)) {
-            *ret = send_error(sv, c, 400, "model_not_found", "model",
-                              "the model '%.100s' does not exist (this server has '%.100s')",
-                              model->valuestring, sv->model_id);
-            job_free(j); /* after: the name lives in the body */
-            return NULL;
-        }
+        rq->model = model->valuestring;
     }
-    if (j->chat) {
-        cJSON *ms = cJSON_GetObjectItemCaseSensitive(body, "messages"), *m;
-        int n = cJSON_GetArraySize(ms);
-        if (!cJSON_IsArray(ms) || n < 1) {
-            bad = "messages", why = "messages must be a non-empty array";
+    if (chat) {
+        if ((why = parse_messages(body, rq))) {
+            bad = "messages";
             goto bad;
-        }
-        j->msgs = calloc((size_t)n, sizeof *j->msgs);
-        j->owned = calloc((size_t)n, sizeof *j->owned);
-        if (!j->msgs || !j->owned) {
-            bad = "messages", why = "out of memory";
-            goto bad;
-        }
-        cJSON_ArrayForEach(m, ms) {
-            cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-            cJSON *cont = cJSON_GetObjectItemCaseSensitive(m, "content");
-            const char *text = cJSON_IsObject(m) ? content_text(cont, &j->owned[j->n_owned]) : NULL;
-            if (j->owned[j->n_owned])
-                j->n_owned++;
-            if (!cJSON_IsString(role) || !text) {
-                bad = "messages", why = "each message needs a string role and a text content";
-                goto bad;
-            }
-            const char *rl = role->valuestring;
-            if (!strcmp(rl, "developer"))
-                rl = "system";
-            if (strcmp(rl, "system") && strcmp(rl, "user") && strcmp(rl, "assistant")) {
-                bad = "messages", why = "a message's role must be system, user or assistant";
-                goto bad;
-            }
-            j->msgs[j->n_msgs++] = (hass_chat_msg){rl, text};
         }
     } else {
         cJSON *p = cJSON_GetObjectItemCaseSensitive(body, "prompt");
@@ -598,20 +584,19 @@ static job *parse_request(req *r, enum MHD_Result *ret, int *stream) {
             bad = "prompt", why = "prompt must be a string";
             goto bad;
         }
-        j->msgs = calloc(1, sizeof *j->msgs);
-        if (!j->msgs) {
+        if (!(rq->msgs = calloc(1, sizeof *rq->msgs))) {
             bad = "prompt", why = "out of memory";
             goto bad;
         }
-        j->msgs[0] = (hass_chat_msg){"user", p->valuestring};
-        j->n_msgs = 1;
+        rq->msgs[0] = (hass_chat_msg){"user", p->valuestring};
+        rq->n_msgs = 1;
     }
-    double mt = (double)sv->o.default_max_tokens, temp = sv->o.gen.temperature,
-           top_p = sv->o.gen.top_p, top_k = sv->o.gen.top_k, seed = (double)sv->o.gen.seed, n = 1;
-    if (mt > (double)sv->o.max_tokens)
-        mt = (double)sv->o.max_tokens;
-    if ((bad = get_num(body, "max_tokens", 1, (double)sv->o.max_tokens, 1, &mt)) ||
-        (bad = get_num(body, "max_completion_tokens", 1, (double)sv->o.max_tokens, 1, &mt))) {
+    double mt = (double)so->default_max_tokens, temp = so->gen.temperature, top_p = so->gen.top_p,
+           top_k = so->gen.top_k, seed = (double)so->gen.seed, n = 1;
+    if (mt > (double)so->max_tokens)
+        mt = (double)so->max_tokens;
+    if ((bad = get_num(body, "max_tokens", 1, (double)so->max_tokens, 1, &mt)) ||
+        (bad = get_num(body, "max_completion_tokens", 1, (double)so->max_tokens, 1, &mt))) {
         why = "out of range (1 .. the server's --max-tokens) or not an integer";
         goto bad;
     }
@@ -624,30 +609,25 @@ static job *parse_request(req *r, enum MHD_Result *ret, int *stream) {
               "n 1)";
         goto bad;
     }
-    j->o.max_new_tokens = (int64_t)mt;
-    j->o.temperature = (float)temp;
-    j->o.top_p = (float)top_p;
-    j->o.top_k = (int)top_k;
-    j->o.seed = (uint64_t)seed;
+    rq->o.max_new_tokens = (int64_t)mt;
+    rq->o.temperature = (float)temp;
+    rq->o.top_p = (float)top_p;
+    rq->o.top_k = (int)top_k;
+    rq->o.seed = (uint64_t)seed;
     cJSON *st = cJSON_GetObjectItemCaseSensitive(body, "stream");
     if (st && !cJSON_IsNull(st) && !cJSON_IsBool(st)) {
         bad = "stream", why = "stream must be true or false";
         goto bad;
     }
-    *stream = cJSON_IsTrue(st);
-    cJSON *so = cJSON_GetObjectItemCaseSensitive(body, "stream_options");
-    if (so && cJSON_IsObject(so))
-        r->include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
+    rq->stream = cJSON_IsTrue(st);
+    cJSON *so_ = cJSON_GetObjectItemCaseSensitive(body, "stream_options");
+    if (so_ && cJSON_IsObject(so_))
+        rq->include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so_, "include_usage"));
     cJSON *stop = cJSON_GetObjectItemCaseSensitive(body, "stop");
     if (stop && !cJSON_IsNull(stop)) {
         int ns = cJSON_IsString(stop) ? 1 : cJSON_IsArray(stop) ? cJSON_GetArraySize(stop) : -1;
-        if (ns < 0 || ns > 4) {
+        if (ns < 0 || ns > HASS_SERVE_MAX_STOPS) {
             bad = "stop", why = "stop must be a string or an array of at most 4 strings";
-            goto bad;
-        }
-        j->stops = calloc((size_t)ns + 1, sizeof *j->stops);
-        if (!j->stops) {
-            bad = "stop", why = "out of memory";
             goto bad;
         }
         for (int i = 0; i < ns; i++) {
@@ -656,34 +636,67 @@ static job *parse_request(req *r, enum MHD_Result *ret, int *stream) {
                 bad = "stop", why = "stop strings must be non-empty strings";
                 goto bad;
             }
-            j->stops[j->n_stops++] = s->valuestring;
+            rq->stops[rq->n_stops++] = s->valuestring;
         }
     }
-    /* the prompt as the worker will encode it: its length against the limits */
+    return HASS_OK;
+bad:
+    *param = bad;
+    return hass_err_set(err, strcmp(why, "out of memory") ? HASS_STATUS_ARG : HASS_STATUS_OOM,
+                        "%s: %s", bad, why);
+}
+
+/* Builds the job of a completion request, or sends the error (and returns NULL with *ret). */
+static job *parse_request(req *r, enum MHD_Result *ret, int *stream) {
+    hass_server *sv = r->sv;
+    struct MHD_Connection *c = r->conn;
+    job *j = calloc(1, sizeof *j);
+    if (!j) {
+        *ret = send_error(sv, c, 500, NULL, NULL, "out of memory");
+        return NULL;
+    }
     hass_err err = {0};
+    const char *param = NULL;
+    hass_status st =
+        hass_serve_parse_request(r->body, r->len, r->rt == R_CHAT, &sv->o, &j->rq, &param, &err);
+    if (st) {
+        *ret = st == HASS_STATUS_OOM ? send_error(sv, c, 500, NULL, NULL, "out of memory")
+               : param ? send_error(sv, c, 400, "invalid_request", param, "%s", err.msg)
+                       : send_error(sv, c, 400, "invalid_json", NULL, "%s", err.msg);
+        job_free(j);
+        return NULL;
+    }
+    if (j->rq.model && strcmp(j->rq.model, sv->model_id)) {
+        *ret = send_error(sv, c, 400, "model_not_found", "model",
+                          "the model '%.100s' does not exist (this server has '%.100s')",
+                          j->rq.model, sv->model_id);
+        job_free(j); /* after: the name lives in the body */
+        return NULL;
+    }
+    *stream = j->rq.stream;
+    r->include_usage = j->rq.include_usage;
+    /* the prompt as the worker will encode it: its length against the limits */
     int32_t *ids = NULL;
-    int64_t np = hass_tokenizer_encode_prompt(sv->s->tok, j->msgs, j->n_msgs, j->chat, &ids, &err);
+    const char *what = j->rq.chat ? "messages" : "prompt";
+    int64_t np =
+        hass_tokenizer_encode_prompt(sv->s->tok, j->rq.msgs, j->rq.n_msgs, j->rq.chat, &ids, &err);
     free(ids);
     if (np < 0) {
-        bad = j->chat ? "messages" : "prompt", why = err.msg;
-        goto bad;
+        *ret = send_error(sv, c, 400, "invalid_request", what, "%s: %s", what, err.msg);
+        job_free(j);
+        return NULL;
     }
     j->n_prompt = np;
     int64_t lim =
         sv->o.max_prompt > 0 && sv->o.max_prompt < sv->ctx - 1 ? sv->o.max_prompt : sv->ctx - 1;
     if (np > lim) {
-        const char *param = j->chat ? "messages" : "prompt";
         job_free(j);
-        *ret = send_error(sv, c, 400, "context_length_exceeded", param,
+        *ret = send_error(sv, c, 400, "context_length_exceeded", what,
                           "the prompt has %lld tokens, more than the %lld this server takes",
                           (long long)np, (long long)lim);
         return NULL;
     }
     return j;
-bad:
-    job_free(j);
-    *ret = send_error(sv, c, 400, "invalid_request", bad, "%s: %s", bad, why);
-    return NULL;
 }
 
 /* ---- streams ---- */
@@ -1123,7 +1136,7 @@ hass_server *hass_server_start(hass_session *s, const hass_serve_opts *o, hass_e
     sv->host = strdup(o->host);
     sv->model_id = strdup(o->model_id);
     sv->api_key = o->api_key ? strdup(o->api_key) : NULL;
-    sv->ctx = hass_engine_kv(s->e)->cap;
+    sv->ctx = hass_engine_ctx(s->e);
     pthread_mutex_init(&sv->mu, NULL);
     pthread_cond_init(&sv->cv_work, NULL);
     pthread_cond_init(&sv->cv_job, NULL);

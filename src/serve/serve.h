@@ -52,6 +52,38 @@ typedef struct {
 } hass_server_counts;
 hass_server_counts hass_server_get_counts(hass_server *sv);
 
+/* ---- a completion request's body (the server's parse, callable without a server) ---- */
+#define HASS_SERVE_MAX_STOPS 4
+typedef struct {
+    void *body;          /* the parsed JSON (a cJSON *, owned): the strings below point into it */
+    hass_chat_msg *msgs; /* n_msgs >= 1 turns; a completion's prompt is one "user" turn */
+    int n_msgs, chat;
+    hass_options o; /* the server's o->gen with the request's max_new_tokens, temperature,
+                     * top_p, top_k and seed; chat; keep_prefix set */
+    const char *stops[HASS_SERVE_MAX_STOPS]; /* non-empty */
+    int n_stops;
+    char **owned; /* content arrays joined into one text (msgs point into them) */
+    int n_owned;
+    const char *model; /* "model", NULL when absent or null */
+    int stream, include_usage;
+} hass_serve_request;
+
+/* Parses body[0..len) of a POST /v1/chat/completions (chat = 1) or /v1/completions request
+ * as the server does before it tokenizes and queues it. The JSON strictly (a NUL byte, bytes
+ * after the value or a key twice in one object are errors); then messages (roles system,
+ * developer, user, assistant; content a string or an array of text parts) or prompt (a string,
+ * or an array of one string); max_tokens and max_completion_tokens (whole, 1..o->max_tokens;
+ * default o->default_max_tokens), temperature (0..2), top_p (0..1), top_k and seed (whole,
+ * >= 0), n (1), stream (a boolean), stream_options.include_usage, stop (a string or an array
+ * of at most 4 non-empty strings), model (a string). Other members are ignored.
+ * Errors: HASS_STATUS_FORMAT (the body is not JSON), HASS_STATUS_ARG (a member is wrong:
+ * *param names it, err says why), HASS_STATUS_OOM. Free rq with hass_serve_request_free in
+ * every case. */
+hass_status hass_serve_parse_request(const char *body, size_t len, int chat,
+                                     const hass_serve_opts *o, hass_serve_request *rq,
+                                     const char **param, hass_err *err);
+void hass_serve_request_free(hass_serve_request *rq);
+
 /* Constant-time (in the length of key) comparison: 1 when given == key. */
 int hass_serve_key_equal(const char *given, size_t given_len, const char *key);
 

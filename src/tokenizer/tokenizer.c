@@ -484,6 +484,26 @@ void hass_tokenizer_free(hass_tokenizer *t) {
 int32_t hass_tokenizer_vocab_size(const hass_tokenizer *t) {
     return t->n_vocab;
 }
+hass_status hass_tokenizer_check_vocab(const hass_tokenizer *t, int64_t V, hass_err *err) {
+    if (t->n_vocab > V)
+        return hass_err_set(err, HASS_STATUS_SHAPE,
+                            "the tokenizer has %d tokens, the model only %lld (a tokenizer of "
+                            "another model?)",
+                            t->n_vocab, (long long)V);
+    const char *what[3] = {"BOS", "EOS", "unknown-token"};
+    int32_t ids[3 + sizeof t->stop / sizeof t->stop[0]] = {t->bos, t->eos, t->unk};
+    int n = 3;
+    for (int i = 0; i < t->n_stop; i++)
+        ids[n++] = t->stop[i];
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= V)
+            return hass_err_set(err, HASS_STATUS_SHAPE,
+                                "the tokenizer's %s id %d is outside the model's %lld tokens "
+                                "(the tokenizer has %d)",
+                                i < 3 ? what[i] : "end-of-turn", ids[i], (long long)V, t->n_vocab);
+    return HASS_OK;
+}
+
 int32_t hass_tokenizer_bos(const hass_tokenizer *t) {
     return t->bos;
 }

@@ -84,6 +84,11 @@ hass_status hass_tokenizer_gguf_kvs(const hass_tokenizer *t, int32_t n_vocab, ha
 void hass_tokenizer_free(hass_tokenizer *t); /* NULL-safe */
 
 int32_t hass_tokenizer_vocab_size(const hass_tokenizer *t);
+/* Whether t fits a model of V tokens: its vocabulary and every special id it uses (BOS, EOS,
+ * unknown, the end-of-turn ids the chat template stops on) below V. A model V larger than the
+ * tokenizer's (padded embeddings, as Hugging Face allows) fits. HASS_STATUS_SHAPE with a
+ * one-line message naming both sizes otherwise. */
+hass_status hass_tokenizer_check_vocab(const hass_tokenizer *t, int64_t V, hass_err *err);
 int32_t hass_tokenizer_bos(const hass_tokenizer *t); /* -1 if none */
 int32_t hass_tokenizer_eos(const hass_tokenizer *t); /* -1 if none */
 hass_tok_kind hass_tokenizer_kind(const hass_tokenizer *t);

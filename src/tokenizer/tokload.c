@@ -48,6 +48,17 @@ static int64_t bin_scan(const uint8_t *d, size_t size, int32_t maxlen, int64_t w
         off += 8 + (size_t)len;
         n++;
     }
+    if (want > 0 && off < size) { /* more tokens than the model has, or bytes that are none */
+        int64_t more = bin_scan(d + off - 4, size - off + 4, maxlen, 0, path, err);
+        if (more > 0)
+            hass_err_set(err, HASS_STATUS_SHAPE,
+                         "%s: the tokenizer has %lld tokens, the model only %lld", path,
+                         (long long)(n + more), (long long)want);
+        else
+            hass_err_set(err, HASS_STATUS_FORMAT, "%s: %zu bytes after the model's %lld tokens",
+                         path, size - off, (long long)want);
+        return -1;
+    }
     return n;
 }
 
@@ -465,9 +476,16 @@ static const hass_gguf_kv *gguf_array(const hass_gguf *g, const char *key, hass_
     return kv && kv->type == HASS_GGUF_ARRAY && kv->arr_type == et ? kv : NULL;
 }
 
-static int32_t gguf_id(const hass_gguf *g, const char *key, int32_t n) {
+/* A special token id: -1 when the key is absent; -2 (err set) when it is not one of the n. */
+static int32_t gguf_id(const hass_gguf *g, const char *key, int32_t n, hass_err *err) {
     uint64_t v;
-    return hass_gguf_get_u64(g, key, &v) && v < (uint64_t)n ? (int32_t)v : -1;
+    if (!hass_gguf_get_u64(g, key, &v))
+        return -1;
+    if (v < (uint64_t)n)
+        return (int32_t)v;
+    hass_err_set(err, HASS_STATUS_FORMAT, "gguf tokenizer: %s %llu is outside its %d tokens", key,
+                 (unsigned long long)v, n);
+    return -2;
 }
 
 static hass_status gguf_merges(hass_tokenizer *t, const hass_gguf_kv *m, hass_err *err) {
@@ -558,9 +576,11 @@ hass_tokenizer *hass_tokenizer_load_gguf(const hass_gguf *g, hass_err *err) {
     t->spm_score_mode = spm;
     uint64_t v;
     t->spm_prefix = hass_gguf_get_u64(g, "tokenizer.ggml.add_space_prefix", &v) ? v != 0 : 1;
-    t->bos = gguf_id(g, "tokenizer.ggml.bos_token_id", n);
-    t->eos = gguf_id(g, "tokenizer.ggml.eos_token_id", n);
-    t->unk = gguf_id(g, "tokenizer.ggml.unknown_token_id", n);
+    t->bos = gguf_id(g, "tokenizer.ggml.bos_token_id", n, err);
+    t->eos = gguf_id(g, "tokenizer.ggml.eos_token_id", n, err);
+    t->unk = gguf_id(g, "tokenizer.ggml.unknown_token_id", n, err);
+    if (t->bos == -2 || t->eos == -2 || t->unk == -2)
+        goto fail;
     if (hass_gguf_get_u64(g, "tokenizer.ggml.add_bos_token", &v))
         t->add_bos = v != 0;
     const char *tmpl = hass_gguf_get_str(g, "tokenizer.chat_template");
@@ -634,10 +654,15 @@ hass_tokenizer *hass_tokenizer_open(const char *model, const char *tokenizer, ha
         return hass_tokenizer_load_json(path, err);
     case HASS_FILE_GGUF:
         return open_gguf(model, err);
-    default:
+    default: { /* loaded as a llama2.c checkpoint: a file that is none is a data error */
+        hass_llama2c ck;
+        if (hass_llama2c_open(&ck, model, err) != HASS_OK)
+            return NULL;
+        hass_llama2c_close(&ck);
         hass_err_set(err, HASS_STATUS_ARG,
                      "%s: a llama2.c checkpoint needs its tokenizer.bin (-z FILE, or --tokenizer)",
                      model);
         return NULL;
+    }
     }
 }

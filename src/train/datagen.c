@@ -315,6 +315,27 @@ static int64_t encode(dg *g, const char *text, int add_bos, int special, hass_er
     }
 }
 
+/* The KV cache and the feature rows hold at least `need` positions (at most max_len): grown
+ * by half at least, as the records need, from a small start (dg_setup). */
+static hass_status dg_reserve(dg *g, int64_t need, hass_err *err) {
+    if (need > g->max_len)
+        need = g->max_len;
+    if (need <= g->kv.cap)
+        return HASS_OK;
+    int64_t cap = g->kv.cap + g->kv.cap / 2, d = g->m->cfg.d;
+    cap = cap < need ? need : cap > g->max_len ? g->max_len : cap;
+    float *f = hass_aligned_alloc((size_t)(cap * d) * sizeof(float));
+    hass_status st = f ? hass_kv_grow(&g->kv, cap, g->pool, err)
+                       : hass_err_set(err, HASS_STATUS_OOM, "out of memory");
+    if (st) {
+        hass_aligned_free(f);
+        return st;
+    }
+    hass_aligned_free(g->feat); /* rows are written by each record's features() */
+    g->feat = f;
+    return HASS_OK;
+}
+
 static int is_stop(const dg *g, int32_t t) {
     for (int i = 0; i < g->n_stop; i++)
         if (g->stop[i] == t)
@@ -332,7 +353,7 @@ static hass_status generate(dg *g, uint64_t seed, int64_t *answer_at, int *stopp
         return HASS_OK;
     hass_sampler_params sp = {.temperature = g->o->temperature, .top_p = 1.0f, .seed = seed};
     hass_status st = hass_sampler_reset(&g->smp, &sp, err);
-    if (st)
+    if (st || (st = dg_reserve(g, g->n + limit, err)))
         return st;
     hass_kv_truncate(&g->kv, 0);
     if ((st = hass_model_prefill(g->m, &g->kv, g->pool, g->n, g->ids, g->logits, NULL, err)))
@@ -526,6 +547,9 @@ int64_t hass_datagen_encode_record(const hass_tokenizer *tok, const char *json, 
 /* ======================= the run ======================= */
 
 static hass_status features(dg *g, hass_err *err) {
+    hass_status st = dg_reserve(g, g->n, err);
+    if (st)
+        return st;
     hass_kv_truncate(&g->kv, 0);
     return hass_model_prefill(g->m, &g->kv, g->pool, g->n, g->ids, NULL, g->feat, err);
 }
@@ -567,7 +591,9 @@ static hass_status dg_setup(dg *g, hass_err *err) {
     hass_status st = dg_alloc(g, o->max_len, err);
     if (st)
         return st;
-    st = hass_kv_init(&g->kv, m, o->max_len, GEN_BATCH, g->pool, err);
+    /* the positions grow with the records (dg_reserve): max_len is only their bound */
+    int64_t cap = o->max_len < 256 ? o->max_len : 256;
+    st = hass_kv_init(&g->kv, m, cap, cap < GEN_BATCH ? cap : GEN_BATCH, g->pool, err);
     g->kv_ok = st == HASS_OK;
     if (st)
         return st;
@@ -578,7 +604,7 @@ static hass_status dg_setup(dg *g, hass_err *err) {
         return st;
     g->logits = hass_aligned_alloc((size_t)m->cfg.V * sizeof(float));
     g->scratch = hass_aligned_alloc((size_t)m->cfg.V * sizeof(float));
-    g->feat = hass_aligned_alloc((size_t)(o->max_len * m->cfg.d) * sizeof(float));
+    g->feat = hass_aligned_alloc((size_t)(cap * m->cfg.d) * sizeof(float));
     if (!g->logits || !g->scratch || !g->feat)
         return hass_err_set(err, HASS_STATUS_OOM, "out of memory");
     for (int i = 0; i < m->cfg.n_stop && g->n_stop < 16; i++)
@@ -606,9 +632,8 @@ hass_status hass_datagen_run(const hass_model *m, const hass_tokenizer *tok, has
     }
     if (o->max_new < 1 || o->shard_tokens < 1 || o->limit < 0 || o->temperature < 0)
         return hass_err_set(err, HASS_STATUS_ARG, "bad datagen options");
-    if (hass_tokenizer_vocab_size(tok) > m->cfg.V)
-        return hass_err_set(err, HASS_STATUS_SHAPE, "the tokenizer has %d tokens, the model %lld",
-                            hass_tokenizer_vocab_size(tok), (long long)m->cfg.V);
+    if (hass_tokenizer_check_vocab(tok, m->cfg.V, err))
+        return err->code;
     double t0 = hass_now();
     dataset ds;
     conv c = {0};

@@ -55,6 +55,8 @@ typedef struct {
 } ivec;
 
 static int ivec_push(ivec *v, const int32_t *x, int64_t n) {
+    if (n == 0) /* x may be NULL (a thread that got no records) */
+        return 0;
     if (v->n + n > v->cap) {
         int64_t cap = v->cap ? v->cap : 1 << 16;
         while (cap < v->n + n)
@@ -550,7 +552,7 @@ hass_status hass_pretrain_run(hass_pool *pool, const hass_pretrain_opts *o,
     rep->train_tokens = train.n, rep->valid_tokens = valid.n;
     rep->train_bytes_per_token = (double)tbytes / (double)train.n;
     if (nw < 1) {
-        st = hass_err_set(err, HASS_STATUS_ARG, "%s: %lld tokens, fewer than one window of %lld",
+        st = hass_err_set(err, HASS_STATUS_RANGE, "%s: %lld tokens, fewer than one window of %lld",
                           o->data, (long long)train.n, (long long)T + 1);
         goto done;
     }
