@@ -640,6 +640,65 @@ static void test_isas_agree(void) {
     free(x), free(e2), free(e5), free(v), free(p), free(o2), free(o5);
 }
 
+/* The vdpbf16ps product rounds x to bf16 once per product (hass__bf16_pack_x): nearest even, as
+ * the reference below (finite values: ties, signed zeros, overflow to inf; subnormal inputs
+ * become zeros of their sign, as vcvtne2ps2bf16 treats them), with
+ * masked row tails that write nothing past the row; and the rows function that packs on its
+ * own thread gives hass_matmul's bits. */
+static uint16_t bf16_rne(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) == 0)
+        return (uint16_t)((u >> 16) & 0x8000u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static void test_bf16_pack(hass_pool **pools) {
+#if defined(__x86_64__) && !defined(HASS_NO_AVX512)
+    if (!(hass_cpu_available() & HASS_CPU_AVX512BF16)) {
+        CHECK_SKIP("no AVX512_BF16: the bf16 x packing runs in the avx512emu build");
+        return;
+    }
+    static const int64_t ins[] = {1, 7, 16, 31, 32, 33, 63, 100};
+    static const float special[] = {0.0f,   -0.0f,   1.00390625f, 1.01171875f, -1.00390625f,
+                                    1e-40f, -3e-39f, 3.4e38f,     -3.4e38f,    1.0f + 0x1p-8f};
+    for (size_t t = 0; t < sizeof ins / sizeof ins[0]; t++) {
+        int64_t in = ins[t], n = 3;
+        float *x = randn(n * in, 3.0f);
+        for (int64_t i = 0; i < n * in; i++)
+            if (i % 3 == 0)
+                x[i] = special[(i / 3) % (sizeof special / sizeof special[0])];
+        uint16_t *xb = malloc(sizeof(uint16_t) * (size_t)(n * in + 1));
+        HASS_ASSERT(xb);
+        xb[n * in] = 0xabcd;
+        hass__bf16_pack_x(xb, x, n, in);
+        int bad = 0;
+        for (int64_t i = 0; i < n * in; i++)
+            bad += xb[i] != bf16_rne(x[i]);
+        CHECK_MSG(bad == 0 && xb[n * in] == 0xabcd, "bf16 pack in=%lld: %d wrong", (long long)in,
+                  bad);
+        free(x), free(xb);
+    }
+    hass_cpu_force(hass_cpu_available() & ~HASS_CPU_AMX);
+    for (int64_t n = 1; n <= 9; n += 4) {
+        int64_t in = 97, out = 53;
+        float *wf, *x = randn(n * in, 1.0f);
+        void *W = rand_weights(HASS_DTYPE_BF16, out, in, &wf);
+        float *y1 = malloc(sizeof(float) * (size_t)(n * out)),
+              *y2 = malloc(sizeof(float) * (size_t)(n * out));
+        HASS_ASSERT(y1 && y2);
+        hass_matmul(pools[1], y1, x, W, HASS_DTYPE_BF16, n, in, out);
+        hass__matmul_rows_avx512bf16(y2, out, x, n, in, W, HASS_DTYPE_BF16, 0, out);
+        CHECK_BITEQ(y2, y1, n * out, "bf16 rows (own packing) vs hass_matmul");
+        free(x), free(wf), free(W), free(y1), free(y2);
+    }
+    hass_cpu_force(-1);
+#else
+    (void)pools;
+    CHECK_SKIP("AVX-512 kernels not built");
+#endif
+}
+
 int main(void) {
     check_init("test_ops");
     hass_rng_seed(&rng, 1234);
@@ -663,6 +722,7 @@ int main(void) {
     hass_cpu_force(-1);
     test_isas_agree();
     test_tune_bf16();
+    test_bf16_pack(pools);
 #if defined(HASS_AVX512_EMU)
     /* the emulation build must really run the AVX-512 kernels, and use them by default */
     CHECK(ncs == 4);

@@ -36,7 +36,9 @@ static void cache_path(const hass_model *m, hass_pool *pool, char *buf, size_t c
                      (int64_t)m->weight_bytes,
                      (int64_t)m->layers[0].tq,
                      hass_pool_size(pool),
-                     hass_cpu_allowed()};
+                     hass_cpu_allowed(),
+                     /* HASS_CPU set: no bf16 choice is measured, so none may be read either */
+                     getenv("HASS_CPU") != NULL};
     h = hass_fnv1a(h, key, sizeof key);
     const char *cpu = hass_cpu_model();
     h = hass_fnv1a(h, cpu, strlen(cpu));

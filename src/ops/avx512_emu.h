@@ -16,15 +16,22 @@
 #include <simde/x86/avx512.h>
 
 /* Missing from SIMDe 0.7: two f32 vectors to 32 bf16, nearest-even, b in the low half, a in the
- * high half, as vcvtne2ps2bf16 does (except that the instruction also flushes denormals). */
+ * high half, as vcvtne2ps2bf16 does (subnormal inputs as zeros of their sign, as it does). */
+static inline uint16_t hass_emu_bf16_ne(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7f800000u) == 0)
+        return (uint16_t)((u >> 16) & 0x8000u);
+    return hass_f32_to_bf16(f);
+}
 static inline simde__m512bh hass_emu_cvtne2ps_pbh(simde__m512 a, simde__m512 b) {
     float fa[16], fb[16];
     uint16_t h[32];
     memcpy(fa, &a, sizeof fa);
     memcpy(fb, &b, sizeof fb);
     for (int i = 0; i < 16; i++) {
-        h[i] = hass_f32_to_bf16(fb[i]);
-        h[16 + i] = hass_f32_to_bf16(fa[i]);
+        h[i] = hass_emu_bf16_ne(fb[i]);
+        h[16 + i] = hass_emu_bf16_ne(fa[i]);
     }
     simde__m512bh r;
     memcpy(&r, h, sizeof r);

@@ -318,6 +318,7 @@ typedef struct {
     int64_t units;
     atomic_llong next;  /* first unit not yet taken */
     const uint16_t *xp; /* x packed for AMX, or NULL */
+    const uint16_t *xb; /* x rounded to bf16 for vdpbf16ps (all jobs bf16), or NULL */
     /* quantized weights (quant.h): the kernel, x quantized per 32 [0] and per 256 [1] */
     hass__qrows_fn qrows;
     const hass__qgroup *xq[2];
@@ -337,6 +338,10 @@ static void matmul_range(const matmul_ctx *c, int64_t lo, int64_t hi) {
                          o0, o1);
             else if (c->xp)
                 hass__matmul_rows_amx(jb->y, jb->out, c->xp, c->n, c->in, jb->W, o0, o1);
+#if defined(__x86_64__) && !defined(HASS_NO_AVX512)
+            else if (c->xb)
+                hass__matmul_rows_bh(jb->y, jb->out, c->xb, c->n, c->in, jb->W, o0, o1);
+#endif
             else
                 c->rows(jb->y, jb->out, c->x, c->n, c->in, jb->W, jb->wt, o0, o1);
         }
@@ -362,33 +367,44 @@ static void matmul_task(void *p, int ith, int nth) {
     }
 }
 
-/* x packed for the AMX kernel: one buffer per thread, grown as needed (never in the token loop
- * once the largest batch has been seen). */
-static hass_tls_scratch amx_xp = HASS_TLS_SCRATCH_INIT;
+/* x packed for the AMX or the vdpbf16ps kernel: one buffer per thread, grown as needed (never in
+ * the token loop once the largest batch has been seen). */
+static hass_tls_scratch x_pack = HASS_TLS_SCRATCH_INIT;
 
 /* Whether the product goes through AMX: bf16 weights, in % 32 == 0, a CPU (and OS permission)
  * with AMX. A property of the machine and the weights, never of n. */
-static int use_amx(const hass_matmul_job *jobs, int njobs, int64_t in) {
-    if (!(hass_cpu_features() & HASS_CPU_AMX) || in % 32 != 0 || !hass__amx_ready())
-        return 0;
+static int all_bf16(const hass_matmul_job *jobs, int njobs) {
     for (int j = 0; j < njobs; j++)
         if (jobs[j].wt != HASS_DTYPE_BF16)
             return 0;
     return 1;
 }
 
+static int use_amx(const hass_matmul_job *jobs, int njobs, int64_t in) {
+    return (hass_cpu_features() & HASS_CPU_AMX) && in % 32 == 0 && hass__amx_ready() &&
+           all_bf16(jobs, njobs);
+}
+
 void hass_matmul_multi(hass_pool *pool, const float *x, int64_t n, int64_t in,
                        const hass_matmul_job *jobs, int njobs) {
     HASS_ASSERT(n >= 0 && in > 0 && njobs >= 0);
-    matmul_ctx c = {isa().rows, x, n, in, jobs, njobs, 0, 0, NULL, NULL, {0}};
+    matmul_ctx c = {isa().rows, x, n, in, jobs, njobs, 0, 0, NULL, NULL, NULL, {0}};
     if (n > 0 && hass__qact_prepare(c.xq, x, n, in, jobs, njobs))
         c.qrows = hass__qrows_pick();
     if (n > 0 && use_amx(jobs, njobs, in)) {
         size_t need = (size_t)((n + 15) / 16 * 16) * (size_t)in * sizeof(uint16_t);
-        uint16_t *xp = hass_tls_scratch_get(&amx_xp, need);
+        uint16_t *xp = hass_tls_scratch_get(&x_pack, need);
         hass__amx_pack_x(xp, x, n, in);
         c.xp = xp;
     }
+#if defined(__x86_64__) && !defined(HASS_NO_AVX512)
+    /* the vdpbf16ps kernel: x rounded to bf16 once here, not by every thread in every block */
+    else if (n > 0 && c.rows == hass__matmul_rows_avx512bf16 && all_bf16(jobs, njobs)) {
+        uint16_t *xb = hass_tls_scratch_get(&x_pack, (size_t)(n * in) * sizeof(uint16_t));
+        hass__bf16_pack_x(xb, x, n, in);
+        c.xb = xb;
+    }
+#endif
     double macs = 0;
     for (int j = 0; j < njobs; j++) {
         HASS_ASSERT(jobs[j].out >= 0);

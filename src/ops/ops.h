@@ -246,6 +246,11 @@ void hass__matmul_rows_avx512(float *y, int64_t ys, const float *x, int64_t n, i
                               const void *W, hass_dtype wt, int64_t o0, int64_t o1);
 void hass__matmul_rows_avx512bf16(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                                   const void *W, hass_dtype wt, int64_t o0, int64_t o1);
+/* AVX512_BF16, bf16 weights: x rounded to bf16 (nearest even, as vcvtne2ps2bf16) row by row
+ * into xb (n * in), then rows [o0, o1) of y = x W^T from the packed x. */
+void hass__bf16_pack_x(uint16_t *xb, const float *x, int64_t n, int64_t in);
+void hass__matmul_rows_bh(float *y, int64_t ys, const uint16_t *xb, int64_t n, int64_t in,
+                          const uint16_t *W, int64_t o0, int64_t o1);
 float hass__dot_avx512(const float *a, const float *b, int64_t n);
 void hass__dots_avx512(float *s, const float *q, const float *k, int64_t ks, int64_t nk,
                        int64_t Dh);

@@ -257,29 +257,42 @@ void hass__exp_avx512(float *x, int64_t n, float sub) {
         _mm512_mask_storeu_ps(x + i, lanes16(n - i), exp16(_mm512_sub_ps(VLOADM(x + i, n - i), s)));
 }
 
-/* ---- bf16 weights with vdpbf16ps (AVX512_BF16): x rounded to bf16 (nearest even) on the fly,
- * 32 elements per step, lane i accumulating the products of pairs (2i, 2i+1) of the step; the
- * in % 32 tail is one more step, zero-padded by masked loads. Same blocking as kern above. */
-static ALWAYS_INLINE __m512bh xload_bh(const float *x) {
-    return _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 16), _mm512_loadu_ps(x));
+/* ---- bf16 weights with vdpbf16ps (AVX512_BF16): x rounded to bf16 (nearest even) once per
+ * product (hass__bf16_pack_x), 32 elements per step, lane i accumulating the products of pairs
+ * (2i, 2i+1) of the step; the in % 32 tail is one more step, zero-padded by masked loads. Same
+ * blocking as kern above. Rounding x once instead of in every register block (as it was: two
+ * loads and a vcvtne2ps2bf16 per x row and step, beside 6 vdpbf16ps) changes no bit. */
+void hass__bf16_pack_x(uint16_t *xb, const float *x, int64_t n, int64_t in) {
+    for (int64_t r = 0; r < n; r++) {
+        const float *xr = x + r * in;
+        uint16_t *br = xb + r * in;
+        int64_t k = 0;
+        for (; k + 32 <= in; k += 32)
+            _mm512_storeu_si512((void *)(br + k),
+                                (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(xr + k + 16),
+                                                             _mm512_loadu_ps(xr + k)));
+        if (k < in) {
+            int64_t m = in - k;
+            __m512 hi = m > 16 ? VLOADM(xr + k + 16, m - 16) : _mm512_setzero_ps();
+            uint16_t t[32];
+            _mm512_storeu_si512((void *)t,
+                                (__m512i)_mm512_cvtne2ps_pbh(hi, VLOADM(xr + k, m < 16 ? m : 16)));
+            memcpy(br + k, t, (size_t)m * sizeof t[0]);
+        }
+    }
 }
 
-/* The m < 32 values from x, zero past them. */
-static ALWAYS_INLINE __m512bh xload_bh_part(const float *x, int64_t m) {
-    __m512 hi = m > 16 ? VLOADM(x + 16, m - 16) : _mm512_setzero_ps();
-    return _mm512_cvtne2ps_pbh(hi, VLOADM(x, m < 16 ? m : 16));
+static ALWAYS_INLINE __m512bh bload(const uint16_t *p) {
+    return (__m512bh)_mm512_loadu_si512((const void *)p);
 }
 
-static ALWAYS_INLINE __m512bh wload_bh(const uint8_t *w, int64_t k) {
-    return (__m512bh)_mm512_loadu_si512((const void *)(w + 2 * k));
+/* The m < 32 values at p, zero past them. */
+static ALWAYS_INLINE __m512bh bload_part(const uint16_t *p, int64_t m) {
+    return (__m512bh)_mm512_maskz_loadu_epi16((__mmask32)((1ull << m) - 1), p);
 }
 
-static ALWAYS_INLINE __m512bh wload_bh_part(const uint8_t *w, int64_t k, int64_t m) {
-    return (__m512bh)_mm512_maskz_loadu_epi16((__mmask32)((1ull << m) - 1), w + 2 * k);
-}
-
-static ALWAYS_INLINE void kern_bh(const int R, const int C, float *y, int64_t ys, const float *x,
-                                  int64_t in, const uint8_t *w, size_t rb, const uint8_t *pf_lim) {
+static ALWAYS_INLINE void kern_bh(const int R, const int C, float *y, int64_t ys, const uint16_t *x,
+                                  int64_t in, const uint16_t *w, const uint8_t *pf_lim) {
     __m512 acc[RB][CB];
     UNROLL for (int r = 0; r < R; r++) {
         UNROLL for (int c = 0; c < C; c++) {
@@ -287,15 +300,16 @@ static ALWAYS_INLINE void kern_bh(const int R, const int C, float *y, int64_t ys
         }
     }
     int64_t in32 = in & ~(int64_t)31;
-    pacer pf = pacer_make(w, C, rb, in, 32, pf_lim);
+    size_t rb = 2 * (size_t)in;
+    pacer pf = pacer_make((const uint8_t *)w, C, rb, in, 32, pf_lim);
     for (int64_t k = 0; k < in32; k += 32) {
         pacer_advance(&pf);
         __m512bh wv[CB];
         UNROLL for (int c = 0; c < C; c++) {
-            wv[c] = wload_bh(w + (size_t)c * rb, k);
+            wv[c] = bload(w + c * in + k);
         }
         UNROLL for (int r = 0; r < R; r++) {
-            __m512bh xv = xload_bh(x + r * in + k);
+            __m512bh xv = bload(x + r * in + k);
             UNROLL for (int c = 0; c < C; c++) {
                 acc[r][c] = _mm512_dpbf16_ps(acc[r][c], xv, wv[c]);
             }
@@ -304,10 +318,10 @@ static ALWAYS_INLINE void kern_bh(const int R, const int C, float *y, int64_t ys
     if (in32 < in) {
         __m512bh wv[CB];
         UNROLL for (int c = 0; c < C; c++) {
-            wv[c] = wload_bh_part(w + (size_t)c * rb, in32, in - in32);
+            wv[c] = bload_part(w + c * in + in32, in - in32);
         }
         UNROLL for (int r = 0; r < R; r++) {
-            __m512bh xv = xload_bh_part(x + r * in + in32, in - in32);
+            __m512bh xv = bload_part(x + r * in + in32, in - in32);
             UNROLL for (int c = 0; c < C; c++) {
                 acc[r][c] = _mm512_dpbf16_ps(acc[r][c], xv, wv[c]);
             }
@@ -321,29 +335,29 @@ static ALWAYS_INLINE void kern_bh(const int R, const int C, float *y, int64_t ys
 }
 
 /* n == 1, as kern_row: 16 rows of W at once in two passes of 8, reduced together. */
-static ALWAYS_INLINE void kern_row_bh(float *y, const float *x, int64_t in, const uint8_t *w,
-                                      size_t rb, int C, const uint8_t *pf_lim) {
+static ALWAYS_INLINE void kern_row_bh(float *y, const uint16_t *x, int64_t in, const uint16_t *w,
+                                      int C, const uint8_t *pf_lim) {
     __m512 acc[16];
     int64_t in32 = in & ~(int64_t)31;
-    pacer pf = pacer_make(w, C, rb, 2 * in, 32, pf_lim);
+    pacer pf = pacer_make((const uint8_t *)w, C, 2 * (size_t)in, 2 * in, 32, pf_lim);
     UNROLL for (int h = 0; h < 2; h++) {
-        const uint8_t *wr[8];
+        const uint16_t *wr[8];
         __m512 *a = acc + 8 * h;
         UNROLL for (int i = 0; i < 8; i++) {
-            wr[i] = w + (size_t)(T16(8 * h + i) < C ? T16(8 * h + i) : C - 1) * rb;
+            wr[i] = w + (T16(8 * h + i) < C ? T16(8 * h + i) : C - 1) * in;
             a[i] = _mm512_setzero_ps();
         }
         for (int64_t k = 0; k < in32; k += 32) {
             pacer_advance(&pf);
-            __m512bh xv = xload_bh(x + k);
+            __m512bh xv = bload(x + k);
             UNROLL for (int i = 0; i < 8; i++) {
-                a[i] = _mm512_dpbf16_ps(a[i], xv, wload_bh(wr[i], k));
+                a[i] = _mm512_dpbf16_ps(a[i], xv, bload(wr[i] + k));
             }
         }
         if (in32 < in) {
-            __m512bh xv = xload_bh_part(x + in32, in - in32);
+            __m512bh xv = bload_part(x + in32, in - in32);
             UNROLL for (int i = 0; i < 8; i++) {
-                a[i] = _mm512_dpbf16_ps(a[i], xv, wload_bh_part(wr[i], in32, in - in32));
+                a[i] = _mm512_dpbf16_ps(a[i], xv, bload_part(wr[i] + in32, in - in32));
             }
         }
     }
@@ -352,11 +366,11 @@ static ALWAYS_INLINE void kern_row_bh(float *y, const float *x, int64_t in, cons
 
 #define KCASE_BH(R, C)                                                                             \
     case (R)*16 + (C):                                                                             \
-        kern_bh(R, C, y, ys, x, in, w, rb, pf_lim);                                                \
+        kern_bh(R, C, y, ys, x, in, w, pf_lim);                                                    \
         break
 
-static void block_bh(int R, int C, float *y, int64_t ys, const float *x, int64_t in,
-                     const uint8_t *w, size_t rb, const uint8_t *pf_lim) {
+static void block_bh(int R, int C, float *y, int64_t ys, const uint16_t *x, int64_t in,
+                     const uint16_t *w, const uint8_t *pf_lim) {
     switch (R * 16 + C) {
         KCASE_BH(1, 1);
         KCASE_BH(1, 2);
@@ -387,25 +401,35 @@ static void block_bh(int R, int C, float *y, int64_t ys, const float *x, int64_t
     }
 }
 
+void hass__matmul_rows_bh(float *y, int64_t ys, const uint16_t *xb, int64_t n, int64_t in,
+                          const uint16_t *W, int64_t o0, int64_t o1) {
+    int cmax = n == 1 ? 16 : CB, rbm = n > 1 ? hass__mm_rb(n) : RB; /* hass_ops_tune */
+    const uint8_t *wend = hass__mm_pf(n, 1) ? (const uint8_t *)(W + o1 * in) : NULL;
+    for (int64_t o = o0; o < o1; o += cmax) {
+        int C = o1 - o < cmax ? (int)(o1 - o) : cmax;
+        const uint16_t *w = W + o * in;
+        if (n == 1) {
+            kern_row_bh(y + o, xb, in, w, C, wend);
+            continue;
+        }
+        for (int64_t r = 0; r < n; r += rbm) {
+            int R = n - r < rbm ? (int)(n - r) : rbm;
+            block_bh(R, C, y + r * ys + o, ys, xb + r * in, in, w, r == 0 ? wend : NULL);
+        }
+    }
+}
+
+/* x packed on the calling thread (products through hass_matmul_multi pack once for all
+ * threads and call hass__matmul_rows_bh directly). */
+static hass_tls_scratch bh_xb = HASS_TLS_SCRATCH_INIT;
+
 void hass__matmul_rows_avx512bf16(float *y, int64_t ys, const float *x, int64_t n, int64_t in,
                                   const void *W, hass_dtype wt, int64_t o0, int64_t o1) {
     if (wt != HASS_DTYPE_BF16) {
         hass__matmul_rows_avx512(y, ys, x, n, in, W, wt, o0, o1);
         return;
     }
-    size_t rb = hass_dtype_bytes(wt, (size_t)in);
-    int cmax = n == 1 ? 16 : CB, rbm = n > 1 ? hass__mm_rb(n) : RB; /* hass_ops_tune */
-    const uint8_t *wend = hass__mm_pf(n, 1) ? (const uint8_t *)W + (size_t)o1 * rb : NULL;
-    for (int64_t o = o0; o < o1; o += cmax) {
-        int C = o1 - o < cmax ? (int)(o1 - o) : cmax;
-        const uint8_t *w = (const uint8_t *)W + (size_t)o * rb;
-        if (n == 1) {
-            kern_row_bh(y + o, x, in, w, rb, C, wend);
-            continue;
-        }
-        for (int64_t r = 0; r < n; r += rbm) {
-            int R = n - r < rbm ? (int)(n - r) : rbm;
-            block_bh(R, C, y + r * ys + o, ys, x + r * in, in, w, rb, r == 0 ? wend : NULL);
-        }
-    }
+    uint16_t *xb = hass_tls_scratch_get(&bh_xb, (size_t)(n * in) * sizeof(uint16_t));
+    hass__bf16_pack_x(xb, x, n, in);
+    hass__matmul_rows_bh(y, ys, xb, n, in, W, o0, o1);
 }
