@@ -27,16 +27,8 @@ void hass_policy_init(hass_policy *p) {
 static void cache_path(const hass_model *m, hass_pool *pool, char *buf, size_t cap) {
     const hass_model_config *c = &m->cfg;
     uint64_t h = HASS_FNV_OFFSET;
-    int64_t key[] = {c->d,
-                     c->ffn,
-                     c->n_layers,
-                     c->H,
-                     c->Hkv,
-                     c->V,
-                     (int64_t)m->weight_bytes,
-                     (int64_t)m->layers[0].tq,
-                     hass_pool_size(pool),
-                     hass_cpu_allowed(),
+    int64_t key[] = {c->d, c->ffn, c->n_layers, c->H, c->Hkv, c->V, (int64_t)m->weight_bytes,
+                     (int64_t)m->layers[0].tq, hass_pool_size(pool), hass_cpu_allowed(),
                      /* HASS_CPU set: no bf16 choice is measured, so none may be read either */
                      getenv("HASS_CPU") != NULL};
     h = hass_fnv1a(h, key, sizeof key);
