@@ -20,8 +20,10 @@ if [ ! -f "$TORCH" ] || ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     echo "pretrain_vs_torch: needs $TORCH and Debian's python3-torch" >&2
     exit 1
 fi
-core=$(grep -qw avx512f /proc/cpuinfo && echo SkylakeX || echo Haswell)
+# the family src/train/blas.c names: SkylakeX wherever AVX-512 is (AMD too), else Zen or Haswell
+core=Haswell
 grep -q AuthenticAMD /proc/cpuinfo && core=Zen
+grep -qw avx512f /proc/cpuinfo && core=SkylakeX
 echo "# $(lscpu | sed -n 's/^Model name: *//p'), $THREADS threads, $(date -u +%Y-%m-%d)"
 t_def=$(/usr/bin/python3 "$TORCH" --threads "$THREADS" --only pretrain "${SHAPE[@]}" | tee /dev/stderr |
     sed -n 's/.*step (fp32) *\([0-9.]*\) tokens\/s.*/\1/p')
