@@ -3,11 +3,14 @@
  */
 #include "train/blas.h"
 #include "core/core.h"
+#include "ops/ops.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 typedef void (*sgemm_fn)(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRANSPOSE, int, int,
                          int, float, const float *, int, const float *, int, float, float *, int);
@@ -37,14 +40,21 @@ static void load(void) {
      * sets instead (a value set by the user wins). AVX-512 takes the SkylakeX kernels on AMD
      * too (later OpenBLAS releases do the same for Zen 4): on a Zen 5, 2 threads, sgemm
      * 2048x1024x512 189 -> 251 GFLOP/s and a draft training step 616 -> 354 ms against the "Zen"
-     * (AVX2) kernels (bench/PERF.md). */
-    __builtin_cpu_init();
+     * (AVX2) kernels (bench/PERF.md).
+     * The instruction sets as the kernels see them (hass_cpu_available: HASS_CPU caps them
+     * here too). A family already set in the environment is kept, but said when it is not the
+     * one named here (a machine-wide OPENBLAS_CORETYPE=Haswell halves training on AVX-512). */
+    int f = hass_cpu_available();
     const char *core = NULL;
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+    if (f & HASS_CPU_AVX512)
         core = "SkylakeX";
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        core = __builtin_cpu_is("amd") ? "Zen" : "Haswell";
+    else if (f & HASS_CPU_AVX2)
+        core = strncmp(hass_cpu_model(), "AuthenticAMD", 12) == 0 ? "Zen" : "Haswell";
+    const char *set = getenv("OPENBLAS_CORETYPE");
+    if (core && set && *set && strcasecmp(set, core) != 0)
+        hass_log(HASS_LOG_INFO,
+                 "OPENBLAS_CORETYPE=%s is set in the environment; the %s kernels fit this CPU", set,
+                 core);
     if (core)
         setenv("OPENBLAS_CORETYPE", core, 0);
     static const char *names[] = {"libopenblas.so.0", "libopenblas.so", "libblas.so.3"};
