@@ -106,8 +106,9 @@ static int cmp_dbl(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Median time of forwards of n rows (nothing committed); 0 when n rows do not fit, -1 on error. */
-static double time_forward(const hass_model *m, hass_kv *kv, hass_pool *pool, float *logits,
+/* One forward of n rows as a chain (nothing committed): seconds; 0 when n rows do not fit, -1
+ * on error. */
+static double forward_once(const hass_model *m, hass_kv *kv, hass_pool *pool, float *logits,
                            int64_t n) {
     int32_t tok[HASS_COST_N], pos[HASS_COST_N], par[HASS_COST_N];
     if (n > HASS_COST_N || n > kv->max_batch || kv->n + n > kv->cap)
@@ -117,18 +118,51 @@ static double time_forward(const hass_model *m, hass_kv *kv, hass_pool *pool, fl
         pos[i] = (int32_t)(kv->n + i);
         par[i] = (int32_t)i - 1;
     }
-    double ts[9];
+    double t0 = hass_now();
+    if (hass_model_forward(m, kv, pool, n, tok, pos, par, logits, 0, NULL, NULL))
+        return -1;
+    return hass_now() - t0;
+}
+
+static double median(double *v, int k) {
+    qsort(v, (size_t)k, sizeof(double), cmp_dbl);
+    return k % 2 ? v[k / 2] : 0.5 * (v[k / 2 - 1] + v[k / 2]);
+}
+
+/* Median time of forwards of n rows; 0 when n rows do not fit, -1 on error. */
+static double time_forward(const hass_model *m, hass_kv *kv, hass_pool *pool, float *logits,
+                           int64_t n) {
+    double ts[9], total = 0;
     int reps = 0;
-    double total = 0;
     while (reps < 9 && (reps < 3 || total < 0.05)) {
-        double t0 = hass_now();
-        if (hass_model_forward(m, kv, pool, n, tok, pos, par, logits, 0, NULL, NULL))
-            return -1;
-        ts[reps] = hass_now() - t0;
-        total += ts[reps++];
+        double t = forward_once(m, kv, pool, logits, n);
+        if (t <= 0)
+            return t;
+        total += ts[reps++] = t;
     }
-    qsort(ts, (size_t)reps, sizeof(double), cmp_dbl);
-    return ts[reps / 2];
+    return median(ts, reps);
+}
+
+/* The cost of n rows against one: forwards of 1 and of n rows alternate and the median of the
+ * pairs' ratios is kept, so that load coming and going on a shared machine (or a clock that
+ * changes) hits both sides alike, instead of dividing every size's time by one 1-row time
+ * measured apart. *t1: the median 1-row time of the pairs. 0 when n rows do not fit, -1 on
+ * error. */
+static double cost_ratio(const hass_model *m, hass_kv *kv, hass_pool *pool, float *logits,
+                         int64_t n, double *t1) {
+    double r[9], a[9], total = 0;
+    int reps = 0;
+    while (reps < 9 && (reps < 3 || total < 0.05)) {
+        double ta = forward_once(m, kv, pool, logits, 1);
+        double tb = forward_once(m, kv, pool, logits, n);
+        if (ta <= 0 || tb <= 0)
+            return ta <= 0 ? ta : tb;
+        a[reps] = ta;
+        r[reps++] = tb / ta;
+        total += ta + tb;
+    }
+    *t1 = median(a, reps);
+    return median(r, reps);
 }
 
 /* A 64-position context (as in real decoding, when it fits beside a full batch) and a warm-up
@@ -159,15 +193,23 @@ static void measure_costs(hass_policy *p, const hass_model *m, hass_kv *kv, hass
                           float *logits) {
     int64_t saved = measure_begin(m, kv, pool, logits);
     static const int sizes[] = {1, 2, 3, 4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 56, 64};
-    double t[sizeof sizes / sizeof sizes[0]];
+    double t[sizeof sizes / sizeof sizes[0]], t1s[sizeof sizes / sizeof sizes[0]];
     int ns = 0;
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    t[ns] = 1.0; /* cost ratios */
+    t1s[ns++] = time_forward(m, kv, pool, logits, 1);
+    for (size_t i = 1; i < sizeof sizes / sizeof sizes[0]; i++) {
         if (sizes[i] > kv->max_batch || kv->n + sizes[i] > kv->cap)
             break;
-        t[ns++] = time_forward(m, kv, pool, logits, sizes[i]);
+        double c = cost_ratio(m, kv, pool, logits, sizes[i], &t1s[ns]);
+        if (c <= 0)
+            break;
+        t[ns++] = c;
     }
     measure_end(kv, saved);
-    p->t1 = t[0] > 0 ? t[0] : 1e-3;
+    double t1v[sizeof sizes / sizeof sizes[0]];
+    memcpy(t1v, t1s, sizeof(double) * (size_t)ns);
+    double t1 = median(t1v, ns);
+    p->t1 = t1 > 0 ? t1 : 1e-3;
     for (int n = 1; n <= HASS_COST_N; n++) {
         int j = 0;
         while (j + 1 < ns && sizes[j + 1] < n)
@@ -178,7 +220,7 @@ static void measure_costs(hass_policy *p, const hass_model *m, hass_kv *kv, hass
                                                           : t[ns - 1];
         else
             v = t[j] + (t[j + 1] - t[j]) * (n - sizes[j]) / (double)(sizes[j + 1] - sizes[j]);
-        p->cost[n] = v / p->t1;
+        p->cost[n] = v;
         if (n > 1 && p->cost[n] < p->cost[n - 1])
             p->cost[n] = p->cost[n - 1];
     }
