@@ -100,6 +100,23 @@ static void test_cost_model(hass_tree *t) {
     CHECK(hass_policy_expand(&p, t, 100, 0.0) == 0);
     t->levels = 3;
     CHECK(hass_policy_expand(&p, t, 100, 0.0) == 0); /* depth 4: three levels at most */
+    /* a cost curve that is not flat and a wide top-k: the best case of one more level is one
+     * child carrying its parent's mass, not all top-k children verified. With a confident first
+     * node (0.9): best now 1 node, rate 1.9 / 1.1; one more level at best 2.8 / (0.1 + 1.2) */
+    hass_tree_params wide = {4, 8, 0};
+    with_costs(&p, 0.1);
+    hass_policy_begin(&p, &wide, 100);
+    double confident[8] = {0.9, 0.02, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01};
+    root_children(t, confident, 8);
+    CHECK_EQ_INT(hass_policy_nodes(&p, t, 100, 0.0), 1);
+    hass_policy_level(&p, 0.1);
+    CHECK(hass_policy_expand(&p, t, 100, 0.0) == 1);
+    /* the same level costing as much as a forward cannot pay: (1 + 1.8) / 2.2 < 1.9 / 1.1 */
+    hass_policy_init(&p);
+    with_costs(&p, 0.1);
+    hass_policy_begin(&p, &wide, 100);
+    hass_policy_level(&p, 1.0);
+    CHECK(hass_policy_expand(&p, t, 100, 0.0) == 0);
 }
 
 static void test_backoff(hass_tree *t) {

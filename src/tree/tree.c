@@ -86,13 +86,6 @@ void hass_tree_set_frontier(hass_tree *t, int32_t first, int32_t last, int k) {
     t->levels++;
 }
 
-double hass_tree_frontier_mass(const hass_tree *t) {
-    double s = 0;
-    for (int32_t i = 0; i < t->n_frontier; i++)
-        s += exp((double)t->cand[t->frontier[i]].score);
-    return s;
-}
-
 static void merge_sort(const hass_cand *c, int32_t *a, int32_t *tmp, int32_t n) {
     if (n < 2)
         return;

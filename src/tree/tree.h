@@ -60,9 +60,6 @@ int32_t hass_tree_add_children(hass_tree *t, int32_t parent, const int32_t *toks
 /* After a level's children are added: the next frontier = the top-k candidates of that level
  * by score (ties: lower candidate index). first..last: the candidate range of the level. */
 void hass_tree_set_frontier(hass_tree *t, int32_t first, int32_t last, int k);
-/* Sum of exp(score) over the frontier: an upper bound on what one more level can add to the
- * expected number of accepted drafts. */
-double hass_tree_frontier_mass(const hass_tree *t);
 
 /* Sorts all candidates by (score desc, depth asc, index asc) into t->order and returns the
  * prefix sums of exp(score): gain[m] = expected accepted drafts with the best m nodes
