@@ -8,9 +8,10 @@
  *   rate(m) = (1 + calib * gain[m]) / (drafting seconds + t1 * cost(m + 1))
  * tokens: gain[m] = the sum of their path probabilities (hass_tree_rank), calib = the decayed
  * ratio of accepted to predicted drafts, t1 = seconds of a one-row target forward, cost(n) = the
- * time of an n-row forward over t1. Another level is expanded only while its best case (the
- * whole frontier's mass for one level's time) could raise the best rate; the node count is the
- * best rate's m. When drafting loses to plain decoding (an untrained draft), cycles fall back to
+ * time of an n-row forward over t1. Another level is expanded only while its best case (for
+ * some j, the j most probable frontier nodes each handing their whole mass to one child: j more
+ * nodes verified, one level's time) could raise the best rate; the node count is the best
+ * rate's m. When drafting loses to plain decoding (an untrained draft), cycles fall back to
  * plain steps and the draft is probed with exponential backoff.
  *
  * Apart from measuring the cost curve, the policy runs nothing and has no clock: the engine
