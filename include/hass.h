@@ -41,7 +41,7 @@ typedef struct {
     int tree_depth;         /* draft tree: its deepest node, the root's children being depth 1;
                                depth - 1 expansion levels (6) */
     int tree_topk;          /* draft tree: children per expanded node and nodes expanded per
-                               level (10); not the sampling top_k */
+                               level (4); not the sampling top_k */
     int tree_tokens;        /* draft nodes verified per cycle, 0 = auto (cost model) */
     int keep_prefix;        /* 1: the prompt's tokens shared (from its start) with the session's
                                last context stay in the KV cache instead of being run again (a

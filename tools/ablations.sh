@@ -76,7 +76,7 @@ for s in $SEEDS; do
         ns="$ns${ns:+,}$c"
     done
     "$HASS" eval -m "$M" --drafts "$ds" --names "$ns" --limit "$LIMIT" -n 128 \
-        --tree-tokens "$TREE" --out "$OUT/eval-$GROUP-s$s" --threads "$THREADS" > /dev/null
+        --tree-tokens "$TREE" --tree-depth 6 --tree-topk 10 --out "$OUT/eval-$GROUP-s$s" --threads "$THREADS" > /dev/null
 done
 
 # mean +- spread (half the range) of tau over the seeds, per config and family, as a Markdown

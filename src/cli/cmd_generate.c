@@ -25,7 +25,7 @@ static const char *usage =
     "  --seed S           sampling seed (0)\n"
     "  --chat             apply the model's chat template (--system TEXT adds a system turn)\n"
     "  --tree-depth D     max draft tree depth (6)\n"
-    "  --tree-topk K      children per expanded node (10)\n"
+    "  --tree-topk K      children per expanded node (4)\n"
     "  --tree-tokens N    draft nodes verified per cycle, or auto (auto: cost model)\n"
     "  --threads N        threads (number of CPUs)\n"
     "  --ctx N            context length in positions (the model's)\n"

@@ -18,7 +18,7 @@ hass_eval_opts hass_eval_opts_default(void) {
     memset(&o, 0, sizeof o);
     o.max_new = 256;
     o.chat = 1;
-    o.tree = (hass_tree_params){6, 10, 0};
+    o.tree = (hass_tree_params){6, 4, 0}; /* as hass_options_default */
     o.top_p = 1.0f;
     o.dist_prompts = 4;
     o.dist_reps = 64;
