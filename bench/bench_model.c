@@ -259,7 +259,7 @@ static void measure_tuned(const hass_model *m, hass_pool *pool, const bench_bw_b
     HASS_ASSERT(e);
     double t0 = hass_now();
     const hass_ops_tune *t = hass_engine_tune(e);
-    static const char *bn[] = {"widest", "amx", "vdpbf16ps", "widened-fma"};
+    static const char *bn[] = {"widest", "amx", "vdpbf16ps", "widened-fma", "avx2 kernels"};
     printf("# %s: calibrated kernel choice (%.1f s or cached): bf16 %s, block rows %d (n <= 8) %d "
            "(n > 8), prefetch %d/%d/%d (n = 1, <= 8, > 8; 0 default, 1 on, 2 off)\n",
            label, hass_now() - t0, bn[t->bf16], t->rb[0] ? t->rb[0] : 4, t->rb[1] ? t->rb[1] : 4,

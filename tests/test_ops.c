@@ -245,14 +245,15 @@ static void test_tune_bits(const isa_case *ic, hass_pool **pools) {
 static void test_tune_bf16(void) {
     hass_cpu_force(-1);
     int f = hass_cpu_available();
-    static const int choice[] = {HASS_BF16_AMX, HASS_BF16_DP, HASS_BF16_FMA};
-    const int mask[] = {f, f & ~HASS_CPU_AMX, f & ~(HASS_CPU_AMX | HASS_CPU_AVX512BF16)};
+    static const int choice[] = {HASS_BF16_AMX, HASS_BF16_DP, HASS_BF16_FMA, HASS_KERNELS_AVX2};
+    const int mask[] = {f, f & ~HASS_CPU_AMX, f & ~(HASS_CPU_AMX | HASS_CPU_AVX512BF16),
+                        f & ~(HASS_CPU_AMX | HASS_CPU_AVX512BF16 | HASS_CPU_AVX512)};
     const int64_t in = 256, out = 100, n = 5;
     float *wf, *x = randn(n * in, 1.0f);
     void *W = rand_weights(HASS_DTYPE_BF16, out, in, &wf);
     float *a = malloc((size_t)(n * out) * sizeof(float)), *b = malloc((size_t)(n * out) * 4);
     HASS_ASSERT(a && b);
-    for (int c = 0; c < 3; c++) {
+    for (int c = 0; c < 4; c++) {
         hass_cpu_force(mask[c]);
         hass_matmul(NULL, a, x, W, HASS_DTYPE_BF16, n, in, out);
         const char *want = hass_cpu_isa_name();
@@ -265,6 +266,10 @@ static void test_tune_bf16(void) {
         hass_matmul(NULL, b, x, W, HASS_DTYPE_BF16, n, in, out);
         CHECK_MSG(!memcmp(a, b, (size_t)(n * out) * sizeof(float)),
                   "bf16 choice %d: not the %s kernel's bits", choice[c], want);
+        if (choice[c] == HASS_KERNELS_AVX2) /* every float kernel, the integer ones kept */
+            CHECK((hass_cpu_features() & HASS_CPU_AVX512) == 0 &&
+                  (hass_cpu_features() & (HASS_CPU_AVX512VNNI | HASS_CPU_AVXVNNI)) ==
+                      (f & (HASS_CPU_AVX512VNNI | HASS_CPU_AVXVNNI)));
         hass_ops_tune_set(NULL);
     }
     free(wf), free(x), free(W), free(a), free(b);

@@ -62,7 +62,7 @@ static void load_cache(hass_policy *p, const char *path) {
     int used = 0;
     if (sscanf(text, "tune %d %d %d %d %d %d\n%n", &t->bf16, &t->rb[0], &t->rb[1], &t->pf[0],
                &t->pf[1], &t->pf[2], &used) == 6 &&
-        used > 0 && t->bf16 >= HASS_BF16_WIDEST && t->bf16 <= HASS_BF16_FMA) {
+        used > 0 && t->bf16 >= HASS_BF16_WIDEST && t->bf16 <= HASS_KERNELS_AVX2) {
         p->have_tune = 1;
         int at = used;
         used = 0;
@@ -280,7 +280,7 @@ static void calibrate(hass_policy *p, const bench_ctx *b) {
     hass_ops_tune *t = &p->tune;
     memset(t, 0, sizeof *t);
     int64_t saved = measure_begin(b->m, b->kv, b->pool, b->logits);
-    int f = hass_cpu_allowed(), cand[3], nc = 0;
+    int f = hass_cpu_allowed(), cand[4], nc = 0;
     if (model_has(b->m, 1) && !getenv("HASS_CPU")) {
         if (f & HASS_CPU_AMX)
             cand[nc++] = HASS_BF16_AMX;
@@ -288,7 +288,11 @@ static void calibrate(hass_policy *p, const bench_ctx *b) {
             cand[nc++] = HASS_BF16_DP;
         if (f & HASS_CPU_AVX512)
             cand[nc++] = HASS_BF16_FMA;
+    } else if (model_has(b->m, 0) && !getenv("HASS_CPU") && (f & HASS_CPU_AVX512)) {
+        cand[nc++] = HASS_BF16_WIDEST; /* f32 / f16 products: AVX-512 against AVX2 below */
     }
+    if (nc > 0 && (f & HASS_CPU_AVX512) && (f & HASS_CPU_AVX2))
+        cand[nc++] = HASS_KERNELS_AVX2;
     static const int64_t n1[] = {1}, n8[] = {8}, n16[] = {16}, both[] = {1, 8};
     if (nc > 1)
         tune_pick(b, t, &t->bf16, cand, nc, both, 2);

@@ -166,6 +166,8 @@ int hass_cpu_features(void) {
         return f & ~HASS_CPU_AMX;
     case HASS_BF16_FMA:
         return f & ~(HASS_CPU_AMX | HASS_CPU_AVX512BF16);
+    case HASS_KERNELS_AVX2: /* the integer (VNNI, AMX-INT8) features stay */
+        return f & ~(HASS_CPU_AMX | HASS_CPU_AVX512BF16 | HASS_CPU_AVX512);
     default:
         return f;
     }

@@ -54,7 +54,10 @@ void hass_cpu_force(int features);
  *         to bf16), HASS_BF16_FMA (weights widened to f32, x kept f32), or HASS_BF16_WIDEST (the
  *         widest the CPU and HASS_CPU allow). Their results differ in the last bits, so this
  *         choice is made per machine and model and never depends on how many rows a call has;
- *         it only narrows what hass_cpu_features reports, so HASS_CPU caps it.
+ *         it only narrows what hass_cpu_features reports, so HASS_CPU caps it. HASS_KERNELS_AVX2
+ *         narrows every float kernel (products of f32/f16/bf16 weights, attention, exp) to the
+ *         AVX2 set, where it is the faster on a model (stories260K on a Zen 5: the 8-lane
+ *         kernels 3-10% ahead), chosen the same way, for f32 models too.
  *  rb[b]: x rows per register block (1..4; 0 = 4) for products of 2..8 rows (b = 0) and of more
  *         (b = 1);
  *  pf[b]: prefetch of the next weight block (0 = the default, 1 = on, 2 = off) for products of
@@ -63,7 +66,13 @@ void hass_cpu_force(int features);
  * an element is computed: every setting gives bit-identical results (test_ops checks it), so they
  * may differ by the number of rows. Products with quantized weights (quant.h) take none of these:
  * their blocking is fixed, and the bf16 choice never narrows the VNNI or AMX-INT8 features. */
-enum { HASS_BF16_WIDEST = 0, HASS_BF16_AMX = 1, HASS_BF16_DP = 2, HASS_BF16_FMA = 3 };
+enum {
+    HASS_BF16_WIDEST = 0,
+    HASS_BF16_AMX = 1,
+    HASS_BF16_DP = 2,
+    HASS_BF16_FMA = 3,
+    HASS_KERNELS_AVX2 = 4
+};
 typedef struct {
     int bf16;
     int rb[2];
