@@ -24,13 +24,17 @@ void hass_policy_init(hass_policy *p) {
  * count and model shape, kept in one cache file: a line "tune ..." (hass_ops_tune), then the
  * curve ---- */
 
+/* Part of the cache key: raised whenever the kernels or the way they are timed change, so that a
+ * choice or curve measured with other code is measured again, not read. */
+#define COST_CACHE_REV 2
+
 static void cache_path(const hass_model *m, hass_pool *pool, char *buf, size_t cap) {
     const hass_model_config *c = &m->cfg;
     uint64_t h = HASS_FNV_OFFSET;
     int64_t key[] = {c->d, c->ffn, c->n_layers, c->H, c->Hkv, c->V, (int64_t)m->weight_bytes,
                      (int64_t)m->layers[0].tq, hass_pool_size(pool), hass_cpu_allowed(),
                      /* HASS_CPU set: no bf16 choice is measured, so none may be read either */
-                     getenv("HASS_CPU") != NULL};
+                     getenv("HASS_CPU") != NULL, COST_CACHE_REV};
     h = hass_fnv1a(h, key, sizeof key);
     const char *cpu = hass_cpu_model();
     h = hass_fnv1a(h, cpu, strlen(cpu));
