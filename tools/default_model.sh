@@ -9,9 +9,10 @@
 #
 # Usage: tools/default_model.sh [STAGE...]      stages: corpus tokenizer pretrain chatdata
 #                                                datagen eagle hass vocab regen eagle2 hass2
-#                                                vocab2 install (default: all)
+#                                                vocab2 eagle3 hass3 vocab3 regen2 eagle4 hass4
+#                                                vocab4 install (default: all)
 # Env: HASS (build/hass), W (work folder, build/default), THREADS (all CPUs),
-#      PRETRAIN_FLAGS, DRAFT_STEPS, DRAFT2_STEPS, DRAFT_VOCAB.
+#      PRETRAIN_FLAGS, DRAFT_STEPS, DRAFT2_STEPS, DRAFT4_STEPS, DRAFT_VOCAB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HASS=${HASS:-build/hass}
@@ -19,9 +20,10 @@ W=${W:-build/default}
 THREADS=${THREADS:-$(nproc)}
 DRAFT_STEPS=${DRAFT_STEPS:-1400}
 DRAFT2_STEPS=${DRAFT2_STEPS:-500}
+DRAFT4_STEPS=${DRAFT4_STEPS:-500}
 DRAFT_VOCAB=${DRAFT_VOCAB:-2048}
 mkdir -p "$W"
-stages=${*:-corpus tokenizer pretrain chatdata datagen eagle hass vocab regen eagle2 hass2 vocab2 install}
+stages=${*:-corpus tokenizer pretrain chatdata datagen eagle hass vocab regen eagle2 hass2 vocab2 eagle3 hass3 vocab3 regen2 eagle4 hass4 vocab4 install}
 
 for s in $stages; do
     echo "== $s"
@@ -69,12 +71,34 @@ for s in $stages; do
             --init-from "$W/draft-$m" -o "$W/draft2-$m" --steps "$DRAFT2_STEPS" --batch 8 \
             --seq-len 1024 --lr 2e-4 --warmup 50 --seed 1 --ckpt-every 100 --dtype bf16 \
             --log "$W/draft2-$m.log.jsonl" --threads "$THREADS" ;;
-    vocab | vocab2) # drafting scores the most frequent target tokens only (verification
-        # scores all): in the corpus's answers (first stage), then in the target's own (second)
+    vocab | vocab2 | vocab3 | vocab4) # drafting scores the most frequent target tokens only
+        # (verification scores all): in the corpus's answers (first stage), then in the target's own
         for m in eagle hass; do
-            if [ "$s" = vocab ]; then d=$W/draft-$m f=$W/feat; else d=$W/draft2-$m f=$W/feat-regen; fi
+            case $s in
+            vocab) d=$W/draft-$m f=$W/feat ;;
+            vocab2) d=$W/draft2-$m f=$W/feat-regen ;;
+            vocab3) d=$W/draft3-$m f=$W/feat-regen ;;
+            vocab4) d=$W/draft4-$m f=$W/feat-regen-b ;;
+            esac
             "$HASS" draft-vocab -m "$W/target/model" -d "$d" --data "$f" -n "$DRAFT_VOCAB"
         done ;;
+    regen2) # the target's own greedy answers to the other three in five conversations
+        [ -s "$W/chat-regen-b.jsonl" ] ||
+            { awk 'NR % 5 != 1 && NR % 5 != 3' "$W/chat.jsonl" > "$W/chat-regen-b.jsonl.tmp" &&
+                mv "$W/chat-regen-b.jsonl.tmp" "$W/chat-regen-b.jsonl"; }
+        "$HASS" datagen -m "$W/target/model" --data "$W/chat-regen-b.jsonl" -o "$W/feat-regen-b" \
+            --chat --regen -t 0 -n 256 --max-len 1024 --threads "$THREADS" ;;
+    eagle3 | hass3 | eagle4 | hass4) # third stage: 300 more steps on the first regenerated
+        # answers at half the rate; fourth: DRAFT4_STEPS on the other three in five
+        m=${s%[34]}
+        if [ "${s#"$m"}" = 3 ]; then
+            from=$W/draft2-$m to=$W/draft3-$m data=$W/feat-regen steps=300 seed=3
+        else
+            from=$W/draft3-$m to=$W/draft4-$m data=$W/feat-regen-b steps=$DRAFT4_STEPS seed=4
+        fi
+        "$HASS" train-draft --method "$m" -m "$W/target/model" --data "$data" --init-from "$from" \
+            -o "$to" --steps "$steps" --batch 8 --seq-len 1024 --lr 1e-4 --warmup 20 --seed "$seed" \
+            --ckpt-every 100 --dtype bf16 --log "$to.log.jsonl" --threads "$THREADS" ;;
     install) # BF16 weights into models/default
         mkdir -p models/default
         "$HASS" convert -m "$W/target/model" -o models/default/target --dtype bf16 --force
@@ -83,8 +107,8 @@ for s in $stages; do
         for m in eagle hass; do
             rm -rf "models/default/draft-$m"
             mkdir -p "models/default/draft-$m"
-            cp "$W/draft2-$m/model.safetensors" "models/default/draft-$m/"
-            jq '.hass_target = "../target"' "$W/draft2-$m/config.json" \
+            cp "$W/draft4-$m/model.safetensors" "models/default/draft-$m/"
+            jq '.hass_target = "../target"' "$W/draft4-$m/config.json" \
                 > "models/default/draft-$m/config.json"
         done ;;
     *)
