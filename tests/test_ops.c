@@ -206,6 +206,30 @@ static void test_matmul_threads(const isa_case *ic, hass_pool **pools) {
 /* hass_ops_tune's block heights and prefetch switches change nothing in any result: every
  * setting gives the default's bits, for every dtype, batch size and thread count (Q8_0: the
  * integer product of quant.h, which takes no tuning, checked the same way). */
+/* One dispatch with jobs of different weight types (bf16 beside f32, as a model with an f32 head
+ * could send): each job gets exactly its own product's bits. */
+static void test_matmul_mixed(const isa_case *ic, hass_pool **pools) {
+    const int64_t in = 200, n = 9;
+    float *wf1, *wf2, *x = randn(n * in, 1.0f);
+    void *W1 = rand_weights(HASS_DTYPE_BF16, 150, in, &wf1);
+    void *W2 = rand_weights(HASS_DTYPE_F32, 70, in, &wf2);
+    float *a1 = malloc(sizeof(float) * (size_t)(n * 150)),
+          *a2 = malloc(sizeof(float) * (size_t)(n * 70));
+    float *b1 = malloc(sizeof(float) * (size_t)(n * 150)),
+          *b2 = malloc(sizeof(float) * (size_t)(n * 70));
+    HASS_ASSERT(a1 && a2 && b1 && b2);
+    hass_matmul(pools[0], a1, x, W1, HASS_DTYPE_BF16, n, in, 150);
+    hass_matmul(pools[0], a2, x, W2, HASS_DTYPE_F32, n, in, 70);
+    hass_matmul_job jobs[2] = {{b1, W1, HASS_DTYPE_BF16, 150}, {b2, W2, HASS_DTYPE_F32, 70}};
+    for (int p = 0; p < 3; p++) {
+        hass_matmul_multi(pools[p], x, n, in, jobs, 2);
+        CHECK_MSG(!memcmp(a1, b1, sizeof(float) * (size_t)(n * 150)) &&
+                      !memcmp(a2, b2, sizeof(float) * (size_t)(n * 70)),
+                  "matmul_multi %s bf16 + f32, pool %d: != single products", ic->name, p + 1);
+    }
+    free(x), free(wf1), free(wf2), free(W1), free(W2), free(a1), free(a2), free(b1), free(b2);
+}
+
 static void test_tune_bits(const isa_case *ic, hass_pool **pools) {
     static const hass_dtype dts[] = {HASS_DTYPE_F32, HASS_DTYPE_BF16, HASS_DTYPE_F16,
                                      HASS_DTYPE_Q8_0};
@@ -720,6 +744,7 @@ int main(void) {
         test_scale_max(&cs[i]);
         test_matmul_vs_ref(&cs[i]);
         test_matmul_threads(&cs[i], pools);
+        test_matmul_mixed(&cs[i], pools);
         test_tune_bits(&cs[i], pools);
         test_rows(&cs[i]);
         test_attention(&cs[i], pools);

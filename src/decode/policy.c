@@ -210,9 +210,7 @@ static void measure_costs(hass_policy *p, const hass_model *m, hass_kv *kv, hass
         t[ns++] = c;
     }
     measure_end(kv, saved);
-    double t1v[sizeof sizes / sizeof sizes[0]];
-    memcpy(t1v, t1s, sizeof(double) * (size_t)ns);
-    double t1 = median(t1v, ns);
+    double t1 = median(t1s, ns);
     p->t1 = t1 > 0 ? t1 : 1e-3;
     for (int n = 1; n <= HASS_COST_N; n++) {
         int j = 0;

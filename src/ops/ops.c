@@ -320,7 +320,7 @@ typedef struct {
     int64_t units;
     atomic_llong next;  /* first unit not yet taken */
     const uint16_t *xp; /* x packed for AMX, or NULL */
-    const uint16_t *xb; /* x rounded to bf16 for vdpbf16ps (all jobs bf16), or NULL */
+    const uint16_t *xb; /* x rounded to bf16 for the vdpbf16ps kernel's jobs, or NULL */
     /* quantized weights (quant.h): the kernel, x quantized per 32 [0] and per 256 [1] */
     hass__qrows_fn qrows;
     const hass__qgroup *xq[2];
@@ -341,7 +341,7 @@ static void matmul_range(const matmul_ctx *c, int64_t lo, int64_t hi) {
             else if (c->xp)
                 hass__matmul_rows_amx(jb->y, jb->out, c->xp, c->n, c->in, jb->W, o0, o1);
 #if defined(__x86_64__) && !defined(HASS_NO_AVX512)
-            else if (c->xb)
+            else if (c->xb && jb->wt == HASS_DTYPE_BF16)
                 hass__matmul_rows_bh(jb->y, jb->out, c->xb, c->n, c->in, jb->W, o0, o1);
 #endif
             else
@@ -373,18 +373,19 @@ static void matmul_task(void *p, int ith, int nth) {
  * the token loop once the largest batch has been seen). */
 static hass_tls_scratch x_pack = HASS_TLS_SCRATCH_INIT;
 
-/* Whether the product goes through AMX: bf16 weights, in % 32 == 0, a CPU (and OS permission)
- * with AMX. A property of the machine and the weights, never of n. */
-static int all_bf16(const hass_matmul_job *jobs, int njobs) {
+/* How many of the jobs have bf16 weights. */
+static int n_bf16(const hass_matmul_job *jobs, int njobs) {
+    int k = 0;
     for (int j = 0; j < njobs; j++)
-        if (jobs[j].wt != HASS_DTYPE_BF16)
-            return 0;
-    return 1;
+        k += jobs[j].wt == HASS_DTYPE_BF16;
+    return k;
 }
 
+/* Whether the product goes through AMX: bf16 weights, in % 32 == 0, a CPU (and OS permission)
+ * with AMX. A property of the machine and the weights, never of n. */
 static int use_amx(const hass_matmul_job *jobs, int njobs, int64_t in) {
     return (hass_cpu_features() & HASS_CPU_AMX) && in % 32 == 0 && hass__amx_ready() &&
-           all_bf16(jobs, njobs);
+           n_bf16(jobs, njobs) == njobs;
 }
 
 void hass_matmul_multi(hass_pool *pool, const float *x, int64_t n, int64_t in,
@@ -401,7 +402,7 @@ void hass_matmul_multi(hass_pool *pool, const float *x, int64_t n, int64_t in,
     }
 #if defined(__x86_64__) && !defined(HASS_NO_AVX512)
     /* the vdpbf16ps kernel: x rounded to bf16 once here, not by every thread in every block */
-    else if (n > 0 && c.rows == hass__matmul_rows_avx512bf16 && all_bf16(jobs, njobs)) {
+    else if (n > 0 && c.rows == hass__matmul_rows_avx512bf16 && n_bf16(jobs, njobs) > 0) {
         uint16_t *xb = hass_tls_scratch_get(&x_pack, (size_t)(n * in) * sizeof(uint16_t));
         hass__bf16_pack_x(xb, x, n, in);
         c.xb = xb;
